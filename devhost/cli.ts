@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+/**
+ * flexchange-devhost: the local Functions host.
+ *
+ *   flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
+ *                            --app <folder> [--name <n>] [--app-port <p>] [--set KEY=VALUE]...
+ *                            [--app <folder> ...]
+ *
+ * Options after an --app apply to that app instance. With no --app, the current folder is the app.
+ */
+import path from 'node:path';
+import { AppInstanceConfig, DevHost } from './devHost';
+import { createLogger } from './log';
+
+export interface StartArgs {
+    apps: AppInstanceConfig[];
+    basePort: number;
+    consolePort: number;
+    stateDir: string;
+}
+
+export class UsageError extends Error {}
+
+const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
+         [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
+
+function intArg(flag: string, value: string | undefined): number {
+    const n = Number(value);
+    if (value === undefined || !Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag} needs a port number`);
+    return n;
+}
+
+export function parseStartArgs(argv: string[]): StartArgs {
+    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange' };
+    let current: AppInstanceConfig | undefined;
+    const needApp = (flag: string) => {
+        if (!current) throw new UsageError(`${flag} must follow an --app`);
+        return current;
+    };
+    for (let i = 0; i < argv.length; i++) {
+        const flag = argv[i];
+        const value = () => {
+            const v = argv[++i];
+            if (v === undefined) throw new UsageError(`${flag} needs a value`);
+            return v;
+        };
+        switch (flag) {
+            case '--app':
+                current = { name: '', folder: value() };
+                out.apps.push(current);
+                break;
+            case '--name':
+                needApp(flag).name = value();
+                break;
+            case '--app-port':
+                needApp(flag).port = intArg(flag, value());
+                break;
+            case '--set': {
+                const kv = value();
+                const eq = kv.indexOf('=');
+                if (eq <= 0) throw new UsageError(`--set needs KEY=VALUE, got "${kv}"`);
+                const app = needApp(flag);
+                app.settings = { ...app.settings, [kv.slice(0, eq)]: kv.slice(eq + 1) };
+                break;
+            }
+            case '--port':
+                out.basePort = intArg(flag, value());
+                break;
+            case '--console-port':
+                out.consolePort = intArg(flag, value());
+                break;
+            case '--state':
+                out.stateDir = value();
+                break;
+            default:
+                throw new UsageError(`unknown option ${flag}`);
+        }
+    }
+    if (out.apps.length === 0) out.apps.push({ name: '', folder: '.' });
+    const names = new Set<string>();
+    out.apps.forEach((app, i) => {
+        if (!app.name) app.name = i === 0 ? (out.apps.length === 1 ? 'core' : 'app1') : `app${i + 1}`;
+        if (names.has(app.name)) throw new UsageError(`two app instances are named "${app.name}"`);
+        names.add(app.name);
+        app.folder = path.resolve(app.folder);
+    });
+    return out;
+}
+
+function printTable(host: DevHost): void {
+    const lines = ['', 'Flexchange devhost', `  console   ${host.consoleUrl}`, `  state     ${host.stateDir}`];
+    for (const app of host.apps) {
+        lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}`);
+        for (const fn of app.functions) lines.push(`    ${fn.name.padEnd(28)} ${fn.detail}`);
+    }
+    lines.push('', 'Ctrl+C stops everything gracefully.', '');
+    process.stderr.write(lines.join('\n'));
+}
+
+async function start(argv: string[]): Promise<void> {
+    const args = parseStartArgs(argv);
+    const logger = createLogger({ app: 'devhost' });
+    const host = new DevHost({ ...args, logger });
+
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+            logger.warn({ signal }, 'second signal: exiting now');
+            process.exit(1);
+        }
+        logger.info({ signal }, 'stopping: waiting for invocations under way');
+        host.stop().then(
+            () => process.exit(0),
+            (err: Error) => {
+                logger.error({ err: { message: err.message } }, 'error while stopping');
+                process.exit(1);
+            },
+        );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+
+    try {
+        await host.start();
+    } catch (err) {
+        process.stderr.write(`\nflexchange-devhost: ${(err as Error).message}\n`);
+        process.exit(1);
+    }
+    printTable(host);
+}
+
+async function main(argv: string[]): Promise<void> {
+    const [command, ...rest] = argv;
+    try {
+        switch (command) {
+            case 'start':
+                await start(rest);
+                return;
+            case '--help':
+            case '-h':
+            case 'help':
+                process.stdout.write(`${USAGE}\n`);
+                return;
+            default:
+                throw new UsageError(command ? `unknown command ${command}` : 'no command');
+        }
+    } catch (err) {
+        if (err instanceof UsageError) {
+            process.stderr.write(`flexchange-devhost: ${err.message}\n${USAGE}\n`);
+            process.exit(2);
+        }
+        throw err;
+    }
+}
+
+if (require.main === module) {
+    void main(process.argv.slice(2));
+}

@@ -1,0 +1,190 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { readAppFolder } from './appFolder';
+import { DevConsole } from './console';
+import { StateLock } from './stateLock';
+import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
+
+export interface AppInstanceConfig {
+    /** Unique within the devhost; also the instance's name in logs and in `/dev/services`. */
+    name: string;
+    folder: string;
+    /** Port to listen on; 0 picks a free one; default: the next port from `basePort`. */
+    port?: number;
+    /** Settings that override the folder's local.settings.json `Values`. */
+    settings?: Record<string, string>;
+}
+
+export interface DevHostOptions {
+    apps: AppInstanceConfig[];
+    basePort?: number;
+    consolePort?: number;
+    stateDir?: string;
+    logger: Logger;
+}
+
+export interface RunningApp {
+    name: string;
+    role?: string;
+    orgId?: string;
+    url: string;
+    port: number;
+    functions: { name: string; trigger: string; detail: string }[];
+}
+
+interface AppSlot {
+    config: AppInstanceConfig;
+    worker: Worker;
+    info: RunningApp;
+    stopped?: Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 60_000;
+
+/**
+ * The local Functions host: one app instance per worker thread (own port, own
+ * settings, own module registry), the console on :7070, and a graceful stop.
+ */
+export class DevHost {
+    readonly stateDir: string;
+    readonly #opts: DevHostOptions;
+    readonly #log: Logger;
+    readonly #slots = new Map<string, AppSlot>();
+    readonly #lock: StateLock;
+    #console?: DevConsole;
+    #nextPort: number;
+    #stopping?: Promise<void>;
+
+    constructor(opts: DevHostOptions) {
+        this.#opts = opts;
+        this.#log = opts.logger;
+        this.stateDir = path.resolve(opts.stateDir ?? '.flexchange');
+        this.#lock = new StateLock(this.stateDir);
+        this.#nextPort = opts.basePort ?? 7071;
+    }
+
+    get apps(): RunningApp[] {
+        return [...this.#slots.values()].map((s) => s.info);
+    }
+
+    get consoleUrl(): string | undefined {
+        return this.#console?.url;
+    }
+
+    async start(): Promise<void> {
+        this.#lock.acquire();
+        try {
+            this.#console = new DevConsole({ host: this, logger: this.#log });
+            await this.#console.listen(this.#opts.consolePort ?? 7070);
+            for (const app of this.#opts.apps) await this.addApp(app);
+            this.#writeRuntimeFile();
+            this.#log.info({ event: 'devhost.ready', console: this.consoleUrl, apps: this.apps.map(({ functions: _f, ...a }) => a) }, 'devhost ready');
+        } catch (err) {
+            await this.stop();
+            throw err;
+        }
+    }
+
+    /** Starts one more app instance (members are added this way at run time). */
+    async addApp(config: AppInstanceConfig): Promise<RunningApp> {
+        if (this.#slots.has(config.name)) throw new Error(`An app instance named "${config.name}" already runs`);
+        const folder = readAppFolder(config.folder);
+        const port = config.port ?? folder.localHttpPort ?? this.#takePort();
+        const env: Record<string, string> = {};
+        for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+        Object.assign(env, folder.settings, config.settings ?? {}, {
+            FUNCTIONS_WORKER_RUNTIME: 'node',
+            AzureWebJobsScriptRoot: folder.dir,
+            FLEXCHANGE_DEVHOST_APP: config.name,
+        });
+        const data: AppWorkerData = { name: config.name, folder: folder.dir, port, stateDir: this.stateDir };
+        const ext = path.extname(__filename);
+        const worker = new Worker(path.join(__dirname, 'worker', `appWorker${ext}`), { workerData: data, env, stdout: false, stderr: false });
+
+        const ready = await new Promise<AppWorkerMessage>((resolve) => {
+            const onMessage = (m: AppWorkerMessage) => {
+                if (m.type === 'ready' || m.type === 'failed') {
+                    worker.off('message', onMessage);
+                    resolve(m);
+                }
+            };
+            worker.on('message', onMessage);
+            worker.once('error', (err) => resolve({ type: 'failed', message: err.message }));
+            worker.once('exit', (code) => resolve({ type: 'failed', message: `worker exited with code ${code}` }));
+        });
+        if (ready.type !== 'ready') {
+            await worker.terminate();
+            throw new Error(`App "${config.name}" (${folder.dir}) failed to start: ${ready.type === 'failed' ? ready.message : ready.type}`);
+        }
+        const actualPort = ready.port;
+        const info: RunningApp = {
+            name: config.name,
+            role: env.FLEXCHANGE_ROLE || undefined,
+            orgId: env.FLEXCHANGE_ORG_ID || undefined,
+            url: `http://localhost:${actualPort}${folder.routePrefix ? `/${folder.routePrefix}` : ''}`,
+            port: actualPort,
+            functions: ready.functions,
+        };
+        const slot: AppSlot = { config, worker, info };
+        this.#slots.set(config.name, slot);
+        worker.on('error', (err) => this.#log.error({ app: config.name, err: { message: err.message, stack: err.stack } }, 'app worker crashed'));
+        worker.on('exit', (code) => {
+            if (!this.#stopping) {
+                this.#log.error({ app: config.name, code }, 'app worker exited unexpectedly; restarting it');
+                this.#slots.delete(config.name);
+                setTimeout(() => {
+                    if (this.#stopping) return;
+                    this.addApp({ ...config, port: actualPort }).then(
+                        () => this.#writeRuntimeFile(),
+                        (err: Error) => this.#log.error({ app: config.name, err: { message: err.message } }, 'restart failed'),
+                    );
+                }, 1000);
+            }
+        });
+        return info;
+    }
+
+    stop(): Promise<void> {
+        this.#stopping ??= this.#stop();
+        return this.#stopping;
+    }
+
+    async #stop(): Promise<void> {
+        await this.#console?.close();
+        await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
+        this.#lock.release();
+        this.#log.info({ event: 'devhost.stopped' }, 'devhost stopped');
+    }
+
+    async #stopApp(slot: AppSlot): Promise<void> {
+        const { worker, config } = slot;
+        const stopped = new Promise<void>((resolve) => {
+            worker.on('message', (m: AppWorkerMessage) => m.type === 'stopped' && resolve());
+            worker.once('exit', () => resolve());
+        });
+        worker.postMessage({ type: 'shutdown' });
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), SHUTDOWN_GRACE_MS)));
+        const outcome = await Promise.race([stopped, timedOut]);
+        clearTimeout(timer);
+        if (outcome === 'timeout') this.#log.warn({ app: config.name }, 'app did not stop in time; terminating it');
+        await worker.terminate();
+    }
+
+    #takePort(): number {
+        const used = new Set([...this.#slots.values()].map((s) => s.info.port));
+        while (used.has(this.#nextPort)) this.#nextPort++;
+        return this.#nextPort++;
+    }
+
+    /** `<state>/devhost.json`: where everything listens, for tools and tests. */
+    #writeRuntimeFile(): void {
+        mkdirSync(this.stateDir, { recursive: true });
+        const file = path.join(this.stateDir, 'devhost.json');
+        const tmp = `${file}.tmp`;
+        writeFileSync(tmp, JSON.stringify({ pid: process.pid, console: this.consoleUrl, apps: this.apps }, null, 2));
+        renameSync(tmp, file);
+    }
+}

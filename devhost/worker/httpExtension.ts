@@ -1,0 +1,261 @@
+import http, { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RpcHttpCookie, RpcHttpData, RpcTypedData } from './coreTypes';
+import type { AppContext, BindingExtension } from './extension';
+import type { RegisteredFunction } from './functionRuntime';
+import { compareRoutes, compileRoute, CompiledRoute, matchRoute } from './routes';
+
+interface HttpRoute {
+    fn: RegisteredFunction;
+    route: CompiledRoute;
+    methods: string[];
+    /** Name of the http output binding that carries the response (`$return` or an extra output). */
+    outputName?: string;
+}
+
+const DEFAULT_MAX_BODY = 100 * 1024 * 1024;
+
+export class PayloadTooLarge extends Error {}
+
+/** HTTP triggers: one server per app instance, routes matched as the host matches them. */
+export class HttpExtension implements BindingExtension {
+    readonly name = 'http';
+    readonly triggerTypes = ['httpTrigger'];
+    readonly outputTypes = ['http'];
+
+    readonly #app: AppContext;
+    readonly #routes: HttpRoute[] = [];
+    #server?: http.Server;
+    readonly #maxBody: number;
+
+    constructor(app: AppContext) {
+        this.#app = app;
+        const configured = app.folder.hostJson.extensions?.http?.maxRequestBodySize;
+        this.#maxBody = typeof configured === 'number' && configured > 0 ? configured : DEFAULT_MAX_BODY;
+    }
+
+    get listeningPort(): number | undefined {
+        return (this.#server?.address() as AddressInfo | null)?.port;
+    }
+
+    get port(): number {
+        return (this.#server?.address() as AddressInfo | null)?.port ?? this.#app.port;
+    }
+
+    addFunction(fn: RegisteredFunction): void {
+        const trigger = fn.metadata.bindings[fn.triggerName];
+        const template = typeof trigger.route === 'string' && trigger.route !== '' ? trigger.route : fn.metadata.name;
+        const methods = (Array.isArray(trigger.methods) && trigger.methods.length > 0 ? trigger.methods : ['GET', 'POST']).map(
+            (m) => String(m).toUpperCase(),
+        );
+        const outputName = Object.entries(fn.metadata.bindings).find(
+            ([, b]) => b.direction === 'out' && String(b.type).toLowerCase() === 'http',
+        )?.[0];
+        this.#routes.push({ fn, route: compileRoute(template, this.#app.folder.routePrefix), methods, outputName });
+        this.#routes.sort((a, b) => compareRoutes(a.route, b.route));
+    }
+
+    describe(fn: RegisteredFunction): string {
+        const r = this.#routes.find((x) => x.fn === fn);
+        if (!r) return '';
+        const path = [this.#app.folder.routePrefix, r.route.template].filter(Boolean).join('/');
+        return `${r.methods.join(',')} http://localhost:${this.port}/${path.replace(/^\/+/, '')}`;
+    }
+
+    // The library writes the http response itself; the host only reads the value back.
+    async handleOutput(): Promise<void> {}
+
+    async start(): Promise<void> {
+        const server = http.createServer((req, res) => {
+            this.#handle(req, res).catch((err) => {
+                this.#app.logger.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, 'http dispatch failed');
+                if (!res.headersSent) {
+                    res.writeHead(500);
+                }
+                res.end();
+            });
+        });
+        server.keepAliveTimeout = 5000;
+        this.#server = server;
+        await new Promise<void>((resolve, reject) => {
+            const onError = (err: NodeJS.ErrnoException) => {
+                server.off('listening', onListening);
+                reject(
+                    err.code === 'EADDRINUSE'
+                        ? new Error(`Port ${this.#app.port} is already in use: stop whatever listens there or choose another port for app "${this.#app.name}"`)
+                        : err,
+                );
+            };
+            const onListening = () => {
+                server.off('error', onError);
+                resolve();
+            };
+            server.once('error', onError);
+            server.once('listening', onListening);
+            server.listen(this.#app.port, '127.0.0.1');
+        });
+    }
+
+    async stop(): Promise<void> {
+        const server = this.#server;
+        if (!server) return;
+        // Stop accepting connections; idle keep-alive sockets close now, busy ones after their response.
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        this.#closed = closed;
+    }
+
+    #closed?: Promise<void>;
+
+    async dispose(): Promise<void> {
+        this.#server?.closeAllConnections();
+        await this.#closed;
+    }
+
+    async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+        if (this.#app.stopping) {
+            res.writeHead(503, { connection: 'close', 'retry-after': '5' });
+            res.end();
+            return;
+        }
+        const host = req.headers.host ?? `localhost:${this.port}`;
+        const url = new URL(req.url ?? '/', `http://${host}`);
+        const method = (req.method ?? 'GET').toUpperCase();
+        const pathname = url.pathname;
+
+        const matches: { r: HttpRoute; params: Record<string, string> }[] = [];
+        for (const r of this.#routes) {
+            const params = matchRoute(r.route, pathname);
+            if (params) matches.push({ r, params });
+        }
+        if (matches.length === 0) {
+            req.resume();
+            res.writeHead(404);
+            res.end();
+            return;
+        }
+        const hit = matches.find((m) => m.r.methods.includes(method));
+        if (!hit) {
+            req.resume();
+            const allow = [...new Set(matches.flatMap((m) => m.r.methods))].join(', ');
+            res.writeHead(405, { allow });
+            res.end();
+            return;
+        }
+
+        let body: Buffer;
+        try {
+            body = await readBody(req, this.#maxBody);
+        } catch (err) {
+            if (err instanceof PayloadTooLarge) {
+                res.writeHead(413, { connection: 'close' });
+                res.end();
+                req.destroy();
+                return;
+            }
+            throw err;
+        }
+
+        const headers: Record<string, string> = {};
+        for (const [key, value] of Object.entries(req.headers)) {
+            if (value === undefined) continue;
+            headers[key] = Array.isArray(value) ? value.join(key === 'cookie' ? '; ' : ', ') : value;
+        }
+        const rpc: RpcHttpData = {
+            method,
+            url: url.toString(),
+            headers,
+            params: hit.params,
+            body: body.length > 0 ? { bytes: body } : undefined,
+        };
+        let response;
+        try {
+            response = await this.#app.invoke(hit.r.fn, { data: { http: rpc }, triggerMetadata: {} }, undefined);
+        } catch {
+            // The runtime has logged the failure; like the host, answer 500 without internals.
+            if (!res.headersSent) res.writeHead(500);
+            res.end();
+            return;
+        }
+        const out = hit.r.outputName === '$return' || !hit.r.outputName
+            ? response.returnValue
+            : response.outputData?.find((o) => o.name === hit.r.outputName)?.data;
+        writeResponse(res, method, out ?? undefined);
+    }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) return Promise.reject(new PayloadTooLarge());
+    return new Promise((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        req.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > limit) {
+                req.removeAllListeners('data');
+                reject(new PayloadTooLarge());
+                return;
+            }
+            chunks.push(chunk);
+        });
+        req.on('end', () => resolve(Buffer.concat(chunks)));
+        req.on('error', reject);
+    });
+}
+
+function bodyBytes(data: RpcTypedData | null | undefined): Buffer | undefined {
+    if (!data) return undefined;
+    if (data.bytes) return Buffer.from(data.bytes);
+    if (data.stream) return Buffer.from(data.stream);
+    if (typeof data.string === 'string') return Buffer.from(data.string);
+    if (typeof data.json === 'string') return Buffer.from(data.json);
+    return undefined;
+}
+
+function writeResponse(res: ServerResponse, method: string, data: RpcTypedData | undefined): void {
+    const httpData = data?.http;
+    if (!httpData) {
+        // No response value at all: nothing to say, successfully.
+        res.writeHead(204);
+        res.end();
+        return;
+    }
+    const status = Number(httpData.statusCode ?? 200) || 200;
+    const headers: Record<string, string | string[]> = {};
+    for (const [key, value] of Object.entries(httpData.headers ?? {})) {
+        if (key.toLowerCase() === 'set-cookie') continue;
+        headers[key] = value;
+    }
+    const cookies = [
+        ...splitSetCookie(httpData.headers),
+        ...(httpData.cookies ?? []).map(serializeCookie),
+    ];
+    if (cookies.length > 0) headers['set-cookie'] = cookies;
+    const body = status === 204 || status === 304 || method === 'HEAD' ? undefined : bodyBytes(httpData.body);
+    if (body !== undefined) headers['content-length'] = String(body.length);
+    res.writeHead(status, headers);
+    res.end(body);
+}
+
+function splitSetCookie(headers: Record<string, string> | null | undefined): string[] {
+    const entry = Object.entries(headers ?? {}).find(([k]) => k.toLowerCase() === 'set-cookie');
+    if (!entry) return [];
+    // Headers.entries() joins several Set-Cookie values with ", "; split on a comma that starts a new name=value.
+    return entry[1].split(/,\s*(?=[^;,=\s]+=)/);
+}
+
+function serializeCookie(c: RpcHttpCookie): string {
+    const parts = [`${c.name ?? ''}=${encodeURIComponent(c.value ?? '')}`];
+    if (c.domain?.value) parts.push(`Domain=${c.domain.value}`);
+    if (c.path?.value) parts.push(`Path=${c.path.value}`);
+    const seconds = c.expires?.value?.seconds;
+    if (seconds !== undefined && seconds !== null) parts.push(`Expires=${new Date(Number(seconds) * 1000).toUTCString()}`);
+    if (c.maxAge?.value !== undefined && c.maxAge?.value !== null) parts.push(`Max-Age=${Math.trunc(c.maxAge.value)}`);
+    if (c.secure?.value) parts.push('Secure');
+    if (c.httpOnly?.value) parts.push('HttpOnly');
+    if (c.sameSite === 'lax') parts.push('SameSite=Lax');
+    else if (c.sameSite === 'strict') parts.push('SameSite=Strict');
+    else if (c.sameSite === 'explicitNone') parts.push('SameSite=None');
+    return parts.join('; ');
+}
