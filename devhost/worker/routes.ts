@@ -97,7 +97,8 @@ function buildConstraint(spec: string, template: string): Constraint {
         }
         case 'regex': {
             if (arg === undefined) throw new RouteTemplateError(`regex constraint needs a pattern in route "${template}"`);
-            const re = new RegExp(arg, 'i');
+            // Braces in a route template are escaped by doubling them.
+            const re = new RegExp(arg.replace(/\{\{/g, '{').replace(/\}\}/g, '}'), 'i');
             return (v) => re.test(v);
         }
         default:
@@ -240,7 +241,7 @@ export function compileRoute(template: string, prefix = ''): CompiledRoute {
                     throw new RouteTemplateError(`An optional parameter in a complex segment must be last in route "${template}"`);
                 }
                 params.push(part);
-                seg += part.optional ? '([^/]*?)' : k === parts.length - 1 ? '([^/]+)' : '([^/]+?)';
+                seg += part.optional ? '([^/]*)' : '([^/]+)'; // greedy: ASP.NET matches complex segments from the right
             }
         });
         pattern += `/${seg}`;

@@ -1,0 +1,124 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const repoRoot = path.resolve(__dirname, '..', '..');
+export const fixture = (name: string) => path.join(repoRoot, 'test', 'fixtures', name);
+
+export interface StartedApp {
+    name: string;
+    url: string;
+    port: number;
+    role?: string;
+}
+
+export interface RunningDevhost {
+    child: ChildProcess;
+    consoleUrl: string;
+    stateDir: string;
+    apps: Record<string, StartedApp>;
+    /** Base URL of an app instance, e.g. http://localhost:40123 (no route prefix). */
+    origin(app: string): string;
+    /** Every JSON log line so far. */
+    logs(): Record<string, unknown>[];
+    stderr(): string;
+    /** Sends a signal and waits for the exit code. */
+    stop(signal?: NodeJS.Signals): Promise<number | null>;
+    exited: Promise<number | null>;
+}
+
+export function tempDir(prefix = 'flexchange-test-'): string {
+    return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * Starts the devhost CLI from source (tsx) in a child process, on free ports,
+ * with its own state folder, and resolves once it has logged `devhost.ready`.
+ */
+export async function startDevhost(
+    appArgs: string[],
+    opts: { env?: Record<string, string>; stateDir?: string; timeoutMs?: number } = {},
+): Promise<RunningDevhost> {
+    const stateDir = opts.stateDir ?? tempDir('flexchange-state-');
+    const args = ['--import', 'tsx', path.join(repoRoot, 'devhost', 'cli.ts'), 'start', '--port', '0', '--console-port', '0', '--state', stateDir, ...appArgs];
+    const child = spawn(process.execPath, args, {
+        cwd: repoRoot,
+        env: { ...process.env, FLEXCHANGE_LOG_LEVEL: 'debug', ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    const lines: Record<string, unknown>[] = [];
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`devhost not ready in time\n${stderr}`)), opts.timeoutMs ?? 30000);
+        child.stdout!.on('data', (chunk: Buffer) => {
+            stdout += chunk.toString('utf8');
+            let nl: number;
+            while ((nl = stdout.indexOf('\n')) >= 0) {
+                const line = stdout.slice(0, nl);
+                stdout = stdout.slice(nl + 1);
+                try {
+                    const entry = JSON.parse(line) as Record<string, unknown>;
+                    lines.push(entry);
+                    if (entry.event === 'devhost.ready') {
+                        clearTimeout(timer);
+                        resolve(entry);
+                    }
+                } catch {
+                    // not a log line
+                }
+            }
+        });
+        child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+        void exited.then((code) => {
+            clearTimeout(timer);
+            reject(new Error(`devhost exited with ${code} before it was ready\n${stderr}`));
+        });
+    });
+    const entry = await ready;
+    const apps: Record<string, StartedApp> = {};
+    for (const a of entry.apps as StartedApp[]) apps[a.name] = a;
+    const running: RunningDevhost = {
+        child,
+        consoleUrl: entry.console as string,
+        stateDir,
+        apps,
+        origin: (name) => `http://localhost:${apps[name].port}`,
+        logs: () => lines,
+        stderr: () => stderr,
+        exited,
+        async stop(signal: NodeJS.Signals = 'SIGTERM') {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+            return exited;
+        },
+    };
+    running.exited.then(() => undefined);
+    return running;
+}
+
+export function readJsonLines(file: string): Record<string, unknown>[] {
+    try {
+        return readFileSync(file, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as Record<string, unknown>);
+    } catch {
+        return [];
+    }
+}
+
+export function removeDir(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+}
+
+export async function waitFor<T>(probe: () => T | undefined | false, timeoutMs = 15000, everyMs = 50): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const value = probe();
+        if (value) return value;
+        if (Date.now() > deadline) throw new Error('condition not met in time');
+        await new Promise((r) => setTimeout(r, everyMs));
+    }
+}
