@@ -174,6 +174,7 @@ export class DevHost {
     }
 
     #takePort(): number {
+        if (this.#opts.basePort === 0) return 0; // every instance on a free port of its own
         const used = new Set([...this.#slots.values()].map((s) => s.info.port));
         while (used.has(this.#nextPort)) this.#nextPort++;
         return this.#nextPort++;

@@ -113,18 +113,20 @@ export class TimerExtension implements BindingExtension {
             last = await this.#fire(timer, missed ? new Date(Date.parse(status.next!)) : new Date(now), missed, last);
         }
         let scheduled = timer.schedule.next(new Date());
+        let missedDuringRun = false;
         while (!this.#stopped) {
             await this.#sleepUntil(timer, scheduled);
             if (this.#stopped) break;
-            const pastDue = Date.now() - scheduled.getTime() > PAST_DUE_TOLERANCE_MS;
+            const pastDue = missedDuringRun || Date.now() - scheduled.getTime() > PAST_DUE_TOLERANCE_MS;
             last = await this.#fire(timer, scheduled, pastDue, last);
-            // A run that outlasted later occurrences: they collapse into one past-due run, never overlap.
+            // Occurrences that came while this run was busy collapse into one past-due run: runs never overlap.
             let following = timer.schedule.next(scheduled);
             let latestMissed: Date | undefined;
             for (let i = 0; following.getTime() <= Date.now() && i < 100_000; i++) {
                 latestMissed = following;
                 following = timer.schedule.next(following);
             }
+            missedDuringRun = latestMissed !== undefined;
             scheduled = latestMissed ?? following;
         }
     }
