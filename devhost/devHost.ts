@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -154,6 +154,7 @@ export class DevHost {
     async #stop(): Promise<void> {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
+        rmSync(path.join(this.stateDir, 'devhost.json'), { force: true });
         this.#lock.release();
         this.#log.info({ event: 'devhost.stopped' }, 'devhost stopped');
     }

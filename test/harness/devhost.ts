@@ -51,31 +51,51 @@ export async function startDevhost(
     let stderr = '';
     const lines: Record<string, unknown>[] = [];
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`devhost not ready in time\n${stderr}`)), opts.timeoutMs ?? 30000);
-        child.stdout!.on('data', (chunk: Buffer) => {
-            stdout += chunk.toString('utf8');
-            let nl: number;
-            while ((nl = stdout.indexOf('\n')) >= 0) {
-                const line = stdout.slice(0, nl);
-                stdout = stdout.slice(nl + 1);
-                try {
-                    const entry = JSON.parse(line) as Record<string, unknown>;
-                    lines.push(entry);
-                    if (entry.event === 'devhost.ready') {
-                        clearTimeout(timer);
-                        resolve(entry);
-                    }
-                } catch {
-                    // not a log line
-                }
+    const runtimeFile = path.join(stateDir, 'devhost.json');
+    child.stdout!.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = stdout.indexOf('\n')) >= 0) {
+            const line = stdout.slice(0, nl);
+            stdout = stdout.slice(nl + 1);
+            try {
+                lines.push(JSON.parse(line) as Record<string, unknown>);
+            } catch {
+                // not a log line
             }
-        });
-        child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+        }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    // Ready = the devhost has written <state>/devhost.json for this process (whatever the log level).
+    const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
+        const deadline = Date.now() + (opts.timeoutMs ?? 30000);
+        let done = false;
         void exited.then((code) => {
-            clearTimeout(timer);
+            if (done) return;
+            done = true;
             reject(new Error(`devhost exited with ${code} before it was ready\n${stderr}`));
         });
+        const poll = () => {
+            if (done) return;
+            try {
+                const info = JSON.parse(readFileSync(runtimeFile, 'utf8')) as Record<string, unknown>;
+                if (info.pid === child.pid) {
+                    done = true;
+                    resolve(info);
+                    return;
+                }
+            } catch {
+                // not written yet
+            }
+            if (Date.now() > deadline) {
+                done = true;
+                child.kill('SIGKILL');
+                reject(new Error(`devhost not ready in time\n${stderr}`));
+                return;
+            }
+            setTimeout(poll, 25);
+        };
+        poll();
     });
     const entry = await ready;
     const apps: Record<string, StartedApp> = {};
