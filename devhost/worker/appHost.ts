@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { AppFolder, readAppFolder } from '../appFolder';
 import type { RpcInvocationResponse, RpcParameterBinding, RpcTypedData } from './coreTypes';
-import type { AppContext, BindingExtension, ExtensionFactory } from './extension';
+import type { AppContext, BindingExtension, ExtensionFactory, InvokeOptions } from './extension';
 import { FunctionRuntime, RegisteredFunction } from './functionRuntime';
 import { HttpExtension } from './httpExtension';
 import { TimerExtension } from './timerExtension';
@@ -100,6 +100,10 @@ export class AppHost implements AppContext {
         return this.summary();
     }
 
+    get capabilities(): Record<string, string> {
+        return this.runtime?.capabilities ?? {};
+    }
+
     get listeningPort(): number {
         return this.#extensions.find((e) => e.listeningPort)?.listeningPort ?? this.port;
     }
@@ -127,7 +131,7 @@ export class AppHost implements AppContext {
     async invoke(
         fn: RegisteredFunction,
         trigger: { data: RpcTypedData; triggerMetadata?: Record<string, RpcTypedData> },
-        options?: { retryContext?: { retryCount: number; maxRetryCount: number } },
+        options?: InvokeOptions,
     ): Promise<RpcInvocationResponse> {
         const inputData: RpcParameterBinding[] = [{ name: fn.triggerName, data: trigger.data }];
         for (const [name, binding] of Object.entries(fn.metadata.bindings)) {
@@ -139,6 +143,7 @@ export class AppHost implements AppContext {
             inputData,
             triggerMetadata: trigger.triggerMetadata,
             retryContext: options?.retryContext,
+            invocationId: options?.invocationId,
         });
         for (const out of response.outputData ?? []) {
             const binding = out.name ? fn.metadata.bindings[out.name] : undefined;

@@ -20,10 +20,17 @@ export interface AppContext {
     invoke(
         fn: RegisteredFunction,
         trigger: { data: RpcTypedData; triggerMetadata?: Record<string, RpcTypedData> },
-        options?: { retryContext?: { retryCount: number; maxRetryCount: number } },
+        options?: InvokeOptions,
     ): Promise<RpcInvocationResponse>;
+    /** Worker capabilities the app declared (e.g. `HttpUri` when it enabled HTTP streaming). */
+    readonly capabilities: Readonly<Record<string, string>>;
     /** True once shutdown has begun: no new invocations may start. */
     readonly stopping: boolean;
+}
+
+export interface InvokeOptions {
+    invocationId?: string;
+    retryContext?: { retryCount: number; maxRetryCount: number };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RpcHttpCookie, RpcHttpData, RpcTypedData } from './coreTypes';
@@ -143,6 +144,17 @@ export class HttpExtension implements BindingExtension {
             return;
         }
 
+        const headers: Record<string, string> = {};
+        for (const [key, value] of Object.entries(req.headers)) {
+            if (value === undefined) continue;
+            headers[key] = Array.isArray(value) ? value.join(key === 'cookie' ? '; ' : ', ') : value;
+        }
+        const proxyUri = this.#app.capabilities.HttpUri;
+        if (proxyUri) {
+            await this.#streamThroughProxy(proxyUri, hit.r.fn, hit.params, headers, url, req, res);
+            return;
+        }
+
         let body: Buffer;
         try {
             body = await readBody(req, this.#maxBody);
@@ -156,11 +168,6 @@ export class HttpExtension implements BindingExtension {
             throw err;
         }
 
-        const headers: Record<string, string> = {};
-        for (const [key, value] of Object.entries(req.headers)) {
-            if (value === undefined) continue;
-            headers[key] = Array.isArray(value) ? value.join(key === 'cookie' ? '; ' : ', ') : value;
-        }
         const rpc: RpcHttpData = {
             method,
             url: url.toString(),
@@ -170,7 +177,7 @@ export class HttpExtension implements BindingExtension {
         };
         let response;
         try {
-            response = await this.#app.invoke(hit.r.fn, { data: { http: rpc }, triggerMetadata: {} }, undefined);
+            response = await this.#app.invoke(hit.r.fn, { data: { http: rpc }, triggerMetadata: {} });
         } catch {
             // The runtime has logged the failure; like the host, answer 500 without internals.
             if (!res.headersSent) res.writeHead(500);
@@ -181,6 +188,65 @@ export class HttpExtension implements BindingExtension {
             ? response.returnValue
             : response.outputData?.find((o) => o.name === hit.r.outputName)?.data;
         writeResponse(res, method, out ?? undefined);
+    }
+
+    /**
+     * HTTP streaming (`app.setup({ enableHttpStream: true })`): as the host does, the raw
+     * request goes to the library's own proxy server, tagged with the invocation id, while
+     * the invocation carries headers and route parameters as trigger metadata; the
+     * library writes the response to that proxy connection, and it is piped back as it comes.
+     */
+    async #streamThroughProxy(
+        proxyUri: string,
+        fn: RegisteredFunction,
+        params: Record<string, string>,
+        headers: Record<string, string>,
+        url: URL,
+        req: IncomingMessage,
+        res: ServerResponse,
+    ): Promise<void> {
+        const invocationId = randomUUID();
+        const triggerMetadata: Record<string, RpcTypedData> = {
+            Headers: { json: JSON.stringify(headers) },
+            Query: { json: JSON.stringify(Object.fromEntries(url.searchParams)) },
+        };
+        for (const [k, v] of Object.entries(params)) triggerMetadata[k] = { string: v };
+
+        const target = new URL(`${url.pathname}${url.search}`, proxyUri);
+        const proxyReq = http.request(target, {
+            method: req.method,
+            headers: {
+                ...req.headers,
+                'x-ms-invocation-id': invocationId,
+                'x-forwarded-host': url.host,
+                'x-forwarded-proto': url.protocol.replace(':', ''),
+            },
+        });
+        const answered = new Promise<void>((resolve) => {
+            proxyReq.on('response', (proxyRes) => {
+                const out: Record<string, string | string[]> = {};
+                for (const [k, v] of Object.entries(proxyRes.headers)) {
+                    if (v !== undefined && k !== 'x-ms-invocation-id' && k !== 'connection' && k !== 'keep-alive') out[k] = v;
+                }
+                res.writeHead(proxyRes.statusCode ?? 200, out);
+                proxyRes.pipe(res);
+                proxyRes.on('end', resolve);
+                proxyRes.on('error', resolve);
+            });
+            proxyReq.on('error', (err) => {
+                this.#app.logger.error({ function: fn.metadata.name, invocationId, err: { message: err.message } }, 'http stream proxy failed');
+                resolve();
+            });
+        });
+        req.pipe(proxyReq);
+        try {
+            await this.#app.invoke(fn, { data: {}, triggerMetadata }, { invocationId });
+            await answered;
+        } catch {
+            proxyReq.destroy();
+            if (!res.headersSent) res.writeHead(500);
+        }
+        if (!res.writableEnded) res.end();
     }
 }
 

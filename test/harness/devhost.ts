@@ -133,10 +133,12 @@ export function removeDir(dir: string): void {
     rmSync(dir, { recursive: true, force: true });
 }
 
-export async function waitFor<T>(probe: () => T | undefined | false, timeoutMs = 15000, everyMs = 50): Promise<T> {
+type Maybe<T> = T | undefined | false;
+
+export async function waitFor<T>(probe: () => Maybe<T> | Promise<Maybe<T>>, timeoutMs = 15000, everyMs = 50): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-        const value = probe();
+        const value = await probe();
         if (value) return value;
         if (Date.now() > deadline) throw new Error('condition not met in time');
         await new Promise((r) => setTimeout(r, everyMs));

@@ -75,6 +75,26 @@ describe('devhost lifecycle: hooks, several app instances, graceful shutdown', (
         removeDir(host.stateDir);
     });
 
+    it('restarts an app instance whose worker crashed, on the same port', async () => {
+        const host = await startDevhost(['--app', basic, '--name', 'fragile']);
+        try {
+            const origin = host.origin('fragile');
+            expect((await fetch(`${origin}/api/crash`, { method: 'POST' })).status).toBe(202);
+            await waitFor(() => host.logs().some((l) => l.msg === 'app worker exited unexpectedly; restarting it'));
+            const again = await waitFor(async () => {
+                try {
+                    return (await fetch(`${origin}/api/whoami`)).status === 200;
+                } catch {
+                    return false;
+                }
+            });
+            expect(again).toBe(true);
+        } finally {
+            expect(await host.stop()).toBe(0);
+        }
+        removeDir(host.stateDir);
+    });
+
     it('refuses a second devhost on the same state folder with a clear message', async () => {
         const out = tempDir();
         const first = await startDevhost(['--app', basic, '--name', 'one', '--set', `FIXTURE_OUT=${out}`]);
