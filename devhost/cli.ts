@@ -11,17 +11,20 @@
 import path from 'node:path';
 import { AppInstanceConfig, DevHost } from './devHost';
 import { createLogger } from './log';
+import { DEFAULT_STORAGE_PORTS, StoragePorts } from './services/storage';
 
 export interface StartArgs {
     apps: AppInstanceConfig[];
     basePort: number;
     consolePort: number;
     stateDir: string;
+    storage: StoragePorts | false;
 }
 
 export class UsageError extends Error {}
 
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
+         [--storage-ports 10000,10001,10002 | --no-storage]
          [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
@@ -31,7 +34,7 @@ function intArg(flag: string, value: string | undefined): number {
 }
 
 export function parseStartArgs(argv: string[]): StartArgs {
-    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange' };
+    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS };
     let current: AppInstanceConfig | undefined;
     const needApp = (flag: string) => {
         if (!current) throw new UsageError(`${flag} must follow an --app`);
@@ -72,6 +75,16 @@ export function parseStartArgs(argv: string[]): StartArgs {
             case '--state':
                 out.stateDir = value();
                 break;
+            case '--storage-ports': {
+                const ports = value().split(',').map((p) => intArg(flag, p));
+                if (ports.length === 1) ports.push(ports[0] === 0 ? 0 : ports[0] + 1, ports[0] === 0 ? 0 : ports[0] + 2);
+                if (ports.length !== 3) throw new UsageError('--storage-ports takes BLOB,QUEUE,TABLE or one port (0: any free ports)');
+                out.storage = { blob: ports[0], queue: ports[1], table: ports[2] };
+                break;
+            }
+            case '--no-storage':
+                out.storage = false;
+                break;
             default:
                 throw new UsageError(`unknown option ${flag}`);
         }
@@ -89,6 +102,7 @@ export function parseStartArgs(argv: string[]): StartArgs {
 
 function printTable(host: DevHost): void {
     const lines = ['', 'Flexchange devhost', `  console   ${host.consoleUrl}`, `  state     ${host.stateDir}`];
+    for (const [name, url] of Object.entries(host.services)) lines.push(`  ${name.padEnd(9)} ${url}`);
     for (const app of host.apps) {
         lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}`);
         for (const fn of app.functions) lines.push(`    ${fn.name.padEnd(28)} ${fn.detail}`);

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
+import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -22,6 +23,8 @@ export interface DevHostOptions {
     basePort?: number;
     consolePort?: number;
     stateDir?: string;
+    /** Azurite's ports (0: any free port); `false` runs without local storage. */
+    storage?: StoragePorts | false;
     logger: Logger;
 }
 
@@ -54,6 +57,7 @@ export class DevHost {
     readonly #slots = new Map<string, AppSlot>();
     readonly #lock: StateLock;
     #console?: DevConsole;
+    #storage?: LocalStorage;
     #nextPort: number;
     #stopping?: Promise<void>;
 
@@ -69,6 +73,10 @@ export class DevHost {
         return [...this.#slots.values()].map((s) => s.info);
     }
 
+    get services(): Record<string, string> {
+        return this.#console?.services ?? {};
+    }
+
     get consoleUrl(): string | undefined {
         return this.#console?.url;
     }
@@ -78,6 +86,11 @@ export class DevHost {
         try {
             this.#console = new DevConsole({ host: this, logger: this.#log });
             await this.#console.listen(this.#opts.consolePort ?? 7070);
+            if (this.#opts.storage !== false) {
+                this.#storage = new LocalStorage(this.stateDir, this.#log);
+                const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS);
+                Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table });
+            }
             for (const app of this.#opts.apps) await this.addApp(app);
             this.#writeRuntimeFile();
             this.#log.info({ event: 'devhost.ready', console: this.consoleUrl, apps: this.apps.map(({ functions: _f, ...a }) => a) }, 'devhost ready');
@@ -94,7 +107,12 @@ export class DevHost {
         const port = config.port ?? folder.localHttpPort ?? this.#takePort();
         const env: Record<string, string> = {};
         for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-        Object.assign(env, folder.settings, config.settings ?? {}, {
+        Object.assign(env, folder.settings, config.settings ?? {});
+        const storage = this.#storage?.info;
+        if (storage && (!env.AzureWebJobsStorage || env.AzureWebJobsStorage === 'UseDevelopmentStorage=true')) {
+            env.AzureWebJobsStorage = storage.connectionString;
+        }
+        Object.assign(env, {
             FUNCTIONS_WORKER_RUNTIME: 'node',
             AzureWebJobsScriptRoot: folder.dir,
             FLEXCHANGE_DEVHOST_APP: config.name,
@@ -154,6 +172,7 @@ export class DevHost {
     async #stop(): Promise<void> {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
+        await this.#storage?.stop();
         rmSync(path.join(this.stateDir, 'devhost.json'), { force: true });
         this.#lock.release();
         this.#log.info({ event: 'devhost.stopped' }, 'devhost stopped');
