@@ -1,12 +1,17 @@
 import type { Logger } from 'pino';
 import { AppFolder, readAppFolder } from '../appFolder';
 import type { RpcInvocationResponse, RpcParameterBinding, RpcTypedData } from './coreTypes';
-import type { AppContext, BindingExtension, ExtensionFactory, InvokeOptions } from './extension';
+import type { AppContext, BindingExtension, ExtensionFactory, InvokeOptions, SystemRoute } from './extension';
 import { FunctionRuntime, RegisteredFunction } from './functionRuntime';
 import { HttpExtension } from './httpExtension';
 import { TimerExtension } from './timerExtension';
+import { DurableExtension } from '../durable/durableExtension';
 
-export const builtinExtensions: ExtensionFactory[] = [(app) => new HttpExtension(app), (app) => new TimerExtension(app)];
+export const builtinExtensions: ExtensionFactory[] = [
+    (app) => new HttpExtension(app),
+    (app) => new TimerExtension(app),
+    (app) => new DurableExtension(app),
+];
 
 export interface AppInstanceOptions {
     name: string;
@@ -42,6 +47,7 @@ export class AppHost implements AppContext {
     readonly #byInput = new Map<string, BindingExtension>();
     readonly #byOutput = new Map<string, BindingExtension>();
     readonly #unsupported: FunctionSummary[] = [];
+    readonly systemRoutes: SystemRoute[] = [];
 
     constructor(opts: AppInstanceOptions) {
         this.name = opts.name;
@@ -97,7 +103,13 @@ export class AppHost implements AppContext {
 
         await this.runtime.runAppStart();
         for (const ext of this.#extensions) await ext.start?.();
+        // Locally the host name is this instance's own port (the durable client builds its URLs from it).
+        process.env.WEBSITE_HOSTNAME ??= `localhost:${this.listeningPort}`;
         return this.summary();
+    }
+
+    addSystemRoute(route: SystemRoute): void {
+        this.systemRoutes.push(route);
     }
 
     get capabilities(): Record<string, string> {

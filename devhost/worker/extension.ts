@@ -8,6 +8,8 @@ export interface AppContext {
     readonly name: string;
     readonly folder: AppFolder;
     readonly port: number;
+    /** The port the instance's HTTP server actually listens on (differs from `port` when that is 0). */
+    readonly listeningPort: number;
     readonly stateDir: string;
     readonly logger: Logger;
     readonly settings: Readonly<Record<string, string | undefined>>;
@@ -22,10 +24,39 @@ export interface AppContext {
         trigger: { data: RpcTypedData; triggerMetadata?: Record<string, RpcTypedData> },
         options?: InvokeOptions,
     ): Promise<RpcInvocationResponse>;
+    /**
+     * Serves a host route outside the function routes (e.g. the Durable webhook API at
+     * /runtime/webhooks/durabletask/...), on the instance's own port.
+     */
+    addSystemRoute(route: SystemRoute): void;
+    readonly systemRoutes: readonly SystemRoute[];
     /** Worker capabilities the app declared (e.g. `HttpUri` when it enabled HTTP streaming). */
     readonly capabilities: Readonly<Record<string, string>>;
     /** True once shutdown has begun: no new invocations may start. */
     readonly stopping: boolean;
+}
+
+export interface SystemRequest {
+    method: string;
+    url: URL;
+    headers: Record<string, string>;
+    body: Buffer;
+    /** The capture groups of the route's pattern, URL-decoded. */
+    params: string[];
+}
+
+export interface SystemResponse {
+    status: number;
+    headers?: Record<string, string>;
+    /** A string or bytes as they are; anything else is sent as JSON. */
+    body?: unknown;
+}
+
+export interface SystemRoute {
+    method: string;
+    /** Matched against the request path (no query). */
+    pattern: RegExp;
+    handler(req: SystemRequest): Promise<SystemResponse>;
 }
 
 export interface InvokeOptions {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RpcHttpCookie, RpcHttpData, RpcTypedData } from './coreTypes';
-import type { AppContext, BindingExtension } from './extension';
+import type { AppContext, BindingExtension, SystemRoute } from './extension';
 import type { RegisteredFunction } from './functionRuntime';
 import { compareRoutes, compileRoute, CompiledRoute, matchRoute } from './routes';
 
@@ -124,6 +124,12 @@ export class HttpExtension implements BindingExtension {
         const method = (req.method ?? 'GET').toUpperCase();
         const pathname = url.pathname;
 
+        const system = this.#app.systemRoutes.filter((r) => r.pattern.test(pathname));
+        if (system.length > 0) {
+            await this.#serveSystem(system, method, url, req, res);
+            return;
+        }
+
         const matches: { r: HttpRoute; params: Record<string, string> }[] = [];
         for (const r of this.#routes) {
             const params = matchRoute(r.route, pathname);
@@ -188,6 +194,32 @@ export class HttpExtension implements BindingExtension {
             ? response.returnValue
             : response.outputData?.find((o) => o.name === hit.r.outputName)?.data;
         writeResponse(res, method, out ?? undefined);
+    }
+
+    async #serveSystem(routes: SystemRoute[], method: string, url: URL, req: IncomingMessage, res: ServerResponse): Promise<void> {
+        const route = routes.find((r) => r.method === method);
+        if (!route) {
+            req.resume();
+            res.writeHead(405, { allow: [...new Set(routes.map((r) => r.method))].join(', ') });
+            res.end();
+            return;
+        }
+        const body = await readBody(req, this.#maxBody);
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+        const params = route.pattern.exec(url.pathname)!.slice(1).map((p) => (p === undefined ? p : decodeURIComponent(p)));
+        const out = await route.handler({ method, url, headers, body, params });
+        let payload: Buffer | undefined;
+        const outHeaders = { ...(out.headers ?? {}) };
+        if (typeof out.body === 'string') payload = Buffer.from(out.body);
+        else if (Buffer.isBuffer(out.body)) payload = out.body;
+        else if (out.body !== undefined) {
+            payload = Buffer.from(JSON.stringify(out.body));
+            outHeaders['content-type'] ??= 'application/json; charset=utf-8';
+        }
+        if (payload) outHeaders['content-length'] = String(payload.length);
+        res.writeHead(out.status, outHeaders);
+        res.end(payload);
     }
 
     /**

@@ -1,0 +1,679 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { event, EventType, failureOf, FailureDetails } from './history';
+import { entitySchedulerId, isDuplicateCompletion, OrchestratorOutcome, OutboxItem, ParentInfo, parentNotification, planEpisode, TimerSettings } from './episode';
+import type { HistoryEvent, HubMessage, InstanceRecord, ReceivedMessage, RuntimeStatus, TaskHubStore } from './taskHubStore';
+
+/** How the backend reaches the app's functions (through the devhost's invocation pipeline). */
+export interface DurableFunctions {
+    has(kind: 'orchestration' | 'activity' | 'entity', name: string): boolean;
+    /** Runs an orchestrator episode; resolves with the orchestrator state, or rejects with the function's error. */
+    orchestrate(name: string, triggerInput: Record<string, unknown>): Promise<unknown>;
+    /** Runs an activity with its input as JSON text; resolves with its result as JSON text. */
+    runActivity(name: string, inputJson: string | undefined): Promise<string>;
+    /** Runs an entity batch; resolves with the entity function's result object. */
+    runEntity(name: string, batch: Record<string, unknown>): Promise<EntityBatchResult>;
+}
+
+export interface EntityBatchResult {
+    entityExists: boolean;
+    entityState?: string;
+    results: { isError: boolean; result?: string; duration?: number }[];
+    signals: { target: { name: string; key: string }; name: string; input?: string }[];
+}
+
+export interface BackendSettings {
+    maxConcurrentActivityFunctions: number;
+    maxConcurrentOrchestratorFunctions: number;
+    timers: TimerSettings;
+    /** How long a received message stays invisible before it is renewed (or redelivered after a crash). */
+    visibilitySeconds: number;
+    /** Longest pause between two polls of an idle queue. */
+    maxPollingIntervalMs: number;
+}
+
+const TERMINAL: RuntimeStatus[] = ['Completed', 'Failed', 'Terminated', 'Canceled'];
+const OUT_OF_PROC_MARKER = '$OutOfProcData$:';
+
+export class ConflictError extends Error {}
+
+export type OperationResult = 'accepted' | 'gone' | 'notfound';
+
+/**
+ * The Durable Task backend for one app instance: control and work-item dispatch over
+ * the task hub in Azure Storage. Orchestrator episodes run one at a time per instance;
+ * activities run in parallel up to `maxConcurrentActivityFunctions`.
+ *
+ * Delivery: activities run at least once. A work item whose activity finished but
+ * whose completion was not yet sent when the host died runs again after restart;
+ * its second completion is ignored by the orchestration. Orchestrator episodes are
+ * replays and may run any number of times.
+ */
+export class DurableBackend {
+    readonly store: TaskHubStore;
+    readonly #fns: DurableFunctions;
+    readonly #log: Logger;
+    readonly #settings: BackendSettings;
+    #stopped = false;
+    #wake?: () => void;
+    readonly #loops: Promise<void>[] = [];
+    readonly #instanceQueues = new Map<string, ReceivedMessage[]>();
+    readonly #busyInstances = new Set<string>();
+    readonly #episodes = new Set<Promise<void>>();
+    readonly #activities = new Set<Promise<void>>();
+    #renewTimer?: NodeJS.Timeout;
+    #lastTimestamp = 0;
+
+    constructor(store: TaskHubStore, fns: DurableFunctions, settings: BackendSettings, logger: Logger) {
+        this.store = store;
+        this.#fns = fns;
+        this.#settings = settings;
+        this.#log = logger;
+    }
+
+    async start(): Promise<void> {
+        await this.store.createIfNotExists();
+        const recovered = await this.store.recoverOutboxes();
+        if (recovered > 0) this.#log.info({ messages: recovered }, 'durable: sent messages left in outboxes by an earlier stop');
+        this.#loops.push(this.#controlLoop(), this.#workItemLoop());
+        this.#renewTimer = setInterval(() => void this.#renewHeld(), Math.max(1000, (this.#settings.visibilitySeconds * 1000) / 3));
+    }
+
+    /** Stops receiving; episodes and activities under way finish. */
+    async stop(): Promise<void> {
+        this.#stopped = true;
+        this.#wake?.();
+        await Promise.all(this.#loops);
+        while (this.#episodes.size > 0 || this.#activities.size > 0) {
+            await Promise.allSettled([...this.#episodes, ...this.#activities]);
+        }
+        clearInterval(this.#renewTimer);
+    }
+
+    /** Something was sent: poll now instead of after the idle back-off. */
+    nudge(): void {
+        this.#wake?.();
+    }
+
+    // ---------------------------------------------------------------- client operations
+
+    async startNew(name: string, instanceId: string | undefined, inputJson: string | undefined, version?: string): Promise<string> {
+        if (!this.#fns.has('orchestration', name)) throw new NotFoundError(`No orchestrator function named "${name}"`);
+        const id = instanceId ?? randomUUID().replace(/-/g, '');
+        const existing = await this.store.getInstance(id);
+        if (existing && !TERMINAL.includes(existing.runtimeStatus)) {
+            throw new ConflictError(`An instance with ID '${id}' already exists and is ${existing.runtimeStatus}`);
+        }
+        const executionId = randomUUID().replace(/-/g, '');
+        const now = new Date().toISOString();
+        const record: InstanceRecord = {
+            instanceId: id,
+            name,
+            executionId,
+            runtimeStatus: 'Pending',
+            input: inputJson,
+            createdTime: now,
+            lastUpdatedTime: now,
+            historyLength: 0,
+        };
+        if (existing) await this.store.putInstance({ ...record, etag: existing.etag });
+        else if (!(await this.store.createInstance(record))) throw new ConflictError(`An instance with ID '${id}' was created at the same time`);
+        await this.store.send(this.store.control, {
+            id: randomUUID(),
+            instanceId: id,
+            executionId,
+            event: event(EventType.ExecutionStarted, { Name: name, Input: inputJson, Version: version, OrchestrationInstance: { InstanceId: id, ExecutionId: executionId } }, now),
+        });
+        this.nudge();
+        return id;
+    }
+
+    async raiseEvent(instanceId: string, name: string, inputJson: string | undefined): Promise<OperationResult> {
+        return this.#sendToInstance(instanceId, event(EventType.EventRaised, { Name: name, Input: inputJson }, new Date().toISOString()));
+    }
+
+    async terminate(instanceId: string, reason: string | undefined): Promise<OperationResult> {
+        return this.#sendToInstance(instanceId, event(EventType.ExecutionTerminated, { Input: reason === undefined ? undefined : JSON.stringify(reason) }, new Date().toISOString()));
+    }
+
+    async suspend(instanceId: string, reason: string | undefined): Promise<OperationResult> {
+        return this.#sendToInstance(instanceId, event(EventType.ExecutionSuspended, { Reason: reason }, new Date().toISOString()));
+    }
+
+    async resume(instanceId: string, reason: string | undefined): Promise<OperationResult> {
+        return this.#sendToInstance(instanceId, event(EventType.ExecutionResumed, { Reason: reason }, new Date().toISOString()));
+    }
+
+    async #sendToInstance(instanceId: string, ev: HistoryEvent): Promise<OperationResult> {
+        const inst = await this.store.getInstance(instanceId);
+        if (!inst) return 'notfound';
+        if (TERMINAL.includes(inst.runtimeStatus)) return 'gone';
+        await this.store.send(this.store.control, { id: randomUUID(), instanceId, event: ev });
+        this.nudge();
+        return 'accepted';
+    }
+
+    async getInstance(instanceId: string): Promise<InstanceRecord | undefined> {
+        return this.store.getInstance(instanceId);
+    }
+
+    async getHistory(instance: InstanceRecord): Promise<HistoryEvent[]> {
+        return (await this.store.loadHistory(instance.instanceId, instance.executionId)).events;
+    }
+
+    async purge(instanceId: string): Promise<boolean> {
+        const inst = await this.store.getInstance(instanceId);
+        if (!inst || !TERMINAL.includes(inst.runtimeStatus)) return false;
+        return this.store.deleteInstance(instanceId);
+    }
+
+    async signalEntity(name: string, key: string, op: string, inputJson: string | undefined): Promise<void> {
+        const target = entitySchedulerId(name, key);
+        const request = { op, signal: true, input: inputJson, id: randomUUID() };
+        await this.store.send(this.store.control, { id: randomUUID(), instanceId: target, event: event(EventType.EventRaised, { Name: 'op', Input: JSON.stringify(request) }, new Date().toISOString()) });
+        this.nudge();
+    }
+
+    async readEntity(name: string, key: string): Promise<{ exists: boolean; state?: string }> {
+        const inst = await this.store.getInstance(entitySchedulerId(name, key));
+        if (!inst || inst.input === undefined) return { exists: false };
+        const entity = JSON.parse(inst.input) as { exists: boolean; state?: string };
+        return entity;
+    }
+
+    // ---------------------------------------------------------------- dispatch loops
+
+    async #sleep(ms: number): Promise<void> {
+        await new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+                this.#wake = undefined;
+                resolve();
+            }, ms);
+            this.#wake = () => {
+                clearTimeout(t);
+                this.#wake = undefined;
+                resolve();
+            };
+        });
+    }
+
+    async #controlLoop(): Promise<void> {
+        let idle = 10;
+        while (!this.#stopped) {
+            if (this.#episodes.size >= this.#settings.maxConcurrentOrchestratorFunctions) {
+                await Promise.race(this.#episodes);
+                continue;
+            }
+            let received: ReceivedMessage[] = [];
+            try {
+                received = await this.store.receive(this.store.control, 32, this.#settings.visibilitySeconds);
+            } catch (err) {
+                this.#log.warn({ err: { message: (err as Error).message } }, 'durable: control queue unavailable');
+                await this.#sleep(1000);
+                continue;
+            }
+            if (received.length === 0) {
+                await this.#sleep(idle);
+                idle = Math.min(this.#settings.maxPollingIntervalMs, idle * 2);
+                continue;
+            }
+            idle = 10;
+            for (const m of received) {
+                const q = this.#instanceQueues.get(m.message.instanceId) ?? [];
+                q.push(m);
+                this.#instanceQueues.set(m.message.instanceId, q);
+                this.#drainInstance(m.message.instanceId);
+            }
+        }
+    }
+
+    /** Processes an instance's messages one episode at a time. */
+    #drainInstance(instanceId: string): void {
+        if (this.#busyInstances.has(instanceId)) return;
+        const q = this.#instanceQueues.get(instanceId);
+        const next = q?.shift();
+        if (!next) {
+            this.#instanceQueues.delete(instanceId);
+            return;
+        }
+        this.#busyInstances.add(instanceId);
+        const run = this.#process(next)
+            .catch((err: Error) => {
+                // The message stays in the queue and comes back after its visibility timeout.
+                this.#log.error({ instanceId, err: { message: err.message, stack: err.stack } }, 'durable: episode failed; the message will be retried');
+            })
+            .finally(() => {
+                this.#busyInstances.delete(instanceId);
+                this.#episodes.delete(run);
+                this.#drainInstance(instanceId);
+            });
+        this.#episodes.add(run);
+    }
+
+    async #renewHeld(): Promise<void> {
+        for (const q of this.#instanceQueues.values()) {
+            for (const m of q) {
+                try {
+                    await this.store.renew(this.store.control, m, this.#settings.visibilitySeconds);
+                } catch {
+                    // It may already be gone; the episode that takes it will find out.
+                }
+            }
+        }
+    }
+
+    async #workItemLoop(): Promise<void> {
+        let idle = 10;
+        while (!this.#stopped) {
+            const free = this.#settings.maxConcurrentActivityFunctions - this.#activities.size;
+            if (free <= 0) {
+                await Promise.race(this.#activities);
+                continue;
+            }
+            let received: ReceivedMessage[] = [];
+            try {
+                received = await this.store.receive(this.store.workItems, free, this.#settings.visibilitySeconds);
+            } catch (err) {
+                this.#log.warn({ err: { message: (err as Error).message } }, 'durable: work-item queue unavailable');
+                await this.#sleep(1000);
+                continue;
+            }
+            if (received.length === 0) {
+                await this.#sleep(idle);
+                idle = Math.min(this.#settings.maxPollingIntervalMs, idle * 2);
+                continue;
+            }
+            idle = 10;
+            for (const m of received) {
+                const run = this.#runWorkItem(m)
+                    .catch((err: Error) => this.#log.error({ err: { message: err.message } }, 'durable: work item failed; it will be retried'))
+                    .finally(() => this.#activities.delete(run));
+                this.#activities.add(run);
+            }
+        }
+    }
+
+    async #runWorkItem(m: ReceivedMessage): Promise<void> {
+        const { activity, instanceId, executionId } = m.message;
+        if (!activity) {
+            await this.store.delete(this.store.workItems, m);
+            return;
+        }
+        const renew = setInterval(() => void this.store.renew(this.store.workItems, m, this.#settings.visibilitySeconds).catch(() => undefined), Math.max(1000, (this.#settings.visibilitySeconds * 1000) / 3));
+        let completion: HistoryEvent;
+        const now = () => new Date().toISOString();
+        try {
+            const result = activity.name === 'BuiltIn::HttpActivity'
+                ? await durableHttp(activity.input)
+                : await this.#fns.runActivity(activity.name, activity.input);
+            completion = event(EventType.TaskCompleted, { TaskScheduledId: activity.taskScheduledId, Result: result }, now());
+        } catch (err) {
+            const failure = failureOf(err);
+            completion = event(EventType.TaskFailed, {
+                TaskScheduledId: activity.taskScheduledId,
+                Reason: `Activity function '${activity.name}' failed: ${failure.ErrorMessage}`,
+                Details: failure.StackTrace ?? failure.ErrorMessage,
+                FailureDetails: failure,
+            }, now());
+        } finally {
+            clearInterval(renew);
+        }
+        await this.store.send(this.store.control, { id: randomUUID(), instanceId, executionId, event: completion });
+        await this.store.delete(this.store.workItems, m);
+        this.nudge();
+    }
+
+    // ---------------------------------------------------------------- episodes
+
+    #timestamp(): string {
+        // Strictly increasing, so every episode's OrchestratorStarted time is distinct and ordered.
+        const t = Math.max(Date.now(), this.#lastTimestamp + 1);
+        this.#lastTimestamp = t;
+        return new Date(t).toISOString();
+    }
+
+    async #process(m: ReceivedMessage): Promise<void> {
+        const msg = m.message;
+        if (msg.instanceId.startsWith('@')) {
+            await this.#processEntity(m);
+            return;
+        }
+        const ev = msg.event;
+        if (!ev) {
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+        let inst = await this.store.getInstance(msg.instanceId);
+
+        if (ev.EventType === EventType.ExecutionStarted) {
+            const orchestration = ev.OrchestrationInstance as { InstanceId: string; ExecutionId: string };
+            if (!inst) {
+                // A sub-orchestration: its instance row is created by its first message.
+                const now = new Date().toISOString();
+                const parent = ev.ParentInstance as { OrchestrationInstance: { InstanceId: string } } | undefined;
+                inst = {
+                    instanceId: msg.instanceId,
+                    name: String(ev.Name),
+                    executionId: orchestration.ExecutionId,
+                    runtimeStatus: 'Pending',
+                    input: ev.Input as string | undefined,
+                    createdTime: now,
+                    lastUpdatedTime: now,
+                    parentInstanceId: parent?.OrchestrationInstance.InstanceId,
+                    historyLength: 0,
+                };
+                if (!(await this.store.createInstance(inst))) inst = await this.store.getInstance(msg.instanceId);
+            } else if (inst.executionId !== orchestration.ExecutionId) {
+                if (ev.ParentInstance && !TERMINAL.includes(inst.runtimeStatus)) {
+                    await this.#failParentOfDuplicate(ev, inst);
+                    await this.store.delete(this.store.control, m);
+                    return;
+                }
+                if (ev.ParentInstance || ev.ContinuedAsNew) {
+                    inst = { ...inst, executionId: orchestration.ExecutionId, runtimeStatus: 'Pending', input: ev.Input as string | undefined, output: undefined, customStatus: inst.customStatus, historyLength: 0, lastUpdatedTime: new Date().toISOString() };
+                    await this.store.putInstance(inst);
+                } else {
+                    // A start for an execution that has since been replaced: stale.
+                    await this.store.delete(this.store.control, m);
+                    return;
+                }
+            }
+            if (!inst) return;
+            await this.#episode(m, inst);
+            return;
+        }
+
+        if (!inst || (msg.executionId && msg.executionId !== inst.executionId) || TERMINAL.includes(inst.runtimeStatus)) {
+            this.#log.debug({ instanceId: msg.instanceId, eventType: ev.EventType }, 'durable: message for an instance that is gone or finished; dropped');
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+        if (inst.runtimeStatus === 'Pending' || inst.runtimeStatus === 'ContinuedAsNew') {
+            // Its (next) execution has not started yet: look again shortly.
+            await this.store.renew(this.store.control, m, 1);
+            return;
+        }
+        if (ev.EventType === EventType.ExecutionTerminated) {
+            await this.#terminate(m, inst, ev);
+            return;
+        }
+        if (ev.EventType === EventType.ExecutionSuspended || ev.EventType === EventType.ExecutionResumed) {
+            await this.#suspendOrResume(m, inst, ev);
+            return;
+        }
+        if (inst.runtimeStatus === 'Suspended') {
+            // Held until the instance is resumed.
+            await this.store.renew(this.store.control, m, 2);
+            return;
+        }
+        await this.#episode(m, inst);
+    }
+
+    async #episode(m: ReceivedMessage, inst: InstanceRecord): Promise<void> {
+        const msg = m.message;
+        const newEvent = msg.event!;
+        const { events: history, messageIds } = await this.store.loadHistory(inst.instanceId, inst.executionId);
+        if (messageIds.has(msg.id)) {
+            // Applied before a crash; finish what may not have been finished.
+            await this.#reconcile(inst, history);
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+        if (newEvent.EventType === EventType.ExecutionStarted && history.length > 0) {
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+        if (isDuplicateCompletion(history, newEvent)) {
+            this.#log.debug({ instanceId: inst.instanceId, eventType: newEvent.EventType }, 'durable: duplicate completion ignored');
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+
+        const startEvent = history.find((e) => e.EventType === EventType.ExecutionStarted) ?? newEvent;
+        const now = this.#timestamp();
+        const started = event(EventType.OrchestratorStarted, {}, now);
+        const arriving: HistoryEvent = { ...newEvent, IsPlayed: false };
+        const replay = [...history.map((e) => ({ ...e, IsPlayed: true })), started, arriving];
+        const parent = parentOf(startEvent);
+        const input = startEvent.Input === undefined || startEvent.Input === null ? undefined : JSON.parse(String(startEvent.Input));
+        const outcome = await this.#runOrchestrator(inst.name, {
+            history: replay,
+            input,
+            instanceId: inst.instanceId,
+            isReplaying: history.length > 0,
+            parentInstanceId: parent?.instanceId,
+            upperSchemaVersion: 1,
+            upperSchemaVersionNew: 2,
+            maximumShortTimerDuration: timeSpan(this.#settings.timers.maximumShortTimerMs),
+            longRunningTimerIntervalDuration: timeSpan(this.#settings.timers.longRunningTimerIntervalMs),
+            defaultHttpAsyncRequestSleepTimeMillseconds: 30000,
+        });
+        const plan = planEpisode(history, arriving, outcome, {
+            instanceId: inst.instanceId,
+            executionId: inst.executionId,
+            now,
+            timers: this.#settings.timers,
+            parent,
+        });
+
+        const outbox = [...plan.outbox];
+        let nextExecution: { executionId: string; input?: string } | undefined;
+        if (plan.completion?.status === 'ContinuedAsNew') {
+            nextExecution = { executionId: randomUUID().replace(/-/g, ''), input: plan.completion.continueInput };
+            outbox.push({
+                queue: 'control',
+                message: {
+                    id: randomUUID(),
+                    instanceId: inst.instanceId,
+                    event: event(EventType.ExecutionStarted, {
+                        Name: inst.name,
+                        Input: nextExecution.input,
+                        ContinuedAsNew: true,
+                        ParentInstance: startEvent.ParentInstance,
+                        OrchestrationInstance: { InstanceId: inst.instanceId, ExecutionId: nextExecution.executionId },
+                    }, now),
+                },
+            });
+        }
+        const appended = [{ event: started }, { event: arriving, messageId: msg.id }, ...plan.events.map((e) => ({ event: e }))];
+        await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, appended, outbox);
+
+        const status: RuntimeStatus = plan.completion ? plan.completion.status : 'Running';
+        await this.store.putInstance({
+            ...inst,
+            runtimeStatus: status,
+            output: plan.completion?.output,
+            customStatus: plan.customStatus === undefined ? inst.customStatus : JSON.stringify(plan.customStatus),
+            lastUpdatedTime: now,
+            historyLength: history.length + appended.length,
+            etag: undefined,
+        });
+        await this.store.flushOutbox(inst.instanceId);
+        await this.store.delete(this.store.control, m);
+        if (outbox.length > 0) this.nudge();
+    }
+
+    async #runOrchestrator(name: string, triggerInput: Record<string, unknown>): Promise<OrchestratorOutcome> {
+        try {
+            const state = (await this.#fns.orchestrate(name, triggerInput)) as OrchestratorOutcome;
+            return state;
+        } catch (err) {
+            const message = (err as Error).message ?? String(err);
+            const at = message.indexOf(OUT_OF_PROC_MARKER);
+            if (at >= 0) {
+                const state = JSON.parse(message.slice(at + OUT_OF_PROC_MARKER.length)) as OrchestratorOutcome & { error?: string };
+                // The message before the marker is not meaningful (the library prints "false" there).
+                return { ...state, error: state.error ?? 'The orchestrator function failed' };
+            }
+            const failure = failureOf(err);
+            return { actions: [], isDone: false, error: failure.ErrorMessage, failureDetails: failure };
+        }
+    }
+
+    /** After a crash between committing an episode and finishing it: bring the instance row and outbox up to date. */
+    async #reconcile(inst: InstanceRecord, history: HistoryEvent[]): Promise<void> {
+        const completed = [...history].reverse().find((e) => e.EventType === EventType.ExecutionCompleted);
+        if (completed && !TERMINAL.includes(inst.runtimeStatus) && inst.runtimeStatus !== 'ContinuedAsNew') {
+            const status = completed.OrchestrationStatus as RuntimeStatus;
+            await this.store.putInstance({
+                ...inst,
+                runtimeStatus: status,
+                output: status === 'Failed' ? JSON.stringify(completed.Result) : (completed.Result as string | undefined),
+                lastUpdatedTime: new Date().toISOString(),
+                historyLength: history.length,
+                etag: undefined,
+            });
+        } else if (inst.runtimeStatus === 'Pending' && history.length > 0) {
+            await this.store.putInstance({ ...inst, runtimeStatus: 'Running', historyLength: history.length, etag: undefined });
+        }
+        await this.store.flushOutbox(inst.instanceId);
+        this.nudge();
+    }
+
+    async #terminate(m: ReceivedMessage, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
+        const { events: history } = await this.store.loadHistory(inst.instanceId, inst.executionId);
+        const now = this.#timestamp();
+        const reason = ev.Input as string | undefined;
+        const startEvent = history.find((e) => e.EventType === EventType.ExecutionStarted);
+        const parent = startEvent ? parentOf(startEvent) : undefined;
+        const failure: FailureDetails = { ErrorType: 'Terminated', ErrorMessage: reason ? String(JSON.parse(reason)) : 'Terminated' };
+        const outbox: OutboxItem[] = parent ? [parentNotification(parent, { status: 'Failed', failure }, now)] : [];
+        const events = [
+            { event: event(EventType.ExecutionTerminated, { Input: reason }, now), messageId: m.message.id },
+            { event: event(EventType.ExecutionCompleted, { OrchestrationStatus: 'Terminated', Result: reason }, now) },
+        ];
+        await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, events, outbox);
+        await this.store.putInstance({ ...inst, runtimeStatus: 'Terminated', output: reason, lastUpdatedTime: now, historyLength: history.length + 2, etag: undefined });
+        await this.store.flushOutbox(inst.instanceId);
+        await this.store.delete(this.store.control, m);
+    }
+
+    async #suspendOrResume(m: ReceivedMessage, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
+        const suspend = ev.EventType === EventType.ExecutionSuspended;
+        if ((suspend && inst.runtimeStatus === 'Suspended') || (!suspend && inst.runtimeStatus !== 'Suspended')) {
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+        const { events: history } = await this.store.loadHistory(inst.instanceId, inst.executionId);
+        const now = this.#timestamp();
+        await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, [{ event: { ...ev, Timestamp: now }, messageId: m.message.id }], []);
+        await this.store.putInstance({ ...inst, runtimeStatus: suspend ? 'Suspended' : 'Running', lastUpdatedTime: now, historyLength: history.length + 1, etag: undefined });
+        await this.store.delete(this.store.control, m);
+        if (!suspend) this.nudge();
+    }
+
+    async #failParentOfDuplicate(ev: HistoryEvent, inst: InstanceRecord): Promise<void> {
+        const parent = parentOf(ev);
+        if (!parent) return;
+        const failure: FailureDetails = { ErrorType: 'InvalidOperationException', ErrorMessage: `An instance with ID '${inst.instanceId}' already exists and is ${inst.runtimeStatus}` };
+        const item = parentNotification(parent, { status: 'Failed', failure }, new Date().toISOString());
+        await this.store.send(this.store.control, item.message);
+    }
+
+    // ---------------------------------------------------------------- entities
+
+    async #processEntity(m: ReceivedMessage): Promise<void> {
+        const target = m.message.instanceId;
+        const request = JSON.parse(String(m.message.event?.Input ?? '{}')) as { op: string; signal: boolean; input?: string; id: string; parent?: string; parentExecution?: string };
+        const [, name, ...rest] = target.split('@');
+        const key = rest.join('@');
+        const now = new Date().toISOString();
+        let inst = await this.store.getInstance(target);
+        if (!inst) {
+            inst = { instanceId: target, name, executionId: 'entity', runtimeStatus: 'Running', createdTime: now, lastUpdatedTime: now, historyLength: 0 };
+            if (!(await this.store.createInstance(inst))) inst = (await this.store.getInstance(target))!;
+        }
+        const { messageIds } = await this.store.loadHistory(target, inst.executionId);
+        if (messageIds.has(m.message.id)) {
+            await this.store.flushOutbox(target);
+            await this.store.delete(this.store.control, m);
+            return;
+        }
+        const current = inst.input ? (JSON.parse(inst.input) as { exists: boolean; state?: string }) : { exists: false };
+        const fnName = this.#entityFunction(name);
+        let result: EntityBatchResult;
+        if (!fnName) {
+            result = { entityExists: current.exists, entityState: current.state, results: [{ isError: true, result: JSON.stringify(`No entity function named '${name}'`) }], signals: [] };
+        } else {
+            try {
+                result = await this.#fns.runEntity(fnName, {
+                    self: { name, key },
+                    exists: current.exists,
+                    state: current.exists ? current.state ?? null : null,
+                    batch: [{ name: request.op, input: request.input ?? null, isSignal: request.signal, id: request.id }],
+                });
+            } catch (err) {
+                result = { entityExists: current.exists, entityState: current.state, results: [{ isError: true, result: JSON.stringify((err as Error).message) }], signals: [] };
+            }
+        }
+        const outbox: OutboxItem[] = [];
+        const op = result.results[0] ?? { isError: false };
+        if (!request.signal && request.parent) {
+            const response = op.isError ? { result: op.result ?? JSON.stringify('entity operation failed'), exceptionType: 'Error' } : op.result !== undefined ? { result: op.result } : {};
+            outbox.push({
+                queue: 'control',
+                message: { id: randomUUID(), instanceId: request.parent, executionId: request.parentExecution, event: event(EventType.EventRaised, { Name: request.id, Input: JSON.stringify(response) }, now) },
+            });
+        }
+        for (const s of result.signals ?? []) {
+            const signal = { op: s.name, signal: true, input: s.input === '' ? undefined : s.input, id: randomUUID() };
+            outbox.push({
+                queue: 'control',
+                message: { id: randomUUID(), instanceId: entitySchedulerId(s.target.name, s.target.key), event: event(EventType.EventRaised, { Name: 'op', Input: JSON.stringify(signal) }, now) },
+            });
+        }
+        // The processed request is recorded with the outbox in one transaction; the state follows.
+        const { events } = await this.store.loadHistory(target, inst.executionId);
+        await this.store.commitEpisode(target, inst.executionId, events.length, [{ event: event(EventType.EventRaised, { Name: request.op }, now), messageId: m.message.id }], outbox);
+        await this.store.putInstance({
+            ...inst,
+            input: JSON.stringify({ exists: result.entityExists, state: result.entityExists ? result.entityState ?? null : undefined }),
+            lastUpdatedTime: now,
+            historyLength: events.length + 1,
+            etag: undefined,
+        });
+        await this.store.flushOutbox(target);
+        await this.store.delete(this.store.control, m);
+        if (outbox.length > 0) this.nudge();
+    }
+
+    #entityFunction(lowercased: string): string | undefined {
+        return this.#entityNames?.get(lowercased);
+    }
+
+    #entityNames?: Map<string, string>;
+    setEntityNames(names: string[]): void {
+        this.#entityNames = new Map(names.map((n) => [n.toLowerCase(), n]));
+    }
+}
+
+export class NotFoundError extends Error {}
+
+function parentOf(startEvent: HistoryEvent): ParentInfo | undefined {
+    const p = startEvent.ParentInstance as { Name?: string; OrchestrationInstance: { InstanceId: string; ExecutionId: string }; TaskScheduleId: number } | undefined;
+    if (!p) return undefined;
+    return { instanceId: p.OrchestrationInstance.InstanceId, executionId: p.OrchestrationInstance.ExecutionId, taskScheduledId: p.TaskScheduleId, name: p.Name ?? '' };
+}
+
+/** A .NET TimeSpan string ("d.hh:mm:ss.fff"), as the extension sends timer settings. */
+export function timeSpan(ms: number): string {
+    const days = Math.floor(ms / 86_400_000);
+    const rest = ms % 86_400_000;
+    const h = Math.floor(rest / 3_600_000);
+    const m = Math.floor((rest % 3_600_000) / 60_000);
+    const s = Math.floor((rest % 60_000) / 1000);
+    const f = rest % 1000;
+    const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+    return `${days > 0 ? `${days}.` : ''}${pad(h)}:${pad(m)}:${pad(s)}${f ? `.${pad(f, 3)}` : ''}`;
+}
+
+/** The built-in HTTP activity behind `callHttp`: the request is made by the host, not by user code. */
+async function durableHttp(inputJson: string | undefined): Promise<string> {
+    const req = JSON.parse(inputJson ?? '{}') as { method: string; uri: string; content?: string; headers?: Record<string, string> };
+    const res = await fetch(req.uri, { method: req.method, headers: req.headers, body: req.content });
+    const headers: Record<string, string> = {};
+    res.headers.forEach((v, k) => (headers[k] = v));
+    return JSON.stringify({ statusCode: res.status, headers, content: await res.text() });
+}
+
+export type { HubMessage };
