@@ -173,8 +173,10 @@ export class TaskHubStore {
             await this.#writePayload(entity, 'Event', JSON.stringify(events[i].event), instanceId, rowKey);
             actions.push(['upsert', entity, 'Replace']);
         }
-        for (const item of outbox) {
-            const rowKey = `${OUTBOX}${item.message.id}`;
+        // Row keys keep the episode's order, so messages to one target are sent (and, FIFO, received) in order.
+        const batch = `${Date.now().toString(36).padStart(10, '0')}${(outboxCounter++ % 1e6).toString(36).padStart(4, '0')}`;
+        for (const [i, item] of outbox.entries()) {
+            const rowKey = `${OUTBOX}${batch}:${String(i).padStart(5, '0')}:${item.message.id}`;
             const entity: Record<string, unknown> & { partitionKey: string; rowKey: string } = { partitionKey: instanceId, rowKey, Queue: item.queue, VisibleAt: item.visibleAt ?? '' };
             await this.#writePayload(entity, 'Message', JSON.stringify(item.message), instanceId, rowKey);
             actions.push(['upsert', entity, 'Replace']);
@@ -315,6 +317,7 @@ export class TaskHubStore {
 }
 
 const OUTBOX = '~outbox:';
+let outboxCounter = 0;
 
 function historyPrefix(executionId: string): string {
     return `h:${executionId}:`;
