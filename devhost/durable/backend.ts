@@ -32,6 +32,7 @@ export interface BackendSettings {
     maxPollingIntervalMs: number;
 }
 
+const HISTORY_CACHE_SIZE = 2000;
 const TERMINAL: RuntimeStatus[] = ['Completed', 'Failed', 'Terminated', 'Canceled'];
 const OUT_OF_PROC_MARKER = '$OutOfProcData$:';
 
@@ -55,7 +56,7 @@ export class DurableBackend {
     readonly #log: Logger;
     readonly #settings: BackendSettings;
     #stopped = false;
-    #wake?: () => void;
+    readonly #wakers = new Set<() => void>();
     readonly #loops: Promise<void>[] = [];
     readonly #instanceQueues = new Map<string, ReceivedMessage[]>();
     readonly #busyInstances = new Set<string>();
@@ -82,7 +83,7 @@ export class DurableBackend {
     /** Stops receiving; episodes and activities under way finish. */
     async stop(): Promise<void> {
         this.#stopped = true;
-        this.#wake?.();
+        this.nudge();
         await Promise.all(this.#loops);
         while (this.#episodes.size > 0 || this.#activities.size > 0) {
             await Promise.allSettled([...this.#episodes, ...this.#activities]);
@@ -92,7 +93,7 @@ export class DurableBackend {
 
     /** Something was sent: poll now instead of after the idle back-off. */
     nudge(): void {
-        this.#wake?.();
+        for (const wake of [...this.#wakers]) wake();
     }
 
     // ---------------------------------------------------------------- client operations
@@ -164,6 +165,7 @@ export class DurableBackend {
     async purge(instanceId: string): Promise<boolean> {
         const inst = await this.store.getInstance(instanceId);
         if (!inst || !TERMINAL.includes(inst.runtimeStatus)) return false;
+        this.#forget(instanceId);
         return this.store.deleteInstance(instanceId);
     }
 
@@ -185,15 +187,13 @@ export class DurableBackend {
 
     async #sleep(ms: number): Promise<void> {
         await new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-                this.#wake = undefined;
-                resolve();
-            }, ms);
-            this.#wake = () => {
+            const wake = () => {
                 clearTimeout(t);
-                this.#wake = undefined;
+                this.#wakers.delete(wake);
                 resolve();
             };
+            const t = setTimeout(wake, ms);
+            this.#wakers.add(wake);
         });
     }
 
@@ -325,6 +325,35 @@ export class DurableBackend {
 
     // ---------------------------------------------------------------- episodes
 
+    // The history of recently active executions, kept in memory: this backend is their only writer.
+    readonly #historyCache = new Map<string, { executionId: string; events: HistoryEvent[]; messageIds: Set<string> }>();
+
+    async #history(instanceId: string, executionId: string): Promise<{ events: HistoryEvent[]; messageIds: Set<string> }> {
+        const cached = this.#historyCache.get(instanceId);
+        if (cached && cached.executionId === executionId) {
+            // Refresh its position (Map keeps insertion order: oldest first).
+            this.#historyCache.delete(instanceId);
+            this.#historyCache.set(instanceId, cached);
+            return { events: [...cached.events], messageIds: new Set(cached.messageIds) };
+        }
+        const loaded = await this.store.loadHistory(instanceId, executionId);
+        this.#remember(instanceId, executionId, loaded.events, [...loaded.messageIds]);
+        return loaded;
+    }
+
+    #remember(instanceId: string, executionId: string, events: HistoryEvent[], messageIds: string[]): void {
+        const previous = this.#historyCache.get(instanceId);
+        const ids = new Set(previous && previous.executionId === executionId ? previous.messageIds : []);
+        for (const id of messageIds) ids.add(id);
+        this.#historyCache.delete(instanceId);
+        this.#historyCache.set(instanceId, { executionId, events, messageIds: ids });
+        while (this.#historyCache.size > HISTORY_CACHE_SIZE) this.#historyCache.delete(this.#historyCache.keys().next().value!);
+    }
+
+    #forget(instanceId: string): void {
+        this.#historyCache.delete(instanceId);
+    }
+
     #timestamp(): string {
         // Strictly increasing, so every episode's OrchestratorStarted time is distinct and ordered.
         const t = Math.max(Date.now(), this.#lastTimestamp + 1);
@@ -412,7 +441,7 @@ export class DurableBackend {
     async #episode(m: ReceivedMessage, inst: InstanceRecord): Promise<void> {
         const msg = m.message;
         const newEvent = msg.event!;
-        const { events: history, messageIds } = await this.store.loadHistory(inst.instanceId, inst.executionId);
+        const { events: history, messageIds } = await this.#history(inst.instanceId, inst.executionId);
         if (messageIds.has(msg.id)) {
             // Applied before a crash; finish what may not have been finished.
             await this.#reconcile(inst, history);
@@ -476,7 +505,8 @@ export class DurableBackend {
             });
         }
         const appended = [{ event: started }, { event: arriving, messageId: msg.id }, ...plan.events.map((e) => ({ event: e }))];
-        await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, appended, outbox);
+        const committed = await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, appended, outbox);
+        this.#remember(inst.instanceId, inst.executionId, [...history, ...appended.map((a) => a.event)], [msg.id]);
 
         const status: RuntimeStatus = plan.completion ? plan.completion.status : 'Running';
         await this.store.putInstance({
@@ -488,7 +518,7 @@ export class DurableBackend {
             historyLength: history.length + appended.length,
             etag: undefined,
         });
-        await this.store.flushOutbox(inst.instanceId);
+        await this.store.sendCommitted(committed);
         await this.store.delete(this.store.control, m);
         if (outbox.length > 0) this.nudge();
     }
@@ -531,6 +561,7 @@ export class DurableBackend {
     }
 
     async #terminate(m: ReceivedMessage, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
+        this.#forget(inst.instanceId);
         const { events: history } = await this.store.loadHistory(inst.instanceId, inst.executionId);
         const now = this.#timestamp();
         const reason = ev.Input as string | undefined;
@@ -542,9 +573,9 @@ export class DurableBackend {
             { event: event(EventType.ExecutionTerminated, { Input: reason }, now), messageId: m.message.id },
             { event: event(EventType.ExecutionCompleted, { OrchestrationStatus: 'Terminated', Result: reason }, now) },
         ];
-        await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, events, outbox);
+        const committed = await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, events, outbox);
         await this.store.putInstance({ ...inst, runtimeStatus: 'Terminated', output: reason, lastUpdatedTime: now, historyLength: history.length + 2, etag: undefined });
-        await this.store.flushOutbox(inst.instanceId);
+        await this.store.sendCommitted(committed);
         await this.store.delete(this.store.control, m);
     }
 
@@ -554,6 +585,7 @@ export class DurableBackend {
             await this.store.delete(this.store.control, m);
             return;
         }
+        this.#forget(inst.instanceId);
         const { events: history } = await this.store.loadHistory(inst.instanceId, inst.executionId);
         const now = this.#timestamp();
         await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, [{ event: { ...ev, Timestamp: now }, messageId: m.message.id }], []);
@@ -624,7 +656,7 @@ export class DurableBackend {
         }
         // The processed request is recorded with the outbox in one transaction; the state follows.
         const { events } = await this.store.loadHistory(target, inst.executionId);
-        await this.store.commitEpisode(target, inst.executionId, events.length, [{ event: event(EventType.EventRaised, { Name: request.op }, now), messageId: m.message.id }], outbox);
+        const committed = await this.store.commitEpisode(target, inst.executionId, events.length, [{ event: event(EventType.EventRaised, { Name: request.op }, now), messageId: m.message.id }], outbox);
         await this.store.putInstance({
             ...inst,
             input: JSON.stringify({ exists: result.entityExists, state: result.entityExists ? result.entityState ?? null : undefined }),
@@ -632,7 +664,7 @@ export class DurableBackend {
             historyLength: events.length + 1,
             etag: undefined,
         });
-        await this.store.flushOutbox(target);
+        await this.store.sendCommitted(committed);
         await this.store.delete(this.store.control, m);
         if (outbox.length > 0) this.nudge();
     }

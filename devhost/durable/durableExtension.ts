@@ -74,10 +74,12 @@ export class DurableExtension implements BindingExtension {
         const provider = (c.storageProvider as Record<string, unknown>) ?? {};
         const devhost = (c.devhost as Record<string, unknown>) ?? {};
         const ms = (v: unknown, fallback: number) => parseTimeSpan(typeof v === 'string' ? v : undefined) ?? fallback;
-        const int = (v: unknown, fallback: number) => (typeof v === 'number' && v > 0 ? v : fallback);
+        const int = (v: unknown, fallback: number) => (Number(v) > 0 ? Number(v) : fallback);
+        // App settings override host.json as in Azure: AzureFunctionsJobHost__extensions__durableTask__<name>.
+        const env = (name: string) => this.#app.settings[`AzureFunctionsJobHost__extensions__durableTask__${name}`];
         return {
-            maxConcurrentActivityFunctions: int(c.maxConcurrentActivityFunctions, 10),
-            maxConcurrentOrchestratorFunctions: int(c.maxConcurrentOrchestratorFunctions, 10),
+            maxConcurrentActivityFunctions: int(env('maxConcurrentActivityFunctions') ?? c.maxConcurrentActivityFunctions, 10),
+            maxConcurrentOrchestratorFunctions: int(env('maxConcurrentOrchestratorFunctions') ?? c.maxConcurrentOrchestratorFunctions, 10),
             visibilitySeconds: Math.max(1, Math.round(ms(provider.workItemQueueVisibilityTimeout ?? provider.controlQueueVisibilityTimeout, 30_000) / 1000)),
             maxPollingIntervalMs: ms(provider.maxQueuePollingInterval, 1000),
             timers: {

@@ -50,6 +50,11 @@ export interface HubMessage {
     fireAt?: string;
 }
 
+export interface CommittedOutbox {
+    instanceId: string;
+    rows: { rowKey: string; queue: 'control' | 'workItems'; message: HubMessage; visibleAt?: string }[];
+}
+
 export interface ReceivedMessage {
     message: HubMessage;
     messageId: string;
@@ -164,7 +169,8 @@ export class TaskHubStore {
         startIndex: number,
         events: { event: HistoryEvent; messageId?: string }[],
         outbox: { queue: 'control' | 'workItems'; message: HubMessage; visibleAt?: string }[],
-    ): Promise<void> {
+    ): Promise<CommittedOutbox> {
+        const committed: CommittedOutbox = { instanceId, rows: [] };
         const actions: TransactionAction[] = [];
         for (let i = 0; i < events.length; i++) {
             const rowKey = `${historyPrefix(executionId)}${String(startIndex + i).padStart(8, '0')}`;
@@ -180,10 +186,22 @@ export class TaskHubStore {
             const entity: Record<string, unknown> & { partitionKey: string; rowKey: string } = { partitionKey: instanceId, rowKey, Queue: item.queue, VisibleAt: item.visibleAt ?? '' };
             await this.#writePayload(entity, 'Message', JSON.stringify(item.message), instanceId, rowKey);
             actions.push(['upsert', entity, 'Replace']);
+            committed.rows.push({ rowKey, ...item });
         }
         for (let i = 0; i < actions.length; i += 100) {
             await this.history.submitTransaction(actions.slice(i, i + 100));
         }
+        return committed;
+    }
+
+    /** Sends the messages an episode just committed, in order, then removes their outbox rows. */
+    async sendCommitted(committed: CommittedOutbox): Promise<void> {
+        if (committed.rows.length === 0) return;
+        for (const row of committed.rows) {
+            await this.send(row.queue === 'workItems' ? this.workItems : this.control, row.message, row.visibleAt);
+        }
+        const deletes: TransactionAction[] = committed.rows.map((r) => ['delete', { partitionKey: committed.instanceId, rowKey: r.rowKey }]);
+        for (let i = 0; i < deletes.length; i += 100) await this.history.submitTransaction(deletes.slice(i, i + 100));
     }
 
     /** Sends an instance's outbox messages and removes their rows. */
