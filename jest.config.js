@@ -4,7 +4,7 @@ module.exports = {
     roots: ['<rootDir>/test'],
     testMatch: ['**/*.test.ts'],
     transform: {
-        '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true, diagnostics: false }],
+        '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', diagnostics: false }],
     },
     globalSetup: '<rootDir>/test/harness/globalSetup.ts',
     testTimeout: 60000,
