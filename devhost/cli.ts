@@ -19,12 +19,14 @@ export interface StartArgs {
     consolePort: number;
     stateDir: string;
     storage: StoragePorts | false;
+    identityPort: number;
+    smtpPort: number;
 }
 
 export class UsageError extends Error {}
 
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
-         [--storage-ports 10000,10001,10002 | --no-storage]
+         [--storage-ports 10000,10001,10002 | --no-storage] [--identity-port 7080] [--smtp-port 2525]
          [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
@@ -34,7 +36,7 @@ function intArg(flag: string, value: string | undefined): number {
 }
 
 export function parseStartArgs(argv: string[]): StartArgs {
-    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS };
+    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS, identityPort: 7080, smtpPort: 2525 };
     let current: AppInstanceConfig | undefined;
     const needApp = (flag: string) => {
         if (!current) throw new UsageError(`${flag} must follow an --app`);
@@ -82,6 +84,12 @@ export function parseStartArgs(argv: string[]): StartArgs {
                 out.storage = { blob: ports[0], queue: ports[1], table: ports[2] };
                 break;
             }
+            case '--identity-port':
+                out.identityPort = intArg(flag, value());
+                break;
+            case '--smtp-port':
+                out.smtpPort = intArg(flag, value());
+                break;
             case '--no-storage':
                 out.storage = false;
                 break;

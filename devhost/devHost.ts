@@ -4,7 +4,10 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
+import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
+import { MailSink } from './services/mailSink';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
+import { registerDevRoutes } from './devRoutes';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -25,6 +28,10 @@ export interface DevHostOptions {
     stateDir?: string;
     /** Azurite's ports (0: any free port); `false` runs without local storage. */
     storage?: StoragePorts | false;
+    /** Port of the identity issuer (0: any free port). */
+    identityPort?: number;
+    /** Port of the SMTP sink (0: any free port). */
+    smtpPort?: number;
     logger: Logger;
 }
 
@@ -58,6 +65,8 @@ export class DevHost {
     readonly #lock: StateLock;
     #console?: DevConsole;
     #storage?: LocalStorage;
+    identity?: LocalIdentity;
+    mail?: MailSink;
     #nextPort: number;
     #stopping?: Promise<void>;
 
@@ -86,6 +95,12 @@ export class DevHost {
         try {
             this.#console = new DevConsole({ host: this, logger: this.#log });
             await this.#console.listen(this.#opts.consolePort ?? 7070);
+            this.identity = new LocalIdentity(this.stateDir, this.#log);
+            await this.identity.start(this.#opts.identityPort ?? 7080);
+            this.mail = new MailSink(this.stateDir, this.#log);
+            await this.mail.start(this.#opts.smtpPort ?? 2525);
+            Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail });
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
                 const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS);
@@ -112,6 +127,12 @@ export class DevHost {
         if (storage && (!env.AzureWebJobsStorage || env.AzureWebJobsStorage === 'UseDevelopmentStorage=true')) {
             env.AzureWebJobsStorage = storage.connectionString;
         }
+        if (this.identity) {
+            env.FLEXCHANGE_AUTH_ISSUER ??= this.identity.url;
+            env.FLEXCHANGE_AUTH_JWKS_URI ??= this.identity.jwksUri;
+            env.FLEXCHANGE_AUTH_AUDIENCE ??= DEFAULT_AUDIENCE;
+        }
+        if (this.mail) env.FLEXCHANGE_SMTP_URL ??= this.mail.url;
         Object.assign(env, {
             FUNCTIONS_WORKER_RUNTIME: 'node',
             AzureWebJobsScriptRoot: folder.dir,
@@ -173,6 +194,8 @@ export class DevHost {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
         await this.#storage?.stop();
+        await this.mail?.stop();
+        await this.identity?.stop();
         rmSync(path.join(this.stateDir, 'devhost.json'), { force: true });
         this.#lock.release();
         this.#log.info({ event: 'devhost.stopped' }, 'devhost stopped');

@@ -24,7 +24,7 @@ describe('devhost local storage (Azurite)', () => {
         expect(info.connectionString).toContain('AccountName=flexchangedev');
         expect(info.connectionString).not.toContain('Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq');
         const services = await (await fetch(`${first.consoleUrl}/dev/services`)).json();
-        expect(services.services).toEqual({ blob: info.blob, queue: info.queue, table: info.table });
+        expect(services.services).toMatchObject({ blob: info.blob, queue: info.queue, table: info.table });
 
         const table = TableClient.fromConnectionString(info.connectionString, 'persisted', { allowInsecureConnection: true });
         await table.createTable();

@@ -1,0 +1,88 @@
+import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
+import type { DevConsole } from './console';
+import { sendJson, sendProblem } from './console';
+import { APP_ROLES, LocalIdentity } from './services/identity';
+import type { MailSink } from './services/mailSink';
+
+const tokenRequest = z
+    .object({
+        roles: z.array(z.enum(APP_ROLES)).min(1),
+        orgId: z.string().min(1).max(100).optional(),
+        email: z.string().email().optional(),
+        name: z.string().min(1).max(200).optional(),
+        appOnly: z.boolean().optional(),
+        audience: z.string().min(1).optional(),
+        expiresInSeconds: z.number().int().min(60).max(86_400).optional(),
+    })
+    .strict();
+
+async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<unknown> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+        size += (chunk as Buffer).length;
+        if (size > limit) throw Object.assign(new Error('body too large'), { status: 413 });
+        chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    if (!text) return {};
+    try {
+        return JSON.parse(text);
+    } catch {
+        throw Object.assign(new Error('The body is not valid JSON'), { status: 400 });
+    }
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** The console's token and mail routes (API.md, "Local development surface"). */
+export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink }): void {
+    console.route('POST', /^\/dev\/token$/, async (req, res) => {
+        if (!(req.headers['content-type'] ?? 'application/json').includes('json')) {
+            return sendProblem(res, 415, 'Unsupported media type', 'Send the token request as application/json');
+        }
+        let body: unknown;
+        try {
+            body = await readJson(req);
+        } catch (err) {
+            const e = err as Error & { status?: number };
+            return sendProblem(res, e.status ?? 400, e.status === 413 ? 'Payload too large' : 'Invalid input', e.message);
+        }
+        const parsed = tokenRequest.safeParse(body);
+        if (!parsed.success) {
+            const text = JSON.stringify({
+                type: 'about:blank',
+                title: 'Invalid input',
+                status: 400,
+                detail: 'The token request is not valid',
+                code: 'invalid_input',
+                errors: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+            });
+            res.writeHead(400, { 'content-type': 'application/problem+json' });
+            res.end(text);
+            return;
+        }
+        const token = await services.identity.mint(parsed.data);
+        sendJson(res, 200, token);
+    });
+
+    console.route('GET', /^\/dev\/mail$/, (_req, res) => sendJson(res, 200, services.mail.mails));
+
+    console.route('GET', /^\/dev\/mail\/([^/]+)$/, (req, res, [id]) => {
+        const mail = services.mail.get(decodeURIComponent(id));
+        if (!mail) return sendProblem(res, 404, 'Not found', 'No captured mail with that id');
+        if ((req.headers.accept ?? '').includes('application/json')) return sendJson(res, 200, mail);
+        const body = mail.html
+            ? `<iframe sandbox style="width:100%;height:70vh;border:1px solid #ccc" srcdoc="${escapeHtml(mail.html)}"></iframe>`
+            : `<pre>${escapeHtml(mail.text)}</pre>`;
+        const links = mail.links.map((l) => `<li><a href="${escapeHtml(l)}">${escapeHtml(l)}</a></li>`).join('');
+        const page = `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(mail.subject)}</title></head><body style="font-family:sans-serif">
+<h1>${escapeHtml(mail.subject)}</h1>
+<table><tr><th align="left">From</th><td>${escapeHtml(mail.from)}</td></tr><tr><th align="left">To</th><td>${escapeHtml(mail.to.join(', '))}</td></tr>
+<tr><th align="left">Received</th><td>${escapeHtml(mail.receivedAt)}</td></tr></table>
+${links ? `<h2>Links</h2><ul>${links}</ul>` : ''}<h2>Message</h2>${body}</body></html>`;
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'" });
+        res.end(page);
+    });
+}

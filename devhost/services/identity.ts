@@ -1,0 +1,156 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+/** App roles of API.md ("Identity and roles"). */
+export const APP_ROLES = ['Flexchange.Admin', 'Flexchange.Approver', 'Org.Admin', 'Org.Trader', 'Deployment.Member', 'Deployment.Core'] as const;
+export type AppRole = (typeof APP_ROLES)[number];
+
+export const DEFAULT_AUDIENCE = 'api://flexchange';
+
+export interface TokenRequest {
+    roles: AppRole[];
+    orgId?: string;
+    email?: string;
+    name?: string;
+    /** An app-only (client credentials) token, as a deployment gets. */
+    appOnly?: boolean;
+    audience?: string;
+    expiresInSeconds?: number;
+}
+
+export interface DirectoryEntry {
+    oid: string;
+    orgId?: string;
+    email?: string;
+    name?: string;
+    roles: AppRole[];
+    appOnly: boolean;
+}
+
+interface IdentityState {
+    tenantId: string;
+    keys: Record<string, unknown>[];
+}
+
+// oauth2-mock-server is an ES module; Node 22 loads it from CommonJS through import().
+const importModule = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<typeof import('oauth2-mock-server')>;
+
+/** A stable UUID-shaped id derived from a name (the same email always gets the same object id). */
+export function stableId(name: string): string {
+    const h = createHash('sha256').update(name).digest('hex');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * The local identity issuer standing in for Entra ID: oauth2-mock-server with a
+ * signing key generated on first start and kept in the state folder, OpenID
+ * discovery, JWKS, a client-credentials endpoint, and tokens shaped like Entra ID
+ * v2 access tokens (iss, aud, tid, oid, roles, idtyp).
+ */
+export class LocalIdentity {
+    url = '';
+    tenantId = '';
+    readonly #stateDir: string;
+    readonly #log: Logger;
+    #server?: import('oauth2-mock-server').OAuth2Server;
+    readonly #directory = new Map<string, DirectoryEntry>();
+
+    constructor(stateDir: string, logger: Logger) {
+        this.#stateDir = path.join(stateDir, 'identity');
+        this.#log = logger;
+    }
+
+    get jwksUri(): string {
+        return `${this.url}/jwks`;
+    }
+
+    async start(port: number): Promise<void> {
+        const { OAuth2Server } = await importModule('oauth2-mock-server');
+        const server = new OAuth2Server();
+        mkdirSync(this.#stateDir, { recursive: true });
+        const stateFile = path.join(this.#stateDir, 'issuer.json');
+        let state: IdentityState;
+        if (existsSync(stateFile)) {
+            state = JSON.parse(readFileSync(stateFile, 'utf8')) as IdentityState;
+            for (const key of state.keys) await server.issuer.keys.add(key);
+        } else {
+            await server.issuer.keys.generate('RS256');
+            state = { tenantId: randomUUID(), keys: server.issuer.keys.toJSON(true) as unknown as Record<string, unknown>[] };
+            writeFileSync(stateFile, JSON.stringify(state), { mode: 0o600 });
+        }
+        this.tenantId = state.tenantId;
+        const directoryFile = path.join(this.#stateDir, 'directory.json');
+        if (existsSync(directoryFile)) {
+            for (const e of JSON.parse(readFileSync(directoryFile, 'utf8')) as DirectoryEntry[]) this.#directory.set(e.oid, e);
+        }
+        try {
+            await server.start(port, '127.0.0.1');
+        } catch (err) {
+            const e = err as NodeJS.ErrnoException;
+            throw new Error(e.code === 'EADDRINUSE' ? `Port ${port} for the identity issuer is already in use` : e.message);
+        }
+        const address = server.address();
+        this.url = `http://localhost:${address.port}`;
+        server.issuer.url = this.url;
+        // Client credentials: the token a deployment gets for its app id, with the roles it was granted.
+        server.service.on('beforeTokenSigning', (token: { payload: Record<string, unknown> }, req: { body?: Record<string, string> }) => {
+            const clientId = req.body?.client_id ?? String(token.payload.client_id ?? 'unknown-client');
+            const entry = this.#directory.get(stableId(`app:${clientId}`));
+            Object.assign(token.payload, this.#claims({
+                oid: stableId(`app:${clientId}`),
+                appOnly: true,
+                roles: entry?.roles ?? [],
+                audience: req.body?.scope?.replace(/\/\.default$/, '') || DEFAULT_AUDIENCE,
+                clientId,
+            }));
+        });
+        this.#server = server;
+    }
+
+    async stop(): Promise<void> {
+        await this.#server?.stop();
+    }
+
+    /** Mints a token for `POST /dev/token` and `npm run token`, and records the principal in the local directory seed. */
+    async mint(req: TokenRequest): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number; oid: string }> {
+        const server = this.#server;
+        if (!server) throw new Error('The identity issuer is not running');
+        const appOnly = req.appOnly === true;
+        const principal = appOnly ? `app:${req.name ?? req.orgId ?? 'deployment'}` : `user:${(req.email ?? req.name ?? randomUUID()).toLowerCase()}`;
+        const oid = stableId(principal);
+        const expiresIn = req.expiresInSeconds ?? 3600;
+        const claims = this.#claims({ oid, appOnly, roles: req.roles, audience: req.audience ?? DEFAULT_AUDIENCE, clientId: appOnly ? oid : 'flexchange-dev-console', email: req.email, name: req.name });
+        const token = await server.issuer.buildToken({
+            expiresIn,
+            scopesOrTransform: (_header: unknown, payload: Record<string, unknown>) => {
+                delete payload.scope;
+                Object.assign(payload, claims);
+            },
+        });
+        this.#remember({ oid, orgId: req.orgId, email: req.email, name: req.name, roles: req.roles, appOnly });
+        return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, oid };
+    }
+
+    #claims(p: { oid: string; appOnly: boolean; roles: readonly string[]; audience: string; clientId: string; email?: string; name?: string }): Record<string, unknown> {
+        return {
+            aud: p.audience,
+            tid: this.tenantId,
+            oid: p.oid,
+            sub: p.oid,
+            azp: p.clientId,
+            roles: [...p.roles],
+            ver: '2.0',
+            ...(p.appOnly ? { idtyp: 'app' } : { idtyp: 'user', ...(p.email ? { email: p.email, preferred_username: p.email } : {}), ...(p.name ? { name: p.name } : {}) }),
+        };
+    }
+
+    #remember(entry: DirectoryEntry): void {
+        this.#directory.set(entry.oid, entry);
+        const file = path.join(this.#stateDir, 'directory.json');
+        writeFileSync(`${file}.tmp`, JSON.stringify([...this.#directory.values()], null, 2));
+        renameSync(`${file}.tmp`, file);
+        this.#log.debug({ oid: entry.oid, orgId: entry.orgId, roles: entry.roles }, 'identity: principal recorded in the local directory seed');
+    }
+}
