@@ -26,7 +26,7 @@ export interface StartArgs {
 export class UsageError extends Error {}
 
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
-         [--storage-ports 10000,10001,10002 | --no-storage] [--identity-port 7080] [--smtp-port 2525]
+         [--storage-ports 10000,10001,10002] [--cosmos-port 8081] [--ledger-port 8545] [--no-storage] [--identity-port 7080] [--smtp-port 2525]
          [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
@@ -81,9 +81,16 @@ export function parseStartArgs(argv: string[]): StartArgs {
                 const ports = value().split(',').map((p) => intArg(flag, p));
                 if (ports.length === 1) ports.push(ports[0] === 0 ? 0 : ports[0] + 1, ports[0] === 0 ? 0 : ports[0] + 2);
                 if (ports.length !== 3) throw new UsageError('--storage-ports takes BLOB,QUEUE,TABLE or one port (0: any free ports)');
-                out.storage = { blob: ports[0], queue: ports[1], table: ports[2] };
+                const base = out.storage === false ? DEFAULT_STORAGE_PORTS : out.storage;
+                out.storage = { ...base, blob: ports[0], queue: ports[1], table: ports[2] };
                 break;
             }
+            case '--cosmos-port':
+                out.storage = { ...(out.storage === false ? DEFAULT_STORAGE_PORTS : out.storage), cosmos: intArg(flag, value()) };
+                break;
+            case '--ledger-port':
+                out.storage = { ...(out.storage === false ? DEFAULT_STORAGE_PORTS : out.storage), ledger: intArg(flag, value()) };
+                break;
             case '--identity-port':
                 out.identityPort = intArg(flag, value());
                 break;

@@ -104,7 +104,7 @@ export class DevHost {
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
                 const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS);
-                Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table });
+                Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table, cosmos: info.cosmos.endpoint, ledger: info.ledger.url });
             }
             for (const app of this.#opts.apps) await this.addApp(app);
             this.#writeRuntimeFile();
@@ -126,6 +126,12 @@ export class DevHost {
         const storage = this.#storage?.info;
         if (storage && (!env.AzureWebJobsStorage || env.AzureWebJobsStorage === 'UseDevelopmentStorage=true')) {
             env.AzureWebJobsStorage = storage.connectionString;
+        }
+        if (storage) {
+            env.COSMOS_ENDPOINT ??= storage.cosmos.endpoint;
+            env.COSMOS_KEY ??= storage.cosmos.key;
+            env.FLEXCHANGE_LEDGER_RPC_URLS ??= storage.ledger.url;
+            env.FLEXCHANGE_CHAIN_ID ??= String(storage.ledger.chainId);
         }
         if (this.identity) {
             env.FLEXCHANGE_AUTH_ISSUER ??= this.identity.url;

@@ -1,6 +1,20 @@
+import { CosmosClient } from '@azure/cosmos';
+import type { TokenCredential } from '@azure/core-auth';
+import { DefaultAzureCredential } from '@azure/identity';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { AzureBlobStore } from './blobs/azureBlobStore';
+import type { BlobStore } from './blobs/blobStore';
 import { loadSettings, Settings } from './config';
+import { ensureDatabase } from './documents/containers';
+import { cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
 import { checkHealth, HealthCheck, HealthReport } from './health/health';
 import { processCheck } from './health/processCheck';
+import { AcsMailSender } from './mail/acsMailSender';
+import type { MailSender } from './mail/mailSender';
+import { SmtpMailSender } from './mail/smtpMailSender';
+import { LocalIssuerCredential } from './vault/credential';
+import { KeyVaultKeyStore, KeyVaultSecretStore } from './vault/keyVault';
+import type { KeyStore, SecretStore } from './vault/vault';
 
 /**
  * The composition root: the one place that decides which adapter backs each port,
@@ -8,15 +22,66 @@ import { processCheck } from './health/processCheck';
  */
 export interface Services {
     settings: Settings;
+    cosmos: CosmosClient;
+    blobs: BlobStore;
+    secrets: SecretStore;
+    keys: KeyStore;
+    mail: MailSender;
+    /** Creates the database and containers when missing; idempotent. */
+    ensureStores(): Promise<void>;
     health(): Promise<HealthReport>;
 }
 
 let services: Services | undefined;
 
+export function credentialFor(settings: Settings): TokenCredential {
+    return settings.FLEXCHANGE_CREDENTIAL === 'local-issuer'
+        ? new LocalIssuerCredential(settings.FLEXCHANGE_AUTH_ISSUER, settings.FLEXCHANGE_CLIENT_ID!)
+        : new DefaultAzureCredential();
+}
+
 export function buildServices(settings: Settings = loadSettings()): Services {
-    const checks: HealthCheck[] = [processCheck];
+    const credential = credentialFor(settings);
+    const local = settings.COSMOS_ENDPOINT.startsWith('http://');
+    const cosmos = new CosmosClient({
+        endpoint: settings.COSMOS_ENDPOINT,
+        ...(settings.COSMOS_KEY ? { key: settings.COSMOS_KEY } : { aadCredentials: credential }),
+        // The local server advertises https locations it does not serve: talk to the given endpoint only.
+        ...(local ? { connectionPolicy: { enableEndpointDiscovery: false } } : {}),
+    });
+    const blobService = BlobServiceClient.fromConnectionString(settings.AzureWebJobsStorage);
+    const secrets = new KeyVaultSecretStore(settings.FLEXCHANGE_KEYVAULT_URL, credential);
+    const keys = new KeyVaultKeyStore(settings.FLEXCHANGE_KEYVAULT_URL, credential);
+    const mail: MailSender = settings.FLEXCHANGE_ACS_CONNECTION_STRING
+        ? new AcsMailSender(settings.FLEXCHANGE_ACS_CONNECTION_STRING, settings.FLEXCHANGE_MAIL_FROM)
+        : new SmtpMailSender(settings.FLEXCHANGE_SMTP_URL!, settings.FLEXCHANGE_MAIL_FROM);
+
+    const checks: HealthCheck[] = [
+        processCheck,
+        ledgerCheck(settings.FLEXCHANGE_LEDGER_RPC_URLS),
+        cosmosCheck(cosmos, settings.COSMOS_DATABASE),
+        storageCheck(blobService),
+        vaultCheck(secrets.client),
+        settings.FLEXCHANGE_SERVICEBUS_CONNECTION ? notConfigured('bus', 'the Service Bus adapter arrives with its issue') : notConfigured('bus', 'FLEXCHANGE_SERVICEBUS_CONNECTION is not set'),
+    ];
+    let ensured: Promise<void> | undefined;
     return {
         settings,
+        cosmos,
+        blobs: new AzureBlobStore(blobService),
+        secrets,
+        keys,
+        mail,
+        ensureStores: () => {
+            ensured ??= ensureDatabase(cosmos, settings.COSMOS_DATABASE).then(
+                () => undefined,
+                (err: unknown) => {
+                    ensured = undefined;
+                    throw err;
+                },
+            );
+            return ensured;
+        },
         health: () => checkHealth(checks, { role: settings.FLEXCHANGE_ROLE, timeoutMs: settings.FLEXCHANGE_HEALTH_TIMEOUT_MS }),
     };
 }

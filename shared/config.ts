@@ -1,13 +1,45 @@
 import { z } from 'zod';
 
+const url = z.string().url();
+const list = (item: z.ZodString) =>
+    z
+        .string()
+        .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+        .pipe(z.array(item).min(1));
+
 /**
- * Every setting the app reads, validated once. Settings come from the Function
- * App's application settings in Azure and from local.settings.json locally.
+ * Every setting the app reads, validated once at start-up. In Azure they are the
+ * Function App's application settings; locally local.settings.json plus the
+ * addresses the devhost gives each app (see README, "Configuration").
  */
 const settingsSchema = z.object({
     FLEXCHANGE_ROLE: z.enum(['core', 'member']).default('core'),
     FLEXCHANGE_ORG_ID: z.string().min(1).optional(),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
+
+    COSMOS_ENDPOINT: url,
+    /** Without a key the app signs in to Cosmos DB with its managed identity. */
+    COSMOS_KEY: z.string().min(1).optional(),
+    COSMOS_DATABASE: z.string().regex(/^[A-Za-z0-9_-]{1,255}$/).default('flexchange'),
+
+    AzureWebJobsStorage: z.string().min(1),
+    FLEXCHANGE_KEYVAULT_URL: url,
+    /** How the app gets tokens for Key Vault and other Azure resources. */
+    FLEXCHANGE_CREDENTIAL: z.enum(['managed-identity', 'local-issuer']).default('managed-identity'),
+    FLEXCHANGE_CLIENT_ID: z.string().min(1).optional(),
+
+    FLEXCHANGE_AUTH_ISSUER: url,
+    FLEXCHANGE_AUTH_JWKS_URI: url,
+    FLEXCHANGE_AUTH_AUDIENCE: z.string().min(1).default('api://flexchange'),
+
+    FLEXCHANGE_LEDGER_RPC_URLS: list(z.string().url()),
+    FLEXCHANGE_CHAIN_ID: z.coerce.number().int().positive(),
+
+    FLEXCHANGE_SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
+    FLEXCHANGE_ACS_CONNECTION_STRING: z.string().min(1).optional(),
+    FLEXCHANGE_MAIL_FROM: z.string().email().default('noreply@flexchange.local'),
+
+    FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
 });
 
 export type Settings = z.infer<typeof settingsSchema>;
@@ -21,8 +53,15 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
         const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
         throw new ConfigError(`Invalid settings: ${problems}`);
     }
-    if (parsed.data.FLEXCHANGE_ROLE === 'member' && !parsed.data.FLEXCHANGE_ORG_ID) {
+    const s = parsed.data;
+    if (s.FLEXCHANGE_ROLE === 'member' && !s.FLEXCHANGE_ORG_ID) {
         throw new ConfigError('Invalid settings: FLEXCHANGE_ORG_ID is required when FLEXCHANGE_ROLE is member');
     }
-    return parsed.data;
+    if (!s.FLEXCHANGE_SMTP_URL && !s.FLEXCHANGE_ACS_CONNECTION_STRING) {
+        throw new ConfigError('Invalid settings: set FLEXCHANGE_SMTP_URL or FLEXCHANGE_ACS_CONNECTION_STRING to send mail');
+    }
+    if (s.FLEXCHANGE_CREDENTIAL === 'local-issuer' && !s.FLEXCHANGE_CLIENT_ID) {
+        throw new ConfigError('Invalid settings: FLEXCHANGE_CLIENT_ID is required when FLEXCHANGE_CREDENTIAL is local-issuer');
+    }
+    return s;
 }

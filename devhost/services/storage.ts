@@ -8,9 +8,11 @@ export interface StoragePorts {
     blob: number;
     queue: number;
     table: number;
+    cosmos: number;
+    ledger: number;
 }
 
-export const DEFAULT_STORAGE_PORTS: StoragePorts = { blob: 10000, queue: 10001, table: 10002 };
+export const DEFAULT_STORAGE_PORTS: StoragePorts = { blob: 10000, queue: 10001, table: 10002, cosmos: 8081, ledger: 8545 };
 
 function readInfo(stateDir: string): StorageInfo | undefined {
     try {
@@ -57,7 +59,7 @@ export class LocalStorage {
 
     async start(ports: StoragePorts): Promise<StorageInfo> {
         const existing = readInfo(this.#stateDir);
-        if (existing && alive(existing.pid) && (await answers(existing.queue))) {
+        if (existing && existing.ledger && alive(existing.pid) && (await answers(existing.queue))) {
             this.info = existing;
             this.adopted = true;
             this.#log.info({ pid: existing.pid }, 'adopted the running storage sidecar');
@@ -66,7 +68,7 @@ export class LocalStorage {
         rmSync(storageInfoFile(this.#stateDir), { force: true });
         const ext = path.extname(__filename);
         const script = path.join(__dirname, `storageProcess${ext}`);
-        const child = spawn(process.execPath, [...process.execArgv, script, this.#stateDir, String(ports.blob), String(ports.queue), String(ports.table)], {
+        const child = spawn(process.execPath, [...process.execArgv, script, this.#stateDir, String(ports.blob), String(ports.queue), String(ports.table), String(ports.cosmos), String(ports.ledger)], {
             stdio: ['ignore', 'ignore', 'pipe'],
             detached: false,
         });
@@ -80,7 +82,7 @@ export class LocalStorage {
                 break;
             }
             if (child.exitCode !== null) {
-                throw new Error(`Storage (Azurite) failed to start: ${stderr.trim() || `exit ${child.exitCode}`}`);
+                throw new Error(`Local services (storage, Cosmos, ledger) failed to start: ${stderr.trim() || `exit ${child.exitCode}`}`);
             }
             if (Date.now() > deadline) {
                 child.kill('SIGKILL');

@@ -1,6 +1,6 @@
 /**
- * The storage sidecar: Azurite's blob, queue and table servers in a process of
- * their own, with data under `<state>/azurite`.
+ * The services sidecar: Azurite's blob, queue and table servers, the Cosmos server
+ * and the anvil ledger, in a process of their own, with data under `<state>/`.
  *
  * Why a separate process: Azurite's metadata store (LokiJS) saves to disk every
  * 5 s, so storage inside the devhost would lose acknowledged writes whenever the
@@ -11,6 +11,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { LocalCosmos } from './cosmos';
+import { CHAIN_ID, LocalLedger } from './ledger';
 
 export interface StorageInfo {
     pid: number;
@@ -19,6 +21,8 @@ export interface StorageInfo {
     queue: string;
     table: string;
     connectionString: string;
+    cosmos: { endpoint: string; key: string };
+    ledger: { url: string; chainId: number };
 }
 
 const ORPHAN_GRACE_MS = 15_000;
@@ -37,6 +41,16 @@ export function loadOrCreateAccount(stateDir: string): { account: string; key: s
     return created;
 }
 
+/** A random secret generated on first start and kept in the state folder (local dev credentials). */
+export function loadOrCreateSecret(stateDir: string, name: string): string {
+    const file = path.join(stateDir, 'secrets', `${name}.txt`);
+    if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+    mkdirSync(path.dirname(file), { recursive: true });
+    const value = randomBytes(64).toString('base64');
+    writeFileSync(file, value, { mode: 0o600 });
+    return value;
+}
+
 export function connectionString(account: string, key: string, urls: { blob: string; queue: string; table: string }): string {
     return [
         'DefaultEndpointsProtocol=http',
@@ -49,7 +63,7 @@ export function connectionString(account: string, key: string, urls: { blob: str
 }
 
 async function main(): Promise<void> {
-    const [stateDir, blobPort, queuePort, tablePort] = process.argv.slice(2);
+    const [stateDir, blobPort, queuePort, tablePort, cosmosPort, ledgerPort] = process.argv.slice(2);
     const location = path.join(stateDir, 'azurite');
     mkdirSync(location, { recursive: true });
     const { account, key } = loadOrCreateAccount(stateDir);
@@ -87,9 +101,28 @@ async function main(): Promise<void> {
         process.stderr.write(e.code === 'EADDRINUSE' ? `storage: a port is already in use (${e.message})\n` : `storage: ${e.message}\n`);
         process.exit(3);
     }
-    const url = (s: { getHttpServerAddress(): string }) => `${s.getHttpServerAddress().replace('127.0.0.1', '127.0.0.1')}/${account}`;
+    const url = (s: { getHttpServerAddress(): string }) => `${s.getHttpServerAddress()}/${account}`;
     const urls = { blob: url(blob), queue: url(queue), table: url(table) };
-    const info: StorageInfo = { pid: process.pid, account, ...urls, connectionString: connectionString(account, key, urls) };
+
+    const cosmos = new LocalCosmos(stateDir, loadOrCreateSecret(stateDir, 'cosmos-key'));
+    const ledger = new LocalLedger(stateDir);
+    try {
+        await cosmos.start(Number(cosmosPort));
+        await ledger.start(Number(ledgerPort));
+    } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        process.stderr.write(e.code === 'EADDRINUSE' ? `services: the Cosmos port ${cosmosPort} is already in use\n` : `services: ${e.message}\n`);
+        await ledger.stop();
+        process.exit(3);
+    }
+    const info: StorageInfo = {
+        pid: process.pid,
+        account,
+        ...urls,
+        connectionString: connectionString(account, key, urls),
+        cosmos: { endpoint: cosmos.url, key: cosmos.key },
+        ledger: { url: ledger.url, chainId: CHAIN_ID },
+    };
     const file = storageInfoFile(stateDir);
     writeFileSync(`${file}.tmp`, JSON.stringify(info, null, 2), { mode: 0o600 });
     renameSync(`${file}.tmp`, file);
@@ -98,8 +131,9 @@ async function main(): Promise<void> {
     const close = async (code: number) => {
         if (closing) return;
         closing = true;
-        // close() saves the Loki databases: nothing acknowledged is lost by a clean stop.
-        await Promise.allSettled(servers.map((s) => s.close()));
+        // close() saves the Loki databases, stop() the Cosmos snapshot and anvil's state:
+        // nothing acknowledged is lost by a clean stop.
+        await Promise.allSettled([...servers.map((s) => s.close()), cosmos.stop(), ledger.stop()]);
         process.exit(code);
     };
     process.on('SIGTERM', () => void close(0));

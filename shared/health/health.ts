@@ -5,7 +5,8 @@ export interface HealthCheck {
 }
 
 export interface ComponentHealth {
-    status: 'up' | 'down';
+    /** `not_configured`: the component is not part of this deployment yet; it does not make the app unhealthy. */
+    status: 'up' | 'down' | 'not_configured';
     detail?: string;
     latencyMs?: number;
     [extra: string]: unknown;
@@ -42,7 +43,7 @@ export async function checkHealth(
         }),
     );
     const checksByName = Object.fromEntries(results);
-    const healthy = results.every(([, r]) => r.status === 'up');
+    const healthy = results.every(([, r]) => r.status !== 'down');
     return {
         status: healthy ? 'healthy' : 'unhealthy',
         role: opts.role,

@@ -14,6 +14,12 @@ describe('health report', () => {
         expect(report.checks.ledger.status).toBe('up');
     });
 
+    it('stays healthy with a component that is not configured', async () => {
+        const report = await checkHealth([processCheck, { name: 'bus', check: async () => ({ status: 'not_configured' as const }) }], { role: 'core', timeoutMs: 500, now });
+        expect(report.status).toBe('healthy');
+        expect(report.checks.bus.status).toBe('not_configured');
+    });
+
     it('is unhealthy when a component is down, throws, or does not answer in time', async () => {
         const failing = Object.assign(new Error('connect ECONNREFUSED 10.0.0.4:8545'), { code: 'ECONNREFUSED' });
         const report = await checkHealth(
@@ -32,14 +38,41 @@ describe('health report', () => {
     });
 });
 
+const baseline = {
+    COSMOS_ENDPOINT: 'https://flexchange.documents.azure.com:443/',
+    AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;EndpointSuffix=core.windows.net',
+    FLEXCHANGE_KEYVAULT_URL: 'https://flexchange-core.vault.azure.net',
+    FLEXCHANGE_AUTH_ISSUER: 'https://login.microsoftonline.com/tenant/v2.0',
+    FLEXCHANGE_AUTH_JWKS_URI: 'https://login.microsoftonline.com/tenant/discovery/v2.0/keys',
+    FLEXCHANGE_LEDGER_RPC_URLS: 'http://10.0.1.4:8545, http://10.0.1.5:8545',
+    FLEXCHANGE_CHAIN_ID: '10101',
+    FLEXCHANGE_ACS_CONNECTION_STRING: 'endpoint=https://x.communication.azure.com/;accesskey=eA==',
+};
+
 describe('settings', () => {
-    it('defaults to the core role', () => {
-        expect(loadSettings({})).toMatchObject({ FLEXCHANGE_ROLE: 'core', FLEXCHANGE_HEALTH_TIMEOUT_MS: 2000 });
+    it('reads a complete configuration with its defaults', () => {
+        expect(loadSettings(baseline)).toMatchObject({
+            FLEXCHANGE_ROLE: 'core',
+            FLEXCHANGE_HEALTH_TIMEOUT_MS: 2000,
+            COSMOS_DATABASE: 'flexchange',
+            FLEXCHANGE_CREDENTIAL: 'managed-identity',
+            FLEXCHANGE_LEDGER_RPC_URLS: ['http://10.0.1.4:8545', 'http://10.0.1.5:8545'],
+            FLEXCHANGE_CHAIN_ID: 10101,
+        });
     });
 
-    it('refuses an unknown role and a member without an organisation', () => {
-        expect(() => loadSettings({ FLEXCHANGE_ROLE: 'admin' })).toThrow(/FLEXCHANGE_ROLE/);
-        expect(() => loadSettings({ FLEXCHANGE_ROLE: 'member' })).toThrow(/FLEXCHANGE_ORG_ID is required/);
-        expect(loadSettings({ FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1' }).FLEXCHANGE_ORG_ID).toBe('org-1');
+    it('names every missing or malformed setting', () => {
+        expect(() => loadSettings({})).toThrow(/COSMOS_ENDPOINT.*FLEXCHANGE_KEYVAULT_URL/);
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_CHAIN_ID: 'abc' })).toThrow(/FLEXCHANGE_CHAIN_ID/);
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_LEDGER_RPC_URLS: 'not a url' })).toThrow(/FLEXCHANGE_LEDGER_RPC_URLS/);
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'admin' })).toThrow(/FLEXCHANGE_ROLE/);
+    });
+
+    it('refuses a member without an organisation, no way to send mail, and a local credential without a client id', () => {
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member' })).toThrow(/FLEXCHANGE_ORG_ID is required/);
+        expect(loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1' }).FLEXCHANGE_ORG_ID).toBe('org-1');
+        const { FLEXCHANGE_ACS_CONNECTION_STRING: _acs, ...noMail } = baseline;
+        expect(() => loadSettings(noMail)).toThrow(/FLEXCHANGE_SMTP_URL or FLEXCHANGE_ACS_CONNECTION_STRING/);
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_CREDENTIAL: 'local-issuer' })).toThrow(/FLEXCHANGE_CLIENT_ID is required/);
     });
 });

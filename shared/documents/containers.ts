@@ -1,0 +1,30 @@
+import type { ContainerDefinition, CosmosClient, Database } from '@azure/cosmos';
+
+/**
+ * The containers of the Flexchange database and their partition keys. Conventions:
+ * - A container holds one kind of document; `id` is unique within a partition.
+ * - Documents an organisation owns are partitioned by `/orgId`, so a member's data is
+ *   read within one partition and never mixed into another's queries by accident.
+ * - Documents that are global (registrations, proposals, contract versions) are
+ *   partitioned by `/id`: point reads by id, cross-partition queries for lists.
+ */
+export const CONTAINERS: ContainerDefinition[] = [
+    { id: 'organizations', partitionKey: { paths: ['/id'] } },
+    { id: 'registrations', partitionKey: { paths: ['/id'] } },
+    { id: 'directory', partitionKey: { paths: ['/orgId'] } },
+    { id: 'accounts', partitionKey: { paths: ['/orgId'] } },
+    { id: 'proposals', partitionKey: { paths: ['/id'] } },
+    { id: 'contracts', partitionKey: { paths: ['/id'] } },
+    { id: 'events', partitionKey: { paths: ['/orgId'] } },
+    { id: 'usage', partitionKey: { paths: ['/orgId'] } },
+    { id: 'audit', partitionKey: { paths: ['/orgId'] } },
+    { id: 'nodes', partitionKey: { paths: ['/orgId'] } },
+    { id: 'treasury', partitionKey: { paths: ['/id'] } },
+];
+
+/** Creates the database and its containers when they are missing (idempotent, run at start-up). */
+export async function ensureDatabase(client: CosmosClient, databaseId: string, containers: ContainerDefinition[] = CONTAINERS): Promise<Database> {
+    const { database } = await client.databases.createIfNotExists({ id: databaseId });
+    for (const c of containers) await database.containers.createIfNotExists(c);
+    return database;
+}

@@ -1,0 +1,96 @@
+/**
+ * Typed errors of the domain and its adapters, mapped to problem+json in one place
+ * (shared/http/problem.ts). Messages are safe to show to the caller; internal
+ * causes stay in `cause` and go to the log only.
+ */
+export class AppError extends Error {
+    constructor(
+        message: string,
+        readonly status: number,
+        readonly code: string,
+        options?: { cause?: unknown },
+    ) {
+        super(message, options);
+        this.name = new.target.name;
+    }
+}
+
+export interface FieldError {
+    path: string;
+    message: string;
+}
+
+export class Invalid extends AppError {
+    constructor(message: string, readonly errors: FieldError[] = [], options?: { cause?: unknown }) {
+        super(message, 400, 'invalid_input', options);
+    }
+}
+export class Unauthorized extends AppError {
+    constructor(message = 'A valid bearer token is required', options?: { cause?: unknown }) {
+        super(message, 401, 'unauthorized', options);
+    }
+}
+export class Forbidden extends AppError {
+    constructor(message = 'Not allowed for this caller', options?: { cause?: unknown }) {
+        super(message, 403, 'forbidden', options);
+    }
+}
+export class NotFound extends AppError {
+    constructor(message = 'Not found', options?: { cause?: unknown }) {
+        super(message, 404, 'not_found', options);
+    }
+}
+export class Conflict extends AppError {
+    constructor(message: string, code = 'conflict', options?: { cause?: unknown }) {
+        super(message, 409, code, options);
+    }
+}
+export class TooLarge extends AppError {
+    constructor(message = 'The body is too large', options?: { cause?: unknown }) {
+        super(message, 413, 'too_large', options);
+    }
+}
+export class UnsupportedMediaType extends AppError {
+    constructor(message = 'Unsupported content type', options?: { cause?: unknown }) {
+        super(message, 415, 'unsupported_media_type', options);
+    }
+}
+export class TooManyRequests extends AppError {
+    constructor(message = 'Over quota', options?: { cause?: unknown }) {
+        super(message, 429, 'too_many_requests', options);
+    }
+}
+/** A dependency (ledger, database, vault...) failed or answered nonsense. */
+export class Upstream extends AppError {
+    constructor(message: string, options?: { cause?: unknown }) {
+        super(message, 502, 'upstream_failed', options);
+    }
+}
+/** A dependency is unreachable or not ready: try again later. */
+export class Unavailable extends AppError {
+    constructor(message: string, options?: { cause?: unknown }) {
+        super(message, 503, 'unavailable', options);
+    }
+}
+
+/** HTTP status of an SDK error (Azure SDKs use `statusCode`, some `code`/`status`). */
+export function statusOf(err: unknown): number | undefined {
+    const e = err as { statusCode?: unknown; status?: unknown; code?: unknown };
+    for (const v of [e?.statusCode, e?.status, e?.code]) {
+        if (typeof v === 'number') return v;
+    }
+    return undefined;
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** True for errors that mean "could not reach the dependency" rather than "it said no". */
+export function isUnreachable(err: unknown): boolean {
+    let e = err as { code?: unknown; cause?: unknown; name?: unknown } | undefined;
+    for (let depth = 0; e && depth < 4; depth++) {
+        if (typeof e.code === 'string' && UNREACHABLE.has(e.code)) return true;
+        if (e.name === 'AbortError' || e.name === 'TimeoutError') return true;
+        e = e.cause as typeof e;
+    }
+    return false;
+}

@@ -1,0 +1,67 @@
+import type { CosmosClient } from '@azure/cosmos';
+import type { SecretClient } from '@azure/keyvault-secrets';
+import type { BlobServiceClient } from '@azure/storage-blob';
+import { statusOf } from '../errors';
+import { blockNumber } from '../ledger/jsonRpc';
+import type { ComponentHealth, HealthCheck } from './health';
+
+const reason = (err: unknown) => (err as { code?: string }).code ?? (statusOf(err) ? `HTTP ${statusOf(err)}` : 'unreachable');
+
+/** The ledger: at least one JSON-RPC node answers `eth_blockNumber`. */
+export function ledgerCheck(urls: string[]): HealthCheck {
+    return {
+        name: 'ledger',
+        async check(): Promise<ComponentHealth> {
+            const results = await Promise.allSettled(urls.map((u) => blockNumber(u, 1500)));
+            const heights = results.filter((r): r is PromiseFulfilledResult<number> => r.status === 'fulfilled').map((r) => r.value);
+            if (heights.length === 0) return { status: 'down', detail: 'no node answered', nodes: urls.length };
+            return { status: 'up', blockNumber: Math.max(...heights), nodes: urls.length, answering: heights.length };
+        },
+    };
+}
+
+export function cosmosCheck(client: CosmosClient, database: string): HealthCheck {
+    return {
+        name: 'cosmos',
+        async check() {
+            try {
+                await client.database(database).read();
+                return { status: 'up', database };
+            } catch (err) {
+                return { status: 'down', detail: reason(err) };
+            }
+        },
+    };
+}
+
+export function storageCheck(service: BlobServiceClient): HealthCheck {
+    return {
+        name: 'storage',
+        async check() {
+            try {
+                await service.getProperties();
+                return { status: 'up' };
+            } catch (err) {
+                return { status: 'down', detail: reason(err) };
+            }
+        },
+    };
+}
+
+export function vaultCheck(client: SecretClient): HealthCheck {
+    return {
+        name: 'vault',
+        async check() {
+            try {
+                await client.listPropertiesOfSecrets().byPage({ maxPageSize: 1 }).next();
+                return { status: 'up' };
+            } catch (err) {
+                return { status: 'down', detail: reason(err) };
+            }
+        },
+    };
+}
+
+export function notConfigured(name: string, detail: string): HealthCheck {
+    return { name, check: async () => ({ status: 'not_configured', detail }) };
+}
