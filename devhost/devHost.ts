@@ -5,7 +5,9 @@ import type { Logger } from 'pino';
 import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
 import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
+import { LocalKeyVault } from './services/keyVault';
 import { MailSink } from './services/mailSink';
+import { loadOrCreateSecret } from './services/storageProcess';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
 import { registerDevRoutes } from './devRoutes';
 import { StateLock } from './stateLock';
@@ -48,6 +50,7 @@ interface AppSlot {
     config: AppInstanceConfig;
     worker: Worker;
     info: RunningApp;
+    vault?: LocalKeyVault;
     stopped?: Promise<void>;
 }
 
@@ -122,23 +125,35 @@ export class DevHost {
         const port = config.port ?? folder.localHttpPort ?? this.#takePort();
         const env: Record<string, string> = {};
         for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-        Object.assign(env, folder.settings, config.settings ?? {});
+        // Precedence: the environment < the folder's local.settings.json < the addresses of the devhost's
+        // own services (so a sample configuration still reaches the local world) < --set for this instance.
+        Object.assign(env, folder.settings);
         const storage = this.#storage?.info;
-        if (storage && (!env.AzureWebJobsStorage || env.AzureWebJobsStorage === 'UseDevelopmentStorage=true')) {
-            env.AzureWebJobsStorage = storage.connectionString;
-        }
         if (storage) {
-            env.COSMOS_ENDPOINT ??= storage.cosmos.endpoint;
-            env.COSMOS_KEY ??= storage.cosmos.key;
-            env.FLEXCHANGE_LEDGER_RPC_URLS ??= storage.ledger.url;
-            env.FLEXCHANGE_CHAIN_ID ??= String(storage.ledger.chainId);
+            env.AzureWebJobsStorage = storage.connectionString;
+            env.COSMOS_ENDPOINT = storage.cosmos.endpoint;
+            env.COSMOS_KEY = storage.cosmos.key;
+            env.FLEXCHANGE_LEDGER_RPC_URLS = storage.ledger.url;
+            env.FLEXCHANGE_CHAIN_ID = String(storage.ledger.chainId);
         }
         if (this.identity) {
-            env.FLEXCHANGE_AUTH_ISSUER ??= this.identity.url;
-            env.FLEXCHANGE_AUTH_JWKS_URI ??= this.identity.jwksUri;
+            env.FLEXCHANGE_AUTH_ISSUER = this.identity.url;
+            env.FLEXCHANGE_AUTH_JWKS_URI = this.identity.jwksUri;
             env.FLEXCHANGE_AUTH_AUDIENCE ??= DEFAULT_AUDIENCE;
         }
-        if (this.mail) env.FLEXCHANGE_SMTP_URL ??= this.mail.url;
+        if (this.mail) {
+            env.FLEXCHANGE_SMTP_URL = this.mail.url;
+            delete env.FLEXCHANGE_ACS_CONNECTION_STRING;
+        }
+        Object.assign(env, config.settings ?? {});
+        // Each app instance has a vault of its own: a member's keys never share a vault with another's.
+        let vault: LocalKeyVault | undefined;
+        if (this.identity && !config.settings?.FLEXCHANGE_KEYVAULT_URL) {
+            vault = await this.#startVault(config.name);
+            env.FLEXCHANGE_KEYVAULT_URL = vault.url;
+            env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'local-issuer';
+            env.FLEXCHANGE_CLIENT_ID = config.settings?.FLEXCHANGE_CLIENT_ID ?? `flexchange-${config.name}`;
+        }
         Object.assign(env, {
             FUNCTIONS_WORKER_RUNTIME: 'node',
             AzureWebJobsScriptRoot: folder.dir,
@@ -161,6 +176,7 @@ export class DevHost {
         });
         if (ready.type !== 'ready') {
             await worker.terminate();
+            await vault?.stop();
             throw new Error(`App "${config.name}" (${folder.dir}) failed to start: ${ready.type === 'failed' ? ready.message : ready.type}`);
         }
         const actualPort = ready.port;
@@ -172,13 +188,15 @@ export class DevHost {
             port: actualPort,
             functions: ready.functions,
         };
-        const slot: AppSlot = { config, worker, info };
+        const slot: AppSlot = { config, worker, info, vault };
+        if (vault) this.services[`vault:${config.name}`] = vault.url;
         this.#slots.set(config.name, slot);
         worker.on('error', (err) => this.#log.error({ app: config.name, err: { message: err.message, stack: err.stack } }, 'app worker crashed'));
         worker.on('exit', (code) => {
             if (!this.#stopping) {
                 this.#log.error({ app: config.name, code }, 'app worker exited unexpectedly; restarting it');
                 this.#slots.delete(config.name);
+                void vault?.stop();
                 setTimeout(() => {
                     if (this.#stopping) return;
                     this.addApp({ ...config, port: actualPort }).then(
@@ -220,6 +238,22 @@ export class DevHost {
         clearTimeout(timer);
         if (outcome === 'timeout') this.#log.warn({ app: config.name }, 'app did not stop in time; terminating it');
         await worker.terminate();
+        await slot.vault?.stop();
+    }
+
+    async #startVault(appName: string): Promise<LocalKeyVault> {
+        const identity = this.identity!;
+        const masterKey = Buffer.from(loadOrCreateSecret(this.stateDir, 'vault-master-key'), 'base64').subarray(0, 32);
+        const vault = new LocalKeyVault({
+            name: `fx-${appName.replace(/[^A-Za-z0-9-]/g, '-')}`.slice(0, 24),
+            dir: path.join(this.stateDir, 'vaults', appName),
+            masterKey,
+            tenantId: identity.tenantId,
+            verifyToken: (bearer) => identity.verify(bearer, 'https://vault.azure.net'),
+            logger: this.#log.child({ vault: appName }),
+        });
+        await vault.start(0);
+        return vault;
     }
 
     #takePort(): number {

@@ -1,4 +1,5 @@
-import { createHash, randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { createHash, createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -111,6 +112,23 @@ export class LocalIdentity {
 
     async stop(): Promise<void> {
         await this.#server?.stop();
+    }
+
+    /** True when `token` was signed by this issuer, is unexpired and is meant for `audience`. */
+    async verify(token: string, audience: string): Promise<boolean> {
+        const server = this.#server;
+        if (!server) return false;
+        const decoded = jwt.decode(token, { complete: true });
+        const kid = decoded && typeof decoded === 'object' ? decoded.header.kid : undefined;
+        const jwk = server.issuer.keys.toJSON(false).find((k) => (k as { kid?: string }).kid === kid);
+        if (!jwk) return false;
+        try {
+            jwt.verify(token, createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }), { algorithms: ['RS256'], audience, issuer: this.url });
+            return true;
+        } catch (err) {
+            this.#log.debug({ err: { message: (err as Error).message } }, 'identity: token rejected');
+            return false;
+        }
     }
 
     /** Mints a token for `POST /dev/token` and `npm run token`, and records the principal in the local directory seed. */

@@ -5,19 +5,30 @@ describe('the Flexchange app under the devhost', () => {
 
     beforeAll(async () => {
         // The compiled app (dist/, built by the global setup), as npm start runs it.
-        host = await startDevhost(['--app', repoRoot, '--name', 'core']);
+        host = await startDevhost(['--app', repoRoot, '--name', 'core'], { storage: true });
     });
     afterAll(async () => {
         await host?.stop();
         removeDir(host?.stateDir);
     });
 
-    it('answers GET /api/health anonymously with the process check', async () => {
+    it('answers GET /api/health anonymously: every component of the local world up, the bus not configured yet', async () => {
         const res = await fetch(`${host.origin('core')}/api/health`);
+        const body = await res.json();
         expect(res.status).toBe(200);
         expect(res.headers.get('cache-control')).toBe('no-store');
-        const body = await res.json();
-        expect(body).toMatchObject({ status: 'healthy', role: 'core', checks: { process: { status: 'up' } } });
+        expect(body).toMatchObject({
+            status: 'healthy',
+            role: 'core',
+            checks: {
+                process: { status: 'up' },
+                ledger: { status: 'up' },
+                cosmos: { status: 'up', database: 'flexchange' },
+                storage: { status: 'up' },
+                vault: { status: 'up' },
+                bus: { status: 'not_configured' },
+            },
+        });
     });
 
     it('refuses other methods on /api/health', async () => {
@@ -27,5 +38,6 @@ describe('the Flexchange app under the devhost', () => {
     it('is listed on the console as the core app', async () => {
         const services = await (await fetch(`${host.consoleUrl}/dev/services`)).json();
         expect(services.apps).toEqual([{ name: 'core', role: 'core', url: `http://localhost:${host.apps.core.port}/api` }]);
+        expect(Object.keys(services.services).sort()).toEqual(['blob', 'cosmos', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
     });
 });
