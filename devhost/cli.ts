@@ -119,7 +119,7 @@ function printTable(host: DevHost): void {
     const lines = ['', 'Flexchange devhost', `  console   ${host.consoleUrl}`, `  state     ${host.stateDir}`];
     for (const [name, url] of Object.entries(host.services)) lines.push(`  ${name.padEnd(9)} ${url}`);
     for (const app of host.apps) {
-        lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}`);
+        lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}${app.operator ? `  operator ${app.operator}` : ''}`);
         for (const fn of app.functions) lines.push(`    ${fn.name.padEnd(28)} ${fn.detail}`);
     }
     lines.push('', 'Ctrl+C stops everything gracefully.', '');

@@ -6,6 +6,7 @@ import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
 import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
 import { LocalKeyVault } from './services/keyVault';
+import { ensureOperator } from './services/operator';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
@@ -41,6 +42,8 @@ export interface RunningApp {
     name: string;
     role?: string;
     orgId?: string;
+    /** The core's operator account on the local ledger. */
+    operator?: string;
     url: string;
     port: number;
     functions: { name: string; trigger: string; detail: string }[];
@@ -188,6 +191,9 @@ export class DevHost {
             port: actualPort,
             functions: ready.functions,
         };
+        if (vault && storage && (env.FLEXCHANGE_ROLE ?? 'core') === 'core') {
+            info.operator = await ensureOperator({ vaultUrl: vault.url, issuer: this.identity!.url, clientId: env.FLEXCHANGE_CLIENT_ID, ledgerUrl: storage.ledger.url });
+        }
         const slot: AppSlot = { config, worker, info, vault };
         if (vault) this.services[`vault:${config.name}`] = vault.url;
         this.#slots.set(config.name, slot);

@@ -10,7 +10,9 @@ export class AcsMailSender implements MailSender {
         connectionString: string,
         private readonly from: string,
     ) {
-        this.#client = new EmailClient(connectionString);
+        // Plain http only for a local endpoint (the test fake); the service itself is https.
+        const local = /endpoint=http:\/\/(127\.0\.0\.1|localhost)[:/]/i.test(connectionString);
+        this.#client = new EmailClient(connectionString, local ? { allowInsecureConnection: true } : {});
     }
 
     async send(mail: Mail): Promise<{ messageId: string }> {

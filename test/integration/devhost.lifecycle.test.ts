@@ -45,7 +45,10 @@ describe('devhost lifecycle: hooks, several app instances, graceful shutdown', (
                 { name: 'core', role: 'core', url: `http://localhost:${host.apps.core.port}/api` },
                 { name: 'member1', role: 'member', orgId: 'org-1', url: `http://localhost:${host.apps.member1.port}/api` },
             ]);
-            expect(services.services).toEqual(expect.any(Object));
+            // Each instance has a vault of its own.
+            expect(services.services['vault:core']).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+            expect(services.services['vault:member1']).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+            expect(services.services['vault:core']).not.toBe(services.services['vault:member1']);
             expect((await fetch(`${host.consoleUrl}/dev/nothing`)).headers.get('content-type')).toBe('application/problem+json');
 
             const runtime = JSON.parse(readFileSync(path.join(host.stateDir, 'devhost.json'), 'utf8'));
