@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { isProcessAlive } from './processes';
 
 /** One devhost per state folder: two hosts writing the same `.flexchange/` would corrupt it. */
 export class StateLock {
@@ -17,7 +18,7 @@ export class StateLock {
         } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
             const owner = Number(readFileSync(this.file, 'utf8'));
-            if (Number.isInteger(owner) && owner !== process.pid && isAlive(owner)) {
+            if (Number.isInteger(owner) && owner !== process.pid && isProcessAlive(owner)) {
                 throw new Error(
                     `Another devhost (pid ${owner}) is using ${path.dirname(this.file)}. Stop it first, or use --state for another folder.`,
                 );
@@ -32,14 +33,5 @@ export class StateLock {
         if (!this.#held) return;
         rmSync(this.file, { force: true });
         this.#held = false;
-    }
-}
-
-function isAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch (err) {
-        return (err as NodeJS.ErrnoException).code === 'EPERM';
     }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { event, EventType, failureOf, FailureDetails } from './history';
 import { entitySchedulerId, isDuplicateCompletion, OrchestratorOutcome, OutboxItem, ParentInfo, parentNotification, planEpisode, TimerSettings } from './episode';
+import type { QueueClient } from '@azure/storage-queue';
 import type { HistoryEvent, HubMessage, InstanceRecord, ReceivedMessage, RuntimeStatus, TaskHubStore } from './taskHubStore';
 
 /** How the backend reaches the app's functions (through the devhost's invocation pipeline). */
@@ -33,6 +34,7 @@ export interface BackendSettings {
 }
 
 const HISTORY_CACHE_SIZE = 2000;
+const MAX_HELD_CONTROL_MESSAGES = 256;
 const TERMINAL: RuntimeStatus[] = ['Completed', 'Failed', 'Terminated', 'Canceled'];
 const OUT_OF_PROC_MARKER = '$OutOfProcData$:';
 
@@ -197,18 +199,23 @@ export class DurableBackend {
         });
     }
 
-    async #controlLoop(): Promise<void> {
+    /**
+     * Receives from a queue while there is capacity, backing off while it is empty
+     * (a nudge ends the back-off at once), and hands each message on.
+     */
+    async #pollLoop(name: string, queue: QueueClient, room: () => number, take: (m: ReceivedMessage) => void): Promise<void> {
         let idle = 10;
         while (!this.#stopped) {
-            if (this.#episodes.size >= this.#settings.maxConcurrentOrchestratorFunctions) {
-                await Promise.race(this.#episodes);
+            const free = room();
+            if (free <= 0) {
+                await Promise.race([...this.#episodes, ...this.#activities, this.#sleep(100)]);
                 continue;
             }
             let received: ReceivedMessage[] = [];
             try {
-                received = await this.store.receive(this.store.control, 32, this.#settings.visibilitySeconds);
+                received = await this.store.receive(queue, free, this.#settings.visibilitySeconds);
             } catch (err) {
-                this.#log.warn({ err: { message: (err as Error).message } }, 'durable: control queue unavailable');
+                this.#log.warn({ err: { message: (err as Error).message } }, `durable: ${name} queue unavailable`);
                 await this.#sleep(1000);
                 continue;
             }
@@ -218,18 +225,30 @@ export class DurableBackend {
                 continue;
             }
             idle = 10;
-            for (const m of received) {
-                const q = this.#instanceQueues.get(m.message.instanceId) ?? [];
-                q.push(m);
-                this.#instanceQueues.set(m.message.instanceId, q);
-                this.#drainInstance(m.message.instanceId);
-            }
+            received.forEach(take);
         }
     }
 
-    /** Processes an instance's messages one episode at a time. */
+    #controlLoop(): Promise<void> {
+        // Received control messages wait per instance (kept invisible by renewal); hold a bounded number.
+        return this.#pollLoop('control', this.store.control, () => MAX_HELD_CONTROL_MESSAGES - this.#heldCount(), (m) => {
+            const q = this.#instanceQueues.get(m.message.instanceId) ?? [];
+            q.push(m);
+            this.#instanceQueues.set(m.message.instanceId, q);
+            this.#drainInstance(m.message.instanceId);
+        });
+    }
+
+    #heldCount(): number {
+        let n = 0;
+        for (const q of this.#instanceQueues.values()) n += q.length;
+        return n;
+    }
+
+    /** Processes an instance's messages one episode at a time, at most `maxConcurrentOrchestratorFunctions` episodes at once. */
     #drainInstance(instanceId: string): void {
         if (this.#busyInstances.has(instanceId)) return;
+        if (this.#episodes.size >= this.#settings.maxConcurrentOrchestratorFunctions) return;
         const q = this.#instanceQueues.get(instanceId);
         const next = q?.shift();
         if (!next) {
@@ -246,6 +265,11 @@ export class DurableBackend {
                 this.#busyInstances.delete(instanceId);
                 this.#episodes.delete(run);
                 this.#drainInstance(instanceId);
+                // A slot is free: let instances that were waiting for one go on.
+                for (const waiting of this.#instanceQueues.keys()) {
+                    if (this.#episodes.size >= this.#settings.maxConcurrentOrchestratorFunctions) break;
+                    this.#drainInstance(waiting);
+                }
             });
         this.#episodes.add(run);
     }
@@ -262,35 +286,13 @@ export class DurableBackend {
         }
     }
 
-    async #workItemLoop(): Promise<void> {
-        let idle = 10;
-        while (!this.#stopped) {
-            const free = this.#settings.maxConcurrentActivityFunctions - this.#activities.size;
-            if (free <= 0) {
-                await Promise.race(this.#activities);
-                continue;
-            }
-            let received: ReceivedMessage[] = [];
-            try {
-                received = await this.store.receive(this.store.workItems, free, this.#settings.visibilitySeconds);
-            } catch (err) {
-                this.#log.warn({ err: { message: (err as Error).message } }, 'durable: work-item queue unavailable');
-                await this.#sleep(1000);
-                continue;
-            }
-            if (received.length === 0) {
-                await this.#sleep(idle);
-                idle = Math.min(this.#settings.maxPollingIntervalMs, idle * 2);
-                continue;
-            }
-            idle = 10;
-            for (const m of received) {
-                const run = this.#runWorkItem(m)
-                    .catch((err: Error) => this.#log.error({ err: { message: err.message } }, 'durable: work item failed; it will be retried'))
-                    .finally(() => this.#activities.delete(run));
-                this.#activities.add(run);
-            }
-        }
+    #workItemLoop(): Promise<void> {
+        return this.#pollLoop('work-item', this.store.workItems, () => this.#settings.maxConcurrentActivityFunctions - this.#activities.size, (m) => {
+            const run = this.#runWorkItem(m)
+                .catch((err: Error) => this.#log.error({ err: { message: err.message } }, 'durable: work item failed; it will be retried'))
+                .finally(() => this.#activities.delete(run));
+            this.#activities.add(run);
+        });
     }
 
     async #runWorkItem(m: ReceivedMessage): Promise<void> {

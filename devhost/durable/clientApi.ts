@@ -4,6 +4,26 @@ import { EventType, EventTypeName } from './history';
 import type { HistoryEvent, InstanceRecord, RuntimeStatus } from './taskHubStore';
 
 export const WEBHOOK_BASE = '/runtime/webhooks/durabletask';
+
+/**
+ * The management URLs of an instance, as the extension builds them. With `pathId`
+ * `INSTANCEID` and `id` `INSTANCEID` they are the templates of the durableClient binding.
+ */
+export function managementUrlsFor(origin: string, hub: string, pathId: string, id: string) {
+    const q = `taskHub=${encodeURIComponent(hub)}&connection=Storage&code=devhost`;
+    const i = `${origin}${WEBHOOK_BASE}/instances/${pathId}`;
+    return {
+        id,
+        statusQueryGetUri: `${i}?${q}`,
+        sendEventPostUri: `${i}/raiseEvent/{eventName}?${q}`,
+        terminatePostUri: `${i}/terminate?reason={text}&${q}`,
+        rewindPostUri: `${i}/rewind?reason={text}&${q}`,
+        purgeHistoryDeleteUri: `${i}?${q}`,
+        restartPostUri: `${i}/restart?${q}`,
+        suspendPostUri: `${i}/suspend?reason={text}&${q}`,
+        resumePostUri: `${i}/resume?reason={text}&${q}`,
+    };
+}
 const PAGE_SIZE = 100;
 
 /**
@@ -25,21 +45,7 @@ export function clientRoutes(backend: DurableBackend, hub: () => string, origin:
             }
         },
     });
-    const managementUrls = (id: string) => {
-        const q = `taskHub=${encodeURIComponent(hub())}&connection=Storage&code=devhost`;
-        const i = `${origin()}${WEBHOOK_BASE}/instances/${encodeURIComponent(id)}`;
-        return {
-            id,
-            statusQueryGetUri: `${i}?${q}`,
-            sendEventPostUri: `${i}/raiseEvent/{eventName}?${q}`,
-            terminatePostUri: `${i}/terminate?reason={text}&${q}`,
-            rewindPostUri: `${i}/rewind?reason={text}&${q}`,
-            purgeHistoryDeleteUri: `${i}?${q}`,
-            restartPostUri: `${i}/restart?${q}`,
-            suspendPostUri: `${i}/suspend?reason={text}&${q}`,
-            resumePostUri: `${i}/resume?reason={text}&${q}`,
-        };
-    };
+    const managementUrls = (id: string) => managementUrlsFor(origin(), hub(), encodeURIComponent(id), id);
     const operation = (result: OperationResult): SystemResponse =>
         result === 'accepted' ? { status: 202 } : result === 'gone' ? { status: 410 } : { status: 404, body: { message: 'No instance with that ID was found' } };
     const bodyJson = (req: SystemRequest): string | undefined => (req.body.length === 0 ? undefined : req.body.toString('utf8'));

@@ -3,7 +3,7 @@ import type { RpcTypedData } from '../worker/coreTypes';
 import type { AppContext, BindingExtension } from '../worker/extension';
 import type { RegisteredFunction } from '../worker/functionRuntime';
 import { BackendSettings, DurableBackend, DurableFunctions, EntityBatchResult } from './backend';
-import { clientRoutes, WEBHOOK_BASE } from './clientApi';
+import { clientRoutes, managementUrlsFor, WEBHOOK_BASE } from './clientApi';
 import { TaskHubStore } from './taskHubStore';
 
 type Kind = 'orchestration' | 'activity' | 'entity';
@@ -140,25 +140,13 @@ export class DurableExtension implements BindingExtension {
     provideInput(): RpcTypedData {
         const origin = `http://localhost:${this.#app.listeningPort}`;
         const base = `${origin}${WEBHOOK_BASE}`;
-        const q = `taskHub=${this.hubName}&connection=Storage&code=devhost`;
-        const i = `${base}/instances/INSTANCEID`;
         const clientData = {
             taskHubName: this.hubName,
             creationUrls: {
                 createNewInstancePostUri: `${base}/orchestrators/{functionName}[/{instanceId}]?code=devhost`,
                 createAndWaitOnNewInstancePostUri: `${base}/orchestrators/{functionName}[/{instanceId}]?timeout={timeoutInSeconds}&pollingInterval={intervalInSeconds}&code=devhost`,
             },
-            managementUrls: {
-                id: 'INSTANCEID',
-                statusQueryGetUri: `${i}?${q}`,
-                sendEventPostUri: `${i}/raiseEvent/{eventName}?${q}`,
-                terminatePostUri: `${i}/terminate?reason={text}&${q}`,
-                rewindPostUri: `${i}/rewind?reason={text}&${q}`,
-                purgeHistoryDeleteUri: `${i}?${q}`,
-                restartPostUri: `${i}/restart?${q}`,
-                suspendPostUri: `${i}/suspend?reason={text}&${q}`,
-                resumePostUri: `${i}/resume?reason={text}&${q}`,
-            },
+            managementUrls: managementUrlsFor(origin, this.hubName, 'INSTANCEID', 'INSTANCEID'),
             baseUrl: base,
             requiredQueryStringParameters: 'code=devhost',
             rpcBaseUrl: `${base}/`,

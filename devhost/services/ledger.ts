@@ -1,6 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { jsonRpc } from '../../shared/ledger/jsonRpc';
 
 export const CHAIN_ID = 31337;
 
@@ -10,17 +11,6 @@ export function anvilBinary(): string {
     return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), 'bin', process.platform === 'win32' ? 'anvil.exe' : 'anvil');
 }
 
-export async function rpc<T>(url: string, method: string, params: unknown[] = [], timeoutMs = 2000): Promise<T> {
-    const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-        signal: AbortSignal.timeout(timeoutMs),
-    });
-    const body = (await res.json()) as { result?: T; error?: { message: string } };
-    if (body.error) throw new Error(`${method}: ${body.error.message}`);
-    return body.result as T;
-}
 
 /**
  * The local ledger: anvil (chain id 31337), its state dumped to `<state>/anvil/state.json`
@@ -79,7 +69,7 @@ export class LocalLedger {
         // Drain output from now on so the pipes never fill.
         child.stdout!.removeAllListeners('data');
         child.stdout!.resume();
-        await rpc<string>(this.url, 'eth_chainId');
+        await jsonRpc<string>(this.url, 'eth_chainId');
     }
 
     /** SIGTERM makes anvil dump its state before exiting. */

@@ -2,7 +2,7 @@ import { SecretClient } from '@azure/keyvault-secrets';
 import { Wallet } from 'ethers';
 import { vaultClientOptions } from '../../shared/vault/keyVault';
 import { LocalIssuerCredential } from '../../shared/vault/credential';
-import { rpc } from './ledger';
+import { jsonRpc as rpc } from '../../shared/ledger/jsonRpc';
 
 export const OPERATOR_SECRET = 'ledger-operator-key';
 /** 1,000,000 ether: the local treasury never runs dry by accident. */

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { isProcessAlive as alive } from '../processes';
 import { StorageInfo, storageInfoFile } from './storageProcess';
 
 export interface StoragePorts {
@@ -22,14 +23,6 @@ function readInfo(stateDir: string): StorageInfo | undefined {
     }
 }
 
-function alive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch {
-        return false;
-    }
-}
 
 async function answers(url: string): Promise<boolean> {
     try {

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { isProcessAlive } from '../processes';
 import { LocalCosmos } from './cosmos';
 import { CHAIN_ID, LocalLedger } from './ledger';
 
@@ -150,15 +151,7 @@ async function main(): Promise<void> {
         } catch {
             // no owner
         }
-        let alive = false;
-        if (Number.isInteger(owner)) {
-            try {
-                process.kill(owner, 0);
-                alive = true;
-            } catch {
-                alive = false;
-            }
-        }
+        const alive = Number.isInteger(owner) && isProcessAlive(owner);
         if (alive) orphanSince = undefined;
         else if (orphanSince === undefined) orphanSince = Date.now();
         else if (Date.now() - orphanSince > ORPHAN_GRACE_MS) void close(0);

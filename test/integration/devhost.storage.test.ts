@@ -2,19 +2,12 @@ import { TableClient } from '@azure/data-tables';
 import { QueueClient } from '@azure/storage-queue';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { isProcessAlive as alive } from '../../devhost/processes';
 import { fixture, removeDir, startDevhost, tempDir, waitFor } from '../harness/devhost';
 
 const basic = fixture('basic-app');
 const storageInfo = (stateDir: string) => JSON.parse(readFileSync(path.join(stateDir, 'storage.json'), 'utf8'));
 
-function alive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch {
-        return false;
-    }
-}
 
 describe('devhost local storage (Azurite)', () => {
     it('serves tables and queues with a generated account key, persisted across a clean restart', async () => {
