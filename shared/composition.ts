@@ -2,6 +2,7 @@ import { CosmosClient } from '@azure/cosmos';
 import type { TokenCredential } from '@azure/core-auth';
 import { DefaultAzureCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { TokenValidator } from './auth/tokenValidator';
 import { AzureBlobStore } from './blobs/azureBlobStore';
 import type { BlobStore } from './blobs/blobStore';
 import { loadSettings, Settings } from './config';
@@ -27,6 +28,7 @@ export interface Services {
     secrets: SecretStore;
     keys: KeyStore;
     mail: MailSender;
+    tokens: TokenValidator;
     /** Creates the database and containers when missing; idempotent. */
     ensureStores(): Promise<void>;
     health(): Promise<HealthReport>;
@@ -72,6 +74,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         secrets,
         keys,
         mail,
+        tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
         ensureStores: () => {
             ensured ??= ensureDatabase(cosmos, settings.COSMOS_DATABASE).then(
                 () => undefined,

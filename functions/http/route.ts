@@ -1,0 +1,94 @@
+import { app, HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import { z } from 'zod';
+import type { Principal } from '../../shared/auth/tokenValidator';
+import { getServices } from '../../shared/composition';
+import { AppError, Forbidden, Invalid, TooLarge, UnsupportedMediaType } from '../../shared/errors';
+import { toProblem } from '../../shared/http/problem';
+
+/** Who may call a route (API.md, "Identity and roles"). */
+export type Access = 'anonymous' | { roles: readonly string[] };
+
+export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
+    route: string;
+    methods: ('GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE')[];
+    access: Access;
+    body?: B;
+    query?: Q;
+    maxBodyBytes?: number;
+    summary: string;
+    handler(input: {
+        request: HttpRequest;
+        context: InvocationContext;
+        principal?: Principal;
+        body: z.infer<B>;
+        query: z.infer<Q>;
+        params: Record<string, string>;
+    }): Promise<HttpResponseInit>;
+}
+
+/** Every route registered through `httpRoute`, for the OpenAPI document and the authorization matrix. */
+export const routeTable: { name: string; route: string; methods: string[]; access: Access; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
+
+const DEFAULT_MAX_BODY = 256 * 1024;
+
+function issues(error: z.ZodError, prefix: string): { path: string; message: string }[] {
+    return error.issues.map((i) => ({ path: [prefix, ...i.path.map(String)].filter(Boolean).join('.'), message: i.message }));
+}
+
+async function readJsonBody(request: HttpRequest, limit: number): Promise<unknown> {
+    const type = request.headers.get('content-type') ?? '';
+    const declared = Number(request.headers.get('content-length') ?? 0);
+    if (declared > limit) throw new TooLarge(`The body is larger than ${limit} bytes`);
+    const raw = Buffer.from(await request.arrayBuffer());
+    if (raw.length === 0) return undefined;
+    if (!/^application\/(.+\+)?json\b/i.test(type)) throw new UnsupportedMediaType('Send the body as application/json');
+    if (raw.length > limit) throw new TooLarge(`The body is larger than ${limit} bytes`);
+    try {
+        return JSON.parse(raw.toString('utf8'));
+    } catch {
+        throw new Invalid('The body is not valid JSON');
+    }
+}
+
+/**
+ * Registers an HTTP function with the pipeline every route goes through: token
+ * validation, role check, schema validation of query and body, then the handler;
+ * every error leaves as problem+json from one mapping.
+ */
+export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodObject<Record<string, never>>>(name: string, def: RouteDefinition<B, Q>): void {
+    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, summary: def.summary, body: def.body, query: def.query });
+    app.http(name, {
+        route: def.route,
+        methods: def.methods,
+        authLevel: 'anonymous',
+        handler: async (request, context) => {
+            try {
+                const services = getServices();
+                let principal: Principal | undefined;
+                if (def.access !== 'anonymous') {
+                    principal = await services.tokens.validate(request.headers.get('authorization'));
+                    const allowed = def.access.roles;
+                    if (!principal.roles.some((r) => allowed.includes(r))) throw new Forbidden('Your roles do not allow this');
+                }
+                const query = def.query ? def.query.safeParse(Object.fromEntries(request.query.entries())) : { success: true as const, data: {} };
+                if (!query.success) throw new Invalid('The query is not valid', issues(query.error, 'query'));
+                let body: unknown;
+                if (def.body) {
+                    const parsed = def.body.safeParse(await readJsonBody(request, def.maxBodyBytes ?? DEFAULT_MAX_BODY));
+                    if (!parsed.success) throw new Invalid('The body is not valid', issues(parsed.error, ''));
+                    body = parsed.data;
+                }
+                return await def.handler({ request, context, principal, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params });
+            } catch (err) {
+                const problem = toProblem(err);
+                if (!(err instanceof AppError) || problem.status >= 500) {
+                    const e = err as Error & { cause?: unknown };
+                    context.error(`${name} failed: ${e?.message}`, e?.cause instanceof Error ? e.cause.message : '');
+                }
+                const headers: Record<string, string> = { 'content-type': 'application/problem+json', 'cache-control': 'no-store' };
+                if (problem.status === 401) headers['www-authenticate'] = 'Bearer';
+                return { status: problem.status, headers, body: JSON.stringify(problem) };
+            }
+        },
+    });
+}

@@ -1,0 +1,91 @@
+import jwt, { JwtHeader, JwtPayload } from 'jsonwebtoken';
+import jwksRsa, { JwksClient } from 'jwks-rsa';
+import { Unauthorized } from '../errors';
+
+/** The caller, as the token says. Its organisation comes from the directory, never from the token or the request. */
+export interface Principal {
+    /** Entra object id of the user or of the calling app's service principal. */
+    oid: string;
+    tenantId?: string;
+    roles: string[];
+    /** A client-credentials token: a deployment, not a person. */
+    appOnly: boolean;
+    clientId?: string;
+    email?: string;
+    name?: string;
+}
+
+export interface TokenValidatorOptions {
+    issuer: string;
+    audience: string;
+    jwksUri: string;
+    /** Seconds of clock difference tolerated on exp and nbf. */
+    clockToleranceSeconds?: number;
+}
+
+/**
+ * Validates Entra ID (locally: the devhost issuer) bearer tokens: RS256 only,
+ * signature against the issuer's JWKS (cached, with rate-limited fetches; an unknown
+ * `kid` makes one fetch, then fails), issuer, audience, expiry and not-before with a
+ * small clock tolerance. Every failure is a 401 whose detail names no key material.
+ */
+export class TokenValidator {
+    readonly #jwks: JwksClient;
+    readonly #opts: Required<TokenValidatorOptions>;
+
+    constructor(opts: TokenValidatorOptions) {
+        this.#opts = { clockToleranceSeconds: 60, ...opts };
+        this.#jwks = jwksRsa({
+            jwksUri: opts.jwksUri,
+            cache: true,
+            cacheMaxEntries: 10,
+            cacheMaxAge: 10 * 60_000,
+            rateLimit: true,
+            jwksRequestsPerMinute: 10,
+            timeout: 5000,
+        });
+    }
+
+    async validate(authorization: string | null | undefined): Promise<Principal> {
+        const match = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/i.exec(authorization ?? '');
+        if (!match) throw new Unauthorized('A bearer token is required');
+        const token = match[1];
+        const decoded = jwt.decode(token, { complete: true });
+        const header = decoded?.header as JwtHeader | undefined;
+        // Only RS256: `none`, HMAC (which a public key could forge) and everything else are refused before any key lookup.
+        if (!header || header.alg !== 'RS256') throw new Unauthorized('The token must be signed with RS256');
+        if (!header.kid) throw new Unauthorized('The token has no key id');
+        let key: string;
+        try {
+            key = (await this.#jwks.getSigningKey(header.kid)).getPublicKey();
+        } catch {
+            throw new Unauthorized('The token was not signed by a known key');
+        }
+        let payload: JwtPayload;
+        try {
+            payload = jwt.verify(token, key, {
+                algorithms: ['RS256'],
+                issuer: this.#opts.issuer,
+                audience: this.#opts.audience,
+                clockTolerance: this.#opts.clockToleranceSeconds,
+                complete: false,
+            }) as JwtPayload;
+        } catch (err) {
+            const name = (err as Error).name;
+            const reason = name === 'TokenExpiredError' ? 'The token has expired' : name === 'NotBeforeError' ? 'The token is not valid yet' : 'The token is not valid for this API';
+            throw new Unauthorized(reason);
+        }
+        const oid = typeof payload.oid === 'string' ? payload.oid : undefined;
+        if (!oid) throw new Unauthorized('The token names no object id');
+        const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : [];
+        return {
+            oid,
+            tenantId: typeof payload.tid === 'string' ? payload.tid : undefined,
+            roles,
+            appOnly: payload.idtyp === 'app',
+            clientId: typeof payload.azp === 'string' ? payload.azp : typeof payload.appid === 'string' ? payload.appid : undefined,
+            email: typeof payload.email === 'string' ? payload.email : typeof payload.preferred_username === 'string' ? payload.preferred_username : undefined,
+            name: typeof payload.name === 'string' ? payload.name : undefined,
+        };
+    }
+}
