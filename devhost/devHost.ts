@@ -10,7 +10,10 @@ import { ensureOperator } from './services/operator';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
-import { registerDevRoutes } from './devRoutes';
+import { CosmosClient } from '@azure/cosmos';
+import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
+import { ensureDatabase } from '../shared/documents/containers';
+import { DirectorySeed, registerDevRoutes } from './devRoutes';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -106,7 +109,7 @@ export class DevHost {
             this.mail = new MailSink(this.stateDir, this.#log);
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
-            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail });
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed() });
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
                 const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS);
@@ -245,6 +248,32 @@ export class DevHost {
         if (outcome === 'timeout') this.#log.warn({ app: config.name }, 'app did not stop in time; terminating it');
         await worker.terminate();
         await slot.vault?.stop();
+    }
+
+    #seed?: DirectorySeed;
+
+    /** Writes principals minted with an organisation into the core's directory (Cosmos database `flexchange`). */
+    #directorySeed(): DirectorySeed | undefined {
+        const info = this.#storage?.info;
+        if (!info) return undefined;
+        if (!this.#seed) {
+            const client = new CosmosClient({ endpoint: info.cosmos.endpoint, key: info.cosmos.key, connectionPolicy: { enableEndpointDiscovery: false } });
+            let directory: Promise<CosmosDirectory> | undefined;
+            this.#seed = async (e) => {
+                directory ??= ensureDatabase(client, 'flexchange').then((db) => new CosmosDirectory(db.container('directory'), 0));
+                await (await directory).register({
+                    id: e.oid,
+                    orgId: e.orgId,
+                    kind: e.appOnly ? 'app' : 'user',
+                    email: e.email?.toLowerCase(),
+                    name: e.name,
+                    roles: e.roles,
+                    createdAt: new Date().toISOString(),
+                    createdBy: 'devhost:/dev/token',
+                });
+            };
+        }
+        return this.#seed;
     }
 
     async #startVault(appName: string): Promise<LocalKeyVault> {

@@ -37,7 +37,11 @@ async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<unknow
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 /** The console's token and mail routes (API.md, "Local development surface"). */
-export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink }): void {
+export interface DirectorySeed {
+    (entry: { oid: string; orgId: string; roles: string[]; appOnly: boolean; email?: string; name?: string }): Promise<void>;
+}
+
+export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined }): void {
     console.route('POST', /^\/dev\/token$/, async (req, res) => {
         if (!(req.headers['content-type'] ?? 'application/json').includes('json')) {
             return sendProblem(res, 415, 'Unsupported media type', 'Send the token request as application/json');
@@ -64,6 +68,12 @@ export function registerDevRoutes(console: DevConsole, services: { identity: Loc
             return;
         }
         const token = await services.identity.mint(parsed.data);
+        // With an organisation, the principal is entered in the core's directory, as an admin adding a user would:
+        // the app takes the caller's organisation from there, never from the token.
+        const seed = services.seedDirectory?.();
+        if (parsed.data.orgId && seed) {
+            await seed({ oid: token.oid, orgId: parsed.data.orgId, roles: parsed.data.roles, appOnly: parsed.data.appOnly === true, email: parsed.data.email, name: parsed.data.name });
+        }
         sendJson(res, 200, token);
     });
 

@@ -2,7 +2,12 @@ import { CosmosClient } from '@azure/cosmos';
 import type { TokenCredential } from '@azure/core-auth';
 import { DefaultAzureCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
+import { AuditRecord, AuditTrail } from './audit/auditTrail';
 import { TokenValidator } from './auth/tokenValidator';
+import { CosmosDirectory } from './directory/cosmosDirectory';
+import type { Directory } from './directory/directory';
+import { CosmosRepository } from './documents/cosmosRepository';
+import { UsageCounter, UsageMeter } from './usage/usageMeter';
 import { AzureBlobStore } from './blobs/azureBlobStore';
 import type { BlobStore } from './blobs/blobStore';
 import { loadSettings, Settings } from './config';
@@ -29,6 +34,9 @@ export interface Services {
     keys: KeyStore;
     mail: MailSender;
     tokens: TokenValidator;
+    directory: Directory;
+    audit: AuditTrail;
+    usage: UsageMeter;
     /** Creates the database and containers when missing; idempotent. */
     ensureStores(): Promise<void>;
     health(): Promise<HealthReport>;
@@ -66,6 +74,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         vaultCheck(secrets.client),
         settings.FLEXCHANGE_SERVICEBUS_CONNECTION ? notConfigured('bus', 'the Service Bus adapter arrives with its issue') : notConfigured('bus', 'FLEXCHANGE_SERVICEBUS_CONNECTION is not set'),
     ];
+    const database = cosmos.database(settings.COSMOS_DATABASE);
     let ensured: Promise<void> | undefined;
     return {
         settings,
@@ -74,6 +83,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         secrets,
         keys,
         mail,
+        directory: new CosmosDirectory(database.container('directory')),
+        audit: new AuditTrail(new CosmosRepository<AuditRecord>(database.container('audit'), (r) => r.orgId)),
+        usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
         tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
         ensureStores: () => {
             ensured ??= ensureDatabase(cosmos, settings.COSMOS_DATABASE).then(

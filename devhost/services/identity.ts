@@ -1,5 +1,6 @@
 import jwt from 'jsonwebtoken';
-import { createHash, createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
+import { createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
+import { stableObjectId } from '../../shared/directory/objectIds';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -38,11 +39,8 @@ interface IdentityState {
 // oauth2-mock-server is an ES module; Node 22 loads it from CommonJS through import().
 const importModule = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<typeof import('oauth2-mock-server')>;
 
-/** A stable UUID-shaped id derived from a name (the same email always gets the same object id). */
-export function stableId(name: string): string {
-    const h = createHash('sha256').update(name).digest('hex');
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
+/** The same email (or app) always gets the same object id; the directory derives ids the same way. */
+export const stableId = stableObjectId;
 
 /**
  * The local identity issuer standing in for Entra ID: oauth2-mock-server with a

@@ -2,11 +2,25 @@ import { app, HttpRequest, HttpResponseInit, InvocationContext } from '@azure/fu
 import { z } from 'zod';
 import type { Principal } from '../../shared/auth/tokenValidator';
 import { getServices } from '../../shared/composition';
-import { AppError, Forbidden, Invalid, TooLarge, UnsupportedMediaType } from '../../shared/errors';
+import { AppError, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType } from '../../shared/errors';
 import { toProblem } from '../../shared/http/problem';
 
-/** Who may call a route (API.md, "Identity and roles"). */
-export type Access = 'anonymous' | { roles: readonly string[] };
+/**
+ * Who may call a route (API.md, "Identity and roles"): any of `roles`; with `org`, only
+ * for the organisation named by that route parameter (the operator's admins for any).
+ * Another organisation's resource answers 404, so its existence does not leak.
+ */
+export type Access = 'anonymous' | { roles: readonly string[]; org?: string };
+
+/** The caller: its token, and its organisation from the directory (never from the request). */
+export interface Caller {
+    principal: Principal;
+    orgId?: string;
+    /** Operator staff (`Flexchange.Admin`): may act on every organisation. */
+    isOperator: boolean;
+}
+
+export const OPERATOR_ROLE = 'Flexchange.Admin';
 
 export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     route: string;
@@ -20,6 +34,7 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
         request: HttpRequest;
         context: InvocationContext;
         principal?: Principal;
+        caller?: Caller;
         body: z.infer<B>;
         query: z.infer<Q>;
         params: Record<string, string>;
@@ -65,10 +80,18 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
             try {
                 const services = getServices();
                 let principal: Principal | undefined;
+                let caller: Caller | undefined;
                 if (def.access !== 'anonymous') {
                     principal = await services.tokens.validate(request.headers.get('authorization'));
                     const allowed = def.access.roles;
                     if (!principal.roles.some((r) => allowed.includes(r))) throw new Forbidden('Your roles do not allow this');
+                    const entry = await services.directory.resolve(principal.oid);
+                    caller = { principal, orgId: entry?.orgId, isOperator: principal.roles.includes(OPERATOR_ROLE) };
+                    if (def.access.org) {
+                        const target = request.params[def.access.org];
+                        if (!caller.isOperator && (!caller.orgId || caller.orgId !== target)) throw new NotFound('No such organisation');
+                    }
+                    if (caller.orgId) services.usage.count(caller.orgId, name);
                 }
                 const query = def.query ? def.query.safeParse(Object.fromEntries(request.query.entries())) : { success: true as const, data: {} };
                 if (!query.success) throw new Invalid('The query is not valid', issues(query.error, 'query'));
@@ -78,7 +101,7 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                     if (!parsed.success) throw new Invalid('The body is not valid', issues(parsed.error, ''));
                     body = parsed.data;
                 }
-                return await def.handler({ request, context, principal, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params });
+                return await def.handler({ request, context, principal, caller, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params });
             } catch (err) {
                 const problem = toProblem(err);
                 if (!(err instanceof AppError) || problem.status >= 500) {

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { ORG_USER_ROLES } from '../shared/directory/directory';
+import { getServices } from '../shared/composition';
+import { NotFound } from '../shared/errors';
+import { httpRoute, OPERATOR_ROLE } from './http/route';
+
+const newUser = z
+    .object({
+        email: z.string().email().max(254),
+        name: z.string().min(1).max(200).optional(),
+        roles: z.array(z.enum(ORG_USER_ROLES)).min(1).max(ORG_USER_ROLES.length),
+    })
+    .strict();
+
+const userView = (e: { id: string; orgId: string; email?: string; name?: string; roles: string[]; createdAt: string }) => ({
+    userId: e.id,
+    orgId: e.orgId,
+    email: e.email,
+    name: e.name,
+    roles: e.roles,
+    createdAt: e.createdAt,
+});
+
+/** POST /api/orgs/{orgId}/users: an organisation's admin (or the operator) adds a user with roles. */
+httpRoute('orgUsersAdd', {
+    route: 'orgs/{orgId}/users',
+    methods: ['POST'],
+    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    body: newUser,
+    summary: 'Add a user to an organisation',
+    handler: async ({ params, body, caller }) => {
+        const { directory, audit } = getServices();
+        const entry = await directory.addUser(params.orgId, body, caller!.principal.oid);
+        await audit.record({
+            orgId: params.orgId,
+            actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            action: 'user.added',
+            target: entry.id,
+            details: { email: entry.email, roles: entry.roles },
+        });
+        return { status: 201, headers: { location: `/api/orgs/${params.orgId}/users/${entry.id}` }, jsonBody: userView(entry) };
+    },
+});
+
+/** GET /api/orgs/{orgId}/users: the organisation's users. */
+httpRoute('orgUsersList', {
+    route: 'orgs/{orgId}/users',
+    methods: ['GET'],
+    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    summary: "List an organisation's users",
+    handler: async ({ params }) => ({ jsonBody: { items: (await getServices().directory.listUsers(params.orgId)).map(userView) } }),
+});
+
+/** DELETE /api/orgs/{orgId}/users/{userId}: removes a user from the organisation. */
+httpRoute('orgUsersRemove', {
+    route: 'orgs/{orgId}/users/{userId}',
+    methods: ['DELETE'],
+    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    summary: 'Remove a user from an organisation',
+    handler: async ({ params, caller }) => {
+        const { directory, audit } = getServices();
+        if (!(await directory.removeUser(params.orgId, params.userId))) throw new NotFound('No such user in this organisation');
+        await audit.record({
+            orgId: params.orgId,
+            actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            action: 'user.removed',
+            target: params.userId,
+        });
+        return { status: 204 };
+    },
+});

@@ -1,0 +1,71 @@
+import { userObjectId } from './objectIds';
+import type { Container } from '@azure/cosmos';
+import { CosmosRepository } from '../documents/cosmosRepository';
+import type { Directory, DirectoryEntry } from './directory';
+
+/**
+ * The directory in Cosmos DB (container `directory`, partitioned by `/orgId`).
+ * Look-ups by object id cross partitions, so answers are cached for a short while
+ * (a removed user keeps access for at most that long).
+ */
+export class CosmosDirectory implements Directory {
+    readonly #repo: CosmosRepository<DirectoryEntry>;
+    readonly #cache = new Map<string, { entry?: DirectoryEntry; until: number }>();
+
+    constructor(
+        container: Container,
+        private readonly cacheMs = 30_000,
+    ) {
+        this.#repo = new CosmosRepository<DirectoryEntry>(container, (e) => e.orgId);
+    }
+
+    async resolve(objectId: string): Promise<DirectoryEntry | undefined> {
+        const cached = this.#cache.get(objectId);
+        if (cached && cached.until > Date.now()) return cached.entry;
+        const page = await this.#repo.query({ query: 'SELECT * FROM c WHERE c.id = @id', parameters: [{ name: '@id', value: objectId }] }, { maxItemCount: 2 });
+        const entry = page.items[0];
+        this.#cache.set(objectId, { entry, until: Date.now() + this.cacheMs });
+        return entry;
+    }
+
+    async listUsers(orgId: string): Promise<DirectoryEntry[]> {
+        const out: DirectoryEntry[] = [];
+        let token: string | undefined;
+        do {
+            const page = await this.#repo.query(
+                { query: 'SELECT * FROM c WHERE c.orgId = @org AND c.kind = "user" ORDER BY c.createdAt', parameters: [{ name: '@org', value: orgId }] },
+                { partitionKey: orgId, continuationToken: token },
+            );
+            out.push(...page.items);
+            token = page.continuationToken;
+        } while (token);
+        return out;
+    }
+
+    async addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry> {
+        // Until the user signs in through Entra ID, the directory keys the user by a stable id of the email.
+        const entry: DirectoryEntry = {
+            id: userObjectId(user.email),
+            orgId,
+            kind: 'user',
+            email: user.email.toLowerCase(),
+            name: user.name,
+            roles: [...new Set(user.roles)].sort(),
+            createdAt: new Date().toISOString(),
+            createdBy: by,
+        };
+        return this.register(entry);
+    }
+
+    async removeUser(orgId: string, userId: string): Promise<boolean> {
+        const removed = await this.#repo.delete(userId, orgId);
+        this.#cache.delete(userId);
+        return removed;
+    }
+
+    async register(entry: DirectoryEntry): Promise<DirectoryEntry> {
+        const stored = await this.#repo.upsert(entry);
+        this.#cache.delete(entry.id);
+        return stored.item;
+    }
+}

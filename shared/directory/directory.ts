@@ -1,0 +1,26 @@
+/** Roles an organisation's admin may give its own users (API.md, "Identity and roles"). */
+export const ORG_USER_ROLES = ['Org.Admin', 'Org.Trader'] as const;
+
+/** Who belongs to which organisation: users and deployments (app identities), by Entra object id. */
+export interface DirectoryEntry {
+    /** The Entra object id of the user or of the app's service principal. */
+    id: string;
+    orgId: string;
+    kind: 'user' | 'app';
+    email?: string;
+    name?: string;
+    roles: string[];
+    createdAt: string;
+    createdBy?: string;
+}
+
+/** The directory port: the caller's organisation comes from here, never from a request. */
+export interface Directory {
+    resolve(objectId: string): Promise<DirectoryEntry | undefined>;
+    listUsers(orgId: string): Promise<DirectoryEntry[]>;
+    /** Adds (or updates) a user of an organisation. */
+    addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry>;
+    removeUser(orgId: string, userId: string): Promise<boolean>;
+    /** Records a principal with a known object id (a deployment's app, or a user signed in elsewhere). */
+    register(entry: DirectoryEntry): Promise<DirectoryEntry>;
+}
