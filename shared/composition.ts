@@ -3,6 +3,8 @@ import type { TokenCredential } from '@azure/core-auth';
 import { DefaultAzureCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { AuditRecord, AuditTrail } from './audit/auditTrail';
+import { CachedCredential } from './auth/cachedCredential';
+import { DeploymentClient } from './auth/deploymentClient';
 import { TokenValidator } from './auth/tokenValidator';
 import { CosmosDirectory } from './directory/cosmosDirectory';
 import type { Directory } from './directory/directory';
@@ -45,9 +47,16 @@ export interface Services {
 let services: Services | undefined;
 
 export function credentialFor(settings: Settings): TokenCredential {
-    return settings.FLEXCHANGE_CREDENTIAL === 'local-issuer'
-        ? new LocalIssuerCredential(settings.FLEXCHANGE_AUTH_ISSUER, settings.FLEXCHANGE_CLIENT_ID!)
-        : new DefaultAzureCredential();
+    return new CachedCredential(
+        settings.FLEXCHANGE_CREDENTIAL === 'local-issuer'
+            ? new LocalIssuerCredential(settings.FLEXCHANGE_AUTH_ISSUER, settings.FLEXCHANGE_CLIENT_ID!)
+            : new DefaultAzureCredential(),
+    );
+}
+
+/** A client for another deployment's API (core ↔ member), with cached client-credential tokens. */
+export function deploymentClient(settings: Settings, baseUrl: string, credential: TokenCredential = credentialFor(settings)): DeploymentClient {
+    return new DeploymentClient(baseUrl, credential, settings.FLEXCHANGE_AUTH_AUDIENCE);
 }
 
 export function buildServices(settings: Settings = loadSettings()): Services {

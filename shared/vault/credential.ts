@@ -3,11 +3,9 @@ import { Unavailable } from '../errors';
 
 /**
  * Client credentials against the local identity issuer: the devhost's stand-in for
- * a managed identity. Tokens are cached until a minute before they expire.
+ * a managed identity. Wrap it in `CachedCredential` to reuse tokens.
  */
 export class LocalIssuerCredential implements TokenCredential {
-    readonly #cache = new Map<string, AccessToken>();
-
     constructor(
         private readonly issuer: string,
         private readonly clientId: string,
@@ -15,8 +13,6 @@ export class LocalIssuerCredential implements TokenCredential {
 
     async getToken(scopes: string | string[], _options?: GetTokenOptions): Promise<AccessToken> {
         const scope = Array.isArray(scopes) ? scopes.join(' ') : scopes;
-        const cached = this.#cache.get(scope);
-        if (cached && cached.expiresOnTimestamp - Date.now() > 60_000) return cached;
         let res: Response;
         try {
             res = await fetch(`${this.issuer}/token`, {
@@ -30,8 +26,6 @@ export class LocalIssuerCredential implements TokenCredential {
         }
         if (!res.ok) throw new Unavailable(`The identity issuer refused a token (HTTP ${res.status})`);
         const body = (await res.json()) as { access_token: string; expires_in: number };
-        const token = { token: body.access_token, expiresOnTimestamp: Date.now() + body.expires_in * 1000 };
-        this.#cache.set(scope, token);
-        return token;
+        return { token: body.access_token, expiresOnTimestamp: Date.now() + body.expires_in * 1000 };
     }
 }
