@@ -9,6 +9,7 @@ import { TokenValidator } from './auth/tokenValidator';
 import { CosmosDirectory } from './directory/cosmosDirectory';
 import type { Directory } from './directory/directory';
 import { CosmosRepository } from './documents/cosmosRepository';
+import { RateLimiter, RateWindow } from './limits/rateLimiter';
 import { UsageCounter, UsageMeter } from './usage/usageMeter';
 import { AzureBlobStore } from './blobs/azureBlobStore';
 import type { BlobStore } from './blobs/blobStore';
@@ -39,6 +40,7 @@ export interface Services {
     directory: Directory;
     audit: AuditTrail;
     usage: UsageMeter;
+    limiter: RateLimiter;
     /** Creates the database and containers when missing; idempotent. */
     ensureStores(): Promise<void>;
     health(): Promise<HealthReport>;
@@ -94,6 +96,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         mail,
         directory: new CosmosDirectory(database.container('directory')),
         audit: new AuditTrail(new CosmosRepository<AuditRecord>(database.container('audit'), (r) => r.orgId)),
+        limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
         tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
         ensureStores: () => {

@@ -155,6 +155,9 @@ export class HttpExtension implements BindingExtension {
             if (value === undefined) continue;
             headers[key] = Array.isArray(value) ? value.join(key === 'cookie' ? '; ' : ', ') : value;
         }
+        // As the platform's front end does: append the client's address to X-Forwarded-For.
+        const remote = req.socket.remoteAddress ?? '';
+        headers['x-forwarded-for'] = headers['x-forwarded-for'] ? `${headers['x-forwarded-for']}, ${remote}` : remote;
         const proxyUri = this.#app.capabilities.HttpUri;
         if (proxyUri) {
             await this.#streamThroughProxy(proxyUri, hit.r.fn, hit.params, headers, url, req, res);

@@ -4,6 +4,7 @@ import type { Principal } from '../../shared/auth/tokenValidator';
 import { getServices } from '../../shared/composition';
 import { AppError, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType } from '../../shared/errors';
 import { toProblem } from '../../shared/http/problem';
+import type { RateRule } from '../../shared/limits/rateLimiter';
 
 /**
  * Who may call a route (API.md, "Identity and roles"): any of `roles`; with `org`, only
@@ -29,6 +30,8 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     body?: B;
     query?: Q;
     maxBodyBytes?: number;
+    /** Rate limits, counted after validation (for anonymous routes: per client address, per email...). */
+    rateLimit?: (input: { request: HttpRequest; body: z.infer<B>; clientAddress: string }) => RateRule[];
     summary: string;
     handler(input: {
         request: HttpRequest;
@@ -45,6 +48,15 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
 export const routeTable: { name: string; route: string; methods: string[]; access: Access; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
 
 const DEFAULT_MAX_BODY = 256 * 1024;
+
+/**
+ * The client's address: the last entry of X-Forwarded-For, the one the platform's
+ * front end appended (earlier entries are whatever the client claimed).
+ */
+function clientAddress(request: HttpRequest): string {
+    const forwarded = request.headers.get('x-forwarded-for')?.split(',').at(-1)?.trim();
+    return forwarded ? forwarded.replace(/:\d+$/, '') : 'unknown';
+}
 
 function issues(error: z.ZodError, prefix: string): { path: string; message: string }[] {
     return error.issues.map((i) => ({ path: [prefix, ...i.path.map(String)].filter(Boolean).join('.'), message: i.message }));
@@ -101,6 +113,9 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                     if (!parsed.success) throw new Invalid('The body is not valid', issues(parsed.error, ''));
                     body = parsed.data;
                 }
+                if (def.rateLimit) {
+                    await services.limiter.hit(def.rateLimit({ request, body: body as z.infer<B>, clientAddress: clientAddress(request) }));
+                }
                 return await def.handler({ request, context, principal, caller, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params });
             } catch (err) {
                 const problem = toProblem(err);
@@ -110,6 +125,8 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                 }
                 const headers: Record<string, string> = { 'content-type': 'application/problem+json', 'cache-control': 'no-store' };
                 if (problem.status === 401) headers['www-authenticate'] = 'Bearer';
+                const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds;
+                if (problem.status === 429 && retryAfter) headers['retry-after'] = String(retryAfter);
                 return { status: problem.status, headers, body: JSON.stringify(problem) };
             }
         },

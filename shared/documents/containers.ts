@@ -20,6 +20,7 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'audit', partitionKey: { paths: ['/orgId'] } },
     { id: 'nodes', partitionKey: { paths: ['/orgId'] } },
     { id: 'treasury', partitionKey: { paths: ['/id'] } },
+    { id: 'ratelimits', partitionKey: { paths: ['/key'] } },
 ];
 
 /** Creates the database and its containers when they are missing (idempotent, run at start-up). */
