@@ -8,6 +8,7 @@ import { DeploymentClient } from './auth/deploymentClient';
 import { TokenValidator } from './auth/tokenValidator';
 import { CosmosDirectory } from './directory/cosmosDirectory';
 import type { Directory } from './directory/directory';
+import { GraphDirectory } from './directory/graphDirectory';
 import { CosmosRepository } from './documents/cosmosRepository';
 import { RateLimiter, RateWindow } from './limits/rateLimiter';
 import { UsageCounter, UsageMeter } from './usage/usageMeter';
@@ -56,6 +57,19 @@ export function credentialFor(settings: Settings): TokenCredential {
     );
 }
 
+/** Microsoft Graph when the app registration is configured (Azure), the document store alone otherwise. */
+function directoryFor(settings: Settings, store: Directory, credential: TokenCredential): Directory {
+    const sp = settings.FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID;
+    if (!sp || !settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS || !settings.FLEXCHANGE_INVITE_REDIRECT_URL) return store;
+    return new GraphDirectory(store, {
+        graphUrl: settings.FLEXCHANGE_GRAPH_URL,
+        servicePrincipalId: sp,
+        appRoleIds: settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS,
+        inviteRedirectUrl: settings.FLEXCHANGE_INVITE_REDIRECT_URL,
+        credential,
+    });
+}
+
 /** A client for another deployment's API (core ↔ member), with cached client-credential tokens. */
 export function deploymentClient(settings: Settings, baseUrl: string, credential: TokenCredential = credentialFor(settings)): DeploymentClient {
     return new DeploymentClient(baseUrl, credential, settings.FLEXCHANGE_AUTH_AUDIENCE);
@@ -94,7 +108,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         secrets,
         keys,
         mail,
-        directory: new CosmosDirectory(database.container('directory')),
+        directory: directoryFor(settings, new CosmosDirectory(database.container('directory')), credential),
         audit: new AuditTrail(new CosmosRepository<AuditRecord>(database.container('audit'), (r) => r.orgId)),
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),

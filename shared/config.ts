@@ -40,6 +40,23 @@ const settingsSchema = z.object({
     FLEXCHANGE_MAIL_FROM: z.string().email().default('noreply@flexchange.local'),
 
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
+
+    /** With these, users are invited and given app roles through Microsoft Graph (Azure); without, the directory is the document store only. */
+    FLEXCHANGE_GRAPH_URL: url.default('https://graph.microsoft.com'),
+    FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID: z.string().uuid().optional(),
+    FLEXCHANGE_GRAPH_APP_ROLE_IDS: z
+        .string()
+        .transform((s, ctx) => {
+            try {
+                return JSON.parse(s) as unknown;
+            } catch {
+                ctx.addIssue({ code: 'custom', message: 'must be a JSON object of role → app role id' });
+                return z.NEVER;
+            }
+        })
+        .pipe(z.record(z.string(), z.string().uuid()))
+        .optional(),
+    FLEXCHANGE_INVITE_REDIRECT_URL: url.optional(),
 });
 
 export type Settings = z.infer<typeof settingsSchema>;

@@ -1,0 +1,108 @@
+import type { TokenCredential } from '@azure/core-auth';
+import { isUnreachable, Unavailable, Upstream } from '../errors';
+import type { Directory, DirectoryEntry } from './directory';
+
+export interface GraphDirectoryOptions {
+    /** `https://graph.microsoft.com` in Azure. */
+    graphUrl: string;
+    /** Object id of the API's service principal (the resource whose app roles are assigned). */
+    servicePrincipalId: string;
+    /** App role ids of the API's app registration, by role value (`Org.Admin` → guid). */
+    appRoleIds: Record<string, string>;
+    /** Where an invited user lands after accepting. */
+    inviteRedirectUrl: string;
+    credential: TokenCredential;
+}
+
+interface GraphEntry extends DirectoryEntry {
+    /** App role assignment ids, so they can be removed with the user. */
+    assignments?: string[];
+}
+
+/**
+ * The directory in Azure: a user added to an organisation is invited into the
+ * tenant (B2B invitation) and assigned the API's app roles through Microsoft Graph;
+ * the organisation each principal belongs to is kept in the document store (`store`),
+ * which also answers every look-up.
+ */
+export class GraphDirectory implements Directory {
+    constructor(
+        private readonly store: Directory,
+        private readonly opts: GraphDirectoryOptions,
+    ) {}
+
+    resolve(objectId: string): Promise<DirectoryEntry | undefined> {
+        return this.store.resolve(objectId);
+    }
+
+    listUsers(orgId: string): Promise<DirectoryEntry[]> {
+        return this.store.listUsers(orgId);
+    }
+
+    register(entry: DirectoryEntry): Promise<DirectoryEntry> {
+        return this.store.register(entry);
+    }
+
+    async addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry> {
+        const invitation = (await this.#graph('POST', '/v1.0/invitations', {
+            invitedUserEmailAddress: user.email,
+            invitedUserDisplayName: user.name ?? user.email,
+            inviteRedirectUrl: this.opts.inviteRedirectUrl,
+            sendInvitationMessage: true,
+        })) as { invitedUser: { id: string } };
+        const userId = invitation.invitedUser.id;
+        const assignments: string[] = [];
+        for (const role of [...new Set(user.roles)].sort()) {
+            const appRoleId = this.opts.appRoleIds[role];
+            if (!appRoleId) throw new Upstream(`The app registration has no role ${role}`);
+            const assignment = (await this.#graph('POST', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo`, {
+                principalId: userId,
+                resourceId: this.opts.servicePrincipalId,
+                appRoleId,
+            })) as { id: string };
+            assignments.push(assignment.id);
+        }
+        const entry: GraphEntry = {
+            id: userId,
+            orgId,
+            kind: 'user',
+            email: user.email.toLowerCase(),
+            name: user.name,
+            roles: [...new Set(user.roles)].sort(),
+            createdAt: new Date().toISOString(),
+            createdBy: by,
+            assignments,
+        };
+        return this.store.register(entry);
+    }
+
+    async removeUser(orgId: string, userId: string): Promise<boolean> {
+        const entry = (await this.store.resolve(userId)) as GraphEntry | undefined;
+        if (!entry || entry.orgId !== orgId) return false;
+        for (const assignment of entry.assignments ?? []) {
+            await this.#graph('DELETE', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo/${assignment}`, undefined, [404]);
+        }
+        return this.store.removeUser(orgId, userId);
+    }
+
+    async #graph(method: string, path: string, body?: unknown, tolerated: number[] = []): Promise<unknown> {
+        const token = await this.opts.credential.getToken('https://graph.microsoft.com/.default');
+        if (!token) throw new Unavailable('No token for Microsoft Graph');
+        let res: Response;
+        try {
+            res = await fetch(`${this.opts.graphUrl.replace(/\/$/, '')}${path}`, {
+                method,
+                headers: { authorization: `Bearer ${token.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+                body: body === undefined ? undefined : JSON.stringify(body),
+                signal: AbortSignal.timeout(15_000),
+            });
+        } catch (err) {
+            if (isUnreachable(err)) throw new Unavailable('Microsoft Graph is unreachable', { cause: err });
+            throw new Upstream('The call to Microsoft Graph failed', { cause: err });
+        }
+        if (tolerated.includes(res.status)) return undefined;
+        if (res.status === 429 || res.status >= 500) throw new Unavailable(`Microsoft Graph answered ${res.status}`);
+        if (!res.ok) throw new Upstream(`Microsoft Graph refused ${method} ${path.split('/').slice(0, 3).join('/')} (${res.status})`);
+        return res.status === 204 ? undefined : res.json();
+    }
+}

@@ -1,0 +1,115 @@
+import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Directory, DirectoryEntry } from '../../shared/directory/directory';
+import { GraphDirectory } from '../../shared/directory/graphDirectory';
+import { Unavailable, Upstream } from '../../shared/errors';
+
+/** An in-memory store behind the Graph directory (the Cosmos one is tested against the Cosmos server). */
+class MemoryDirectory implements Directory {
+    readonly entries = new Map<string, DirectoryEntry>();
+    async resolve(id: string) {
+        return this.entries.get(id);
+    }
+    async listUsers(orgId: string) {
+        return [...this.entries.values()].filter((e) => e.orgId === orgId);
+    }
+    async addUser(): Promise<DirectoryEntry> {
+        throw new Error('not used');
+    }
+    async removeUser(orgId: string, id: string) {
+        return this.entries.get(id)?.orgId === orgId ? this.entries.delete(id) : false;
+    }
+    async register(e: DirectoryEntry) {
+        this.entries.set(e.id, e);
+        return e;
+    }
+}
+
+/**
+ * Microsoft Graph cannot run here: a local HTTP fake plays it and checks every
+ * request the directory sends (token, path, body).
+ */
+describe('directory on Microsoft Graph (local fake)', () => {
+    const SP = '11111111-2222-3333-4444-555555555555';
+    const ROLE_IDS = { 'Org.Admin': 'aaaaaaaa-0000-0000-0000-000000000001', 'Org.Trader': 'aaaaaaaa-0000-0000-0000-000000000002' };
+    const requests: { method: string; path: string; auth?: string; body?: Record<string, unknown> }[] = [];
+    let server: http.Server;
+    let graphUrl: string;
+    let failInvitations = 0;
+
+    beforeAll(async () => {
+        let n = 0;
+        server = http.createServer((req, res) => {
+            const chunks: Buffer[] = [];
+            req.on('data', (c: Buffer) => chunks.push(c));
+            req.on('end', () => {
+                const text = Buffer.concat(chunks).toString();
+                requests.push({ method: req.method!, path: req.url!, auth: req.headers.authorization, body: text ? JSON.parse(text) : undefined });
+                const json = (status: number, body: unknown) => {
+                    res.writeHead(status, { 'content-type': 'application/json' });
+                    res.end(JSON.stringify(body));
+                };
+                if (req.method === 'POST' && req.url === '/v1.0/invitations') {
+                    if (failInvitations-- > 0) return json(503, { error: { code: 'ServiceUnavailable' } });
+                    return json(201, { id: 'inv-1', invitedUser: { id: `user-${++n}` }, inviteRedeemUrl: 'https://login.example/redeem' });
+                }
+                if (req.method === 'POST' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo`) return json(201, { id: `assignment-${++n}` });
+                if (req.method === 'DELETE' && req.url!.startsWith(`/v1.0/servicePrincipals/${SP}/appRoleAssignedTo/`)) {
+                    res.writeHead(204);
+                    return res.end();
+                }
+                json(404, { error: { code: 'Request_ResourceNotFound' } });
+            });
+        });
+        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+        graphUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    const scopes: string[] = [];
+    const credential: TokenCredential = {
+        getToken: async (scope): Promise<AccessToken> => {
+            scopes.push(String(scope));
+            return { token: 'graph-token', expiresOnTimestamp: Date.now() + 3600_000 };
+        },
+    };
+    const directory = (store = new MemoryDirectory()) =>
+        ({ store, graph: new GraphDirectory(store, { graphUrl, servicePrincipalId: SP, appRoleIds: ROLE_IDS, inviteRedirectUrl: 'https://app.flexchange.example', credential }) });
+
+    it('invites the user, assigns each app role, and records the organisation', async () => {
+        requests.length = 0;
+        const { store, graph } = directory();
+        const entry = await graph.addUser('acme', { email: 'Trader@Acme.example', name: 'Tess', roles: ['Org.Trader', 'Org.Admin'] }, 'admin-oid');
+        expect(entry).toMatchObject({ orgId: 'acme', kind: 'user', email: 'trader@acme.example', roles: ['Org.Admin', 'Org.Trader'] });
+        expect(requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+            'POST /v1.0/invitations',
+            `POST /v1.0/servicePrincipals/${SP}/appRoleAssignedTo`,
+            `POST /v1.0/servicePrincipals/${SP}/appRoleAssignedTo`,
+        ]);
+        expect(requests.every((r) => r.auth === 'Bearer graph-token')).toBe(true);
+        expect(scopes.every((s) => s === 'https://graph.microsoft.com/.default')).toBe(true);
+        expect(requests[0].body).toEqual({ invitedUserEmailAddress: 'Trader@Acme.example', invitedUserDisplayName: 'Tess', inviteRedirectUrl: 'https://app.flexchange.example', sendInvitationMessage: true });
+        expect(requests[1].body).toEqual({ principalId: entry.id, resourceId: SP, appRoleId: ROLE_IDS['Org.Admin'] });
+        expect(requests[2].body).toEqual({ principalId: entry.id, resourceId: SP, appRoleId: ROLE_IDS['Org.Trader'] });
+        expect((await store.resolve(entry.id))?.orgId).toBe('acme');
+    });
+
+    it('removes the role assignments and the entry, and only within the organisation', async () => {
+        const { store, graph } = directory();
+        const entry = await graph.addUser('acme', { email: 'x@acme.example', roles: ['Org.Trader'] }, 'admin');
+        requests.length = 0;
+        expect(await graph.removeUser('globex', entry.id)).toBe(false);
+        expect(requests).toHaveLength(0);
+        expect(await graph.removeUser('acme', entry.id)).toBe(true);
+        expect(requests.map((r) => r.method)).toEqual(['DELETE']);
+        expect(requests[0].path).toMatch(new RegExp(`^/v1\\.0/servicePrincipals/${SP}/appRoleAssignedTo/assignment-\\d+$`));
+        expect(await store.resolve(entry.id)).toBeUndefined();
+    });
+
+    it('reports Graph being down as Unavailable and a refused role as Upstream', async () => {
+        failInvitations = 1;
+        await expect(directory().graph.addUser('acme', { email: 'y@acme.example', roles: ['Org.Trader'] }, 'a')).rejects.toBeInstanceOf(Unavailable);
+        await expect(directory().graph.addUser('acme', { email: 'z@acme.example', roles: ['Flexchange.Admin'] }, 'a')).rejects.toBeInstanceOf(Upstream);
+    });
+});
