@@ -103,7 +103,9 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                         const target = request.params[def.access.org];
                         if (!caller.isOperator && (!caller.orgId || caller.orgId !== target)) throw new NotFound('No such organisation');
                     }
-                    if (caller.orgId) services.usage.count(caller.orgId, name);
+                    // Operator staff without an organisation of their own are counted as the operator.
+                    const billedOrg = caller.orgId ?? (caller.isOperator ? 'operator' : undefined);
+                    if (billedOrg) services.usage.count(billedOrg, name);
                 }
                 const query = def.query ? def.query.safeParse(Object.fromEntries(request.query.entries())) : { success: true as const, data: {} };
                 if (!query.success) throw new Invalid('The query is not valid', issues(query.error, 'query'));
