@@ -6,11 +6,13 @@ import { FunctionRuntime, RegisteredFunction } from './functionRuntime';
 import { HttpExtension } from './httpExtension';
 import { TimerExtension } from './timerExtension';
 import { DurableExtension } from '../durable/durableExtension';
+import { ServiceBusExtension } from './serviceBusExtension';
 
 export const builtinExtensions: ExtensionFactory[] = [
     (app) => new HttpExtension(app),
     (app) => new TimerExtension(app),
     (app) => new DurableExtension(app),
+    (app) => new ServiceBusExtension(app),
 ];
 
 export interface AppInstanceOptions {
