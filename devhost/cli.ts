@@ -21,12 +21,14 @@ export interface StartArgs {
     storage: StoragePorts | false;
     identityPort: number;
     smtpPort: number;
+    serviceBus: { port: number; entitiesFile?: string } | false;
 }
 
 export class UsageError extends Error {}
 
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
          [--storage-ports 10000,10001,10002] [--cosmos-port 8081] [--ledger-port 8545] [--no-storage] [--identity-port 7080] [--smtp-port 2525]
+         [--servicebus-port 5672] [--servicebus-entities <file>]
          [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
@@ -36,7 +38,7 @@ function intArg(flag: string, value: string | undefined): number {
 }
 
 export function parseStartArgs(argv: string[]): StartArgs {
-    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS, identityPort: 7080, smtpPort: 2525 };
+    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS, identityPort: 7080, smtpPort: 2525, serviceBus: { port: 5672 } };
     let current: AppInstanceConfig | undefined;
     const needApp = (flag: string) => {
         if (!current) throw new UsageError(`${flag} must follow an --app`);
@@ -96,6 +98,12 @@ export function parseStartArgs(argv: string[]): StartArgs {
                 break;
             case '--smtp-port':
                 out.smtpPort = intArg(flag, value());
+                break;
+            case '--servicebus-port':
+                out.serviceBus = { ...(out.serviceBus || {}), port: intArg(flag, value()) };
+                break;
+            case '--servicebus-entities':
+                out.serviceBus = { port: out.serviceBus ? out.serviceBus.port : 5672, entitiesFile: path.resolve(value()) };
                 break;
             case '--no-storage':
                 out.storage = false;

@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -6,6 +6,7 @@ import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
 import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
 import { LocalKeyVault } from './services/keyVault';
+import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
 import { ensureOperator } from './services/operator';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
@@ -38,6 +39,8 @@ export interface DevHostOptions {
     identityPort?: number;
     /** Port of the SMTP sink (0: any free port). */
     smtpPort?: number;
+    /** The Service Bus broker: its port and the entities file (default: the first app's infra/servicebus.entities.json). */
+    serviceBus?: { port: number; entitiesFile?: string } | false;
     logger: Logger;
 }
 
@@ -74,6 +77,7 @@ export class DevHost {
     readonly #lock: StateLock;
     #console?: DevConsole;
     #storage?: LocalStorage;
+    #bus?: LocalServiceBus;
     identity?: LocalIdentity;
     mail?: MailSink;
     #nextPort: number;
@@ -110,6 +114,7 @@ export class DevHost {
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
             registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed() });
+            await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
                 const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS);
@@ -146,6 +151,10 @@ export class DevHost {
             env.FLEXCHANGE_AUTH_ISSUER = this.identity.url;
             env.FLEXCHANGE_AUTH_JWKS_URI = this.identity.jwksUri;
             env.FLEXCHANGE_AUTH_AUDIENCE ??= DEFAULT_AUDIENCE;
+        }
+        if (this.#bus) {
+            env.AzureWebJobsServiceBus = this.#bus.connectionString;
+            env.FLEXCHANGE_SERVICEBUS_CONNECTION = this.#bus.connectionString;
         }
         if (this.mail) {
             env.FLEXCHANGE_SMTP_URL = this.mail.url;
@@ -227,6 +236,7 @@ export class DevHost {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
         await this.#storage?.stop();
+        await this.#bus?.stop();
         await this.mail?.stop();
         await this.identity?.stop();
         rmSync(path.join(this.stateDir, 'devhost.json'), { force: true });
@@ -248,6 +258,23 @@ export class DevHost {
         if (outcome === 'timeout') this.#log.warn({ app: config.name }, 'app did not stop in time; terminating it');
         await worker.terminate();
         await slot.vault?.stop();
+    }
+
+    /** The Service Bus broker, with the entities the ARM templates create (read from one file). */
+    async #startBus(): Promise<void> {
+        const opt = this.#opts.serviceBus;
+        if (opt === false) return;
+        const file = opt?.entitiesFile ?? (this.#opts.apps[0] ? path.join(path.resolve(this.#opts.apps[0].folder), 'infra', 'servicebus.entities.json') : undefined);
+        if (!file || !existsSync(file)) return;
+        let entities: EntitiesConfig;
+        try {
+            entities = JSON.parse(readFileSync(file, 'utf8')) as EntitiesConfig;
+        } catch (err) {
+            throw new Error(`Cannot read the Service Bus entities file ${file}: ${(err as Error).message}`);
+        }
+        this.#bus = new LocalServiceBus({ dir: path.join(this.stateDir, 'servicebus'), entities, logger: this.#log.child({ component: 'servicebus' }) });
+        await this.#bus.start(opt?.port ?? 5672);
+        this.#console!.services.bus = `amqp://127.0.0.1:${this.#bus.port}`;
     }
 
     #seed?: DirectorySeed;

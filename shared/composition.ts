@@ -16,7 +16,7 @@ import { AzureBlobStore } from './blobs/azureBlobStore';
 import type { BlobStore } from './blobs/blobStore';
 import { loadSettings, Settings } from './config';
 import { ensureDatabase } from './documents/containers';
-import { cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
+import { busCheck, cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
 import { checkHealth, HealthCheck, HealthReport } from './health/health';
 import { processCheck } from './health/processCheck';
 import { AcsMailSender } from './mail/acsMailSender';
@@ -46,6 +46,9 @@ export interface Services {
     ensureStores(): Promise<void>;
     health(): Promise<HealthReport>;
 }
+
+/** The topic every event goes out on (API.md, "Events"). */
+export const EVENTS_TOPIC = 'flexchange-events';
 
 let services: Services | undefined;
 
@@ -97,7 +100,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         cosmosCheck(cosmos, settings.COSMOS_DATABASE),
         storageCheck(blobService),
         vaultCheck(secrets.client),
-        settings.FLEXCHANGE_SERVICEBUS_CONNECTION ? notConfigured('bus', 'the Service Bus adapter arrives with its issue') : notConfigured('bus', 'FLEXCHANGE_SERVICEBUS_CONNECTION is not set'),
+        settings.FLEXCHANGE_SERVICEBUS_CONNECTION
+            ? busCheck(settings.FLEXCHANGE_SERVICEBUS_CONNECTION, EVENTS_TOPIC)
+            : notConfigured('bus', 'FLEXCHANGE_SERVICEBUS_CONNECTION is not set'),
     ];
     const database = cosmos.database(settings.COSMOS_DATABASE);
     let ensured: Promise<void> | undefined;

@@ -19,7 +19,8 @@ function metadata(m: ServiceBusReceivedMessage): Record<string, RpcTypedData> {
         out[k] = v instanceof Date ? { string: v.toISOString() } : typeof v === 'object' ? { json: JSON.stringify(v) } : typeof v === 'number' ? { json: String(v) } : { string: String(v) };
     };
     set('MessageId', m.messageId);
-    set('DeliveryCount', m.deliveryCount);
+    // The JS SDK exposes the AMQP header (0 on the first delivery); the host, on the .NET SDK, counts from 1.
+    set('DeliveryCount', (m.deliveryCount ?? 0) + 1);
     set('EnqueuedTimeUtc', m.enqueuedTimeUtc);
     set('ExpiresAtUtc', m.expiresAtUtc);
     set('SequenceNumber', m.sequenceNumber?.toNumber());

@@ -62,6 +62,27 @@ export function vaultCheck(client: SecretClient): HealthCheck {
     };
 }
 
+/** The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists). */
+export function busCheck(connectionString: string, topic: string): HealthCheck {
+    return {
+        name: 'bus',
+        async check() {
+            const { ServiceBusClient } = await import('@azure/service-bus');
+            const client = new ServiceBusClient(connectionString, { retryOptions: { maxRetries: 0, timeoutInMs: 1500 } });
+            try {
+                const sender = client.createSender(topic);
+                await sender.createMessageBatch();
+                await sender.close();
+                return { status: 'up', topic };
+            } catch (err) {
+                return { status: 'down', detail: (err as { code?: string }).code ?? 'unreachable' };
+            } finally {
+                await client.close().catch(() => undefined);
+            }
+        },
+    };
+}
+
 export function notConfigured(name: string, detail: string): HealthCheck {
     return { name, check: async () => ({ status: 'not_configured', detail }) };
 }

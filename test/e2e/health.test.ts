@@ -12,7 +12,7 @@ describe('the Flexchange app under the devhost', () => {
         removeDir(host?.stateDir);
     });
 
-    it('answers GET /api/health anonymously: every component of the local world up, the bus not configured yet', async () => {
+    it('answers GET /api/health anonymously: every component of the local world up', async () => {
         const res = await fetch(`${host.origin('core')}/api/health`);
         const body = await res.json();
         expect(res.status).toBe(200);
@@ -26,7 +26,7 @@ describe('the Flexchange app under the devhost', () => {
                 cosmos: { status: 'up', database: 'flexchange' },
                 storage: { status: 'up' },
                 vault: { status: 'up' },
-                bus: { status: 'not_configured' },
+                bus: { status: 'up', topic: 'flexchange-events' },
             },
         });
     });
@@ -70,6 +70,6 @@ describe('the Flexchange app under the devhost', () => {
     it('is listed on the console as the core app', async () => {
         const services = await (await fetch(`${host.consoleUrl}/dev/services`)).json();
         expect(services.apps).toEqual([{ name: 'core', role: 'core', url: `http://localhost:${host.apps.core.port}/api` }]);
-        expect(Object.keys(services.services).sort()).toEqual(['blob', 'cosmos', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
+        expect(Object.keys(services.services).sort()).toEqual(['blob', 'bus', 'cosmos', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
     });
 });

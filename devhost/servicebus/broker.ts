@@ -1,0 +1,1240 @@
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import type { AddressInfo, Server, Socket } from 'node:net';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { create_container, message as rheaMessageUtil, string_to_uuid, uuid_to_string, type Connection, type Container, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
+import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
+import { resolveEntities, type EntitiesConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic } from './entities';
+
+export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig, RuleConfig, CorrelationFilterConfig } from './entities';
+
+/**
+ * A local stand-in for an Azure Service Bus namespace: an AMQP 1.0 broker on
+ * `rhea` that the unmodified `@azure/service-bus` v7 client works against with
+ * `UseDevelopmentEmulator=true` in its connection string (plain AMQP, no TLS,
+ * the port taken from the endpoint). The official emulator needs Docker; see
+ * shared/DEVHOST.md ("Service Bus") for what the SDK expects from a broker.
+ *
+ * What it keeps faithful because application code depends on it:
+ * - claims-based security: every `put-token` on `$cbs` is accepted (202); no
+ *   key is checked, so any SharedAccessKey works;
+ * - queues, topics with subscriptions and rules (correlation filters and a SQL
+ *   subset, see filters.ts), and every entity's `$DeadLetterQueue`;
+ * - peek-lock with settle-second (complete, abandon, defer, dead-letter, lock
+ *   renewal, lock expiry, max delivery count → dead-letter with reason
+ *   `MaxDeliveryCountExceeded`) and receive-and-delete;
+ * - the `$management` operations the SDK uses for peek, schedule / cancel,
+ *   renew-lock, deferred messages (receive-by-sequence-number,
+ *   update-disposition);
+ * - scheduled messages, time to live, duplicate detection by `messageId`;
+ * - link credit, including drain, so many receivers share an entity and each
+ *   message goes to exactly one of them.
+ *
+ * Expired messages are dropped, as with Azure's default
+ * `deadLetteringOnMessageExpiration: false`; there is no setting to dead-letter
+ * them instead. Not served: sessions (session receivers are refused with
+ * `amqp:not-implemented`), rule changes at run time (`add-rule`, ...),
+ * transactions, auto-forwarding, and the administration client (HTTPS/ATOM).
+ *
+ * Persistence: one JSON file per queue, topic and subscription under `dir`,
+ * replaced atomically (temp + fsync + rename). A sender's transfer is settled
+ * only after its message is on disk; a settlement is answered only after its
+ * effect is. Locks do not survive a restart: a message locked when the broker
+ * stopped is available again with its delivery count raised by one.
+ */
+
+export interface LocalServiceBusOptions {
+    /** Folder for the entities' state files. */
+    dir: string;
+    entities: EntitiesConfig;
+    logger: Logger;
+}
+
+// Azure's limit for a message on the Standard tier (and the emulator's); the SDK sizes batches by it.
+const MAX_MESSAGE_BYTES = 256 * 1024;
+const TICK_MS = 100;
+const SWEEP_EVERY_TICKS = 10;
+const STATE_FORMAT = 1;
+const DEAD_LETTER_CONDITION = 'com.microsoft:dead-letter';
+const LOCK_LOST = 'com.microsoft:message-lock-lost';
+const NOT_FOUND = 'com.microsoft:message-not-found';
+const MESSAGE_STATE = { active: 0, deferred: 1, scheduled: 2 } as const;
+
+type MessageState = keyof typeof MESSAGE_STATE;
+
+interface StoredMessage {
+    seq: number;
+    /** The message as sent (bare message: header, annotations, properties, application properties, body). */
+    raw: Buffer;
+    enqueuedAt: number;
+    /** AMQP's delivery-count: earlier deliveries that failed (abandoned, lock expired). */
+    deliveryCount: number;
+    state: MessageState;
+    scheduledAt?: number;
+    expiresAt?: number;
+    lockToken?: string;
+    lockedUntil?: number;
+}
+
+interface PersistedMessage {
+    seq: number;
+    raw: string;
+    enqueuedAt: number;
+    deliveryCount: number;
+    state: MessageState;
+    scheduledAt?: number;
+    expiresAt?: number;
+    locked?: true;
+}
+
+/** One state file; `dirty` = memory has changes the file has not. */
+class Unit {
+    dirty = false;
+    constructor(
+        readonly file: string,
+        readonly snapshot: () => object,
+    ) {}
+}
+
+/** Messages that are locked and settled as a unit: a queue, a subscription, or the dead-letter queue of either. */
+class Store {
+    readonly messages = new Map<number, StoredMessage>();
+    /** Sequence numbers of active, unlocked messages, ascending: the delivery order. */
+    readonly ready: number[] = [];
+    readonly locks = new Map<string, StoredMessage>();
+    /** Scheduled messages of a queue (a topic keeps its own until they are due). */
+    readonly scheduled = new Map<number, StoredMessage>();
+    readonly consumers: Consumer[] = [];
+    nextConsumer = 0;
+    pumping = false;
+    dlq?: Store;
+
+    constructor(
+        /** The address, as shown in logs and errors. */
+        readonly path: string,
+        readonly unit: Unit,
+        readonly maxDeliveryCount: number,
+        readonly lockDurationMs: number,
+    ) {}
+
+    get isDeadLetterQueue(): boolean {
+        return this.dlq === undefined;
+    }
+
+    markReady(seq: number): void {
+        let lo = 0;
+        let hi = this.ready.length;
+        while (lo < hi) {
+            const mid = (lo + hi) >>> 1;
+            if (this.ready[mid] < seq) lo = mid + 1;
+            else hi = mid;
+        }
+        if (this.ready[lo] !== seq) this.ready.splice(lo, 0, seq);
+    }
+
+    unready(seq: number): void {
+        const i = this.ready.indexOf(seq);
+        if (i >= 0) this.ready.splice(i, 1);
+    }
+
+    remove(m: StoredMessage): void {
+        this.messages.delete(m.seq);
+        this.scheduled.delete(m.seq);
+        this.unready(m.seq);
+        if (m.lockToken) this.locks.delete(m.lockToken);
+        this.unit.dirty = true;
+    }
+}
+
+interface QueueEntity {
+    kind: 'queue';
+    config: ResolvedQueue;
+    store: Store;
+    nextSeq: number;
+    duplicates: Map<string, number>;
+    unit: Unit;
+}
+
+interface SubscriptionEntity {
+    config: ResolvedSubscription;
+    store: Store;
+}
+
+interface TopicEntity {
+    kind: 'topic';
+    config: ResolvedTopic;
+    nextSeq: number;
+    duplicates: Map<string, number>;
+    /** Scheduled messages: routed to the subscriptions when due, as Azure does. */
+    scheduled: Map<number, StoredMessage>;
+    subscriptions: Map<string, SubscriptionEntity>;
+    unit: Unit;
+}
+
+type SendEntity = QueueEntity | TopicEntity;
+
+/** What an address names. */
+type Node =
+    | { kind: 'cbs' }
+    | { kind: 'send'; entity: SendEntity }
+    | { kind: 'receive'; store: Store }
+    | { kind: 'management'; store?: Store; entity?: SendEntity; path: string };
+
+interface Consumer {
+    link: Sender;
+    store: Store;
+    receiveAndDelete: boolean;
+    /** The link's delivery-count up to which the receiver has given credit. */
+    granted: number;
+    /** Deliveries handed to the link, in the same count. */
+    sent: number;
+}
+
+/** rhea internals the broker relies on (rhea 3.0.x); its typings leave them out. */
+interface LinkInternals {
+    credit: number;
+    delivery_count: number;
+    _draining: boolean;
+    _drained: boolean;
+    _get_drain(): boolean;
+    local: { attach: { snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number } };
+    session: { outgoing: { available(): number } };
+}
+interface DeliveryInternals {
+    settled: boolean;
+    remote_settled: boolean;
+}
+interface Outcomes {
+    accepted(): { described(): unknown };
+    released(): { described(): unknown };
+    rejected(fields: { error?: { condition: string; description?: string } }): { described(): unknown };
+    modified(fields: { delivery_failed?: boolean; undeliverable_here?: boolean }): { described(): unknown };
+}
+const outcomes = rheaMessageUtil as unknown as Outcomes;
+
+/** An error answered to the client: an AMQP condition, and for management requests a status code. */
+class BrokerError extends Error {
+    constructor(
+        readonly condition: string,
+        message: string,
+        readonly status = 500,
+    ) {
+        super(message);
+    }
+}
+
+const lower = (s: string) => s.toLowerCase();
+const fileName = (...parts: string[]) => `${parts.map((p) => encodeURIComponent(lower(p))).join('~')}.json`;
+
+export class LocalServiceBus {
+    readonly #dir: string;
+    readonly #log: Logger;
+    readonly #queues = new Map<string, QueueEntity>();
+    readonly #topics = new Map<string, TopicEntity>();
+    readonly #stores: Store[] = [];
+    readonly #units: Unit[] = [];
+    readonly #consumers = new Map<Sender, Consumer>();
+    readonly #receivers = new Map<Receiver, Node>();
+    readonly #deliveries = new WeakMap<Delivery, { store: Store; token: string }>();
+    readonly #connections = new Set<Connection>();
+    readonly #sockets = new Set<Socket>();
+    #flushWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+    #flushScheduled = false;
+    #container?: Container;
+    #server?: Server;
+    #timer?: NodeJS.Timeout;
+    #ticks = 0;
+    #port = 0;
+
+    constructor(opts: { dir: string; entities: EntitiesConfig; logger: Logger }) {
+        this.#dir = opts.dir;
+        this.#log = opts.logger;
+        // Checked here so that a bad declaration fails at construction, before anything listens.
+        const { queues, topics } = resolveEntities(opts.entities);
+        for (const q of queues) {
+            const unit = new Unit(path.join(this.#dir, fileName('queue', q.name)), () => this.#snapshotQueue(entity));
+            const store = this.#newStore(q.name, unit, q.maxDeliveryCount, q.lockDurationMs);
+            const entity: QueueEntity = { kind: 'queue', config: q, store, nextSeq: 1, duplicates: new Map(), unit };
+            this.#queues.set(lower(q.name), entity);
+            this.#units.push(unit);
+        }
+        for (const t of topics) {
+            const unit = new Unit(path.join(this.#dir, fileName('topic', t.name)), () => this.#snapshotTopic(entity));
+            const entity: TopicEntity = { kind: 'topic', config: t, nextSeq: 1, duplicates: new Map(), scheduled: new Map(), subscriptions: new Map(), unit };
+            this.#units.push(unit);
+            for (const s of t.subscriptions) {
+                const subUnit = new Unit(path.join(this.#dir, fileName('subscription', t.name, s.name)), () => this.#snapshotStore(sub.store, { kind: 'subscription', topic: t.name, name: s.name }));
+                const sub: SubscriptionEntity = { config: s, store: this.#newStore(`${t.name}/Subscriptions/${s.name}`, subUnit, s.maxDeliveryCount, s.lockDurationMs) };
+                entity.subscriptions.set(lower(s.name), sub);
+                this.#units.push(subUnit);
+            }
+            this.#topics.set(lower(t.name), entity);
+        }
+    }
+
+    /** The port the broker listens on (after start). */
+    get port(): number {
+        if (!this.#server) throw new Error('The local Service Bus is not running');
+        return this.#port;
+    }
+
+    /** A connection string for ServiceBusClient; the key is not checked. */
+    get connectionString(): string {
+        return `Endpoint=sb://127.0.0.1:${this.port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=local-dev-key;UseDevelopmentEmulator=true`;
+    }
+
+    async start(port: number): Promise<void> {
+        if (this.#server) throw new Error('The local Service Bus is already running');
+        // Load first: a corrupt state file must stop the start before anything listens.
+        this.#load();
+        const container = create_container({
+            id: 'flexchange-local-servicebus',
+            // Everything is settled by hand, after the state is on disk.
+            autoaccept: false,
+            autosettle: false,
+            // Abandon and defer are both "modified"; they must not be folded into "released".
+            treat_modified_as_released: false,
+        });
+        this.#wire(container);
+        const server = container.listen({ port, host: '127.0.0.1' });
+        try {
+            await new Promise<void>((resolve, reject) => {
+                server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code === 'EADDRINUSE' ? `Port ${port} for the local Service Bus is already in use` : err.message)));
+                server.once('listening', () => resolve());
+            });
+        } catch (err) {
+            container.removeAllListeners();
+            this.#forget();
+            throw err;
+        }
+        server.on('connection', (socket: Socket) => {
+            // Request / response on $management is small frames both ways: Nagle plus delayed ACKs would add ~40 ms to each.
+            socket.setNoDelay(true);
+            this.#sockets.add(socket);
+            socket.once('close', () => this.#sockets.delete(socket));
+        });
+        this.#container = container;
+        this.#server = server;
+        this.#port = (server.address() as AddressInfo).port;
+        this.#timer = setInterval(() => this.#tick(), TICK_MS);
+        this.#timer.unref();
+        this.#log.info({ port: this.#port, queues: this.#queues.size, topics: this.#topics.size, messages: this.#stores.reduce((n, s) => n + s.messages.size, 0) }, 'service bus: listening');
+    }
+
+    async stop(): Promise<void> {
+        const server = this.#server;
+        if (!server) return;
+        this.#server = undefined;
+        clearInterval(this.#timer);
+        for (const c of this.#connections) {
+            try {
+                c.close({ condition: 'amqp:connection:forced', description: 'The local Service Bus is stopping' });
+            } catch {
+                // already gone
+            }
+        }
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // Give clients a moment to see the close frame, then cut what is left.
+        await new Promise((r) => setTimeout(r, 50));
+        for (const s of this.#sockets) s.destroy();
+        await closed;
+        this.#connections.clear();
+        this.#consumers.clear();
+        this.#receivers.clear();
+        for (const store of this.#stores) store.consumers.length = 0;
+        this.#flushNow();
+        this.#container?.removeAllListeners();
+        this.#container = undefined;
+        this.#forget();
+        this.#log.info('service bus: stopped');
+    }
+
+    /** Drops the messages from memory; a later start reloads them (and releases the locks) from the files. */
+    #forget(): void {
+        for (const store of this.#stores) {
+            store.messages.clear();
+            store.ready.length = 0;
+            store.locks.clear();
+            store.scheduled.clear();
+        }
+        for (const t of this.#topics.values()) {
+            t.scheduled.clear();
+            t.duplicates.clear();
+        }
+        for (const q of this.#queues.values()) q.duplicates.clear();
+    }
+
+    // -- AMQP plumbing -----------------------------------------------------
+
+    #wire(container: Container): void {
+        const on = (event: string, fn: (ctx: EventContext) => void) =>
+            container.on(event, (ctx: EventContext) => {
+                try {
+                    fn(ctx);
+                } catch (err) {
+                    this.#log.error({ err, event }, 'service bus: event handler failed');
+                }
+            });
+        on('connection_open', (ctx) => {
+            this.#connections.add(ctx.connection);
+            this.#log.debug({ container: ctx.connection.container_id }, 'service bus: connection open');
+        });
+        const dropConnection = (ctx: EventContext) => {
+            this.#connections.delete(ctx.connection);
+            for (const [link, c] of this.#consumers) if (link.connection === ctx.connection) this.#dropConsumer(c);
+            for (const link of this.#receivers.keys()) if (link.connection === ctx.connection) this.#receivers.delete(link);
+        };
+        on('connection_close', dropConnection);
+        on('disconnected', dropConnection);
+        on('connection_error', (ctx) => this.#log.debug({ err: ctx.connection.error }, 'service bus: connection error'));
+        on('session_error', (ctx) => this.#log.debug({ err: ctx.session?.error }, 'service bus: session error'));
+        on('sender_open', (ctx) => this.#onSenderOpen(ctx.sender!));
+        on('receiver_open', (ctx) => this.#onReceiverOpen(ctx.receiver!));
+        on('sender_flow', (ctx) => this.#onCredit(ctx.sender!));
+        on('sendable', (ctx) => this.#onCredit(ctx.sender!));
+        on('sender_draining', (ctx) => this.#onDrain(ctx.sender!));
+        const senderGone = (ctx: EventContext) => {
+            const c = this.#consumers.get(ctx.sender!);
+            if (c) this.#dropConsumer(c);
+        };
+        on('sender_close', senderGone);
+        on('sender_error', senderGone);
+        const receiverGone = (ctx: EventContext) => void this.#receivers.delete(ctx.receiver!);
+        on('receiver_close', receiverGone);
+        on('receiver_error', receiverGone);
+        on('message', (ctx) => this.#onMessage(ctx));
+        for (const outcome of ['accepted', 'released', 'rejected', 'modified'] as const) on(outcome, (ctx) => this.#onOutcome(ctx, outcome));
+        container.on('error', (err: Error) => this.#log.warn({ err }, 'service bus: AMQP error'));
+    }
+
+    /** Resolves an address (`queue`, `topic`, `topic/Subscriptions/sub`, `.../$DeadLetterQueue`, `.../$management`, `$cbs`); case-insensitive. */
+    #resolve(address: string | undefined): Node | BrokerError {
+        if (!address) return new BrokerError('amqp:not-found', 'The link has no address');
+        let a = address.replace(/^(amqps?|sb):\/\/[^/]+\//i, '').replace(/^\/+/, '');
+        if (lower(a) === '$cbs') return { kind: 'cbs' };
+        let management = false;
+        if (/\/\$management$/i.test(a)) {
+            management = true;
+            a = a.slice(0, -'/$management'.length);
+        }
+        let deadLetter = false;
+        if (/\/\$deadletterqueue$/i.test(a)) {
+            deadLetter = true;
+            a = a.slice(0, -'/$DeadLetterQueue'.length);
+        }
+        const notFound = () => new BrokerError('amqp:not-found', `The messaging entity '${address}' could not be found. Declare it in the local Service Bus entities.`);
+        let store: Store | undefined;
+        let entity: SendEntity | undefined;
+        const sub = /^(.+)\/subscriptions\/([^/]+)$/i.exec(a);
+        if (sub) {
+            store = this.#topics.get(lower(sub[1]))?.subscriptions.get(lower(sub[2]))?.store;
+            if (!store) return notFound();
+        } else if (this.#queues.has(lower(a))) {
+            entity = this.#queues.get(lower(a))!;
+            store = entity.store;
+        } else if (this.#topics.has(lower(a))) {
+            entity = this.#topics.get(lower(a))!;
+            if (deadLetter) return notFound();
+        } else {
+            return notFound();
+        }
+        if (deadLetter) {
+            store = store!.dlq;
+            entity = undefined;
+        }
+        if (management) return { kind: 'management', store, entity, path: address };
+        if (sub || deadLetter) return { kind: 'receive', store: store! };
+        // A queue is sent to and received from; the link's role decides.
+        return { kind: 'send', entity: entity! };
+    }
+
+    /** Our sender = the client's receiver (messages out of an entity, or replies to $cbs / $management requests). */
+    #onSenderOpen(link: Sender): void {
+        const address = link.source?.address;
+        const node = this.#resolve(address);
+        link.set_source({ address });
+        link.set_target({ address: link.target?.address });
+        if (node instanceof BrokerError) return link.close({ condition: node.condition, description: node.message });
+        if (node.kind === 'cbs' || node.kind === 'management') return;
+        let store: Store;
+        if (node.kind === 'receive') store = node.store;
+        else if (node.entity.kind === 'queue') store = node.entity.store;
+        else return link.close({ condition: 'amqp:not-allowed', description: `Cannot receive from the topic '${address}'; receive from one of its subscriptions (<topic>/Subscriptions/<name>)` });
+        const filter = (link.source as { filter?: Record<string, unknown> } | undefined)?.filter;
+        if (filter && Object.keys(filter).some((k) => /session-filter/i.test(k))) {
+            return link.close({ condition: 'amqp:not-implemented', description: 'Sessions are not supported by the local Service Bus' });
+        }
+        const internals = link as unknown as LinkInternals;
+        // Answer with the settle modes asked for: settled (1) = receive-and-delete, second (1) = peek-lock settled by our reply.
+        internals.local.attach.snd_settle_mode = link.snd_settle_mode;
+        internals.local.attach.rcv_settle_mode = link.rcv_settle_mode;
+        // rhea answers a drain only while it still counts credit; when transfers in flight used it
+        // all up, the receiver would wait for the drain forever (the SDK then closes its link).
+        internals._get_drain = function (this: LinkInternals) {
+            if (!this._draining || !this._drained) return false;
+            this.delivery_count += this.credit;
+            this.credit = 0;
+            return true;
+        };
+        const consumer: Consumer = { link, store, receiveAndDelete: link.snd_settle_mode === 1, granted: 0, sent: 0 };
+        store.consumers.push(consumer);
+        this.#consumers.set(link, consumer);
+        this.#log.debug({ address, mode: consumer.receiveAndDelete ? 'receiveAndDelete' : 'peekLock' }, 'service bus: receiver attached');
+    }
+
+    /** Our receiver = the client's sender (messages into an entity, or $cbs / $management requests). */
+    #onReceiverOpen(link: Receiver): void {
+        const address = link.target?.address;
+        const node = this.#resolve(address);
+        link.set_target({ address });
+        link.set_source({ address: link.source?.address });
+        if (node instanceof BrokerError) return link.close({ condition: node.condition, description: node.message });
+        if (node.kind === 'receive') return link.close({ condition: 'amqp:not-allowed', description: `Cannot send to '${address}'; send to a queue or a topic` });
+        (link as unknown as LinkInternals).local.attach.max_message_size = MAX_MESSAGE_BYTES;
+        this.#receivers.set(link, node);
+    }
+
+    #dropConsumer(c: Consumer): void {
+        this.#consumers.delete(c.link);
+        const i = c.store.consumers.indexOf(c);
+        if (i >= 0) c.store.consumers.splice(i, 1);
+        // Messages it holds stay locked until their locks expire, as in Azure; they can still be settled through $management.
+    }
+
+    #onCredit(link: Sender): void {
+        const c = this.#consumers.get(link);
+        if (!c) return;
+        const internals = link as unknown as LinkInternals;
+        c.granted = internals.credit + internals.delivery_count;
+        this.#pump(c.store);
+    }
+
+    #onDrain(link: Sender): void {
+        const c = this.#consumers.get(link);
+        if (!c) return;
+        this.#onCredit(link);
+        // Whatever credit is left is used up by the drain; nothing more goes out until new credit.
+        c.sent = Math.max(c.sent, c.granted);
+        link.set_drained(true);
+    }
+
+    #available(c: Consumer): boolean {
+        const internals = c.link as unknown as LinkInternals;
+        return c.granted - c.sent > 0 && c.link.is_open() && internals.session.outgoing.available() > 0;
+    }
+
+    #pump(store: Store): void {
+        if (store.pumping || store.consumers.length === 0) return;
+        store.pumping = true;
+        try {
+            const now = Date.now();
+            while (store.ready.length > 0) {
+                let consumer: Consumer | undefined;
+                const n = store.consumers.length;
+                for (let i = 0; i < n; i++) {
+                    const candidate = store.consumers[(store.nextConsumer + i) % n];
+                    if (this.#available(candidate)) {
+                        consumer = candidate;
+                        store.nextConsumer = (store.nextConsumer + i + 1) % n;
+                        break;
+                    }
+                }
+                if (!consumer) break;
+                const seq = store.ready.shift()!;
+                const m = store.messages.get(seq);
+                if (!m || m.state !== 'active' || m.lockToken) continue;
+                if (m.expiresAt !== undefined && m.expiresAt <= now) {
+                    this.#expire(store, m);
+                    continue;
+                }
+                this.#deliver(store, consumer, m, now);
+            }
+        } finally {
+            store.pumping = false;
+        }
+    }
+
+    #deliver(store: Store, c: Consumer, m: StoredMessage, now: number): void {
+        const annotations: Record<string, Typed> = {
+            'x-opt-sequence-number': types.wrap_long(m.seq),
+            'x-opt-enqueued-time': types.wrap_timestamp(m.enqueuedAt),
+        };
+        let token: string;
+        if (c.receiveAndDelete) {
+            token = randomUUID();
+            store.remove(m);
+        } else {
+            token = this.#lock(store, m, now);
+            annotations['x-opt-locked-until'] = types.wrap_timestamp(m.lockedUntil!);
+        }
+        const payload = messageForDelivery(m.raw, m.deliveryCount, annotations);
+        // Service Bus puts the lock token in the delivery tag, in .NET's GUID byte order.
+        const delivery = c.link.send(payload, dotnetGuidBytes(string_to_uuid(token)), 0);
+        c.sent++;
+        if (c.receiveAndDelete) (delivery as unknown as DeliveryInternals).settled = true;
+        else this.#deliveries.set(delivery, { store, token });
+        this.#changed();
+    }
+
+    #lock(store: Store, m: StoredMessage, now: number): string {
+        const token = randomUUID();
+        m.lockToken = token;
+        m.lockedUntil = now + store.lockDurationMs;
+        store.locks.set(token, m);
+        store.unready(m.seq);
+        // Persisted (without waiting) so that a crash still counts this delivery.
+        store.unit.dirty = true;
+        return token;
+    }
+
+    #unlock(store: Store, m: StoredMessage): void {
+        if (m.lockToken) store.locks.delete(m.lockToken);
+        m.lockToken = undefined;
+        m.lockedUntil = undefined;
+        store.unit.dirty = true;
+    }
+
+    /** Settles our side of a delivery and tells the receiver (settle-second: it waits for this). */
+    #settle(delivery: Delivery, state: unknown): void {
+        const d = delivery as unknown as DeliveryInternals;
+        if (d.settled) return;
+        try {
+            if (!delivery.link.connection.is_open()) return;
+            delivery.update(true, state);
+        } catch (err) {
+            this.#log.debug({ err }, 'service bus: could not settle a delivery');
+        }
+        // In settle-second the receiver settles on our reply without telling us; mark it so rhea can free the slot.
+        d.remote_settled = true;
+    }
+
+    #onOutcome(ctx: EventContext, outcome: 'accepted' | 'released' | 'rejected' | 'modified'): void {
+        const delivery = ctx.delivery!;
+        const ref = this.#deliveries.get(delivery);
+        if (!ref) return this.#settle(delivery, outcomes.accepted().described());
+        this.#deliveries.delete(delivery);
+        const { store, token } = ref;
+        const m = store.locks.get(token);
+        if (!m) {
+            return this.#settle(delivery, outcomes.rejected({ error: { condition: LOCK_LOST, description: 'The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue.' } }).described());
+        }
+        const state = (delivery.remote_state ?? {}) as Record<string, unknown>;
+        let echo: unknown;
+        switch (outcome) {
+            case 'accepted':
+                this.#complete(store, m);
+                echo = outcomes.accepted().described();
+                break;
+            case 'released':
+                // Released = never looked at: back without counting a failed delivery.
+                this.#abandon(store, m, undefined, false);
+                echo = outcomes.released().described();
+                break;
+            case 'modified': {
+                const props = state.message_annotations as Record<string, unknown> | undefined;
+                if (state.undeliverable_here === true) this.#defer(store, m, props);
+                else this.#abandon(store, m, props, true);
+                echo = outcomes.modified({ delivery_failed: state.delivery_failed === true, undeliverable_here: state.undeliverable_here === true }).described();
+                break;
+            }
+            case 'rejected': {
+                const error = (state.error ?? {}) as { condition?: string; description?: string; info?: Record<string, unknown> };
+                const { DeadLetterReason, DeadLetterErrorDescription, ...props } = error.info ?? {};
+                this.#deadLetter(store, m, DeadLetterReason ?? (error.condition !== DEAD_LETTER_CONDITION ? error.condition : undefined), DeadLetterErrorDescription ?? error.description, props);
+                // No error in the echo: the SDK fails the settlement when the reply carries one.
+                echo = outcomes.rejected({}).described();
+                break;
+            }
+        }
+        this.#persist().then(
+            () => this.#settle(delivery, echo),
+            (err: Error) => this.#settle(delivery, outcomes.rejected({ error: { condition: 'amqp:internal-error', description: `The local Service Bus could not save the settlement: ${err.message}` } }).described()),
+        );
+    }
+
+    // -- message lifecycle -------------------------------------------------
+
+    #complete(store: Store, m: StoredMessage): void {
+        store.remove(m);
+    }
+
+    #applyProperties(m: StoredMessage, props: Record<string, unknown> | undefined): void {
+        if (props && Object.keys(props).length > 0) m.raw = withApplicationProperties(m.raw, props);
+    }
+
+    /** Back to the entity; `failed` counts a delivery attempt (abandon, lock expiry) towards the max delivery count. */
+    #abandon(store: Store, m: StoredMessage, props: Record<string, unknown> | undefined, failed: boolean): void {
+        this.#unlock(store, m);
+        this.#applyProperties(m, props);
+        if (failed) m.deliveryCount++;
+        if (failed && !store.isDeadLetterQueue && m.deliveryCount >= store.maxDeliveryCount) {
+            this.#deadLetter(store, m, 'MaxDeliveryCountExceeded', `Message could not be consumed after ${store.maxDeliveryCount} delivery attempts.`, undefined);
+            return;
+        }
+        // A deferred message stays deferred: it is only ever received by sequence number.
+        if (m.state === 'active') {
+            store.markReady(m.seq);
+            this.#changed(store);
+        }
+    }
+
+    #defer(store: Store, m: StoredMessage, props: Record<string, unknown> | undefined): void {
+        this.#unlock(store, m);
+        this.#applyProperties(m, props);
+        m.state = 'deferred';
+        store.unready(m.seq);
+    }
+
+    #deadLetter(store: Store, m: StoredMessage, reason: unknown, description: unknown, props: Record<string, unknown> | undefined): void {
+        if (!store.dlq) {
+            // Already in a dead-letter queue: Azure has nowhere further to move it, so it only gets the new properties.
+            this.#abandon(store, m, { ...props, DeadLetterReason: reason, DeadLetterErrorDescription: description }, false);
+            return;
+        }
+        store.remove(m);
+        const dead: StoredMessage = {
+            seq: m.seq,
+            raw: withApplicationProperties(m.raw, { ...props, DeadLetterReason: reason, DeadLetterErrorDescription: description }),
+            enqueuedAt: m.enqueuedAt,
+            deliveryCount: m.deliveryCount,
+            state: 'active',
+        };
+        store.dlq.messages.set(dead.seq, dead);
+        store.dlq.markReady(dead.seq);
+        store.dlq.unit.dirty = true;
+        this.#log.debug({ entity: store.path, seq: m.seq, reason }, 'service bus: message dead-lettered');
+        this.#changed(store.dlq);
+    }
+
+    #expire(store: Store, m: StoredMessage): void {
+        store.remove(m);
+        this.#log.debug({ entity: store.path, seq: m.seq }, 'service bus: message expired (dropped)');
+        this.#changed();
+    }
+
+    /** Marks state to be written soon and, given a store, offers its messages to its receivers. */
+    #changed(store?: Store): void {
+        if (!this.#flushScheduled && this.#units.some((u) => u.dirty)) void this.#persist().catch(() => undefined);
+        if (store) queueMicrotask(() => this.#pump(store));
+    }
+
+    #ttl(...limits: (number | undefined)[]): number | undefined {
+        const given = limits.filter((l): l is number => l !== undefined);
+        return given.length ? Math.min(...given) : undefined;
+    }
+
+    /** Duplicate detection: true if the id was seen within the entity's window (and records it otherwise). */
+    #duplicate(entity: SendEntity, info: ArrivingMessage, now: number): boolean {
+        const window = entity.config.duplicateWindowMs;
+        const key = messageIdKey(info.routable.messageId);
+        if (window === undefined || key === undefined) return false;
+        const seen = entity.duplicates.get(key);
+        if (seen !== undefined && now - seen < window) return true;
+        entity.duplicates.set(key, now);
+        entity.unit.dirty = true;
+        return false;
+    }
+
+    /**
+     * Takes one arriving message into an entity: scheduled, or stored in the queue
+     * / every matching subscription. Returns the stored messages, which become
+     * visible once they are on disk.
+     */
+    #accept(entity: SendEntity, raw: Buffer, info: ArrivingMessage, seq: number, now: number): [Store, StoredMessage][] {
+        if (info.scheduledAt !== undefined && info.scheduledAt > now) {
+            const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'scheduled', scheduledAt: info.scheduledAt };
+            if (entity.kind === 'queue') {
+                entity.store.messages.set(seq, m);
+                entity.store.scheduled.set(seq, m);
+                entity.store.unit.dirty = true;
+            } else {
+                entity.scheduled.set(seq, m);
+                entity.unit.dirty = true;
+            }
+            return [];
+        }
+        if (entity.kind === 'queue') {
+            const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs);
+            const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
+            entity.store.messages.set(seq, m);
+            entity.store.unit.dirty = true;
+            return [[entity.store, m]];
+        }
+        const out: [Store, StoredMessage][] = [];
+        for (const sub of entity.subscriptions.values()) {
+            const f = sub.config.filters;
+            if (f.length > 0 && !f.some((rule) => rule.matches(info.routable))) continue;
+            const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs, sub.config.defaultTtlMs);
+            const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
+            sub.store.messages.set(seq, m);
+            sub.store.unit.dirty = true;
+            out.push([sub.store, m]);
+        }
+        if (out.length === 0) this.#log.debug({ topic: entity.config.name, seq }, 'service bus: no subscription matched; message dropped');
+        return out;
+    }
+
+    #reveal(stored: [Store, StoredMessage][]): void {
+        const touched = new Set<Store>();
+        for (const [store, m] of stored) {
+            if (store.messages.get(m.seq) !== m || m.state !== 'active' || m.lockToken) continue;
+            store.markReady(m.seq);
+            touched.add(store);
+        }
+        for (const store of touched) this.#pump(store);
+    }
+
+    #onMessage(ctx: EventContext): void {
+        const link = ctx.receiver!;
+        const delivery = ctx.delivery!;
+        const node = this.#receivers.get(link);
+        if (!node) {
+            delivery.reject({ condition: 'amqp:not-found', description: 'The link is not attached to an entity' });
+            return;
+        }
+        if (node.kind === 'cbs') return this.#onCbs(ctx.connection, ctx.message!, delivery);
+        if (node.kind === 'management') return void this.#onManagement(ctx.connection, node, ctx.message!, delivery);
+        if (node.kind !== 'send') return;
+        const format = (ctx as unknown as { format?: number }).format ?? 0;
+        void this.#onSend(node.entity, format === 0 ? encodeMessage(ctx.message) : (ctx.message as unknown as Buffer), format, link, delivery);
+    }
+
+    async #onSend(entity: SendEntity, payload: Buffer, format: number, link: Receiver, delivery: Delivery): Promise<void> {
+        try {
+            if (payload.length > MAX_MESSAGE_BYTES) {
+                throw new BrokerError('amqp:link:message-size-exceeded', `The message of ${payload.length} bytes exceeds the limit of ${MAX_MESSAGE_BYTES} bytes`);
+            }
+            let parsed: { raw: Buffer; info: ArrivingMessage }[];
+            try {
+                parsed = messagesOfTransfer(payload, format).map((raw) => arriving(raw));
+            } catch (err) {
+                throw new BrokerError('amqp:decode-error', `The message could not be decoded: ${(err as Error).message}`);
+            }
+            const now = Date.now();
+            const stored: [Store, StoredMessage][] = [];
+            for (const { raw, info } of parsed) {
+                if (this.#duplicate(entity, info, now)) {
+                    this.#log.debug({ entity: entity.config.name, messageId: info.routable.messageId }, 'service bus: duplicate message dropped');
+                    continue;
+                }
+                const seq = entity.nextSeq++;
+                entity.unit.dirty = true;
+                stored.push(...this.#accept(entity, raw, info, seq, now));
+            }
+            await this.#persist();
+            this.#reveal(stored);
+            if (usable(link)) delivery.accept();
+        } catch (err) {
+            const e = err instanceof BrokerError ? err : new BrokerError('amqp:internal-error', `The local Service Bus could not store the message: ${(err as Error).message}`);
+            if (!(err instanceof BrokerError)) this.#log.error({ err, entity: entity.config.name }, 'service bus: send failed');
+            if (usable(link)) delivery.reject({ condition: e.condition, description: e.message });
+        }
+    }
+
+    // -- request / response ($cbs, $management) ----------------------------
+
+    #reply(connection: Connection, request: Message, applicationProperties: Record<string, unknown>, body?: unknown): void {
+        // The reply goes to the link whose target (or, for $cbs, whose name) is the request's reply-to.
+        const replyTo = request.reply_to as string | undefined;
+        const link = replyTo ? connection.find_sender((l: Sender) => (l.target?.address === replyTo || l.name === replyTo) && l.is_open()) : undefined;
+        if (!link) {
+            this.#log.warn({ replyTo }, 'service bus: no link to reply on');
+            return;
+        }
+        const d = link.send({ correlation_id: request.message_id, application_properties: applicationProperties, body: body ?? null } as Message);
+        // Replies need no acknowledgement; presettled, rhea frees them as soon as they are out.
+        (d as unknown as DeliveryInternals).settled = true;
+    }
+
+    #onCbs(connection: Connection, request: Message, delivery: Delivery): void {
+        delivery.accept();
+        const props = (request.application_properties ?? {}) as Record<string, unknown>;
+        if (props.operation !== 'put-token') {
+            return this.#reply(connection, request, { 'status-code': 400, 'status-description': `Unsupported $cbs operation ${String(props.operation)}` });
+        }
+        // Every token is accepted: the local broker does not check keys.
+        this.#reply(connection, request, { 'status-code': 202, 'status-description': 'Accepted' });
+    }
+
+    async #onManagement(connection: Connection, node: Extract<Node, { kind: 'management' }>, request: Message, delivery: Delivery): Promise<void> {
+        delivery.accept();
+        const operation = String((request.application_properties as Record<string, unknown> | undefined)?.operation ?? '');
+        const body = (request.body ?? {}) as Record<string, unknown>;
+        try {
+            const { status, body: out } = await this.#management(node, operation, body);
+            this.#reply(connection, request, { statusCode: status, statusDescription: status === 204 ? 'No Content' : 'OK' }, out);
+        } catch (err) {
+            const e = err instanceof BrokerError ? err : new BrokerError('amqp:internal-error', (err as Error).message);
+            if (!(err instanceof BrokerError)) this.#log.error({ err, operation }, 'service bus: management operation failed');
+            this.#reply(connection, request, { statusCode: e.status, statusDescription: e.message, errorCondition: e.condition });
+        }
+    }
+
+    async #management(node: Extract<Node, { kind: 'management' }>, operation: string, body: Record<string, unknown>): Promise<{ status: number; body?: unknown }> {
+        const needStore = (): Store => {
+            if (!node.store) throw new BrokerError('amqp:not-allowed', `${operation} is not available on '${node.path}'; use a queue or a subscription`, 400);
+            return node.store;
+        };
+        const needEntity = (): SendEntity => {
+            if (!node.entity) throw new BrokerError('amqp:not-allowed', `${operation} is only available on a queue or a topic, not on '${node.path}'`, 400);
+            return node.entity;
+        };
+        const now = Date.now();
+        switch (operation) {
+            case 'com.microsoft:peek-message': {
+                const store = needStore();
+                const from = toNumber(body['from-sequence-number']) ?? 1;
+                const count = Math.max(1, toNumber(body['message-count']) ?? 1);
+                const found = [...store.messages.values()]
+                    .filter((m) => m.seq >= from)
+                    .sort((a, b) => a.seq - b.seq)
+                    .slice(0, count);
+                if (found.length === 0) return { status: 204 };
+                return { status: 200, body: { messages: found.map((m) => ({ message: this.#encode(m) })) } };
+            }
+            case 'com.microsoft:schedule-message': {
+                const entity = needEntity();
+                const items = asArray(body.messages);
+                const seqs: number[] = [];
+                const stored: [Store, StoredMessage][] = [];
+                for (const item of items) {
+                    const raw = (item as Record<string, unknown> | undefined)?.message;
+                    if (!Buffer.isBuffer(raw)) throw new BrokerError('com.microsoft:argument-error', 'Each scheduled message needs an encoded "message"', 400);
+                    let message: { raw: Buffer; info: ArrivingMessage };
+                    try {
+                        message = arriving(raw);
+                    } catch (err) {
+                        throw new BrokerError('com.microsoft:argument-error', `A scheduled message could not be decoded: ${(err as Error).message}`, 400);
+                    }
+                    const seq = entity.nextSeq++;
+                    entity.unit.dirty = true;
+                    seqs.push(seq);
+                    if (this.#duplicate(entity, message.info, now)) continue;
+                    stored.push(...this.#accept(entity, message.raw, { ...message.info, scheduledAt: message.info.scheduledAt ?? now }, seq, now));
+                }
+                await this.#persist();
+                this.#reveal(stored);
+                return { status: 200, body: { 'sequence-numbers': types.wrap_array(seqs, 0x81, undefined) } };
+            }
+            case 'com.microsoft:cancel-scheduled-message': {
+                const entity = needEntity();
+                // Unknown or already enqueued sequence numbers are ignored, so that a cancel racing the schedule is harmless.
+                for (const seq of asArray(body['sequence-numbers']).map(toNumber)) {
+                    if (seq === undefined) continue;
+                    if (entity.kind === 'queue') {
+                        const m = entity.store.scheduled.get(seq);
+                        if (m) entity.store.remove(m);
+                    } else if (entity.scheduled.delete(seq)) {
+                        entity.unit.dirty = true;
+                    }
+                }
+                await this.#persist();
+                return { status: 200 };
+            }
+            case 'com.microsoft:renew-lock': {
+                const store = needStore();
+                const expirations = lockTokens(body).map((token) => {
+                    const m = store.locks.get(token);
+                    if (!m) throw lockLost();
+                    m.lockedUntil = now + store.lockDurationMs;
+                    return m.lockedUntil;
+                });
+                return { status: 200, body: { expirations: types.wrap_array(expirations, 0x83, undefined) } };
+            }
+            case 'com.microsoft:receive-by-sequence-number': {
+                const store = needStore();
+                const receiveAndDelete = toNumber(body['receiver-settle-mode']) === 0;
+                const wanted = asArray(body['sequence-numbers']).map(toNumber);
+                const found = wanted.map((seq) => {
+                    const m = seq === undefined ? undefined : store.messages.get(seq);
+                    if (!m || m.state !== 'deferred' || m.lockToken) {
+                        throw new BrokerError(NOT_FOUND, `Failed to lock one or more specified messages. The message with sequence number ${String(seq)} is not deferred, is locked, or does not exist.`, 404);
+                    }
+                    return m;
+                });
+                const messages = found.map((m) => {
+                    if (receiveAndDelete) {
+                        store.remove(m);
+                        return { message: this.#encode(m) };
+                    }
+                    const token = this.#lock(store, m, now);
+                    return { 'lock-token': types.wrap_uuid(string_to_uuid(token)), message: this.#encode(m) };
+                });
+                await this.#persist();
+                return { status: 200, body: { messages } };
+            }
+            case 'com.microsoft:update-disposition': {
+                const store = needStore();
+                const status = String(body['disposition-status'] ?? '');
+                const props = isRecord(body['properties-to-modify']) ? body['properties-to-modify'] : undefined;
+                const held = lockTokens(body).map((token) => {
+                    const m = store.locks.get(token);
+                    if (!m) throw lockLost();
+                    return m;
+                });
+                for (const m of held) {
+                    if (status === 'completed') this.#complete(store, m);
+                    else if (status === 'abandoned') this.#abandon(store, m, props, true);
+                    else if (status === 'defered' || status === 'deferred') this.#defer(store, m, props);
+                    else if (status === 'suspended') this.#deadLetter(store, m, body['deadletter-reason'], body['deadletter-description'], props);
+                    else throw new BrokerError('com.microsoft:argument-error', `Unknown disposition-status "${status}"`, 400);
+                }
+                await this.#persist();
+                return { status: 200 };
+            }
+            default:
+                throw new BrokerError('amqp:not-implemented', `The management operation "${operation}" is not supported by the local Service Bus`, 501);
+        }
+    }
+
+    /** A stored message as peek and receive-by-sequence-number return it (with its state and lock). */
+    #encode(m: StoredMessage): Buffer {
+        const annotations: Record<string, Typed> = {
+            'x-opt-sequence-number': types.wrap_long(m.seq),
+            'x-opt-enqueued-time': types.wrap_timestamp(m.enqueuedAt),
+            'x-opt-message-state': types.wrap_int(MESSAGE_STATE[m.state]),
+        };
+        if (m.lockedUntil !== undefined) annotations['x-opt-locked-until'] = types.wrap_timestamp(m.lockedUntil);
+        if (m.scheduledAt !== undefined) annotations['x-opt-scheduled-enqueue-time'] = types.wrap_timestamp(m.scheduledAt);
+        return messageForDelivery(m.raw, m.deliveryCount, annotations);
+    }
+
+    // -- time --------------------------------------------------------------
+
+    #tick(): void {
+        const now = Date.now();
+        const sweep = ++this.#ticks % SWEEP_EVERY_TICKS === 0;
+        for (const store of this.#stores) {
+            for (const m of store.locks.values()) {
+                if (m.lockedUntil! > now) continue;
+                this.#log.debug({ entity: store.path, seq: m.seq }, 'service bus: lock expired');
+                this.#abandon(store, m, undefined, true);
+            }
+            for (const m of store.scheduled.values()) {
+                if (m.scheduledAt! > now) continue;
+                store.scheduled.delete(m.seq);
+                const ttl = this.#ttl(inspectMessage(m.raw).ttlMs, this.#queueOf(store)?.config.defaultTtlMs);
+                m.state = 'active';
+                m.enqueuedAt = now;
+                m.expiresAt = ttl === undefined ? undefined : now + ttl;
+                store.markReady(m.seq);
+                store.unit.dirty = true;
+            }
+            if (sweep && !store.isDeadLetterQueue) {
+                for (const seq of [...store.ready]) {
+                    const m = store.messages.get(seq);
+                    if (m?.expiresAt !== undefined && m.expiresAt <= now) this.#expire(store, m);
+                }
+            }
+        }
+        for (const topic of this.#topics.values()) {
+            const due = [...topic.scheduled.values()].filter((m) => m.scheduledAt! <= now).sort((a, b) => a.seq - b.seq);
+            for (const m of due) {
+                topic.scheduled.delete(m.seq);
+                topic.unit.dirty = true;
+                this.#reveal(this.#accept(topic, m.raw, { ...inspectMessage(m.raw), scheduledAt: undefined }, m.seq, now));
+            }
+        }
+        if (sweep) {
+            for (const e of [...this.#queues.values(), ...this.#topics.values()]) {
+                const window = e.config.duplicateWindowMs;
+                if (window === undefined) continue;
+                for (const [key, seen] of e.duplicates) {
+                    if (now - seen >= window) {
+                        e.duplicates.delete(key);
+                        e.unit.dirty = true;
+                    }
+                }
+            }
+        }
+        for (const store of this.#stores) this.#pump(store);
+        this.#changed();
+    }
+
+    #queueOf(store: Store): QueueEntity | undefined {
+        for (const q of this.#queues.values()) if (q.store === store) return q;
+        return undefined;
+    }
+
+    // -- persistence -------------------------------------------------------
+
+    #newStore(name: string, unit: Unit, maxDeliveryCount: number, lockDurationMs: number): Store {
+        const store = new Store(name, unit, maxDeliveryCount, lockDurationMs);
+        store.dlq = new Store(`${name}/$DeadLetterQueue`, unit, Number.POSITIVE_INFINITY, lockDurationMs);
+        this.#stores.push(store, store.dlq);
+        return store;
+    }
+
+    /** Resolves once every change made so far is on disk; many callers in one turn share one write. */
+    #persist(): Promise<void> {
+        return new Promise((resolve, reject) => {
+            this.#flushWaiters.push({ resolve, reject });
+            if (!this.#flushScheduled) {
+                this.#flushScheduled = true;
+                setImmediate(() => this.#flushNow());
+            }
+        });
+    }
+
+    #flushNow(): void {
+        this.#flushScheduled = false;
+        const waiters = this.#flushWaiters;
+        this.#flushWaiters = [];
+        try {
+            mkdirSync(this.#dir, { recursive: true });
+            for (const unit of this.#units) {
+                if (!unit.dirty) continue;
+                writeAtomically(unit.file, JSON.stringify(unit.snapshot()));
+                unit.dirty = false;
+            }
+        } catch (err) {
+            this.#log.error({ err, dir: this.#dir }, 'service bus: cannot write state');
+            for (const w of waiters) w.reject(err as Error);
+            return;
+        }
+        for (const w of waiters) w.resolve();
+    }
+
+    #snapshotQueue(q: QueueEntity): object {
+        return { ...this.#snapshotStore(q.store, { kind: 'queue', name: q.config.name }), nextSeq: q.nextSeq, duplicates: [...q.duplicates] };
+    }
+
+    #snapshotTopic(t: TopicEntity): object {
+        return { format: STATE_FORMAT, kind: 'topic', name: t.config.name, nextSeq: t.nextSeq, duplicates: [...t.duplicates], scheduled: [...t.scheduled.values()].map(persisted) };
+    }
+
+    #snapshotStore(store: Store, head: Record<string, string>): object {
+        return { format: STATE_FORMAT, ...head, messages: [...store.messages.values()].map(persisted), deadLetters: [...store.dlq!.messages.values()].map(persisted) };
+    }
+
+    #load(): void {
+        mkdirSync(this.#dir, { recursive: true });
+        const known = new Set(this.#units.map((u) => path.basename(u.file)));
+        const strangers = readdirSync(this.#dir).filter((f) => f.endsWith('.json') && !known.has(f));
+        if (strangers.length) this.#log.warn({ dir: this.#dir, files: strangers }, 'service bus: state files of entities that are no longer declared were left alone');
+        const read = (unit: Unit): Record<string, unknown> | undefined => {
+            // A temp file left by a crash never replaced its state file, so the state file is the last complete state.
+            rmSync(`${unit.file}.tmp`, { force: true });
+            if (!existsSync(unit.file)) return undefined;
+            try {
+                const data = JSON.parse(readFileSync(unit.file, 'utf8')) as Record<string, unknown>;
+                if (data.format !== STATE_FORMAT) throw new Error(`unknown format ${String(data.format)}`);
+                return data;
+            } catch (err) {
+                throw new Error(`Cannot read the local Service Bus state file ${unit.file}: ${(err as Error).message}. Move it away to start that entity empty.`);
+            }
+        };
+        let released = 0;
+        const fill = (store: Store, list: unknown) => {
+            for (const p of asArray(list) as PersistedMessage[]) {
+                const m = restored(p);
+                store.messages.set(m.seq, m);
+                if (m.state === 'scheduled') store.scheduled.set(m.seq, m);
+                if (p.locked) {
+                    // The lock died with the broker: that delivery counts as failed.
+                    released++;
+                    m.deliveryCount++;
+                    store.unit.dirty = true;
+                    if (!store.isDeadLetterQueue && m.deliveryCount >= store.maxDeliveryCount) {
+                        this.#deadLetter(store, m, 'MaxDeliveryCountExceeded', `Message could not be consumed after ${store.maxDeliveryCount} delivery attempts.`, undefined);
+                        continue;
+                    }
+                }
+                if (m.state === 'active') store.markReady(m.seq);
+            }
+        };
+        const maxSeq = (stores: Store[]) => Math.max(0, ...stores.flatMap((s) => [...s.messages.keys(), ...s.dlq!.messages.keys()]));
+        for (const q of this.#queues.values()) {
+            const data = read(q.unit);
+            if (!data) continue;
+            fill(q.store, data.messages);
+            fill(q.store.dlq!, data.deadLetters);
+            q.nextSeq = Math.max(Number(data.nextSeq) || 1, maxSeq([q.store]) + 1);
+            for (const [k, t] of asArray(data.duplicates) as [string, number][]) q.duplicates.set(k, t);
+        }
+        for (const t of this.#topics.values()) {
+            const data = read(t.unit);
+            const subs = [...t.subscriptions.values()];
+            for (const sub of subs) {
+                const subUnit = sub.store.unit;
+                const subData = read(subUnit);
+                if (!subData) continue;
+                fill(sub.store, subData.messages);
+                fill(sub.store.dlq!, subData.deadLetters);
+            }
+            if (data) {
+                for (const p of asArray(data.scheduled) as PersistedMessage[]) {
+                    const m = restored(p);
+                    t.scheduled.set(m.seq, m);
+                }
+                for (const [k, seen] of asArray(data.duplicates) as [string, number][]) t.duplicates.set(k, seen);
+            }
+            const scheduledMax = Math.max(0, ...t.scheduled.keys());
+            t.nextSeq = Math.max(Number(data?.nextSeq) || 1, maxSeq(subs.map((s) => s.store)) + 1, scheduledMax + 1);
+        }
+        if (released) this.#log.info({ released }, 'service bus: messages locked at the last stop are available again');
+        if (this.#units.some((u) => u.dirty)) this.#flushNow();
+    }
+}
+
+/** A message as it arrives: decoded for routing, and given a message id if it has none (Service Bus assigns one). */
+function arriving(raw: Buffer): { raw: Buffer; info: ArrivingMessage } {
+    const info = inspectMessage(raw);
+    if (info.routable.messageId !== undefined && info.routable.messageId !== null) return { raw, info };
+    const messageId = randomUUID().replace(/-/g, '');
+    return { raw: withMessageId(raw, messageId), info: { ...info, routable: { ...info.routable, messageId } } };
+}
+
+function writeAtomically(file: string, data: string): void {
+    const tmp = `${file}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+        writeSync(fd, data);
+        fsyncSync(fd);
+    } finally {
+        closeSync(fd);
+    }
+    renameSync(tmp, file);
+}
+
+function persisted(m: StoredMessage): PersistedMessage {
+    const p: PersistedMessage = { seq: m.seq, raw: m.raw.toString('base64'), enqueuedAt: m.enqueuedAt, deliveryCount: m.deliveryCount, state: m.state };
+    if (m.scheduledAt !== undefined) p.scheduledAt = m.scheduledAt;
+    if (m.expiresAt !== undefined) p.expiresAt = m.expiresAt;
+    if (m.lockToken) p.locked = true;
+    return p;
+}
+
+function restored(p: PersistedMessage): StoredMessage {
+    if (typeof p.seq !== 'number' || typeof p.raw !== 'string' || !(p.state in MESSAGE_STATE)) throw new Error(`a malformed message entry (seq ${String(p.seq)})`);
+    return { seq: p.seq, raw: Buffer.from(p.raw, 'base64'), enqueuedAt: p.enqueuedAt, deliveryCount: p.deliveryCount ?? 0, state: p.state, scheduledAt: p.scheduledAt, expiresAt: p.expiresAt };
+}
+
+/** A link a disposition can still go out on (a stop or a disconnect may have come while the state was written). */
+function usable(link: Receiver): boolean {
+    return !link.is_closed() && link.connection.is_open();
+}
+
+function asArray(v: unknown): unknown[] {
+    return Array.isArray(v) ? v : [];
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+    return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v);
+}
+
+/** AMQP longs arrive as numbers (or as 8 bytes when beyond 2^53). */
+function toNumber(v: unknown): number | undefined {
+    if (typeof v === 'number') return v;
+    if (Buffer.isBuffer(v) && v.length === 8) return Number(v.readBigInt64BE(0));
+    return undefined;
+}
+
+function lockTokens(body: Record<string, unknown>): string[] {
+    return asArray(body['lock-tokens']).map((t) => (Buffer.isBuffer(t) ? uuid_to_string(t) : String(t)));
+}
+
+function lockLost(): BrokerError {
+    return new BrokerError(LOCK_LOST, 'The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue.', 410);
+}

@@ -1,0 +1,227 @@
+import { readFileSync } from 'node:fs';
+import { compileRule, type MessageFilter } from './filters';
+
+/**
+ * The entities the local Service Bus serves. Azure creates entities through ARM
+ * or the administration client (HTTPS/ATOM, which the local broker does not
+ * speak), so here they are declared up front, in the same terms as Azure's
+ * entity properties.
+ */
+
+export type PropertyValue = string | number | boolean;
+
+/** A correlation filter: every field given must equal the message's (application properties by key). */
+export interface CorrelationFilterConfig {
+    properties?: Record<string, PropertyValue>;
+    /** Old name of `subject`; both are accepted. */
+    label?: string;
+    subject?: string;
+    correlationId?: string;
+    messageId?: string;
+    to?: string;
+    replyTo?: string;
+    sessionId?: string;
+    replyToSessionId?: string;
+    contentType?: string;
+}
+
+export interface RuleConfig {
+    name: string;
+    correlation?: CorrelationFilterConfig;
+    /** The supported subset of Service Bus SQL filters, see filters.ts. */
+    sql?: string;
+}
+
+export interface QueueConfig {
+    name: string;
+    /** Default 10, as in Azure. */
+    maxDeliveryCount?: number;
+    /** Default 60, as in Azure. */
+    lockDurationSeconds?: number;
+    /** Default: messages never expire unless they carry their own time to live. */
+    defaultMessageTimeToLiveSeconds?: number;
+    /** Set = duplicate detection on (by `messageId`) with this window. */
+    duplicateDetectionWindowSeconds?: number;
+}
+
+export interface SubscriptionConfig {
+    name: string;
+    maxDeliveryCount?: number;
+    lockDurationSeconds?: number;
+    defaultMessageTimeToLiveSeconds?: number;
+    /** None (or an empty list) = Azure's `$Default` rule, which matches every message. */
+    rules?: RuleConfig[];
+}
+
+export interface TopicConfig {
+    name: string;
+    duplicateDetectionWindowSeconds?: number;
+    defaultMessageTimeToLiveSeconds?: number;
+    subscriptions: SubscriptionConfig[];
+}
+
+export interface EntitiesConfig {
+    queues: QueueConfig[];
+    topics: TopicConfig[];
+}
+
+/** A checked entity that messages are locked from: a queue or a subscription. */
+export interface ResolvedLockEntity {
+    maxDeliveryCount: number;
+    lockDurationMs: number;
+    defaultTtlMs?: number;
+}
+
+export interface ResolvedQueue extends ResolvedLockEntity {
+    kind: 'queue';
+    name: string;
+    duplicateWindowMs?: number;
+}
+
+export interface ResolvedSubscription extends ResolvedLockEntity {
+    name: string;
+    filters: { name: string; matches: MessageFilter }[];
+}
+
+export interface ResolvedTopic {
+    kind: 'topic';
+    name: string;
+    duplicateWindowMs?: number;
+    defaultTtlMs?: number;
+    subscriptions: ResolvedSubscription[];
+}
+
+const DEFAULT_MAX_DELIVERY_COUNT = 10;
+const DEFAULT_LOCK_SECONDS = 60;
+// Azure's own upper bound for a lock duration.
+const MAX_LOCK_SECONDS = 300;
+// Azure allows '/' in queue and topic names (never at either end) but not in subscription names.
+const ENTITY_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9_])?$/;
+const SUBSCRIPTION_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9_])?$/;
+// Names the broker gives a meaning to in addresses.
+const RESERVED = /(^|\/)(\$|subscriptions$|subscriptions\/)/i;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function fail(where: string, message: string): never {
+    throw new Error(`Service Bus entities: ${where}: ${message}`);
+}
+
+function optionalNumber(o: Record<string, unknown>, key: string, where: string, check: { integer?: boolean; min: number; max?: number }): number | undefined {
+    const v = o[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || (check.integer && !Number.isInteger(v)) || v < check.min || (check.max !== undefined && v > check.max)) {
+        fail(where, `${key} must be ${check.integer ? 'an integer' : 'a number'} ≥ ${check.min}${check.max !== undefined ? ` and ≤ ${check.max}` : ''} (got ${JSON.stringify(v)})`);
+    }
+    return v;
+}
+
+function onlyKeys(o: Record<string, unknown>, allowed: string[], where: string): void {
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(where, `unknown setting "${k}" (known: ${allowed.join(', ')})`);
+}
+
+function lockSettings(o: Record<string, unknown>, where: string): ResolvedLockEntity {
+    const maxDeliveryCount = optionalNumber(o, 'maxDeliveryCount', where, { integer: true, min: 1, max: 2000 }) ?? DEFAULT_MAX_DELIVERY_COUNT;
+    // Sub-second locks are allowed (Azure's minimum is 5 s) so that tests of lock expiry stay short.
+    const lockSeconds = optionalNumber(o, 'lockDurationSeconds', where, { min: 0.1, max: MAX_LOCK_SECONDS }) ?? DEFAULT_LOCK_SECONDS;
+    const ttl = optionalNumber(o, 'defaultMessageTimeToLiveSeconds', where, { min: 0.1 });
+    return { maxDeliveryCount, lockDurationMs: Math.round(lockSeconds * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000) };
+}
+
+/**
+ * Checks an entities declaration (typically parsed JSON) and compiles its rules.
+ * Throws one clear error naming the entity and setting at the first problem, so
+ * a bad declaration stops the start instead of misrouting messages later.
+ */
+export function resolveEntities(raw: unknown): { queues: ResolvedQueue[]; topics: ResolvedTopic[] } {
+    if (!isObject(raw)) fail('root', 'expected an object { queues: [...], topics: [...] }');
+    onlyKeys(raw, ['queues', 'topics', '$schema', 'comment'], 'root');
+    const queuesRaw = raw.queues ?? [];
+    const topicsRaw = raw.topics ?? [];
+    if (!Array.isArray(queuesRaw)) fail('root', '"queues" must be an array');
+    if (!Array.isArray(topicsRaw)) fail('root', '"topics" must be an array');
+    // Queues and topics share one namespace, case-insensitively, as in Azure.
+    const taken = new Map<string, string>();
+    const claim = (name: string, where: string) => {
+        const key = name.toLowerCase();
+        const other = taken.get(key);
+        if (other) fail(where, `the name "${name}" is already used by ${other} (names are case-insensitive)`);
+        taken.set(key, where);
+    };
+    const entityName = (o: Record<string, unknown>, where: string): string => {
+        const name = o.name;
+        if (typeof name !== 'string' || !ENTITY_NAME_RE.test(name) || name.includes('//') || RESERVED.test(name)) {
+            fail(where, `name must be 1-260 letters, digits, '.', '-', '_' or '/', start and end with a letter or digit, and not use a reserved segment ($..., Subscriptions) (got ${JSON.stringify(name)})`);
+        }
+        return name;
+    };
+
+    const queues = queuesRaw.map((q: unknown, i: number): ResolvedQueue => {
+        const where = `queues[${i}]`;
+        if (!isObject(q)) fail(where, 'expected an object');
+        onlyKeys(q, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'duplicateDetectionWindowSeconds'], where);
+        const name = entityName(q, where);
+        claim(name, `queue "${name}"`);
+        const w = `queue "${name}"`;
+        const dup = optionalNumber(q, 'duplicateDetectionWindowSeconds', w, { min: 1 });
+        return { kind: 'queue', name, ...lockSettings(q, w), duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000) };
+    });
+
+    const topics = topicsRaw.map((t: unknown, i: number): ResolvedTopic => {
+        const where = `topics[${i}]`;
+        if (!isObject(t)) fail(where, 'expected an object');
+        onlyKeys(t, ['name', 'duplicateDetectionWindowSeconds', 'defaultMessageTimeToLiveSeconds', 'subscriptions'], where);
+        const name = entityName(t, where);
+        claim(name, `topic "${name}"`);
+        const w = `topic "${name}"`;
+        const dup = optionalNumber(t, 'duplicateDetectionWindowSeconds', w, { min: 1 });
+        const ttl = optionalNumber(t, 'defaultMessageTimeToLiveSeconds', w, { min: 0.1 });
+        const subsRaw = t.subscriptions ?? [];
+        if (!Array.isArray(subsRaw)) fail(w, '"subscriptions" must be an array');
+        const subNames = new Set<string>();
+        const subscriptions = subsRaw.map((s: unknown, j: number): ResolvedSubscription => {
+            const sw = `${w} subscriptions[${j}]`;
+            if (!isObject(s)) fail(sw, 'expected an object');
+            onlyKeys(s, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'rules'], sw);
+            if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME_RE.test(s.name)) {
+                fail(sw, `name must be 1-50 letters, digits, '.', '-' or '_', starting and ending with a letter or digit (got ${JSON.stringify(s.name)})`);
+            }
+            const subName = s.name;
+            if (subNames.has(subName.toLowerCase())) fail(sw, `duplicate subscription "${subName}" (names are case-insensitive)`);
+            subNames.add(subName.toLowerCase());
+            const subWhere = `subscription "${name}/${subName}"`;
+            const rulesRaw = s.rules ?? [];
+            if (!Array.isArray(rulesRaw)) fail(subWhere, '"rules" must be an array');
+            const ruleNames = new Set<string>();
+            const filters = rulesRaw.map((r: unknown, k: number) => {
+                const rw = `${subWhere} rules[${k}]`;
+                if (!isObject(r)) fail(rw, 'expected an object');
+                onlyKeys(r, ['name', 'correlation', 'sql'], rw);
+                if (typeof r.name !== 'string' || !/^[A-Za-z0-9$][A-Za-z0-9._$-]{0,49}$/.test(r.name)) fail(rw, `name must be 1-50 characters (got ${JSON.stringify(r.name)})`);
+                if (ruleNames.has(r.name.toLowerCase())) fail(rw, `duplicate rule "${r.name}"`);
+                ruleNames.add(r.name.toLowerCase());
+                try {
+                    return { name: r.name, matches: compileRule(r as unknown as RuleConfig) };
+                } catch (err) {
+                    fail(`${subWhere} rule "${r.name}"`, (err as Error).message);
+                }
+            });
+            return { name: subName, ...lockSettings(s, subWhere), filters };
+        });
+        return { kind: 'topic', name, duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000), subscriptions };
+    });
+    return { queues, topics };
+}
+
+/** Reads an entities declaration from a JSON file (e.g. entities.sample.json) and checks it. */
+export function loadEntitiesFile(file: string): EntitiesConfig {
+    let parsed: unknown;
+    try {
+        parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+        throw new Error(`Service Bus entities: cannot read ${file}: ${(err as Error).message}`);
+    }
+    resolveEntities(parsed);
+    const o = parsed as Partial<EntitiesConfig>;
+    return { queues: o.queues ?? [], topics: o.topics ?? [] };
+}
