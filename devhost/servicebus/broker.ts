@@ -122,7 +122,7 @@ class Store {
         return this.dlq === undefined;
     }
 
-    markReady(seq: number): void {
+    #position(seq: number): number {
         let lo = 0;
         let hi = this.ready.length;
         while (lo < hi) {
@@ -130,12 +130,17 @@ class Store {
             if (this.ready[mid] < seq) lo = mid + 1;
             else hi = mid;
         }
-        if (this.ready[lo] !== seq) this.ready.splice(lo, 0, seq);
+        return lo;
+    }
+
+    markReady(seq: number): void {
+        const i = this.#position(seq);
+        if (this.ready[i] !== seq) this.ready.splice(i, 0, seq);
     }
 
     unready(seq: number): void {
-        const i = this.ready.indexOf(seq);
-        if (i >= 0) this.ready.splice(i, 1);
+        const i = this.#position(seq);
+        if (this.ready[i] === seq) this.ready.splice(i, 1);
     }
 
     remove(m: StoredMessage): void {

@@ -96,20 +96,25 @@ export class ServiceBusExtension implements BindingExtension {
             const [entity, , subscription] = l.entity.split('/');
             const receiver = subscription ? client.createReceiver(entity, subscription) : client.createReceiver(entity);
             l.receiver = receiver;
+            // Settlements go out one at a time: rhea 3.0.5 folds two settlements of consecutive deliveries
+            // made in the same tick into one frame with the first outcome (an abandon could become a complete).
+            let settling: Promise<unknown> = Promise.resolve();
+            const settle = (op: () => Promise<void>) => (settling = settling.then(op, op));
             const sub = receiver.subscribe(
                 {
                     processMessage: async (message) => {
                         if (this.#app.stopping) {
-                            await receiver.abandonMessage(message);
+                            await settle(() => receiver.abandonMessage(message));
                             return;
                         }
+                        let ok = false;
                         try {
                             await this.#app.invoke(l.fn, { data: toTypedData(message.body), triggerMetadata: metadata(message) });
-                            await receiver.completeMessage(message);
+                            ok = true;
                         } catch {
                             // Logged by the runtime; the broker redelivers, then dead-letters after max deliveries.
-                            await receiver.abandonMessage(message).catch(() => undefined);
                         }
+                        await settle(() => (ok ? receiver.completeMessage(message) : receiver.abandonMessage(message).catch(() => undefined)));
                     },
                     processError: async (args) => {
                         this.#app.logger.warn({ function: l.fn.metadata.name, entity: l.entity, err: { message: args.error.message } }, 'service bus receiver error');

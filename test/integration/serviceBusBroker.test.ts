@@ -14,7 +14,7 @@ const ENTITIES: EntitiesConfig = {
         { name: 'basic' },
         { name: 'abandon', maxDeliveryCount: 3 },
         { name: 'short-lock', lockDurationSeconds: 1 },
-        { name: 'renew', lockDurationSeconds: 1.5 },
+        { name: 'renew', lockDurationSeconds: 3 },
         { name: 'scheduled' },
         { name: 'peek' },
         { name: 'defer' },
@@ -222,7 +222,7 @@ test('renewMessageLock extends the lock', async () => {
     await sender.sendMessages({ body: 'long job' });
     const [m] = await receiveExactly(receiver, 1);
     const firstUntil = m.lockedUntilUtc!.getTime();
-    await new Promise((r) => setTimeout(r, 700));
+    await new Promise((r) => setTimeout(r, 1500));
     const renewed = await receiver.renewMessageLock(m);
     expect(renewed.getTime()).toBeGreaterThan(firstUntil);
     expect(m.lockedUntilUtc!.getTime()).toBe(renewed.getTime());
@@ -237,7 +237,7 @@ test('renewMessageLock extends the lock', async () => {
 test('scheduled messages arrive at their time; cancelled ones never', async () => {
     const sender = client.createSender('scheduled');
     const receiver = client.createReceiver('scheduled', { receiveMode: 'receiveAndDelete' });
-    const at = new Date(Date.now() + 1500);
+    const at = new Date(Date.now() + 2000);
     const [kept, cancelled] = await sender.scheduleMessages([{ body: 'later' }, { body: 'never' }], at);
     expect(cancelled.greaterThan(kept)).toBe(true);
     const peeked = await peekAll('scheduled');
@@ -462,6 +462,11 @@ test('a restart on the same folder keeps unsettled, deferred, scheduled and dead
         await broker.stop();
         removeDir(restartDir);
     }
+});
+
+test('a port in use is reported as such', async () => {
+    const second = new LocalServiceBus({ dir: path.join(dir, 'port-test'), entities: { queues: [], topics: [] }, logger });
+    await expect(second.start(bus.port)).rejects.toThrow(`Port ${bus.port} for the local Service Bus is already in use`);
 });
 
 test('the sample entities file is a valid declaration', () => {

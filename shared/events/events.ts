@@ -1,0 +1,32 @@
+import { z } from 'zod';
+
+/** Event types of API.md ("Events"). */
+export const EVENT_TYPES = [
+    'registration.submitted', 'registration.approved', 'registration.rejected', 'registration.expired',
+    'org.activated',
+    'account.registered', 'account.funded',
+    'proposal.created', 'proposal.signed', 'proposal.completed', 'proposal.rejected', 'proposal.expired', 'proposal.cancelled',
+    'node.stalled', 'node.restarted', 'node.diverged', 'node.recovered',
+    'treasury.low',
+    'keystore.backed_up',
+] as const;
+
+/** One envelope for every event: on the topic, in the per-org feed and on webhooks. Consumers dedupe by `id`. */
+export const eventEnvelope = z
+    .object({
+        id: z.string().min(1).max(128),
+        type: z.enum(EVENT_TYPES),
+        occurredAt: z.string().datetime(),
+        orgIds: z.array(z.string().min(1).max(100)).min(1),
+        subject: z.string().min(1).max(200),
+        data: z.record(z.string(), z.unknown()),
+        chain: z.object({ txHash: z.string(), blockNumber: z.number().int().nonnegative(), contract: z.string(), version: z.number().int().positive() }).optional(),
+    })
+    .strict();
+
+export type EventEnvelope = z.infer<typeof eventEnvelope>;
+
+/** The event publisher port. Delivery is at least once; publishing the same event again is harmless. */
+export interface EventPublisher {
+    publish(event: EventEnvelope): Promise<void>;
+}
