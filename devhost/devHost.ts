@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from './files';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -327,10 +328,6 @@ export class DevHost {
 
     /** `<state>/devhost.json`: where everything listens, for tools and tests. */
     #writeRuntimeFile(): void {
-        mkdirSync(this.stateDir, { recursive: true });
-        const file = path.join(this.stateDir, 'devhost.json');
-        const tmp = `${file}.tmp`;
-        writeFileSync(tmp, JSON.stringify({ pid: process.pid, console: this.consoleUrl, apps: this.apps }, null, 2));
-        renameSync(tmp, file);
+        writeFileAtomic(path.join(this.stateDir, 'devhost.json'), JSON.stringify({ pid: process.pid, console: this.consoleUrl, apps: this.apps }, null, 2));
     }
 }

@@ -1,6 +1,7 @@
 import { CosmosClient } from '@azure/cosmos';
 import { createHttpServer } from '@vercel/cosmosdb-server';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import type { Server } from 'node:http';
 import path from 'node:path';
 
@@ -76,9 +77,7 @@ export class LocalCosmos {
                 }
                 snapshot.databases.push(entry);
             }
-            mkdirSync(path.dirname(this.#file), { recursive: true });
-            writeFileSync(`${this.#file}.tmp`, JSON.stringify(snapshot));
-            renameSync(`${this.#file}.tmp`, this.#file);
+            writeFileAtomic(this.#file, JSON.stringify(snapshot));
         })().finally(() => {
             this.#saving = undefined;
         });

@@ -1,7 +1,8 @@
 import jwt from 'jsonwebtoken';
 import { createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
 import { stableObjectId } from '../../shared/directory/objectIds';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
@@ -164,9 +165,7 @@ export class LocalIdentity {
 
     #remember(entry: DirectoryEntry): void {
         this.#directory.set(entry.oid, entry);
-        const file = path.join(this.#stateDir, 'directory.json');
-        writeFileSync(`${file}.tmp`, JSON.stringify([...this.#directory.values()], null, 2));
-        renameSync(`${file}.tmp`, file);
+        writeFileAtomic(path.join(this.#stateDir, 'directory.json'), JSON.stringify([...this.#directory.values()], null, 2));
         this.#log.debug({ oid: entry.oid, orgId: entry.orgId, roles: entry.roles }, 'identity: principal recorded in the local directory seed');
     }
 }

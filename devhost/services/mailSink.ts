@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { simpleParser } from 'mailparser';
@@ -77,8 +78,7 @@ export class MailSink {
                             receivedAt: new Date().toISOString(),
                         };
                         const file = path.join(this.#dir, `${mail.receivedAt.replace(/[:.]/g, '-')}-${mail.id}.json`);
-                        writeFileSync(`${file}.tmp`, JSON.stringify(mail));
-                        renameSync(`${file}.tmp`, file);
+                        writeFileAtomic(file, JSON.stringify(mail));
                         this.#mails.push(mail);
                         this.#log.info({ mailId: mail.id, to: mail.to, subject: mail.subject }, 'mail captured');
                         callback();

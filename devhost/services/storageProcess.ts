@@ -9,7 +9,8 @@
  * (SIGTERM), or by itself when no live devhost has owned the state folder for a while.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import path from 'node:path';
 import { isProcessAlive } from '../processes';
 import { LocalCosmos } from './cosmos';
@@ -125,8 +126,7 @@ async function main(): Promise<void> {
         ledger: { url: ledger.url, chainId: CHAIN_ID },
     };
     const file = storageInfoFile(stateDir);
-    writeFileSync(`${file}.tmp`, JSON.stringify(info, null, 2), { mode: 0o600 });
-    renameSync(`${file}.tmp`, file);
+    writeFileAtomic(file, JSON.stringify(info, null, 2), 0o600);
 
     let closing = false;
     const close = async (code: number) => {

@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import path from 'node:path';
 import { parseTimeSpan } from '../appFolder';
 import type { AppContext, BindingExtension } from './extension';
@@ -180,9 +181,6 @@ export class TimerExtension implements BindingExtension {
     }
 
     #writeStatus(timer: Timer, status: ScheduleStatus): void {
-        mkdirSync(path.dirname(timer.statusFile), { recursive: true });
-        const tmp = `${timer.statusFile}.${process.pid}.tmp`;
-        writeFileSync(tmp, JSON.stringify(status));
-        renameSync(tmp, timer.statusFile);
+        writeFileAtomic(timer.statusFile, JSON.stringify(status));
     }
 }
