@@ -1,10 +1,20 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
-/** Writes a file whole or not at all: to a temporary name beside it, then renamed over it. */
-export function writeFileAtomic(file: string, data: string | Buffer, mode?: number): void {
+/**
+ * Writes a file whole or not at all: to a temporary name beside it, then renamed
+ * over it. With `durable`, the data is flushed to disk before the rename (for state
+ * whose write is acknowledged to a client: vault contents, broker messages).
+ */
+export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644, durable = false): void {
     mkdirSync(path.dirname(file), { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, data, mode === undefined ? undefined : { mode });
+    const fd = openSync(tmp, 'w', mode);
+    try {
+        writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+        if (durable) fsyncSync(fd);
+    } finally {
+        closeSync(fd);
+    }
     renameSync(tmp, file);
 }

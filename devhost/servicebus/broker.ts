@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -1192,15 +1193,7 @@ function arriving(raw: Buffer): { raw: Buffer; info: ArrivingMessage } {
 }
 
 function writeAtomically(file: string, data: string): void {
-    const tmp = `${file}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-        writeSync(fd, data);
-        fsyncSync(fd);
-    } finally {
-        closeSync(fd);
-    }
-    renameSync(tmp, file);
+    writeFileAtomic(file, data, 0o600, true);
 }
 
 function persisted(m: StoredMessage): PersistedMessage {

@@ -14,7 +14,8 @@ import {
     randomUUID,
     timingSafeEqual,
 } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../files';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -619,15 +620,7 @@ export class LocalKeyVault {
         cipher.setAAD(FILE_MAGIC);
         const ciphertext = Buffer.concat([cipher.update(this.#serialize(), 'utf8'), cipher.final()]);
         const data = Buffer.concat([FILE_MAGIC, iv, cipher.getAuthTag(), ciphertext]);
-        const tmp = `${this.#file}.tmp`;
-        const fd = openSync(tmp, 'w', 0o600);
-        try {
-            writeSync(fd, data);
-            fsyncSync(fd);
-        } finally {
-            closeSync(fd);
-        }
-        renameSync(tmp, this.#file);
+        writeFileAtomic(this.#file, data, 0o600, true);
         try {
             // Make the rename itself durable; not every platform lets a directory be fsynced.
             const dirFd = openSync(this.#dir, 'r');

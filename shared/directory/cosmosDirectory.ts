@@ -1,7 +1,7 @@
 import { userObjectId } from './objectIds';
 import type { Container } from '@azure/cosmos';
 import { CosmosRepository } from '../documents/cosmosRepository';
-import type { Directory, DirectoryEntry } from './directory';
+import { Directory, DirectoryEntry, userEntry } from './directory';
 
 /**
  * The directory in Cosmos DB (container `directory`, partitioned by `/orgId`).
@@ -44,17 +44,7 @@ export class CosmosDirectory implements Directory {
 
     async addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry> {
         // Until the user signs in through Entra ID, the directory keys the user by a stable id of the email.
-        const entry: DirectoryEntry = {
-            id: userObjectId(user.email),
-            orgId,
-            kind: 'user',
-            email: user.email.toLowerCase(),
-            name: user.name,
-            roles: [...new Set(user.roles)].sort(),
-            createdAt: new Date().toISOString(),
-            createdBy: by,
-        };
-        return this.register(entry);
+        return this.register(userEntry(userObjectId(user.email), orgId, user, by));
     }
 
     async removeUser(orgId: string, userId: string): Promise<boolean> {

@@ -14,6 +14,20 @@ export interface DirectoryEntry {
     createdBy?: string;
 }
 
+/** A user entry of an organisation, as both directory implementations record it. */
+export function userEntry(id: string, orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): DirectoryEntry {
+    return {
+        id,
+        orgId,
+        kind: 'user',
+        email: user.email.toLowerCase(),
+        name: user.name,
+        roles: [...new Set(user.roles)].sort(),
+        createdAt: new Date().toISOString(),
+        createdBy: by,
+    };
+}
+
 /** The directory port: the caller's organisation comes from here, never from a request. */
 export interface Directory {
     resolve(objectId: string): Promise<DirectoryEntry | undefined>;

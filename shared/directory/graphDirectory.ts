@@ -1,6 +1,6 @@
 import type { TokenCredential } from '@azure/core-auth';
 import { isUnreachable, Unavailable, Upstream } from '../errors';
-import type { Directory, DirectoryEntry } from './directory';
+import { Directory, DirectoryEntry, userEntry } from './directory';
 
 export interface GraphDirectoryOptions {
     /** `https://graph.microsoft.com` in Azure. */
@@ -62,17 +62,7 @@ export class GraphDirectory implements Directory {
             })) as { id: string };
             assignments.push(assignment.id);
         }
-        const entry: GraphEntry = {
-            id: userId,
-            orgId,
-            kind: 'user',
-            email: user.email.toLowerCase(),
-            name: user.name,
-            roles: [...new Set(user.roles)].sort(),
-            createdAt: new Date().toISOString(),
-            createdBy: by,
-            assignments,
-        };
+        const entry: GraphEntry = { ...userEntry(userId, orgId, user, by), assignments };
         return this.store.register(entry);
     }
 
