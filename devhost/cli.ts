@@ -21,14 +21,14 @@ export interface StartArgs {
     storage: StoragePorts | false;
     identityPort: number;
     smtpPort: number;
-    serviceBus: { port: number; entitiesFile?: string } | false;
+    serviceBus: { port: number; adminPort?: number; entitiesFile?: string } | false;
 }
 
 export class UsageError extends Error {}
 
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
          [--storage-ports 10000,10001,10002] [--cosmos-port 8081] [--ledger-port 8545] [--no-storage] [--identity-port 7080] [--smtp-port 2525]
-         [--servicebus-port 5672] [--servicebus-entities <file>]
+         [--servicebus-port 5672] [--servicebus-admin-port 5300] [--servicebus-entities <file>]
          [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
@@ -102,8 +102,11 @@ export function parseStartArgs(argv: string[]): StartArgs {
             case '--servicebus-port':
                 out.serviceBus = { ...(out.serviceBus || {}), port: intArg(flag, value()) };
                 break;
+            case '--servicebus-admin-port':
+                out.serviceBus = { port: 5672, ...(out.serviceBus || {}), adminPort: intArg(flag, value()) };
+                break;
             case '--servicebus-entities':
-                out.serviceBus = { port: out.serviceBus ? out.serviceBus.port : 5672, entitiesFile: path.resolve(value()) };
+                out.serviceBus = { port: 5672, ...(out.serviceBus || {}), entitiesFile: path.resolve(value()) };
                 break;
             case '--no-storage':
                 out.storage = false;

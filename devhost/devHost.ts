@@ -7,6 +7,7 @@ import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
 import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
 import { LocalKeyVault } from './services/keyVault';
+import { ServiceBusAdminServer } from './servicebus/admin';
 import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
 import { ensureOperator } from './services/operator';
 import { MailSink } from './services/mailSink';
@@ -41,7 +42,7 @@ export interface DevHostOptions {
     /** Port of the SMTP sink (0: any free port). */
     smtpPort?: number;
     /** The Service Bus broker: its port and the entities file (default: the first app's infra/servicebus.entities.json). */
-    serviceBus?: { port: number; entitiesFile?: string } | false;
+    serviceBus?: { port: number; adminPort?: number; entitiesFile?: string } | false;
     logger: Logger;
 }
 
@@ -79,6 +80,7 @@ export class DevHost {
     #console?: DevConsole;
     #storage?: LocalStorage;
     #bus?: LocalServiceBus;
+    #busAdmin?: ServiceBusAdminServer;
     identity?: LocalIdentity;
     mail?: MailSink;
     #nextPort: number;
@@ -156,6 +158,7 @@ export class DevHost {
         if (this.#bus) {
             env.AzureWebJobsServiceBus = this.#bus.connectionString;
             env.FLEXCHANGE_SERVICEBUS_CONNECTION = this.#bus.connectionString;
+            if (this.#busAdmin) env.FLEXCHANGE_SERVICEBUS_ADMIN_URL = this.#busAdmin.url;
         }
         if (this.mail) {
             env.FLEXCHANGE_SMTP_URL = this.mail.url;
@@ -237,6 +240,7 @@ export class DevHost {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
         await this.#storage?.stop();
+        await this.#busAdmin?.stop();
         await this.#bus?.stop();
         await this.mail?.stop();
         await this.identity?.stop();
@@ -276,6 +280,10 @@ export class DevHost {
         this.#bus = new LocalServiceBus({ dir: path.join(this.stateDir, 'servicebus'), entities, logger: this.#log.child({ component: 'servicebus' }) });
         await this.#bus.start(opt?.port ?? 5672);
         this.#console!.services.bus = `amqp://127.0.0.1:${this.#bus.port}`;
+        // Subscriptions and rules at run time, over the administration client's HTTP/ATOM API.
+        this.#busAdmin = new ServiceBusAdminServer(this.#bus, this.#log.child({ component: 'servicebus-admin' }));
+        await this.#busAdmin.start(opt?.adminPort ?? 5300);
+        this.#console!.services.busAdmin = this.#busAdmin.url;
     }
 
     #seed?: DirectorySeed;

@@ -19,6 +19,7 @@ import { ensureDatabase } from './documents/containers';
 import { busCheck, cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
 import { checkHealth, HealthCheck, HealthReport } from './health/health';
 import { processCheck } from './health/processCheck';
+import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { AcsMailSender } from './mail/acsMailSender';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -42,6 +43,8 @@ export interface Services {
     audit: AuditTrail;
     usage: UsageMeter;
     limiter: RateLimiter;
+    /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
+    memberSubscriptions(): MemberSubscriptions;
     /** Creates the database and containers when missing; idempotent. */
     ensureStores(): Promise<void>;
     health(): Promise<HealthReport>;
@@ -106,6 +109,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     ];
     const database = cosmos.database(settings.COSMOS_DATABASE);
     let ensured: Promise<void> | undefined;
+    let memberSubscriptions: MemberSubscriptions | undefined;
     return {
         settings,
         cosmos,
@@ -118,6 +122,18 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
         tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
+        memberSubscriptions: () => {
+            memberSubscriptions ??= new ServiceBusMemberSubscriptions(
+                serviceBusAdministrationClient({
+                    connectionString: settings.FLEXCHANGE_SERVICEBUS_CONNECTION,
+                    namespace: settings.FLEXCHANGE_SERVICEBUS_NAMESPACE,
+                    adminUrl: settings.FLEXCHANGE_SERVICEBUS_ADMIN_URL,
+                    credential,
+                }),
+                EVENTS_TOPIC,
+            );
+            return memberSubscriptions;
+        },
         ensureStores: () => {
             ensured ??= ensureDatabase(cosmos, settings.COSMOS_DATABASE).then(
                 () => undefined,

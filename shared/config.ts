@@ -40,6 +40,10 @@ const settingsSchema = z.object({
     FLEXCHANGE_MAIL_FROM: z.string().email().default('noreply@flexchange.local'),
 
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
+    /** Azure: the namespace (`<name>.servicebus.windows.net`) the administration client reaches with the app's identity. */
+    FLEXCHANGE_SERVICEBUS_NAMESPACE: z.string().min(1).optional(),
+    /** Devhost only: the local broker's administration endpoint (plain HTTP on loopback). */
+    FLEXCHANGE_SERVICEBUS_ADMIN_URL: url.optional(),
 
     /** With these, users are invited and given app roles through Microsoft Graph (Azure); without, the directory is the document store only. */
     FLEXCHANGE_GRAPH_URL: url.default('https://graph.microsoft.com'),

@@ -6,7 +6,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { create_container, message as rheaMessageUtil, string_to_uuid, uuid_to_string, type Connection, type Container, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
-import { resolveEntities, type EntitiesConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic } from './entities';
+import { resolveEntities, resolveSubscription, RULE_NAME_RE, type EntitiesConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type RuleConfig, type SubscriptionConfig } from './entities';
+import { compileRule } from './filters';
 
 export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig, RuleConfig, CorrelationFilterConfig } from './entities';
 
@@ -35,8 +36,11 @@ export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig, Rule
  * Expired messages are dropped, as with Azure's default
  * `deadLetteringOnMessageExpiration: false`; there is no setting to dead-letter
  * them instead. Not served: sessions (session receivers are refused with
- * `amqp:not-implemented`), rule changes at run time (`add-rule`, ...),
- * transactions, auto-forwarding, and the administration client (HTTPS/ATOM).
+ * `amqp:not-implemented`), rule changes over AMQP (`add-rule`, ...),
+ * transactions and auto-forwarding. Subscriptions and rules are created and
+ * deleted at run time through the methods below, which admin.ts serves as the
+ * administration client's HTTP/ATOM API; those changes are kept in
+ * `$admin-changes.json` and outlive a restart.
  *
  * Persistence: one JSON file per queue, topic and subscription under `dir`,
  * replaced atomically (temp + fsync + rename). A sender's transfer is settled
@@ -245,6 +249,9 @@ export class LocalServiceBus {
     readonly #deliveries = new WeakMap<Delivery, { store: Store; token: string }>();
     readonly #connections = new Set<Connection>();
     readonly #sockets = new Set<Socket>();
+    readonly #changesFile: string;
+    /** Subscriptions created, changed or deleted at run time (null = deleted), by `topic/subscription` in lower case. */
+    readonly #changes: Map<string, { topic: string; subscription: SubscriptionConfig | null }>;
     #flushWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
     #flushScheduled = false;
     #container?: Container;
@@ -256,8 +263,10 @@ export class LocalServiceBus {
     constructor(opts: { dir: string; entities: EntitiesConfig; logger: Logger }) {
         this.#dir = opts.dir;
         this.#log = opts.logger;
+        this.#changesFile = path.join(this.#dir, CHANGES_FILE);
+        this.#changes = readChanges(this.#changesFile);
         // Checked here so that a bad declaration fails at construction, before anything listens.
-        const { queues, topics } = resolveEntities(opts.entities);
+        const { queues, topics } = resolveEntities(withChanges(opts.entities, this.#changes, this.#log));
         for (const q of queues) {
             const unit = new Unit(path.join(this.#dir, fileName('queue', q.name)), () => this.#snapshotQueue(entity));
             const store = this.#newStore(q.name, unit, q.maxDeliveryCount, q.lockDurationMs);
@@ -269,12 +278,7 @@ export class LocalServiceBus {
             const unit = new Unit(path.join(this.#dir, fileName('topic', t.name)), () => this.#snapshotTopic(entity));
             const entity: TopicEntity = { kind: 'topic', config: t, nextSeq: 1, duplicates: new Map(), scheduled: new Map(), subscriptions: new Map(), unit };
             this.#units.push(unit);
-            for (const s of t.subscriptions) {
-                const subUnit = new Unit(path.join(this.#dir, fileName('subscription', t.name, s.name)), () => this.#snapshotStore(sub.store, { kind: 'subscription', topic: t.name, name: s.name }));
-                const sub: SubscriptionEntity = { config: s, store: this.#newStore(`${t.name}/Subscriptions/${s.name}`, subUnit, s.maxDeliveryCount, s.lockDurationMs) };
-                entity.subscriptions.set(lower(s.name), sub);
-                this.#units.push(subUnit);
-            }
+            for (const s of t.subscriptions) this.#addSubscription(entity, s);
             this.#topics.set(lower(t.name), entity);
         }
     }
@@ -369,6 +373,118 @@ export class LocalServiceBus {
             t.duplicates.clear();
         }
         for (const q of this.#queues.values()) q.duplicates.clear();
+    }
+
+    // -- administration (subscriptions and rules at run time) ------------------
+
+    /** A topic's subscriptions as they are now (declared, then changed at run time). */
+    subscriptions(topic: string): ResolvedSubscription[] {
+        return [...this.#topic(topic).subscriptions.values()].map((s) => s.config);
+    }
+
+    subscription(topic: string, name: string): ResolvedSubscription {
+        return this.#subscription(topic, name).config;
+    }
+
+    /** Message counts of a subscription and its dead-letter queue. */
+    counts(topic: string, name: string): { active: number; deadLetter: number } {
+        const sub = this.#subscription(topic, name);
+        let active = 0;
+        for (const m of sub.store.messages.values()) if (m.state === 'active') active++;
+        return { active, deadLetter: sub.store.dlq!.messages.size };
+    }
+
+    /** Creates a subscription (409 if it exists). Messages sent from now on are routed to it. */
+    createSubscription(topic: string, config: SubscriptionConfig): ResolvedSubscription {
+        const t = this.#topic(topic);
+        if (t.subscriptions.has(lower(config.name))) throw new EntityError(409, 'MessageEntityAlreadyExistsError', `The subscription '${config.name}' already exists on topic '${t.config.name}'.`);
+        const resolved = this.#check(() => resolveSubscription(t.config.name, config, `subscription "${t.config.name}/${config.name}"`));
+        this.#addSubscription(t, resolved);
+        this.#recordChange(t, resolved.name, resolved.declared);
+        this.#log.info({ topic: t.config.name, subscription: resolved.name, rules: resolved.declared.rules }, 'service bus: subscription created');
+        return resolved;
+    }
+
+    /** Deletes a subscription with its messages; its receivers are detached. */
+    deleteSubscription(topic: string, name: string): void {
+        const t = this.#topic(topic);
+        const sub = this.#subscription(topic, name);
+        t.subscriptions.delete(lower(name));
+        for (const store of [sub.store, sub.store.dlq!]) {
+            for (const c of [...store.consumers]) {
+                this.#dropConsumer(c);
+                c.link.close({ condition: 'amqp:not-found', description: `The subscription '${t.config.name}/${sub.config.name}' was deleted` });
+            }
+            this.#stores.splice(this.#stores.indexOf(store), 1);
+        }
+        this.#units.splice(this.#units.indexOf(sub.store.unit), 1);
+        rmSync(sub.store.unit.file, { force: true });
+        this.#recordChange(t, sub.config.name, null);
+        this.#log.info({ topic: t.config.name, subscription: sub.config.name }, 'service bus: subscription deleted');
+    }
+
+    /** Adds a rule to a subscription (409 if one has that name). */
+    createRule(topic: string, subscription: string, rule: RuleConfig): RuleConfig {
+        const sub = this.#subscription(topic, subscription);
+        const rules = sub.config.declared.rules ?? [];
+        if (rules.some((r) => lower(r.name) === lower(rule.name))) throw new EntityError(409, 'MessageEntityAlreadyExistsError', `The rule '${rule.name}' already exists on subscription '${topic}/${sub.config.name}'.`);
+        if (!RULE_NAME_RE.test(rule.name)) throw new EntityError(400, 'BadRequest', `The rule name '${rule.name}' is not valid (1-50 letters, digits, '.', '-', '_', '$').`);
+        const matches = this.#check(() => compileRule(rule));
+        this.#changeRules(topic, sub, [...rules, rule], [...sub.config.filters, { name: rule.name, matches }]);
+        return rule;
+    }
+
+    deleteRule(topic: string, subscription: string, ruleName: string): void {
+        const sub = this.#subscription(topic, subscription);
+        const rules = sub.config.declared.rules ?? [];
+        if (!rules.some((r) => lower(r.name) === lower(ruleName))) throw new EntityError(404, 'MessageEntityNotFoundError', `The rule '${ruleName}' does not exist on subscription '${topic}/${sub.config.name}'.`);
+        this.#changeRules(
+            topic,
+            sub,
+            rules.filter((r) => lower(r.name) !== lower(ruleName)),
+            sub.config.filters.filter((f) => lower(f.name) !== lower(ruleName)),
+        );
+    }
+
+    #changeRules(topic: string, sub: SubscriptionEntity, rules: RuleConfig[], filters: ResolvedSubscription['filters']): void {
+        const t = this.#topic(topic);
+        sub.config = { ...sub.config, filters, declared: { ...sub.config.declared, rules } };
+        this.#recordChange(t, sub.config.name, sub.config.declared);
+        this.#log.info({ topic: t.config.name, subscription: sub.config.name, rules }, 'service bus: subscription rules changed');
+    }
+
+    #topic(name: string): TopicEntity {
+        const t = this.#topics.get(lower(name));
+        if (!t) throw new EntityError(404, 'MessageEntityNotFoundError', `The topic '${name}' does not exist.`);
+        return t;
+    }
+
+    #subscription(topic: string, name: string): SubscriptionEntity {
+        const sub = this.#topic(topic).subscriptions.get(lower(name));
+        if (!sub) throw new EntityError(404, 'MessageEntityNotFoundError', `The subscription '${topic}/${name}' does not exist.`);
+        return sub;
+    }
+
+    #check<T>(fn: () => T): T {
+        try {
+            return fn();
+        } catch (err) {
+            throw new EntityError(400, 'BadRequest', (err as Error).message.replace(/^Service Bus entities: /, ''));
+        }
+    }
+
+    #addSubscription(t: TopicEntity, s: ResolvedSubscription): void {
+        const subUnit = new Unit(path.join(this.#dir, fileName('subscription', t.config.name, s.name)), () => this.#snapshotStore(sub.store, { kind: 'subscription', topic: t.config.name, name: s.name }));
+        const sub: SubscriptionEntity = { config: s, store: this.#newStore(`${t.config.name}/Subscriptions/${s.name}`, subUnit, s.maxDeliveryCount, s.lockDurationMs) };
+        t.subscriptions.set(lower(s.name), sub);
+        this.#units.push(subUnit);
+    }
+
+    /** Records a run-time change on disk before it is answered, so that it outlives a restart. */
+    #recordChange(t: TopicEntity, name: string, subscription: SubscriptionConfig | null): void {
+        this.#changes.set(`${lower(t.config.name)}/${lower(name)}`, { topic: t.config.name, subscription });
+        mkdirSync(this.#dir, { recursive: true });
+        writeAtomically(this.#changesFile, JSON.stringify({ format: STATE_FORMAT, subscriptions: [...this.#changes.values()] }, null, 2));
     }
 
     // -- AMQP plumbing -----------------------------------------------------
@@ -769,8 +885,8 @@ export class LocalServiceBus {
         }
         const out: [Store, StoredMessage][] = [];
         for (const sub of entity.subscriptions.values()) {
-            const f = sub.config.filters;
-            if (f.length > 0 && !f.some((rule) => rule.matches(info.routable))) continue;
+            // Azure: a message goes to a subscription when any of its rules matches (no rules: nothing does).
+            if (!sub.config.filters.some((rule) => rule.matches(info.routable))) continue;
             const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs, sub.config.defaultTtlMs);
             const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
             sub.store.messages.set(seq, m);
@@ -1116,7 +1232,7 @@ export class LocalServiceBus {
 
     #load(): void {
         mkdirSync(this.#dir, { recursive: true });
-        const known = new Set(this.#units.map((u) => path.basename(u.file)));
+        const known = new Set([...this.#units.map((u) => path.basename(u.file)), CHANGES_FILE]);
         const strangers = readdirSync(this.#dir).filter((f) => f.endsWith('.json') && !known.has(f));
         if (strangers.length) this.#log.warn({ dir: this.#dir, files: strangers }, 'service bus: state files of entities that are no longer declared were left alone');
         const read = (unit: Unit): Record<string, unknown> | undefined => {
@@ -1235,4 +1351,53 @@ function lockTokens(body: Record<string, unknown>): string[] {
 
 function lockLost(): BrokerError {
     return new BrokerError(LOCK_LOST, 'The lock supplied is invalid. Either the lock expired, or the message has already been removed from the queue.', 410);
+}
+
+const CHANGES_FILE = '$admin-changes.json';
+
+/** An administration request the broker refuses: the HTTP status and Service Bus error code admin.ts answers with. */
+export class EntityError extends Error {
+    constructor(
+        readonly status: 400 | 404 | 409,
+        readonly code: string,
+        message: string,
+    ) {
+        super(message);
+    }
+}
+
+function readChanges(file: string): Map<string, { topic: string; subscription: SubscriptionConfig | null }> {
+    const changes = new Map<string, { topic: string; subscription: SubscriptionConfig | null }>();
+    if (!existsSync(file)) return changes;
+    let data: { format?: unknown; subscriptions?: unknown };
+    try {
+        data = JSON.parse(readFileSync(file, 'utf8')) as typeof data;
+        if (data.format !== STATE_FORMAT) throw new Error(`unknown format ${String(data.format)}`);
+    } catch (err) {
+        throw new Error(`Cannot read the local Service Bus run-time changes ${file}: ${(err as Error).message}. Move it away to start with the declared entities only.`);
+    }
+    for (const c of asArray(data.subscriptions) as { topic: string; subscription: SubscriptionConfig | null; name?: string }[]) {
+        const name = c.subscription?.name ?? c.name;
+        if (typeof c.topic !== 'string' || typeof name !== 'string') continue;
+        changes.set(`${lower(c.topic)}/${lower(name)}`, c.subscription === null ? { topic: c.topic, subscription: null } : c);
+    }
+    return changes;
+}
+
+/** The declared entities with the run-time changes applied: a change replaces the declaration of the same name. */
+function withChanges(entities: EntitiesConfig, changes: Map<string, { topic: string; subscription: SubscriptionConfig | null }>, log: Logger): EntitiesConfig {
+    if (changes.size === 0) return entities;
+    const topics = (entities.topics ?? []).map((t) => ({ ...t, subscriptions: [...(t.subscriptions ?? [])] }));
+    for (const [key, change] of changes) {
+        const t = topics.find((x) => lower(x.name) === lower(change.topic));
+        if (!t) {
+            log.warn({ topic: change.topic }, 'service bus: a run-time change names a topic that is no longer declared; ignored');
+            continue;
+        }
+        const name = key.slice(key.lastIndexOf('/') + 1);
+        const i = t.subscriptions.findIndex((s) => lower(s.name) === name);
+        if (i >= 0) t.subscriptions.splice(i, 1);
+        if (change.subscription) t.subscriptions.push(change.subscription);
+    }
+    return { ...entities, topics };
 }

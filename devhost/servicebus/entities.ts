@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { compileRule, type MessageFilter } from './filters';
 
 /**
- * The entities the local Service Bus serves. Azure creates entities through ARM
- * or the administration client (HTTPS/ATOM, which the local broker does not
- * speak), so here they are declared up front, in the same terms as Azure's
- * entity properties.
+ * The entities the local Service Bus serves, declared up front in the same terms
+ * as Azure's entity properties (Azure creates them through ARM). Subscriptions
+ * and their rules can also be created and changed at run time through the
+ * broker's administration endpoint (admin.ts), as the administration client does.
  */
 
 export type PropertyValue = string | number | boolean;
@@ -49,7 +49,7 @@ export interface SubscriptionConfig {
     maxDeliveryCount?: number;
     lockDurationSeconds?: number;
     defaultMessageTimeToLiveSeconds?: number;
-    /** None (or an empty list) = Azure's `$Default` rule, which matches every message. */
+    /** None = Azure's `$Default` rule, which matches every message; an empty list matches nothing (as in Azure). */
     rules?: RuleConfig[];
 }
 
@@ -81,6 +81,8 @@ export interface ResolvedQueue extends ResolvedLockEntity {
 export interface ResolvedSubscription extends ResolvedLockEntity {
     name: string;
     filters: { name: string; matches: MessageFilter }[];
+    /** The subscription as declared, its rules spelled out (`$Default` when none were given). */
+    declared: SubscriptionConfig;
 }
 
 export interface ResolvedTopic {
@@ -99,6 +101,7 @@ const MAX_LOCK_SECONDS = 300;
 const ENTITY_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9_])?$/;
 const SUBSCRIPTION_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9_])?$/;
 // Names the broker gives a meaning to in addresses.
+export const RULE_NAME_RE = /^[A-Za-z0-9$][A-Za-z0-9._$-]{0,49}$/;
 const RESERVED = /(^|\/)(\$|subscriptions$|subscriptions\/)/i;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -180,37 +183,53 @@ export function resolveEntities(raw: unknown): { queues: ResolvedQueue[]; topics
         if (!Array.isArray(subsRaw)) fail(w, '"subscriptions" must be an array');
         const subNames = new Set<string>();
         const subscriptions = subsRaw.map((s: unknown, j: number): ResolvedSubscription => {
-            const sw = `${w} subscriptions[${j}]`;
-            if (!isObject(s)) fail(sw, 'expected an object');
-            onlyKeys(s, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'rules'], sw);
-            if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME_RE.test(s.name)) {
-                fail(sw, `name must be 1-50 letters, digits, '.', '-' or '_', starting and ending with a letter or digit (got ${JSON.stringify(s.name)})`);
-            }
-            const subName = s.name;
-            if (subNames.has(subName.toLowerCase())) fail(sw, `duplicate subscription "${subName}" (names are case-insensitive)`);
-            subNames.add(subName.toLowerCase());
-            const subWhere = `subscription "${name}/${subName}"`;
-            const rulesRaw = s.rules ?? [];
-            if (!Array.isArray(rulesRaw)) fail(subWhere, '"rules" must be an array');
-            const ruleNames = new Set<string>();
-            const filters = rulesRaw.map((r: unknown, k: number) => {
-                const rw = `${subWhere} rules[${k}]`;
-                if (!isObject(r)) fail(rw, 'expected an object');
-                onlyKeys(r, ['name', 'correlation', 'sql'], rw);
-                if (typeof r.name !== 'string' || !/^[A-Za-z0-9$][A-Za-z0-9._$-]{0,49}$/.test(r.name)) fail(rw, `name must be 1-50 characters (got ${JSON.stringify(r.name)})`);
-                if (ruleNames.has(r.name.toLowerCase())) fail(rw, `duplicate rule "${r.name}"`);
-                ruleNames.add(r.name.toLowerCase());
-                try {
-                    return { name: r.name, matches: compileRule(r as unknown as RuleConfig) };
-                } catch (err) {
-                    fail(`${subWhere} rule "${r.name}"`, (err as Error).message);
-                }
-            });
-            return { name: subName, ...lockSettings(s, subWhere), filters };
+            const sub = resolveSubscription(name, s, `${w} subscriptions[${j}]`);
+            if (subNames.has(sub.name.toLowerCase())) fail(`${w} subscriptions[${j}]`, `duplicate subscription "${sub.name}" (names are case-insensitive)`);
+            subNames.add(sub.name.toLowerCase());
+            return sub;
         });
         return { kind: 'topic', name, duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000), subscriptions };
     });
     return { queues, topics };
+}
+
+/** Azure's rule for a subscription created without one: every message matches. */
+export const DEFAULT_RULE: RuleConfig = { name: '$Default', sql: '1=1' };
+
+/**
+ * Checks one subscription (from the entities file, or created through the
+ * administration API) and compiles its rules. No `rules` = Azure's `$Default`
+ * rule; an empty list is a subscription that matches nothing, as in Azure.
+ */
+export function resolveSubscription(topic: string, s: unknown, where: string): ResolvedSubscription {
+    if (!isObject(s)) fail(where, 'expected an object');
+    onlyKeys(s, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'rules'], where);
+    if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME_RE.test(s.name)) {
+        fail(where, `name must be 1-50 letters, digits, '.', '-' or '_', starting and ending with a letter or digit (got ${JSON.stringify(s.name)})`);
+    }
+    const subName = s.name;
+    const subWhere = `subscription "${topic}/${subName}"`;
+    const rulesRaw = s.rules ?? [DEFAULT_RULE];
+    if (!Array.isArray(rulesRaw)) fail(subWhere, '"rules" must be an array');
+    const ruleNames = new Set<string>();
+    const rules = rulesRaw.map((r: unknown, k: number): RuleConfig => {
+        const rw = `${subWhere} rules[${k}]`;
+        if (!isObject(r)) fail(rw, 'expected an object');
+        onlyKeys(r, ['name', 'correlation', 'sql'], rw);
+        if (typeof r.name !== 'string' || !RULE_NAME_RE.test(r.name)) fail(rw, `name must be 1-50 characters (got ${JSON.stringify(r.name)})`);
+        if (ruleNames.has(r.name.toLowerCase())) fail(rw, `duplicate rule "${r.name}"`);
+        ruleNames.add(r.name.toLowerCase());
+        return r as unknown as RuleConfig;
+    });
+    const filters = rules.map((r) => {
+        try {
+            return { name: r.name, matches: compileRule(r) };
+        } catch (err) {
+            fail(`${subWhere} rule "${r.name}"`, (err as Error).message);
+        }
+    });
+    const declared: SubscriptionConfig = { ...(s as unknown as SubscriptionConfig), rules };
+    return { name: subName, ...lockSettings(s, subWhere), filters, declared };
 }
 
 /** Reads an entities declaration from a JSON file (e.g. entities.sample.json) and checks it. */

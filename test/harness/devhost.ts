@@ -41,7 +41,7 @@ export async function startDevhost(
     opts: { env?: Record<string, string>; stateDir?: string; timeoutMs?: number; storage?: boolean } = {},
 ): Promise<RunningDevhost> {
     const stateDir = opts.stateDir ?? tempDir('flexchange-state-');
-    const args = ['--import', 'tsx', path.join(repoRoot, 'devhost', 'cli.ts'), 'start', '--port', '0', '--console-port', '0', '--state', stateDir, '--identity-port', '0', '--smtp-port', '0', '--servicebus-port', '0', ...(opts.storage ? ['--storage-ports', '0', '--cosmos-port', '0', '--ledger-port', '0'] : ['--no-storage']), ...appArgs];
+    const args = ['--import', 'tsx', path.join(repoRoot, 'devhost', 'cli.ts'), 'start', '--port', '0', '--console-port', '0', '--state', stateDir, '--identity-port', '0', '--smtp-port', '0', '--servicebus-port', '0', '--servicebus-admin-port', '0', ...(opts.storage ? ['--storage-ports', '0', '--cosmos-port', '0', '--ledger-port', '0'] : ['--no-storage']), ...appArgs];
     const child = spawn(process.execPath, args, {
         cwd: repoRoot,
         env: { ...process.env, FLEXCHANGE_LOG_LEVEL: 'debug', ...opts.env },

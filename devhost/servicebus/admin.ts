@@ -1,0 +1,428 @@
+import { parseXML, stringifyXML } from '@azure/core-xml';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { EntityError, type LocalServiceBus } from './broker';
+import type { CorrelationFilterConfig, PropertyValue, ResolvedSubscription, RuleConfig, SubscriptionConfig } from './entities';
+
+/**
+ * The administration API of the local Service Bus: the subset of Azure's
+ * HTTPS/ATOM management API that `ServiceBusAdministrationClient` uses for
+ * subscriptions and their rules (get, create, delete, list rules, create and
+ * delete a rule, runtime properties). Queues and topics stay declared in the
+ * entities file, as ARM declares them in Azure.
+ *
+ * It speaks plain HTTP on loopback; the SDK always builds `https://` URLs, so the
+ * app's adapter rewrites the origin for the devhost only (shared/events/memberSubscriptions.ts).
+ * Requests must carry a SharedAccessSignature (as the SDK sends from a
+ * connection string); as on AMQP, the key is not checked.
+ */
+
+const ATOM_NS = 'http://www.w3.org/2005/Atom';
+const SB_NS = 'http://schemas.microsoft.com/netservices/2010/10/servicebus/connect';
+const XSI_NS = 'http://www.w3.org/2001/XMLSchema-instance';
+const XSD_NS = 'http://www.w3.org/2001/XMLSchema';
+const MAX_BODY_BYTES = 256 * 1024;
+// .NET's TimeSpan.MaxValue: what Azure reports for "never".
+const NEVER = 'P10675199DT2H48M5.4775807S';
+
+type Xml = Record<string, unknown>;
+
+export class ServiceBusAdminServer {
+    readonly #bus: LocalServiceBus;
+    readonly #log: Logger;
+    readonly #created = new Map<string, string>();
+    readonly #startedAt = new Date().toISOString();
+    readonly #sockets = new Set<Socket>();
+    #server?: Server;
+    #port = 0;
+
+    constructor(bus: LocalServiceBus, logger: Logger) {
+        this.#bus = bus;
+        this.#log = logger;
+    }
+
+    get port(): number {
+        if (!this.#server) throw new Error('The local Service Bus administration endpoint is not running');
+        return this.#port;
+    }
+
+    /** What the app's FLEXCHANGE_SERVICEBUS_ADMIN_URL is set to. */
+    get url(): string {
+        return `http://127.0.0.1:${this.port}`;
+    }
+
+    async start(port: number): Promise<void> {
+        const server = createServer((req, res) => {
+            this.#handle(req, res).catch((err: unknown) => {
+                this.#log.error({ err }, 'service bus admin: request failed');
+                if (!res.headersSent) this.#error(res, 500, 'InternalServerError', 'The local Service Bus could not complete the request');
+                else res.destroy();
+            });
+        });
+        server.on('connection', (s: Socket) => {
+            this.#sockets.add(s);
+            s.once('close', () => this.#sockets.delete(s));
+        });
+        await new Promise<void>((resolve, reject) => {
+            server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code === 'EADDRINUSE' ? `Port ${port} for the local Service Bus administration endpoint is already in use` : err.message)));
+            server.listen(port, '127.0.0.1', () => resolve());
+        });
+        this.#server = server;
+        this.#port = (server.address() as AddressInfo).port;
+        this.#log.info({ port: this.#port }, 'service bus admin: listening');
+    }
+
+    async stop(): Promise<void> {
+        const server = this.#server;
+        if (!server) return;
+        this.#server = undefined;
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const s of this.#sockets) s.destroy();
+        await closed;
+    }
+
+    async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+        const url = new URL(req.url ?? '/', 'http://localhost');
+        const auth = req.headers.authorization ?? '';
+        if (!/^SharedAccessSignature\s/i.test(auth)) {
+            return this.#error(res, 401, 'UnauthorizedRequestError', 'A SharedAccessSignature authorization header is required (use a connection string).');
+        }
+        const path = decodeURIComponent(url.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
+        const method = req.method ?? 'GET';
+        const skip = Math.max(0, Number(url.searchParams.get('$skip') ?? 0) || 0);
+        const top = Math.max(1, Number(url.searchParams.get('$top') ?? 100) || 100);
+        try {
+            const list = /^(.+)\/Subscriptions$/i.exec(path);
+            if (list) {
+                if (method !== 'GET') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a subscription collection`);
+                const topic = list[1];
+                const entries = this.#bus.subscriptions(topic).map((sub) => this.#subscriptionEntry(req, topic, sub));
+                return this.#feed(req, res, `${topic}/Subscriptions`, 'Subscriptions', entries, skip, top);
+            }
+            const m = /^(.+)\/Subscriptions\/([^/]+)(?:\/(Rules)(?:\/([^/]+))?)?$/i.exec(path);
+            if (!m) return this.#error(res, 404, 'MessageEntityNotFoundError', `The local Service Bus serves subscriptions and rules only (<topic>/Subscriptions/<name>[/Rules/<rule>]); '${path}' is not one of them.`);
+            const [, topic, subName, rulesSegment, ruleName] = m;
+            if (ruleName !== undefined) return await this.#rule(req, res, method, topic, subName, ruleName);
+            if (rulesSegment) {
+                if (method !== 'GET') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a rule collection`);
+                const rules = this.#bus.subscription(topic, subName).declared.rules ?? [];
+                return this.#feed(req, res, `${topic}/Subscriptions/${subName}/Rules`, 'Rules', rules.map((r) => this.#ruleEntry(req, topic, subName, r)), skip, top);
+            }
+            return await this.#subscription(req, res, method, topic, subName);
+        } catch (err) {
+            if (err instanceof EntityError) return this.#error(res, err.status, err.code, err.message);
+            throw err;
+        }
+    }
+
+    async #subscription(req: IncomingMessage, res: ServerResponse, method: string, topic: string, name: string): Promise<void> {
+        const key = `${topic.toLowerCase()}/${name.toLowerCase()}`;
+        if (method === 'GET') return this.#xml(res, 200, stringifyXML(this.#subscriptionEntry(req, topic, this.#bus.subscription(topic, name)), { rootName: 'entry' }));
+        if (method === 'DELETE') {
+            this.#bus.deleteSubscription(topic, name);
+            this.#created.delete(key);
+            return this.#xml(res, 200, '');
+        }
+        if (method !== 'PUT') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a subscription`);
+        if (req.headers['if-match']) return this.#error(res, 400, 'BadRequest', 'Updating a subscription is not supported by the local Service Bus; delete and create it, or change its rules.');
+        const body = await this.#body(req, 'SubscriptionDescription');
+        const config = subscriptionConfig(name, body);
+        const created = this.#bus.createSubscription(topic, config);
+        this.#created.set(key, new Date().toISOString());
+        return this.#xml(res, 201, stringifyXML(this.#subscriptionEntry(req, topic, created), { rootName: 'entry' }));
+    }
+
+    async #rule(req: IncomingMessage, res: ServerResponse, method: string, topic: string, sub: string, name: string): Promise<void> {
+        const find = () => (this.#bus.subscription(topic, sub).declared.rules ?? []).find((r) => r.name.toLowerCase() === name.toLowerCase());
+        if (method === 'GET') {
+            const rule = find();
+            if (!rule) throw new EntityError(404, 'MessageEntityNotFoundError', `The rule '${name}' does not exist on subscription '${topic}/${sub}'.`);
+            return this.#xml(res, 200, stringifyXML(this.#ruleEntry(req, topic, sub, rule), { rootName: 'entry' }));
+        }
+        if (method === 'DELETE') {
+            this.#bus.deleteRule(topic, sub, name);
+            return this.#xml(res, 200, '');
+        }
+        if (method !== 'PUT') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a rule`);
+        if (req.headers['if-match']) return this.#error(res, 400, 'BadRequest', 'Updating a rule is not supported by the local Service Bus; delete and create it.');
+        const body = await this.#body(req, 'RuleDescription');
+        const rule = ruleConfig(name, body);
+        this.#bus.createRule(topic, sub, rule);
+        return this.#xml(res, 201, stringifyXML(this.#ruleEntry(req, topic, sub, rule), { rootName: 'entry' }));
+    }
+
+    async #body(req: IncomingMessage, root: string): Promise<Xml> {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of req) {
+            size += (chunk as Buffer).length;
+            if (size > MAX_BODY_BYTES) throw new EntityError(400, 'BadRequest', 'The request body is too large');
+            chunks.push(chunk as Buffer);
+        }
+        let parsed: Xml;
+        try {
+            parsed = (await parseXML(Buffer.concat(chunks).toString('utf8'), { includeRoot: true })) as Xml;
+        } catch (err) {
+            throw new EntityError(400, 'BadRequest', `The request body is not valid XML: ${(err as Error).message}`);
+        }
+        const content = (parsed.entry as Xml | undefined)?.content as Xml | undefined;
+        const description = content?.[root];
+        if (!description || typeof description !== 'object') throw new EntityError(400, 'BadRequest', `Expected an Atom entry with a ${root} in its content`);
+        return description as Xml;
+    }
+
+    /** A page of entries as an Atom feed; a `next` link when more remain (the SDK pages with $skip / $top). */
+    #feed(req: IncomingMessage, res: ServerResponse, path: string, title: string, entries: Xml[], skip: number, top: number): void {
+        const page = entries.slice(skip, skip + top);
+        const base = `${this.#origin(req)}/${path}`;
+        // Two links at least: the SDK reads `link` as a list only.
+        const links: Xml[] = [{ $: { rel: 'self', href: `${base}?$skip=${skip}&$top=${top}` } }, { $: { rel: 'first', href: `${base}?$skip=0&$top=${top}` } }];
+        if (skip + page.length < entries.length) links.push({ $: { rel: 'next', href: `${base}?$skip=${skip + page.length}&$top=${top}` } });
+        const feed: Xml = { $: { xmlns: ATOM_NS }, title: { $: { type: 'text' }, _: title }, id: base, updated: new Date().toISOString(), link: links };
+        if (page.length) feed.entry = page;
+        this.#xml(res, 200, stringifyXML(feed, { rootName: 'feed' }));
+    }
+
+    #origin(req: IncomingMessage): string {
+        return `https://${req.headers.host ?? `127.0.0.1:${this.#port}`}`;
+    }
+
+    #subscriptionEntry(req: IncomingMessage, topic: string, sub: ResolvedSubscription): Xml {
+        const counts = this.#bus.counts(topic, sub.name);
+        const created = this.#created.get(`${topic.toLowerCase()}/${sub.name.toLowerCase()}`) ?? this.#startedAt;
+        const now = new Date().toISOString();
+        const description: Xml = {
+            $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
+            LockDuration: duration(sub.lockDurationMs),
+            RequiresSession: 'false',
+            DefaultMessageTimeToLive: sub.defaultTtlMs === undefined ? NEVER : duration(sub.defaultTtlMs),
+            DeadLetteringOnMessageExpiration: 'false',
+            DeadLetteringOnFilterEvaluationExceptions: 'false',
+            MessageCount: String(counts.active + counts.deadLetter),
+            MaxDeliveryCount: String(sub.maxDeliveryCount),
+            EnableBatchedOperations: 'true',
+            Status: 'Active',
+            CreatedAt: created,
+            UpdatedAt: created,
+            AccessedAt: now,
+            CountDetails: {
+                $: { 'xmlns:d2p1': 'http://schemas.microsoft.com/netservices/2011/06/servicebus' },
+                'd2p1:ActiveMessageCount': String(counts.active),
+                'd2p1:DeadLetterMessageCount': String(counts.deadLetter),
+                'd2p1:ScheduledMessageCount': '0',
+                'd2p1:TransferMessageCount': '0',
+                'd2p1:TransferDeadLetterMessageCount': '0',
+            },
+            AutoDeleteOnIdle: NEVER,
+            EntityAvailabilityStatus: 'Available',
+        };
+        return {
+            $: { xmlns: ATOM_NS },
+            id: `${this.#origin(req)}/${topic}/Subscriptions/${sub.name}?api-version=2021-05`,
+            title: { $: { type: 'text' }, _: sub.name },
+            published: created,
+            updated: created,
+            content: { $: { type: 'application/xml' }, SubscriptionDescription: description },
+        };
+    }
+
+    #ruleEntry(req: IncomingMessage, topic: string, sub: string, rule: RuleConfig): Xml {
+        let filter: Xml;
+        if (rule.sql !== undefined) {
+            filter = { $: { 'i:type': 'SqlFilter' }, SqlExpression: rule.sql, CompatibilityLevel: '20' };
+        } else {
+            const c = rule.correlation ?? {};
+            filter = { $: { 'i:type': 'CorrelationFilter' } };
+            const put = (k: string, v: string | undefined) => {
+                if (v !== undefined) filter[k] = v;
+            };
+            put('CorrelationId', c.correlationId);
+            put('MessageId', c.messageId);
+            put('To', c.to);
+            put('ReplyTo', c.replyTo);
+            put('Label', c.subject ?? c.label);
+            put('SessionId', c.sessionId);
+            put('ReplyToSessionId', c.replyToSessionId);
+            put('ContentType', c.contentType);
+            const props = Object.entries(c.properties ?? {});
+            if (props.length) {
+                filter.Properties = {
+                    KeyValueOfstringanyType: props.map(([k, v]) => ({ Key: k, Value: { $: { 'i:type': `d6p1:${xsdType(v)}`, 'xmlns:d6p1': XSD_NS }, _: String(v) } })),
+                };
+            }
+        }
+        const now = this.#startedAt;
+        return {
+            $: { xmlns: ATOM_NS },
+            id: `${this.#origin(req)}/${topic}/Subscriptions/${sub}/Rules/${rule.name}?api-version=2021-05`,
+            title: { $: { type: 'text' }, _: rule.name },
+            published: now,
+            updated: now,
+            content: {
+                $: { type: 'application/xml' },
+                RuleDescription: {
+                    $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
+                    Filter: filter,
+                    Action: { $: { 'i:type': 'EmptyRuleAction' } },
+                    CreatedAt: now,
+                    Name: rule.name,
+                },
+            },
+        };
+    }
+
+    #xml(res: ServerResponse, status: number, body: string): void {
+        res.writeHead(status, { 'content-type': 'application/atom+xml;type=entry;charset=utf-8', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+    }
+
+    #error(res: ServerResponse, status: number, code: string, detail: string): void {
+        // Azure's error body; the SDK reads Error.Detail and maps the status to its error codes.
+        const body = stringifyXML({ Code: String(status), Detail: detail }, { rootName: 'Error' });
+        this.#log.debug({ status, code, detail }, 'service bus admin: refused');
+        res.writeHead(status, { 'content-type': 'application/xml; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+    }
+}
+
+/** The subscription the SDK's SubscriptionDescription asks for, refusing what the local broker cannot honour. */
+function subscriptionConfig(name: string, d: Xml): SubscriptionConfig {
+    const unsupported = (field: string, why: string) => {
+        throw new EntityError(400, 'BadRequest', `${field} is not supported by the local Service Bus (${why})`);
+    };
+    if (text(d.RequiresSession) === 'true') unsupported('RequiresSession', 'no sessions');
+    if (text(d.DeadLetteringOnMessageExpiration) === 'true') unsupported('DeadLetteringOnMessageExpiration', 'expired messages are dropped');
+    if (text(d.ForwardTo) || text(d.ForwardDeadLetteredMessagesTo)) unsupported('Auto-forwarding', 'no forwarding');
+    const config: SubscriptionConfig = { name };
+    const lock = text(d.LockDuration);
+    if (lock) config.lockDurationSeconds = seconds(lock, 'LockDuration');
+    const max = text(d.MaxDeliveryCount);
+    if (max) {
+        const n = Number(max);
+        if (!Number.isInteger(n)) throw new EntityError(400, 'BadRequest', `MaxDeliveryCount must be an integer (got ${max})`);
+        config.maxDeliveryCount = n;
+    }
+    const ttl = text(d.DefaultMessageTimeToLive);
+    if (ttl && ttl !== NEVER) {
+        const s = seconds(ttl, 'DefaultMessageTimeToLive');
+        // Anything beyond ten years is "never" for a local broker.
+        if (s < 10 * 365 * 86400) config.defaultMessageTimeToLiveSeconds = s;
+    }
+    const rule = d.DefaultRuleDescription as Xml | undefined;
+    if (rule && typeof rule === 'object') config.rules = [ruleConfig(text(rule.Name) || '$Default', rule)];
+    return config;
+}
+
+/** A rule from a RuleDescription: SQL, correlation, true and false filters; rule actions are refused. */
+function ruleConfig(name: string, d: Xml): RuleConfig {
+    const action = d.Action as Xml | undefined;
+    if (action && typeof action === 'object' && (typeOf(action) === 'SqlRuleAction' || text(action.SqlExpression))) {
+        throw new EntityError(400, 'BadRequest', 'Rule actions are not supported by the local Service Bus');
+    }
+    const f = d.Filter as Xml | undefined;
+    if (!f || typeof f !== 'object') return { name, sql: '1=1' };
+    const kind = typeOf(f);
+    if (kind === 'TrueFilter') return { name, sql: '1=1' };
+    if (kind === 'FalseFilter') return { name, sql: '1=0' };
+    if (kind === 'SqlFilter' || text(f.SqlExpression)) {
+        if (keyValues(f.Parameters).length) throw new EntityError(400, 'BadRequest', 'SQL filter parameters are not supported by the local Service Bus');
+        const sql = text(f.SqlExpression);
+        if (!sql) throw new EntityError(400, 'BadRequest', 'A SqlFilter needs a SqlExpression');
+        return { name, sql };
+    }
+    const correlation: CorrelationFilterConfig = {};
+    const put = (key: keyof Omit<CorrelationFilterConfig, 'properties'>, field: string) => {
+        const v = text(f[field]);
+        if (v !== undefined && v !== '') correlation[key] = v;
+    };
+    put('correlationId', 'CorrelationId');
+    put('messageId', 'MessageId');
+    put('to', 'To');
+    put('replyTo', 'ReplyTo');
+    put('subject', 'Label');
+    put('sessionId', 'SessionId');
+    put('replyToSessionId', 'ReplyToSessionId');
+    put('contentType', 'ContentType');
+    const props = keyValues(f.Properties);
+    if (props.length) correlation.properties = Object.fromEntries(props);
+    return { name, correlation };
+}
+
+/** KeyValueOfstringanyType entries with their xsd types (l28:string, l28:long, l28:double, l28:boolean). */
+function keyValues(v: unknown): [string, PropertyValue][] {
+    if (!v || typeof v !== 'object') return [];
+    const raw = (v as Xml).KeyValueOfstringanyType;
+    const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
+    return list.map((kv: Xml) => {
+        const key = text(kv.Key);
+        const value = kv.Value as Xml | string | undefined;
+        const literal = typeof value === 'object' && value !== null ? text(value._) ?? '' : (value ?? '');
+        const type = typeof value === 'object' && value !== null ? (typeOf(value) ?? 'string') : 'string';
+        if (!key) throw new EntityError(400, 'BadRequest', 'A filter property has no key');
+        switch (type) {
+            case 'string':
+                return [key, literal];
+            case 'int':
+            case 'long':
+            case 'double': {
+                const n = Number(literal);
+                if (!Number.isFinite(n)) throw new EntityError(400, 'BadRequest', `The filter property '${key}' is not a number`);
+                return [key, n];
+            }
+            case 'boolean':
+                return [key, literal === 'true'];
+            default:
+                throw new EntityError(400, 'BadRequest', `The filter property '${key}' has a type the local Service Bus does not support (${type})`);
+        }
+    });
+}
+
+/** The local name of an element's `*:type` attribute (`p4:type="l28:string"` → `string`). */
+function typeOf(x: Xml): string | undefined {
+    const attrs = x.$ as Record<string, string> | undefined;
+    if (!attrs) return undefined;
+    const key = Object.keys(attrs).find((k) => k === 'type' || k.endsWith(':type'));
+    if (!key) return undefined;
+    const v = String(attrs[key]);
+    return v.includes(':') ? v.slice(v.indexOf(':') + 1) : v;
+}
+
+function text(v: unknown): string | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === 'string') return v;
+    if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+    if (typeof v === 'object' && '_' in (v as Xml)) return text((v as Xml)._);
+    return undefined;
+}
+
+function xsdType(v: PropertyValue): string {
+    if (typeof v === 'boolean') return 'boolean';
+    if (typeof v === 'number') return Number.isInteger(v) && Math.abs(v) < 2 ** 31 ? 'int' : 'double';
+    return 'string';
+}
+
+/** ISO 8601 durations as the SDK sends them (PT1M, P14D, PT0.5S). */
+function seconds(iso: string, field: string): number {
+    const m = /^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/.exec(iso);
+    if (!m || iso === 'P' || iso.endsWith('T')) throw new EntityError(400, 'BadRequest', `${field} must be an ISO 8601 duration such as PT1M (got ${iso})`);
+    const [, d, h, min, s] = m.map((x) => (x === undefined ? 0 : Number(x)));
+    return (d as number) * 86400 + (h as number) * 3600 + (min as number) * 60 + (s as number);
+}
+
+function duration(ms: number): string {
+    const total = ms / 1000;
+    const d = Math.floor(total / 86400);
+    const h = Math.floor((total % 86400) / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = Math.round((total % 60) * 1000) / 1000;
+    let out = 'P';
+    if (d) out += `${d}D`;
+    if (h || m || s || !d) {
+        out += 'T';
+        if (h) out += `${h}H`;
+        if (m) out += `${m}M`;
+        if (s || (!h && !m)) out += `${s}S`;
+    }
+    return out;
+}
