@@ -11,19 +11,36 @@ export function anvilBinary(): string {
     return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), 'bin', process.platform === 'win32' ? 'anvil.exe' : 'anvil');
 }
 
+function miningArgs(mining: NonNullable<LedgerOptions['mining']>): string[] {
+    if (mining === 'manual') return ['--no-mining'];
+    if (mining === 'instant') return [];
+    return ['--block-time', '1', '--mixed-mining'];
+}
 
 /**
  * The local ledger: anvil (chain id 31337), its state dumped to `<state>/anvil/state.json`
  * on exit (SIGTERM) and every few seconds, and loaded on start. No dev accounts are
  * generated: accounts are funded explicitly (`anvil_setBalance`), so no well-known key holds ether.
  */
+export interface LedgerOptions {
+    /**
+     * `interval` (the devhost): a block every second and one as soon as a transaction arrives;
+     * `instant`: a block per transaction; `manual`: blocks only on `evm_mine` (tests of stuck transactions).
+     */
+    mining?: 'interval' | 'instant' | 'manual';
+    /** Seconds between state dumps (default 5). */
+    stateIntervalSeconds?: number;
+}
+
 export class LocalLedger {
     url = '';
     #child?: ChildProcess;
     readonly #dir: string;
+    readonly #opts: LedgerOptions;
 
-    constructor(stateDir: string) {
+    constructor(stateDir: string, opts: LedgerOptions = {}) {
         this.#dir = path.join(stateDir, 'anvil');
+        this.#opts = opts;
     }
 
     get pid(): number | undefined {
@@ -39,10 +56,9 @@ export class LocalLedger {
             '--chain-id', String(CHAIN_ID),
             '--accounts', '0',
             '--prune-history',
-            '--block-time', '1',
-            '--mixed-mining',
+            ...miningArgs(this.#opts.mining ?? 'interval'),
             '--state', stateFile,
-            '--state-interval', '5',
+            '--state-interval', String(this.#opts.stateIntervalSeconds ?? 5),
         ];
         let stderr = '';
         let stdout = '';
@@ -70,6 +86,15 @@ export class LocalLedger {
         child.stdout!.removeAllListeners('data');
         child.stdout!.resume();
         await jsonRpc<string>(this.url, 'eth_chainId');
+    }
+
+    /** A crash: no state dump, so what happened since the last periodic dump is lost (tests of recovery). */
+    async kill(): Promise<void> {
+        const child = this.#child;
+        if (!child || child.exitCode !== null) return;
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill('SIGKILL');
+        await exited;
     }
 
     /** SIGTERM makes anvil dump its state before exiting. */
