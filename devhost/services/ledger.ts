@@ -14,6 +14,7 @@ export function anvilBinary(): string {
 function miningArgs(mining: NonNullable<LedgerOptions['mining']>): string[] {
     if (mining === 'manual') return ['--no-mining'];
     if (mining === 'instant') return [];
+    if (mining === 'blocktime') return ['--block-time', '1'];
     return ['--block-time', '1', '--mixed-mining'];
 }
 
@@ -25,9 +26,10 @@ function miningArgs(mining: NonNullable<LedgerOptions['mining']>): string[] {
 export interface LedgerOptions {
     /**
      * `interval` (the devhost): a block every second and one as soon as a transaction arrives;
-     * `instant`: a block per transaction; `manual`: blocks only on `evm_mine` (tests of stuck transactions).
+     * `instant`: a block per transaction; `blocktime`: a block every second only (as a real network);
+     * `manual`: blocks only on `evm_mine` (tests of stuck transactions).
      */
-    mining?: 'interval' | 'instant' | 'manual';
+    mining?: 'interval' | 'instant' | 'blocktime' | 'manual';
     /** Seconds between state dumps (default 5). */
     stateIntervalSeconds?: number;
 }

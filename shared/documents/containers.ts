@@ -20,6 +20,12 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'audit', partitionKey: { paths: ['/orgId'] } },
     { id: 'nodes', partitionKey: { paths: ['/orgId'] } },
     { id: 'treasury', partitionKey: { paths: ['/id'] } },
+    /** Ledger transactions by operation id (the pipeline's idempotency record). */
+    { id: 'transactions', partitionKey: { paths: ['/id'] } },
+    /** Nonce leases by sender address. */
+    { id: 'nonces', partitionKey: { paths: ['/id'] } },
+    /** Chain event pump checkpoints. */
+    { id: 'checkpoints', partitionKey: { paths: ['/id'] } },
     { id: 'ratelimits', partitionKey: { paths: ['/key'] } },
 ];
 

@@ -1,0 +1,917 @@
+import { randomUUID } from 'node:crypto';
+import { getAddress, keccak256, type AbstractSigner, type InterfaceAbi, type TransactionRequest } from 'ethers';
+import type { Repository } from '../documents/repository';
+import { AppError, Conflict, Invalid, isUnreachable, Unavailable } from '../errors';
+import type { FailoverProvider } from './provider';
+import { ContractRevert, decodeRevert, revertDataOf } from './reverts';
+
+/**
+ * The transaction pipeline: every ledger write goes through it.
+ *
+ * - **Idempotent by operation id.** The signed transaction is stored under the
+ *   operation id (create-only) before it is broadcast; submitting the same id again
+ *   returns that transaction, never a second one. Durable activities and bus
+ *   deliveries run at least once; the ledger sees each operation once.
+ * - **Nonces assigned locally** per sender, under a lease in the document store
+ *   (ETag-guarded): one instance at a time assigns a sender's nonces, so two
+ *   instances never use one. Whoever takes a lease over starts after the highest
+ *   nonce recorded and the node's pending count. A nonce that was assigned but
+ *   could not be used (signing or storing failed) is filled with a 0-value
+ *   transfer to self, so later transactions are not stuck behind a gap.
+ * - **EIP-1559 fees** from the node (base fee × 2 + tip), never above the cap from
+ *   settings. A transaction not mined after `replaceAfterMs` is re-signed with the
+ *   same nonce and fees raised by 12.5 % (the node's replacement rule), up to the cap.
+ * - **Broadcast until mined**: pending transactions are re-sent periodically (a
+ *   node that restarted or lost its pool gets them again), mined ones are final
+ *   only `confirmations` blocks deep and only if their block is still on the chain
+ *   (a reorg or a node that lost blocks puts them back to pending).
+ * - **Reverts decoded** into `ContractRevert` from the ABI's custom errors: at
+ *   estimation (nothing is sent, no nonce used) and for mined transactions that
+ *   reverted (status 0).
+ */
+
+export type TxState = 'pending' | 'confirmed' | 'reverted';
+
+export interface TxAttempt {
+    hash: string;
+    raw: string;
+    maxFeePerGas: string;
+    maxPriorityFeePerGas: string;
+    sentAt: string;
+}
+
+/** One operation's transaction, as stored (container `transactions`, partition key `/id`). */
+export interface TxDoc {
+    id: string;
+    sender: string;
+    nonce: number;
+    chainId: number;
+    to: string | null;
+    data: string;
+    value: string;
+    gasLimit: string;
+    attempts: TxAttempt[];
+    state: TxState;
+    /** The attempt that was mined. */
+    hash?: string;
+    blockNumber?: number;
+    blockHash?: string;
+    gasUsed?: string;
+    /** Set for a contract creation. */
+    contractAddress?: string;
+    revert?: { name: string; args: Record<string, unknown> };
+    /** What the operation is, for people reading the store (e.g. `createProposal p-1`). */
+    label?: string;
+    /** A 0-value transfer to self that filled a nonce nobody else could use. */
+    filler?: boolean;
+    createdAt: string;
+    updatedAt: string;
+}
+
+/** A sender's nonce lease (container `nonces`, partition key `/id` = the address in lower case). */
+export interface NonceLeaseDoc {
+    id: string;
+    owner: string;
+    leaseUntil: number;
+    /** The next nonce to assign, as of the last write by the owner. */
+    next: number;
+    updatedAt: string;
+}
+
+export interface ChainSender {
+    address: string;
+    signer: AbstractSigner;
+}
+
+export interface ChainCall {
+    /** Stable for the operation across retries: e.g. `proposal:<id>:create`. */
+    operationId: string;
+    from: ChainSender;
+    /** Absent: a contract creation (`data` is the init code). */
+    to?: string;
+    data: string;
+    value?: bigint;
+    /** Skips estimation (which also decodes reverts before anything is sent). */
+    gasLimit?: bigint;
+    /** For decoding this call's reverts (in addition to the pipeline's ABIs). */
+    abi?: InterfaceAbi;
+    label?: string;
+}
+
+export interface TxSummary {
+    operationId: string;
+    sender: string;
+    nonce: number;
+    hash: string;
+    state: TxState;
+}
+
+export interface TxOutcome extends TxSummary {
+    state: 'confirmed' | 'reverted';
+    blockNumber: number;
+    blockHash: string;
+    gasUsed: string;
+    contractAddress?: string;
+    revert?: ContractRevert;
+}
+
+export interface PipelineLog {
+    info(obj: object, msg: string): void;
+    warn(obj: object, msg: string): void;
+    error(obj: object, msg: string): void;
+}
+
+export interface PipelineOptions {
+    chainId: number;
+    /** Blocks deep before a transaction is final (1 = in a block). */
+    confirmations?: number;
+    /** Upper bound of maxFeePerGas, in wei. */
+    maxFeePerGasCap: bigint;
+    /** Lower bound of the tip, in wei (default 1 gwei, or the cap if lower). */
+    minPriorityFeePerGas?: bigint;
+    /** Re-sign with higher fees after this long unmined (default 60 s). */
+    replaceAfterMs?: number;
+    /** Re-send the raw transaction after this long unmined (default 5 s). */
+    rebroadcastAfterMs?: number;
+    pollIntervalMs?: number;
+    /** Nonce lease length (default 30 s); renewed at a third of it while in use. */
+    leaseMs?: number;
+    /** A lease is released after this long without submissions (default 5 s). */
+    idleReleaseMs?: number;
+    /** How long `submit` waits for another instance's lease (default 2 × leaseMs). */
+    leaseWaitMs?: number;
+    /** Extra gas over the estimate (default 20 %). */
+    gasMarginPercent?: number;
+    /** ABIs whose custom errors decode reverts. */
+    abis?: InterfaceAbi[];
+    instanceId?: string;
+    log?: PipelineLog;
+}
+
+interface SenderState {
+    key: string;
+    address: string;
+    owner: boolean;
+    leaseUntil: number;
+    etag?: string;
+    next: number;
+    lastUse: number;
+    acquiring?: Promise<void>;
+    renewing?: Promise<void>;
+    signer?: AbstractSigner;
+}
+
+interface Tracked {
+    doc: TxDoc;
+    etag?: string;
+    signer?: AbstractSigner;
+    abi?: InterfaceAbi;
+    waiters: { resolve: (o: TxOutcome) => void; reject: (e: unknown) => void }[];
+    lastBroadcast: number;
+    lastAttemptAt: number;
+    mined?: { blockNumber: number; blockHash: string; hash: string; status: number; gasUsed: string; contractAddress?: string };
+    needsLookup: boolean;
+    finalising?: boolean;
+}
+
+interface Receipt {
+    transactionHash: string;
+    blockNumber: string;
+    blockHash: string;
+    status: string;
+    gasUsed: string;
+    contractAddress?: string | null;
+}
+
+const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
+const GWEI = 10n ** 9n;
+
+export class TransactionPipeline {
+    readonly instanceId: string;
+    readonly #provider: FailoverProvider;
+    readonly #txs: Repository<TxDoc>;
+    readonly #leases: Repository<NonceLeaseDoc>;
+    readonly #opts: Required<Omit<PipelineOptions, 'log' | 'instanceId' | 'abis'>> & { abis: InterfaceAbi[] };
+    readonly #log?: PipelineLog;
+    readonly #senders = new Map<string, SenderState>();
+    readonly #tracked = new Map<string, Tracked>();
+    readonly #byHash = new Map<string, string>();
+    readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
+    #fees?: { at: number; value: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint; head: number }> };
+    #timer?: NodeJS.Timeout;
+    #polling = false;
+    #head = -1;
+    #scanned = -1;
+    #closed = false;
+    #getBlockReceipts = true;
+
+    constructor(provider: FailoverProvider, stores: { transactions: Repository<TxDoc>; leases: Repository<NonceLeaseDoc> }, opts: PipelineOptions) {
+        this.#provider = provider;
+        this.#txs = stores.transactions;
+        this.#leases = stores.leases;
+        this.instanceId = opts.instanceId ?? `pipeline-${randomUUID()}`;
+        this.#log = opts.log;
+        const leaseMs = opts.leaseMs ?? 30_000;
+        this.#opts = {
+            chainId: opts.chainId,
+            confirmations: Math.max(1, opts.confirmations ?? 1),
+            maxFeePerGasCap: opts.maxFeePerGasCap,
+            minPriorityFeePerGas: opts.minPriorityFeePerGas ?? (GWEI < opts.maxFeePerGasCap ? GWEI : opts.maxFeePerGasCap),
+            replaceAfterMs: opts.replaceAfterMs ?? 60_000,
+            rebroadcastAfterMs: opts.rebroadcastAfterMs ?? 5_000,
+            pollIntervalMs: opts.pollIntervalMs ?? 500,
+            leaseMs,
+            idleReleaseMs: opts.idleReleaseMs ?? 5_000,
+            leaseWaitMs: opts.leaseWaitMs ?? 2 * leaseMs,
+            gasMarginPercent: opts.gasMarginPercent ?? 20,
+            abis: opts.abis ?? [],
+        };
+    }
+
+    /**
+     * Signs, stores and broadcasts the call's transaction, or returns the one already
+     * made for this operation id. Resolves once the transaction is stored and sent
+     * (not mined: see `wait`).
+     */
+    submit(call: ChainCall): Promise<TxSummary> {
+        // Concurrent submissions of one operation in this process share one attempt.
+        const key = fingerprint(call);
+        const running = this.#submitting.get(call.operationId);
+        if (running) {
+            if (running.key !== key) return Promise.reject(new Conflict(`The operation id ${call.operationId} was used for a different transaction`, 'operation_mismatch'));
+            return running.attempt;
+        }
+        const attempt = this.#submit(call).finally(() => this.#submitting.delete(call.operationId));
+        this.#submitting.set(call.operationId, { key, attempt });
+        return attempt;
+    }
+
+    async #submit(call: ChainCall): Promise<TxSummary> {
+        if (this.#closed) throw new Unavailable('The transaction pipeline is closed');
+        if (!OPERATION_ID_RE.test(call.operationId)) throw new Invalid(`The operation id "${call.operationId}" must be 1-200 letters, digits or ':._-'`);
+        const sender = getAddress(call.from.address);
+        const to = call.to === undefined ? null : getAddress(call.to);
+        if (!/^0x([0-9a-fA-F]{2})*$/.test(call.data)) throw new Invalid('The call data must be hex');
+
+        const known = this.#tracked.get(call.operationId);
+        if (known) return this.#checkSame(known.doc, sender, call);
+        const stored = await this.#txs.read(call.operationId, call.operationId);
+        if (stored) {
+            this.#checkSame(stored.item, sender, call);
+            if (stored.item.state === 'pending') this.#track(stored.item, stored.etag, call.from.signer, call.abi, true);
+            return summary(stored.item);
+        }
+
+        const abis = call.abi ? [call.abi, ...this.#opts.abis] : this.#opts.abis;
+        const value = call.value ?? 0n;
+        const [gasLimit, fees] = await Promise.all([call.gasLimit ?? this.#estimate(sender, to, call.data, value, abis), this.#feeData()]);
+        const state = await this.#lease(sender, call.from.signer);
+        // Receipts are matched block by block from here on (the fee data's head, a second old at most).
+        if (this.#scanned < 0) this.#scanned = fees.head - 1;
+
+        // Synchronous from the lease check to the increment: one nonce, one operation.
+        const nonce = state.next++;
+        state.lastUse = Date.now();
+        const tx: TransactionRequest = {
+            type: 2,
+            chainId: this.#opts.chainId,
+            nonce,
+            to,
+            data: call.data,
+            value,
+            gasLimit,
+            maxFeePerGas: fees.maxFeePerGas,
+            maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+        };
+        let raw: string;
+        try {
+            raw = await call.from.signer.signTransaction(tx);
+        } catch (err) {
+            this.#fillHole(state, nonce, 'signing failed');
+            throw err;
+        }
+        const now = new Date().toISOString();
+        const hash = keccak256(raw);
+        const doc: TxDoc = {
+            id: call.operationId,
+            sender,
+            nonce,
+            chainId: this.#opts.chainId,
+            to,
+            data: call.data,
+            value: value.toString(),
+            gasLimit: gasLimit.toString(),
+            attempts: [{ hash, raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: now }],
+            state: 'pending',
+            label: call.label,
+            createdAt: now,
+            updatedAt: now,
+        };
+        let created;
+        try {
+            created = await this.#txs.create(doc);
+        } catch (err) {
+            this.#fillHole(state, nonce, err instanceof Conflict ? 'the operation was submitted concurrently' : 'storing failed');
+            if (err instanceof Conflict) {
+                const other = await this.#txs.read(call.operationId, call.operationId);
+                if (other) {
+                    if (other.item.state === 'pending') this.#track(other.item, other.etag, call.from.signer, call.abi, true);
+                    return summary(other.item);
+                }
+            }
+            throw err;
+        }
+        const tracked = this.#track(created.item, created.etag, call.from.signer, call.abi, false);
+        await this.#broadcast(tracked);
+        return summary(created.item);
+    }
+
+    /** Resolves when the operation's transaction is final: confirmed, or reverted (with the decoded error). */
+    async wait(operationId: string, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
+        let tracked = this.#tracked.get(operationId);
+        if (!tracked) {
+            const stored = await this.#txs.read(operationId, operationId);
+            if (!stored) throw new AppError(`No transaction for operation ${operationId}`, 404, 'not_found');
+            if (stored.item.state !== 'pending') return this.#outcomeOf(stored.item);
+            tracked = this.#track(stored.item, stored.etag, undefined, undefined, true);
+        }
+        const t = tracked;
+        return new Promise<TxOutcome>((resolve, reject) => {
+            let timer: NodeJS.Timeout | undefined;
+            const waiter = {
+                resolve: (o: TxOutcome) => {
+                    clearTimeout(timer);
+                    resolve(o);
+                },
+                reject: (e: unknown) => {
+                    clearTimeout(timer);
+                    reject(e);
+                },
+            };
+            t.waiters.push(waiter);
+            if (opts.timeoutMs) {
+                timer = setTimeout(() => {
+                    t.waiters.splice(t.waiters.indexOf(waiter), 1);
+                    reject(new Unavailable(`The transaction of ${operationId} is not final after ${opts.timeoutMs} ms (it stays tracked)`));
+                }, opts.timeoutMs);
+            }
+        });
+    }
+
+    /** `submit` then `wait`. */
+    async send(call: ChainCall, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
+        await this.submit(call);
+        return this.wait(call.operationId, opts);
+    }
+
+    /** Operations this instance is watching. */
+    get inFlight(): number {
+        return this.#tracked.size;
+    }
+
+    /** Stops polling and releases the leases it holds (pending transactions stay stored; any instance resumes them). */
+    async close(): Promise<void> {
+        this.#closed = true;
+        clearTimeout(this.#timer);
+        this.#timer = undefined;
+        for (const s of this.#senders.values()) if (s.owner) await this.#release(s).catch(() => undefined);
+        for (const t of this.#tracked.values()) for (const w of t.waiters) w.reject(new Unavailable('The transaction pipeline closed'));
+        this.#tracked.clear();
+    }
+
+    // -- preparation -----------------------------------------------------------
+
+    #checkSame(doc: TxDoc, sender: string, call: ChainCall): TxSummary {
+        const to = call.to === undefined ? null : getAddress(call.to);
+        if (doc.sender !== sender || doc.to !== to || doc.data.toLowerCase() !== call.data.toLowerCase()) {
+            throw new Conflict(`The operation id ${call.operationId} was used for a different transaction`, 'operation_mismatch');
+        }
+        return summary(doc);
+    }
+
+    async #estimate(from: string, to: string | null, data: string, value: bigint, abis: InterfaceAbi[]): Promise<bigint> {
+        try {
+            const gas = BigInt(await this.#provider.rpc<string>('eth_estimateGas', [{ from, ...(to ? { to } : {}), data, value: '0x' + value.toString(16) }]));
+            return (gas * BigInt(100 + this.#opts.gasMarginPercent)) / 100n;
+        } catch (err) {
+            const revert = decodeRevert(revertDataOf(err), abis);
+            if (revert) throw revert;
+            if (isUnreachable(err) || err instanceof Unavailable) throw err instanceof Unavailable ? err : new Unavailable('The ledger is unreachable', { cause: err });
+            const message = (err as { error?: { message?: string }; shortMessage?: string; message?: string }).error?.message ?? (err as Error).message;
+            if (/revert/i.test(message)) throw new ContractRevert('UnknownError', { reason: message }, '0x', { cause: err });
+            throw err;
+        }
+    }
+
+    /** Current fees, shared for a second: base fee × 2 + tip, capped. */
+    #feeData(): Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint; head: number }> {
+        const now = Date.now();
+        if (this.#fees && now - this.#fees.at < 1000) return this.#fees.value;
+        const value = (async () => {
+            const [block, tipHex] = await Promise.all([
+                this.#provider.rpc<{ number: string; baseFeePerGas?: string }>('eth_getBlockByNumber', ['latest', false]),
+                this.#provider.rpc<string>('eth_maxPriorityFeePerGas').catch(() => '0x0'),
+            ]);
+            const cap = this.#opts.maxFeePerGasCap;
+            let tip = BigInt(tipHex);
+            if (tip < this.#opts.minPriorityFeePerGas) tip = this.#opts.minPriorityFeePerGas;
+            if (tip > cap) tip = cap;
+            const base = BigInt(block.baseFeePerGas ?? '0x0');
+            let maxFee = base * 2n + tip;
+            if (maxFee > cap) maxFee = cap;
+            if (base + tip > cap) this.#log?.warn({ baseFee: base.toString(), cap: cap.toString() }, 'chain: the base fee is above the fee cap; transactions wait until it falls');
+            return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip, head: Number(BigInt(block.number)) };
+        })();
+        this.#fees = { at: now, value };
+        value.catch(() => {
+            if (this.#fees?.value === value) this.#fees = undefined;
+        });
+        return value;
+    }
+
+    // -- nonce leases ------------------------------------------------------------
+
+    async #lease(sender: string, signer: AbstractSigner): Promise<SenderState> {
+        const key = sender.toLowerCase();
+        let state = this.#senders.get(key);
+        if (!state) {
+            state = { key, address: sender, owner: false, leaseUntil: 0, next: 0, lastUse: Date.now(), signer };
+            this.#senders.set(key, state);
+        }
+        state.signer ??= signer;
+        const deadline = Date.now() + this.#opts.leaseWaitMs;
+        for (;;) {
+            const remaining = state.leaseUntil - Date.now();
+            if (state.owner && remaining > this.#opts.leaseMs / 3) {
+                if (remaining < (this.#opts.leaseMs * 2) / 3 && !state.renewing) this.#renew(state);
+                this.#schedule();
+                return state;
+            }
+            if (state.owner && remaining > 1000) {
+                // Getting short: renew before assigning.
+                await (state.renewing ?? this.#renew(state));
+                continue;
+            }
+            state.acquiring ??= this.#acquire(state).finally(() => (state!.acquiring = undefined));
+            const got = await state.acquiring.then(() => true, (err: unknown) => (err instanceof LeaseBusy ? false : Promise.reject(err)));
+            if (got && state.owner) continue;
+            if (Date.now() > deadline) throw new Unavailable(`The nonces of ${sender} are leased by another instance; try again later`);
+            await sleep(200 + Math.random() * 200);
+        }
+    }
+
+    async #acquire(state: SenderState): Promise<void> {
+        const now = Date.now();
+        const existing = await this.#leases.read(state.key, state.key);
+        if (existing && existing.item.owner !== this.instanceId && existing.item.leaseUntil > now) throw new LeaseBusy();
+        const wasOwner = existing?.item.owner === this.instanceId && state.owner;
+        let next = state.next;
+        if (!wasOwner) {
+            // Taking over (or starting): after the highest nonce anyone recorded and after what the node has seen.
+            const [pendingHex, recorded] = await Promise.all([
+                this.#provider.rpc<string>('eth_getTransactionCount', [state.address, 'pending']),
+                this.#maxRecordedNonce(state.address, existing?.item.next ?? 0),
+            ]);
+            next = Math.max(existing?.item.next ?? 0, Number(BigInt(pendingHex)), recorded + 1);
+        }
+        const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: now + this.#opts.leaseMs, next, updatedAt: new Date(now).toISOString() };
+        let written;
+        try {
+            written = existing ? await this.#leases.replace(doc, existing.etag) : await this.#leases.create(doc);
+        } catch (err) {
+            if (err instanceof Conflict) throw new LeaseBusy();
+            throw err;
+        }
+        state.owner = true;
+        state.etag = written.etag;
+        state.leaseUntil = doc.leaseUntil;
+        state.next = next;
+        if (!wasOwner) {
+            this.#log?.info({ sender: state.address, next, instance: this.instanceId }, 'chain: nonce lease taken');
+            await this.#adopt(state);
+        }
+    }
+
+    #renew(state: SenderState): Promise<void> {
+        state.renewing = (async () => {
+            const now = Date.now();
+            const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: now + this.#opts.leaseMs, next: state.next, updatedAt: new Date(now).toISOString() };
+            try {
+                const written = await this.#leases.replace(doc, state.etag);
+                state.etag = written.etag;
+                state.leaseUntil = doc.leaseUntil;
+            } catch (err) {
+                if (err instanceof Conflict || (err as AppError).status === 404) {
+                    // Someone took it over (ours had run out): stop assigning until it is ours again.
+                    state.owner = false;
+                    state.leaseUntil = 0;
+                    this.#log?.warn({ sender: state.address }, 'chain: nonce lease lost');
+                } else {
+                    this.#log?.warn({ sender: state.address, err: (err as Error).message }, 'chain: nonce lease renewal failed; retrying');
+                }
+            }
+        })().finally(() => (state.renewing = undefined));
+        return state.renewing;
+    }
+
+    async #release(state: SenderState): Promise<void> {
+        const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: 0, next: state.next, updatedAt: new Date().toISOString() };
+        state.owner = false;
+        state.leaseUntil = 0;
+        try {
+            await this.#leases.replace(doc, state.etag);
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+        }
+    }
+
+    async #maxRecordedNonce(sender: string, from: number): Promise<number> {
+        let max = -1;
+        let continuationToken: string | undefined;
+        do {
+            const page = await this.#txs.query(
+                { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @from', parameters: [{ name: '@sender', value: sender }, { name: '@from', value: from }] },
+                { continuationToken, maxItemCount: 500 },
+            );
+            for (const d of page.items) if (d.nonce > max) max = d.nonce;
+            continuationToken = page.continuationToken;
+        } while (continuationToken);
+        return max;
+    }
+
+    /** Pending transactions of a sender this instance now leases: watched, re-sent, replaced when stuck. */
+    async #adopt(state: SenderState): Promise<void> {
+        let continuationToken: string | undefined;
+        let n = 0;
+        do {
+            const page = await this.#txs.query(
+                { query: "SELECT * FROM c WHERE c.sender = @sender AND c.state = 'pending'", parameters: [{ name: '@sender', value: state.address }] },
+                { continuationToken, maxItemCount: 500 },
+            );
+            for (const d of page.items) {
+                if (this.#tracked.has(d.id)) continue;
+                const stored = await this.#txs.read(d.id, d.id);
+                if (stored?.item.state === 'pending') {
+                    this.#track(stored.item, stored.etag, state.signer, undefined, true);
+                    n++;
+                }
+            }
+            continuationToken = page.continuationToken;
+        } while (continuationToken);
+        if (n) this.#log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
+    }
+
+    /** A nonce that was assigned but will not carry its operation: a 0-value transfer to self takes it. */
+    #fillHole(state: SenderState, nonce: number, why: string): void {
+        const signer = state.signer;
+        this.#log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
+        if (!signer) return;
+        void (async () => {
+            const fees = await this.#feeData();
+            const tx: TransactionRequest = { type: 2, chainId: this.#opts.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
+            const raw = await signer.signTransaction(tx);
+            const now = new Date().toISOString();
+            const doc: TxDoc = {
+                id: `nonce-fill:${state.key}:${nonce}`,
+                sender: state.address,
+                nonce,
+                chainId: this.#opts.chainId,
+                to: state.address,
+                data: '0x',
+                value: '0',
+                gasLimit: '21000',
+                attempts: [{ hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: now }],
+                state: 'pending',
+                filler: true,
+                label: `fill nonce ${nonce} (${why})`,
+                createdAt: now,
+                updatedAt: now,
+            };
+            let etag: string | undefined;
+            try {
+                etag = (await this.#txs.upsert(doc)).etag;
+            } catch (err) {
+                this.#log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
+            }
+            await this.#broadcast(this.#track(doc, etag, signer, undefined, false));
+        })().catch((err: unknown) => this.#log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
+    }
+
+    // -- tracking ----------------------------------------------------------------
+
+    #track(doc: TxDoc, etag: string | undefined, signer: AbstractSigner | undefined, abi: InterfaceAbi | undefined, needsLookup: boolean): Tracked {
+        const existing = this.#tracked.get(doc.id);
+        if (existing) {
+            existing.signer ??= signer;
+            existing.abi ??= abi;
+            return existing;
+        }
+        const sentAt = Date.parse(doc.attempts.at(-1)!.sentAt);
+        const t: Tracked = { doc, etag, signer, abi, waiters: [], lastBroadcast: needsLookup ? 0 : Date.now(), lastAttemptAt: sentAt, needsLookup };
+        this.#tracked.set(doc.id, t);
+        for (const a of doc.attempts) this.#byHash.set(a.hash, doc.id);
+        this.#schedule();
+        return t;
+    }
+
+    #untrack(t: Tracked): void {
+        this.#tracked.delete(t.doc.id);
+        for (const a of t.doc.attempts) this.#byHash.delete(a.hash);
+    }
+
+    async #broadcast(t: Tracked): Promise<void> {
+        const attempt = t.doc.attempts.at(-1)!;
+        t.lastBroadcast = Date.now();
+        try {
+            await this.#provider.rpc('eth_sendRawTransaction', [attempt.raw]);
+        } catch (err) {
+            const message = errorMessage(err);
+            // Known to the node already, or mined already: the receipt will tell.
+            if (/already known|known transaction|already imported|nonce too low|replacement transaction underpriced/i.test(message)) {
+                if (/nonce too low/i.test(message)) t.needsLookup = true;
+                return;
+            }
+            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, err: message }, 'chain: broadcast failed; it will be re-sent');
+        }
+    }
+
+    #schedule(): void {
+        if (this.#timer || this.#closed) return;
+        this.#timer = setTimeout(() => {
+            this.#timer = undefined;
+            void this.#poll().finally(() => {
+                if (this.#tracked.size > 0 || [...this.#senders.values()].some((s) => s.owner)) this.#schedule();
+            });
+        }, this.#opts.pollIntervalMs);
+    }
+
+    async #poll(): Promise<void> {
+        if (this.#polling) return;
+        this.#polling = true;
+        try {
+            await this.#releaseIdle();
+            if (this.#tracked.size === 0) {
+                // Nothing to watch: the next submission sets where scanning starts.
+                this.#scanned = -1;
+                return;
+            }
+            const head = Number(BigInt(await this.#provider.rpc<string>('eth_blockNumber')));
+            if (this.#head >= 0 && head < this.#head) {
+                // The node went back (restarted from an older state, or a reorg): nothing mined above head stands.
+                this.#log?.warn({ from: this.#head, to: head }, 'chain: the head went back; re-checking transactions');
+                for (const t of this.#tracked.values()) {
+                    if (t.mined && t.mined.blockNumber > head) t.mined = undefined;
+                    t.needsLookup = true;
+                    t.lastBroadcast = 0;
+                }
+                this.#scanned = Math.min(this.#scanned, head);
+            }
+            this.#head = head;
+            if (this.#scanned < 0) this.#scanned = head - 1;
+            await this.#scan(head);
+            await this.#lookups();
+            await this.#finalise(head);
+            await this.#resend();
+        } catch (err) {
+            this.#log?.warn({ err: errorMessage(err) }, 'chain: polling failed; retrying');
+        } finally {
+            this.#polling = false;
+        }
+    }
+
+    /** New blocks' receipts, matched against the transactions being watched. */
+    async #scan(head: number): Promise<void> {
+        const from = this.#scanned + 1;
+        if (from > head) return;
+        // Far behind (e.g. after a long pause): look pending transactions up one by one instead.
+        if (head - from > 200) {
+            for (const t of this.#tracked.values()) if (!t.mined) t.needsLookup = true;
+            this.#scanned = head;
+            return;
+        }
+        const numbers = Array.from({ length: head - from + 1 }, (_, i) => from + i);
+        const blocks = await Promise.all(numbers.map((n) => this.#receiptsOf(n)));
+        for (const receipts of blocks) for (const r of receipts) this.#matched(r);
+        this.#scanned = head;
+    }
+
+    async #receiptsOf(n: number): Promise<Receipt[]> {
+        const tag = '0x' + n.toString(16);
+        if (this.#getBlockReceipts) {
+            try {
+                return (await this.#provider.rpc<Receipt[] | null>('eth_getBlockReceipts', [tag])) ?? [];
+            } catch (err) {
+                if (!/not (found|supported|available)|does not exist|unknown method/i.test(errorMessage(err))) throw err;
+                this.#getBlockReceipts = false;
+            }
+        }
+        const block = await this.#provider.rpc<{ transactions: string[] } | null>('eth_getBlockByNumber', [tag, false]);
+        const ours = (block?.transactions ?? []).filter((h) => this.#byHash.has(h));
+        const receipts = await Promise.all(ours.map((h) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [h])));
+        return receipts.filter((r): r is Receipt => r !== null);
+    }
+
+    #matched(r: Receipt): void {
+        const id = this.#byHash.get(r.transactionHash);
+        if (!id) return;
+        const t = this.#tracked.get(id);
+        if (!t) return;
+        t.mined = {
+            blockNumber: Number(BigInt(r.blockNumber)),
+            blockHash: r.blockHash,
+            hash: r.transactionHash,
+            status: Number(BigInt(r.status)),
+            gasUsed: BigInt(r.gasUsed).toString(),
+            contractAddress: r.contractAddress ? getAddress(r.contractAddress) : undefined,
+        };
+        t.needsLookup = false;
+    }
+
+    /** Receipts by hash for transactions whose blocks were not scanned (adopted, or after the node went back). */
+    async #lookups(): Promise<void> {
+        const todo = [...this.#tracked.values()].filter((t) => t.needsLookup && !t.mined);
+        await Promise.all(
+            todo.map(async (t) => {
+                const receipts = await Promise.all(t.doc.attempts.map((a) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [a.hash])));
+                const r = receipts.find((x) => x !== null);
+                if (r) this.#matched(r);
+                else t.needsLookup = false;
+            }),
+        );
+    }
+
+    /** Transactions deep enough, whose block is still on the chain, become final. */
+    async #finalise(head: number): Promise<void> {
+        const ready = [...this.#tracked.values()].filter((t) => t.mined && !t.finalising && head - t.mined.blockNumber + 1 >= this.#opts.confirmations);
+        if (ready.length === 0) return;
+        const heights = [...new Set(ready.map((t) => t.mined!.blockNumber))];
+        const hashes = new Map<number, string | undefined>();
+        await Promise.all(
+            heights.map(async (n) => {
+                const b = await this.#provider.rpc<{ hash: string } | null>('eth_getBlockByNumber', ['0x' + n.toString(16), false]);
+                hashes.set(n, b?.hash);
+            }),
+        );
+        await Promise.all(
+            ready.map(async (t) => {
+                const mined = t.mined!;
+                if (hashes.get(mined.blockNumber) !== mined.blockHash) {
+                    this.#log?.warn({ operationId: t.doc.id, block: mined.blockNumber }, 'chain: the block of a mined transaction left the chain; back to pending');
+                    t.mined = undefined;
+                    t.needsLookup = true;
+                    t.lastBroadcast = 0;
+                    return;
+                }
+                t.finalising = true;
+                try {
+                    await this.#settle(t, mined);
+                } catch (err) {
+                    t.finalising = false;
+                    this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
+                }
+            }),
+        );
+    }
+
+    async #settle(t: Tracked, mined: NonNullable<Tracked['mined']>): Promise<void> {
+        let revert: ContractRevert | undefined;
+        if (mined.status !== 1) revert = await this.#replayRevert(t.doc, mined.blockNumber, t.abi);
+        const doc: TxDoc = {
+            ...t.doc,
+            state: mined.status === 1 ? 'confirmed' : 'reverted',
+            hash: mined.hash,
+            blockNumber: mined.blockNumber,
+            blockHash: mined.blockHash,
+            gasUsed: mined.gasUsed,
+            contractAddress: mined.contractAddress,
+            revert: revert ? { name: revert.errorName, args: revert.args } : undefined,
+            updatedAt: new Date().toISOString(),
+        };
+        try {
+            const written = await this.#txs.replace(doc, t.etag);
+            t.doc = written.item;
+            t.etag = written.etag;
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+            // Another instance recorded it first: theirs stands if it is final.
+            const current = await this.#txs.read(t.doc.id, t.doc.id);
+            if (!current) throw err;
+            if (current.item.state === 'pending') {
+                t.doc = current.item;
+                t.etag = current.etag;
+                for (const a of current.item.attempts) this.#byHash.set(a.hash, current.item.id);
+                throw err;
+            }
+            t.doc = current.item;
+        }
+        this.#untrack(t);
+        const outcome = this.#outcomeOf(t.doc, revert);
+        for (const w of t.waiters) w.resolve(outcome);
+    }
+
+    /**
+     * A receipt has no revert data: the call is replayed to get it, on the state before its
+     * block, else after it, else now (nodes that keep little history answer only recent states).
+     */
+    async #replayRevert(doc: TxDoc, blockNumber: number, abi?: InterfaceAbi): Promise<ContractRevert> {
+        const abis = abi ? [abi, ...this.#opts.abis] : this.#opts.abis;
+        const call = { from: doc.sender, ...(doc.to ? { to: doc.to } : {}), data: doc.data, value: '0x' + BigInt(doc.value).toString(16), gas: '0x' + BigInt(doc.gasLimit).toString(16) };
+        for (const tag of ['0x' + Math.max(0, blockNumber - 1).toString(16), '0x' + blockNumber.toString(16), 'latest']) {
+            try {
+                await this.#provider.rpc('eth_call', [call, tag]);
+            } catch (err) {
+                const decoded = decodeRevert(revertDataOf(err), abis);
+                if (decoded) return decoded;
+            }
+        }
+        return new ContractRevert('UnknownError', { reason: 'the transaction reverted; replaying it did not reproduce the error (out of gas, or state changed since)' }, '0x');
+    }
+
+    #outcomeOf(doc: TxDoc, revert?: ContractRevert): TxOutcome {
+        const r = revert ?? (doc.revert ? new ContractRevert(doc.revert.name, doc.revert.args as ContractRevert['args'], '0x') : undefined);
+        return { ...summary(doc), state: doc.state as 'confirmed' | 'reverted', hash: doc.hash!, blockNumber: doc.blockNumber!, blockHash: doc.blockHash!, gasUsed: doc.gasUsed!, contractAddress: doc.contractAddress, revert: r };
+    }
+
+    /** Unmined transactions: re-sent now and then, replaced with higher fees when stuck. */
+    async #resend(): Promise<void> {
+        const now = Date.now();
+        const due = [...this.#tracked.values()].filter((t) => !t.mined).sort((a, b) => a.doc.nonce - b.doc.nonce);
+        for (const t of due) {
+            if (t.signer && now - t.lastAttemptAt > this.#opts.replaceAfterMs) {
+                await this.#replace(t).catch((err: unknown) => this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: replacing a stuck transaction failed'));
+            } else if (now - t.lastBroadcast > this.#opts.rebroadcastAfterMs) {
+                await this.#broadcast(t);
+            }
+        }
+    }
+
+    async #replace(t: Tracked): Promise<void> {
+        const last = t.doc.attempts.at(-1)!;
+        const fees = await this.#feeData();
+        const cap = this.#opts.maxFeePerGasCap;
+        const bump = (v: bigint) => (v * 1125n) / 1000n + 1n;
+        let tip = bump(BigInt(last.maxPriorityFeePerGas));
+        if (fees.maxPriorityFeePerGas > tip) tip = fees.maxPriorityFeePerGas;
+        let maxFee = bump(BigInt(last.maxFeePerGas));
+        if (fees.maxFeePerGas > maxFee) maxFee = fees.maxFeePerGas;
+        if (maxFee > cap) maxFee = cap;
+        if (tip > maxFee) tip = maxFee;
+        t.lastAttemptAt = Date.now();
+        if (maxFee <= BigInt(last.maxFeePerGas) || tip < bump(BigInt(last.maxPriorityFeePerGas)) - 1n) {
+            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, cap: cap.toString() }, 'chain: a stuck transaction is at the fee cap; it is re-sent as it is');
+            await this.#broadcast(t);
+            return;
+        }
+        const tx: TransactionRequest = {
+            type: 2,
+            chainId: t.doc.chainId,
+            nonce: t.doc.nonce,
+            to: t.doc.to,
+            data: t.doc.data,
+            value: BigInt(t.doc.value),
+            gasLimit: BigInt(t.doc.gasLimit),
+            maxFeePerGas: maxFee,
+            maxPriorityFeePerGas: tip,
+        };
+        const raw = await t.signer!.signTransaction(tx);
+        const attempt: TxAttempt = { hash: keccak256(raw), raw, maxFeePerGas: maxFee.toString(), maxPriorityFeePerGas: tip.toString(), sentAt: new Date().toISOString() };
+        // Stored before it is sent: whichever attempt is mined, the operation knows it.
+        const doc: TxDoc = { ...t.doc, attempts: [...t.doc.attempts, attempt], updatedAt: attempt.sentAt };
+        const written = await this.#txs.replace(doc, t.etag);
+        t.doc = written.item;
+        t.etag = written.etag;
+        this.#byHash.set(attempt.hash, t.doc.id);
+        this.#log?.info({ operationId: t.doc.id, nonce: t.doc.nonce, maxFeePerGas: attempt.maxFeePerGas, attempt: t.doc.attempts.length }, 'chain: stuck transaction replaced with higher fees');
+        await this.#broadcast(t);
+    }
+
+    async #releaseIdle(): Promise<void> {
+        const now = Date.now();
+        for (const s of this.#senders.values()) {
+            if (!s.owner || s.acquiring) continue;
+            const busy = [...this.#tracked.values()].some((t) => t.doc.sender.toLowerCase() === s.key);
+            if (!busy && now - s.lastUse > this.#opts.idleReleaseMs) {
+                await this.#release(s).catch((err: unknown) => this.#log?.warn({ sender: s.address, err: errorMessage(err) }, 'chain: releasing a nonce lease failed'));
+            } else if (s.leaseUntil - now < (this.#opts.leaseMs * 2) / 3 && !s.renewing) {
+                await this.#renew(s);
+            }
+        }
+    }
+}
+
+class LeaseBusy extends Error {}
+
+function fingerprint(call: ChainCall): string {
+    return [call.from.address.toLowerCase(), call.to?.toLowerCase() ?? 'create', call.data.toLowerCase(), (call.value ?? 0n).toString()].join('|');
+}
+
+function summary(doc: TxDoc): TxSummary {
+    return { operationId: doc.id, sender: doc.sender, nonce: doc.nonce, hash: doc.hash ?? doc.attempts.at(-1)!.hash, state: doc.state };
+}
+
+function errorMessage(err: unknown): string {
+    const e = err as { error?: { message?: string }; info?: { error?: { message?: string } }; shortMessage?: string; message?: string };
+    return e?.error?.message ?? e?.info?.error?.message ?? e?.shortMessage ?? e?.message ?? String(err);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
