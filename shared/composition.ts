@@ -20,6 +20,7 @@ import { busCheck, cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultC
 import { checkHealth, HealthCheck, HealthReport } from './health/health';
 import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
+import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import { AcsMailSender } from './mail/acsMailSender';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -43,6 +44,8 @@ export interface Services {
     audit: AuditTrail;
     usage: UsageMeter;
     limiter: RateLimiter;
+    /** The ledger: provider, transaction pipeline, contract versions, accounts, operator. */
+    chain(): ChainGateway;
     /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
     memberSubscriptions(): MemberSubscriptions;
     /** Creates the database and containers when missing; idempotent. */
@@ -54,6 +57,13 @@ export interface Services {
 export const EVENTS_TOPIC = 'flexchange-events';
 
 let services: Services | undefined;
+
+/** Pipeline events worth an operator's eye, as JSON lines (the host collects stdout). */
+const chainLog = {
+    info: (obj: object, msg: string) => console.info(JSON.stringify({ level: 'info', msg, ...obj })),
+    warn: (obj: object, msg: string) => console.warn(JSON.stringify({ level: 'warn', msg, ...obj })),
+    error: (obj: object, msg: string) => console.error(JSON.stringify({ level: 'error', msg, ...obj })),
+};
 
 export function credentialFor(settings: Settings): TokenCredential {
     return new CachedCredential(
@@ -110,6 +120,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     const database = cosmos.database(settings.COSMOS_DATABASE);
     let ensured: Promise<void> | undefined;
     let memberSubscriptions: MemberSubscriptions | undefined;
+    let chain: ChainGateway | undefined;
     return {
         settings,
         cosmos,
@@ -122,6 +133,10 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
         tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
+        chain: () => {
+            chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog });
+            return chain;
+        },
         memberSubscriptions: () => {
             memberSubscriptions ??= new ServiceBusMemberSubscriptions(
                 serviceBusAdministrationClient({

@@ -34,6 +34,15 @@ const settingsSchema = z.object({
 
     FLEXCHANGE_LEDGER_RPC_URLS: list(z.string().url()),
     FLEXCHANGE_CHAIN_ID: z.coerce.number().int().positive(),
+    /** Blocks deep before a transaction or a contract event counts (1 = in a block). */
+    FLEXCHANGE_CHAIN_CONFIRMATIONS: z.coerce.number().int().min(1).max(64).default(1),
+    /** Upper bound of maxFeePerGas, in gwei. */
+    FLEXCHANGE_CHAIN_MAX_FEE_GWEI: z.coerce.number().positive().max(100_000).default(500),
+    /** A transaction not mined after this long is re-signed with higher fees. */
+    FLEXCHANGE_CHAIN_REPLACE_AFTER_SECONDS: z.coerce.number().int().min(5).max(3600).default(60),
+    FLEXCHANGE_CHAIN_RPC_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+    /** The vault secret holding the operator's keystore (its password in `<name>-password`). */
+    FLEXCHANGE_OPERATOR_KEY: z.string().regex(/^[0-9a-zA-Z-]{1,100}$/).default('ledger-operator'),
 
     FLEXCHANGE_SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
     FLEXCHANGE_ACS_CONNECTION_STRING: z.string().min(1).optional(),

@@ -1,5 +1,5 @@
 import { CosmosClient } from '@azure/cosmos';
-import { computeAddress, keccak256, recoverAddress, Signature, toUtf8Bytes } from 'ethers';
+import { computeAddress, getAddress, keccak256, recoverAddress, Signature, toUtf8Bytes, Wallet } from 'ethers';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AzureBlobStore } from '../../shared/blobs/azureBlobStore';
@@ -61,9 +61,10 @@ describe('local services keep everything across a clean restart', () => {
         const probe = '0x00000000000000000000000000000000000f1e00';
         await jsonRpc(a.info.ledger.url, 'anvil_setBalance', [probe, '0x1234']);
         const heightBefore = Number(BigInt(await jsonRpc<string>(a.info.ledger.url, 'eth_blockNumber')));
-        const operatorKey = (await a.secrets.get('ledger-operator-key'))!.value;
-        expect(operatorKey).toMatch(/^0x[0-9a-f]{64}$/);
-        const operator = computeAddress(operatorKey);
+        // The operator's key is an encrypted keystore in the vault, its password a separate secret.
+        const operatorKey = (await a.secrets.get('ledger-operator'))!.value;
+        const operator = getAddress(`0x${(JSON.parse(operatorKey) as { address: string }).address}`);
+        expect((await Wallet.fromEncryptedJson(operatorKey, (await a.secrets.get('ledger-operator-password'))!.value)).address).toBe(operator);
         expect(BigInt(await jsonRpc<string>(a.info.ledger.url, 'eth_getBalance', [operator, 'latest']))).toBe(10n ** 24n);
         expect(await first.stop()).toBe(0);
 
@@ -83,7 +84,7 @@ describe('local services keep everything across a clean restart', () => {
             expect(await jsonRpc<string>(b.info.ledger.url, 'eth_getBalance', [probe, 'latest'])).toBe('0x1234');
             expect(Number(BigInt(await jsonRpc<string>(b.info.ledger.url, 'eth_blockNumber')))).toBeGreaterThanOrEqual(heightBefore);
             // Same operator, still funded, key still only in the vault.
-            expect((await b.secrets.get('ledger-operator-key'))!.value).toBe(operatorKey);
+            expect((await b.secrets.get('ledger-operator'))!.value).toBe(operatorKey);
             expect(BigInt(await jsonRpc<string>(b.info.ledger.url, 'eth_getBalance', [operator, 'latest']))).toBe(10n ** 24n);
         } finally {
             await second.stop();

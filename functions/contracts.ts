@@ -1,0 +1,77 @@
+import { z } from 'zod';
+import { getServices } from '../shared/composition';
+import { versionView } from '../shared/chain/versions';
+import { Invalid } from '../shared/errors';
+import { httpRoute, OPERATOR_ROLE } from './http/route';
+
+/** Every signed-in role reads the contract versions (members need the address and ABI to verify on-chain). */
+const READERS = [OPERATOR_ROLE, 'Flexchange.Approver', 'Org.Admin', 'Org.Trader', 'Deployment.Member', 'Deployment.Core'];
+
+const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address');
+const newVersion = z
+    .object({
+        artifact: z.literal('EnergyExchange').optional(),
+        address: address.optional(),
+        abi: z.array(z.record(z.string(), z.unknown())).min(1).max(500).optional(),
+    })
+    .strict()
+    .refine((b) => (b.artifact !== undefined && b.address === undefined && b.abi === undefined) || (b.artifact === undefined && b.address !== undefined && b.abi !== undefined), {
+        message: 'Give either { "artifact": "EnergyExchange" } to deploy the compiled contract, or { "address", "abi" } to register one deployed elsewhere',
+    });
+
+/** GET /api/contracts: every recorded version, oldest first. */
+httpRoute('contractsList', {
+    route: 'contracts',
+    methods: ['GET'],
+    access: { roles: READERS },
+    summary: 'List the contract versions',
+    handler: async () => {
+        const versions = await getServices().chain().versions.list();
+        return { jsonBody: { items: versions.map(versionView) } };
+    },
+});
+
+/** GET /api/contracts/{version}: one version with its ABI. */
+httpRoute('contractsGet', {
+    route: 'contracts/{version}',
+    methods: ['GET'],
+    access: { roles: READERS },
+    summary: 'One contract version, with its ABI',
+    handler: async ({ params }) => {
+        const n = Number(params.version);
+        if (!Number.isInteger(n) || n < 1) throw new Invalid('The version must be a positive integer', [{ path: 'params.version', message: 'positive integer' }]);
+        const v = await getServices().chain().versions.byVersion(n);
+        return { jsonBody: { ...versionView(v), abi: v.abi } };
+    },
+});
+
+/**
+ * POST /api/contracts (operator): `{ "artifact": "EnergyExchange" }` deploys the compiled
+ * artifact from the operator account; `{ address, abi }` registers a contract deployed
+ * elsewhere after checking its code. Either way it becomes the latest version.
+ */
+httpRoute('contractsCreate', {
+    route: 'contracts',
+    methods: ['POST'],
+    access: { roles: [OPERATOR_ROLE] },
+    body: newVersion,
+    summary: 'Deploy or register a contract version',
+    handler: async ({ body, caller }) => {
+        const services = getServices();
+        const chain = services.chain();
+        const audit = services.audit;
+        const by = caller!.principal.oid;
+        const { version, created } = body.artifact
+            ? { version: await chain.versions.deploy(chain.artifact, chain.pipeline, await chain.operator(), by), created: true }
+            : await chain.versions.register({ address: body.address!, abi: body.abi as never }, chain.artifact, by);
+        if (!created) return { jsonBody: versionView(version) };
+        await audit.record({
+            orgId: caller!.orgId ?? 'operator',
+            actor: { oid: by, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            action: body.artifact ? 'contract.deployed' : 'contract.registered',
+            target: `v${version.version}`,
+            details: { address: version.address, txHash: version.txHash },
+        });
+        return { status: 201, headers: { location: `/api/contracts/${version.version}` }, jsonBody: versionView(version) };
+    },
+});

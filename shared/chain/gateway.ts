@@ -1,0 +1,67 @@
+import { CosmosRepository } from '../documents/cosmosRepository';
+import type { Database } from '@azure/cosmos';
+import { NotFound } from '../errors';
+import type { Settings } from '../config';
+import type { KeyStore, SecretStore } from '../vault/vault';
+import { ENERGY_EXCHANGE } from './artifact';
+import { readKeystoreAddress } from './operator';
+import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type PipelineLog, type TxDoc } from './pipeline';
+import { FailoverProvider } from './provider';
+import { AccountKeys, KeystoreSigner } from './signers';
+import { ContractVersions, type ContractArtifact, type ContractVersion } from './versions';
+
+/** Everything that talks to the ledger, built once per process from settings. */
+export interface ChainGateway {
+    provider: FailoverProvider;
+    pipeline: TransactionPipeline;
+    versions: ContractVersions;
+    accounts: AccountKeys;
+    artifact: ContractArtifact;
+    /** The core's operator account (contract owner, treasury), in keystore custody in the core's vault. */
+    operator(): Promise<ChainSender>;
+    close(): Promise<void>;
+}
+
+export function buildChainGateway(settings: Settings, deps: { database: Database; secrets: SecretStore; keys: KeyStore; log?: PipelineLog }): ChainGateway {
+    const provider = new FailoverProvider({ urls: settings.FLEXCHANGE_LEDGER_RPC_URLS, chainId: settings.FLEXCHANGE_CHAIN_ID, timeoutMs: settings.FLEXCHANGE_CHAIN_RPC_TIMEOUT_MS });
+    const pipeline = new TransactionPipeline(
+        provider,
+        {
+            transactions: new CosmosRepository<TxDoc>(deps.database.container('transactions'), (d) => d.id),
+            leases: new CosmosRepository<NonceLeaseDoc>(deps.database.container('nonces'), (d) => d.id),
+        },
+        {
+            chainId: settings.FLEXCHANGE_CHAIN_ID,
+            confirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS,
+            maxFeePerGasCap: BigInt(Math.round(settings.FLEXCHANGE_CHAIN_MAX_FEE_GWEI * 1e9)),
+            replaceAfterMs: settings.FLEXCHANGE_CHAIN_REPLACE_AFTER_SECONDS * 1000,
+            abis: [ENERGY_EXCHANGE.abi],
+            log: deps.log,
+        },
+    );
+    const accounts = new AccountKeys(deps.secrets, deps.keys, { provider });
+    let operator: Promise<ChainSender> | undefined;
+    return {
+        provider,
+        pipeline,
+        versions: new ContractVersions(new CosmosRepository<ContractVersion>(deps.database.container('contracts'), (v) => v.id), provider),
+        accounts,
+        artifact: ENERGY_EXCHANGE,
+        operator: () => {
+            operator ??= (async () => {
+                const name = settings.FLEXCHANGE_OPERATOR_KEY;
+                const address = await readKeystoreAddress(deps.secrets, name);
+                if (!address) throw new NotFound(`The operator keystore "${name}" is not in the vault`);
+                return { address, signer: new KeystoreSigner({ custody: 'keystore', name, address }, deps.secrets, provider) };
+            })().catch((err: unknown) => {
+                operator = undefined;
+                throw err;
+            });
+            return operator;
+        },
+        close: async () => {
+            await pipeline.close();
+            provider.destroy();
+        },
+    };
+}
