@@ -4,6 +4,7 @@ import { NotFound } from '../errors';
 import type { Settings } from '../config';
 import type { KeyStore, SecretStore } from '../vault/vault';
 import { ENERGY_EXCHANGE } from './artifact';
+import { ChainEventPump, type ChainEventHandler, type PumpCheckpoint } from './eventPump';
 import { readKeystoreAddress } from './operator';
 import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type PipelineLog, type TxDoc } from './pipeline';
 import { FailoverProvider } from './provider';
@@ -17,6 +18,8 @@ export interface ChainGateway {
     versions: ContractVersions;
     accounts: AccountKeys;
     artifact: ContractArtifact;
+    /** The chain event pump over every recorded contract version, handing events to `handler`. */
+    eventPump(handler: ChainEventHandler): ChainEventPump;
     /** The core's operator account (contract owner, treasury), in keystore custody in the core's vault. */
     operator(): Promise<ChainSender>;
     close(): Promise<void>;
@@ -40,11 +43,23 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
         },
     );
     const accounts = new AccountKeys(deps.secrets, deps.keys, { provider });
+    const versions = new ContractVersions(new CosmosRepository<ContractVersion>(deps.database.container('contracts'), (v) => v.id), provider);
     let operator: Promise<ChainSender> | undefined;
     return {
         provider,
         pipeline,
-        versions: new ContractVersions(new CosmosRepository<ContractVersion>(deps.database.container('contracts'), (v) => v.id), provider),
+        versions,
+        eventPump: (handler) =>
+            new ChainEventPump(
+                provider,
+                new CosmosRepository<PumpCheckpoint>(deps.database.container('checkpoints'), (c) => c.id),
+                async () =>
+                    (await versions.list())
+                        .filter((v) => v.state === 'ready' && v.address)
+                        .map((v) => ({ version: v.version, address: v.address!, abi: v.abi, blockNumber: v.blockNumber })),
+                handler,
+                { confirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS },
+            ),
         accounts,
         artifact: ENERGY_EXCHANGE,
         operator: () => {

@@ -70,6 +70,6 @@ describe('the Flexchange app under the devhost', () => {
     it('is listed on the console as the core app', async () => {
         const services = await (await fetch(`${host.consoleUrl}/dev/services`)).json();
         expect(services.apps).toEqual([{ name: 'core', role: 'core', url: `http://localhost:${host.apps.core.port}/api` }]);
-        expect(Object.keys(services.services).sort()).toEqual(['blob', 'bus', 'cosmos', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
+        expect(Object.keys(services.services).sort()).toEqual(['blob', 'bus', 'busAdmin', 'cosmos', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
     });
 });
