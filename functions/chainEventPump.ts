@@ -14,12 +14,12 @@ app.timer('chainEventPump', {
     handler: async (_timer, context) => {
         const handler: ChainEventHandler = {
             handle: async (events: ChainEvent[]) => {
-                for (const e of events) context.log('chain event', { id: e.id, name: e.name, version: e.version, block: e.blockNumber, args: e.args });
+                for (const e of events) context.log(`chain event ${JSON.stringify({ id: e.id, name: e.name, version: e.version, block: e.blockNumber, args: e.args })}`);
             },
         };
         const runs = await getServices().chain().eventPump(handler).catchUp();
         const handled = runs.reduce((n, r) => n + r.events, 0);
         const rewound = runs.find((r) => r.rewoundTo !== undefined);
-        if (handled || rewound) context.log('chain events pumped', { events: handled, to: runs.at(-1)?.to, rewoundTo: rewound?.rewoundTo });
+        if (handled || rewound) context.log(`chain events pumped ${JSON.stringify({ events: handled, to: runs.at(-1)?.to, rewoundTo: rewound?.rewoundTo })}`);
     },
 });
