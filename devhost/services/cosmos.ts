@@ -42,7 +42,8 @@ export class LocalCosmos {
     }
 
     async start(port: number): Promise<void> {
-        const server = createHttpServer();
+        // Keep-alive: the server otherwise answers `connection: close`, a new TCP connection per request.
+        const server = createHttpServer({ keepAlive: true });
         server.on('request', (req) => {
             if (req.method !== 'GET' && !(req.method === 'POST' && String(req.headers['x-ms-documentdb-isquery']) === 'true')) this.#dirty = true;
         });

@@ -58,6 +58,8 @@ export class LocalLedger {
             '--chain-id', String(CHAIN_ID),
             '--accounts', '0',
             '--prune-history',
+            // A private network's blocks hold far more than mainnet's 30 M gas: a burst of transactions fits in one.
+            '--gas-limit', '300000000',
             ...miningArgs(this.#opts.mining ?? 'interval'),
             '--state', stateFile,
             '--state-interval', String(this.#opts.stateIntervalSeconds ?? 5),

@@ -140,6 +140,8 @@ export interface PipelineOptions {
     idleReleaseMs?: number;
     /** How long `submit` waits for another instance's lease (default 2 × leaseMs). */
     leaseWaitMs?: number;
+    /** A nonce left unused (a duplicate submission, a failed write) is filled after this long if no submission took it (default 2 s). */
+    holeFillAfterMs?: number;
     /** Extra gas over the estimate (default 20 %). */
     gasMarginPercent?: number;
     /** ABIs whose custom errors decode reverts. */
@@ -150,6 +152,8 @@ export interface PipelineOptions {
 
 interface SenderState {
     key: string;
+    /** Nonces assigned but not used (returned to the pool), lowest first. */
+    free: number[];
     address: string;
     owner: boolean;
     leaseUntil: number;
@@ -197,9 +201,18 @@ export class TransactionPipeline {
     readonly #tracked = new Map<string, Tracked>();
     readonly #byHash = new Map<string, string>();
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
+    /** Outcomes of the last operations made final here (their records may still be on the way to the store). */
+    readonly #settled = new Map<string, { doc: TxDoc; outcome: TxOutcome }>();
+    readonly #writeBehind: { doc: TxDoc; etag?: string; tries: number }[] = [];
+    readonly #drained: (() => void)[] = [];
+    #writing = 0;
+    readonly #outbox: { t: Tracked; done: () => void }[] = [];
+    /** Block hashes read in the current poll. */
+    readonly #seen = new Map<number, string>();
     #fees?: { at: number; value: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint; head: number }> };
     #timer?: NodeJS.Timeout;
     #polling = false;
+    #lastSubmitAt = 0;
     #head = -1;
     #scanned = -1;
     #closed = false;
@@ -224,6 +237,7 @@ export class TransactionPipeline {
             idleReleaseMs: opts.idleReleaseMs ?? 5_000,
             leaseWaitMs: opts.leaseWaitMs ?? 2 * leaseMs,
             gasMarginPercent: opts.gasMarginPercent ?? 20,
+            holeFillAfterMs: opts.holeFillAfterMs ?? 2000,
             abis: opts.abis ?? [],
         };
     }
@@ -255,23 +269,41 @@ export class TransactionPipeline {
 
         const known = this.#tracked.get(call.operationId);
         if (known) return this.#checkSame(known.doc, sender, call);
-        const stored = await this.#txs.read(call.operationId, call.operationId);
-        if (stored) {
-            this.#checkSame(stored.item, sender, call);
-            if (stored.item.state === 'pending') this.#track(stored.item, stored.etag, call.from.signer, call.abi, true);
-            return summary(stored.item);
-        }
+        const settled = this.#settled.get(call.operationId);
+        if (settled) return this.#checkSame(settled.doc, sender, call);
 
+        // While this instance leases the sender, a new operation is the common case: no read first; the
+        // create-only write below finds a retried one (its nonce goes back to the pool). Otherwise (a retry
+        // from another instance, a cold start) the store is asked first, alongside the estimate, so a
+        // duplicate neither waits for the lease nor takes a nonce. A revert at estimation is checked
+        // against the store too: for an operation already done it is expected (e.g. AlreadySigned).
         const abis = call.abi ? [call.abi, ...this.#opts.abis] : this.#opts.abis;
         const value = call.value ?? 0n;
-        const [gasLimit, fees] = await Promise.all([call.gasLimit ?? this.#estimate(sender, to, call.data, value, abis), this.#feeData()]);
+        const lease = this.#senders.get(sender.toLowerCase());
+        const leased = !!lease?.owner && lease.leaseUntil - Date.now() > this.#opts.leaseMs / 3;
+        const [storedR, gasR, feesR] = await Promise.allSettled([
+            leased ? Promise.resolve(undefined) : this.#existing(call, sender),
+            call.gasLimit ?? this.#estimate(sender, to, call.data, value, abis),
+            this.#feeData(),
+        ]);
+        if (storedR.status === 'rejected') throw storedR.reason;
+        if (storedR.value) return storedR.value;
+        if (gasR.status === 'rejected') {
+            const existing = leased ? await this.#existing(call, sender) : undefined;
+            if (existing) return existing;
+            throw gasR.reason;
+        }
+        if (feesR.status === 'rejected') throw feesR.reason;
+        const gasLimit = gasR.value;
+        const fees = feesR.value;
         const state = await this.#lease(sender, call.from.signer);
         // Receipts are matched block by block from here on (the fee data's head, a second old at most).
         if (this.#scanned < 0) this.#scanned = fees.head - 1;
 
-        // Synchronous from the lease check to the increment: one nonce, one operation.
-        const nonce = state.next++;
+        // Synchronous from the lease check to the assignment: one nonce, one operation.
+        const nonce = state.free.length ? state.free.shift()! : state.next++;
         state.lastUse = Date.now();
+        this.#lastSubmitAt = state.lastUse;
         const tx: TransactionRequest = {
             type: 2,
             chainId: this.#opts.chainId,
@@ -287,7 +319,7 @@ export class TransactionPipeline {
         try {
             raw = await call.from.signer.signTransaction(tx);
         } catch (err) {
-            this.#fillHole(state, nonce, 'signing failed');
+            this.#unused(state, nonce, 'signing failed');
             throw err;
         }
         const now = new Date().toISOString();
@@ -311,24 +343,23 @@ export class TransactionPipeline {
         try {
             created = await this.#txs.create(doc);
         } catch (err) {
-            this.#fillHole(state, nonce, err instanceof Conflict ? 'the operation was submitted concurrently' : 'storing failed');
+            this.#unused(state, nonce, err instanceof Conflict ? 'the operation was already submitted' : 'storing failed');
             if (err instanceof Conflict) {
-                const other = await this.#txs.read(call.operationId, call.operationId);
-                if (other) {
-                    if (other.item.state === 'pending') this.#track(other.item, other.etag, call.from.signer, call.abi, true);
-                    return summary(other.item);
-                }
+                const existing = await this.#existing(call, sender);
+                if (existing) return existing;
             }
             throw err;
         }
         const tracked = this.#track(created.item, created.etag, call.from.signer, call.abi, false);
-        await this.#broadcast(tracked);
+        await this.#sendInOrder(tracked);
         return summary(created.item);
     }
 
     /** Resolves when the operation's transaction is final: confirmed, or reverted (with the decoded error). */
     async wait(operationId: string, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
         let tracked = this.#tracked.get(operationId);
+        const settled = this.#settled.get(operationId);
+        if (!tracked && settled) return settled.outcome;
         if (!tracked) {
             const stored = await this.#txs.read(operationId, operationId);
             if (!stored) throw new AppError(`No transaction for operation ${operationId}`, 404, 'not_found');
@@ -374,12 +405,37 @@ export class TransactionPipeline {
         this.#closed = true;
         clearTimeout(this.#timer);
         this.#timer = undefined;
+        await Promise.race([this.flushed(), sleep(10_000)]);
         for (const s of this.#senders.values()) if (s.owner) await this.#release(s).catch(() => undefined);
         for (const t of this.#tracked.values()) for (const w of t.waiters) w.reject(new Unavailable('The transaction pipeline closed'));
         this.#tracked.clear();
     }
 
     // -- preparation -----------------------------------------------------------
+
+    /** The stored transaction of an operation submitted before (by any instance), watched again if still pending. */
+    async #existing(call: ChainCall, sender: string): Promise<TxSummary | undefined> {
+        const stored = await this.#txs.read(call.operationId, call.operationId);
+        if (!stored) return undefined;
+        this.#checkSame(stored.item, sender, call);
+        if (stored.item.state === 'pending') this.#track(stored.item, stored.etag, call.from.signer, call.abi, true);
+        return summary(stored.item);
+    }
+
+    /**
+     * A nonce assigned but not used: the next submission takes it. If none comes soon, a 0-value
+     * transfer to self fills it, so later transactions are not stuck behind the gap.
+     */
+    #unused(state: SenderState, nonce: number, why: string): void {
+        state.free.push(nonce);
+        state.free.sort((a, b) => a - b);
+        setTimeout(() => {
+            const i = state.free.indexOf(nonce);
+            if (i < 0) return;
+            state.free.splice(i, 1);
+            this.#fillHole(state, nonce, why);
+        }, this.#opts.holeFillAfterMs).unref();
+    }
 
     #checkSame(doc: TxDoc, sender: string, call: ChainCall): TxSummary {
         const to = call.to === undefined ? null : getAddress(call.to);
@@ -435,7 +491,7 @@ export class TransactionPipeline {
         const key = sender.toLowerCase();
         let state = this.#senders.get(key);
         if (!state) {
-            state = { key, address: sender, owner: false, leaseUntil: 0, next: 0, lastUse: Date.now(), signer };
+            state = { key, address: sender, owner: false, leaseUntil: 0, next: 0, free: [], lastUse: Date.now(), signer };
             this.#senders.set(key, state);
         }
         state.signer ??= signer;
@@ -488,7 +544,7 @@ export class TransactionPipeline {
         state.next = next;
         if (!wasOwner) {
             this.#log?.info({ sender: state.address, next, instance: this.instanceId }, 'chain: nonce lease taken');
-            await this.#adopt(state);
+            await this.#adopt(state, next);
         }
     }
 
@@ -515,6 +571,8 @@ export class TransactionPipeline {
     }
 
     async #release(state: SenderState): Promise<void> {
+        // Nonces nobody took are filled now: the next owner would not know about them.
+        for (const nonce of state.free.splice(0)) this.#fillHole(state, nonce, 'unused when the lease was released');
         const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: 0, next: state.next, updatedAt: new Date().toISOString() };
         state.owner = false;
         state.leaseUntil = 0;
@@ -539,17 +597,24 @@ export class TransactionPipeline {
         return max;
     }
 
-    /** Pending transactions of a sender this instance now leases: watched, re-sent, replaced when stuck. */
-    async #adopt(state: SenderState): Promise<void> {
+    /**
+     * Taking a sender over: its pending transactions are watched, re-sent and replaced when
+     * stuck; a nonce between the chain's count and the next one that no record holds (its
+     * operation never got stored) is filled, or everything after it would wait forever.
+     */
+    async #adopt(state: SenderState, takenAt: number): Promise<void> {
+        const mined = Number(BigInt(await this.#provider.rpc<string>('eth_getTransactionCount', [state.address, 'latest'])));
+        const held = new Set<number>();
         let continuationToken: string | undefined;
         let n = 0;
         do {
             const page = await this.#txs.query(
-                { query: "SELECT * FROM c WHERE c.sender = @sender AND c.state = 'pending'", parameters: [{ name: '@sender', value: state.address }] },
+                { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @mined', parameters: [{ name: '@sender', value: state.address }, { name: '@mined', value: mined }] },
                 { continuationToken, maxItemCount: 500 },
             );
             for (const d of page.items) {
-                if (this.#tracked.has(d.id)) continue;
+                held.add(d.nonce);
+                if (d.state !== 'pending' || this.#tracked.has(d.id)) continue;
                 const stored = await this.#txs.read(d.id, d.id);
                 if (stored?.item.state === 'pending') {
                     this.#track(stored.item, stored.etag, state.signer, undefined, true);
@@ -559,6 +624,8 @@ export class TransactionPipeline {
             continuationToken = page.continuationToken;
         } while (continuationToken);
         if (n) this.#log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
+        // Only below where this lease started: nonces from there on are this instance's, their records on the way.
+        for (let nonce = mined; nonce < takenAt; nonce++) if (!held.has(nonce)) this.#unused(state, nonce, 'no record holds this nonce');
     }
 
     /** A nonce that was assigned but will not carry its operation: a 0-value transfer to self takes it. */
@@ -619,6 +686,23 @@ export class TransactionPipeline {
         for (const a of t.doc.attempts) this.#byHash.delete(a.hash);
     }
 
+    /**
+     * New transactions are sent a few milliseconds later, together and in nonce order: signed
+     * concurrently, they are ready in any order, and a node takes a sender's transactions
+     * fastest when they arrive in order (no future-nonce queue to reshuffle).
+     */
+    #sendInOrder(t: Tracked): Promise<void> {
+        return new Promise((resolve) => {
+            this.#outbox.push({ t, done: resolve });
+            if (this.#outbox.length === 1) {
+                setTimeout(() => {
+                    const batch = this.#outbox.splice(0).sort((a, b) => a.t.doc.sender.localeCompare(b.t.doc.sender) || a.t.doc.nonce - b.t.doc.nonce);
+                    for (const { t: item, done } of batch) void this.#broadcast(item).then(done);
+                }, 3);
+            }
+        });
+    }
+
     async #broadcast(t: Tracked): Promise<void> {
         const attempt = t.doc.attempts.at(-1)!;
         t.lastBroadcast = Date.now();
@@ -637,12 +721,16 @@ export class TransactionPipeline {
 
     #schedule(): void {
         if (this.#timer || this.#closed) return;
+        // While transactions are pouring in, poll less often: each poll reads every new block's receipts,
+        // and a node busy answering those takes in fewer transactions. Once the flow stops, poll at once.
+        const busy = Date.now() - this.#lastSubmitAt < 200;
+        const interval = busy ? Math.max(this.#opts.pollIntervalMs, Math.min(2000, this.#tracked.size)) : this.#opts.pollIntervalMs;
         this.#timer = setTimeout(() => {
             this.#timer = undefined;
             void this.#poll().finally(() => {
                 if (this.#tracked.size > 0 || [...this.#senders.values()].some((s) => s.owner)) this.#schedule();
             });
-        }, this.#opts.pollIntervalMs);
+        }, interval);
     }
 
     async #poll(): Promise<void> {
@@ -667,6 +755,7 @@ export class TransactionPipeline {
                 this.#scanned = Math.min(this.#scanned, head);
             }
             this.#head = head;
+            this.#seen.clear();
             if (this.#scanned < 0) this.#scanned = head - 1;
             await this.#scan(head);
             await this.#lookups();
@@ -684,14 +773,19 @@ export class TransactionPipeline {
         const from = this.#scanned + 1;
         if (from > head) return;
         // Far behind (e.g. after a long pause): look pending transactions up one by one instead.
-        if (head - from > 200) {
+        if (head - from > 5000) {
             for (const t of this.#tracked.values()) if (!t.mined) t.needsLookup = true;
             this.#scanned = head;
             return;
         }
         const numbers = Array.from({ length: head - from + 1 }, (_, i) => from + i);
         const blocks = await Promise.all(numbers.map((n) => this.#receiptsOf(n)));
-        for (const receipts of blocks) for (const r of receipts) this.#matched(r);
+        for (const receipts of blocks) {
+            for (const r of receipts) {
+                this.#seen.set(Number(BigInt(r.blockNumber)), r.blockHash);
+                this.#matched(r);
+            }
+        }
         this.#scanned = head;
     }
 
@@ -746,8 +840,11 @@ export class TransactionPipeline {
         if (ready.length === 0) return;
         const heights = [...new Set(ready.map((t) => t.mined!.blockNumber))];
         const hashes = new Map<number, string | undefined>();
+        // One block deep and read in this very poll: its hash is the chain's now. Deeper: ask again.
+        const fresh = this.#opts.confirmations === 1 ? heights.filter((n) => this.#seen.has(n)) : [];
+        for (const n of fresh) hashes.set(n, this.#seen.get(n));
         await Promise.all(
-            heights.map(async (n) => {
+            heights.filter((n) => !hashes.has(n)).map(async (n) => {
                 const b = await this.#provider.rpc<{ hash: string } | null>('eth_getBlockByNumber', ['0x' + n.toString(16), false]);
                 hashes.set(n, b?.hash);
             }),
@@ -773,6 +870,11 @@ export class TransactionPipeline {
         );
     }
 
+    /**
+     * Final: the waiters get the outcome now; the record is written behind (a few writes at
+     * a time, retried). Until it is, the stored state says pending, which any instance
+     * resolves again from the receipt: nothing is lost if this process stops first.
+     */
     async #settle(t: Tracked, mined: NonNullable<Tracked['mined']>): Promise<void> {
         let revert: ContractRevert | undefined;
         if (mined.status !== 1) revert = await this.#replayRevert(t.doc, mined.blockNumber, t.abi);
@@ -787,26 +889,55 @@ export class TransactionPipeline {
             revert: revert ? { name: revert.errorName, args: revert.args } : undefined,
             updatedAt: new Date().toISOString(),
         };
-        try {
-            const written = await this.#txs.replace(doc, t.etag);
-            t.doc = written.item;
-            t.etag = written.etag;
-        } catch (err) {
-            if (!(err instanceof Conflict)) throw err;
-            // Another instance recorded it first: theirs stands if it is final.
-            const current = await this.#txs.read(t.doc.id, t.doc.id);
-            if (!current) throw err;
-            if (current.item.state === 'pending') {
-                t.doc = current.item;
-                t.etag = current.etag;
-                for (const a of current.item.attempts) this.#byHash.set(a.hash, current.item.id);
-                throw err;
-            }
-            t.doc = current.item;
-        }
         this.#untrack(t);
-        const outcome = this.#outcomeOf(t.doc, revert);
+        const outcome = this.#outcomeOf(doc, revert);
+        this.#settled.set(doc.id, { doc, outcome });
+        if (this.#settled.size > 10_000) this.#settled.delete(this.#settled.keys().next().value!);
+        this.#writeBehind.push({ doc, etag: t.etag, tries: 0 });
+        void this.#drainWrites();
         for (const w of t.waiters) w.resolve(outcome);
+    }
+
+    /** Writes final records, a few at a time; a conflict means another instance wrote first, or an attempt was added. */
+    async #drainWrites(): Promise<void> {
+        while (this.#writeBehind.length && this.#writing < 4) {
+            const job = this.#writeBehind.shift()!;
+            this.#writing++;
+            const done = (async () => {
+                try {
+                    await this.#txs.replace(job.doc, job.etag);
+                } catch (err) {
+                    if (err instanceof Conflict) {
+                        const current = await this.#txs.read(job.doc.id, job.doc.id);
+                        if (current && current.item.state === 'pending') {
+                            const attempts = current.item.attempts.length > job.doc.attempts.length ? current.item.attempts : job.doc.attempts;
+                            this.#writeBehind.push({ doc: { ...job.doc, attempts }, etag: current.etag, tries: job.tries + 1 });
+                        }
+                        return;
+                    }
+                    if (job.tries < 20) {
+                        this.#log?.warn({ operationId: job.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
+                        setTimeout(() => {
+                            this.#writeBehind.push({ ...job, tries: job.tries + 1 });
+                            void this.#drainWrites();
+                        }, Math.min(30_000, 200 * 2 ** job.tries)).unref();
+                    } else {
+                        this.#log?.error({ operationId: job.doc.id }, 'chain: gave up recording a final transaction; it stays pending in the store and is resolved from its receipt when asked');
+                    }
+                }
+            })().finally(() => {
+                this.#writing--;
+                if (this.#writeBehind.length) void this.#drainWrites();
+                else if (this.#writing === 0) for (const r of this.#drained.splice(0)) r();
+            });
+            void done;
+        }
+    }
+
+    /** Resolves when every final record so far is written (or given up on). */
+    flushed(): Promise<void> {
+        if (this.#writing === 0 && this.#writeBehind.length === 0) return Promise.resolve();
+        return new Promise((resolve) => this.#drained.push(resolve));
     }
 
     /**
@@ -915,3 +1046,4 @@ function errorMessage(err: unknown): string {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+

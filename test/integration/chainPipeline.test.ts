@@ -96,6 +96,8 @@ describe('transaction pipeline', () => {
             expect(new Set(outcomes.map((o) => o.hash)).size).toBe(500);
             expect(await nonceOf(chain, sender.address)).toBe(500);
             expect(BigInt(await chain.rpc<string>('eth_getBalance', [recipient, 'latest']))).toBe(500n);
+            // Final records are written behind the outcomes.
+            await p.flushed();
             const docs = await allDocsOf(sender.address);
             expect(docs).toHaveLength(500);
             expect(docs.every((d) => d.state === 'confirmed' && d.blockNumber! > 0)).toBe(true);

@@ -1,0 +1,196 @@
+/**
+ * The transaction pipeline's sustained rate against the raw limit of the same node, in one run.
+ *
+ * Each round, each measurement on a fresh chain:
+ * - raw: N `createProposal` transactions signed beforehand, broadcast in nonce order
+ *   (JSON-RPC batches of 100), timed until the last one is mined;
+ * - pipeline: N `createProposal` calls submitted at once through the pipeline (estimate,
+ *   fees, leased nonce, sign, store, broadcast, watch, confirm), timed from the first
+ *   submission to the last confirmation: with the devhost's Cosmos stand-in as the store
+ *   (the real path); with a store in memory; and with a store in memory and the gas limit
+ *   given, so no estimation (what is left is the pipeline's own work on this machine).
+ * A fresh anvil for every measurement: anvil's rate falls as its history grows (over 1,000
+ * tx/s for the first 2,000 transactions, a few hundred after), so each starts alike. The
+ * medians of the rounds are compared.
+ *
+ *   npm run bench:chain [-- --calls 1000 --rounds 3]
+ *
+ * The chain and the document store are the devhost's own: the storage sidecar (anvil with a
+ * block per transaction and one every second, the Cosmos stand-in) in a process of its own,
+ * as under `npm start`.
+ */
+import { CosmosClient } from '@azure/cosmos';
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { getAddress, hexlify, Interface, keccak256, Wallet, id as keccakId, type TransactionRequest } from 'ethers';
+import pino from 'pino';
+import { LocalLedger } from '../devhost/services/ledger';
+import { LocalStorage } from '../devhost/services/storage';
+import { ENERGY_EXCHANGE } from '../shared/chain/artifact';
+import { TransactionPipeline, type NonceLeaseDoc, type TxDoc } from '../shared/chain/pipeline';
+import { FailoverProvider } from '../shared/chain/provider';
+import { ensureDatabase } from '../shared/documents/containers';
+import { CosmosRepository } from '../shared/documents/cosmosRepository';
+import { jsonRpc } from '../shared/ledger/jsonRpc';
+import { tempDir } from '../test/harness/devhost';
+import { MemoryRepository } from './memoryRepository';
+
+const arg = (name: string, fallback: string) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const CALLS = Number(arg('calls', '1000'));
+const ROUNDS = Number(arg('rounds', '3'));
+const GWEI = 10n ** 9n;
+const exchange = new Interface(ENERGY_EXCHANGE.abi);
+const randomAddress = () => getAddress(hexlify(randomBytes(20)));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** A kept-alive connection the node has just closed fails once (ECONNRESET): send again (raw transactions are idempotent). */
+async function postWithRetry(url: string, body: string): Promise<unknown> {
+    for (let attempt = 0; ; attempt++) {
+        try {
+            return await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).json();
+        } catch (err) {
+            if (attempt >= 2) throw err;
+        }
+    }
+}
+
+async function main(): Promise<void> {
+    const dir = tempDir('flexchange-bench-');
+    // The sidecar stops by itself when no live devhost owns its folder: this bench owns it.
+    writeFileSync(path.join(dir, 'devhost.lock'), String(process.pid));
+    const storage = new LocalStorage(dir, pino({ level: 'silent' }));
+    const stored = await storage.start({ blob: 0, queue: 0, table: 0, cosmos: 0, ledger: 0 });
+    const database = await ensureDatabase(new CosmosClient({ endpoint: stored.cosmos.endpoint, key: stored.cosmos.key, connectionPolicy: { enableEndpointDiscovery: false } }), 'bench');
+    const cosmosStores = {
+        transactions: new CosmosRepository<TxDoc>(database.container('transactions'), (d) => d.id),
+        leases: new CosmosRepository<NonceLeaseDoc>(database.container('nonces'), (d) => d.id),
+    };
+    let chains = 0;
+
+    /** One measurement on a chain of its own (anvil slows down as its history grows: each starts alike). */
+    const onFreshChain = async <T>(fn: (chain: { url: string; rpc: <R>(method: string, params?: unknown[]) => Promise<R>; fund: (address: string) => Promise<unknown> }) => Promise<T>): Promise<T> => {
+        const ledger = new LocalLedger(path.join(dir, `chain-${++chains}`), { mining: 'interval', stateIntervalSeconds: 86_400 });
+        await ledger.start(0);
+        const rpc = async <R>(method: string, params: unknown[] = []): Promise<R> => {
+            for (let attempt = 0; ; attempt++) {
+                try {
+                    return await jsonRpc<R>(ledger.url, method, params, 60_000);
+                } catch (err) {
+                    if (attempt >= 2 || (err as { rpcCode?: number }).rpcCode !== undefined) throw err;
+                }
+            }
+        };
+        try {
+            return await fn({ url: ledger.url, rpc, fund: (address) => rpc('anvil_setBalance', [address, '0x' + (10n ** 24n).toString(16)]) });
+        } finally {
+            await ledger.stop();
+        }
+    };
+    const deadline = Math.floor(Date.now() / 1000) + 30 * 86_400;
+    const call = (tag: string, i: number) =>
+        exchange.encodeFunctionData('createProposal', [keccakId(`${tag}-${i}`), [randomAddress(), randomAddress()], [[keccakId(`doc-${tag}-${i}`), 'sha256', `https://docs.example/${tag}/${i}`]], deadline]);
+
+    const raw = (round: number) =>
+        onFreshChain(async ({ url, rpc, fund }) => {
+            const wallet = Wallet.createRandom();
+            await fund(wallet.address);
+            const deploy = await wallet.signTransaction({ type: 2, chainId: 31337, nonce: 0, data: ENERGY_EXCHANGE.bytecode, gasLimit: 3_000_000n, maxFeePerGas: 100n * GWEI, maxPriorityFeePerGas: GWEI });
+            await rpc('eth_sendRawTransaction', [deploy]);
+            let receipt: { contractAddress: string } | null = null;
+            while (!(receipt = await rpc<{ contractAddress: string } | null>('eth_getTransactionReceipt', [keccak256(deploy)]))) await new Promise((r) => setTimeout(r, 20));
+            const block = await rpc<{ baseFeePerGas: string }>('eth_getBlockByNumber', ['latest', false]);
+            const maxFee = BigInt(block.baseFeePerGas) * 2n + GWEI;
+            const signed: string[] = [];
+            for (let i = 0; i < CALLS; i++) {
+                const tx: TransactionRequest = { type: 2, chainId: 31337, nonce: 1 + i, to: receipt.contractAddress, data: call(`raw${round}`, i), gasLimit: 400_000n, maxFeePerGas: maxFee, maxPriorityFeePerGas: GWEI };
+                signed.push(await wallet.signTransaction(tx));
+            }
+            const start = performance.now();
+            for (let i = 0; i < signed.length; i += 100) {
+                const batch = signed.slice(i, i + 100).map((r, k) => ({ jsonrpc: '2.0', id: i + k, method: 'eth_sendRawTransaction', params: [r] }));
+                const res = (await postWithRetry(url, JSON.stringify(batch))) as { error?: { message: string } }[];
+                const failed = res.find((r) => r.error);
+                if (failed) throw new Error(`raw broadcast refused: ${failed.error!.message}`);
+            }
+            const last = keccak256(signed.at(-1)!);
+            while (!(await rpc<unknown>('eth_getTransactionReceipt', [last]))) await new Promise((r) => setTimeout(r, 10));
+            const ms = performance.now() - start;
+            const mined = Number(BigInt(await rpc<string>('eth_getTransactionCount', [wallet.address, 'latest']))) - 1;
+            if (mined !== CALLS) throw new Error(`raw: ${mined} of ${CALLS} mined`);
+            return { ms, submittedMs: ms };
+        });
+
+    const viaPipeline = (store: 'cosmos' | 'memory', round: number, gasLimit?: bigint) =>
+        onFreshChain(async ({ url, fund }) => {
+            const provider = new FailoverProvider({ urls: [url], chainId: 31337 });
+            const stores = store === 'cosmos' ? cosmosStores : { transactions: new MemoryRepository<TxDoc>(), leases: new MemoryRepository<NonceLeaseDoc>() };
+            const log = { info: () => undefined, warn: (o: object, m: string) => process.env.BENCH_DEBUG && console.log('  warn', m, JSON.stringify(o).slice(0, 300)), error: (o: object, m: string) => console.log('  error', m, JSON.stringify(o).slice(0, 300)) };
+            const pipeline = new TransactionPipeline(provider, stores, { chainId: 31337, maxFeePerGasCap: 500n * GWEI, pollIntervalMs: 100, abis: [ENERGY_EXCHANGE.abi], log });
+            try {
+                const wallet = Wallet.createRandom();
+                await fund(wallet.address);
+                const sender = { address: wallet.address, signer: wallet };
+                const tag = `${store}${gasLimit ? '-gas' : ''}-${round}-${wallet.address}`;
+                const contract = (await pipeline.send({ operationId: `deploy-${tag}`, from: sender, data: ENERGY_EXCHANGE.bytecode }, { timeoutMs: 60_000 })).contractAddress!;
+                const ops = Array.from({ length: CALLS }, (_, i) => ({ operationId: `${tag}-${i}`, from: sender, to: contract, data: call(tag, i), gasLimit }));
+                const start = performance.now();
+                const firstNonce = Number(BigInt(await provider.rpc<string>('eth_getTransactionCount', [wallet.address, 'latest'])));
+                const minedAt = process.env.BENCH_DEBUG
+                    ? (async () => {
+                          while (Number(BigInt(await provider.rpc<string>('eth_getTransactionCount', [wallet.address, 'latest']))) < firstNonce + CALLS) await new Promise((r) => setTimeout(r, 20));
+                          return performance.now() - start;
+                      })()
+                    : Promise.resolve(NaN);
+                const submitted = await Promise.all(ops.map((op) => pipeline.submit(op)));
+                const submittedMs = performance.now() - start;
+                const outcomes = await Promise.all(ops.map((op) => pipeline.wait(op.operationId, { timeoutMs: 600_000 })));
+                const ms = performance.now() - start;
+                if (process.env.BENCH_DEBUG) console.log(`  ${tag.split('-0x')[0]}: submitted ${submittedMs.toFixed(0)} ms, all mined ${(await minedAt).toFixed(0)} ms, all confirmed ${ms.toFixed(0)} ms`);
+                if (outcomes.some((o) => o.state !== 'confirmed')) throw new Error(`${tag}: not every call was confirmed`);
+                const nonces = submitted.map((s) => s.nonce).sort((a, b) => a - b);
+                if (nonces.some((n, i) => i > 0 && n !== nonces[i - 1] + 1)) throw new Error(`${tag}: nonces are not contiguous`);
+                await pipeline.flushed();
+                return { ms, submittedMs };
+            } finally {
+                await pipeline.close();
+                provider.destroy();
+            }
+        });
+
+    try {
+        console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GB, node ${process.version}; ${CALLS} createProposal per measurement, each on a fresh anvil, ${ROUNDS} rounds`);
+        const rates = { raw: [] as number[], cosmos: [] as number[], memory: [] as number[], given: [] as number[] };
+        const rate = (ms: number) => CALLS / (ms / 1000);
+        for (let round = 1; round <= ROUNDS; round++) {
+            const r = await raw(round);
+            const c = await viaPipeline('cosmos', round);
+            const m = await viaPipeline('memory', round);
+            const g = await viaPipeline('memory', round, 400_000n);
+            rates.raw.push(rate(r.ms));
+            rates.cosmos.push(rate(c.ms));
+            rates.memory.push(rate(m.ms));
+            rates.given.push(rate(g.ms));
+            console.log(
+                `round ${round}: raw ${rate(r.ms).toFixed(0)} tx/s · pipeline: Cosmos stand-in ${rate(c.ms).toFixed(0)} tx/s, store in memory ${rate(m.ms).toFixed(0)} tx/s, store in memory and gas given ${rate(g.ms).toFixed(0)} tx/s`,
+            );
+        }
+        const rawMedian = median(rates.raw);
+        console.log(`raw limit of the node (pre-signed, in nonce order): ${rawMedian.toFixed(0)} tx/s (median)`);
+        console.log(`pipeline, devhost store (Cosmos stand-in):       ${median(rates.cosmos).toFixed(0)} tx/s (median), ratio ${(median(rates.cosmos) / rawMedian).toFixed(2)}`);
+        console.log(`pipeline, store in memory:                        ${median(rates.memory).toFixed(0)} tx/s (median), ratio ${(median(rates.memory) / rawMedian).toFixed(2)}`);
+        console.log(`pipeline, store in memory, gas limit given:       ${median(rates.given).toFixed(0)} tx/s (median), ratio ${(median(rates.given) / rawMedian).toFixed(2)}`);
+    } finally {
+        await storage.stop();
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+});

@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import type { Page, Repository, Stored } from '../shared/documents/repository';
+import { Conflict, NotFound } from '../shared/errors';
+
+/**
+ * A document store in memory, for benches that measure a component without the
+ * devhost's Cosmos stand-in in the way. Queries understand only what the chain
+ * pipeline asks: equality on `sender`, `nonce >=` and `state =` (by parameter).
+ */
+export class MemoryRepository<T extends { id: string }> implements Repository<T> {
+    readonly #items = new Map<string, Stored<T>>();
+
+    async create(item: T): Promise<Stored<T>> {
+        await Promise.resolve();
+        if (this.#items.has(item.id)) throw new Conflict(`An item with id ${item.id} exists`);
+        return this.#put(item);
+    }
+    async read(id: string): Promise<Stored<T> | undefined> {
+        await Promise.resolve();
+        return this.#items.get(id);
+    }
+    async replace(item: T, etag?: string): Promise<Stored<T>> {
+        await Promise.resolve();
+        const current = this.#items.get(item.id);
+        if (!current) throw new NotFound(`No item ${item.id}`);
+        if (etag && current.etag !== etag) throw new Conflict(`Item ${item.id} changed`);
+        return this.#put(item);
+    }
+    async upsert(item: T): Promise<Stored<T>> {
+        return this.#put(item);
+    }
+    async delete(id: string): Promise<boolean> {
+        return this.#items.delete(id);
+    }
+    async query(spec: { parameters?: { name: string; value: unknown }[] }): Promise<Page<T>> {
+        const p = Object.fromEntries((spec.parameters ?? []).map((x) => [x.name, x.value]));
+        const items = [...this.#items.values()]
+            .map((s) => s.item as T & { sender?: string; nonce?: number })
+            .filter((i) => (p['@sender'] === undefined || i.sender === p['@sender']) && (p['@from'] === undefined || (i.nonce ?? 0) >= Number(p['@from'])) && (p['@mined'] === undefined || (i.nonce ?? 0) >= Number(p['@mined'])));
+        return { items };
+    }
+    async patch(): Promise<Stored<T>> {
+        throw new Error('patch is not supported by the memory repository');
+    }
+    #put(item: T): Stored<T> {
+        const stored = { item, etag: randomUUID() };
+        this.#items.set(item.id, stored);
+        return stored;
+    }
+}
