@@ -75,3 +75,26 @@ httpRoute('contractsCreate', {
         return { status: 201, headers: { location: `/api/contracts/${version.version}` }, jsonBody: versionView(version) };
     },
 });
+
+/** PATCH /api/contracts/{version} (operator): `{ "active": false }` takes a version out of new work; work on it carries on. */
+httpRoute('contractsUpdate', {
+    route: 'contracts/{version}',
+    methods: ['PATCH'],
+    access: { roles: [OPERATOR_ROLE] },
+    body: z.object({ active: z.boolean() }).strict(),
+    summary: 'Take a contract version out of new work, or back in',
+    handler: async ({ params, body, caller }) => {
+        const n = Number(params.version);
+        if (!Number.isInteger(n) || n < 1) throw new Invalid('The version must be a positive integer', [{ path: 'params.version', message: 'positive integer' }]);
+        const services = getServices();
+        const version = await services.chain().versions.setActive(n, body.active);
+        await services.audit.record({
+            orgId: caller!.orgId ?? 'operator',
+            actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            action: body.active ? 'contract.activated' : 'contract.deactivated',
+            target: `v${n}`,
+            details: {},
+        });
+        return { jsonBody: versionView(version) };
+    },
+});

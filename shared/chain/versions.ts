@@ -93,6 +93,24 @@ export class ContractVersions {
     }
 
     /**
+     * Takes a version out of new work (or back in). Work already on it carries on: `byVersion`
+     * still resolves it; only `latestActive` skips it.
+     */
+    async setActive(version: number, active: boolean): Promise<ContractVersion> {
+        for (let attempt = 0; attempt < 3; attempt++) {
+            const current = await this.repo.read(`v${version}`, `v${version}`);
+            if (!current || current.item.state !== 'ready') throw new NotFound(`No contract version ${version}`);
+            if (current.item.active === active) return current.item;
+            try {
+                return (await this.repo.replace({ ...current.item, active }, current.etag)).item;
+            } catch (err) {
+                if (!(err instanceof Conflict)) throw err;
+            }
+        }
+        throw new Conflict(`Contract version ${version} is being changed; try again`, 'version_race');
+    }
+
+    /**
      * Deploys the artifact through the pipeline as the next version. Idempotent across
      * retries: an unfinished deployment (state `deploying`) is resumed with the same
      * operation id, so it is the same transaction.

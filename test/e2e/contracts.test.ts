@@ -59,5 +59,9 @@ describe('contract versions API', () => {
         expect(v2.status).toBe(201);
         expect(v2.headers.get('location')).toBe('/api/contracts/2');
         expect(((await (await api('contracts', { bearer: admin })).json()) as { items: unknown[] }).items).toHaveLength(2);
+        const off = await api('contracts/2', { method: 'PATCH', bearer: admin, body: JSON.stringify({ active: false }) });
+        expect(off.status).toBe(200);
+        expect(await off.json()).toMatchObject({ version: 2, active: false });
+        expect((await api('contracts/2', { method: 'PATCH', bearer: admin, body: JSON.stringify({ active: 'no' }) })).status).toBe(400);
     }, 60_000);
 });

@@ -91,5 +91,12 @@ describe('contract versions', () => {
         const partial = await versions.register({ address: other.contractAddress!, abi: subset }, ENERGY_EXCHANGE, 'tester');
         expect(partial).toMatchObject({ created: true, version: { version: 5, abiSha256: abiSha256(subset) } });
         expect((await versions.latestActive()).version).toBe(5);
+        // Out of new work: the latest active is the one before; work on 5 still finds it.
+        await versions.setActive(5, false);
+        expect((await versions.latestActive()).version).toBe(4);
+        expect((await versions.byVersion(5)).active).toBe(false);
+        await versions.setActive(5, true);
+        expect((await versions.latestActive()).version).toBe(5);
+        await expect(versions.setActive(99, false)).rejects.toBeInstanceOf(NotFound);
     });
 });
