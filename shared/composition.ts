@@ -21,6 +21,9 @@ import { checkHealth, HealthCheck, HealthReport } from './health/health';
 import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
+import type { Repository } from './documents/repository';
+import type { Organization } from './registration/organizations';
+import { Registrations } from './registration/registrations';
 import { AcsMailSender } from './mail/acsMailSender';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -44,6 +47,10 @@ export interface Services {
     audit: AuditTrail;
     usage: UsageMeter;
     limiter: RateLimiter;
+    /** Registrations and their links (core). */
+    registrations(): Registrations;
+    /** Organisation records (core). */
+    organizations: Repository<Organization>;
     /** The ledger: provider, transaction pipeline, contract versions, accounts, operator. */
     chain(): ChainGateway;
     /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
@@ -121,6 +128,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let ensured: Promise<void> | undefined;
     let memberSubscriptions: MemberSubscriptions | undefined;
     let chain: ChainGateway | undefined;
+    let registrations: Registrations | undefined;
     return {
         settings,
         cosmos,
@@ -133,6 +141,11 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
         tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
+        registrations: () => {
+            registrations ??= new Registrations(new CosmosRepository(database.container('registrations'), (d) => d.id), secrets);
+            return registrations;
+        },
+        organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
         chain: () => {
             chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog });
             return chain;

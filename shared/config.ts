@@ -48,6 +48,18 @@ const settingsSchema = z.object({
     FLEXCHANGE_ACS_CONNECTION_STRING: z.string().min(1).optional(),
     FLEXCHANGE_MAIL_FROM: z.string().email().default('noreply@flexchange.local'),
 
+    /** Who decides registrations: comma-separated e-mail addresses (each gets a link of their own). */
+    FLEXCHANGE_APPROVERS: z
+        .string()
+        .default('')
+        .transform((s) => s.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean))
+        .pipe(z.array(z.string().email())),
+    /** Approvers are reminded once after this long; the application expires after the second. */
+    FLEXCHANGE_REGISTRATION_REMINDER_SECONDS: z.coerce.number().int().min(1).default(2 * 86_400),
+    FLEXCHANGE_REGISTRATION_EXPIRY_SECONDS: z.coerce.number().int().min(1).default(7 * 86_400),
+    /** The base URL links in mails point to (default: https://<WEBSITE_HOSTNAME>). */
+    FLEXCHANGE_PUBLIC_URL: url.optional(),
+
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
     /** Azure: the namespace (`<name>.servicebus.windows.net`) the administration client reaches with the app's identity. */
     FLEXCHANGE_SERVICEBUS_NAMESPACE: z.string().min(1).optional(),

@@ -1,3 +1,5 @@
+import * as df from 'durable-functions';
+import type { DurableClient } from 'durable-functions';
 import { app, HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { z } from 'zod';
 import type { Principal } from '../../shared/auth/tokenValidator';
@@ -33,6 +35,8 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     /** Rate limits, counted after validation (for anonymous routes: per client address, per email...). */
     rateLimit?: (input: { request: HttpRequest; body: z.infer<B>; clientAddress: string }) => RateRule[];
     summary: string;
+    /** The handler gets a Durable Functions client (to start workflows and raise events). */
+    durable?: boolean;
     handler(input: {
         request: HttpRequest;
         context: InvocationContext;
@@ -41,6 +45,7 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
         body: z.infer<B>;
         query: z.infer<Q>;
         params: Record<string, string>;
+        durable?: DurableClient;
     }): Promise<HttpResponseInit>;
 }
 
@@ -88,6 +93,7 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
         route: def.route,
         methods: def.methods,
         authLevel: 'anonymous',
+        ...(def.durable ? { extraInputs: [df.input.durableClient()] } : {}),
         handler: async (request, context) => {
             try {
                 const services = getServices();
@@ -118,7 +124,7 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                 if (def.rateLimit) {
                     await services.limiter.hit(def.rateLimit({ request, body: body as z.infer<B>, clientAddress: clientAddress(request) }));
                 }
-                return await def.handler({ request, context, principal, caller, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params });
+                return await def.handler({ request, context, principal, caller, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params, durable: def.durable ? df.getClient(context) : undefined });
             } catch (err) {
                 const problem = toProblem(err);
                 if (!(err instanceof AppError) || problem.status >= 500) {

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import type { DurableClient } from 'durable-functions';
+import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { z } from 'zod';
+import { registrationInstanceId, type RegistrationInput } from '../orchestrations/registration';
+import { getServices } from '../shared/composition';
+import { AppError, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMediaType } from '../shared/errors';
+import { AlreadyDecided, decisionRequest, registrationRequest, type DecisionRequest, type Registration } from '../shared/registration/registrations';
+import { httpRoute, OPERATOR_ROLE } from './http/route';
+
+const APPROVER_ROLE = 'Flexchange.Approver';
+
+function view(r: Registration) {
+    return {
+        registrationId: r.id,
+        status: r.status,
+        organization: { name: r.organization.name, country: r.organization.country, legalId: r.organization.legalId },
+        orgId: r.status === 'Active' || r.status === 'Provisioning' ? r.orgId : undefined,
+        steps: r.steps,
+        decision: r.decision ? { decision: r.decision.decision, by: r.decision.by, at: r.decision.at, reason: r.decision.reason } : undefined,
+        failure: r.failure,
+        createdAt: r.createdAt,
+        updatedAt: r.updatedAt,
+    };
+}
+
+/** POST /api/registrations: anyone may apply (rate-limited per address and per applicant); starts the `registration` workflow. */
+httpRoute('registrationsCreate', {
+    route: 'registrations',
+    methods: ['POST'],
+    access: 'anonymous',
+    body: registrationRequest,
+    durable: true,
+    rateLimit: ({ body, clientAddress }) => [
+        { key: `registrations:ip:${clientAddress}`, limit: 10, windowSeconds: 3600 },
+        { key: `registrations:email:${body.applicant.email.toLowerCase()}`, limit: 3, windowSeconds: 86_400 },
+    ],
+    summary: 'Apply to join the consortium',
+    handler: async ({ body, durable, request }) => {
+        const services = getServices();
+        const registrations = services.registrations();
+        const id = randomUUID();
+        const r = await registrations.create(body, id);
+        const input: RegistrationInput = {
+            registrationId: id,
+            reminderAfterSeconds: services.settings.FLEXCHANGE_REGISTRATION_REMINDER_SECONDS,
+            expireAfterSeconds: services.settings.FLEXCHANGE_REGISTRATION_EXPIRY_SECONDS,
+        };
+        try {
+            await durable!.startNew('registration', { instanceId: registrationInstanceId(id), input });
+        } catch (err) {
+            // Without its workflow the application would hold the legal id forever: close it.
+            await registrations.step(id, 'failed-to-start', { status: 'Failed', failure: 'the workflow did not start' }).catch(() => undefined);
+            throw err;
+        }
+        const statusUrl = `${new URL(request.url).origin}/api/registrations/${id}?key=${await registrations.statusKey(id)}`;
+        return { status: 202, headers: { location: statusUrl }, jsonBody: { registrationId: id, status: r.status, statusUrl } };
+    },
+});
+
+/** GET /api/registrations/{id}: the applicant (with the key from the status link), approvers, the operator. */
+httpRoute('registrationsGet', {
+    route: 'registrations/{id}',
+    methods: ['GET'],
+    access: 'anonymous',
+    query: z.object({ key: z.string().max(64).optional() }).strict(),
+    summary: 'The status of an application and the steps done',
+    handler: async ({ params, query, request }) => {
+        const services = getServices();
+        const id = uuid(params.id);
+        const registrations = services.registrations();
+        if (!(await registrations.checkStatusKey(id, query.key ?? null))) {
+            const principal = await services.tokens.validate(request.headers.get('authorization'));
+            if (!principal.roles.some((r) => r === APPROVER_ROLE || r === OPERATOR_ROLE)) throw new Forbidden('Only the applicant (with the status link), approvers and the operator see an application');
+        }
+        return { headers: { 'cache-control': 'no-store' }, jsonBody: view(await registrations.get(id)) };
+    },
+});
+
+/** POST /api/registrations/{id}/decision: an approver decides through the API. */
+httpRoute('registrationsDecide', {
+    route: 'registrations/{id}/decision',
+    methods: ['POST'],
+    access: { roles: [APPROVER_ROLE] },
+    body: decisionRequest,
+    durable: true,
+    summary: 'Approve or reject an application',
+    handler: async ({ params, body, principal, durable }) => {
+        const by = principal!.email ?? principal!.oid;
+        const r = await decide(uuid(params.id), body, by, 'api', durable!);
+        return { jsonBody: view(r) };
+    },
+});
+
+/** GET /api/approvals/{token}: the application with Approve / Reject; a GET never decides (mail scanners fetch links). */
+httpRoute('approvalsPage', {
+    route: 'approvals/{token}',
+    methods: ['GET'],
+    access: 'anonymous',
+    summary: 'The approval page of an approval link',
+    handler: async ({ params }) => {
+        try {
+            const registrations = getServices().registrations();
+            const claims = await registrations.verifyApprovalToken(params.token);
+            const r = await registrations.get(claims.registrationId);
+            if (r.decision) return page(409, 'Already decided', `<p>This application was already ${r.decision.decision === 'approve' ? 'approved' : 'rejected'} by ${esc(r.decision.by)} on ${esc(r.decision.at)}.</p>`);
+            if (r.status !== 'PendingApproval') return page(409, 'No longer open', `<p>This application is ${esc(r.status)}.</p>`);
+            return page(200, `Approve ${r.organization.name}?`, applicationHtml(r, claims.approver) + decisionForm(params.token));
+        } catch (err) {
+            return errorPage(err);
+        }
+    },
+});
+
+const formDecision = z.object({ decision: z.enum(['approve', 'reject']), reason: z.string().trim().max(1000).optional().transform((s) => (s ? s : undefined)) }).strict();
+
+/** POST /api/approvals/{token}: decides, once. A form post (scripts off) or JSON. */
+httpRoute('approvalsDecide', {
+    route: 'approvals/{token}',
+    methods: ['POST'],
+    access: 'anonymous',
+    durable: true,
+    rateLimit: ({ clientAddress }) => [{ key: `approvals:ip:${clientAddress}`, limit: 30, windowSeconds: 600 }],
+    summary: 'Decide an application through an approval link',
+    handler: async ({ params, request, durable }) => {
+        const wantsHtml = (request.headers.get('content-type') ?? '').startsWith('application/x-www-form-urlencoded') || (request.headers.get('accept') ?? '').includes('text/html');
+        try {
+            const body = await readDecision(request);
+            const registrations = getServices().registrations();
+            const claims = await registrations.verifyApprovalToken(params.token);
+            const r = await decide(claims.registrationId, body, claims.approver, 'link', durable!);
+            if (!wantsHtml) return { jsonBody: view(r) };
+            return page(200, body.decision === 'approve' ? 'Approved' : 'Rejected', `<p>${esc(r.organization.name)} was ${body.decision === 'approve' ? 'approved' : 'rejected'}. Thank you.</p>`);
+        } catch (err) {
+            if (!wantsHtml) throw err;
+            return errorPage(err);
+        }
+    },
+});
+
+/** Records the decision (the first one wins), then tells the workflow; a decision recorded but not delivered is delivered again. */
+async function decide(id: string, body: DecisionRequest, by: string, via: 'link' | 'api', durable: DurableClient): Promise<Registration> {
+    const registrations = getServices().registrations();
+    let r: Registration;
+    try {
+        r = await registrations.decide(id, { decision: body.decision, reason: body.reason, by, via });
+    } catch (err) {
+        if (err instanceof AlreadyDecided && err.registration.decision && !err.registration.decision.delivered) await deliver(err.registration, durable);
+        throw err;
+    }
+    await deliver(r, durable);
+    return registrations.get(id);
+}
+
+async function deliver(r: Registration, durable: DurableClient): Promise<void> {
+    await durable.raiseEvent(registrationInstanceId(r.id), 'ApprovalDecision', r.decision);
+    await getServices()
+        .registrations()
+        .update(r.id, (cur) => (cur.decision && !cur.decision.delivered ? { ...cur, decision: { ...cur.decision, delivered: true } } : undefined));
+}
+
+async function readDecision(request: HttpRequest): Promise<DecisionRequest> {
+    const type = (request.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+    const text = await request.text();
+    if (text.length > 8192) throw new TooLarge();
+    let raw: unknown;
+    if (type === 'application/x-www-form-urlencoded') raw = Object.fromEntries(new URLSearchParams(text));
+    else if (type === 'application/json') {
+        try {
+            raw = JSON.parse(text);
+        } catch {
+            throw new Invalid('The body is not valid JSON');
+        }
+    } else throw new UnsupportedMediaType('Send a form (application/x-www-form-urlencoded) or JSON');
+    const parsed = formDecision.safeParse(raw);
+    if (!parsed.success) throw new Invalid('The decision is not valid', parsed.error.issues.map((i) => ({ path: `body.${i.path.join('.')}`, message: i.message })));
+    return parsed.data;
+}
+
+function uuid(id: string): string {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw new NotFound('No such registration');
+    return id;
+}
+
+// -- HTML ------------------------------------------------------------------------------
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+function applicationHtml(r: Registration, approver: string): string {
+    const o = r.organization;
+    return `<dl>
+<dt>Organisation</dt><dd>${esc(o.name)}</dd>
+<dt>Country</dt><dd>${esc(o.country)}</dd>
+<dt>Legal id</dt><dd>${esc(o.legalId)}</dd>
+<dt>Contact</dt><dd>${esc(o.contactEmail)}</dd>
+<dt>Applicant</dt><dd>${esc(r.applicant.name)} &lt;${esc(r.applicant.email)}&gt;</dd>
+<dt>Applied</dt><dd>${esc(r.createdAt)}</dd>
+</dl>
+<p class="who">You decide as ${esc(approver)}. The link works once.</p>`;
+}
+
+/** A plain form: it works with scripts off; nothing on the page runs any. */
+function decisionForm(token: string): string {
+    return `<form method="post" action="/api/approvals/${esc(token)}">
+<label for="reason">Reason (optional, sent to the applicant on rejection)</label>
+<textarea id="reason" name="reason" maxlength="1000" rows="3"></textarea>
+<div class="buttons">
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="reject" class="reject">Reject</button>
+</div>
+</form>`;
+}
+
+function page(status: number, title: string, body: string): HttpResponseInit {
+    const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex"><title>${esc(title)} · Flexchange</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1b1f23}dt{font-weight:600}dd{margin:0 0 .5rem}textarea{width:100%}button{font-size:1rem;padding:.5rem 1.5rem;margin-right:1rem}.reject{background:#fde8e8}.who{color:#555}</style>
+</head><body><h1>${esc(title)}</h1>${body}</body></html>`;
+    return {
+        status,
+        headers: {
+            'content-type': 'text/html; charset=utf-8',
+            'cache-control': 'no-store',
+            'referrer-policy': 'no-referrer',
+            'x-frame-options': 'DENY',
+            'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        },
+        body: html,
+    };
+}
+
+function errorPage(err: unknown): HttpResponseInit {
+    if (err instanceof AlreadyDecided) return page(409, 'Already decided', `<p>This application was already ${err.earlier.decision === 'approve' ? 'approved' : 'rejected'} by ${esc(err.earlier.by)} on ${esc(err.earlier.at)}.</p>`);
+    if (err instanceof AppError && err.status < 500 && !(err instanceof Unauthorized)) return page(err.status, 'This link cannot be used', `<p>${esc(err.message)}</p>`);
+    throw err;
+}

@@ -1,0 +1,97 @@
+import * as df from 'durable-functions';
+import type { OrchestrationContext, OrchestrationHandler } from 'durable-functions';
+import { z } from 'zod';
+import { getServices } from '../shared/composition';
+import { Conflict, Invalid } from '../shared/errors';
+import type { Organization } from '../shared/registration/organizations';
+
+/**
+ * `memberOnboarding` (sub-orchestration of `registration`): each step an idempotent,
+ * retried activity that records itself in the registration's steps, so a re-run resumes
+ * after the last step done. Steps so far: the organisation record, the applicant in the
+ * directory as `Org.Admin`, the member's Service Bus subscription.
+ */
+const retry = new df.RetryOptions(2000, 5);
+retry.backoffCoefficient = 2;
+retry.maxRetryIntervalInMilliseconds = 60_000;
+
+const onboarding: OrchestrationHandler = function* (context: OrchestrationContext) {
+    const { registrationId } = context.df.getInput<{ registrationId: string }>();
+    const org: { orgId: string } = yield context.df.callActivityWithRetry('onboardingOrganization', retry, { registrationId });
+    yield context.df.callActivityWithRetry('onboardingApplicant', retry, { registrationId });
+    yield context.df.callActivityWithRetry('provisionMemberSubscription', retry, { orgId: org.orgId });
+    yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-subscription' });
+    yield context.df.callActivityWithRetry('onboardingActivate', retry, { registrationId });
+    return org;
+};
+df.app.orchestration('memberOnboarding', onboarding);
+
+const byRegistration = z.object({ registrationId: z.string().uuid() }).strict();
+
+/** The organisation record (created once; a re-run finds it). */
+df.app.activity('onboardingOrganization', {
+    handler: async (raw: unknown) => {
+        const { registrationId } = parse(byRegistration, raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        const now = new Date().toISOString();
+        const org: Organization = {
+            id: r.orgId,
+            name: r.organization.name,
+            legalId: r.organization.legalId,
+            country: r.organization.country,
+            contactEmail: r.organization.contactEmail,
+            status: 'Onboarding',
+            registrationId,
+            createdAt: now,
+            updatedAt: now,
+        };
+        try {
+            await services.organizations.create(org);
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+        }
+        await services.registrations().step(registrationId, 'organization');
+        return { orgId: r.orgId };
+    },
+});
+
+/** The applicant, as the organisation's administrator (adding again updates, never duplicates). */
+df.app.activity('onboardingApplicant', {
+    handler: async (raw: unknown) => {
+        const { registrationId } = parse(byRegistration, raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        const entry = await services.directory.addUser(r.orgId, { email: r.applicant.email, name: r.applicant.name, roles: ['Org.Admin'] }, 'registration');
+        await services.registrations().step(registrationId, 'applicant', { detail: entry.id });
+        return { userId: entry.id };
+    },
+});
+
+df.app.activity('onboardingStep', {
+    handler: async (raw: unknown) => {
+        const { registrationId, step } = parse(z.object({ registrationId: z.string().uuid(), step: z.string().regex(/^[a-z-]{1,40}$/) }).strict(), raw);
+        await getServices().registrations().step(registrationId, step);
+        return { step };
+    },
+});
+
+/** The organisation is active once every step is done. */
+df.app.activity('onboardingActivate', {
+    handler: async (raw: unknown) => {
+        const { registrationId } = parse(byRegistration, raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        const current = await services.organizations.read(r.orgId, r.orgId);
+        if (current && current.item.status !== 'Active') await services.organizations.replace({ ...current.item, status: 'Active', updatedAt: new Date().toISOString() }, current.etag).catch((err: unknown) => {
+            if (!(err instanceof Conflict)) throw err;
+        });
+        return { orgId: r.orgId };
+    },
+});
+
+function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) throw new Invalid('The activity input is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+    return parsed.data;
+}

@@ -1,0 +1,146 @@
+import * as df from 'durable-functions';
+import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from 'durable-functions';
+import { z } from 'zod';
+import { getServices } from '../shared/composition';
+import { Invalid } from '../shared/errors';
+import type { Decision, RegistrationStatus } from '../shared/registration/registrations';
+
+/**
+ * The `registration` workflow (instance id `registration-<id>`): approvers are mailed an
+ * approval link; the workflow waits for `ApprovalDecision` (raised when an approver decides
+ * through a link or the API), reminds the approvers once after the reminder time, and
+ * expires the application after the expiry time. Approved → `memberOnboarding`; rejected or
+ * expired → the applicant is told. Every step is an activity: idempotent, retried.
+ */
+
+export const registrationInstanceId = (registrationId: string) => `registration-${registrationId}`;
+
+export interface RegistrationInput {
+    registrationId: string;
+    reminderAfterSeconds: number;
+    expireAfterSeconds: number;
+}
+
+const retry = new df.RetryOptions(2000, 5);
+retry.backoffCoefficient = 2;
+retry.maxRetryIntervalInMilliseconds = 60_000;
+
+const registrationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
+    const input = context.df.getInput<RegistrationInput>();
+    const id = input.registrationId;
+    const start = context.df.currentUtcDateTime.getTime();
+    const expiresAt = new Date(start + input.expireAfterSeconds * 1000);
+    yield context.df.callActivityWithRetry('registrationNotifyApprovers', retry, { registrationId: id, kind: 'approval', expiresAt: expiresAt.toISOString() });
+
+    const decisionTask = context.df.waitForExternalEvent('ApprovalDecision');
+    const expiry: TimerTask = context.df.createTimer(expiresAt);
+    let reminder: TimerTask | undefined = input.reminderAfterSeconds < input.expireAfterSeconds ? context.df.createTimer(new Date(start + input.reminderAfterSeconds * 1000)) : undefined;
+    for (;;) {
+        const waiting: Task[] = [decisionTask, expiry, ...(reminder ? [reminder] : [])];
+        const winner: Task = yield context.df.Task.any(waiting);
+        if (winner === reminder) {
+            reminder = undefined;
+            yield context.df.callActivityWithRetry('registrationNotifyApprovers', retry, { registrationId: id, kind: 'reminder', expiresAt: expiresAt.toISOString() });
+            continue;
+        }
+        if (winner === expiry) {
+            yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Expired' });
+            return 'Expired';
+        }
+        break;
+    }
+    expiry.cancel();
+    reminder?.cancel();
+    const decision = decisionTask.result as Decision;
+    if (decision.decision === 'reject') {
+        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Rejected', reason: decision.reason });
+        return 'Rejected';
+    }
+    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Approved' });
+    try {
+        yield context.df.callSubOrchestrator('memberOnboarding', { registrationId: id }, `${context.df.instanceId}:onboarding`);
+    } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Failed', reason });
+        return 'Failed';
+    }
+    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Active' });
+    return 'Active';
+};
+df.app.orchestration('registration', registrationOrchestrator);
+
+const notifyInput = z.object({ registrationId: z.string().uuid(), kind: z.enum(['approval', 'reminder']), expiresAt: z.string().datetime() }).strict();
+
+/** Mails every approver a link of their own (signed, bound to them and this registration, expiring with it). */
+df.app.activity('registrationNotifyApprovers', {
+    handler: async (raw: unknown) => {
+        const input = parse(notifyInput, raw);
+        const { registrations, mail, settings } = { registrations: getServices().registrations(), mail: getServices().mail, settings: getServices().settings };
+        const r = await registrations.get(input.registrationId);
+        if (r.status !== 'PendingApproval') return { skipped: r.status };
+        const approvers = settings.FLEXCHANGE_APPROVERS;
+        if (approvers.length === 0) throw new Invalid('No approvers are configured (FLEXCHANGE_APPROVERS)');
+        const ttl = Date.parse(input.expiresAt) - Date.now();
+        const base = publicBaseUrl();
+        for (const approver of approvers) {
+            const token = await registrations.approvalToken(r.id, approver, Math.max(ttl, 60_000));
+            const link = `${base}/api/approvals/${token}`;
+            const org = r.organization;
+            await mail.send({
+                to: [approver],
+                subject: `${input.kind === 'reminder' ? 'Reminder: ' : ''}Approve ${org.name} joining Flexchange?`,
+                text: [
+                    `${org.name} (${org.country}, legal id ${org.legalId}) applied to join Flexchange.`,
+                    `Applicant: ${r.applicant.name} <${r.applicant.email}>; contact ${org.contactEmail}.`,
+                    '',
+                    `Review and decide: ${link}`,
+                    '',
+                    `The link is yours alone, works once, and expires ${input.expiresAt}.`,
+                ].join('\n'),
+                html: `<p><b>${esc(org.name)}</b> (${esc(org.country)}, legal id ${esc(org.legalId)}) applied to join Flexchange.</p><p>Applicant: ${esc(r.applicant.name)} &lt;${esc(r.applicant.email)}&gt;</p><p><a href="${esc(link)}">Review and decide</a></p><p>The link is yours alone, works once, and expires ${esc(input.expiresAt)}.</p>`,
+            });
+        }
+        await registrations.step(r.id, input.kind === 'reminder' ? 'reminder-sent' : 'approvers-notified', { detail: `${approvers.length} approver(s)` });
+        return { notified: approvers.length };
+    },
+});
+
+const concludeInput = z.object({ registrationId: z.string().uuid(), status: z.enum(['Approved', 'Rejected', 'Expired', 'Active', 'Failed']), reason: z.string().max(2000).optional() }).strict();
+
+/** Moves the registration on and tells the applicant where it matters. */
+df.app.activity('registrationConclude', {
+    handler: async (raw: unknown) => {
+        const input = parse(concludeInput, raw);
+        const { registrations, mail } = { registrations: getServices().registrations(), mail: getServices().mail };
+        const status: RegistrationStatus = input.status === 'Approved' ? 'Provisioning' : input.status;
+        const before = await registrations.get(input.registrationId);
+        const r = await registrations.step(input.registrationId, input.status.toLowerCase(), { status, detail: input.reason, failure: input.status === 'Failed' ? input.reason : undefined });
+        if (before.status === status) return { status };
+        const statusUrl = `${publicBaseUrl()}/api/registrations/${r.id}?key=${await registrations.statusKey(r.id)}`;
+        const messages: Partial<Record<RegistrationStatus, string>> = {
+            Rejected: `Your application for ${r.organization.name} was not approved.${input.reason ? ` Reason: ${input.reason}` : ''}`,
+            Expired: `Your application for ${r.organization.name} expired before it was decided. You may apply again.`,
+            Active: `${r.organization.name} is now a Flexchange member (organisation id ${r.orgId}). Sign in with ${r.applicant.email}; you are its administrator.`,
+            Failed: `Setting up ${r.organization.name} did not complete; the operator has been told and will resume it.`,
+        };
+        const text = messages[status];
+        if (text) await mail.send({ to: [r.applicant.email], subject: `Flexchange application: ${status}`, text: `${text}\n\nStatus: ${statusUrl}\n` });
+        return { status };
+    },
+});
+
+function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) throw new Invalid('The activity input is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+    return parsed.data;
+}
+
+/** Where links point: FLEXCHANGE_PUBLIC_URL, else this app's host name (http on localhost). */
+export function publicBaseUrl(): string {
+    const configured = getServices().settings.FLEXCHANGE_PUBLIC_URL;
+    if (configured) return configured.replace(/\/$/, '');
+    const host = process.env.WEBSITE_HOSTNAME ?? 'localhost:7071';
+    return `${/^(localhost|127\.0\.0\.1)(:\d+)?$/.test(host) ? 'http' : 'https'}://${host}`;
+}
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);

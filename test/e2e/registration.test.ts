@@ -1,0 +1,135 @@
+import { removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
+
+interface Mail {
+    id: string;
+    to: string[];
+    subject: string;
+    text: string;
+    links: string[];
+}
+
+/** User journey 1 on the devhost: apply, approvers mailed, decide through the link (once), onboarding; reject, expiry, reminder, bad links. */
+describe('registration and approval', () => {
+    let host: RunningDevhost;
+
+    beforeAll(async () => {
+        host = await startDevhost(
+            ['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=alice@operator.example,bob@operator.example', '--set', 'FLEXCHANGE_REGISTRATION_REMINDER_SECONDS=3', '--set', 'FLEXCHANGE_REGISTRATION_EXPIRY_SECONDS=8'],
+            { storage: true },
+        );
+    });
+    afterAll(async () => {
+        await host?.stop();
+        removeDir(host?.stateDir);
+    });
+
+    const api = (p: string, init: RequestInit = {}) => fetch(p.startsWith('http') ? p : `${host.origin('core')}/api/${p}`, init);
+    const apply = async (name: string, legalId: string, email: string) => {
+        const res = await api('registrations', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ organization: { name, legalId, country: 'GB', contactEmail: `ops@${email.split('@')[1]}` }, applicant: { name: 'Applicant', email } }),
+        });
+        return { status: res.status, body: (await res.json()) as { registrationId: string; status: string; statusUrl: string; code?: string } };
+    };
+    const mails = async () => (await (await fetch(`${host.consoleUrl}/dev/mail`)).json()) as Mail[];
+    const linkFor = async (approver: string, org: string, subject = /^Approve/) =>
+        waitFor(async () => {
+            const m = (await mails()).find((x) => x.to.includes(approver) && subject.test(x.subject) && x.subject.includes(org));
+            return m?.links.find((l) => l.includes('/api/approvals/'));
+        }, 20_000);
+    const status = async (statusUrl: string) => (await (await api(statusUrl)).json()) as { status: string; steps: { step: string }[]; orgId?: string; decision?: { by: string } };
+    const post = (link: string, decision: string) => api(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `decision=${decision}` });
+
+    it('approves through the link: a GET decides nothing, the POST does, once; onboarding makes the applicant Org.Admin', async () => {
+        const { status: code, body } = await apply('Acme Energy', 'GB-1001', 'ada@acme.example');
+        expect(code).toBe(202);
+        expect(body.status).toBe('PendingApproval');
+        const aliceLink = await linkFor('alice@operator.example', 'Acme Energy');
+        const bobLink = await linkFor('bob@operator.example', 'Acme Energy');
+        expect(aliceLink).not.toBe(bobLink);
+
+        // Prefetching the page (as a mail scanner does) decides nothing.
+        const pageRes = await api(aliceLink);
+        expect(pageRes.status).toBe(200);
+        expect(pageRes.headers.get('content-type')).toMatch(/text\/html/);
+        const html = await pageRes.text();
+        expect(html).toContain('Acme Energy');
+        expect(html).toContain('value="approve"');
+        await api(aliceLink);
+        expect((await status(body.statusUrl)).status).toBe('PendingApproval');
+
+        const approved = await post(aliceLink, 'approve');
+        expect(approved.status).toBe(200);
+        expect(await approved.text()).toContain('was approved');
+        const done = await waitFor(async () => {
+            const s = await status(body.statusUrl);
+            return s.status === 'Active' ? s : undefined;
+        }, 30_000);
+        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'active']);
+        expect(done.decision?.by).toBe('alice@operator.example');
+
+        // Reused (by Alice again, or Bob's link for the same application): already decided, and by whom.
+        for (const link of [aliceLink, bobLink]) {
+            const again = await post(link, 'reject');
+            expect(again.status).toBe(409);
+            expect(await again.text()).toContain('already approved by alice@operator.example');
+        }
+        // The applicant is told, with the status link.
+        await waitFor(async () => (await mails()).some((m) => m.to.includes('ada@acme.example') && /Active/.test(m.subject)), 20_000);
+
+        // The applicant's token works as Org.Admin of the new organisation.
+        const token = ((await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Org.Admin'], email: 'ada@acme.example' }) })).json()) as { access_token: string }).access_token;
+        const users = await api(`orgs/${done.orgId}/users`, { headers: { authorization: `Bearer ${token}` } });
+        expect(users.status).toBe(200);
+        expect(((await users.json()) as { items: { email: string; roles: string[] }[] }).items).toEqual([expect.objectContaining({ email: 'ada@acme.example', roles: ['Org.Admin'] })]);
+    }, 90_000);
+
+    it('refuses a second open application for the same legal id, and a tampered or unknown link', async () => {
+        const first = await apply('Globex Power', 'GB-2002', 'gus@globex.example');
+        expect(first.status).toBe(202);
+        const second = await apply('Globex Power Ltd', 'gb 2002', 'other@globex.example');
+        expect(second.status).toBe(409);
+        expect(second.body.code).toBe('registration_exists');
+
+        const link = await linkFor('alice@operator.example', 'Globex Power');
+        const [payload, sig] = link.split('/approvals/')[1].split('.');
+        const flipped = `${payload.slice(0, -2)}${payload.at(-2) === 'A' ? 'B' : 'A'}${payload.at(-1)}.${sig}`;
+        for (const bad of [`approvals/${flipped}`, `approvals/${payload}.${sig.slice(0, -1)}x`, 'approvals/not-a-token']) {
+            const res = await post(bad, 'approve');
+            expect(res.status).toBe(400);
+            expect(await res.text()).toContain('not valid');
+            expect((await api(bad)).status).toBe(400);
+        }
+        expect((await status(first.body.statusUrl)).status).toBe('PendingApproval');
+        // The status link's key is checked; without it, only approvers and the operator see the application.
+        expect((await api(first.body.statusUrl.replace(/key=[^&]+/, 'key=wrong'))).status).toBe(401);
+    }, 60_000);
+
+    it('rejects through the API as an approver, and tells the applicant with the reason', async () => {
+        const { body } = await apply('Initech Grid', 'GB-3003', 'ian@initech.example');
+        const approver = ((await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Flexchange.Approver'], email: 'carol@operator.example' }) })).json()) as { access_token: string }).access_token;
+        const res = await api(`registrations/${body.registrationId}/decision`, { method: 'POST', headers: { authorization: `Bearer ${approver}`, 'content-type': 'application/json' }, body: JSON.stringify({ decision: 'reject', reason: 'not a licensed supplier' }) });
+        expect(res.status).toBe(200);
+        await waitFor(async () => (await status(body.statusUrl)).status === 'Rejected', 20_000);
+        const notice = await waitFor(async () => (await mails()).find((m) => m.to.includes('ian@initech.example') && /Rejected/.test(m.subject)), 20_000);
+        expect(notice.text).toContain('not a licensed supplier');
+        // Rejected: the legal id is free again.
+        expect((await apply('Initech Grid', 'GB-3003', 'ian@initech.example')).status).toBe(202);
+    }, 60_000);
+
+    it('reminds the approvers once, then expires the application and tells the applicant', async () => {
+        const { body } = await apply('Umbrella Volts', 'GB-4004', 'una@umbrella.example');
+        await linkFor('alice@operator.example', 'Umbrella Volts', /^Reminder: /);
+        const expired = await waitFor(async () => {
+            const s = await status(body.statusUrl);
+            return s.status === 'Expired' ? s : undefined;
+        }, 30_000);
+        expect(expired.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'reminder-sent', 'expired']);
+        expect((await mails()).filter((m) => m.to.includes('alice@operator.example') && m.subject.includes('Umbrella Volts'))).toHaveLength(2);
+        await waitFor(async () => (await mails()).some((m) => m.to.includes('una@umbrella.example') && /Expired/.test(m.subject)), 20_000);
+        // A link used after expiry says so.
+        const link = await linkFor('alice@operator.example', 'Umbrella Volts');
+        expect((await post(link, 'approve')).status).toBe(409);
+    }, 60_000);
+});
