@@ -16,7 +16,7 @@ import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/st
 import { CosmosClient } from '@azure/cosmos';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
 import { ensureDatabase } from '../shared/documents/containers';
-import { DirectorySeed, registerDevRoutes } from './devRoutes';
+import { DirectorySeed, registerDevRoutes, type MemberApps } from './devRoutes';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -116,7 +116,7 @@ export class DevHost {
             this.mail = new MailSink(this.stateDir, this.#log);
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
-            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed() });
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed(), memberApps: this.#memberApps() });
             await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
@@ -124,6 +124,10 @@ export class DevHost {
                 Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table, cosmos: info.cosmos.endpoint, ledger: info.ledger.url });
             }
             for (const app of this.#opts.apps) await this.addApp(app);
+            // Member deployments made at run time come back with the devhost.
+            for (const member of this.#readMemberApps()) {
+                if (!this.#slots.has(member.name)) await this.#startMember(member.name, member);
+            }
             this.#writeRuntimeFile();
             this.#log.info({ event: 'devhost.ready', console: this.consoleUrl, apps: this.apps.map(({ functions: _f, ...a }) => a) }, 'devhost ready');
         } catch (err) {
@@ -173,6 +177,7 @@ export class DevHost {
             env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'local-issuer';
             env.FLEXCHANGE_CLIENT_ID = config.settings?.FLEXCHANGE_CLIENT_ID ?? `flexchange-${config.name}`;
         }
+        if (this.#console?.url) env.FLEXCHANGE_DEVHOST_CONSOLE_URL = this.#console.url;
         Object.assign(env, {
             FUNCTIONS_WORKER_RUNTIME: 'node',
             AzureWebJobsScriptRoot: folder.dir,
@@ -325,6 +330,58 @@ export class DevHost {
         });
         await vault.start(0);
         return vault;
+    }
+
+    readonly #memberStarts = new Map<string, Promise<RunningApp>>();
+
+    /** Member instances of the first app's folder, started on request (PUT /dev/apps/{name}) and kept in `<state>/member-apps.json`. */
+    #memberApps(): MemberApps {
+        return {
+            ensure: async (name, request) => {
+                const running = this.#slots.get(name);
+                if (running) return { name, url: running.info.url, port: running.info.port, created: false };
+                let start = this.#memberStarts.get(name);
+                const created = !start;
+                if (!start) {
+                    start = this.#startMember(name, request).finally(() => this.#memberStarts.delete(name));
+                    this.#memberStarts.set(name, start);
+                }
+                const info = await start;
+                const known = this.#readMemberApps().filter((a) => a.name !== name);
+                writeFileAtomic(path.join(this.stateDir, 'member-apps.json'), JSON.stringify({ apps: [...known, { name, ...request }] }, null, 2), 0o600, true);
+                this.#writeRuntimeFile();
+                return { name, url: info.url, port: info.port, created };
+            },
+            get: (name) => {
+                const slot = this.#slots.get(name);
+                return slot ? { name, url: slot.info.url, port: slot.info.port } : undefined;
+            },
+        };
+    }
+
+    async #startMember(name: string, request: { orgId: string; settings?: Record<string, string> }): Promise<RunningApp> {
+        const template = this.#opts.apps[0];
+        if (!template) throw new Error('No app folder to start a member instance from');
+        return this.addApp({
+            name,
+            folder: template.folder,
+            settings: {
+                ...(request.settings ?? {}),
+                FLEXCHANGE_ROLE: 'member',
+                FLEXCHANGE_ORG_ID: request.orgId,
+                // Its own database in the local Cosmos server, as its own account would be in Azure.
+                COSMOS_DATABASE: `member-${request.orgId}`,
+            },
+        });
+    }
+
+    #readMemberApps(): { name: string; orgId: string; settings?: Record<string, string> }[] {
+        try {
+            const data = JSON.parse(readFileSync(path.join(this.stateDir, 'member-apps.json'), 'utf8')) as { apps?: { name: string; orgId: string; settings?: Record<string, string> }[] };
+            return data.apps ?? [];
+        } catch {
+            return [];
+        }
     }
 
     #takePort(): number {

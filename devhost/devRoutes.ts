@@ -41,7 +41,48 @@ export interface DirectorySeed {
     (entry: { oid: string; orgId: string; roles: string[]; appOnly: boolean; email?: string; name?: string }): Promise<void>;
 }
 
-export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined }): void {
+/** A member deployment, as the core's devhost deployment controller asks for one. */
+export const memberAppRequest = z
+    .object({
+        orgId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lower-case organisation id'),
+        /** Settings for the instance, over the folder's own. */
+        settings: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(4096)).optional(),
+    })
+    .strict();
+
+export interface MemberApps {
+    /** Starts the member instance if it is not running (idempotent by name) and returns where it answers. */
+    ensure(name: string, request: z.infer<typeof memberAppRequest>): Promise<{ name: string; url: string; port: number; created: boolean }>;
+    get(name: string): { name: string; url: string; port: number } | undefined;
+}
+
+export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps }): void {
+    // The devhost's stand-in for a member deployment: a member app instance of the same app folder,
+    // on the next port, with its own settings, vault and database (the core's memberDeployment calls this).
+    console.route('PUT', /^\/dev\/apps\/([a-z0-9][a-z0-9-]{0,62})$/, async (req, res, [name]) => {
+        if (!services.memberApps) return sendProblem(res, 404, 'Not found', 'This devhost runs no app to copy');
+        let body: unknown;
+        try {
+            body = await readJson(req);
+        } catch (err) {
+            const e = err as Error & { status?: number };
+            return sendProblem(res, e.status ?? 400, 'Invalid input', e.message);
+        }
+        const parsed = memberAppRequest.safeParse(body);
+        if (!parsed.success) return sendProblem(res, 400, 'Invalid input', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+        try {
+            const app = await services.memberApps.ensure(name, parsed.data);
+            sendJson(res, app.created ? 201 : 200, app);
+        } catch (err) {
+            sendProblem(res, 500, 'The member app did not start', (err as Error).message);
+        }
+    });
+    console.route('GET', /^\/dev\/apps\/([a-z0-9][a-z0-9-]{0,62})$/, (_req, res, [name]) => {
+        const app = services.memberApps?.get(name);
+        if (!app) return sendProblem(res, 404, 'Not found', `No app instance "${name}"`);
+        sendJson(res, 200, app);
+    });
+
     console.route('POST', /^\/dev\/token$/, async (req, res) => {
         if (!(req.headers['content-type'] ?? 'application/json').includes('json')) {
             return sendProblem(res, 415, 'Unsupported media type', 'Send the token request as application/json');

@@ -2,14 +2,16 @@ import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler } from 'durable-functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { Conflict, Invalid } from '../shared/errors';
+import { parseInput } from '../shared/validation';
+import { Conflict } from '../shared/errors';
 import type { Organization } from '../shared/registration/organizations';
 
 /**
  * `memberOnboarding` (sub-orchestration of `registration`): each step an idempotent,
  * retried activity that records itself in the registration's steps, so a re-run resumes
  * after the last step done. Steps so far: the organisation record, the applicant in the
- * directory as `Org.Admin`, the member's Service Bus subscription.
+ * directory as `Org.Admin`, the member deployment (`memberDeployment`), the member's
+ * Service Bus subscription.
  */
 const retry = new df.RetryOptions(2000, 5);
 retry.backoffCoefficient = 2;
@@ -19,6 +21,8 @@ const onboarding: OrchestrationHandler = function* (context: OrchestrationContex
     const { registrationId } = context.df.getInput<{ registrationId: string }>();
     const org: { orgId: string } = yield context.df.callActivityWithRetry('onboardingOrganization', retry, { registrationId });
     yield context.df.callActivityWithRetry('onboardingApplicant', retry, { registrationId });
+    const deployment: { url: string } = yield context.df.callSubOrchestrator('memberDeployment', { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
+    yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-deployment', detail: deployment.url });
     yield context.df.callActivityWithRetry('provisionMemberSubscription', retry, { orgId: org.orgId });
     yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-subscription' });
     yield context.df.callActivityWithRetry('onboardingActivate', retry, { registrationId });
@@ -31,7 +35,7 @@ const byRegistration = z.object({ registrationId: z.string().uuid() }).strict();
 /** The organisation record (created once; a re-run finds it). */
 df.app.activity('onboardingOrganization', {
     handler: async (raw: unknown) => {
-        const { registrationId } = parse(byRegistration, raw);
+        const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
         const r = await services.registrations().get(registrationId);
         const now = new Date().toISOString();
@@ -59,7 +63,7 @@ df.app.activity('onboardingOrganization', {
 /** The applicant, as the organisation's administrator (adding again updates, never duplicates). */
 df.app.activity('onboardingApplicant', {
     handler: async (raw: unknown) => {
-        const { registrationId } = parse(byRegistration, raw);
+        const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
         const r = await services.registrations().get(registrationId);
         const entry = await services.directory.addUser(r.orgId, { email: r.applicant.email, name: r.applicant.name, roles: ['Org.Admin'] }, 'registration');
@@ -70,8 +74,8 @@ df.app.activity('onboardingApplicant', {
 
 df.app.activity('onboardingStep', {
     handler: async (raw: unknown) => {
-        const { registrationId, step } = parse(z.object({ registrationId: z.string().uuid(), step: z.string().regex(/^[a-z-]{1,40}$/) }).strict(), raw);
-        await getServices().registrations().step(registrationId, step);
+        const { registrationId, step, detail } = parseInput(z.object({ registrationId: z.string().uuid(), step: z.string().regex(/^[a-z-]{1,40}$/), detail: z.string().max(500).optional() }).strict(), raw);
+        await getServices().registrations().step(registrationId, step, { detail });
         return { step };
     },
 });
@@ -79,7 +83,7 @@ df.app.activity('onboardingStep', {
 /** The organisation is active once every step is done. */
 df.app.activity('onboardingActivate', {
     handler: async (raw: unknown) => {
-        const { registrationId } = parse(byRegistration, raw);
+        const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
         const r = await services.registrations().get(registrationId);
         const current = await services.organizations.read(r.orgId, r.orgId);
@@ -90,8 +94,3 @@ df.app.activity('onboardingActivate', {
     },
 });
 
-function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
-    const parsed = schema.safeParse(raw);
-    if (!parsed.success) throw new Invalid('The activity input is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
-    return parsed.data;
-}

@@ -2,6 +2,7 @@ import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from 'durable-functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { parseInput } from '../shared/validation';
 import { Invalid } from '../shared/errors';
 import type { Decision, RegistrationStatus } from '../shared/registration/registrations';
 
@@ -74,7 +75,7 @@ const notifyInput = z.object({ registrationId: z.string().uuid(), kind: z.enum([
 /** Mails every approver a link of their own (signed, bound to them and this registration, expiring with it). */
 df.app.activity('registrationNotifyApprovers', {
     handler: async (raw: unknown) => {
-        const input = parse(notifyInput, raw);
+        const input = parseInput(notifyInput, raw);
         const { registrations, mail, settings } = { registrations: getServices().registrations(), mail: getServices().mail, settings: getServices().settings };
         const r = await registrations.get(input.registrationId);
         if (r.status !== 'PendingApproval') return { skipped: r.status };
@@ -110,7 +111,7 @@ const concludeInput = z.object({ registrationId: z.string().uuid(), status: z.en
 /** Moves the registration on and tells the applicant where it matters. */
 df.app.activity('registrationConclude', {
     handler: async (raw: unknown) => {
-        const input = parse(concludeInput, raw);
+        const input = parseInput(concludeInput, raw);
         const { registrations, mail } = { registrations: getServices().registrations(), mail: getServices().mail };
         const status: RegistrationStatus = input.status === 'Approved' ? 'Provisioning' : input.status;
         const before = await registrations.get(input.registrationId);
@@ -129,11 +130,6 @@ df.app.activity('registrationConclude', {
     },
 });
 
-function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
-    const parsed = schema.safeParse(raw);
-    if (!parsed.success) throw new Invalid('The activity input is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
-    return parsed.data;
-}
 
 /** Where links point: FLEXCHANGE_PUBLIC_URL, else this app's host name (http on localhost). */
 export function publicBaseUrl(): string {

@@ -22,8 +22,10 @@ import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import type { Repository } from './documents/repository';
+import { DevhostDeploymentController, type DeploymentController } from './deployment/deploymentController';
 import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
+import { Unavailable } from './errors';
 import { AcsMailSender } from './mail/acsMailSender';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -49,6 +51,8 @@ export interface Services {
     limiter: RateLimiter;
     /** Registrations and their links (core). */
     registrations(): Registrations;
+    /** Member deployments: ARM in Azure, app instances in the devhost. */
+    deployments(): DeploymentController;
     /** Organisation records (core). */
     organizations: Repository<Organization>;
     /** The ledger: provider, transaction pipeline, contract versions, accounts, operator. */
@@ -144,6 +148,10 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         registrations: () => {
             registrations ??= new Registrations(new CosmosRepository(database.container('registrations'), (d) => d.id), secrets);
             return registrations;
+        },
+        deployments: () => {
+            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL);
+            throw new Unavailable('No deployment controller is configured for member deployments (the ARM controller is not set up in this deployment)');
         },
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
         chain: () => {

@@ -60,6 +60,9 @@ const settingsSchema = z.object({
     /** The base URL links in mails point to (default: https://<WEBSITE_HOSTNAME>). */
     FLEXCHANGE_PUBLIC_URL: url.optional(),
 
+    /** Devhost only (set by it): its console, where member deployments are started as app instances. */
+    FLEXCHANGE_DEVHOST_CONSOLE_URL: url.optional(),
+
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
     /** Azure: the namespace (`<name>.servicebus.windows.net`) the administration client reaches with the app's identity. */
     FLEXCHANGE_SERVICEBUS_NAMESPACE: z.string().min(1).optional(),

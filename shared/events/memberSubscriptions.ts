@@ -1,6 +1,7 @@
 import type { TokenCredential } from '@azure/core-auth';
 import { ServiceBusAdministrationClient, type CorrelationRuleFilter, type RuleProperties } from '@azure/service-bus';
 import { z } from 'zod';
+import { parseInput } from '../validation';
 import { Invalid, isUnreachable, Unavailable, Upstream } from '../errors';
 
 /**
@@ -30,9 +31,7 @@ export const memberSubscriptionInput = z.object({ orgId: z.string().min(1).max(4
 
 /** The onboarding step (activity `provisionMemberSubscription`): input checked, then `ensure`. */
 export async function provisionMemberSubscription(input: unknown, subscriptions: MemberSubscriptions): Promise<MemberSubscription> {
-    const parsed = memberSubscriptionInput.safeParse(input);
-    if (!parsed.success) throw new Invalid('The member subscription input is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
-    return subscriptions.ensure(parsed.data.orgId);
+    return subscriptions.ensure(parseInput(memberSubscriptionInput, input, 'The member subscription input').orgId);
 }
 
 export const ORG_RULE = 'org';

@@ -66,7 +66,16 @@ describe('registration and approval', () => {
             const s = await status(body.statusUrl);
             return s.status === 'Active' ? s : undefined;
         }, 30_000);
-        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'active']);
+        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'active']);
+        // The member deployment: an app instance of its own on the next port, in the member role, for this organisation.
+        const memberUrl = (done.steps.find((s) => s.step === 'member-deployment') as { detail?: string }).detail!;
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string }[] };
+        expect(services.apps).toContainEqual({ name: `member-${done.orgId}`, role: 'member', orgId: done.orgId, url: memberUrl });
+        expect(new URL(memberUrl).port).not.toBe(new URL(host.origin('core')).port);
+        const health = await fetch(`${memberUrl}/health`);
+        expect(health.status).toBe(200);
+        expect(await health.json()).toMatchObject({ role: 'member' });
+        expect(services.apps.filter((a) => a.role === 'member')).toHaveLength(1);
         expect(done.decision?.by).toBe('alice@operator.example');
 
         // Reused (by Alice again, or Bob's link for the same application): already decided, and by whom.

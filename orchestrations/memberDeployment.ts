@@ -1,0 +1,60 @@
+import * as df from 'durable-functions';
+import type { OrchestrationContext, OrchestrationHandler } from 'durable-functions';
+import { z } from 'zod';
+import { getServices } from '../shared/composition';
+import type { DeploymentState } from '../shared/deployment/deploymentController';
+import { Conflict } from '../shared/errors';
+import { parseInput } from '../shared/validation';
+
+/**
+ * `memberDeployment` (sub-orchestration of `memberOnboarding`): starts the organisation's
+ * member deployment through the DeploymentController port and polls it with durable timers
+ * (monitor pattern) until it ends, then records where it answers. The same code for Azure
+ * (an ARM deployment) and the devhost (a member app instance).
+ */
+const retry = new df.RetryOptions(2000, 5);
+retry.backoffCoefficient = 2;
+retry.maxRetryIntervalInMilliseconds = 60_000;
+const POLL_SECONDS = 15;
+const GIVE_UP_AFTER_SECONDS = 2 * 3600;
+
+const memberDeployment: OrchestrationHandler = function* (context: OrchestrationContext) {
+    const { orgId } = context.df.getInput<{ orgId: string }>();
+    const started = context.df.currentUtcDateTime.getTime();
+    let state: DeploymentState = yield context.df.callActivityWithRetry('deploymentStart', retry, { orgId });
+    while (state.status === 'Running') {
+        if (context.df.currentUtcDateTime.getTime() - started > GIVE_UP_AFTER_SECONDS * 1000) throw new Error(`The deployment of ${orgId} did not end within ${GIVE_UP_AFTER_SECONDS / 3600} h`);
+        yield context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + POLL_SECONDS * 1000));
+        state = yield context.df.callActivityWithRetry('deploymentStatus', retry, { id: state.id });
+    }
+    if (state.status === 'Failed') throw new Error(`The deployment of ${orgId} failed: ${state.error ?? 'no reason given'}`);
+    yield context.df.callActivityWithRetry('deploymentRecord', retry, { orgId, url: state.url });
+    return state;
+};
+df.app.orchestration('memberDeployment', memberDeployment);
+
+const orgInput = z.object({ orgId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/) }).strict();
+
+df.app.activity('deploymentStart', { handler: async (raw: unknown) => getServices().deployments().start(parseInput(orgInput, raw)) });
+
+df.app.activity('deploymentStatus', { handler: async (raw: unknown) => getServices().deployments().status(parseInput(z.object({ id: z.string().min(1).max(200) }).strict(), raw).id) });
+
+/** The organisation record learns where its member deployment answers. */
+df.app.activity('deploymentRecord', {
+    handler: async (raw: unknown) => {
+        const { orgId, url } = parseInput(z.object({ orgId: z.string().min(1), url: z.string().url() }).strict(), raw);
+        const services = getServices();
+        for (let attempt = 0; attempt < 5; attempt++) {
+            const current = await services.organizations.read(orgId, orgId);
+            if (!current) throw new Error(`No organisation ${orgId}`);
+            if (current.item.deployment?.url === url) return { orgId, url };
+            try {
+                await services.organizations.replace({ ...current.item, deployment: { url, kind: services.deployments().kind }, updatedAt: new Date().toISOString() }, current.etag);
+                return { orgId, url };
+            } catch (err) {
+                if (!(err instanceof Conflict)) throw err;
+            }
+        }
+        throw new Conflict(`The organisation ${orgId} kept changing`);
+    },
+});

@@ -1,0 +1,75 @@
+import { Unavailable, Upstream } from '../errors';
+
+/** What `memberDeployment` asks for: one member deployment per organisation, named after it. */
+export interface MemberDeploymentSpec {
+    orgId: string;
+}
+
+export interface DeploymentState {
+    /** Stable for the organisation: starting again finds the same deployment. */
+    id: string;
+    status: 'Running' | 'Succeeded' | 'Failed';
+    /** Where the member's API answers, once it does. */
+    url?: string;
+    error?: string;
+}
+
+/**
+ * The port behind `memberDeployment`: the same workflow drives an ARM deployment in Azure
+ * and a member app instance in the devhost. `start` is idempotent; `status` is polled
+ * with durable timers until the deployment ends.
+ */
+export interface DeploymentController {
+    readonly kind: 'devhost' | 'azure';
+    start(spec: MemberDeploymentSpec): Promise<DeploymentState>;
+    status(id: string): Promise<DeploymentState>;
+}
+
+export const memberAppName = (orgId: string) => `member-${orgId}`;
+
+/** The devhost: a member instance of the same app on the next port (console `PUT /dev/apps/{name}`). */
+export class DevhostDeploymentController implements DeploymentController {
+    readonly kind = 'devhost' as const;
+
+    constructor(private readonly consoleUrl: string) {
+        const u = new URL(consoleUrl);
+        if (u.protocol !== 'http:' || !['localhost', '127.0.0.1', '[::1]'].includes(u.hostname)) throw new Error('The devhost console must be http on loopback');
+    }
+
+    async start(spec: MemberDeploymentSpec): Promise<DeploymentState> {
+        const name = memberAppName(spec.orgId);
+        const res = await this.#call('PUT', name, { orgId: spec.orgId });
+        if (!res.ok) return { id: name, status: 'Failed', error: await this.#problem(res) };
+        const app = (await res.json()) as { url: string };
+        return { id: name, status: 'Succeeded', url: app.url };
+    }
+
+    async status(id: string): Promise<DeploymentState> {
+        const res = await this.#call('GET', id);
+        if (res.status === 404) return { id, status: 'Failed', error: 'the member app is not running' };
+        if (!res.ok) throw new Upstream(`The devhost answered ${res.status}: ${await this.#problem(res)}`);
+        return { id, status: 'Succeeded', url: ((await res.json()) as { url: string }).url };
+    }
+
+    async #call(method: string, name: string, body?: unknown): Promise<Response> {
+        try {
+            return await fetch(`${this.consoleUrl}/dev/apps/${name}`, {
+                method,
+                headers: body ? { 'content-type': 'application/json' } : {},
+                body: body ? JSON.stringify(body) : undefined,
+                signal: AbortSignal.timeout(120_000),
+            });
+        } catch (err) {
+            throw new Unavailable('The devhost console is unreachable', { cause: err });
+        }
+    }
+
+    async #problem(res: Response): Promise<string> {
+        const text = await res.text();
+        try {
+            return (JSON.parse(text) as { detail?: string }).detail ?? text;
+        } catch {
+            return text;
+        }
+    }
+}
