@@ -38,6 +38,12 @@ describe('registration and approval', () => {
             const m = (await mails()).find((x) => x.to.includes(approver) && subject.test(x.subject) && x.subject.includes(org));
             return m?.links.find((l) => l.includes('/api/approvals/'));
         }, 20_000);
+    /** On a timeout, what the workflow did (its history), to tell a slow timer from a stuck one. */
+    const diagnose = async (registrationId: string) => {
+        const res = await fetch(`${host.origin('core')}/runtime/webhooks/durabletask/instances/registration-${registrationId}?showHistory=true&showHistoryOutput=true`);
+        console.log(`registration-${registrationId}: ${res.status} ${(await res.text()).slice(0, 4000)}`);
+        console.log(JSON.stringify(host.logs().filter((l) => l.level === 'error' || l.level === 'warn' || (typeof l.level === 'number' && l.level >= 40)).slice(-20)));
+    };
     const status = async (statusUrl: string) => (await (await api(statusUrl)).json()) as { status: string; steps: { step: string }[]; orgId?: string; decision?: { by: string } };
     const post = (link: string, decision: string) => api(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `decision=${decision}` });
 
@@ -133,12 +139,15 @@ describe('registration and approval', () => {
         const expired = await waitFor(async () => {
             const s = await status(body.statusUrl);
             return s.status === 'Expired' ? s : undefined;
-        }, 30_000);
+        }, 60_000).catch(async (err) => {
+            await diagnose(body.registrationId);
+            throw err;
+        });
         expect(expired.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'reminder-sent', 'expired']);
         expect((await mails()).filter((m) => m.to.includes('alice@operator.example') && m.subject.includes('Umbrella Volts'))).toHaveLength(2);
         await waitFor(async () => (await mails()).some((m) => m.to.includes('una@umbrella.example') && /Expired/.test(m.subject)), 20_000);
         // A link used after expiry says so.
         const link = await linkFor('alice@operator.example', 'Umbrella Volts');
         expect((await post(link, 'approve')).status).toBe(409);
-    }, 60_000);
+    }, 120_000);
 });

@@ -1,0 +1,617 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { loadSettings } from '../../shared/config';
+import { CONTAINERS } from '../../shared/documents/containers';
+
+/**
+ * Static checks of the ARM templates in infra/ (no Azure, no network): structure,
+ * references, API versions, secrets, network exposure of the ledger RPC port, and that
+ * the templates give the app the settings, identities and data stores it needs.
+ */
+
+// The templates are plain JSON walked generically; `any` keeps the navigation readable.
+type Obj = Record<string, any>;
+
+const INFRA = path.join(__dirname, '..', '..', 'infra');
+/** JSON in infra/ that is neither a template nor a parameter file: the devhost broker's entities. */
+const NOT_TEMPLATES = new Set(['servicebus.entities.json']);
+const TEMPLATE_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#';
+const PARAMETERS_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#';
+const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
+const SECRET_NAME = /(password|secret|key|token|connectionstring)/i;
+const NOT_SECRET = new Set(['adminPublicKey']);
+/** Key material in a literal: a template or parameter file must never carry one. */
+const SECRET_VALUE = /(AccountKey=|SharedAccessKey=|accesskey=|-----BEGIN [A-Z ]*PRIVATE KEY|"password"\s*:)/i;
+const OPEN_SOURCES = new Set(['*', 'internet', '0.0.0.0/0', 'any']);
+const RPC_PORT = 8545;
+const P2P_PORT = 30303;
+
+const PARAM_REF = /parameters\('([^']+)'\)/g;
+const VAR_REF = /variables\('([^']+)'\)/g;
+
+const jsonFiles = readdirSync(INFRA).filter((f) => f.endsWith('.json')).sort();
+const templateFiles = jsonFiles.filter((f) => !f.endsWith('.parameters.json') && !NOT_TEMPLATES.has(f));
+const parameterFiles = jsonFiles.filter((f) => f.endsWith('.parameters.json'));
+const load = (file: string): Obj => JSON.parse(readFileSync(path.join(INFRA, file), 'utf8')) as Obj;
+
+// ------------------------------------------------------------------ checker functions
+
+const isExpression = (s: string) => s.startsWith('[') && !s.startsWith('[[');
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Every string value in a JSON tree, with where it is. */
+function strings(value: unknown, at = '$'): Array<[string, string]> {
+    if (typeof value === 'string') return [[at, value]];
+    if (Array.isArray(value)) return value.flatMap((v, i) => strings(v, `${at}[${i}]`));
+    if (isObj(value)) return Object.entries(value).flatMap(([k, v]) => strings(v, `${at}.${k}`));
+    return [];
+}
+
+/** Every `parameters('x')` / `variables('x')` in an expression names a declared one. */
+function undeclaredReferences(t: Obj): string[] {
+    const problems: string[] = [];
+    for (const [at, s] of strings(t)) {
+        if (!isExpression(s)) continue;
+        for (const m of s.matchAll(PARAM_REF)) if (!(m[1] in (t.parameters ?? {}))) problems.push(`${at}: parameters('${m[1]}') is not declared`);
+        for (const m of s.matchAll(VAR_REF)) if (!(m[1] in (t.variables ?? {}))) problems.push(`${at}: variables('${m[1]}') is not declared`);
+    }
+    return problems;
+}
+
+/** Expressions end with `]`, and their parentheses and brackets balance outside string literals. */
+function expressionSyntax(t: Obj): string[] {
+    const problems: string[] = [];
+    for (const [at, s] of strings(t)) {
+        if (!isExpression(s)) continue;
+        if (!s.endsWith(']')) {
+            problems.push(`${at}: expression does not end with ]`);
+            continue;
+        }
+        const body = s.slice(1, -1).replace(/'(?:[^']|'')*'/g, 'S');
+        if (body.includes("'")) {
+            problems.push(`${at}: unterminated string literal`);
+            continue;
+        }
+        const stack: string[] = [];
+        for (const ch of body) {
+            if (ch === '(' || ch === '[') stack.push(ch === '(' ? ')' : ']');
+            else if (ch === ')' || ch === ']') {
+                if (stack.pop() !== ch) {
+                    problems.push(`${at}: unbalanced ${ch}`);
+                    break;
+                }
+            }
+        }
+        if (stack.length) problems.push(`${at}: ${stack.length} unclosed bracket(s)`);
+    }
+    return problems;
+}
+
+/** Every resource, nested ones included, with its full type. */
+function allResources(resources: unknown, parentType = ''): Array<{ fullType: string; resource: Obj }> {
+    if (!Array.isArray(resources)) return [];
+    return resources.filter(isObj).flatMap((r) => {
+        const type = typeof r.type === 'string' ? r.type : '';
+        const fullType = parentType && !type.includes('/') ? `${parentType}/${type}` : type;
+        return [{ fullType, resource: r }, ...allResources(r.resources, fullType)];
+    });
+}
+
+function resourceProblems(t: Obj): string[] {
+    const problems: string[] = [];
+    allResources(t.resources).forEach(({ fullType, resource }, i) => {
+        const where = `resource #${i} (${fullType || 'no type'})`;
+        if (typeof resource.type !== 'string' || !resource.type) problems.push(`${where}: no type`);
+        if (typeof resource.name !== 'string' || !resource.name) problems.push(`${where}: no name`);
+        if (typeof resource.apiVersion !== 'string' || !API_VERSION.test(resource.apiVersion)) problems.push(`${where}: apiVersion ${JSON.stringify(resource.apiVersion)} is not a date version`);
+    });
+    return problems;
+}
+
+/** A `dependsOn` on `resourceId('T', ...)` names a type this template deploys. */
+function dependsOnProblems(t: Obj): string[] {
+    const declared = new Set(allResources(t.resources).map((r) => r.fullType.toLowerCase()));
+    const problems: string[] = [];
+    for (const { fullType, resource } of allResources(t.resources)) {
+        for (const dep of resource.dependsOn ?? []) {
+            const m = /^\[resourceId\('([^']+)'/.exec(dep);
+            if (m && !declared.has(m[1].toLowerCase())) problems.push(`${fullType}: depends on ${m[1]}, which the template does not deploy`);
+        }
+    }
+    return problems;
+}
+
+/** Secret-looking parameters are secure types without defaults. */
+function secretParameterProblems(t: Obj): string[] {
+    const problems: string[] = [];
+    for (const [name, def] of Object.entries<Obj>(t.parameters ?? {})) {
+        if (!SECRET_NAME.test(name) || NOT_SECRET.has(name)) continue;
+        if ('defaultValue' in def) problems.push(`parameter ${name} looks secret and has a defaultValue`);
+        if (!['securestring', 'secureobject'].includes(String(def.type).toLowerCase())) problems.push(`parameter ${name} looks secret and is ${def.type}, not securestring/secureObject`);
+    }
+    return problems;
+}
+
+function literalSecrets(value: unknown): string[] {
+    return strings(value)
+        .filter(([, s]) => !isExpression(s) && SECRET_VALUE.test(s))
+        .map(([at]) => `${at}: a literal secret`);
+}
+
+/** Security rule objects behind a `securityRules` value: inline arrays, or variables an expression combines. */
+function ruleObjects(t: Obj, value: unknown, depth = 0): Obj[] {
+    if (depth > 5) return [];
+    if (Array.isArray(value)) return value.flatMap((v) => ruleObjects(t, v, depth + 1));
+    if (typeof value === 'string' && isExpression(value)) return [...value.matchAll(VAR_REF)].flatMap((m) => ruleObjects(t, t.variables?.[m[1]], depth + 1));
+    if (isObj(value) && isObj(value.properties)) return [value];
+    return [];
+}
+
+/** Every NSG rule a template can deploy: inline in NSGs and standalone securityRules resources. */
+function securityRules(t: Obj): Obj[] {
+    return allResources(t.resources).flatMap(({ fullType, resource }) => {
+        const type = fullType.toLowerCase();
+        if (type === 'microsoft.network/networksecuritygroups') return ruleObjects(t, resource.properties?.securityRules);
+        if (type === 'microsoft.network/networksecuritygroups/securityrules') return [resource];
+        return [];
+    });
+}
+
+/** A literal, or an exact `[parameters('x')]` resolved to its default (unknown otherwise). */
+function literal(t: Obj, value: unknown): unknown {
+    if (typeof value !== 'string') return value;
+    const m = /^\[parameters\('([^']+)'\)\]$/.exec(value);
+    return m ? t.parameters?.[m[1]]?.defaultValue : value;
+}
+
+function sourcesOf(t: Obj, rule: Obj): unknown[] {
+    const p = rule.properties;
+    const many = literal(t, p.sourceAddressPrefixes);
+    return [literal(t, p.sourceAddressPrefix), ...(Array.isArray(many) ? many : [many])].filter((s) => s !== undefined);
+}
+
+function coversPort(t: Obj, rule: Obj, port: number): boolean {
+    const p = rule.properties;
+    const rangesValue = literal(t, p.destinationPortRanges);
+    const ranges = [literal(t, p.destinationPortRange), ...(Array.isArray(rangesValue) ? rangesValue : [rangesValue])].filter((r) => r !== undefined);
+    return ranges.some((r) => {
+        if (typeof r === 'number') return r === port;
+        if (typeof r !== 'string') return true; // unknown: assume it does
+        if (r.trim() === '*' || isExpression(r)) return true;
+        const m = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(r.trim());
+        if (!m) return true;
+        const low = Number(m[1]);
+        const high = m[2] === undefined ? low : Number(m[2]);
+        return port >= low && port <= high;
+    });
+}
+
+const inboundAllow = (rule: Obj) => /^inbound$/i.test(rule.properties.direction ?? '') && /^allow$/i.test(rule.properties.access ?? '');
+
+/** Inbound allow rules that open the ledger RPC port to everyone. */
+function openRpcRules(t: Obj): string[] {
+    return securityRules(t)
+        .filter((r) => inboundAllow(r) && coversPort(t, r, RPC_PORT))
+        .filter((r) => sourcesOf(t, r).some((s) => typeof s === 'string' && OPEN_SOURCES.has(s.trim().toLowerCase())))
+        .map((r) => `security rule ${r.name}: allows ${RPC_PORT} from anywhere`);
+}
+
+/** Every static check applied to one template. */
+function templateProblems(t: Obj): string[] {
+    return [
+        ...(t.$schema === TEMPLATE_SCHEMA ? [] : ['$schema is not the deploymentTemplate schema']),
+        ...(typeof t.contentVersion === 'string' ? [] : ['no contentVersion']),
+        ...(Array.isArray(t.resources) ? [] : ['no resources array']),
+        ...undeclaredReferences(t),
+        ...expressionSyntax(t),
+        ...resourceProblems(t),
+        ...dependsOnProblems(t),
+        ...secretParameterProblems(t),
+        ...literalSecrets(t),
+        ...openRpcRules(t),
+    ];
+}
+
+// ------------------------------------------------------------------ helpers for the content checks
+
+const ofType = (t: Obj, type: string) => allResources(t.resources).filter((r) => r.fullType.toLowerCase() === type.toLowerCase()).map((r) => r.resource);
+const one = (t: Obj, type: string): Obj => {
+    const found = ofType(t, type);
+    expect(found).toHaveLength(1);
+    return found[0];
+};
+const appSettings = (t: Obj): Map<string, string> =>
+    new Map((one(t, 'Microsoft.Web/sites').properties.siteConfig.appSettings as Array<{ name: string; value: string }>).map((s) => [s.name, String(s.value)]));
+
+/** Role definition GUIDs assigned to the app per scope resource type (`Microsoft.Storage/storageAccounts` → [...]). */
+function roleGrants(t: Obj): Map<string, Set<string>> {
+    const grants = new Map<string, Set<string>>();
+    for (const ra of ofType(t, 'Microsoft.Authorization/roleAssignments')) {
+        const scopeType = /^\[format\('([^{]+)\/\{0\}'/.exec(ra.scope ?? '')?.[1] ?? String(ra.scope);
+        const def: string = ra.properties.roleDefinitionId;
+        const fromVariables = [...def.matchAll(VAR_REF)].flatMap((m) => strings(t.variables?.[m[1]]).map(([, s]) => s));
+        const guids = [...[def, ...fromVariables].join(' ').matchAll(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi)].map((m) => m[0].toLowerCase());
+        const set = grants.get(scopeType) ?? new Set<string>();
+        guids.forEach((g) => set.add(g));
+        grants.set(scopeType, set);
+    }
+    return grants;
+}
+
+const ROLE = {
+    storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b',
+    storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88',
+    storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3',
+    keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7',
+    keyVaultCryptoOfficer: '14b46e9e-c2b7-41b4-b07b-48a6ebf60603',
+    serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419',
+};
+
+/** Values for settings a template computes at deployment time, to run them through the app's own validation. */
+const sample: Record<string, string> = {
+    ...(JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'local.settings.sample.json'), 'utf8')) as { Values: Record<string, string> }).Values,
+    FLEXCHANGE_ORG_ID: 'acme',
+    FLEXCHANGE_CORE_URL: 'https://core.flexchange.example',
+    FLEXCHANGE_MAIL_FROM: 'DoNotReply@example.azurecomm.net',
+    FLEXCHANGE_LEDGER_RPC_URLS: 'http://10.20.2.4:8545',
+};
+const settingsEnv = (settings: Map<string, string>) =>
+    Object.fromEntries([...settings].map(([name, value]) => [name, isExpression(value) ? (sample[name] ?? 'deployment-time-value') : value]));
+
+// ------------------------------------------------------------------ tests
+
+describe('infra/ file set', () => {
+    it('has the core and member templates, a parameter file for each, and no unclassified JSON', () => {
+        expect(templateFiles).toEqual(expect.arrayContaining(['core.json', 'member.json']));
+        expect(parameterFiles).toEqual(expect.arrayContaining(['core.parameters.json', 'member.parameters.json']));
+        for (const f of jsonFiles) expect(templateFiles.includes(f) || parameterFiles.includes(f) || NOT_TEMPLATES.has(f)).toBe(true);
+    });
+});
+
+describe.each(templateFiles)('template %s', (file) => {
+    let t: Obj;
+    beforeAll(() => {
+        t = load(file);
+    });
+
+    it('is a deployment template with contentVersion and resources', () => {
+        expect(t.$schema).toBe(TEMPLATE_SCHEMA);
+        expect(t.contentVersion).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+        expect(Array.isArray(t.resources) && t.resources.length > 0).toBe(true);
+    });
+
+    it('references only declared parameters and variables, in well-formed expressions', () => {
+        expect(undeclaredReferences(t)).toEqual([]);
+        expect(expressionSyntax(t)).toEqual([]);
+        expect(dependsOnProblems(t)).toEqual([]);
+    });
+
+    it('gives every resource a type, a name and a dated apiVersion', () => {
+        expect(resourceProblems(t)).toEqual([]);
+        expect(allResources(t.resources).length).toBeGreaterThan(10);
+    });
+
+    it('has no secret parameter defaults, only secure secret parameters, and no literal keys', () => {
+        expect(secretParameterProblems(t)).toEqual([]);
+        expect(literalSecrets(t)).toEqual([]);
+    });
+
+    it('never opens the ledger RPC port to everyone', () => {
+        expect(openRpcRules(t)).toEqual([]);
+    });
+
+    it('passes every static check at once (the set the self-check below exercises)', () => {
+        expect(templateProblems(t)).toEqual([]);
+    });
+
+    it('runs the app on Linux Elastic Premium, Node 22, with a system identity, HTTPS only and VNet integration', () => {
+        const plan = one(t, 'Microsoft.Web/serverfarms');
+        expect(plan.sku).toMatchObject({ name: 'EP1', tier: 'ElasticPremium' });
+        expect(plan.properties.reserved).toBe(true);
+        const site = one(t, 'Microsoft.Web/sites');
+        expect(site.kind).toBe('functionapp,linux');
+        expect(site.identity).toEqual({ type: 'SystemAssigned' });
+        expect(site.properties).toMatchObject({ httpsOnly: true, vnetRouteAllEnabled: true });
+        expect(site.properties.virtualNetworkSubnetId).toContain("variables('functionsSubnetName')");
+        expect(site.properties.siteConfig).toMatchObject({ linuxFxVersion: 'Node|22', minTlsVersion: '1.2', ftpsState: 'Disabled' });
+        const vnet = one(t, 'Microsoft.Network/virtualNetworks');
+        const functionsSubnet = vnet.properties.subnets.find((s: Obj) => s.name === "[variables('functionsSubnetName')]");
+        expect(t.variables.functionsSubnetName).toBe('functions');
+        expect(functionsSubnet.properties.addressPrefix).toBe("[parameters('functionsSubnetPrefix')]");
+        expect(functionsSubnet.properties.delegations).toEqual([{ name: 'serverFarms', properties: { serviceName: 'Microsoft.Web/serverFarms' } }]);
+    });
+
+    it('sets every application setting the app needs to start, with valid fixed values', () => {
+        const settings = appSettings(t);
+        expect(settings.get('FUNCTIONS_EXTENSION_VERSION')).toBe('~4');
+        expect(settings.get('FUNCTIONS_WORKER_RUNTIME')).toBe('node');
+        expect(settings.get('FLEXCHANGE_CREDENTIAL')).toBe('managed-identity');
+        const role = file.startsWith('member') ? 'member' : 'core';
+        expect(settings.get('FLEXCHANGE_ROLE')).toBe(role);
+        const loaded = loadSettings(settingsEnv(settings));
+        expect(loaded.FLEXCHANGE_ROLE).toBe(role);
+        expect(loaded.FLEXCHANGE_CREDENTIAL).toBe('managed-identity');
+        expect(loaded.COSMOS_KEY).toBeUndefined();
+        // Keys come from the deployed resources (listKeys), never from parameters.
+        expect(settings.get('FLEXCHANGE_ACS_CONNECTION_STRING')).toMatch(/^\[listKeys\(resourceId\('Microsoft\.Communication\/communicationServices'/);
+        expect(settings.get('AzureWebJobsStorage')).toContain("listKeys(resourceId('Microsoft.Storage/storageAccounts'");
+        expect(settings.get('APPLICATIONINSIGHTS_CONNECTION_STRING')).toContain("reference(resourceId('Microsoft.Insights/components'");
+        expect(settings.get('COSMOS_ENDPOINT')).toContain('.documentEndpoint');
+        expect(settings.get('FLEXCHANGE_KEYVAULT_URL')).toContain('.vaultUri');
+    });
+
+    it('hardens storage, Key Vault and Cosmos DB, and creates the containers the app uses', () => {
+        const storage = one(t, 'Microsoft.Storage/storageAccounts');
+        expect(storage.properties).toMatchObject({ minimumTlsVersion: 'TLS1_2', allowBlobPublicAccess: false, supportsHttpsTrafficOnly: true });
+        const vault = one(t, 'Microsoft.KeyVault/vaults');
+        expect(vault.properties).toMatchObject({ enableRbacAuthorization: true, enableSoftDelete: true, enablePurgeProtection: true });
+        const cosmos = one(t, 'Microsoft.DocumentDB/databaseAccounts');
+        expect(cosmos.properties.disableLocalAuth).toBe(true);
+        expect(one(t, 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases').properties.resource.id).toBe("[variables('cosmosDatabase')]");
+        expect(t.variables.cosmosDatabase).toBe('flexchange');
+        // With local auth off the app cannot create containers itself: the template must create exactly the app's.
+        const containers = one(t, 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers');
+        expect(containers.copy.count).toBe("[length(variables('cosmosContainers'))]");
+        expect(t.variables.cosmosContainers).toEqual(CONTAINERS.map((c) => ({ id: c.id, partitionKey: (c.partitionKey as { paths: string[] }).paths[0] })));
+    });
+
+    it('grants the app identity its data roles with deterministic assignment names', () => {
+        const grants = roleGrants(t);
+        expect([...(grants.get('Microsoft.Storage/storageAccounts') ?? [])].sort()).toEqual([ROLE.storageBlobDataOwner, ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
+        expect([...(grants.get('Microsoft.KeyVault/vaults') ?? [])].sort()).toEqual([ROLE.keyVaultSecretsOfficer, ROLE.keyVaultCryptoOfficer].sort());
+        for (const ra of ofType(t, 'Microsoft.Authorization/roleAssignments')) {
+            expect(ra.name).toMatch(/^\[guid\(/);
+            expect(ra.properties.principalId).toBe("[reference(resourceId('Microsoft.Web/sites', variables('appName')), '2023-12-01', 'full').identity.principalId]");
+            expect(ra.properties.principalType).toBe('ServicePrincipal');
+            expect(ra.properties.roleDefinitionId).toMatch(/^\[subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions'/);
+        }
+        const cosmosGrant = one(t, 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments');
+        expect(cosmosGrant.name).toContain('guid(');
+        expect(t.variables.cosmosDataContributor).toBe('00000000-0000-0000-0000-000000000002');
+        expect(cosmosGrant.properties.roleDefinitionId).toContain("variables('cosmosDataContributor')");
+        expect(cosmosGrant.properties.principalId).toContain('.identity.principalId');
+    });
+
+    it('has workspace-based Application Insights and Communication Services Email', () => {
+        one(t, 'Microsoft.OperationalInsights/workspaces');
+        expect(one(t, 'Microsoft.Insights/components').properties.WorkspaceResourceId).toContain('Microsoft.OperationalInsights/workspaces');
+        one(t, 'Microsoft.Communication/emailServices');
+        expect(one(t, 'Microsoft.Communication/communicationServices').properties.linkedDomains).toHaveLength(1);
+    });
+});
+
+describe('core template', () => {
+    let t: Obj;
+    beforeAll(() => {
+        t = load('core.json');
+    });
+
+    it('declares the documented parameters and outputs', () => {
+        expect(Object.keys(t.parameters)).toEqual(expect.arrayContaining(['namePrefix', 'location', 'tenantId', 'apiAudience', 'ledgerRpcUrls', 'chainId', 'mailFrom']));
+        expect(t.parameters.namePrefix).toMatchObject({ type: 'string', minLength: 3, maxLength: 11 });
+        expect(t.parameters.location.defaultValue).toBe('[resourceGroup().location]');
+        expect(t.parameters.tenantId.defaultValue).toBe('[subscription().tenantId]');
+        expect(t.parameters.chainId.type).toBe('int');
+        expect(Object.keys(t.outputs)).toEqual(expect.arrayContaining(['functionAppName', 'functionAppHostName', 'vaultUri', 'cosmosEndpoint', 'serviceBusNamespaceFqdn', 'principalId']));
+    });
+
+    it('creates the Service Bus entities the devhost broker mirrors, and lets the app own the namespace', () => {
+        const entities = load('servicebus.entities.json') as { queues: Array<Obj>; topics: Array<Obj> };
+        expect(one(t, 'Microsoft.ServiceBus/namespaces').sku.name).toBe('Standard');
+        const topic = one(t, 'Microsoft.ServiceBus/namespaces/topics');
+        expect(topic.name).toContain("variables('eventsTopic')");
+        expect(t.variables.eventsTopic).toBe(entities.topics[0].name);
+        expect(topic.properties).toMatchObject({ requiresDuplicateDetection: true, duplicateDetectionHistoryTimeWindow: 'PT10M' });
+        expect(entities.topics[0].duplicateDetectionWindowSeconds).toBe(600);
+        const queue = one(t, 'Microsoft.ServiceBus/namespaces/queues');
+        expect(t.variables.workQueue).toBe(entities.queues[0].name);
+        expect(queue.properties).toMatchObject({ maxDeliveryCount: entities.queues[0].maxDeliveryCount, lockDuration: 'PT1M' });
+        expect(entities.queues[0].lockDurationSeconds).toBe(60);
+        expect([...(roleGrants(t).get('Microsoft.ServiceBus/namespaces') ?? [])]).toEqual([ROLE.serviceBusDataOwner]);
+        const settings = appSettings(t);
+        expect(settings.get('FLEXCHANGE_SERVICEBUS_NAMESPACE')).toBe(settings.get('AzureWebJobsServiceBus__fullyQualifiedNamespace'));
+        expect(settings.get('FLEXCHANGE_SERVICEBUS_CONNECTION')).toMatch(/^\[listKeys\(resourceId\('Microsoft\.ServiceBus\/namespaces\/AuthorizationRules'/);
+        expect(one(t, 'Microsoft.ServiceBus/namespaces/AuthorizationRules').properties.rights).toEqual(['Listen', 'Send']);
+    });
+
+    it('points the app at the configured ledger and the tenant\'s issuer', () => {
+        const settings = appSettings(t);
+        expect(settings.get('FLEXCHANGE_LEDGER_RPC_URLS')).toBe("[parameters('ledgerRpcUrls')]");
+        expect(settings.get('FLEXCHANGE_CHAIN_ID')).toBe("[string(parameters('chainId'))]");
+        expect(settings.get('FLEXCHANGE_AUTH_AUDIENCE')).toBe("[parameters('apiAudience')]");
+        expect(settings.get('FLEXCHANGE_AUTH_ISSUER')).toContain("parameters('tenantId')");
+        expect(settings.get('FLEXCHANGE_AUTH_JWKS_URI')).toContain('/discovery/v2.0/keys');
+    });
+});
+
+describe('member template', () => {
+    let t: Obj;
+    let rules: Obj[];
+    beforeAll(() => {
+        t = load('member.json');
+        rules = securityRules(t);
+    });
+
+    it('declares the documented parameters and outputs', () => {
+        expect(Object.keys(t.parameters)).toEqual(
+            expect.arrayContaining(['namePrefix', 'orgId', 'location', 'chainId', 'bootnodes', 'allowedPeerAddressPrefixes', 'adminUsername', 'adminPublicKey', 'nodeCount', 'vmSize', 'coreApiUrl', 'authIssuer', 'authJwksUri', 'apiAudience', 'vnetAddressPrefix', 'functionsSubnetPrefix', 'nodesSubnetPrefix']),
+        );
+        expect(t.parameters.adminPublicKey.type).toBe('string');
+        expect('defaultValue' in t.parameters.adminPublicKey).toBe(false);
+        expect(t.parameters.nodeCount).toMatchObject({ type: 'int', defaultValue: 2, minValue: 1, maxValue: 5 });
+        expect(t.parameters.vmSize.defaultValue).toBe('Standard_B2s');
+        expect(t.parameters.adminUsername.defaultValue).toBe('flexadmin');
+        expect(t.parameters.bootnodes.defaultValue).toBe('');
+        expect(t.parameters.allowedPeerAddressPrefixes).toMatchObject({ type: 'array', defaultValue: [] });
+        expect(Object.keys(t.outputs)).toEqual(expect.arrayContaining(['functionAppName', 'functionAppHostName', 'vaultUri', 'rpcFrontendIp', 'principalId']));
+    });
+
+    it('runs the app as the organisation\'s member deployment against its own nodes', () => {
+        const settings = appSettings(t);
+        expect(settings.get('FLEXCHANGE_ROLE')).toBe('member');
+        expect(settings.get('FLEXCHANGE_ORG_ID')).toBe("[parameters('orgId')]");
+        expect(settings.get('FLEXCHANGE_LEDGER_RPC_URLS')).toBe(
+            "[format('http://{0}:8545', reference(resourceId('Microsoft.Network/loadBalancers', variables('lbName')), '2023-11-01').frontendIPConfigurations[0].properties.privateIPAddress)]",
+        );
+        expect(t.outputs.rpcFrontendIp.value).toContain('frontendIPConfigurations[0].properties.privateIPAddress');
+    });
+
+    it('allows RPC 8545 only from the functions subnet (and the load balancer probe)', () => {
+        const rpcAllows = rules.filter((r) => inboundAllow(r) && coversPort(t, r, RPC_PORT));
+        const fromApps = rpcAllows.filter((r) => r.properties.sourceAddressPrefix !== 'AzureLoadBalancer');
+        expect(fromApps.length).toBeGreaterThan(0);
+        for (const r of fromApps) {
+            expect(r.properties).toMatchObject({ sourceAddressPrefix: "[parameters('functionsSubnetPrefix')]", protocol: 'Tcp', destinationPortRange: '8545' });
+            expect(r.properties.sourceAddressPrefixes).toBeUndefined();
+        }
+        expect(rpcAllows.filter((r) => r.properties.sourceAddressPrefix === 'AzureLoadBalancer').map((r) => r.properties.destinationPortRange)).toEqual(['8545']);
+    });
+
+    it('allows p2p 30303 (TCP and UDP) only from the allow-listed prefixes, and not at all when the list is empty', () => {
+        const p2p = rules.filter((r) => inboundAllow(r) && coversPort(t, r, P2P_PORT));
+        expect(p2p.map((r) => r.properties.protocol).sort()).toEqual(['Tcp', 'Udp']);
+        for (const r of p2p) {
+            expect(r.properties.sourceAddressPrefixes).toBe("[parameters('allowedPeerAddressPrefixes')]");
+            expect(r.properties.sourceAddressPrefix).toBeUndefined();
+            expect(r.properties.destinationPortRange).toBe('30303');
+        }
+        const nsg = one(t, 'Microsoft.Network/networkSecurityGroups');
+        expect(nsg.properties.securityRules).toContain("if(empty(parameters('allowedPeerAddressPrefixes')), createArray(), variables('peerRules'))");
+        expect(JSON.stringify(t.variables.peerRules)).not.toContain('rpcRules');
+        for (const name of Object.keys(t.variables).filter((n) => n !== 'peerRules')) {
+            expect(ruleObjects(t, t.variables[name]).filter((r) => coversPort(t, r, P2P_PORT) && inboundAllow(r))).toEqual([]);
+        }
+    });
+
+    it('denies all other inbound traffic at priority 4096, and the nodes subnet carries that NSG', () => {
+        const deny = rules.find((r) => r.properties.priority === 4096);
+        expect(deny?.properties).toMatchObject({ direction: 'Inbound', access: 'Deny', protocol: '*', sourceAddressPrefix: '*', destinationPortRange: '*' });
+        expect(new Set(rules.map((r) => r.properties.priority)).size).toBe(rules.length);
+        const vnet = one(t, 'Microsoft.Network/virtualNetworks');
+        const nodes = vnet.properties.subnets.find((s: Obj) => s.name === "[variables('nodesSubnetName')]");
+        expect(nodes.properties.addressPrefix).toBe("[parameters('nodesSubnetPrefix')]");
+        expect(nodes.properties.networkSecurityGroup.id).toBe("[resourceId('Microsoft.Network/networkSecurityGroups', variables('nodesNsgName'))]");
+    });
+
+    it('puts the nodes behind an internal load balancer, with no public IP and SSH keys only', () => {
+        const lb = one(t, 'Microsoft.Network/loadBalancers');
+        expect(lb.sku.name).toBe('Standard');
+        for (const fe of lb.properties.frontendIPConfigurations) {
+            expect(fe.properties.publicIPAddress).toBeUndefined();
+            expect(fe.properties.subnet.id).toContain("variables('nodesSubnetName')");
+        }
+        expect(lb.properties.probes[0].properties).toMatchObject({ protocol: 'Tcp', port: 8545 });
+        expect(lb.properties.loadBalancingRules[0].properties).toMatchObject({ protocol: 'Tcp', frontendPort: 8545, backendPort: 8545 });
+        const vmss = one(t, 'Microsoft.Compute/virtualMachineScaleSets');
+        expect(vmss.sku.capacity).toBe("[parameters('nodeCount')]");
+        const profile = vmss.properties.virtualMachineProfile;
+        for (const nic of profile.networkProfile.networkInterfaceConfigurations) {
+            for (const ip of nic.properties.ipConfigurations) {
+                expect(ip.properties.publicIPAddressConfiguration).toBeUndefined();
+                expect(ip.properties.loadBalancerBackendAddressPools[0].id).toContain('Microsoft.Network/loadBalancers/backendAddressPools');
+            }
+        }
+        expect(profile.osProfile.adminPassword).toBeUndefined();
+        expect(profile.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
+        expect(profile.osProfile.linuxConfiguration.ssh.publicKeys[0].keyData).toBe("[parameters('adminPublicKey')]");
+        expect(profile.storageProfile.imageReference).toMatchObject({ publisher: 'Canonical', sku: '22_04-lts-gen2' });
+        // The only public IP is the NAT gateway's (outbound only).
+        for (const pip of ofType(t, 'Microsoft.Network/publicIPAddresses')) expect(pip.name).toBe("[variables('natIpName')]");
+        expect(one(t, 'Microsoft.Network/natGateways').properties.publicIpAddresses[0].id).toContain("variables('natIpName')");
+    });
+
+    it('starts geth from cloud-init with the RPC, p2p, network id and bootnodes flags', () => {
+        const customData: string = one(t, 'Microsoft.Compute/virtualMachineScaleSets').properties.virtualMachineProfile.osProfile.customData;
+        expect(customData).toBe("[base64(format(variables('cloudInit'), parameters('chainId'), parameters('bootnodes'), parameters('genesisJsonBase64')))]");
+        const cloudInit: string = t.variables.cloudInit;
+        expect(cloudInit.startsWith('#cloud-config\n')).toBe(true);
+        const execStart = cloudInit.split('\n').find((l) => l.trim().startsWith('ExecStart='));
+        expect(execStart).toBeDefined();
+        for (const flag of ['--http', '--http.addr 0.0.0.0', '--http.port 8545', '--http.api eth,net,web3,txpool', '--port 30303', '--networkid {0}', '--bootnodes={1}']) expect(execStart).toContain(flag);
+        expect(cloudInit).toContain('systemctl enable --now geth.service');
+        // format() reads braces as placeholders: only {0}..{2} may appear, and no quote may end the ARM string.
+        expect(cloudInit.replace(/\{[0-2]\}/g, '')).not.toMatch(/[{}']/);
+    });
+});
+
+describe.each(parameterFiles)('parameter file %s', (file) => {
+    let params: Obj;
+    let template: Obj;
+    beforeAll(() => {
+        params = load(file);
+        template = load(file.replace(/\.parameters\.json$/, '.json'));
+    });
+
+    it('sets only parameters its template declares, with the declared types, and every required one', () => {
+        expect(params.$schema).toBe(PARAMETERS_SCHEMA);
+        const declared = template.parameters as Record<string, Obj>;
+        const typeOf = (v: unknown) => (Array.isArray(v) ? 'array' : typeof v === 'number' ? 'int' : typeof v === 'boolean' ? 'bool' : typeof v === 'object' ? 'object' : 'string');
+        for (const [name, entry] of Object.entries<Obj>(params.parameters)) {
+            expect(declared[name]).toBeDefined();
+            if ('value' in entry) expect(typeOf(entry.value)).toBe(String(declared[name].type).toLowerCase().replace(/^secure/, ''));
+        }
+        const required = Object.entries(declared).filter(([, d]) => !('defaultValue' in d)).map(([n]) => n);
+        expect(Object.keys(params.parameters)).toEqual(expect.arrayContaining(required));
+    });
+
+    it('carries no secrets', () => {
+        for (const [name, entry] of Object.entries<Obj>(params.parameters)) {
+            if (SECRET_NAME.test(name) && !NOT_SECRET.has(name)) expect('value' in entry).toBe(false);
+        }
+        expect(literalSecrets(params)).toEqual([]);
+    });
+});
+
+describe('the checkers themselves', () => {
+    const bad: Obj = {
+        $schema: TEMPLATE_SCHEMA,
+        contentVersion: '1.0.0.0',
+        parameters: { dbPassword: { type: 'string', defaultValue: 'hunter2' } },
+        variables: {},
+        resources: [
+            {
+                type: 'Microsoft.Network/networkSecurityGroups',
+                apiVersion: '2023-11-01',
+                name: "[parameters('nope')]",
+                properties: {
+                    securityRules: [
+                        { name: 'OpenRpc', properties: { priority: 100, direction: 'Inbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: 'Internet', sourcePortRange: '*', destinationAddressPrefix: '*', destinationPortRange: '8000-9000' } },
+                    ],
+                },
+                resources: [{ type: 'securityRules', apiVersion: 'latest', name: 'x', properties: { direction: 'Inbound', access: 'Allow', sourceAddressPrefixes: ['10.0.0.0/8', '0.0.0.0/0'], destinationPortRanges: ['22', '8545'] } }],
+            },
+        ],
+    };
+
+    it('report an Internet→8545 allow rule, an undeclared parameter, a bad apiVersion and a secret default', () => {
+        const problems = templateProblems(bad);
+        expect(problems).toContain("$.resources[0].name: parameters('nope') is not declared");
+        expect(problems).toContain('security rule OpenRpc: allows 8545 from anywhere');
+        expect(problems).toContain('security rule x: allows 8545 from anywhere');
+        expect(problems.some((p) => p.includes('apiVersion "latest"'))).toBe(true);
+        expect(problems).toContain('parameter dbPassword looks secret and has a defaultValue');
+        expect(problems).toContain('parameter dbPassword looks secret and is string, not securestring/secureObject');
+    });
+
+    it('resolve rules combined from variables, and leave narrow or other-port rules alone', () => {
+        const t: Obj = {
+            parameters: { src: { type: 'string', defaultValue: '*' } },
+            variables: {
+                a: [{ name: 'fromParamDefault', properties: { direction: 'Inbound', access: 'Allow', sourceAddressPrefix: "[parameters('src')]", destinationPortRange: '*' } }],
+                b: [{ name: 'narrow', properties: { direction: 'Inbound', access: 'Allow', sourceAddressPrefix: '10.1.0.0/24', destinationPortRange: '8545' } }],
+                c: [{ name: 'otherPort', properties: { direction: 'Inbound', access: 'Allow', sourceAddressPrefix: '*', destinationPortRange: '443' } }],
+                d: [{ name: 'deny', properties: { direction: 'Inbound', access: 'Deny', sourceAddressPrefix: '*', destinationPortRange: '*' } }],
+            },
+            resources: [{ type: 'Microsoft.Network/networkSecurityGroups', apiVersion: '2023-11-01', name: 'n', properties: { securityRules: "[concat(variables('a'), variables('b'), variables('c'), variables('d'))]" } }],
+        };
+        expect(securityRules(t).map((r) => r.name)).toEqual(['fromParamDefault', 'narrow', 'otherPort', 'deny']);
+        expect(openRpcRules(t)).toEqual(['security rule fromParamDefault: allows 8545 from anywhere']);
+    });
+
+    it('find malformed expressions and undeclared variables', () => {
+        const t: Obj = { parameters: {}, variables: { ok: 1 }, resources: [{ type: 'A/b', apiVersion: '2024-01-01', name: "[concat(variables('ok'), variables('missing')]" }] };
+        expect(expressionSyntax(t)).toEqual(['$.resources[0].name: 1 unclosed bracket(s)']);
+        expect(undeclaredReferences(t)).toEqual(["$.resources[0].name: variables('missing') is not declared"]);
+        expect(literalSecrets({ v: 'DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc' })).toEqual(['$.v: a literal secret']);
+    });
+});
