@@ -3,6 +3,8 @@ module.exports = {
     testEnvironment: 'node',
     roots: ['<rootDir>/test'],
     testMatch: ['**/*.test.ts'],
+    // The browser suite has a script of its own (npm run test:browser): it needs Debian's Chromium.
+    testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/browser/'],
     transform: {
         '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', diagnostics: false }],
     },

@@ -23,9 +23,9 @@ import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type Mem
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import type { Repository } from './documents/repository';
 import { DevhostDeploymentController, type DeploymentController } from './deployment/deploymentController';
+import { armDeploymentController } from './deployment/armMember';
 import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
-import { Unavailable } from './errors';
 import { AcsMailSender } from './mail/acsMailSender';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -151,7 +151,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         },
         deployments: () => {
             if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL);
-            throw new Unavailable('No deployment controller is configured for member deployments (the ARM controller is not set up in this deployment)');
+            return armDeploymentController(settings, credential);
         },
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
         chain: () => {

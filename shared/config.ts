@@ -60,6 +60,13 @@ const settingsSchema = z.object({
     /** The base URL links in mails point to (default: https://<WEBSITE_HOSTNAME>). */
     FLEXCHANGE_PUBLIC_URL: url.optional(),
 
+    /** Azure: where member deployments go (ARM deployment of infra/member.json into `<prefix>-<orgId>`). */
+    FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'a subscription id (GUID)').optional(),
+    FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,60}$/).default('rg-flexchange'),
+    FLEXCHANGE_MEMBER_LOCATION: z.string().regex(/^[a-z0-9]{2,40}$/).default('uksouth'),
+    /** The consortium's genesis block (base64 of genesis.json) and the nodes' SSH public key, for infra/member.json. */
+    FLEXCHANGE_MEMBER_GENESIS_B64: z.string().min(1).optional(),
+    FLEXCHANGE_MEMBER_NODE_SSH_KEY: z.string().regex(/^ssh-(ed25519|rsa) /, 'an OpenSSH public key').optional(),
     /** Devhost only (set by it): its console, where member deployments are started as app instances. */
     FLEXCHANGE_DEVHOST_CONSOLE_URL: url.optional(),
 

@@ -1,0 +1,42 @@
+import { createHash } from 'node:crypto';
+import { ResourceManagementClient } from '@azure/arm-resources';
+import type { TokenCredential } from '@azure/core-auth';
+import memberTemplate from '../../infra/member.json';
+import type { Settings } from '../config';
+import { Unavailable } from '../errors';
+import { ArmDeploymentController } from './armDeploymentController';
+
+/** The Azure deployment controller from settings: infra/member.json with the parameters it needs (none secret). */
+export function armDeploymentController(settings: Settings, credential: TokenCredential): ArmDeploymentController {
+    const subscription = settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID;
+    const genesis = settings.FLEXCHANGE_MEMBER_GENESIS_B64;
+    const sshKey = settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY;
+    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL) {
+        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY and FLEXCHANGE_PUBLIC_URL');
+    }
+    return new ArmDeploymentController(new ResourceManagementClient(credential, subscription), {
+        resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX,
+        location: settings.FLEXCHANGE_MEMBER_LOCATION,
+        template: MEMBER_TEMPLATE,
+        parameters: (orgId) => memberParameters(settings, orgId),
+    });
+}
+
+export const MEMBER_TEMPLATE = memberTemplate as Record<string, unknown>;
+
+/** The parameters of infra/member.json for one organisation. */
+export function memberParameters(settings: Settings, orgId: string): Record<string, unknown> {
+    return {
+        // Resource names need something short and unique: "fx" + 8 hex of the org id.
+        namePrefix: `fx${createHash('sha256').update(orgId).digest('hex').slice(0, 8)}`,
+        orgId,
+        chainId: settings.FLEXCHANGE_CHAIN_ID,
+        genesisJsonBase64: settings.FLEXCHANGE_MEMBER_GENESIS_B64,
+        adminPublicKey: settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY,
+        coreApiUrl: `${(settings.FLEXCHANGE_PUBLIC_URL ?? '').replace(/\/$/, '')}/api`,
+        authIssuer: settings.FLEXCHANGE_AUTH_ISSUER,
+        authJwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI,
+        apiAudience: settings.FLEXCHANGE_AUTH_AUDIENCE,
+        chainConfirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS,
+    };
+}

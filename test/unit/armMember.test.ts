@@ -1,0 +1,46 @@
+import { loadSettings } from '../../shared/config';
+import { MEMBER_TEMPLATE, memberParameters } from '../../shared/deployment/armMember';
+
+type Param = { type: string; defaultValue?: unknown; minLength?: number; maxLength?: number; minValue?: number; maxValue?: number };
+
+/** What the core sends with infra/member.json fits what the template declares. */
+describe('member deployment parameters', () => {
+    const settings = loadSettings({
+        COSMOS_ENDPOINT: 'https://core.documents.azure.com:443/',
+        AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+        FLEXCHANGE_KEYVAULT_URL: 'https://core.vault.azure.net',
+        FLEXCHANGE_AUTH_ISSUER: 'https://login.microsoftonline.com/tenant/v2.0',
+        FLEXCHANGE_AUTH_JWKS_URI: 'https://login.microsoftonline.com/tenant/discovery/v2.0/keys',
+        FLEXCHANGE_LEDGER_RPC_URLS: 'http://10.0.1.4:8545',
+        FLEXCHANGE_CHAIN_ID: '4242',
+        FLEXCHANGE_SMTP_URL: 'smtp://localhost:25',
+        FLEXCHANGE_PUBLIC_URL: 'https://core.flexchange.example/',
+        FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: '00000000-1111-2222-3333-444444444444',
+        FLEXCHANGE_MEMBER_GENESIS_B64: Buffer.from('{"config":{}}').toString('base64'),
+        FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
+    });
+    const declared = (MEMBER_TEMPLATE as { parameters: Record<string, Param> }).parameters;
+
+    it('gives every required parameter, only declared ones, within their bounds', () => {
+        for (const orgId of ['acme-energy-9248f1', 'a', 'a-very-long-organisation-name-0123456789']) {
+            const params = memberParameters(settings, orgId);
+            for (const [name, p] of Object.entries(declared)) if (p.defaultValue === undefined) expect([name, params[name]]).toEqual([name, expect.anything()]);
+            for (const [name, value] of Object.entries(params)) {
+                const p = declared[name];
+                expect([name, p]).toEqual([name, expect.anything()]);
+                if (p.type === 'int') {
+                    expect(Number.isInteger(value)).toBe(true);
+                    if (p.minValue !== undefined) expect(value as number).toBeGreaterThanOrEqual(p.minValue);
+                    if (p.maxValue !== undefined) expect(value as number).toBeLessThanOrEqual(p.maxValue);
+                } else {
+                    expect(typeof value).toBe('string');
+                    if (p.minLength !== undefined) expect((value as string).length).toBeGreaterThanOrEqual(p.minLength);
+                    if (p.maxLength !== undefined) expect((value as string).length).toBeLessThanOrEqual(p.maxLength);
+                }
+            }
+            expect(params.namePrefix).toMatch(/^[a-z0-9]{3,11}$/);
+            expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api' });
+        }
+        expect(memberParameters(settings, 'acme').namePrefix).not.toBe(memberParameters(settings, 'globex').namePrefix);
+    });
+});
