@@ -11,7 +11,7 @@ import type { Organization } from '../shared/registration/organizations';
  * retried activity that records itself in the registration's steps, so a re-run resumes
  * after the last step done. Steps so far: the organisation record, the applicant in the
  * directory as `Org.Admin`, the member deployment (`memberDeployment`), the member's
- * Service Bus subscription.
+ * Service Bus subscription, `org.activated` published to it.
  */
 const retry = new df.RetryOptions(2000, 5);
 retry.backoffCoefficient = 2;
@@ -25,6 +25,7 @@ const onboarding: OrchestrationHandler = function* (context: OrchestrationContex
     yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-deployment', detail: deployment.url });
     yield context.df.callActivityWithRetry('provisionMemberSubscription', retry, { orgId: org.orgId });
     yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-subscription' });
+    yield context.df.callActivityWithRetry('onboardingAnnounce', retry, { registrationId });
     yield context.df.callActivityWithRetry('onboardingActivate', retry, { registrationId });
     return org;
 };
@@ -77,6 +78,26 @@ df.app.activity('onboardingStep', {
         const { registrationId, step, detail } = parseInput(z.object({ registrationId: z.string().uuid(), step: z.string().regex(/^[a-z-]{1,40}$/), detail: z.string().max(500).optional() }).strict(), raw);
         await getServices().registrations().step(registrationId, step, { detail });
         return { step };
+    },
+});
+
+/** `org.activated` for the new member (on its own subscription); a fixed event id, so a retried step is dropped as a duplicate. */
+df.app.activity('onboardingAnnounce', {
+    handler: async (raw: unknown) => {
+        const { registrationId } = parseInput(byRegistration, raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        const org = await services.organizations.read(r.orgId, r.orgId);
+        await services.events().publish({
+            id: `org.activated:${r.orgId}`,
+            type: 'org.activated',
+            occurredAt: new Date().toISOString(),
+            orgIds: [r.orgId],
+            subject: `orgs/${r.orgId}`,
+            data: { orgId: r.orgId, name: r.organization.name, memberUrl: org?.item.deployment?.url ?? null },
+        });
+        await services.registrations().step(registrationId, 'announced');
+        return { orgId: r.orgId };
     },
 });
 

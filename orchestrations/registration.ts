@@ -118,10 +118,11 @@ df.app.activity('registrationConclude', {
         const r = await registrations.step(input.registrationId, input.status.toLowerCase(), { status, detail: input.reason, failure: input.status === 'Failed' ? input.reason : undefined });
         if (before.status === status) return { status };
         const statusUrl = `${publicBaseUrl()}/api/registrations/${r.id}?key=${await registrations.statusKey(r.id)}`;
+        const memberUrl = status === 'Active' ? (await getServices().organizations.read(r.orgId, r.orgId))?.item.deployment?.url : undefined;
         const messages: Partial<Record<RegistrationStatus, string>> = {
             Rejected: `Your application for ${r.organization.name} was not approved.${input.reason ? ` Reason: ${input.reason}` : ''}`,
             Expired: `Your application for ${r.organization.name} expired before it was decided. You may apply again.`,
-            Active: `${r.organization.name} is now a Flexchange member (organisation id ${r.orgId}). Sign in with ${r.applicant.email}; you are its administrator.`,
+            Active: `${r.organization.name} is now a Flexchange member (organisation id ${r.orgId}). Sign in with ${r.applicant.email}; you are its administrator.${memberUrl ? `\nYour member deployment: ${memberUrl}` : ''}\nThe consortium's API: ${publicBaseUrl()}/api`,
             Failed: `Setting up ${r.organization.name} did not complete; the operator has been told and will resume it.`,
         };
         const text = messages[status];

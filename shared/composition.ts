@@ -21,11 +21,15 @@ import { checkHealth, HealthCheck, HealthReport } from './health/health';
 import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
+import { ServiceBusClient } from '@azure/service-bus';
+import type { EventPublisher } from './events/events';
+import { ServiceBusEventPublisher } from './events/serviceBusPublisher';
 import type { Repository } from './documents/repository';
 import { DevhostDeploymentController, type DeploymentController } from './deployment/deploymentController';
 import { armDeploymentController } from './deployment/armMember';
 import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
+import { Unavailable } from './errors';
 import { AcsMailSender } from './mail/acsMailSender';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -57,6 +61,8 @@ export interface Services {
     organizations: Repository<Organization>;
     /** The ledger: provider, transaction pipeline, contract versions, accounts, operator. */
     chain(): ChainGateway;
+    /** Events out to members (API.md "Events"): the topic, one message per organisation concerned. */
+    events(): EventPublisher;
     /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
     memberSubscriptions(): MemberSubscriptions;
     /** Creates the database and containers when missing; idempotent. */
@@ -133,6 +139,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let memberSubscriptions: MemberSubscriptions | undefined;
     let chain: ChainGateway | undefined;
     let registrations: Registrations | undefined;
+    let events: EventPublisher | undefined;
     return {
         settings,
         cosmos,
@@ -157,6 +164,18 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         chain: () => {
             chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog });
             return chain;
+        },
+        events: () => {
+            if (!events) {
+                const client = settings.FLEXCHANGE_SERVICEBUS_CONNECTION
+                    ? new ServiceBusClient(settings.FLEXCHANGE_SERVICEBUS_CONNECTION)
+                    : settings.FLEXCHANGE_SERVICEBUS_NAMESPACE
+                      ? new ServiceBusClient(settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential)
+                      : undefined;
+                if (!client) throw new Unavailable('No Service Bus is configured for events (FLEXCHANGE_SERVICEBUS_CONNECTION or FLEXCHANGE_SERVICEBUS_NAMESPACE)');
+                events = new ServiceBusEventPublisher(client, EVENTS_TOPIC);
+            }
+            return events;
         },
         memberSubscriptions: () => {
             memberSubscriptions ??= new ServiceBusMemberSubscriptions(

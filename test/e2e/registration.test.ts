@@ -1,3 +1,4 @@
+import { ServiceBusClient } from '@azure/service-bus';
 import { removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
 
 interface Mail {
@@ -72,7 +73,7 @@ describe('registration and approval', () => {
             const s = await status(body.statusUrl);
             return s.status === 'Active' ? s : undefined;
         }, 30_000);
-        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'active']);
+        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'announced', 'active']);
         // The member deployment: an app instance of its own on the next port, in the member role, for this organisation.
         const memberUrl = (done.steps.find((s) => s.step === 'member-deployment') as { detail?: string }).detail!;
         const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string }[] };
@@ -82,6 +83,18 @@ describe('registration and approval', () => {
         expect(health.status).toBe(200);
         expect(await health.json()).toMatchObject({ role: 'member' });
         expect(services.apps.filter((a) => a.role === 'member')).toHaveLength(1);
+        // The member's own subscription on the events topic has org.activated, once.
+        const bus = new URL((services as unknown as { services: { bus: string } }).services.bus);
+        const client = new ServiceBusClient(`Endpoint=sb://127.0.0.1:${bus.port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=local-dev-key;UseDevelopmentEmulator=true`);
+        try {
+            const receiver = client.createReceiver('flexchange-events', `member-${done.orgId}`, { receiveMode: 'receiveAndDelete' });
+            const got = await receiver.receiveMessages(10, { maxWaitTimeInMs: 2000 });
+            expect(got.map((m) => [m.applicationProperties?.type, m.applicationProperties?.orgId])).toEqual([['org.activated', done.orgId]]);
+            expect(got[0].body).toMatchObject({ id: `org.activated:${done.orgId}`, type: 'org.activated', orgIds: [done.orgId], data: { orgId: done.orgId, memberUrl } });
+            await receiver.close();
+        } finally {
+            await client.close();
+        }
         expect(done.decision?.by).toBe('alice@operator.example');
 
         // Reused (by Alice again, or Bob's link for the same application): already decided, and by whom.
@@ -91,7 +104,8 @@ describe('registration and approval', () => {
             expect(await again.text()).toContain('already approved by alice@operator.example');
         }
         // The applicant is told, with the status link.
-        await waitFor(async () => (await mails()).some((m) => m.to.includes('ada@acme.example') && /Active/.test(m.subject)), 20_000);
+        const welcome = await waitFor(async () => (await mails()).find((m) => m.to.includes('ada@acme.example') && /Active/.test(m.subject)), 20_000);
+        expect(welcome.links).toEqual(expect.arrayContaining([memberUrl, expect.stringMatching(/\/api\/registrations\/.+\?key=/)]));
 
         // The applicant's token works as Org.Admin of the new organisation.
         const token = ((await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Org.Admin'], email: 'ada@acme.example' }) })).json()) as { access_token: string }).access_token;
