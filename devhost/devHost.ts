@@ -168,6 +168,7 @@ export class DevHost {
             env.FLEXCHANGE_SMTP_URL = this.mail.url;
             delete env.FLEXCHANGE_ACS_CONNECTION_STRING;
         }
+        if (this.#console?.url) env.FLEXCHANGE_DEVHOST_CONSOLE_URL = this.#console.url;
         Object.assign(env, config.settings ?? {});
         // Each app instance has a vault of its own: a member's keys never share a vault with another's.
         let vault: LocalKeyVault | undefined;
@@ -177,7 +178,6 @@ export class DevHost {
             env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'local-issuer';
             env.FLEXCHANGE_CLIENT_ID = config.settings?.FLEXCHANGE_CLIENT_ID ?? `flexchange-${config.name}`;
         }
-        if (this.#console?.url) env.FLEXCHANGE_DEVHOST_CONSOLE_URL = this.#console.url;
         Object.assign(env, {
             FUNCTIONS_WORKER_RUNTIME: 'node',
             AzureWebJobsScriptRoot: folder.dir,

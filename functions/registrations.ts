@@ -92,6 +92,27 @@ httpRoute('registrationsDecide', {
     },
 });
 
+/** POST /api/registrations/{id}/retry (operator): onboarding again for an approved registration that failed; it resumes from the failed step. */
+httpRoute('registrationsRetry', {
+    route: 'registrations/{id}/retry',
+    methods: ['POST'],
+    access: { roles: [OPERATOR_ROLE] },
+    durable: true,
+    summary: 'Resume the onboarding of a failed registration',
+    handler: async ({ params, durable }) => {
+        const registrations = getServices().registrations();
+        const id = uuid(params.id);
+        let attempt = 0;
+        const r = await registrations.update(id, (cur) => {
+            if (cur.status !== 'Failed' || cur.decision?.decision !== 'approve') throw new AppError(`Only a failed onboarding is retried; this application is ${cur.status}`, 409, 'not_failed');
+            attempt = cur.steps.filter((s) => s.step.startsWith('retry-')).length + 1;
+            return { ...cur, status: 'Provisioning', failure: undefined, steps: [...cur.steps, { step: `retry-${attempt}`, at: new Date().toISOString() }] };
+        });
+        await durable!.startNew('registrationResume', { instanceId: `${registrationInstanceId(id)}:resume-${attempt}`, input: { registrationId: id } });
+        return { status: 202, jsonBody: view(r) };
+    },
+});
+
 /** GET /api/approvals/{token}: the application with Approve / Reject; a GET never decides (mail scanners fetch links). */
 httpRoute('approvalsPage', {
     route: 'approvals/{token}',

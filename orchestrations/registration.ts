@@ -70,6 +70,25 @@ const registrationOrchestrator: OrchestrationHandler = function* (context: Orche
 };
 df.app.orchestration('registration', registrationOrchestrator);
 
+/**
+ * `registrationResume` (instance `registration-<id>:resume-<n>`): onboarding again for an approved
+ * registration that ended `Failed` (POST /registrations/{id}/retry). The steps already done are
+ * found done: the run resumes from the one that failed.
+ */
+const resumeOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
+    const { registrationId: id } = context.df.getInput<{ registrationId: string }>();
+    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Approved' });
+    try {
+        yield context.df.callSubOrchestrator('memberOnboarding', { registrationId: id }, `${context.df.instanceId}:onboarding`);
+    } catch (err) {
+        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Failed', reason: err instanceof Error ? err.message : String(err) });
+        return 'Failed';
+    }
+    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Active' });
+    return 'Active';
+};
+df.app.orchestration('registrationResume', resumeOrchestrator);
+
 const notifyInput = z.object({ registrationId: z.string().uuid(), kind: z.enum(['approval', 'reminder']), expiresAt: z.string().datetime() }).strict();
 
 /** Mails every approver a link of their own (signed, bound to them and this registration, expiring with it). */
