@@ -3,6 +3,7 @@ import type { OrchestrationContext, OrchestrationHandler } from 'durable-functio
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import type { DeploymentState } from '../shared/deployment/deploymentController';
+import { updateItem } from '../shared/documents/repository';
 import { Conflict } from '../shared/errors';
 import { parseInput } from '../shared/validation';
 
@@ -44,17 +45,17 @@ df.app.activity('deploymentRecord', {
     handler: async (raw: unknown) => {
         const { orgId, url } = parseInput(z.object({ orgId: z.string().min(1), url: z.string().url() }).strict(), raw);
         const services = getServices();
-        for (let attempt = 0; attempt < 5; attempt++) {
-            const current = await services.organizations.read(orgId, orgId);
-            if (!current) throw new Error(`No organisation ${orgId}`);
-            if (current.item.deployment?.url === url) return { orgId, url };
-            try {
-                await services.organizations.replace({ ...current.item, deployment: { url, kind: services.deployments().kind }, updatedAt: new Date().toISOString() }, current.etag);
-                return { orgId, url };
-            } catch (err) {
-                if (!(err instanceof Conflict)) throw err;
-            }
-        }
-        throw new Conflict(`The organisation ${orgId} kept changing`);
+        await updateItem(
+            services.organizations,
+            orgId,
+            orgId,
+            (current) => {
+                if (!current) throw new Error(`No organisation ${orgId}`);
+                if (current.deployment?.url === url) return undefined;
+                return { ...current, deployment: { url, kind: services.deployments().kind }, updatedAt: new Date().toISOString() };
+            },
+            { conflict: () => new Conflict(`The organisation ${orgId} kept changing`) },
+        );
+        return { orgId, url };
     },
 });

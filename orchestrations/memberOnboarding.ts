@@ -2,6 +2,7 @@ import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler } from 'durable-functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { updateItem } from '../shared/documents/repository';
 import { parseInput } from '../shared/validation';
 import { Conflict } from '../shared/errors';
 import type { Organization } from '../shared/registration/organizations';
@@ -107,9 +108,8 @@ df.app.activity('onboardingActivate', {
         const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
         const r = await services.registrations().get(registrationId);
-        const current = await services.organizations.read(r.orgId, r.orgId);
-        if (current && current.item.status !== 'Active') await services.organizations.replace({ ...current.item, status: 'Active', updatedAt: new Date().toISOString() }, current.etag).catch((err: unknown) => {
-            if (!(err instanceof Conflict)) throw err;
+        await updateItem(services.organizations, r.orgId, r.orgId, (current) => (current && current.status !== 'Active' ? { ...current, status: 'Active' as const, updatedAt: new Date().toISOString() } : undefined), {
+            conflict: () => new Conflict(`The organisation ${r.orgId} kept changing`),
         });
         return { orgId: r.orgId };
     },

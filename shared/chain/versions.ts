@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { getAddress, Interface, type InterfaceAbi } from 'ethers';
-import type { Repository } from '../documents/repository';
+import { updateItem, type Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound, Unavailable } from '../errors';
 import type { ChainSender, TransactionPipeline } from './pipeline';
 import type { FailoverProvider } from './provider';
@@ -97,17 +97,17 @@ export class ContractVersions {
      * still resolves it; only `latestActive` skips it.
      */
     async setActive(version: number, active: boolean): Promise<ContractVersion> {
-        for (let attempt = 0; attempt < 3; attempt++) {
-            const current = await this.repo.read(`v${version}`, `v${version}`);
-            if (!current || current.item.state !== 'ready') throw new NotFound(`No contract version ${version}`);
-            if (current.item.active === active) return current.item;
-            try {
-                return (await this.repo.replace({ ...current.item, active }, current.etag)).item;
-            } catch (err) {
-                if (!(err instanceof Conflict)) throw err;
-            }
-        }
-        throw new Conflict(`Contract version ${version} is being changed; try again`, 'version_race');
+        const updated = await updateItem(
+            this.repo,
+            `v${version}`,
+            `v${version}`,
+            (current) => {
+                if (!current || current.state !== 'ready') throw new NotFound(`No contract version ${version}`);
+                return current.active === active ? undefined : { ...current, active };
+            },
+            { attempts: 3, conflict: () => new Conflict(`Contract version ${version} is being changed; try again`, 'version_race') },
+        );
+        return updated!;
     }
 
     /**

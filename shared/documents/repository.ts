@@ -1,3 +1,5 @@
+import { Conflict } from '../errors';
+
 /**
  * The document store port: what the domain needs from a document database.
  * Every write that can race is guarded by an ETag; a stale one is a `Conflict`.
@@ -34,4 +36,29 @@ export interface Repository<T extends { id: string }> {
     delete(id: string, partitionKey: string, etag?: string): Promise<boolean>;
     query(spec: QuerySpec, options?: { partitionKey?: string; continuationToken?: string; maxItemCount?: number }): Promise<Page<T>>;
     patch(id: string, partitionKey: string, operations: PatchOperation[], etag?: string): Promise<Stored<T>>;
+}
+
+/**
+ * Read-modify-write under the item's ETag, read again and retried when someone else changed it
+ * in between. `change` gets the current item (undefined when there is none) and returns the new
+ * one, or undefined to leave it as it is; it may throw to refuse. Resolves to what is stored.
+ */
+export async function updateItem<T extends { id: string }>(
+    repo: Repository<T>,
+    id: string,
+    partitionKey: string,
+    change: (current: T | undefined) => T | undefined,
+    opts: { attempts?: number; conflict: () => Error },
+): Promise<T | undefined> {
+    for (let attempt = 0; attempt < (opts.attempts ?? 5); attempt++) {
+        const current = await repo.read(id, partitionKey);
+        const next = change(current?.item);
+        if (!next) return current?.item;
+        try {
+            return (current ? await repo.replace(next, current.etag) : await repo.create(next)).item;
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+        }
+    }
+    throw opts.conflict();
 }

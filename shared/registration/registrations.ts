@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Repository } from '../documents/repository';
+import { updateItem, type Repository } from '../documents/repository';
 import { AppError, Conflict, NotFound } from '../errors';
 import type { SecretStore } from '../vault/vault';
 
@@ -142,18 +142,18 @@ export class Registrations {
      * the new document, or undefined to leave it as it is.
      */
     async update(id: string, change: (r: Registration) => Registration | undefined): Promise<Registration> {
-        for (let attempt = 0; attempt < 5; attempt++) {
-            const current = await this.repo.read(id, id);
-            if (!current || current.item.kind !== 'registration') throw new NotFound('No such registration');
-            const next = change(current.item);
-            if (!next) return current.item;
-            try {
-                return (await this.repo.replace({ ...next, updatedAt: new Date().toISOString() }, current.etag)).item as Registration;
-            } catch (err) {
-                if (!(err instanceof Conflict)) throw err;
-            }
-        }
-        throw new AppError('The registration is being changed by someone else; try again', 409, 'conflict');
+        const updated = await updateItem(
+            this.repo,
+            id,
+            id,
+            (current) => {
+                if (!current || current.kind !== 'registration') throw new NotFound('No such registration');
+                const next = change(current);
+                return next && { ...next, updatedAt: new Date().toISOString() };
+            },
+            { conflict: () => new AppError('The registration is being changed by someone else; try again', 409, 'conflict') },
+        );
+        return updated as Registration;
     }
 
     /** Adds a step (once: a retried activity does not add it twice) and optionally a new status. */
