@@ -170,6 +170,9 @@ export class DevHost {
         }
         if (this.#console?.url) env.FLEXCHANGE_DEVHOST_CONSOLE_URL = this.#console.url;
         Object.assign(env, config.settings ?? {});
+        // A member belongs to the core running here (it asks the core who its callers are, and registers its accounts there).
+        const core = [...this.#slots.values()].find((s) => (s.info.role ?? 'core') === 'core');
+        if (env.FLEXCHANGE_ROLE === 'member' && !env.FLEXCHANGE_CORE_URL && core) env.FLEXCHANGE_CORE_URL = core.info.url;
         // Each app instance has a vault of its own: a member's keys never share a vault with another's.
         let vault: LocalKeyVault | undefined;
         if (this.identity && !config.settings?.FLEXCHANGE_KEYVAULT_URL) {
@@ -215,6 +218,8 @@ export class DevHost {
         if (vault && storage && (env.FLEXCHANGE_ROLE ?? 'core') === 'core') {
             info.operator = await ensureOperator({ vaultUrl: vault.url, issuer: this.identity!.url, clientId: env.FLEXCHANGE_CLIENT_ID, ledgerUrl: storage.ledger.url });
         }
+        // The core's app registration may call member deployments (Entra ID: an app role assignment).
+        if (this.identity && env.FLEXCHANGE_CLIENT_ID && (env.FLEXCHANGE_ROLE ?? 'core') === 'core') this.identity.registerApp(env.FLEXCHANGE_CLIENT_ID, ['Deployment.Core']);
         const slot: AppSlot = { config, worker, info, vault };
         if (vault) this.services[`vault:${config.name}`] = vault.url;
         this.#slots.set(config.name, slot);
@@ -339,7 +344,7 @@ export class DevHost {
         return {
             ensure: async (name, request) => {
                 const running = this.#slots.get(name);
-                if (running) return { name, url: running.info.url, port: running.info.port, created: false };
+                if (running) return { name, url: running.info.url, port: running.info.port, identity: this.#memberIdentity(name, request.orgId), created: false };
                 let start = this.#memberStarts.get(name);
                 const created = !start;
                 if (!start) {
@@ -350,18 +355,27 @@ export class DevHost {
                 const known = this.#readMemberApps().filter((a) => a.name !== name);
                 writeFileAtomic(path.join(this.stateDir, 'member-apps.json'), JSON.stringify({ apps: [...known, { name, ...request }] }, null, 2), 0o600, true);
                 this.#writeRuntimeFile();
-                return { name, url: info.url, port: info.port, created };
+                return { name, url: info.url, port: info.port, identity: this.#memberIdentity(name, request.orgId), created };
             },
             get: (name) => {
                 const slot = this.#slots.get(name);
-                return slot ? { name, url: slot.info.url, port: slot.info.port } : undefined;
+                return slot ? { name, url: slot.info.url, port: slot.info.port, identity: this.#memberIdentity(name, slot.info.orgId) } : undefined;
             },
         };
+    }
+
+    /**
+     * A member instance's app identity: its client id (as `addApp` gives it) with the
+     * `Deployment.Member` role, as the member's managed identity gets it in Azure.
+     */
+    #memberIdentity(name: string, orgId?: string): { clientId: string; principalId: string } {
+        return this.identity!.registerApp(`flexchange-${name}`, ['Deployment.Member'], orgId);
     }
 
     async #startMember(name: string, request: { orgId: string; settings?: Record<string, string> }): Promise<RunningApp> {
         const template = this.#opts.apps[0];
         if (!template) throw new Error('No app folder to start a member instance from');
+        this.#memberIdentity(name, request.orgId);
         return this.addApp({
             name,
             folder: template.folder,

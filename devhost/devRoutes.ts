@@ -50,10 +50,18 @@ export const memberAppRequest = z
     })
     .strict();
 
+/** Where a member instance answers, and the app identity it gets tokens with (client credentials). */
+export interface MemberAppInfo {
+    name: string;
+    url: string;
+    port: number;
+    identity: { clientId: string; principalId: string };
+}
+
 export interface MemberApps {
     /** Starts the member instance if it is not running (idempotent by name) and returns where it answers. */
-    ensure(name: string, request: z.infer<typeof memberAppRequest>): Promise<{ name: string; url: string; port: number; created: boolean }>;
-    get(name: string): { name: string; url: string; port: number } | undefined;
+    ensure(name: string, request: z.infer<typeof memberAppRequest>): Promise<MemberAppInfo & { created: boolean }>;
+    get(name: string): MemberAppInfo | undefined;
 }
 
 export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps }): void {

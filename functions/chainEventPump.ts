@@ -1,6 +1,7 @@
 import { app } from '@azure/functions';
 import type { ChainEvent, ChainEventHandler } from '../shared/chain/eventPump';
 import { getServices } from '../shared/composition';
+import { deploymentRole } from './http/route';
 
 /**
  * The core's chain event pump: every 5 seconds, the contract events past the
@@ -9,7 +10,8 @@ import { getServices } from '../shared/composition';
  * Today's handler records what arrived in the log; the signing saga and event
  * publishing plug in here.
  */
-app.timer('chainEventPump', {
+// The core's job only: members learn of signatures through the core's events.
+if (deploymentRole() === 'core') app.timer('chainEventPump', {
     schedule: '*/5 * * * * *',
     handler: async (_timer, context) => {
         const handler: ChainEventHandler = {

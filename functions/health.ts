@@ -6,6 +6,7 @@ httpRoute('health', {
     route: 'health',
     methods: ['GET'],
     access: 'anonymous',
+    deployments: ['core', 'member'],
     summary: 'Health of the app and each component it depends on',
     handler: async () => {
         const report = await getServices().health();

@@ -5,6 +5,7 @@ httpRoute('me', {
     route: 'me',
     methods: ['GET'],
     access: { roles: ['Flexchange.Admin', 'Flexchange.Approver', 'Org.Admin', 'Org.Trader', 'Deployment.Member', 'Deployment.Core'] },
+    deployments: ['core', 'member'],
     summary: 'The caller as the token describes it',
     handler: async ({ principal }) => ({
         headers: { 'cache-control': 'no-store' },

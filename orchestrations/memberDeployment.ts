@@ -29,7 +29,8 @@ const memberDeployment: OrchestrationHandler = function* (context: Orchestration
         state = yield context.df.callActivityWithRetry('deploymentStatus', retry, { id: state.id });
     }
     if (state.status === 'Failed') throw new Error(`The deployment of ${orgId} failed: ${state.error ?? 'no reason given'}`);
-    yield context.df.callActivityWithRetry('deploymentRecord', retry, { orgId, url: state.url });
+    if (!state.principalId) throw new Error(`The deployment of ${orgId} reported no app identity (principalId)`);
+    yield context.df.callActivityWithRetry('deploymentRecord', retry, { orgId, url: state.url, principalId: state.principalId });
     return state;
 };
 df.app.orchestration('memberDeployment', memberDeployment);
@@ -43,7 +44,7 @@ df.app.activity('deploymentStatus', { handler: async (raw: unknown) => getServic
 /** The organisation record learns where its member deployment answers. */
 df.app.activity('deploymentRecord', {
     handler: async (raw: unknown) => {
-        const { orgId, url } = parseInput(z.object({ orgId: z.string().min(1), url: z.string().url() }).strict(), raw);
+        const { orgId, url, principalId } = parseInput(z.object({ orgId: z.string().min(1), url: z.string().url(), principalId: z.string().min(1).max(100) }).strict(), raw);
         const services = getServices();
         await updateItem(
             services.organizations,
@@ -51,8 +52,8 @@ df.app.activity('deploymentRecord', {
             orgId,
             (current) => {
                 if (!current) throw new Error(`No organisation ${orgId}`);
-                if (current.deployment?.url === url) return undefined;
-                return { ...current, deployment: { url, kind: services.deployments().kind }, updatedAt: new Date().toISOString() };
+                if (current.deployment?.url === url && current.deployment.principalId === principalId) return undefined;
+                return { ...current, deployment: { url, principalId, kind: services.deployments().kind }, updatedAt: new Date().toISOString() };
             },
             { conflict: () => new Conflict(`The organisation ${orgId} kept changing`) },
         );

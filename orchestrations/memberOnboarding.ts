@@ -1,5 +1,6 @@
 import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler } from 'durable-functions';
+import { parseEther } from 'ethers';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { updateItem } from '../shared/documents/repository';
@@ -12,7 +13,9 @@ import type { Organization } from '../shared/registration/organizations';
  * retried activity that records itself in the registration's steps, so a re-run resumes
  * after the last step done. Steps so far: the organisation record, the applicant in the
  * directory as `Org.Admin`, the member deployment (`memberDeployment`), the member's
- * Service Bus subscription, `org.activated` published to it.
+ * Service Bus subscription, the deployment's app identity in the directory (`Deployment.Member`
+ * of the organisation, for client credentials), the first account made on the member
+ * deployment and funded from the treasury, `org.activated` published.
  */
 const retry = new df.RetryOptions(2000, 5);
 retry.backoffCoefficient = 2;
@@ -22,10 +25,13 @@ const onboarding: OrchestrationHandler = function* (context: OrchestrationContex
     const { registrationId } = context.df.getInput<{ registrationId: string }>();
     const org: { orgId: string } = yield context.df.callActivityWithRetry('onboardingOrganization', retry, { registrationId });
     yield context.df.callActivityWithRetry('onboardingApplicant', retry, { registrationId });
-    const deployment: { url: string } = yield context.df.callSubOrchestrator('memberDeployment', { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
+    const deployment: { url: string; principalId: string } = yield context.df.callSubOrchestrator('memberDeployment', { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
     yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-deployment', detail: deployment.url });
     yield context.df.callActivityWithRetry('provisionMemberSubscription', retry, { orgId: org.orgId });
     yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-subscription' });
+    yield context.df.callActivityWithRetry('onboardingAppIdentity', retry, { registrationId, principalId: deployment.principalId });
+    const account: { address: string } = yield context.df.callActivityWithRetry('onboardingFirstAccount', retry, { registrationId });
+    yield context.df.callActivityWithRetry('onboardingFund', retry, { registrationId, address: account.address });
     yield context.df.callActivityWithRetry('onboardingAnnounce', retry, { registrationId });
     yield context.df.callActivityWithRetry('onboardingActivate', retry, { registrationId });
     return org;
@@ -99,6 +105,65 @@ df.app.activity('onboardingAnnounce', {
         });
         await services.registrations().step(registrationId, 'announced');
         return { orgId: r.orgId };
+    },
+});
+
+/** The member deployment's app identity, entered in the directory for the organisation: its client-credential tokens now act for it. */
+df.app.activity('onboardingAppIdentity', {
+    handler: async (raw: unknown) => {
+        const { registrationId, principalId } = parseInput(z.object({ registrationId: z.string().uuid(), principalId: z.string().min(1).max(100) }).strict(), raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        await services.directory.register({ id: principalId, orgId: r.orgId, kind: 'app', name: `member deployment of ${r.orgId}`, roles: ['Deployment.Member'], createdAt: new Date().toISOString(), createdBy: 'onboarding' });
+        await services.registrations().step(registrationId, 'app-identity', { detail: principalId });
+        return { principalId };
+    },
+});
+
+/**
+ * The organisation's first account, made on its member deployment (the key stays in the
+ * member's vault; the member registers the address with the core). The idempotency key is the
+ * registration's: a retried step gets the same account back.
+ */
+df.app.activity('onboardingFirstAccount', {
+    handler: async (raw: unknown) => {
+        const { registrationId } = parseInput(byRegistration, raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        const url = (await services.organizations.read(r.orgId, r.orgId))?.item.deployment?.url;
+        if (!url) throw new Error(`The organisation ${r.orgId} has no member deployment yet`);
+        const res = await services.deploymentClient(url).request('POST', 'accounts', { label: 'primary' }, { 'idempotency-key': `onboarding:${registrationId}` });
+        if (res.status !== 200 && res.status !== 201) throw new Error(`The member deployment refused the first account (${res.status}): ${(res.body as { detail?: string } | undefined)?.detail ?? ''}`);
+        const address = (res.body as { address: string }).address;
+        await services.registrations().step(registrationId, 'first-account', { detail: address });
+        return { address };
+    },
+});
+
+/** The first account funded from the treasury (one grant per organisation, however often the step runs). */
+df.app.activity('onboardingFund', {
+    handler: async (raw: unknown) => {
+        const { registrationId, address } = parseInput(z.object({ registrationId: z.string().uuid(), address: z.string().regex(/^0x[0-9a-fA-F]{40}$/) }).strict(), raw);
+        const services = getServices();
+        const r = await services.registrations().get(registrationId);
+        if ((await services.accountRegistry.ownerOf(address)) !== r.orgId) throw new Error(`The account ${address} is not registered to ${r.orgId}`);
+        const amountWei = parseEther(String(services.settings.FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH));
+        if (amountWei === 0n) {
+            await services.registrations().step(registrationId, 'funded', { detail: 'no initial grant configured' });
+            return { address };
+        }
+        const grant = await services.treasury().grant({ id: `onboarding:${r.orgId}`, orgId: r.orgId, address, amountWei, reason: 'onboarding' });
+        if (grant.state !== 'confirmed') throw new Error(`The grant to ${address} reverted (${grant.txHash})`);
+        await services.events().publish({
+            id: `account.funded:${grant.id}`,
+            type: 'account.funded',
+            occurredAt: grant.updatedAt,
+            orgIds: [r.orgId],
+            subject: `orgs/${r.orgId}/accounts/${address}`,
+            data: { orgId: r.orgId, address, amountWei: grant.amountWei, reason: grant.reason, txHash: grant.txHash, blockNumber: grant.blockNumber },
+        });
+        await services.registrations().step(registrationId, 'funded', { detail: grant.txHash });
+        return { address, txHash: grant.txHash };
     },
 });
 

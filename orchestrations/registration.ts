@@ -98,8 +98,11 @@ df.app.activity('registrationNotifyApprovers', {
         const { registrations, mail, settings } = { registrations: getServices().registrations(), mail: getServices().mail, settings: getServices().settings };
         const r = await registrations.get(input.registrationId);
         if (r.status !== 'PendingApproval') return { skipped: r.status };
-        const approvers = settings.FLEXCHANGE_APPROVERS;
-        if (approvers.length === 0) throw new Invalid('No approvers are configured (FLEXCHANGE_APPROVERS)');
+        // From settings, else whoever holds the approver role in the directory.
+        const approvers = settings.FLEXCHANGE_APPROVERS.length > 0
+            ? settings.FLEXCHANGE_APPROVERS
+            : [...new Set((await getServices().directory.holders('Flexchange.Approver')).flatMap((h) => (h.email ? [h.email.toLowerCase()] : [])))].sort();
+        if (approvers.length === 0) throw new Invalid('No approvers: set FLEXCHANGE_APPROVERS or give someone the Flexchange.Approver role');
         const ttl = Date.parse(input.expiresAt) - Date.now();
         const base = publicBaseUrl();
         for (const approver of approvers) {

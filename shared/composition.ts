@@ -31,10 +31,16 @@ import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
 import { Unavailable } from './errors';
 import { AcsMailSender } from './mail/acsMailSender';
+import { AccountRegistry, type AddressClaim, type RegisteredAccount } from './accounts/accountRegistry';
+import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './accounts/memberAccounts';
+import { CoreDirectory } from './directory/coreDirectory';
+import { EventFeed, FeedingPublisher } from './events/eventFeed';
+import { Treasury, type Grant } from './treasury/treasury';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
 import { LocalIssuerCredential } from './vault/credential';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from './vault/keyVault';
+import { AccountKeys } from './chain/signers';
 import type { KeyStore, SecretStore } from './vault/vault';
 
 /**
@@ -61,8 +67,18 @@ export interface Services {
     organizations: Repository<Organization>;
     /** The ledger: provider, transaction pipeline, contract versions, accounts, operator. */
     chain(): ChainGateway;
-    /** Events out to members (API.md "Events"): the topic, one message per organisation concerned. */
+    /** Events out to members (API.md "Events"): each organisation's feed (core), then the topic, one message per organisation concerned. */
     events(): EventPublisher;
+    /** The per-organisation event feed (core). */
+    eventFeed: EventFeed;
+    /** Member accounts registered with the core (core). */
+    accountRegistry: AccountRegistry;
+    /** This member's own accounts, their keys in its own vault (member). */
+    memberAccounts(): MemberAccounts;
+    /** Ether grants from the operator account (core). */
+    treasury(): Treasury;
+    /** Calls another deployment's API with this deployment's client-credential token. */
+    deploymentClient(baseUrl: string): DeploymentClient;
     /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
     memberSubscriptions(): MemberSubscriptions;
     /** Creates the database and containers when missing; idempotent. */
@@ -140,6 +156,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let chain: ChainGateway | undefined;
     let registrations: Registrations | undefined;
     let events: EventPublisher | undefined;
+    let memberAccounts: MemberAccounts | undefined;
+    let treasury: Treasury | undefined;
+    const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
     return {
         settings,
         cosmos,
@@ -147,7 +166,10 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         secrets,
         keys,
         mail,
-        directory: directoryFor(settings, new CosmosDirectory(database.container('directory')), credential),
+        directory:
+            settings.FLEXCHANGE_ROLE === 'member'
+                ? new CoreDirectory(deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential), settings.FLEXCHANGE_ORG_ID!)
+                : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential),
         audit: new AuditTrail(new CosmosRepository<AuditRecord>(database.container('audit'), (r) => r.orgId)),
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
@@ -173,10 +195,34 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                       ? new ServiceBusClient(settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential)
                       : undefined;
                 if (!client) throw new Unavailable('No Service Bus is configured for events (FLEXCHANGE_SERVICEBUS_CONNECTION or FLEXCHANGE_SERVICEBUS_NAMESPACE)');
-                events = new ServiceBusEventPublisher(client, EVENTS_TOPIC);
+                events = new FeedingPublisher(eventFeed, new ServiceBusEventPublisher(client, EVENTS_TOPIC));
             }
             return events;
         },
+        eventFeed,
+        accountRegistry: new AccountRegistry(
+            new CosmosRepository<RegisteredAccount>(database.container('accounts'), (a) => a.orgId),
+            new CosmosRepository<AddressClaim>(database.container('addresses'), (c) => c.id),
+        ),
+        memberAccounts: () => {
+            if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Accounts are made on member deployments');
+            memberAccounts ??= new MemberAccounts(
+                new CosmosRepository<MemberAccount>(database.container('accounts'), (a) => a.orgId),
+                new AccountKeys(secrets, keys),
+                { secrets, keys },
+                new CoreAccountRegistration(deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential), settings.FLEXCHANGE_ORG_ID!),
+                { orgId: settings.FLEXCHANGE_ORG_ID!, custody: settings.FLEXCHANGE_ACCOUNT_CUSTODY },
+            );
+            return memberAccounts;
+        },
+        treasury: () => {
+            treasury ??= (() => {
+                const gateway = (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog }));
+                return new Treasury(new CosmosRepository<Grant>(database.container('treasury'), (g) => g.id), gateway.pipeline, () => gateway.operator());
+            })();
+            return treasury;
+        },
+        deploymentClient: (baseUrl) => deploymentClient(settings, baseUrl, credential),
         memberSubscriptions: () => {
             memberSubscriptions ??= new ServiceBusMemberSubscriptions(
                 serviceBusAdministrationClient({

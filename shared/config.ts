@@ -15,6 +15,12 @@ const list = (item: z.ZodString) =>
 const settingsSchema = z.object({
     FLEXCHANGE_ROLE: z.enum(['core', 'member']).default('core'),
     FLEXCHANGE_ORG_ID: z.string().min(1).optional(),
+    /** Member deployments: the core's API (`https://<core>/api`), for the directory, account registration and events. */
+    FLEXCHANGE_CORE_URL: url.optional(),
+    /** Member deployments: how new accounts' keys are kept (README, "Accounts"). */
+    FLEXCHANGE_ACCOUNT_CUSTODY: z.enum(['keystore', 'keyvault']).default('keystore'),
+    /** Core: ether (in ETH) a member's first account gets from the treasury when the member is onboarded. */
+    FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH: z.coerce.number().min(0).max(1_000_000).default(1),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
 
     COSMOS_ENDPOINT: url,
@@ -108,6 +114,9 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     const s = parsed.data;
     if (s.FLEXCHANGE_ROLE === 'member' && !s.FLEXCHANGE_ORG_ID) {
         throw new ConfigError('Invalid settings: FLEXCHANGE_ORG_ID is required when FLEXCHANGE_ROLE is member');
+    }
+    if (s.FLEXCHANGE_ROLE === 'member' && !s.FLEXCHANGE_CORE_URL) {
+        throw new ConfigError('Invalid settings: FLEXCHANGE_CORE_URL is required when FLEXCHANGE_ROLE is member');
     }
     if (!s.FLEXCHANGE_SMTP_URL && !s.FLEXCHANGE_ACS_CONNECTION_STRING) {
         throw new ConfigError('Invalid settings: set FLEXCHANGE_SMTP_URL or FLEXCHANGE_ACS_CONNECTION_STRING to send mail');

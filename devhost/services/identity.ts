@@ -163,6 +163,20 @@ export class LocalIdentity {
         };
     }
 
+    /**
+     * An app registration's role assignment, as Entra ID has it for a deployment's identity:
+     * client-credential tokens for `clientId` carry `roles` from then on. Returns the
+     * object id its tokens name (`oid`).
+     */
+    registerApp(clientId: string, roles: AppRole[], orgId?: string): { clientId: string; principalId: string } {
+        const oid = stableId(`app:${clientId}`);
+        const known = this.#directory.get(oid);
+        if (!known || known.roles.join() !== [...roles].sort().join() || known.orgId !== orgId) {
+            this.#remember({ oid, orgId, name: clientId, roles: [...roles].sort(), appOnly: true });
+        }
+        return { clientId, principalId: oid };
+    }
+
     #remember(entry: DirectoryEntry): void {
         this.#directory.set(entry.oid, entry);
         writeFileAtomic(path.join(this.#stateDir, 'directory.json'), JSON.stringify([...this.#directory.values()], null, 2));

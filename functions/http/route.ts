@@ -24,11 +24,21 @@ export interface Caller {
 }
 
 export const OPERATOR_ROLE = 'Flexchange.Admin';
+/** The core deployment's app identity, when it calls a member deployment. */
+export const CORE_APP_ROLE = 'Deployment.Core';
+
+/** Which deployment serves a route (ARCHITECTURE.md, "Two deployment roles"). */
+export type DeploymentRole = 'core' | 'member';
+
+/** The role this app instance runs in, as its settings say (read when the functions are registered). */
+export const deploymentRole = (): DeploymentRole => (process.env.FLEXCHANGE_ROLE === 'member' ? 'member' : 'core');
 
 export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     route: string;
     methods: ('GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE')[];
     access: Access;
+    /** The deployments that serve it (default: the core only). */
+    deployments?: DeploymentRole[];
     body?: B;
     query?: Q;
     maxBodyBytes?: number;
@@ -50,7 +60,7 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
 }
 
 /** Every route registered through `httpRoute`, for the OpenAPI document and the authorization matrix. */
-export const routeTable: { name: string; route: string; methods: string[]; access: Access; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
+export const routeTable: { name: string; route: string; methods: string[]; access: Access; deployments: DeploymentRole[]; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
 
 const DEFAULT_MAX_BODY = 256 * 1024;
 
@@ -88,7 +98,10 @@ async function readJsonBody(request: HttpRequest, limit: number): Promise<unknow
  * every error leaves as problem+json from one mapping.
  */
 export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodObject<Record<string, never>>>(name: string, def: RouteDefinition<B, Q>): void {
-    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, summary: def.summary, body: def.body, query: def.query });
+    const deployments = def.deployments ?? ['core'];
+    // A route another deployment serves is not registered here at all (it answers 404 like any unknown path).
+    if (!deployments.includes(deploymentRole())) return;
+    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query });
     app.http(name, {
         route: def.route,
         methods: def.methods,
@@ -105,6 +118,9 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                     if (!principal.roles.some((r) => allowed.includes(r))) throw new Forbidden('Your roles do not allow this');
                     const entry = await services.directory.resolve(principal.oid);
                     caller = { principal, orgId: entry?.orgId, isOperator: principal.roles.includes(OPERATOR_ROLE) };
+                    // A member deployment serves its own organisation, and the core's calls; nobody else.
+                    const member = services.settings.FLEXCHANGE_ROLE === 'member' ? services.settings.FLEXCHANGE_ORG_ID : undefined;
+                    if (member && caller.orgId !== member && !principal.roles.includes(CORE_APP_ROLE)) throw new Forbidden(`This deployment serves organisation ${member} only`);
                     if (def.access.org) {
                         const target = request.params[def.access.org];
                         if (!caller.isOperator && (!caller.orgId || caller.orgId !== target)) throw new NotFound('No such organisation');

@@ -14,14 +14,14 @@ export class DeploymentClient {
         private readonly timeoutMs = 10_000,
     ) {}
 
-    async request(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+    async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
         const token = await this.credential.getToken(`${this.audience}/.default`);
         if (!token) throw new Unavailable('No token for the deployment API');
         let res: Response;
         try {
             res = await fetch(new URL(path.replace(/^\//, ''), this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`), {
                 method,
-                headers: { authorization: `Bearer ${token.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+                headers: { ...headers, authorization: `Bearer ${token.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
                 body: body === undefined ? undefined : JSON.stringify(body),
                 signal: AbortSignal.timeout(this.timeoutMs),
             });

@@ -71,7 +71,8 @@ function stateOf(id: string, d: { properties?: { provisioningState?: string; out
     if (state === 'Succeeded') {
         const outputs = (p.outputs ?? {}) as Record<string, { value?: unknown }>;
         const host = outputs.functionAppHostName?.value ?? outputs.functionAppDefaultHostName?.value ?? outputs.defaultHostName?.value;
-        return { id, status: 'Succeeded', url: typeof host === 'string' ? `https://${host}/api` : undefined };
+        const principalId = outputs.principalId?.value;
+        return { id, status: 'Succeeded', url: typeof host === 'string' ? `https://${host}/api` : undefined, principalId: typeof principalId === 'string' ? principalId : undefined };
     }
     if (FINAL_FAILURES.includes(state)) return { id, status: 'Failed', error: p.error?.message ?? `the deployment ended ${state}` };
     return { id, status: 'Running' };

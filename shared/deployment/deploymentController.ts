@@ -11,6 +11,8 @@ export interface DeploymentState {
     status: 'Running' | 'Succeeded' | 'Failed';
     /** Where the member's API answers, once it does. */
     url?: string;
+    /** The deployment's app identity (object id of its service principal): onboarding grants it `Deployment.Member` for the organisation. */
+    principalId?: string;
     error?: string;
 }
 
@@ -40,15 +42,16 @@ export class DevhostDeploymentController implements DeploymentController {
         const name = memberAppName(spec.orgId);
         const res = await this.#call('PUT', name, { orgId: spec.orgId });
         if (!res.ok) return { id: name, status: 'Failed', error: await this.#problem(res) };
-        const app = (await res.json()) as { url: string };
-        return { id: name, status: 'Succeeded', url: app.url };
+        const app = (await res.json()) as { url: string; identity?: { principalId: string } };
+        return { id: name, status: 'Succeeded', url: app.url, principalId: app.identity?.principalId };
     }
 
     async status(id: string): Promise<DeploymentState> {
         const res = await this.#call('GET', id);
         if (res.status === 404) return { id, status: 'Failed', error: 'the member app is not running' };
         if (!res.ok) throw new Upstream(`The devhost answered ${res.status}: ${await this.#problem(res)}`);
-        return { id, status: 'Succeeded', url: ((await res.json()) as { url: string }).url };
+        const app = (await res.json()) as { url: string; identity?: { principalId: string } };
+        return { id, status: 'Succeeded', url: app.url, principalId: app.identity?.principalId };
     }
 
     async #call(method: string, name: string, body?: unknown): Promise<Response> {

@@ -53,6 +53,20 @@ export class CosmosDirectory implements Directory {
         return removed;
     }
 
+    async holders(role: string): Promise<{ id: string; email?: string }[]> {
+        const out: { id: string; email?: string }[] = [];
+        let token: string | undefined;
+        do {
+            const page = await this.#repo.query(
+                { query: 'SELECT * FROM c WHERE c.kind = "user" AND ARRAY_CONTAINS(c.roles, @role) ORDER BY c.createdAt', parameters: [{ name: '@role', value: role }] },
+                { continuationToken: token },
+            );
+            out.push(...page.items.map((e) => ({ id: e.id, email: e.email })));
+            token = page.continuationToken;
+        } while (token);
+        return out;
+    }
+
     async register(entry: DirectoryEntry): Promise<DirectoryEntry> {
         const stored = await this.#repo.upsert(entry);
         this.#cache.delete(entry.id);

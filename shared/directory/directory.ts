@@ -37,4 +37,6 @@ export interface Directory {
     removeUser(orgId: string, userId: string): Promise<boolean>;
     /** Records a principal with a known object id (a deployment's app, or a user signed in elsewhere). */
     register(entry: DirectoryEntry): Promise<DirectoryEntry>;
+    /** The users holding an app role, across organisations (e.g. the approvers, `Flexchange.Approver`). */
+    holders(role: string): Promise<{ id: string; email?: string }[]>;
 }

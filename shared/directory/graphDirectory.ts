@@ -17,6 +17,8 @@ export interface GraphDirectoryOptions {
 interface GraphEntry extends DirectoryEntry {
     /** App role assignment ids, so they can be removed with the user. */
     assignments?: string[];
+    /** For app identities: the assignment id of each role, so a role is assigned once. */
+    assignedRoles?: Record<string, string>;
 }
 
 /**
@@ -39,8 +41,52 @@ export class GraphDirectory implements Directory {
         return this.store.listUsers(orgId);
     }
 
-    register(entry: DirectoryEntry): Promise<DirectoryEntry> {
-        return this.store.register(entry);
+    /**
+     * Records a principal. A deployment's app identity (kind `app`, e.g. a member deployment's
+     * managed identity) is also assigned its app roles, so its client-credential tokens carry
+     * them; a role assigned before (a retried onboarding step) is not assigned again.
+     */
+    async register(entry: DirectoryEntry): Promise<DirectoryEntry> {
+        if (entry.kind !== 'app') return this.store.register(entry);
+        const existing = (await this.store.resolve(entry.id)) as GraphEntry | undefined;
+        const assigned = new Map<string, string>(existing?.orgId === entry.orgId ? Object.entries(existing.assignedRoles ?? {}) : []);
+        for (const role of [...new Set(entry.roles)].sort()) {
+            if (assigned.has(role)) continue;
+            assigned.set(role, await this.#assign(entry.id, role));
+        }
+        const stored: GraphEntry = { ...entry, assignments: [...assigned.values()], assignedRoles: Object.fromEntries(assigned) };
+        return this.store.register(stored);
+    }
+
+    /** The users assigned an app role of the API in Entra ID, with their mail addresses. */
+    async holders(role: string): Promise<{ id: string; email?: string }[]> {
+        const appRoleId = this.opts.appRoleIds[role];
+        if (!appRoleId) throw new Upstream(`The app registration has no role ${role}`);
+        const users = new Set<string>();
+        let path: string | undefined = `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo?$top=999`;
+        for (let pages = 0; path && pages < 100; pages++) {
+            const page = (await this.#graph('GET', path)) as { value: { principalId: string; principalType: string; appRoleId: string }[]; '@odata.nextLink'?: string };
+            for (const a of page.value) if (a.appRoleId === appRoleId && a.principalType === 'User') users.add(a.principalId);
+            const next = page['@odata.nextLink'];
+            path = next ? next.replace(/^https?:\/\/[^/]+/, '') : undefined;
+        }
+        const out: { id: string; email?: string }[] = [];
+        for (const id of users) {
+            const user = (await this.#graph('GET', `/v1.0/users/${encodeURIComponent(id)}?$select=id,mail,userPrincipalName`, undefined, [404])) as { mail?: string | null; userPrincipalName?: string } | undefined;
+            if (user) out.push({ id, email: (user.mail ?? user.userPrincipalName)?.toLowerCase() });
+        }
+        return out;
+    }
+
+    async #assign(principalId: string, role: string): Promise<string> {
+        const appRoleId = this.opts.appRoleIds[role];
+        if (!appRoleId) throw new Upstream(`The app registration has no role ${role}`);
+        const assignment = (await this.#graph('POST', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo`, {
+            principalId,
+            resourceId: this.opts.servicePrincipalId,
+            appRoleId,
+        })) as { id: string };
+        return assignment.id;
     }
 
     async addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry> {
@@ -52,16 +98,7 @@ export class GraphDirectory implements Directory {
         })) as { invitedUser: { id: string } };
         const userId = invitation.invitedUser.id;
         const assignments: string[] = [];
-        for (const role of [...new Set(user.roles)].sort()) {
-            const appRoleId = this.opts.appRoleIds[role];
-            if (!appRoleId) throw new Upstream(`The app registration has no role ${role}`);
-            const assignment = (await this.#graph('POST', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo`, {
-                principalId: userId,
-                resourceId: this.opts.servicePrincipalId,
-                appRoleId,
-            })) as { id: string };
-            assignments.push(assignment.id);
-        }
+        for (const role of [...new Set(user.roles)].sort()) assignments.push(await this.#assign(userId, role));
         const entry: GraphEntry = { ...userEntry(userId, orgId, user, by), assignments };
         return this.store.register(entry);
     }

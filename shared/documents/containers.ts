@@ -13,6 +13,8 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'registrations', partitionKey: { paths: ['/id'] } },
     { id: 'directory', partitionKey: { paths: ['/orgId'] } },
     { id: 'accounts', partitionKey: { paths: ['/orgId'] } },
+    /** Which organisation each account address belongs to (claimed once, create-only). */
+    { id: 'addresses', partitionKey: { paths: ['/id'] } },
     { id: 'proposals', partitionKey: { paths: ['/id'] } },
     { id: 'contracts', partitionKey: { paths: ['/id'] } },
     { id: 'events', partitionKey: { paths: ['/orgId'] } },

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseInput } from '../validation';
 
 /** Event types of API.md ("Events"). */
 export const EVENT_TYPES = [
@@ -30,3 +31,6 @@ export type EventEnvelope = z.infer<typeof eventEnvelope>;
 export interface EventPublisher {
     publish(event: EventEnvelope): Promise<void>;
 }
+
+/** The envelope checked against its schema before anything is published. */
+export const checkEvent = (event: unknown): EventEnvelope => parseInput(eventEnvelope, event, 'The event');

@@ -1,6 +1,6 @@
 import type { ServiceBusClient, ServiceBusSender } from '@azure/service-bus';
-import { Invalid, isUnreachable, Unavailable, Upstream } from '../errors';
-import { eventEnvelope, EventEnvelope, EventPublisher } from './events';
+import { isUnreachable, Unavailable, Upstream } from '../errors';
+import { checkEvent, EventEnvelope, EventPublisher } from './events';
 
 /**
  * Publishes events on the Service Bus topic: one message per organisation concerned,
@@ -17,8 +17,7 @@ export class ServiceBusEventPublisher implements EventPublisher {
     ) {}
 
     async publish(event: EventEnvelope): Promise<void> {
-        const parsed = eventEnvelope.safeParse(event);
-        if (!parsed.success) throw new Invalid('The event is not valid', parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })));
+        checkEvent(event);
         this.#sender ??= this.client.createSender(this.topic);
         const messages = [...new Set(event.orgIds)].map((orgId) => ({
             messageId: `${event.id}:${orgId}`,

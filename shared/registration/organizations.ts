@@ -8,7 +8,7 @@ export interface Organization {
     status: 'Onboarding' | 'Active' | 'Suspended';
     registrationId: string;
     /** Where its member deployment answers, once it has one. */
-    deployment?: { url: string; kind: 'devhost' | 'azure' };
+    deployment?: { url: string; kind: 'devhost' | 'azure'; principalId?: string };
     createdAt: string;
     updatedAt: string;
 }

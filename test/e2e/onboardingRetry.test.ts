@@ -51,7 +51,7 @@ describe('onboarding failure and retry', () => {
                 const s = await status(second.origin('core'));
                 return s.status === 'Active' ? s : undefined;
             }, 60_000, 250);
-            expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'failed', 'retry-1', 'member-deployment', 'member-subscription', 'announced', 'active']);
+            expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'failed', 'retry-1', 'member-deployment', 'member-subscription', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
             expect(done.failure).toBeUndefined();
             // Active now: nothing to retry.
             expect((await fetch(`${second.origin('core')}/api/registrations/${registrationId}/retry`, { method: 'POST', headers: { authorization: `Bearer ${admin}` } })).status).toBe(409);

@@ -73,7 +73,7 @@ describe('registration and approval', () => {
             const s = await status(body.statusUrl);
             return s.status === 'Active' ? s : undefined;
         }, 30_000);
-        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'announced', 'active']);
+        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
         // The member deployment: an app instance of its own on the next port, in the member role, for this organisation.
         const memberUrl = (done.steps.find((s) => s.step === 'member-deployment') as { detail?: string }).detail!;
         const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string }[] };
@@ -89,8 +89,12 @@ describe('registration and approval', () => {
         try {
             const receiver = client.createReceiver('flexchange-events', `member-${done.orgId}`, { receiveMode: 'receiveAndDelete' });
             const got = await receiver.receiveMessages(10, { maxWaitTimeInMs: 2000 });
-            expect(got.map((m) => [m.applicationProperties?.type, m.applicationProperties?.orgId])).toEqual([['org.activated', done.orgId]]);
-            expect(got[0].body).toMatchObject({ id: `org.activated:${done.orgId}`, type: 'org.activated', orgIds: [done.orgId], data: { orgId: done.orgId, memberUrl } });
+            expect(got.map((m) => [m.applicationProperties?.type, m.applicationProperties?.orgId])).toEqual([
+                ['account.registered', done.orgId],
+                ['account.funded', done.orgId],
+                ['org.activated', done.orgId],
+            ]);
+            expect(got[2].body).toMatchObject({ id: `org.activated:${done.orgId}`, type: 'org.activated', orgIds: [done.orgId], data: { orgId: done.orgId, memberUrl } });
             await receiver.close();
         } finally {
             await client.close();
@@ -112,6 +116,37 @@ describe('registration and approval', () => {
         const users = await api(`orgs/${done.orgId}/users`, { headers: { authorization: `Bearer ${token}` } });
         expect(users.status).toBe(200);
         expect(((await users.json()) as { items: { email: string; roles: string[] }[] }).items).toEqual([expect.objectContaining({ email: 'ada@acme.example', roles: ['Org.Admin'] })]);
+
+        // ...and on the member deployment: its first account, made there, funded from the treasury.
+        const firstAccount = (done.steps.find((s) => s.step === 'first-account') as { detail?: string }).detail!;
+        const memberAccounts = await fetch(`${memberUrl}/accounts`, { headers: { authorization: `Bearer ${token}` } });
+        expect(memberAccounts.status).toBe(200);
+        const accounts = ((await memberAccounts.json()) as { items: { address: string; label: string; custody: string; registered: boolean; balanceWei: string }[] }).items;
+        expect(accounts).toEqual([expect.objectContaining({ address: firstAccount, label: 'primary', custody: 'keystore', registered: true, balanceWei: (10n ** 18n).toString() })]);
+        // The core knows the address (and nothing else of the key); the member's vault holds the keystore.
+        const coreAccounts = ((await (await api(`orgs/${done.orgId}/accounts`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: { address: string }[] }).items;
+        expect(coreAccounts.map((a) => a.address)).toEqual([firstAccount]);
+        // The admin makes a second account there; a retry with the same Idempotency-Key gets the same one back.
+        const create = (label: string) => fetch(`${memberUrl}/accounts`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': 'desk-2' }, body: JSON.stringify({ label }) });
+        const second = await create('desk');
+        expect(second.status).toBe(201);
+        const again = await create('desk');
+        expect(again.status).toBe(200);
+        const secondAddress = ((await second.json()) as { address: string }).address;
+        expect(((await again.json()) as { address: string }).address).toBe(secondAddress);
+        expect((await create('other')).status).toBe(422);
+        const registered = ((await (await api(`orgs/${done.orgId}/accounts`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: { address: string }[] }).items;
+        expect(registered.map((a) => a.address).sort()).toEqual([firstAccount, secondAddress].sort());
+        // Another organisation's user is refused by the member deployment.
+        const outsider = ((await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Org.Admin'], orgId: 'someone-else', email: 'eve@else.example' }) })).json()) as { access_token: string }).access_token;
+        expect((await fetch(`${memberUrl}/accounts`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(403);
+        // The organisation's feed has its events in order, and the cursor moves on.
+        const feed = (await (await api(`orgs/${done.orgId}/events`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: { id: string; type: string; seq: number; data: Record<string, unknown> }[]; next: number };
+        expect(feed.items.map((e) => e.type)).toEqual(['account.registered', 'account.funded', 'org.activated', 'account.registered']);
+        expect(feed.items.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+        expect(feed.items[1].data).toMatchObject({ address: firstAccount, amountWei: (10n ** 18n).toString(), txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/) });
+        const after = (await (await api(`orgs/${done.orgId}/events?after=${feed.next}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: unknown[]; next: number };
+        expect(after).toEqual(expect.objectContaining({ items: [], next: 4 }));
     }, 90_000);
 
     it('refuses a second open application for the same legal id, and a tampered or unknown link', async () => {

@@ -64,7 +64,7 @@ class FakeArm {
                 const plan = this.outcomes.get(dep[3]) ?? { running: 1, final: 'Succeeded' as const };
                 if (d.gets <= plan.running) return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Running' } });
                 if (plan.final === 'Failed') return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Failed', error: { code: 'DeploymentFailed', message: 'The subnet is in use' } } });
-                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', outputs: { functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` } } } });
+                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', outputs: { functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` }, principalId: { type: 'String', value: '5f0c2a7e-1111-4222-8333-944455556666' } } } });
             }
         }
         if (url.pathname.startsWith('/operations/')) return json(200, { status: 'InProgress' });
@@ -113,6 +113,8 @@ describe('ARM deployment controller', () => {
         }
         expect(seen).toEqual(['Running', 'Running', 'Succeeded']);
         expect(state.url).toBe('https://fx-flexchange-member-acme.azurewebsites.net/api');
+        // The Function App's managed identity: onboarding grants it Deployment.Member for the organisation.
+        expect(state.principalId).toBe('5f0c2a7e-1111-4222-8333-944455556666');
         // Starting again finds the deployment: no second PUT.
         await expect(controller.start({ orgId: 'acme' })).resolves.toMatchObject({ status: 'Succeeded' });
         expect(arm.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/deployments/flexchange-member-acme'))).toHaveLength(1);

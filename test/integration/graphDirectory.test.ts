@@ -24,6 +24,9 @@ class MemoryDirectory implements Directory {
         this.entries.set(e.id, e);
         return e;
     }
+    async holders(role: string) {
+        return [...this.entries.values()].filter((e) => e.roles.includes(role)).map((e) => ({ id: e.id, email: e.email }));
+    }
 }
 
 /**
@@ -32,7 +35,7 @@ class MemoryDirectory implements Directory {
  */
 describe('directory on Microsoft Graph (local fake)', () => {
     const SP = '11111111-2222-3333-4444-555555555555';
-    const ROLE_IDS = { 'Org.Admin': 'aaaaaaaa-0000-0000-0000-000000000001', 'Org.Trader': 'aaaaaaaa-0000-0000-0000-000000000002' };
+    const ROLE_IDS = { 'Org.Admin': 'aaaaaaaa-0000-0000-0000-000000000001', 'Org.Trader': 'aaaaaaaa-0000-0000-0000-000000000002', 'Deployment.Member': 'aaaaaaaa-0000-0000-0000-000000000003', 'Flexchange.Approver': 'aaaaaaaa-0000-0000-0000-000000000004' };
     const requests: { method: string; path: string; auth?: string; body?: Record<string, unknown> }[] = [];
     let server: http.Server;
     let graphUrl: string;
@@ -55,6 +58,22 @@ describe('directory on Microsoft Graph (local fake)', () => {
                     return json(201, { id: 'inv-1', invitedUser: { id: `user-${++n}` }, inviteRedeemUrl: 'https://login.example/redeem' });
                 }
                 if (req.method === 'POST' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo`) return json(201, { id: `assignment-${++n}` });
+                // Role holders: two pages of assignments, then each user's mail.
+                if (req.method === 'GET' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999`) {
+                    return json(200, {
+                        value: [
+                            { principalId: 'u-approver-1', principalType: 'User', appRoleId: ROLE_IDS['Flexchange.Approver'] },
+                            { principalId: 'u-trader', principalType: 'User', appRoleId: ROLE_IDS['Org.Trader'] },
+                            { principalId: 'sp-app', principalType: 'ServicePrincipal', appRoleId: ROLE_IDS['Flexchange.Approver'] },
+                        ],
+                        '@odata.nextLink': `${graphUrl}/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999&$skiptoken=page2`,
+                    });
+                }
+                if (req.method === 'GET' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999&$skiptoken=page2`) {
+                    return json(200, { value: [{ principalId: 'u-approver-2', principalType: 'User', appRoleId: ROLE_IDS['Flexchange.Approver'] }] });
+                }
+                if (req.method === 'GET' && req.url === '/v1.0/users/u-approver-1?$select=id,mail,userPrincipalName') return json(200, { id: 'u-approver-1', mail: 'Alice@Operator.example' });
+                if (req.method === 'GET' && req.url === '/v1.0/users/u-approver-2?$select=id,mail,userPrincipalName') return json(200, { id: 'u-approver-2', mail: null, userPrincipalName: 'bob@operator.example' });
                 if (req.method === 'DELETE' && req.url!.startsWith(`/v1.0/servicePrincipals/${SP}/appRoleAssignedTo/`)) {
                     res.writeHead(204);
                     return res.end();
@@ -105,6 +124,26 @@ describe('directory on Microsoft Graph (local fake)', () => {
         expect(requests.map((r) => r.method)).toEqual(['DELETE']);
         expect(requests[0].path).toMatch(new RegExp(`^/v1\\.0/servicePrincipals/${SP}/appRoleAssignedTo/assignment-\\d+$`));
         expect(await store.resolve(entry.id)).toBeUndefined();
+    });
+
+    it("assigns a deployment's app identity its roles once, however often onboarding registers it", async () => {
+        requests.length = 0;
+        const { store, graph } = directory();
+        const app = { id: '7d7c1c8e-0000-4000-8000-00000000a001', orgId: 'acme', kind: 'app' as const, name: 'member deployment', roles: ['Deployment.Member'], createdAt: new Date().toISOString() };
+        await graph.register(app);
+        await graph.register(app);
+        expect(requests.map((r) => `${r.method} ${r.path}`)).toEqual([`POST /v1.0/servicePrincipals/${SP}/appRoleAssignedTo`]);
+        expect(requests[0].body).toEqual({ principalId: app.id, resourceId: SP, appRoleId: ROLE_IDS['Deployment.Member'] });
+        expect(await store.resolve(app.id)).toMatchObject({ orgId: 'acme', kind: 'app', roles: ['Deployment.Member'] });
+    });
+
+    it('lists the users holding an app role across pages, with their mail (the approvers when settings name none)', async () => {
+        requests.length = 0;
+        await expect(directory().graph.holders('Flexchange.Approver')).resolves.toEqual([
+            { id: 'u-approver-1', email: 'alice@operator.example' },
+            { id: 'u-approver-2', email: 'bob@operator.example' },
+        ]);
+        expect(requests.every((r) => r.method === 'GET' && r.auth === 'Bearer graph-token')).toBe(true);
     });
 
     it('reports Graph being down as Unavailable and a refused role as Upstream', async () => {

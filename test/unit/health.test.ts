@@ -68,9 +68,10 @@ describe('settings', () => {
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'admin' })).toThrow(/FLEXCHANGE_ROLE/);
     });
 
-    it('refuses a member without an organisation, no way to send mail, and a local credential without a client id', () => {
+    it('refuses a member without an organisation or its core, no way to send mail, and a local credential without a client id', () => {
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member' })).toThrow(/FLEXCHANGE_ORG_ID is required/);
-        expect(loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1' }).FLEXCHANGE_ORG_ID).toBe('org-1');
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1' })).toThrow(/FLEXCHANGE_CORE_URL is required/);
+        expect(loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1', FLEXCHANGE_CORE_URL: 'https://core.example/api' }).FLEXCHANGE_ORG_ID).toBe('org-1');
         const { FLEXCHANGE_ACS_CONNECTION_STRING: _acs, ...noMail } = baseline;
         expect(() => loadSettings(noMail)).toThrow(/FLEXCHANGE_SMTP_URL or FLEXCHANGE_ACS_CONNECTION_STRING/);
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_CREDENTIAL: 'local-issuer' })).toThrow(/FLEXCHANGE_CLIENT_ID is required/);

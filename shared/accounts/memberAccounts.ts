@@ -1,0 +1,123 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { computeAddress } from 'ethers';
+import type { DeploymentClient } from '../auth/deploymentClient';
+import { readKeystoreAddress } from '../chain/operator';
+import type { AccountKeyRef, AccountKeys, Custody } from '../chain/signers';
+import type { Repository } from '../documents/repository';
+import { AppError, Conflict, Upstream } from '../errors';
+import type { KeyStore, SecretStore } from '../vault/vault';
+
+/** An account of this member deployment (its own database, container `accounts`): the key stays in its own vault. */
+export interface MemberAccount {
+    /** The key's name in the vault. */
+    id: string;
+    orgId: string;
+    address: string;
+    label: string;
+    custody: Custody;
+    createdAt: string;
+    /** Set once the core has the address. */
+    registeredAt?: string;
+}
+
+/** Where a member registers its accounts: the core (`POST /orgs/{orgId}/accounts`). */
+export interface AccountRegistration {
+    register(address: string, label: string): Promise<void>;
+}
+
+/** The core's account registry over its API, with the member's client-credential token. */
+export class CoreAccountRegistration implements AccountRegistration {
+    constructor(
+        private readonly core: DeploymentClient,
+        private readonly orgId: string,
+    ) {}
+
+    async register(address: string, label: string): Promise<void> {
+        const res = await this.core.request('POST', `orgs/${encodeURIComponent(this.orgId)}/accounts`, { address, label });
+        if (res.status === 200 || res.status === 201) return;
+        const detail = (res.body as { detail?: string } | undefined)?.detail;
+        if (res.status === 409) throw new Conflict(`The core refused the address: ${detail ?? 'conflict'}`, 'address_taken');
+        throw new Upstream(`The core refused the account registration (${res.status}${detail ? `: ${detail}` : ''})`);
+    }
+}
+
+/**
+ * The member's accounts. A new account's key is made in this deployment's vault (custody from
+ * settings), recorded here, then registered with the core. With an idempotency key the key's
+ * name is derived from it, so a retried request (or a crash between the steps) finds the same
+ * key and finishes the steps left, never making a second key.
+ */
+export class MemberAccounts {
+    constructor(
+        private readonly repo: Repository<MemberAccount>,
+        private readonly keys: AccountKeys,
+        private readonly vault: { secrets: SecretStore; keys: KeyStore },
+        private readonly core: AccountRegistration,
+        private readonly opts: { orgId: string; custody: Custody },
+    ) {}
+
+    async create(label: string, idempotencyKey?: string): Promise<{ account: MemberAccount; created: boolean }> {
+        const name = idempotencyKey ? `acct-${createHash('sha256').update(`${this.opts.orgId}\n${idempotencyKey}`).digest('hex').slice(0, 40)}` : `acct-${randomUUID()}`;
+        const known = await this.repo.read(name, this.opts.orgId);
+        if (known) {
+            if (known.item.label !== label) throw new AppError('The idempotency key was used for a different account', 422, 'idempotency_mismatch');
+            return { account: await this.#registered(known.item, known.etag), created: false };
+        }
+        const ref = await this.#key(name);
+        const account: MemberAccount = { id: name, orgId: this.opts.orgId, address: ref.address, label, custody: ref.custody, createdAt: new Date().toISOString() };
+        let stored;
+        try {
+            stored = await this.repo.create(account);
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+            stored = (await this.repo.read(name, this.opts.orgId))!;
+        }
+        return { account: await this.#registered(stored.item, stored.etag), created: true };
+    }
+
+    async list(): Promise<MemberAccount[]> {
+        const out: MemberAccount[] = [];
+        let continuationToken: string | undefined;
+        do {
+            const page = await this.repo.query({ query: 'SELECT * FROM c WHERE c.orgId = @org ORDER BY c.createdAt', parameters: [{ name: '@org', value: this.opts.orgId }] }, { partitionKey: this.opts.orgId, continuationToken });
+            out.push(...page.items);
+            continuationToken = page.continuationToken;
+        } while (continuationToken);
+        return out;
+    }
+
+    /** The key reference of one of this member's accounts, by address, for signing. */
+    async keyOf(address: string): Promise<AccountKeyRef | undefined> {
+        const found = (await this.list()).find((a) => a.address.toLowerCase() === address.toLowerCase());
+        return found && { custody: found.custody, name: found.id, address: found.address };
+    }
+
+    /** The key under `name`: made now, or the one an interrupted attempt made before. */
+    async #key(name: string): Promise<AccountKeyRef> {
+        try {
+            return await this.keys.create(name, this.opts.custody);
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+            if (this.opts.custody === 'keyvault') {
+                const pub = await this.vault.keys.publicKey(name);
+                if (pub) return { custody: 'keyvault', name, address: computeAddress('0x' + pub.toString('hex')) };
+            } else {
+                const address = await readKeystoreAddress(this.vault.secrets, name);
+                if (address) return { custody: 'keystore', name, address };
+            }
+            throw err;
+        }
+    }
+
+    async #registered(account: MemberAccount, etag: string): Promise<MemberAccount> {
+        if (account.registeredAt) return account;
+        await this.core.register(account.address, account.label);
+        const next = { ...account, registeredAt: new Date().toISOString() };
+        try {
+            return (await this.repo.replace(next, etag)).item;
+        } catch (err) {
+            if (err instanceof Conflict) return next; // a concurrent retry recorded it
+            throw err;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import type { DeploymentClient } from '../auth/deploymentClient';
+import { Forbidden, Upstream } from '../errors';
+import type { Directory, DirectoryEntry } from './directory';
+
+/**
+ * The directory as a member deployment sees it: the core keeps it (ARCHITECTURE.md), so a
+ * caller's organisation is asked of the core (`GET /orgs/{orgId}/principals/{id}`, with the
+ * member's client-credential token) and cached for a short while. Only principals of the
+ * member's own organisation are ever returned; users are managed on the core.
+ */
+export class CoreDirectory implements Directory {
+    readonly #cache = new Map<string, { entry?: DirectoryEntry; until: number }>();
+
+    constructor(
+        private readonly core: DeploymentClient,
+        private readonly orgId: string,
+        private readonly cacheMs = 30_000,
+    ) {}
+
+    async resolve(objectId: string): Promise<DirectoryEntry | undefined> {
+        const cached = this.#cache.get(objectId);
+        if (cached && cached.until > Date.now()) return cached.entry;
+        const res = await this.core.request('GET', `orgs/${encodeURIComponent(this.orgId)}/principals/${encodeURIComponent(objectId)}`);
+        let entry: DirectoryEntry | undefined;
+        if (res.status === 200) {
+            const body = res.body as DirectoryEntry;
+            entry = body.orgId === this.orgId ? body : undefined;
+        } else if (res.status !== 404) {
+            throw new Upstream(`The core refused the directory look-up (${res.status})`);
+        }
+        this.#cache.set(objectId, { entry, until: Date.now() + this.cacheMs });
+        return entry;
+    }
+
+    async listUsers(): Promise<DirectoryEntry[]> {
+        throw new Forbidden('Users are managed on the core deployment');
+    }
+
+    async addUser(): Promise<DirectoryEntry> {
+        throw new Forbidden('Users are managed on the core deployment');
+    }
+
+    async removeUser(): Promise<boolean> {
+        throw new Forbidden('Users are managed on the core deployment');
+    }
+
+    async holders(): Promise<{ id: string; email?: string }[]> {
+        throw new Forbidden('Role holders are listed on the core deployment');
+    }
+
+    async register(): Promise<DirectoryEntry> {
+        throw new Forbidden('Principals are registered on the core deployment');
+    }
+}

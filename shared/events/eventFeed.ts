@@ -1,0 +1,98 @@
+import type { Repository } from '../documents/repository';
+import { Conflict } from '../errors';
+import { checkEvent, type EventEnvelope, type EventPublisher } from './events';
+
+/** An event in one organisation's feed (container `events`, partition `/orgId`), numbered in that feed. */
+export interface FeedEntry {
+    id: string;
+    kind: 'event';
+    orgId: string;
+    seq: number;
+    event: EventEnvelope;
+    storedAt: string;
+}
+
+/** The feed's counter (one per organisation, in the same partition). */
+interface FeedSequence {
+    id: '_sequence';
+    kind: 'sequence';
+    orgId: string;
+    value: number;
+}
+
+export type FeedDoc = FeedEntry | FeedSequence;
+
+/**
+ * How long a gap in the numbering may be an append still in flight: a reader stops before a
+ * gap younger than this, so a late-committing append is never skipped by a cursor.
+ */
+const IN_FLIGHT_MS = 5_000;
+
+/**
+ * The per-organisation event feed (`GET /orgs/{orgId}/events?after=`): every event an
+ * organisation is concerned by, numbered in the order it was appended, read with a cursor.
+ * Appending the same event again (an at-least-once publisher) is a no-op: the event id is
+ * the entry's id in the organisation's partition, written create-only.
+ */
+export class EventFeed {
+    constructor(private readonly repo: Repository<FeedDoc>) {}
+
+    async append(orgId: string, event: EventEnvelope): Promise<void> {
+        if (await this.repo.read(event.id, orgId)) return;
+        const seq = await this.#next(orgId);
+        try {
+            await this.repo.create({ id: event.id, kind: 'event', orgId, seq, event, storedAt: new Date().toISOString() });
+        } catch (err) {
+            // A concurrent append of the same event won; its number stands, this one is a harmless gap.
+            if (!(err instanceof Conflict)) throw err;
+        }
+    }
+
+    /**
+     * Events after `after` (a sequence number from an earlier page), oldest first, at most `limit`.
+     * `next` is the cursor for the following call.
+     */
+    async read(orgId: string, after = 0, limit = 100): Promise<{ items: (EventEnvelope & { seq: number })[]; next: number }> {
+        const page = await this.repo.query(
+            // The organisation in the filter as well as the partition key: a store that ignores the latter must not leak another feed.
+            { query: 'SELECT * FROM c WHERE c.orgId = @org AND c.kind = "event" AND c.seq > @after ORDER BY c.seq', parameters: [{ name: '@org', value: orgId }, { name: '@after', value: after }] },
+            { partitionKey: orgId, maxItemCount: limit },
+        );
+        const items: (EventEnvelope & { seq: number })[] = [];
+        let last = after;
+        let expected = after + 1;
+        for (const doc of page.items as FeedEntry[]) {
+            // A gap may be an append that has its number but is not written yet: stop before a fresh one.
+            if (doc.seq !== expected && Date.now() - Date.parse(doc.storedAt) < IN_FLIGHT_MS) break;
+            items.push({ ...doc.event, seq: doc.seq });
+            last = doc.seq;
+            expected = doc.seq + 1;
+            if (items.length >= limit) break;
+        }
+        return { items, next: last };
+    }
+
+    async #next(orgId: string): Promise<number> {
+        try {
+            await this.repo.create({ id: '_sequence', kind: 'sequence', orgId, value: 0 });
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+        }
+        const { item } = await this.repo.patch('_sequence', orgId, [{ op: 'incr', path: '/value', value: 1 }]);
+        return (item as FeedSequence).value;
+    }
+}
+
+/** Publishes to the bus and into the feed of every organisation concerned (the feed first: a retry fills whatever is missing). */
+export class FeedingPublisher implements EventPublisher {
+    constructor(
+        private readonly feed: EventFeed,
+        private readonly next: EventPublisher,
+    ) {}
+
+    async publish(event: EventEnvelope): Promise<void> {
+        checkEvent(event);
+        for (const orgId of [...new Set(event.orgIds)]) await this.feed.append(orgId, event);
+        await this.next.publish(event);
+    }
+}

@@ -1,0 +1,83 @@
+import { AccountRegistry, type AddressClaim, type RegisteredAccount } from '../../shared/accounts/accountRegistry';
+import { CosmosRepository } from '../../shared/documents/cosmosRepository';
+import { Conflict, Invalid, NotFound } from '../../shared/errors';
+import { EventFeed, FeedingPublisher, type FeedDoc } from '../../shared/events/eventFeed';
+import type { EventEnvelope, EventPublisher } from '../../shared/events/events';
+import { startCosmos, type TestCosmos } from '../harness/cosmos';
+
+const event = (id: string, orgIds = ['acme']): EventEnvelope => ({ id, type: 'account.registered', occurredAt: new Date().toISOString(), orgIds, subject: `orgs/${orgIds[0]}`, data: { n: id } });
+
+/** The per-organisation feed and the account registry on the local Cosmos server. */
+describe('event feed and account registry', () => {
+    let db: TestCosmos;
+    beforeAll(async () => {
+        db = await startCosmos();
+    });
+    afterAll(() => db?.stop());
+
+    const feedRepo = () => new CosmosRepository<FeedDoc>(db.database.container('events'), (d) => d.orgId);
+
+    it('numbers concurrent appends without gaps or repeats, drops a republished event, and pages with the cursor', async () => {
+        const feed = new EventFeed(feedRepo());
+        const ids = Array.from({ length: 30 }, (_, i) => `e-${i}`);
+        // Every event appended twice at once, as an at-least-once publisher may.
+        await Promise.all([...ids, ...ids].map((id) => feed.append('acme', event(id))));
+        const all: { id: string; seq: number }[] = [];
+        let after = 0;
+        for (let page = 0; page < 10; page++) {
+            const { items, next } = await feed.read('acme', after, 7);
+            if (items.length === 0) break;
+            expect(items.length).toBeLessThanOrEqual(7);
+            all.push(...items);
+            after = next;
+        }
+        expect(all.map((e) => e.id).sort()).toEqual([...ids].sort());
+        const seqs = all.map((e) => e.seq);
+        expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+        expect(new Set(seqs).size).toBe(30);
+        expect((await feed.read('globex')).items).toEqual([]);
+    });
+
+    it('stops before a fresh gap (an append still in flight), so the cursor never skips it', async () => {
+        const repo = feedRepo();
+        const feed = new EventFeed(repo);
+        await feed.append('initech', event('first', ['initech']));
+        // Another writer has taken number 2 but not written its entry yet.
+        await repo.patch('_sequence', 'initech', [{ op: 'incr', path: '/value', value: 1 }]);
+        await feed.append('initech', event('third', ['initech']));
+        const { items, next } = await feed.read('initech');
+        expect(items.map((e) => [e.id, e.seq])).toEqual([['first', 1]]);
+        expect(next).toBe(1);
+    });
+
+    it('publishes into every organisation’s feed before the bus, and refuses an invalid event before anything is written', async () => {
+        const sent: EventEnvelope[] = [];
+        const bus: EventPublisher = { publish: async (e) => void sent.push(e) };
+        const feed = new EventFeed(feedRepo());
+        const publisher = new FeedingPublisher(feed, bus);
+        await publisher.publish(event('shared-1', ['north', 'south']));
+        expect((await feed.read('north')).items.map((e) => e.id)).toEqual(['shared-1']);
+        expect((await feed.read('south')).items.map((e) => e.id)).toEqual(['shared-1']);
+        expect(sent.map((e) => e.id)).toEqual(['shared-1']);
+        await expect(publisher.publish({ ...event('bad', ['west']), type: 'nope' as never })).rejects.toBeInstanceOf(Invalid);
+        expect((await feed.read('west')).items).toEqual([]);
+        expect(sent).toHaveLength(1);
+    });
+
+    it('keeps an address to one organisation: registering again changes nothing, another organisation is refused', async () => {
+        const registry = new AccountRegistry(
+            new CosmosRepository<RegisteredAccount>(db.database.container('accounts'), (a) => a.orgId),
+            new CosmosRepository<AddressClaim>(db.database.container('addresses'), (c) => c.id),
+        );
+        const address = '0x52908400098527886E0F7030069857D2E4169EE7';
+        const results = await Promise.all([1, 2, 3].map(() => registry.register('acme', { address: address.toLowerCase(), label: 'primary' }, 'member-app')));
+        expect(results.filter((r) => r.created)).toHaveLength(1);
+        expect(results.every((r) => r.account.address === address)).toBe(true);
+        await expect(registry.register('globex', { address, label: 'mine' }, 'other-app')).rejects.toMatchObject({ constructor: Conflict, code: 'address_taken' });
+        expect((await registry.list('acme')).map((a) => a.address)).toEqual([address]);
+        expect(await registry.list('globex')).toEqual([]);
+        expect(await registry.ownerOf(address)).toBe('acme');
+        await expect(registry.get('globex', address)).rejects.toBeInstanceOf(NotFound);
+        await expect(registry.register('acme', { address: '0x1234', label: 'x' }, 'a')).rejects.toBeInstanceOf(Invalid);
+    });
+});
