@@ -2,6 +2,7 @@ import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from 'durable-functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { publicBaseUrl as publicUrl } from '../shared/http/publicUrl';
 import { parseInput } from '../shared/validation';
 import { Invalid } from '../shared/errors';
 import type { Decision, RegistrationStatus } from '../shared/registration/registrations';
@@ -154,12 +155,7 @@ df.app.activity('registrationConclude', {
 });
 
 
-/** Where links point: FLEXCHANGE_PUBLIC_URL, else this app's host name (http on localhost). */
-export function publicBaseUrl(): string {
-    const configured = getServices().settings.FLEXCHANGE_PUBLIC_URL;
-    if (configured) return configured.replace(/\/$/, '');
-    const host = process.env.WEBSITE_HOSTNAME ?? 'localhost:7071';
-    return `${/^(localhost|127\.0\.0\.1)(:\d+)?$/.test(host) ? 'http' : 'https'}://${host}`;
-}
+/** Where links point (shared/http/publicUrl.ts). */
+export const publicBaseUrl = (): string => publicUrl(getServices().settings);
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);

@@ -36,6 +36,8 @@ import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './a
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant } from './treasury/treasury';
+import { Assets, type Asset } from './assets/assets';
+import { publicBaseUrl } from './http/publicUrl';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
 import { LocalIssuerCredential } from './vault/credential';
@@ -75,6 +77,8 @@ export interface Services {
     accountRegistry: AccountRegistry;
     /** This member's own accounts, their keys in its own vault (member). */
     memberAccounts(): MemberAccounts;
+    /** Documents behind deals: content in Blob storage, hash and location for the ledger (core). */
+    assets: Assets;
     /** Ether grants from the operator account (core). */
     treasury(): Treasury;
     /** Calls another deployment's API with this deployment's client-credential token. */
@@ -134,6 +138,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         ...(local ? { connectionPolicy: { enableEndpointDiscovery: false } } : {}),
     });
     const blobService = BlobServiceClient.fromConnectionString(settings.AzureWebJobsStorage);
+    const blobs = new AzureBlobStore(blobService);
     const secrets = new KeyVaultSecretStore(settings.FLEXCHANGE_KEYVAULT_URL, credential);
     const keys = new KeyVaultKeyStore(settings.FLEXCHANGE_KEYVAULT_URL, credential);
     const mail: MailSender = settings.FLEXCHANGE_ACS_CONNECTION_STRING
@@ -162,7 +167,12 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     return {
         settings,
         cosmos,
-        blobs: new AzureBlobStore(blobService),
+        blobs,
+        assets: new Assets(new CosmosRepository<Asset>(database.container('assets'), (a) => a.id), blobs, {
+            maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES,
+            contentTypes: settings.FLEXCHANGE_ASSET_CONTENT_TYPES,
+            apiBaseUrl: () => `${publicBaseUrl(settings)}/api`,
+        }),
         secrets,
         keys,
         mail,

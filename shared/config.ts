@@ -19,6 +19,14 @@ const settingsSchema = z.object({
     FLEXCHANGE_CORE_URL: url.optional(),
     /** Member deployments: how new accounts' keys are kept (README, "Accounts"). */
     FLEXCHANGE_ACCOUNT_CUSTODY: z.enum(['keystore', 'keyvault']).default('keystore'),
+    /** Core: the largest document `POST /assets` accepts, in bytes (larger: 413). */
+    FLEXCHANGE_ASSET_MAX_BYTES: z.coerce.number().int().min(1).max(100 * 1024 * 1024).default(10 * 1024 * 1024),
+    /** Core: the media types `POST /assets` accepts (others: 415). */
+    FLEXCHANGE_ASSET_CONTENT_TYPES: z
+        .string()
+        .default('application/pdf,application/json,application/xml,text/plain,text/csv,image/png,image/jpeg')
+        .transform((s) => s.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean))
+        .pipe(z.array(z.string().regex(/^[a-z0-9.+-]+\/[a-z0-9.+-]+$/, 'a media type such as application/pdf')).min(1)),
     /** Core: ether (in ETH) a member's first account gets from the treasury when the member is onboarded. */
     FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH: z.coerce.number().min(0).max(1_000_000).default(1),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),

@@ -16,6 +16,8 @@ export const CONTAINERS: ContainerDefinition[] = [
     /** Which organisation each account address belongs to (claimed once, create-only). */
     { id: 'addresses', partitionKey: { paths: ['/id'] } },
     { id: 'proposals', partitionKey: { paths: ['/id'] } },
+    /** Documents behind deals (their content in Blob storage). */
+    { id: 'assets', partitionKey: { paths: ['/id'] } },
     { id: 'contracts', partitionKey: { paths: ['/id'] } },
     { id: 'events', partitionKey: { paths: ['/orgId'] } },
     { id: 'usage', partitionKey: { paths: ['/orgId'] } },
