@@ -59,7 +59,7 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     }): Promise<HttpResponseInit>;
 }
 
-/** Every route registered through `httpRoute`, for the OpenAPI document and the authorization matrix. */
+/** Every route defined through `httpRoute` (with the deployments that serve it), for the OpenAPI document and the authorization matrix. */
 export const routeTable: { name: string; route: string; methods: string[]; access: Access; deployments: DeploymentRole[]; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
 
 const DEFAULT_MAX_BODY = 256 * 1024;
@@ -99,9 +99,9 @@ async function readJsonBody(request: HttpRequest, limit: number): Promise<unknow
  */
 export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodObject<Record<string, never>>>(name: string, def: RouteDefinition<B, Q>): void {
     const deployments = def.deployments ?? ['core'];
+    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query });
     // A route another deployment serves is not registered here at all (it answers 404 like any unknown path).
     if (!deployments.includes(deploymentRole())) return;
-    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query });
     app.http(name, {
         route: def.route,
         methods: def.methods,

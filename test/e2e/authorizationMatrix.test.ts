@@ -25,12 +25,15 @@ describe('authorization matrix', () => {
     const tokens = new Map<string, string>();
 
     beforeAll(async () => {
-        host = await startDevhost(['--app', repoRoot, '--name', 'core'], { storage: true });
+        // The core and a member deployment of the OWN organisation (its app identity entered in the core's directory, as onboarding does).
+        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--app', repoRoot, '--name', 'member-matrix', '--set', 'FLEXCHANGE_ROLE=member', '--set', `FLEXCHANGE_ORG_ID=${OWN}`], { storage: true });
+        const mint = async (body: Record<string, unknown>) =>
+            (await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()).access_token as string;
+        await mint({ roles: ['Deployment.Member'], orgId: OWN, appOnly: true, name: 'flexchange-member-matrix' });
         for (const role of ROLES) {
             for (const appOnly of [false, true]) {
-                const body = { roles: [role], orgId: OWN, appOnly, ...(appOnly ? { name: `matrix-${role}` } : { email: `${role.toLowerCase()}@matrix.example` }) };
-                const res = await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-                tokens.set(`${role}|${appOnly}`, (await res.json()).access_token);
+                tokens.set(`${role}|${appOnly}`, await mint({ roles: [role], orgId: OWN, appOnly, ...(appOnly ? { name: `matrix-${role}` } : { email: `${role.toLowerCase()}@matrix.example` }) }));
+                tokens.set(`${role}|${appOnly}|other`, await mint({ roles: [role], orgId: OTHER, appOnly, ...(appOnly ? { name: `matrix-other-${role}` } : { email: `${role.toLowerCase()}@other.example` }) }));
             }
         }
     });
@@ -39,10 +42,15 @@ describe('authorization matrix', () => {
         removeDir(host?.stateDir);
     });
 
-    it('covers every HTTP function the app registers (a route without an access rule fails here)', () => {
-        const runtime = JSON.parse(readFileSync(path.join(host.stateDir, 'devhost.json'), 'utf8'));
-        const registered = runtime.apps[0].functions.filter((f: { trigger: string }) => f.trigger === 'httpTrigger').map((f: { name: string }) => f.name).sort();
-        expect(registered).toEqual(routeTable.map((r) => r.name).sort());
+    const served = (deployment: 'core' | 'member') => routeTable.filter((r) => r.deployments.includes(deployment));
+
+    it('covers every HTTP function each deployment registers (a route without an access rule fails here)', () => {
+        const runtime = JSON.parse(readFileSync(path.join(host.stateDir, 'devhost.json'), 'utf8')) as { apps: { name: string; functions: { name: string; trigger: string }[] }[] };
+        for (const [app, deployment] of [['core', 'core'], ['member-matrix', 'member']] as const) {
+            const registered = runtime.apps.find((a) => a.name === app)!.functions.filter((f) => f.trigger === 'httpTrigger').map((f) => f.name).sort();
+            expect(registered).toEqual(served(deployment).map((r) => r.name).sort());
+        }
+        expect(served('member').length).toBeGreaterThan(2);
     });
 
     const expected = (access: (typeof routeTable)[number]['access'], role: string | undefined, org: string): Expected => {
@@ -56,7 +64,7 @@ describe('authorization matrix', () => {
     it('answers every combination as the route declares', async () => {
         const mismatches: string[] = [];
         let checked = 0;
-        for (const route of routeTable) {
+        for (const route of served('core')) {
             for (const method of route.methods) {
                 for (const org of [OWN, OTHER]) {
                     const url = `${host.origin('core')}/api/${route.route.replace('{orgId}', org).replace(/\{(\w+)\??(:[^}]*)?\}/g, 'x')}`;
@@ -81,5 +89,40 @@ describe('authorization matrix', () => {
         }
         expect(mismatches).toEqual([]);
         expect(checked).toBeGreaterThan(100);
+    });
+
+    /** On a member deployment: the route's roles, then its own organisation only (the core's app identity excepted). */
+    const expectedOnMember = (access: (typeof routeTable)[number]['access'], role: string | undefined, callerOrg: string): Expected => {
+        if (access === 'anonymous') return 'allowed';
+        if (!role) return 401;
+        if (!access.roles.includes(role)) return 403;
+        if (callerOrg !== OWN && role !== 'Deployment.Core') return 403;
+        return 'allowed';
+    };
+
+    it('answers every combination on the member deployment: its own organisation and the core only', async () => {
+        const mismatches: string[] = [];
+        let checked = 0;
+        for (const route of served('member')) {
+            for (const method of route.methods) {
+                const url = `${host.origin('member-matrix')}/api/${route.route.replace(/\{(\w+)\??(:[^}]*)?\}/g, 'x')}`;
+                const cases: { role?: string; appOnly: boolean; org: string }[] = [{ appOnly: false, org: OWN }, ...ROLES.flatMap((role) => [OWN, OTHER].flatMap((org) => [{ role, appOnly: false, org }, { role, appOnly: true, org }]))];
+                for (const c of cases) {
+                    const bearer = c.role ? tokens.get(`${c.role}|${c.appOnly}${c.org === OTHER ? '|other' : ''}`) : undefined;
+                    const res = await fetch(url, {
+                        method,
+                        headers: { ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), ...(method === 'GET' || method === 'DELETE' ? {} : { 'content-type': 'application/json' }) },
+                        body: method === 'GET' || method === 'DELETE' ? undefined : '{}',
+                    });
+                    await res.text();
+                    const want = expectedOnMember(route.access, c.role, c.org);
+                    const got = res.status === 401 || res.status === 403 ? res.status : 'allowed';
+                    if (got !== want) mismatches.push(`${method} ${route.route} role=${c.role ?? 'none'} appOnly=${c.appOnly} callerOrg=${c.org === OWN ? 'own' : 'other'}: expected ${want}, got ${res.status}`);
+                    checked++;
+                }
+            }
+        }
+        expect(mismatches).toEqual([]);
+        expect(checked).toBeGreaterThan(50);
     });
 });
