@@ -1,12 +1,11 @@
 import { formatEther } from 'ethers';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { Invalid, NotFound } from '../shared/errors';
-import { CORE_APP_ROLE, httpRoute, OPERATOR_ROLE } from './http/route';
+import { NotFound } from '../shared/errors';
+import { CORE_APP_ROLE, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const label = z.string().trim().min(1).max(100);
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address');
-const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
 
 /** Balances as the ledger has them now, in wei and ether. */
 async function withBalances<T extends { address: string }>(items: T[]): Promise<(T & { balanceWei: string; balanceEth: string })[]> {
@@ -82,8 +81,7 @@ httpRoute('accountsCreate', {
     body: z.object({ label }).strict(),
     summary: 'Create an account (key in this deployment’s vault) and register it with the core',
     handler: async ({ request, body, caller }) => {
-        const key = request.headers.get('idempotency-key') ?? undefined;
-        if (key !== undefined && !IDEMPOTENCY_KEY_RE.test(key)) throw new Invalid('The Idempotency-Key header must be 1-200 visible ASCII characters', [{ path: 'headers.idempotency-key', message: '1-200 visible ASCII characters' }]);
+        const key = idempotencyKeyOf(request);
         const services = getServices();
         const { account, created } = await services.memberAccounts().create(body.label, key);
         if (created) {

@@ -1,9 +1,8 @@
 import { Readable } from 'node:stream';
 import { getServices } from '../shared/composition';
 import { Invalid, TooLarge } from '../shared/errors';
-import { httpRoute, OPERATOR_ROLE } from './http/route';
+import { httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
-const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
 
 const assetView = (a: { id: string; sha256: string; algorithm: string; location: string; size: number; contentType: string; createdAt: string }) => ({
     assetId: a.id,
@@ -27,8 +26,7 @@ httpRoute('assetsUpload', {
     summary: 'Upload a document (raw body) and get its hash and location',
     handler: async ({ request, caller }) => {
         const services = getServices();
-        const key = request.headers.get('idempotency-key') ?? undefined;
-        if (key !== undefined && !IDEMPOTENCY_KEY_RE.test(key)) throw new Invalid('The Idempotency-Key header must be 1-200 visible ASCII characters', [{ path: 'headers.idempotency-key', message: '1-200 visible ASCII characters' }]);
+        const key = idempotencyKeyOf(request);
         if (!caller!.orgId) throw new Invalid('Your account belongs to no organisation');
         const max = services.settings.FLEXCHANGE_ASSET_MAX_BYTES;
         const declared = Number(request.headers.get('content-length') ?? NaN);

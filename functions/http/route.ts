@@ -59,6 +59,15 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     }): Promise<HttpResponseInit>;
 }
 
+const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
+
+/** The request's `Idempotency-Key` header, if any (1-200 visible ASCII characters, else 400). */
+export function idempotencyKeyOf(request: HttpRequest): string | undefined {
+    const key = request.headers.get('idempotency-key') ?? undefined;
+    if (key !== undefined && !IDEMPOTENCY_KEY_RE.test(key)) throw new Invalid('The Idempotency-Key header must be 1-200 visible ASCII characters', [{ path: 'headers.idempotency-key', message: '1-200 visible ASCII characters' }]);
+    return key;
+}
+
 /** Every route defined through `httpRoute` (with the deployments that serve it), for the OpenAPI document and the authorization matrix. */
 export const routeTable: { name: string; route: string; methods: string[]; access: Access; deployments: DeploymentRole[]; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
 

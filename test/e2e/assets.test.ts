@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
+import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
 
 const MAX = 2 * 1024 * 1024;
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -18,8 +18,7 @@ describe('assets', () => {
         removeDir(host?.stateDir);
     });
 
-    const token = async (body: Record<string, unknown>) =>
-        (await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()).access_token as string;
+    const token = (body: Parameters<typeof devToken>[1]) => devToken(host, body);
     const upload = (bearer: string | undefined, body: Buffer | ReadableStream, headers: Record<string, string> = {}) =>
         fetch(`${api}/assets`, { method: 'POST', headers: { ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), 'content-type': 'application/pdf', ...headers }, body, duplex: 'half' } as RequestInit);
 

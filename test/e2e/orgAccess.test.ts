@@ -1,4 +1,4 @@
-import { removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
+import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
 
 /** Organisation scoping through the directory, user management, audit-backed routes and usage metering. */
 describe('organisation access on the core app', () => {
@@ -14,8 +14,7 @@ describe('organisation access on the core app', () => {
         removeDir(host?.stateDir);
     });
 
-    const token = async (body: Record<string, unknown>) =>
-        (await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()).access_token as string;
+    const token = (body: Parameters<typeof devToken>[1]) => devToken(host, body);
     const call = (method: string, path: string, bearer?: string, body?: unknown) =>
         fetch(`${api}${path}`, {
             method,

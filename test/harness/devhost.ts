@@ -144,3 +144,10 @@ export async function waitFor<T>(probe: () => Maybe<T> | Promise<Maybe<T>>, time
         await new Promise((r) => setTimeout(r, everyMs));
     }
 }
+
+/** A token from the devhost's issuer (console `POST /dev/token`): with an `orgId`, the principal is entered in the core's directory. */
+export async function devToken(host: RunningDevhost, body: { roles: string[]; orgId?: string; email?: string; name?: string; appOnly?: boolean }): Promise<string> {
+    const res = await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`POST /dev/token answered ${res.status}: ${await res.text()}`);
+    return ((await res.json()) as { access_token: string }).access_token;
+}
