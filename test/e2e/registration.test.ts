@@ -117,6 +117,15 @@ describe('registration and approval', () => {
         expect(users.status).toBe(200);
         expect(((await users.json()) as { items: { email: string; roles: string[] }[] }).items).toEqual([expect.objectContaining({ email: 'ada@acme.example', roles: ['Org.Admin'] })]);
 
+        // The organisation's record, to itself (and the operator), not to others.
+        const orgRecord = await api(`orgs/${done.orgId}`, { headers: { authorization: `Bearer ${token}` } });
+        expect(orgRecord.status).toBe(200);
+        expect(await orgRecord.json()).toMatchObject({ orgId: done.orgId, name: 'Acme Energy', status: 'Active', deployment: { url: memberUrl, kind: 'devhost' } });
+        const operator = ((await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Flexchange.Admin'], email: 'ops@operator.example' }) })).json()) as { access_token: string }).access_token;
+        const orgs = (await (await api('orgs', { headers: { authorization: `Bearer ${operator}` } })).json()) as { items: { orgId: string; status: string }[] };
+        expect(orgs.items).toContainEqual(expect.objectContaining({ orgId: done.orgId, status: 'Active' }));
+        expect((await api('orgs', { headers: { authorization: `Bearer ${token}` } })).status).toBe(403);
+
         // ...and on the member deployment: its first account, made there, funded from the treasury.
         const firstAccount = (done.steps.find((s) => s.step === 'first-account') as { detail?: string }).detail!;
         const memberAccounts = await fetch(`${memberUrl}/accounts`, { headers: { authorization: `Bearer ${token}` } });
@@ -140,6 +149,7 @@ describe('registration and approval', () => {
         // Another organisation's user is refused by the member deployment.
         const outsider = ((await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Org.Admin'], orgId: 'someone-else', email: 'eve@else.example' }) })).json()) as { access_token: string }).access_token;
         expect((await fetch(`${memberUrl}/accounts`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(403);
+        expect((await api(`orgs/${done.orgId}`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(404);
         // The organisation's feed has its events in order, and the cursor moves on.
         const feed = (await (await api(`orgs/${done.orgId}/events`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: { id: string; type: string; seq: number; data: Record<string, unknown> }[]; next: number };
         expect(feed.items.map((e) => e.type)).toEqual(['account.registered', 'account.funded', 'org.activated', 'account.registered']);
