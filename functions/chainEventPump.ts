@@ -1,4 +1,6 @@
 import { app } from '@azure/functions';
+import * as df from 'durable-functions';
+import { PROPOSAL_EVENT, proposalInstanceId, type PartySigned } from '../orchestrations/proposalSigning';
 import type { ChainEvent, ChainEventHandler } from '../shared/chain/eventPump';
 import { getServices } from '../shared/composition';
 import { deploymentRole } from './http/route';
@@ -7,16 +9,30 @@ import { deploymentRole } from './http/route';
  * The core's chain event pump: every 5 seconds, the contract events past the
  * confirmation depth since the checkpoint, decoded, handed to the handler, then the
  * checkpoint. Runs never overlap (the host does not start a timer while it runs).
- * Today's handler records what arrived in the log; the signing saga and event
- * publishing plug in here.
+ * A party's `ProposalSigned` is raised on the proposal's signing saga (at least once: the
+ * saga drops a repeat); every event is logged.
  */
 // The core's job only: members learn of signatures through the core's events.
 if (deploymentRole() === 'core') app.timer('chainEventPump', {
     schedule: '*/5 * * * * *',
+    extraInputs: [df.input.durableClient()],
     handler: async (_timer, context) => {
+        const client = df.getClient(context);
+        const proposals = getServices().proposals();
         const handler: ChainEventHandler = {
             handle: async (events: ChainEvent[]) => {
-                for (const e of events) context.log(`chain event ${JSON.stringify({ id: e.id, name: e.name, version: e.version, block: e.blockNumber, args: e.args })}`);
+                for (const e of events) {
+                    context.log(`chain event ${JSON.stringify({ id: e.id, name: e.name, version: e.version, block: e.blockNumber, args: e.args })}`);
+                    if (e.name !== 'ProposalSigned') continue;
+                    const p = await proposals.byChainId(String(e.args.id));
+                    if (!p) continue; // not one of ours
+                    const signed: PartySigned = { kind: 'signed', account: String(e.args.party), txHash: e.txHash, blockNumber: e.blockNumber };
+                    await client.raiseEvent(proposalInstanceId(p.id), PROPOSAL_EVENT, signed).catch((err: unknown) => {
+                        // A saga that has ended (410) or is gone (404) needs no more signatures.
+                        const status = (err as { response?: { status?: number }; status?: number }).response?.status ?? (err as { status?: number }).status;
+                        if (status !== 404 && status !== 410 && !/404|410/.test(String((err as Error).message))) throw err;
+                    });
+                }
             },
         };
         const runs = await getServices().chain().eventPump(handler).catchUp();

@@ -2,6 +2,7 @@ import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler } from 'durable-functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { activityRetry } from './retry';
 import type { DeploymentState } from '../shared/deployment/deploymentController';
 import { updateItem } from '../shared/documents/repository';
 import { Conflict } from '../shared/errors';
@@ -13,9 +14,7 @@ import { parseInput } from '../shared/validation';
  * (monitor pattern) until it ends, then records where it answers. The same code for Azure
  * (an ARM deployment) and the devhost (a member app instance).
  */
-const retry = new df.RetryOptions(2000, 5);
-retry.backoffCoefficient = 2;
-retry.maxRetryIntervalInMilliseconds = 60_000;
+const retry = activityRetry();
 const POLL_SECONDS = 15;
 const GIVE_UP_AFTER_SECONDS = 2 * 3600;
 

@@ -3,6 +3,7 @@ import type { OrchestrationContext, OrchestrationHandler } from 'durable-functio
 import { parseEther } from 'ethers';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { activityRetry } from './retry';
 import { updateItem } from '../shared/documents/repository';
 import { parseInput } from '../shared/validation';
 import { Conflict } from '../shared/errors';
@@ -17,9 +18,7 @@ import type { Organization } from '../shared/registration/organizations';
  * of the organisation, for client credentials), the first account made on the member
  * deployment and funded from the treasury, `org.activated` published.
  */
-const retry = new df.RetryOptions(2000, 5);
-retry.backoffCoefficient = 2;
-retry.maxRetryIntervalInMilliseconds = 60_000;
+const retry = activityRetry();
 
 const onboarding: OrchestrationHandler = function* (context: OrchestrationContext) {
     const { registrationId } = context.df.getInput<{ registrationId: string }>();

@@ -2,6 +2,7 @@ import * as df from 'durable-functions';
 import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from 'durable-functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { activityRetry } from './retry';
 import { publicBaseUrl as publicUrl } from '../shared/http/publicUrl';
 import { parseInput } from '../shared/validation';
 import { Invalid } from '../shared/errors';
@@ -23,9 +24,7 @@ export interface RegistrationInput {
     expireAfterSeconds: number;
 }
 
-const retry = new df.RetryOptions(2000, 5);
-retry.backoffCoefficient = 2;
-retry.maxRetryIntervalInMilliseconds = 60_000;
+const retry = activityRetry();
 
 const registrationOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
     const input = context.df.getInput<RegistrationInput>();
@@ -34,26 +33,27 @@ const registrationOrchestrator: OrchestrationHandler = function* (context: Orche
     const expiresAt = new Date(start + input.expireAfterSeconds * 1000);
     yield context.df.callActivityWithRetry('registrationNotifyApprovers', retry, { registrationId: id, kind: 'approval', expiresAt: expiresAt.toISOString() });
 
-    const decisionTask = context.df.waitForExternalEvent('ApprovalDecision');
-    const expiry: TimerTask = context.df.createTimer(expiresAt);
-    let reminder: TimerTask | undefined = input.reminderAfterSeconds < input.expireAfterSeconds ? context.df.createTimer(new Date(start + input.reminderAfterSeconds * 1000)) : undefined;
+    const remindAt = new Date(start + input.reminderAfterSeconds * 1000);
+    let reminded = input.reminderAfterSeconds >= input.expireAfterSeconds;
+    let decision: Decision;
     for (;;) {
-        const waiting: Task[] = [decisionTask, expiry, ...(reminder ? [reminder] : [])];
-        const winner: Task = yield context.df.Task.any(waiting);
-        if (winner === reminder) {
-            reminder = undefined;
+        // Fresh tasks every turn (one event, one timer): durable-functions 3 mis-tracks tasks yielded twice.
+        const decisionTask = context.df.waitForExternalEvent('ApprovalDecision');
+        const timer: TimerTask = context.df.createTimer(reminded ? expiresAt : remindAt);
+        const winner: Task = yield context.df.Task.any([decisionTask, timer]);
+        if (winner === decisionTask) {
+            timer.cancel();
+            decision = decisionTask.result as Decision;
+            break;
+        }
+        if (!reminded) {
+            reminded = true;
             yield context.df.callActivityWithRetry('registrationNotifyApprovers', retry, { registrationId: id, kind: 'reminder', expiresAt: expiresAt.toISOString() });
             continue;
         }
-        if (winner === expiry) {
-            yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Expired' });
-            return 'Expired';
-        }
-        break;
+        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Expired' });
+        return 'Expired';
     }
-    expiry.cancel();
-    reminder?.cancel();
-    const decision = decisionTask.result as Decision;
     if (decision.decision === 'reject') {
         yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Rejected', reason: decision.reason });
         return 'Rejected';

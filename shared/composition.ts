@@ -37,6 +37,7 @@ import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant } from './treasury/treasury';
 import { Assets, type Asset } from './assets/assets';
+import { Proposals, type Proposal } from './proposals/proposals';
 import { publicBaseUrl } from './http/publicUrl';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -81,6 +82,8 @@ export interface Services {
     assets: Assets;
     /** Ether grants from the operator account (core). */
     treasury(): Treasury;
+    /** Proposals and the ledger calls of their saga (core). */
+    proposals(): Proposals;
     /** Calls another deployment's API with this deployment's client-credential token. */
     deploymentClient(baseUrl: string): DeploymentClient;
     /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
@@ -163,16 +166,22 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let events: EventPublisher | undefined;
     let memberAccounts: MemberAccounts | undefined;
     let treasury: Treasury | undefined;
+    let proposals: Proposals | undefined;
+    const accountRegistry = new AccountRegistry(
+        new CosmosRepository<RegisteredAccount>(database.container('accounts'), (a) => a.orgId),
+        new CosmosRepository<AddressClaim>(database.container('addresses'), (c) => c.id),
+    );
+    const assets = new Assets(new CosmosRepository<Asset>(database.container('assets'), (a) => a.id), blobs, {
+        maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES,
+        contentTypes: settings.FLEXCHANGE_ASSET_CONTENT_TYPES,
+        apiBaseUrl: () => `${publicBaseUrl(settings)}/api`,
+    });
     const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
     return {
         settings,
         cosmos,
         blobs,
-        assets: new Assets(new CosmosRepository<Asset>(database.container('assets'), (a) => a.id), blobs, {
-            maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES,
-            contentTypes: settings.FLEXCHANGE_ASSET_CONTENT_TYPES,
-            apiBaseUrl: () => `${publicBaseUrl(settings)}/api`,
-        }),
+        assets,
         secrets,
         keys,
         mail,
@@ -210,10 +219,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             return events;
         },
         eventFeed,
-        accountRegistry: new AccountRegistry(
-            new CosmosRepository<RegisteredAccount>(database.container('accounts'), (a) => a.orgId),
-            new CosmosRepository<AddressClaim>(database.container('addresses'), (c) => c.id),
-        ),
+        accountRegistry,
         memberAccounts: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Accounts are made on member deployments');
             memberAccounts ??= new MemberAccounts(
@@ -231,6 +237,17 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 return new Treasury(new CosmosRepository<Grant>(database.container('treasury'), (g) => g.id), gateway.pipeline, () => gateway.operator());
             })();
             return treasury;
+        },
+        proposals: () => {
+            proposals ??= (() => {
+                const gateway = (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog }));
+                return new Proposals(
+                    new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
+                    { accounts: accountRegistry, assets, versions: gateway.versions, pipeline: gateway.pipeline, operator: () => gateway.operator() },
+                    { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
+                );
+            })();
+            return proposals;
         },
         deploymentClient: (baseUrl) => deploymentClient(settings, baseUrl, credential),
         memberSubscriptions: () => {

@@ -27,6 +27,12 @@ const settingsSchema = z.object({
         .default('application/pdf,application/json,application/xml,text/plain,text/csv,image/png,image/jpeg')
         .transform((s) => s.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean))
         .pipe(z.array(z.string().regex(/^[a-z0-9.+-]+\/[a-z0-9.+-]+$/, 'a media type such as application/pdf')).min(1)),
+    /** Core: a proposal's `expiresAt` must be at least this far ahead (the ledger needs time to anchor it)... */
+    FLEXCHANGE_PROPOSAL_MIN_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+    /** ...and at most this far. */
+    FLEXCHANGE_PROPOSAL_MAX_SECONDS: z.coerce.number().int().min(60).max(366 * 86_400).default(30 * 86_400),
+    /** Core: the traders of parties that have not signed are reminded this long before a proposal expires. */
+    FLEXCHANGE_PROPOSAL_REMIND_BEFORE_SECONDS: z.coerce.number().int().min(1).default(86_400),
     /** Core: ether (in ETH) a member's first account gets from the treasury when the member is onboarded. */
     FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH: z.coerce.number().min(0).max(1_000_000).default(1),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),

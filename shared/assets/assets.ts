@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobStore } from '../blobs/blobStore';
-import type { Repository } from '../documents/repository';
+import { uuidFromName } from '../ids';
+import { updateItem, type Repository } from '../documents/repository';
 import { AppError, Conflict, NotFound, UnsupportedMediaType } from '../errors';
 
 /** A document behind a deal (container `assets`, partition `/id`); the content is in Blob storage, its hash goes on-chain. */
@@ -51,7 +52,7 @@ export class Assets {
     async upload(input: { orgId: string; by: string; contentType: string | null; body: Readable | Buffer; idempotencyKey?: string }): Promise<{ asset: Asset; created: boolean }> {
         const type = mediaType(input.contentType);
         if (!this.policy.contentTypes.includes(type)) throw new UnsupportedMediaType(`Documents of type "${type || 'none'}" are not accepted; send one of ${this.policy.contentTypes.join(', ')}`);
-        const id = input.idempotencyKey ? uuidFrom(`${input.orgId}\n${input.idempotencyKey}`) : randomUUID();
+        const id = input.idempotencyKey ? uuidFromName(`${input.orgId}\n${input.idempotencyKey}`) : randomUUID();
         const name = `${input.orgId}/${id}`;
         let blob;
         try {
@@ -88,6 +89,21 @@ export class Assets {
         return found.item;
     }
 
+    /** Lets these organisations read the asset (the parties of a proposal that uses it); sharing again changes nothing. */
+    async share(id: string, orgIds: string[]): Promise<void> {
+        await updateItem(
+            this.repo,
+            id,
+            id,
+            (current) => {
+                if (!current) throw new NotFound('No such asset');
+                const missing = orgIds.filter((o) => o !== current.orgId && !current.sharedWith.includes(o));
+                return missing.length ? { ...current, sharedWith: [...current.sharedWith, ...missing].sort() } : undefined;
+            },
+            { conflict: () => new Conflict('The asset is being changed; try again') },
+        );
+    }
+
     async content(asset: Asset): Promise<Buffer> {
         const blob = await this.blobs.get(asset.blob.container, asset.blob.name);
         if (!blob) throw new NotFound('The document is gone from storage');
@@ -114,11 +130,3 @@ export class Assets {
     }
 }
 
-/** A UUID (version 8, name-based on SHA-256) from a name: the same key always names the same asset. */
-function uuidFrom(name: string): string {
-    const h = createHash('sha256').update(name).digest();
-    h[6] = (h[6]! & 0x0f) | 0x80;
-    h[8] = (h[8]! & 0x3f) | 0x80;
-    const x = h.subarray(0, 16).toString('hex');
-    return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
-}

@@ -1,0 +1,192 @@
+import * as df from 'durable-functions';
+import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from 'durable-functions';
+import { z } from 'zod';
+import { getServices } from '../shared/composition';
+import { activityRetry } from './retry';
+import type { EventEnvelope } from '../shared/events/events';
+import { AppError } from '../shared/errors';
+import { proposalEvent } from '../shared/proposals/proposalEvents';
+import type { ProposalStatus } from '../shared/proposals/proposals';
+import { parseInput } from '../shared/validation';
+
+/**
+ * The `proposalSigning` saga (instance `proposal-<id>`): pin the latest contract version and
+ * anchor the proposal on it; publish `proposal.created` to every party; then wait for each
+ * party's on-chain signature or a rejection (`ProposalEvent`: signatures raised by the chain
+ * event pump), or the deadline, reminding the parties' traders once on the way. All signed → Completed;
+ * rejected or expired → cancelled on-chain. Every ledger call goes through the pipeline with
+ * an operation id of its own, so a retried activity never sends a second transaction.
+ */
+export const proposalInstanceId = (proposalId: string) => `proposal-${proposalId}`;
+
+export interface ProposalSigningInput {
+    proposalId: string;
+    expiresAt: string;
+    /** When the traders of parties that have not signed are reminded (skipped when not before the deadline). */
+    remindAt: string;
+}
+
+/** The one external event the saga waits for: a party's signature (from the chain event pump) or a rejection. */
+export const PROPOSAL_EVENT = 'ProposalEvent';
+
+export interface PartySigned {
+    kind: 'signed';
+    account: string;
+    txHash: string;
+    blockNumber: number;
+}
+
+export interface Rejection {
+    kind: 'rejected';
+    orgId: string;
+    by: string;
+    reason: string;
+}
+
+export type ProposalSagaEvent = PartySigned | Rejection;
+
+const retry = activityRetry(6);
+
+const saga: OrchestrationHandler = function* (context: OrchestrationContext) {
+    const input = context.df.getInput<ProposalSigningInput>();
+    const id = input.proposalId;
+    let anchored: { status: ProposalStatus; accounts: string[] };
+    try {
+        anchored = yield context.df.callActivityWithRetry('proposalAnchor', retry, { proposalId: id });
+    } catch (err) {
+        yield context.df.callActivityWithRetry('proposalFail', retry, { proposalId: id, reason: err instanceof Error ? err.message : String(err) });
+        return 'Failed';
+    }
+    if (anchored.status === 'Failed') return 'Failed';
+    yield context.df.callActivityWithRetry('proposalPublish', retry, { proposalId: id, type: 'proposal.created' });
+
+    const pending = new Set(anchored.accounts.map((a) => a.toLowerCase()));
+    const signed: string[] = [];
+    let reminded = Date.parse(input.remindAt) <= context.df.currentUtcDateTime.getTime() || Date.parse(input.remindAt) >= Date.parse(input.expiresAt);
+    for (;;) {
+        context.df.setCustomStatus({ signed: [...signed], pending: [...pending] });
+        // Fresh tasks every turn (one event, one timer): durable-functions 3 mis-tracks tasks yielded twice.
+        const event = context.df.waitForExternalEvent(PROPOSAL_EVENT);
+        const timer: TimerTask = context.df.createTimer(new Date(reminded ? input.expiresAt : input.remindAt));
+        const winner: Task = yield context.df.Task.any([event, timer]);
+        if (winner === timer) {
+            if (!reminded) {
+                reminded = true;
+                yield context.df.callActivityWithRetry('proposalRemind', retry, { proposalId: id });
+                continue;
+            }
+            const status: ProposalStatus = yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Expired' });
+            return status;
+        }
+        timer.cancel();
+        const e = event.result as ProposalSagaEvent;
+        if (e.kind === 'rejected') {
+            const status: ProposalStatus = yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Rejected', reason: e.reason, rejectedBy: { orgId: e.orgId, by: e.by } });
+            return status;
+        }
+        const account = String(e.account).toLowerCase();
+        if (!pending.has(account)) continue; // a redelivered event, or not a party
+        pending.delete(account);
+        signed.push(account);
+        yield context.df.callActivityWithRetry('proposalSigned', retry, { proposalId: id, account: e.account, txHash: e.txHash, blockNumber: e.blockNumber });
+        if (pending.size > 0) continue;
+        context.df.setCustomStatus({ signed: [...signed], pending: [] });
+        yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Completed' });
+        return 'Completed';
+    }
+};
+df.app.orchestration('proposalSigning', saga);
+
+const byProposal = z.object({ proposalId: z.string().uuid() }).strict();
+
+/** Pins the contract version and anchors the proposal; a refusal by the ledger ends it `Failed` (not retried). */
+df.app.activity('proposalAnchor', {
+    handler: async (raw: unknown) => {
+        const { proposalId } = parseInput(byProposal, raw);
+        const proposals = getServices().proposals();
+        try {
+            const p = await proposals.anchor(proposalId);
+            return { status: p.status, accounts: p.parties.map((x) => x.account) };
+        } catch (err) {
+            if (err instanceof AppError && err.code === 'anchor_failed') return { status: 'Failed', accounts: [] };
+            throw err;
+        }
+    },
+});
+
+df.app.activity('proposalFail', {
+    handler: async (raw: unknown) => {
+        const { proposalId, reason } = parseInput(z.object({ proposalId: z.string().uuid(), reason: z.string().max(2000) }).strict(), raw);
+        await getServices().proposals().update(proposalId, (p) => (p.status === 'Failed' ? undefined : { ...p, status: 'Failed', reason }));
+        return { status: 'Failed' };
+    },
+});
+
+const publishInput = z.object({ proposalId: z.string().uuid(), type: z.enum(['proposal.created', 'proposal.completed', 'proposal.rejected', 'proposal.expired']) }).strict();
+
+df.app.activity('proposalPublish', {
+    handler: async (raw: unknown) => {
+        const { proposalId, type } = parseInput(publishInput, raw);
+        const services = getServices();
+        const event: EventEnvelope = proposalEvent(await services.proposals().get(proposalId), type);
+        await services.events().publish(event);
+        return { id: event.id };
+    },
+});
+
+const signedInput = z.object({ proposalId: z.string().uuid(), account: z.string().regex(/^0x[0-9a-fA-F]{40}$/), txHash: z.string().regex(/^0x[0-9a-fA-F]{64}$/), blockNumber: z.number().int().nonnegative() }).strict();
+
+/** Records a party's signature and tells every party. */
+df.app.activity('proposalSigned', {
+    handler: async (raw: unknown) => {
+        const { proposalId, ...sig } = parseInput(signedInput, raw);
+        const services = getServices();
+        const { proposal } = await services.proposals().recordSignature(proposalId, sig);
+        await services.events().publish(proposalEvent(proposal, 'proposal.signed', { account: sig.account, txHash: sig.txHash, blockNumber: sig.blockNumber }));
+        return { account: sig.account };
+    },
+});
+
+const concludeInput = z
+    .object({
+        proposalId: z.string().uuid(),
+        outcome: z.enum(['Completed', 'Rejected', 'Expired']),
+        reason: z.string().max(2000).optional(),
+        rejectedBy: z.object({ orgId: z.string(), by: z.string() }).strict().optional(),
+    })
+    .strict();
+
+/** Completed, or closed on-chain (rejected, expired; completed if every party signed first), then published. */
+df.app.activity('proposalConclude', {
+    handler: async (raw: unknown) => {
+        const input = parseInput(concludeInput, raw);
+        const services = getServices();
+        const proposals = services.proposals();
+        const p = input.outcome === 'Completed' ? await proposals.complete(input.proposalId) : await proposals.close(input.proposalId, input.outcome, { reason: input.reason, rejectedBy: input.rejectedBy });
+        const type = p.status === 'Completed' ? 'proposal.completed' : p.status === 'Rejected' ? 'proposal.rejected' : 'proposal.expired';
+        await services.events().publish(proposalEvent(p, type));
+        return p.status;
+    },
+});
+
+/** Mails the traders of every party that has not signed yet. */
+df.app.activity('proposalRemind', {
+    handler: async (raw: unknown) => {
+        const { proposalId } = parseInput(byProposal, raw);
+        const services = getServices();
+        const p = await services.proposals().get(proposalId);
+        if (p.status !== 'AwaitingSignatures') return { reminded: 0 };
+        let reminded = 0;
+        for (const party of p.parties.filter((x) => !x.signed)) {
+            const traders = (await services.directory.listUsers(party.orgId)).filter((u) => u.roles.includes('Org.Trader') && u.email);
+            if (traders.length === 0) continue;
+            await services.mail.send({
+                to: traders.map((t) => t.email!),
+                subject: `Reminder: proposal ${p.id.slice(0, 8)} awaits your signature`,
+                text: `The proposal ${p.id} (${p.terms.product}, ${p.terms.quantityMWh} MWh at ${p.terms.priceGbpPerMWh} GBP/MWh) expires ${p.expiresAt}.\nYour organisation's account ${party.account} has not signed it yet.\nSign through your member deployment: POST /api/proposals/${p.id}/signature\n`,
+            });
+            reminded++;
+        }
+        return { reminded };
+    },
+});

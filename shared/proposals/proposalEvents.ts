@@ -1,0 +1,42 @@
+import type { EventEnvelope } from '../events/events';
+import type { Proposal } from './proposals';
+
+type ProposalEventType = 'proposal.created' | 'proposal.signed' | 'proposal.completed' | 'proposal.rejected' | 'proposal.expired' | 'proposal.cancelled';
+
+/** What the parties see of a proposal (API.md `GET /proposals/{id}`): terms, parties with signatures, the ledger's records. */
+export function proposalView(p: Proposal): Record<string, unknown> {
+    return {
+        proposalId: p.id,
+        chainProposalId: p.chainId,
+        status: p.status,
+        proposerOrg: p.proposerOrg,
+        terms: p.terms,
+        parties: p.parties.map((x) => ({ orgId: x.orgId, account: x.account, signed: x.signed, signedAt: x.signedAt ?? null, txHash: x.txHash ?? null, blockNumber: x.blockNumber ?? null })),
+        assets: p.assets,
+        expiresAt: p.expiresAt,
+        contract: p.contract ?? null,
+        anchor: p.anchor ?? null,
+        cancel: p.cancel ?? null,
+        reason: p.reason ?? null,
+        rejectedBy: p.rejectedBy?.orgId ?? null,
+        createdAt: p.createdAt,
+        updatedAt: p.updatedAt,
+    };
+}
+
+/**
+ * The event of a proposal's step, to every party. Its id is fixed by the step (and the signer),
+ * so a retried activity republishes the same event and consumers drop the repeat.
+ */
+export function proposalEvent(p: Proposal, type: ProposalEventType, signature?: { account: string; txHash: string; blockNumber: number }): EventEnvelope {
+    const record = signature ?? (type === 'proposal.created' ? p.anchor : type === 'proposal.rejected' || type === 'proposal.expired' ? p.cancel : undefined);
+    return {
+        id: signature ? `${type}:${p.id}:${signature.account.toLowerCase()}` : `${type}:${p.id}`,
+        type,
+        occurredAt: new Date().toISOString(),
+        orgIds: p.orgIds,
+        subject: `proposals/${p.id}`,
+        data: proposalView(p),
+        ...(record && p.contract && record.txHash ? { chain: { txHash: record.txHash, blockNumber: record.blockNumber, contract: p.contract.address, version: p.contract.version } } : {}),
+    };
+}

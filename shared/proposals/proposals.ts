@@ -1,0 +1,293 @@
+import { randomUUID } from 'node:crypto';
+import { id as keccakText, Interface } from 'ethers';
+import { z } from 'zod';
+import type { AccountRegistry } from '../accounts/accountRegistry';
+import { checksumAddress } from '../accounts/accountRegistry';
+import type { Assets } from '../assets/assets';
+import { uuidFromName } from '../ids';
+import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
+import type { ContractVersions } from '../chain/versions';
+import { ContractRevert } from '../chain/reverts';
+import { updateItem, type Repository } from '../documents/repository';
+import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../errors';
+
+export const PROPOSAL_STATUSES = ['Anchoring', 'AwaitingSignatures', 'Completed', 'Rejected', 'Expired', 'Cancelled', 'Failed'] as const;
+export type ProposalStatus = (typeof PROPOSAL_STATUSES)[number];
+
+const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address');
+const orgId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'an organisation id');
+
+/** `POST /proposals` (API.md): the one schema for validation, types and the OpenAPI document. */
+export const newProposal = z
+    .object({
+        parties: z.array(z.object({ orgId, account: address }).strict()).min(2).max(8),
+        terms: z
+            .object({
+                product: z.string().trim().min(1).max(100),
+                direction: z.enum(['buy', 'sell']),
+                quantityMWh: z.number().positive().max(1e9),
+                priceGbpPerMWh: z.number().min(-1e6).max(1e6),
+                deliveryStart: z.string().datetime(),
+                deliveryEnd: z.string().datetime(),
+            })
+            .strict()
+            .refine((t) => Date.parse(t.deliveryEnd) > Date.parse(t.deliveryStart), { message: 'deliveryEnd must be after deliveryStart', path: ['deliveryEnd'] }),
+        assets: z.array(z.string().uuid()).min(1).max(16),
+        expiresAt: z.string().datetime(),
+    })
+    .strict();
+export type NewProposal = z.infer<typeof newProposal>;
+
+export interface ProposalParty {
+    orgId: string;
+    account: string;
+    signed: boolean;
+    signedAt?: string;
+    txHash?: string;
+    blockNumber?: number;
+}
+
+export interface ChainRecord {
+    txHash: string;
+    blockNumber: number;
+}
+
+/** A proposal (container `proposals`, partition `/id`): terms stay here, off-chain; the ledger has hashes only. */
+export interface Proposal {
+    id: string;
+    kind: 'proposal';
+    /** The id on the ledger: keccak256 of the proposal id. */
+    chainId: string;
+    proposerOrg: string;
+    createdBy: string;
+    parties: ProposalParty[];
+    /** The organisations concerned, for queries. */
+    orgIds: string[];
+    terms: NewProposal['terms'];
+    assets: { assetId: string; sha256: string; algorithm: 'sha256'; location: string }[];
+    expiresAt: string;
+    status: ProposalStatus;
+    /** The contract version it was anchored on, for its whole life. */
+    contract?: { version: number; address: string };
+    anchor?: ChainRecord;
+    cancel?: ChainRecord;
+    reason?: string;
+    rejectedBy?: { orgId: string; by: string };
+    createdAt: string;
+    updatedAt: string;
+}
+
+export interface ProposalPolicy {
+    maxLifetimeSeconds: number;
+    /** At least this far in the future (the ledger needs time to anchor it). */
+    minLifetimeSeconds: number;
+}
+
+
+/** The ledger id of a proposal. */
+export const chainProposalId = (proposalId: string) => keccakText(`flexchange:proposal:${proposalId}`);
+
+/**
+ * Proposals on the core: validation against the directory of accounts and documents,
+ * the record the signing saga moves on, and the ledger calls it makes (through the
+ * pipeline, one operation id each, so a retried activity never sends a second one).
+ */
+export class Proposals {
+    constructor(
+        private readonly repo: Repository<Proposal>,
+        private readonly deps: { accounts: AccountRegistry; assets: Assets; versions: ContractVersions; pipeline: TransactionPipeline; operator: () => Promise<ChainSender> },
+        private readonly policy: ProposalPolicy,
+    ) {}
+
+    /** Validates and records a new proposal (status `Anchoring`); with an idempotency key, a retry returns the first. */
+    async create(input: NewProposal, caller: { orgId: string; by: string }, idempotencyKey?: string, now = Date.now()): Promise<{ proposal: Proposal; created: boolean }> {
+        const id = idempotencyKey ? uuidFromName(`${caller.orgId}\nproposal\n${idempotencyKey}`) : randomUUID();
+        if (idempotencyKey) {
+            const known = await this.repo.read(id, id);
+            if (known) return { proposal: known.item, created: false };
+        }
+        const errors: { path: string; message: string }[] = [];
+        const orgs = input.parties.map((p) => p.orgId);
+        if (new Set(orgs).size !== orgs.length) errors.push({ path: 'parties', message: 'each organisation is a party once' });
+        const accounts = input.parties.map((p) => p.account.toLowerCase());
+        if (new Set(accounts).size !== accounts.length) errors.push({ path: 'parties', message: 'each account is a party once' });
+        if (!orgs.includes(caller.orgId)) errors.push({ path: 'parties', message: 'your organisation must be one of the parties' });
+        const expires = Date.parse(input.expiresAt);
+        if (expires < now + this.policy.minLifetimeSeconds * 1000) errors.push({ path: 'expiresAt', message: `must be at least ${this.policy.minLifetimeSeconds} s in the future` });
+        if (expires > now + this.policy.maxLifetimeSeconds * 1000) errors.push({ path: 'expiresAt', message: `must be within ${this.policy.maxLifetimeSeconds} s from now` });
+        if (new Set(input.assets).size !== input.assets.length) errors.push({ path: 'assets', message: 'each asset once' });
+        if (errors.length) throw new Invalid('The proposal is not valid', errors);
+
+        const parties: ProposalParty[] = [];
+        for (const [i, p] of input.parties.entries()) {
+            const account = checksumAddress(p.account, `parties.${i}.account`);
+            if ((await this.deps.accounts.ownerOf(account)) !== p.orgId) errors.push({ path: `parties.${i}.account`, message: `not an account registered to ${p.orgId}` });
+            parties.push({ orgId: p.orgId, account, signed: false });
+        }
+        const assets: Proposal['assets'] = [];
+        for (const [i, assetId] of input.assets.entries()) {
+            try {
+                const a = await this.deps.assets.get(assetId, caller.orgId);
+                if (a.orgId !== caller.orgId) throw new NotFound();
+                assets.push({ assetId, sha256: a.sha256, algorithm: a.algorithm, location: a.location });
+            } catch (err) {
+                if (!(err instanceof NotFound)) throw err;
+                errors.push({ path: `assets.${i}`, message: 'not a document your organisation uploaded' });
+            }
+        }
+        if (errors.length) throw new Invalid('The proposal is not valid', errors);
+
+        const at = new Date(now).toISOString();
+        const proposal: Proposal = {
+            id,
+            kind: 'proposal',
+            chainId: chainProposalId(id),
+            proposerOrg: caller.orgId,
+            createdBy: caller.by,
+            parties,
+            orgIds: [...new Set(parties.map((p) => p.orgId))].sort(),
+            terms: input.terms,
+            assets,
+            expiresAt: new Date(expires).toISOString(),
+            status: 'Anchoring',
+            createdAt: at,
+            updatedAt: at,
+        };
+        try {
+            await this.repo.create(proposal);
+        } catch (err) {
+            if (err instanceof Conflict && idempotencyKey) return { proposal: (await this.repo.read(id, id))!.item, created: false };
+            throw err;
+        }
+        // The parties may read the documents of a proposal they are party to.
+        for (const a of assets) await this.deps.assets.share(a.assetId, proposal.orgIds);
+        return { proposal, created: true };
+    }
+
+    async get(id: string): Promise<Proposal> {
+        const found = await this.repo.read(id, id);
+        if (!found || found.item.kind !== 'proposal') throw new NotFound('No such proposal');
+        return found.item;
+    }
+
+    /** The proposal, for a party or the operator (anyone else: `NotFound`). */
+    async getFor(id: string, caller: { orgId?: string; isOperator: boolean }): Promise<Proposal> {
+        const p = await this.get(id).catch(() => undefined);
+        if (!p || (!caller.isOperator && (!caller.orgId || !p.orgIds.includes(caller.orgId)))) throw new NotFound('No such proposal');
+        return p;
+    }
+
+    async byChainId(chainId: string): Promise<Proposal | undefined> {
+        const page = await this.repo.query({ query: 'SELECT * FROM c WHERE c.kind = "proposal" AND c.chainId = @c', parameters: [{ name: '@c', value: chainId.toLowerCase() }] }, { maxItemCount: 2 });
+        return page.items[0];
+    }
+
+    async list(filter: { orgId?: string; status?: ProposalStatus }, continuationToken?: string): Promise<{ items: Proposal[]; continuationToken?: string }> {
+        const where = ['c.kind = "proposal"'];
+        const parameters: { name: string; value: string }[] = [];
+        if (filter.orgId) {
+            where.push('ARRAY_CONTAINS(c.orgIds, @org)');
+            parameters.push({ name: '@org', value: filter.orgId });
+        }
+        if (filter.status) {
+            where.push('c.status = @status');
+            parameters.push({ name: '@status', value: filter.status });
+        }
+        return this.repo.query({ query: `SELECT * FROM c WHERE ${where.join(' AND ')} ORDER BY c.createdAt DESC`, parameters }, { continuationToken, maxItemCount: 50 });
+    }
+
+    async update(id: string, change: (p: Proposal) => Proposal | undefined): Promise<Proposal> {
+        const updated = await updateItem(
+            this.repo,
+            id,
+            id,
+            (current) => {
+                if (!current) throw new NotFound('No such proposal');
+                const next = change(current);
+                return next && { ...next, updatedAt: new Date().toISOString() };
+            },
+            { conflict: () => new AppError('The proposal is being changed; try again', 409, 'conflict') },
+        );
+        return updated!;
+    }
+
+    /** Pins the latest active contract version (once) and anchors the proposal on it. */
+    async anchor(id: string): Promise<Proposal> {
+        let p = await this.get(id);
+        if (p.anchor) return p;
+        if (!p.contract) {
+            const v = await this.deps.versions.latestActive();
+            p = await this.update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: { version: v.version, address: v.address! } }));
+        }
+        const version = await this.deps.versions.byVersion(p.contract!.version);
+        const iface = new Interface(version.abi);
+        const data = iface.encodeFunctionData('createProposal', [
+            p.chainId,
+            p.parties.map((x) => x.account),
+            p.assets.map((a) => ({ hash: `0x${a.sha256}`, algorithm: a.algorithm, location: a.location })),
+            BigInt(Math.floor(Date.parse(p.expiresAt) / 1000)),
+        ]);
+        const outcome = await this.#send(`proposal:${id}:create`, p.contract!.address, data, version.abi);
+        if (outcome.state !== 'confirmed') {
+            const reason = `The ledger refused the proposal: ${outcome.revert?.errorName ?? 'reverted'}`;
+            await this.update(id, (cur) => ({ ...cur, status: 'Failed', reason }));
+            throw new AppError(reason, 502, 'anchor_failed');
+        }
+        return this.update(id, (cur) => (cur.anchor ? undefined : { ...cur, status: cur.status === 'Anchoring' ? 'AwaitingSignatures' : cur.status, anchor: { txHash: outcome.hash, blockNumber: outcome.blockNumber } }));
+    }
+
+    /** Records a party's on-chain signature (from the chain event pump); a repeat changes nothing. */
+    async recordSignature(id: string, sig: { account: string; txHash: string; blockNumber: number }): Promise<{ proposal: Proposal; changed: boolean }> {
+        let changed = false;
+        const proposal = await this.update(id, (cur) => {
+            const i = cur.parties.findIndex((x) => x.account.toLowerCase() === sig.account.toLowerCase());
+            if (i < 0 || cur.parties[i]!.signed) return undefined;
+            changed = true;
+            const parties = cur.parties.map((x, j) => (j === i ? { ...x, signed: true, signedAt: new Date().toISOString(), txHash: sig.txHash, blockNumber: sig.blockNumber } : x));
+            return { ...cur, parties };
+        });
+        return { proposal, changed };
+    }
+
+    /**
+     * Closes an open proposal on-chain (rejected or expired). A proposal the ledger has
+     * completed meanwhile stays completed: the answer says which it is.
+     */
+    async close(id: string, outcome: 'Rejected' | 'Expired', detail: { reason?: string; rejectedBy?: { orgId: string; by: string } } = {}): Promise<Proposal> {
+        const p = await this.get(id);
+        if (['Completed', 'Rejected', 'Expired', 'Cancelled'].includes(p.status)) return p;
+        if (p.anchor && p.contract) {
+            const version = await this.deps.versions.byVersion(p.contract.version);
+            const iface = new Interface(version.abi);
+            const tx = await this.#send(`proposal:${id}:cancel`, p.contract.address, iface.encodeFunctionData('cancelProposal', [p.chainId]), version.abi);
+            if (tx.state !== 'confirmed') {
+                // ProposalNotOpen(id, 2): every party signed first; the proposal is complete.
+                if (tx.revert?.errorName === 'ProposalNotOpen' && Number(tx.revert.args.status) === 2) return this.get(id);
+                throw new AppError(`The ledger refused to close the proposal: ${tx.revert?.errorName ?? 'reverted'}`, 502, 'cancel_failed');
+            }
+            return this.update(id, (cur) => ({ ...cur, status: outcome, cancel: { txHash: tx.hash, blockNumber: tx.blockNumber }, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }));
+        }
+        return this.update(id, (cur) => ({ ...cur, status: outcome, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }));
+    }
+
+    async complete(id: string): Promise<Proposal> {
+        return this.update(id, (cur) => (cur.status === 'Completed' ? undefined : { ...cur, status: 'Completed' }));
+    }
+
+    /** A party's trader asks for the proposal to be rejected: checked here, carried out by the saga. */
+    assertMayReject(p: Proposal, orgId: string | undefined): void {
+        if (!orgId || !p.orgIds.includes(orgId)) throw new NotFound('No such proposal');
+        if (p.status !== 'AwaitingSignatures' && p.status !== 'Anchoring') throw new Conflict(`The proposal is ${p.status}`, 'wrong_state');
+        if (p.parties.find((x) => x.orgId === orgId)?.signed) throw new Forbidden('Your organisation has signed this proposal already');
+    }
+
+    /** The call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
+    async #send(operationId: string, to: string, data: string, abi: unknown): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
+        try {
+            return await this.deps.pipeline.send({ operationId, from: await this.deps.operator(), to, data, abi: abi as never, label: operationId }, { timeoutMs: 120_000 });
+        } catch (err) {
+            if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
+            throw err;
+        }
+    }
+}

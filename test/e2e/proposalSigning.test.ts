@@ -1,0 +1,186 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
+
+interface Mail {
+    to: string[];
+    subject: string;
+    links: string[];
+}
+
+interface ProposalView {
+    proposalId: string;
+    status: string;
+    parties: { orgId: string; account: string; signed: boolean; txHash: string | null }[];
+    contract: { version: number; address: string } | null;
+    anchor: { txHash: string; blockNumber: number } | null;
+    cancel: { txHash: string } | null;
+    saga: { customStatus: { signed: string[]; pending: string[] } | null } | null;
+}
+
+/**
+ * User journeys 2 to 4 on the devhost: two organisations onboarded (each with its member
+ * deployment and funded account), a proposal with two documents anchored on-chain, each party
+ * signing through its own member deployment, completion; rejection, expiry, a repeated
+ * signature, a trader signing with another organisation's account, and document verification.
+ */
+describe('proposal signing saga across core and member deployments', () => {
+    let host: RunningDevhost;
+    const orgs: { orgId: string; memberUrl: string; account: string; trader: string }[] = [];
+    let admin: string;
+
+    const api = (p: string, init: RequestInit = {}) => fetch(p.startsWith('http') ? p : `${host.origin('core')}/api/${p}`, init);
+    const json = (bearer: string, body?: unknown, extra: Record<string, string> = {}): RequestInit => ({
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...extra },
+        body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const mails = async () => (await (await fetch(`${host.consoleUrl}/dev/mail`)).json()) as Mail[];
+
+    /** Registration, approval from the mail, onboarding: an organisation with its member deployment and first account. */
+    const onboard = async (name: string, email: string) => {
+        const res = await api('registrations', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ organization: { name, legalId: `GB-${randomBytes(4).toString('hex')}`, country: 'GB', contactEmail: email }, applicant: { name, email } }) });
+        const { statusUrl } = (await res.json()) as { statusUrl: string };
+        const link = await waitFor(async () => (await mails()).find((m) => m.subject.includes(name))?.links.find((l) => l.includes('/api/approvals/')), 20_000);
+        await api(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'decision=approve' });
+        const done = await waitFor(async () => {
+            const s = (await (await api(statusUrl)).json()) as { status: string; orgId: string; steps: { step: string; detail?: string }[] };
+            return s.status === 'Active' ? s : undefined;
+        }, 60_000);
+        const trader = await devToken(host, { roles: ['Org.Trader'], orgId: done.orgId, email: `trader@${done.orgId}.example` });
+        return { orgId: done.orgId, memberUrl: done.steps.find((s) => s.step === 'member-deployment')!.detail!, account: done.steps.find((s) => s.step === 'first-account')!.detail!, trader };
+    };
+
+    const propose = async (by: (typeof orgs)[number], parties: (typeof orgs)[number][], docs: Buffer[], expiresInSeconds = 3600, key?: string) => {
+        const assets: string[] = [];
+        for (const doc of docs) {
+            const up = await api('assets', { method: 'POST', headers: { authorization: `Bearer ${by.trader}`, 'content-type': 'application/pdf' }, body: doc });
+            expect(up.status).toBe(201);
+            assets.push(((await up.json()) as { assetId: string }).assetId);
+        }
+        const body = {
+            parties: parties.map((p) => ({ orgId: p.orgId, account: p.account })),
+            terms: { product: 'baseload', direction: 'sell', quantityMWh: 120, priceGbpPerMWh: 71.5, deliveryStart: '2027-01-01T00:00:00Z', deliveryEnd: '2027-02-01T00:00:00Z' },
+            assets,
+            expiresAt: new Date(Date.now() + expiresInSeconds * 1000).toISOString(),
+        };
+        return api('proposals', json(by.trader, body, key ? { 'idempotency-key': key } : {}));
+    };
+    const view = async (id: string, bearer = orgs[0]!.trader) => (await (await api(`proposals/${id}`, json(bearer))).json()) as ProposalView;
+    const until = (id: string, status: string, timeoutMs = 60_000) =>
+        waitFor(async () => ((await view(id)).status === status ? view(id) : undefined), timeoutMs, 250).catch(async (err) => {
+            // On a timeout, what the saga did: a slow step or a stuck one.
+            const saga = await fetch(`${host.origin('core')}/runtime/webhooks/durabletask/instances/proposal-${id}?showHistory=true&showHistoryOutput=true`);
+            console.log(`proposal-${id} (${JSON.stringify(await view(id))}): ${saga.status} ${(await saga.text()).slice(0, 4000)}`);
+            console.log(JSON.stringify(host.logs().filter((l) => l.level === 'error' || l.level === 'warn' || (typeof l.level === 'number' && l.level >= 40)).slice(-10)));
+            throw err;
+        });
+    const sign = (org: (typeof orgs)[number], id: string, account = org.account) => fetch(`${org.memberUrl}/proposals/${id}/signature`, json(org.trader, { account }));
+
+    beforeAll(async () => {
+        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@operator.example', '--set', 'FLEXCHANGE_PROPOSAL_MIN_SECONDS=5'], { storage: true });
+        admin = await devToken(host, { roles: ['Flexchange.Admin'], email: 'ops@operator.example' });
+        const deployed = await api('contracts', json(admin, { artifact: 'EnergyExchange' }));
+        expect(deployed.status).toBe(201);
+        orgs.push(await onboard('North Wind', 'ada@north.example'));
+        orgs.push(await onboard('South Solar', 'sol@south.example'));
+    }, 180_000);
+    afterAll(async () => {
+        await host?.stop();
+        removeDir(host?.stateDir);
+    });
+
+    it('goes from POST /proposals to Completed with each party signing through its own member deployment; documents verify', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const contract = Buffer.from(`%PDF-1.7 master agreement ${randomBytes(8).toString('hex')}`);
+        const schedule = Buffer.from(`%PDF-1.7 delivery schedule ${randomBytes(8).toString('hex')}`);
+        const res = await propose(north, [north, south], [contract, schedule], 3600, 'deal-1');
+        expect(res.status).toBe(202);
+        const { proposalId } = (await res.json()) as { proposalId: string };
+        // A retried POST with the same Idempotency-Key is the same proposal (and the same saga).
+        const again = await propose(north, [north, south], [contract, schedule], 3600, 'deal-1');
+        expect(((await again.json()) as { proposalId: string }).proposalId).toBe(proposalId);
+
+        const open = await until(proposalId, 'AwaitingSignatures');
+        expect(open.contract?.version).toBe(1);
+        expect(open.anchor?.txHash).toMatch(/^0x[0-9a-f]{64}$/);
+        // The other party sees it; an outsider does not.
+        expect((await view(proposalId, south.trader)).proposalId).toBe(proposalId);
+        const outsider = await devToken(host, { roles: ['Org.Trader'], orgId: 'nobody', email: 'eve@nobody.example' });
+        expect((await api(`proposals/${proposalId}`, json(outsider))).status).toBe(404);
+        // South's documents access follows the proposal.
+        expect((await api(`assets/${(await (await api(`proposals/${proposalId}`, json(north.trader))).json() as { assets: { assetId: string }[] }).assets[0]!.assetId}`, json(south.trader))).status).toBe(200);
+
+        // A trader cannot sign with another organisation's account, through its own deployment or another's.
+        expect((await sign(south, proposalId, north.account)).status).toBe(403);
+        expect((await fetch(`${north.memberUrl}/proposals/${proposalId}/signature`, json(south.trader, { account: south.account }))).status).toBe(403);
+
+        const first = await sign(north, proposalId);
+        expect(first.status).toBe(202);
+        const firstTx = ((await first.json()) as { txHash: string }).txHash;
+        // The same signature asked for again is the same transaction, not a second one.
+        const repeat = await sign(north, proposalId);
+        expect(((await repeat.json()) as { txHash: string }).txHash).toBe(firstTx);
+        await waitFor(async () => ((await view(proposalId)).parties.find((p) => p.orgId === north.orgId)?.signed ? true : undefined), 30_000, 250);
+        expect((await view(proposalId)).saga?.customStatus?.signed).toEqual([north.account.toLowerCase()]);
+
+        expect((await sign(south, proposalId)).status).toBe(202);
+        const done = await until(proposalId, 'Completed');
+        expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
+        expect(done.parties.find((p) => p.orgId === north.orgId)?.txHash).toBe(firstTx);
+
+        // Every party's feed has the story in order.
+        for (const org of [north, south]) {
+            const feed = (await (await api(`orgs/${org.orgId}/events`, json(org.trader))).json()) as { items: { type: string; subject: string }[] };
+            expect(feed.items.filter((e) => e.subject === `proposals/${proposalId}`).map((e) => e.type)).toEqual(['proposal.created', 'proposal.signed', 'proposal.signed', 'proposal.completed']);
+        }
+
+        // The documents against the ledger's anchors: the same bytes match, a changed one does not.
+        const verify = (body: Buffer | string, type: string) => api(`proposals/${proposalId}/verify`, { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': type }, body });
+        const ok = (await (await verify(schedule, 'application/pdf')).json()) as { match: boolean; onChainHash: string; computedHash: string; txHash: string };
+        expect(ok).toMatchObject({ match: true, onChainHash: createHash('sha256').update(schedule).digest('hex'), computedHash: createHash('sha256').update(schedule).digest('hex'), txHash: done.anchor!.txHash });
+        const changed = Buffer.from(contract);
+        changed[changed.length - 1] ^= 1;
+        expect(((await (await verify(changed, 'application/pdf')).json()) as { match: boolean }).match).toBe(false);
+        const byId = (await (await verify(JSON.stringify({ assetId: (await (await api(`proposals/${proposalId}`, json(north.trader))).json() as { assets: { assetId: string }[] }).assets[0]!.assetId }), 'application/json')).json()) as { match: boolean };
+        expect(byId.match).toBe(true);
+    }, 150_000);
+
+    it('cancels on-chain when a party rejects, and tells every party', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const res = await propose(north, [north, south], [Buffer.from(`%PDF reject me ${randomBytes(4).toString('hex')}`)]);
+        const { proposalId } = (await res.json()) as { proposalId: string };
+        await until(proposalId, 'AwaitingSignatures');
+        expect((await api(`proposals/${proposalId}/rejection`, json(south.trader, { reason: '' }))).status).toBe(400);
+        expect((await api(`proposals/${proposalId}/rejection`, json(south.trader, { reason: 'price too low' }))).status).toBe(202);
+        const rejected = await until(proposalId, 'Rejected');
+        expect(rejected.cancel?.txHash).toMatch(/^0x[0-9a-f]{64}$/);
+        // Signing a cancelled proposal is refused by the ledger, as a 409 problem.
+        const late = await sign(north, proposalId);
+        expect(late.status).toBe(409);
+        expect(((await late.json()) as { code: string; detail: string }).detail).toMatch(/ProposalNotOpen/);
+        const feed = (await (await api(`orgs/${north.orgId}/events`, json(north.trader))).json()) as { items: { type: string; subject: string }[] };
+        expect(feed.items.filter((e) => e.subject === `proposals/${proposalId}`).map((e) => e.type)).toEqual(['proposal.created', 'proposal.rejected']);
+    }, 90_000);
+
+    it('expires at its deadline, cancelled on-chain, and refuses proposals that break the rules', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const res = await propose(north, [north, south], [Buffer.from(`%PDF expire ${randomBytes(4).toString('hex')}`)], 8);
+        const { proposalId } = (await res.json()) as { proposalId: string };
+        const expired = await until(proposalId, 'Expired', 60_000);
+        expect(expired.cancel?.txHash).toMatch(/^0x[0-9a-f]{64}$/);
+
+        // Rules: the proposer among the parties, accounts registered to the parties, own documents, a future expiry.
+        const doc = await api('assets', { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': 'application/pdf' }, body: Buffer.from('%PDF south only') });
+        const southAsset = ((await doc.json()) as { assetId: string }).assetId;
+        const base = { terms: { product: 'peak', direction: 'buy', quantityMWh: 5, priceGbpPerMWh: 90, deliveryStart: '2027-03-01T00:00:00Z', deliveryEnd: '2027-03-02T00:00:00Z' }, expiresAt: new Date(Date.now() + 3600_000).toISOString() };
+        const bad = async (body: unknown) => {
+            const r = await api('proposals', json(north.trader, body));
+            expect(r.status).toBe(400);
+            return ((await r.json()) as { errors: { path: string }[] }).errors.map((e) => e.path);
+        };
+        expect(await bad({ ...base, parties: [{ orgId: south.orgId, account: south.account }, { orgId: 'third', account: north.account }], assets: [southAsset] })).toEqual(expect.arrayContaining(['parties']));
+        expect(await bad({ ...base, parties: [{ orgId: north.orgId, account: south.account }, { orgId: south.orgId, account: north.account }], assets: [southAsset] })).toEqual(expect.arrayContaining(['parties.0.account', 'parties.1.account', 'assets.0']));
+        expect(await bad({ ...base, expiresAt: new Date(Date.now() - 1000).toISOString(), parties: [{ orgId: north.orgId, account: north.account }, { orgId: south.orgId, account: south.account }], assets: [southAsset] })).toEqual(expect.arrayContaining(['expiresAt']));
+        expect(await bad({ ...base, parties: [{ orgId: north.orgId, account: north.account }], assets: [] })).toEqual(expect.arrayContaining(['parties', 'assets']));
+    }, 90_000);
+});
