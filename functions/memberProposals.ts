@@ -54,3 +54,26 @@ httpRoute('memberProposalSign', {
         return { status: 202, jsonBody: { proposalId: p.proposalId, account: key.address, operationId: tx.operationId, txHash: tx.hash, state: tx.state } };
     },
 });
+
+/** GET /api/proposals (member): this organisation's copies of the proposals it is party to, as the core's events left them. */
+httpRoute('memberProposalsList', {
+    route: 'proposals',
+    methods: ['GET'],
+    deployments: ['member'],
+    access: { roles: ['Org.Admin', 'Org.Trader'] },
+    summary: 'The proposals this organisation is party to (its own copy)',
+    handler: async () => ({ jsonBody: { items: await getServices().memberProposals().list() } }),
+});
+
+/** GET /api/proposals/{id} (member): one proposal from this organisation's copy. */
+httpRoute('memberProposalsGet', {
+    route: 'proposals/{proposalId}',
+    methods: ['GET'],
+    deployments: ['member'],
+    access: { roles: ['Org.Admin', 'Org.Trader'] },
+    summary: 'One proposal from this organisation’s copy',
+    handler: async ({ params }) => {
+        if (!/^[0-9a-f-]{36}$/i.test(params.proposalId)) throw new NotFound('No such proposal');
+        return { jsonBody: await getServices().memberProposals().get(params.proposalId) };
+    },
+});

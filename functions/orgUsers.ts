@@ -46,7 +46,8 @@ httpRoute('orgUsersAdd', {
 httpRoute('orgUsersList', {
     route: 'orgs/{orgId}/users',
     methods: ['GET'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    // Its member deployment reads the list too (to mail its traders).
+    access: { roles: ['Org.Admin', 'Deployment.Member', OPERATOR_ROLE], org: 'orgId' },
     summary: "List an organisation's users",
     handler: async ({ params }) => ({ jsonBody: { items: (await getServices().directory.listUsers(params.orgId)).map(userView) } }),
 });

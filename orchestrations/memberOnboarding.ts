@@ -13,8 +13,8 @@ import type { Organization } from '../shared/registration/organizations';
  * `memberOnboarding` (sub-orchestration of `registration`): each step an idempotent,
  * retried activity that records itself in the registration's steps, so a re-run resumes
  * after the last step done. Steps so far: the organisation record, the applicant in the
- * directory as `Org.Admin`, the member deployment (`memberDeployment`), the member's
- * Service Bus subscription, the deployment's app identity in the directory (`Deployment.Member`
+ * directory as `Org.Admin`, the member's Service Bus subscription, the member deployment
+ * (`memberDeployment`), the deployment's app identity in the directory (`Deployment.Member`
  * of the organisation, for client credentials), the first account made on the member
  * deployment and funded from the treasury, `org.activated` published.
  */
@@ -24,10 +24,11 @@ const onboarding: OrchestrationHandler = function* (context: OrchestrationContex
     const { registrationId } = context.df.getInput<{ registrationId: string }>();
     const org: { orgId: string } = yield context.df.callActivityWithRetry('onboardingOrganization', retry, { registrationId });
     yield context.df.callActivityWithRetry('onboardingApplicant', retry, { registrationId });
-    const deployment: { url: string; principalId: string } = yield context.df.callSubOrchestrator('memberDeployment', { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
-    yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-deployment', detail: deployment.url });
+    // The subscription first: the member deployment's trigger reads it from its first start.
     yield context.df.callActivityWithRetry('provisionMemberSubscription', retry, { orgId: org.orgId });
     yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-subscription' });
+    const deployment: { url: string; principalId: string } = yield context.df.callSubOrchestrator('memberDeployment', { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
+    yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-deployment', detail: deployment.url });
     yield context.df.callActivityWithRetry('onboardingAppIdentity', retry, { registrationId, principalId: deployment.principalId });
     const account: { address: string } = yield context.df.callActivityWithRetry('onboardingFirstAccount', retry, { registrationId });
     yield context.df.callActivityWithRetry('onboardingFund', retry, { registrationId, address: account.address });

@@ -38,6 +38,8 @@ import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant } from './treasury/treasury';
 import { Assets, type Asset } from './assets/assets';
 import { Proposals, type Proposal } from './proposals/proposals';
+import { MemberProposalCopies, type MemberProposalCopy } from './proposals/memberCopies';
+import { Webhooks, type Delivery, type Webhook } from './webhooks/webhooks';
 import { publicBaseUrl } from './http/publicUrl';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -74,6 +76,8 @@ export interface Services {
     events(): EventPublisher;
     /** The per-organisation event feed (core). */
     eventFeed: EventFeed;
+    /** Organisations' webhooks and their deliveries (core). */
+    webhooks: Webhooks;
     /** Member accounts registered with the core (core). */
     accountRegistry: AccountRegistry;
     /** This member's own accounts, their keys in its own vault (member). */
@@ -84,6 +88,8 @@ export interface Services {
     treasury(): Treasury;
     /** Proposals and the ledger calls of their saga (core). */
     proposals(): Proposals;
+    /** This member's copies of the proposals that concern it, fed by the core's events (member). */
+    memberProposals(): MemberProposalCopies;
     /** Calls another deployment's API with this deployment's client-credential token. */
     deploymentClient(baseUrl: string): DeploymentClient;
     /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
@@ -167,6 +173,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let memberAccounts: MemberAccounts | undefined;
     let treasury: Treasury | undefined;
     let proposals: Proposals | undefined;
+    let memberProposals: MemberProposalCopies | undefined;
     const accountRegistry = new AccountRegistry(
         new CosmosRepository<RegisteredAccount>(database.container('accounts'), (a) => a.orgId),
         new CosmosRepository<AddressClaim>(database.container('addresses'), (c) => c.id),
@@ -175,6 +182,16 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES,
         contentTypes: settings.FLEXCHANGE_ASSET_CONTENT_TYPES,
         apiBaseUrl: () => `${publicBaseUrl(settings)}/api`,
+    });
+    const directory: Directory =
+        settings.FLEXCHANGE_ROLE === 'member'
+            ? new CoreDirectory(deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential), settings.FLEXCHANGE_ORG_ID!)
+            : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential);
+    const webhooks = new Webhooks(new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId), new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id), secrets, {
+        maxAttempts: settings.FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS,
+        retryBaseSeconds: settings.FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS,
+        allowInsecureLoopback: settings.FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK,
+        timeoutMs: 10_000,
     });
     const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
     return {
@@ -185,10 +202,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         secrets,
         keys,
         mail,
-        directory:
-            settings.FLEXCHANGE_ROLE === 'member'
-                ? new CoreDirectory(deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential), settings.FLEXCHANGE_ORG_ID!)
-                : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential),
+        directory,
         audit: new AuditTrail(new CosmosRepository<AuditRecord>(database.container('audit'), (r) => r.orgId)),
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
@@ -214,11 +228,12 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                       ? new ServiceBusClient(settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential)
                       : undefined;
                 if (!client) throw new Unavailable('No Service Bus is configured for events (FLEXCHANGE_SERVICEBUS_CONNECTION or FLEXCHANGE_SERVICEBUS_NAMESPACE)');
-                events = new FeedingPublisher(eventFeed, new ServiceBusEventPublisher(client, EVENTS_TOPIC));
+                events = new FeedingPublisher(eventFeed, new ServiceBusEventPublisher(client, EVENTS_TOPIC), [(orgId, event) => webhooks.enqueue(orgId, event)]);
             }
             return events;
         },
         eventFeed,
+        webhooks,
         accountRegistry,
         memberAccounts: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Accounts are made on member deployments');
@@ -248,6 +263,11 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 );
             })();
             return proposals;
+        },
+        memberProposals: () => {
+            if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Proposal copies are kept on member deployments');
+            memberProposals ??= new MemberProposalCopies(new CosmosRepository<MemberProposalCopy>(database.container('proposals'), (c) => c.id), { orgId: settings.FLEXCHANGE_ORG_ID!, directory, mail });
+            return memberProposals;
         },
         deploymentClient: (baseUrl) => deploymentClient(settings, baseUrl, credential),
         memberSubscriptions: () => {

@@ -33,6 +33,12 @@ const settingsSchema = z.object({
     FLEXCHANGE_PROPOSAL_MAX_SECONDS: z.coerce.number().int().min(60).max(366 * 86_400).default(30 * 86_400),
     /** Core: the traders of parties that have not signed are reminded this long before a proposal expires. */
     FLEXCHANGE_PROPOSAL_REMIND_BEFORE_SECONDS: z.coerce.number().int().min(1).default(86_400),
+    /** Core: webhook deliveries are tried this often before they are parked... */
+    FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(30).default(8),
+    /** ...this long after the first failure, doubling each time. */
+    FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS: z.coerce.number().min(0.1).max(3600).default(10),
+    /** Devhost only: webhooks may be plain http to loopback (in Azure: https only). */
+    FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
     /** Core: ether (in ETH) a member's first account gets from the treasury when the member is onboarded. */
     FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH: z.coerce.number().min(0).max(1_000_000).default(1),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),

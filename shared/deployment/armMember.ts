@@ -11,8 +11,8 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
     const subscription = settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID;
     const genesis = settings.FLEXCHANGE_MEMBER_GENESIS_B64;
     const sshKey = settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY;
-    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL) {
-        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY and FLEXCHANGE_PUBLIC_URL');
+    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE) {
+        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL and FLEXCHANGE_SERVICEBUS_NAMESPACE');
     }
     return new ArmDeploymentController(new ResourceManagementClient(credential, subscription), {
         resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX,
@@ -34,6 +34,7 @@ export function memberParameters(settings: Settings, orgId: string): Record<stri
         genesisJsonBase64: settings.FLEXCHANGE_MEMBER_GENESIS_B64,
         adminPublicKey: settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY,
         coreApiUrl: `${(settings.FLEXCHANGE_PUBLIC_URL ?? '').replace(/\/$/, '')}/api`,
+        coreServiceBusNamespace: settings.FLEXCHANGE_SERVICEBUS_NAMESPACE ?? '',
         authIssuer: settings.FLEXCHANGE_AUTH_ISSUER,
         authJwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI,
         apiAudience: settings.FLEXCHANGE_AUTH_AUDIENCE,

@@ -32,8 +32,13 @@ export class CoreDirectory implements Directory {
         return entry;
     }
 
-    async listUsers(): Promise<DirectoryEntry[]> {
-        throw new Forbidden('Users are managed on the core deployment');
+    /** The organisation's users as the core lists them (read-only here: users are managed on the core). */
+    async listUsers(orgId: string): Promise<DirectoryEntry[]> {
+        if (orgId !== this.orgId) return [];
+        const res = await this.core.request('GET', `orgs/${encodeURIComponent(this.orgId)}/users`);
+        if (res.status !== 200) throw new Upstream(`The core refused the user list (${res.status})`);
+        const items = (res.body as { items: { userId: string; orgId: string; email?: string; name?: string; roles: string[]; createdAt: string }[] }).items;
+        return items.filter((u) => u.orgId === this.orgId).map((u) => ({ id: u.userId, orgId: u.orgId, kind: 'user' as const, email: u.email, name: u.name, roles: u.roles, createdAt: u.createdAt }));
     }
 
     async addUser(): Promise<DirectoryEntry> {

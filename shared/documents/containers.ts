@@ -20,6 +20,9 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'assets', partitionKey: { paths: ['/id'] } },
     { id: 'contracts', partitionKey: { paths: ['/id'] } },
     { id: 'events', partitionKey: { paths: ['/orgId'] } },
+    /** Organisations' webhooks, and each event's delivery to each of them (the dispatcher's outbox). */
+    { id: 'webhooks', partitionKey: { paths: ['/orgId'] } },
+    { id: 'deliveries', partitionKey: { paths: ['/id'] } },
     { id: 'usage', partitionKey: { paths: ['/orgId'] } },
     { id: 'audit', partitionKey: { paths: ['/orgId'] } },
     { id: 'nodes', partitionKey: { paths: ['/orgId'] } },

@@ -83,16 +83,24 @@ export class EventFeed {
     }
 }
 
-/** Publishes to the bus and into the feed of every organisation concerned (the feed first: a retry fills whatever is missing). */
+/**
+ * Publishes into the feed of every organisation concerned, then to whatever follows an append
+ * (webhook deliveries), then to the bus. Each step tolerates a repeat, so a retry after a failure
+ * fills whatever is missing.
+ */
 export class FeedingPublisher implements EventPublisher {
     constructor(
         private readonly feed: EventFeed,
         private readonly next: EventPublisher,
+        private readonly afterAppend: ((orgId: string, event: EventEnvelope) => Promise<void>)[] = [],
     ) {}
 
     async publish(event: EventEnvelope): Promise<void> {
         checkEvent(event);
-        for (const orgId of [...new Set(event.orgIds)]) await this.feed.append(orgId, event);
+        for (const orgId of [...new Set(event.orgIds)]) {
+            await this.feed.append(orgId, event);
+            for (const hook of this.afterAppend) await hook(orgId, event);
+        }
         await this.next.publish(event);
     }
 }

@@ -39,7 +39,7 @@ describe('onboarding across a devhost crash', () => {
                 return s.status === 'Active' ? s : undefined;
             }, 90_000, 250);
             const steps = done.steps.map((s) => s.step);
-            expect(steps).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
+            expect(steps).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'member-deployment', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
             const services = (await (await fetch(`${second.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; url: string }[] };
             const members = services.apps.filter((a) => a.role === 'member');
             expect(members.map((m) => m.name)).toEqual([`member-${done.orgId}`]);

@@ -32,7 +32,7 @@ describe('onboarding failure and retry', () => {
                 return s.status === 'Failed' ? s : undefined;
             }, 90_000, 500);
             expect(failed.failure).toMatch(/devhost console is unreachable/);
-            expect(failed.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'failed']);
+            expect(failed.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'failed']);
             await waitFor(async () => ((await (await fetch(`${first.consoleUrl}/dev/mail`)).json()) as Mail[]).some((m) => m.to.includes('rita@retry.example') && /Failed/.test(m.subject)), 20_000);
             // Only the operator retries, and only a failed onboarding.
             const trader = ((await (await fetch(`${first.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ roles: ['Org.Trader'], orgId: 'x' }) })).json()) as { access_token: string }).access_token;
@@ -51,7 +51,7 @@ describe('onboarding failure and retry', () => {
                 const s = await status(second.origin('core'));
                 return s.status === 'Active' ? s : undefined;
             }, 60_000, 250);
-            expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'failed', 'retry-1', 'member-deployment', 'member-subscription', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
+            expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'failed', 'retry-1', 'member-deployment', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
             expect(done.failure).toBeUndefined();
             // Active now: nothing to retry.
             expect((await fetch(`${second.origin('core')}/api/registrations/${registrationId}/retry`, { method: 'POST', headers: { authorization: `Bearer ${admin}` } })).status).toBe(409);

@@ -1,4 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
 
 interface Mail {
@@ -77,7 +79,7 @@ describe('proposal signing saga across core and member deployments', () => {
     const sign = (org: (typeof orgs)[number], id: string, account = org.account) => fetch(`${org.memberUrl}/proposals/${id}/signature`, json(org.trader, { account }));
 
     beforeAll(async () => {
-        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@operator.example', '--set', 'FLEXCHANGE_PROPOSAL_MIN_SECONDS=5'], { storage: true });
+        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@operator.example', '--set', 'FLEXCHANGE_PROPOSAL_MIN_SECONDS=5', '--set', 'FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK=true', '--set', 'FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS=1'], { storage: true });
         admin = await devToken(host, { roles: ['Flexchange.Admin'], email: 'ops@operator.example' });
         const deployed = await api('contracts', json(admin, { artifact: 'EnergyExchange' }));
         expect(deployed.status).toBe(201);
@@ -128,6 +130,20 @@ describe('proposal signing saga across core and member deployments', () => {
         expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
         expect(done.parties.find((p) => p.orgId === north.orgId)?.txHash).toBe(firstTx);
 
+        // Each member deployment keeps its own copy, fed by its subscription, and mailed its traders.
+        for (const org of [north, south]) {
+            const copy = await waitFor(async () => {
+                const r = await fetch(`${org.memberUrl}/proposals/${proposalId}`, json(org.trader));
+                const b = r.status === 200 ? ((await r.json()) as ProposalView) : undefined;
+                return b?.status === 'Completed' ? b : undefined;
+            }, 30_000, 250);
+            expect(copy.parties.map((p) => p.signed)).toEqual([true, true]);
+            const listed = (await (await fetch(`${org.memberUrl}/proposals`, json(org.trader))).json()) as { items: { proposalId: string }[] };
+            expect(listed.items.map((p) => p.proposalId)).toContain(proposalId);
+            await waitFor(async () => (await mails()).find((m) => m.to.includes(`trader@${org.orgId}.example`) && m.subject === `Proposal ${proposalId.slice(0, 8)} awaits your signature`), 20_000);
+        }
+        expect((await fetch(`${north.memberUrl}/proposals/${proposalId}`, json(south.trader))).status).toBe(403);
+
         // Every party's feed has the story in order.
         for (const org of [north, south]) {
             const feed = (await (await api(`orgs/${org.orgId}/events`, json(org.trader))).json()) as { items: { type: string; subject: string }[] };
@@ -144,6 +160,54 @@ describe('proposal signing saga across core and member deployments', () => {
         const byId = (await (await verify(JSON.stringify({ assetId: (await (await api(`proposals/${proposalId}`, json(north.trader))).json() as { assets: { assetId: string }[] }).assets[0]!.assetId }), 'application/json')).json()) as { match: boolean };
         expect(byId.match).toBe(true);
     }, 150_000);
+
+    it('delivers to a webhook that fails twice then succeeds: once, signed, after back-off; refuses unsafe URLs', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const received: { status: number; eventId: string; body: string; signature: string; attempt: string }[] = [];
+        let failures = 2;
+        const receiver = http.createServer((req, res) => {
+            const chunks: Buffer[] = [];
+            req.on('data', (c: Buffer) => chunks.push(c));
+            req.on('end', () => {
+                const status = failures-- > 0 ? 503 : 200;
+                received.push({ status, eventId: String(req.headers['flexchange-event-id']), body: Buffer.concat(chunks).toString(), signature: String(req.headers['flexchange-signature']), attempt: String(req.headers['flexchange-delivery-attempt']) });
+                res.writeHead(status).end();
+            });
+        });
+        await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+        try {
+            const admin = await devToken(host, { roles: ['Org.Admin'], email: 'sol@south.example' });
+            for (const url of ['http://hooks.example/x', 'https://10.1.2.3/x', 'ftp://x.example', 'https://user:pw@hooks.example/x']) {
+                expect((await api(`orgs/${south.orgId}/webhooks`, json(admin, { url }))).status).toBe(400);
+            }
+            const made = await api(`orgs/${south.orgId}/webhooks`, json(admin, { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, description: 'ops' }));
+            expect(made.status).toBe(201);
+            const { webhookId, secret } = (await made.json()) as { webhookId: string; secret: string };
+            expect(secret.length).toBeGreaterThan(30);
+            expect(JSON.stringify(await (await api(`orgs/${south.orgId}/webhooks`, json(admin))).json())).not.toContain(secret);
+            // A trader may not manage webhooks; another organisation's admin does not see them.
+            expect((await api(`orgs/${south.orgId}/webhooks`, json(south.trader))).status).toBe(403);
+            expect((await api(`orgs/${south.orgId}/webhooks`, json(await devToken(host, { roles: ['Org.Admin'], email: 'ada@north.example' })))).status).toBe(404);
+
+            const res = await propose(north, [north, south], [Buffer.from(`%PDF webhook ${randomBytes(4).toString('hex')}`)]);
+            const { proposalId } = (await res.json()) as { proposalId: string };
+            const createdId = `proposal.created:${proposalId}`;
+            await waitFor(() => (received.some((r) => r.eventId === createdId && r.status === 200) ? true : undefined), 30_000, 100);
+            const attempts = received.filter((r) => r.eventId === createdId);
+            expect(attempts.map((a) => [a.status, a.attempt])).toEqual([[503, '1'], [503, '2'], [200, '3']]);
+            const ok = attempts[2]!;
+            const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(ok.signature)!;
+            expect(createHmac('sha256', secret).update(`${t}.${ok.body}`).digest('hex')).toBe(v1);
+            expect(JSON.parse(ok.body)).toMatchObject({ id: createdId, type: 'proposal.created', orgIds: expect.arrayContaining([south.orgId]) });
+            const deliveries = (await (await api(`orgs/${south.orgId}/webhooks/${webhookId}/deliveries`, json(admin))).json()) as { items: { eventId: string; state: string; attempts: number }[] };
+            expect(deliveries.items.find((d) => d.eventId === createdId)).toMatchObject({ state: 'delivered', attempts: 3 });
+            // Removed: nothing more is sent to it.
+            expect((await api(`orgs/${south.orgId}/webhooks/${webhookId}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } })).status).toBe(204);
+            expect(((await (await api(`orgs/${south.orgId}/webhooks`, json(admin))).json()) as { items: unknown[] }).items).toEqual([]);
+        } finally {
+            await new Promise<void>((r) => receiver.close(() => r()));
+        }
+    }, 90_000);
 
     it('cancels on-chain when a party rejects, and tells every party', async () => {
         const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];

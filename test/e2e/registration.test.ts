@@ -73,7 +73,7 @@ describe('registration and approval', () => {
             const s = await status(body.statusUrl);
             return s.status === 'Active' ? s : undefined;
         }, 30_000);
-        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-deployment', 'member-subscription', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
+        expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'member-deployment', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
         // The member deployment: an app instance of its own on the next port, in the member role, for this organisation.
         const memberUrl = (done.steps.find((s) => s.step === 'member-deployment') as { detail?: string }).detail!;
         const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string }[] };

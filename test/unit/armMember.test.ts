@@ -15,6 +15,7 @@ describe('member deployment parameters', () => {
         FLEXCHANGE_CHAIN_ID: '4242',
         FLEXCHANGE_SMTP_URL: 'smtp://localhost:25',
         FLEXCHANGE_PUBLIC_URL: 'https://core.flexchange.example/',
+        FLEXCHANGE_SERVICEBUS_NAMESPACE: 'fx-core.servicebus.windows.net',
         FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: '00000000-1111-2222-3333-444444444444',
         FLEXCHANGE_MEMBER_GENESIS_B64: Buffer.from('{"config":{}}').toString('base64'),
         FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
@@ -39,7 +40,7 @@ describe('member deployment parameters', () => {
                 }
             }
             expect(params.namePrefix).toMatch(/^[a-z0-9]{3,11}$/);
-            expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api' });
+            expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api', coreServiceBusNamespace: 'fx-core.servicebus.windows.net' });
         }
         expect(memberParameters(settings, 'acme').namePrefix).not.toBe(memberParameters(settings, 'globex').namePrefix);
     });

@@ -1,0 +1,85 @@
+import type { Directory } from '../directory/directory';
+import type { Repository } from '../documents/repository';
+import { Conflict, NotFound } from '../errors';
+import type { EventEnvelope } from '../events/events';
+import type { MailSender } from '../mail/mailSender';
+
+/** A member's own copy of a proposal that concerns it (its own database, container `proposals`), fed by the core's events. */
+export interface MemberProposalCopy {
+    id: string;
+    kind: 'proposal-copy';
+    /** The proposal as the latest event showed it (API.md `GET /proposals/{id}`). */
+    proposal: Record<string, unknown> & { proposalId: string; status: string; updatedAt: string };
+    lastEvent: { id: string; type: string; occurredAt: string };
+    /** Event types the traders were mailed about (once each). */
+    notified: string[];
+    receivedAt: string;
+}
+
+/**
+ * Keeps the member's copies: an event newer than the copy replaces it (events may arrive out of
+ * order and more than once: the proposal's own `updatedAt` decides), and the member's traders are
+ * mailed once when a proposal arrives and when it ends.
+ */
+export class MemberProposalCopies {
+    constructor(
+        private readonly repo: Repository<MemberProposalCopy>,
+        private readonly deps: { orgId: string; directory: Directory; mail: MailSender },
+    ) {}
+
+    async apply(event: EventEnvelope): Promise<{ applied: boolean }> {
+        if (!event.type.startsWith('proposal.') || !event.orgIds.includes(this.deps.orgId)) return { applied: false };
+        const proposal = event.data as MemberProposalCopy['proposal'];
+        if (typeof proposal.proposalId !== 'string' || typeof proposal.updatedAt !== 'string') return { applied: false };
+        let applied = false;
+        for (let attempt = 0; attempt < 5; attempt++) {
+            const current = await this.repo.read(proposal.proposalId, proposal.proposalId);
+            const newer = !current || Date.parse(proposal.updatedAt) >= Date.parse(current.item.proposal.updatedAt);
+            if (!newer) break;
+            const next: MemberProposalCopy = { id: proposal.proposalId, kind: 'proposal-copy', proposal, lastEvent: { id: event.id, type: event.type, occurredAt: event.occurredAt }, notified: current?.item.notified ?? [], receivedAt: new Date().toISOString() };
+            try {
+                if (current) await this.repo.replace(next, current.etag);
+                else await this.repo.create(next);
+                applied = true;
+                break;
+            } catch (err) {
+                if (!(err instanceof Conflict)) throw err;
+            }
+        }
+        if (['proposal.created', 'proposal.completed', 'proposal.rejected', 'proposal.expired'].includes(event.type)) await this.#notify(proposal.proposalId, event);
+        return { applied };
+    }
+
+    async list(): Promise<MemberProposalCopy['proposal'][]> {
+        const page = await this.repo.query({ query: 'SELECT * FROM c WHERE c.kind = "proposal-copy" ORDER BY c.receivedAt DESC' }, { maxItemCount: 100 });
+        return page.items.map((c) => c.proposal);
+    }
+
+    async get(id: string): Promise<MemberProposalCopy['proposal']> {
+        const found = await this.repo.read(id, id);
+        if (!found) throw new NotFound('No such proposal');
+        return found.item.proposal;
+    }
+
+    /** Mails the member's traders about the event once (marked after sending: at least once, never on every redelivery). */
+    async #notify(id: string, event: EventEnvelope): Promise<void> {
+        const copy = await this.repo.read(id, id);
+        if (!copy || copy.item.notified.includes(event.type)) return;
+        const traders = (await this.deps.directory.listUsers(this.deps.orgId)).filter((u) => u.roles.includes('Org.Trader') && u.email);
+        if (traders.length > 0) {
+            const p = event.data as { terms?: { product?: string; quantityMWh?: number; priceGbpPerMWh?: number }; expiresAt?: string; status?: string };
+            const what = event.type === 'proposal.created' ? 'awaits your signature' : `is ${String(p.status ?? event.type.split('.')[1]).toLowerCase()}`;
+            await this.deps.mail.send({
+                to: traders.map((t) => t.email!),
+                subject: `Proposal ${id.slice(0, 8)} ${what}`,
+                text: `Proposal ${id}: ${p.terms?.product ?? ''} ${p.terms?.quantityMWh ?? ''} MWh at ${p.terms?.priceGbpPerMWh ?? ''} GBP/MWh, expires ${p.expiresAt ?? ''}.\n${event.type === 'proposal.created' ? `Sign: POST /api/proposals/${id}/signature on your member deployment.\n` : ''}`,
+            });
+        }
+        try {
+            await this.repo.replace({ ...copy.item, notified: [...copy.item.notified, event.type] }, copy.etag);
+        } catch (err) {
+            // A newer event replaced the copy meanwhile: mark on the next delivery (a repeat mail at worst).
+            if (!(err instanceof Conflict)) throw err;
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import type { Repository } from '../documents/repository';
+import { Conflict, Invalid, NotFound } from '../errors';
+import type { EventEnvelope } from '../events/events';
+import type { SecretStore } from '../vault/vault';
+
+/** A webhook of an organisation (container `webhooks`, partition `/orgId`); its secret is in the vault, never here. */
+export interface Webhook {
+    id: string;
+    orgId: string;
+    url: string;
+    description?: string;
+    createdAt: string;
+    createdBy: string;
+}
+
+/** One event to one webhook (container `deliveries`, partition `/id` = `<webhookId>:<eventId>`): the outbox the dispatcher works through. */
+export interface Delivery {
+    id: string;
+    kind: 'delivery';
+    webhookId: string;
+    orgId: string;
+    event: EventEnvelope;
+    state: 'pending' | 'delivered' | 'parked';
+    attempts: number;
+    nextAttemptAt: string;
+    /** While a dispatcher sends it: others leave it alone until then. */
+    leaseUntil?: string;
+    lastError?: string;
+    deliveredAt?: string;
+    updatedAt: string;
+}
+
+export interface WebhookPolicy {
+    maxAttempts: number;
+    retryBaseSeconds: number;
+    /** Plain http to loopback (the devhost); in Azure only https. */
+    allowInsecureLoopback: boolean;
+    timeoutMs: number;
+}
+
+export const SIGNATURE_HEADER = 'Flexchange-Signature';
+
+/** `t=<unix>,v1=<hex>`: HMAC-SHA256 with the webhook's secret over `<t>.<body>` (the timestamp is signed too, so a captured request cannot be replayed later with a new one). */
+export function signWebhook(secret: string, body: string, unixSeconds: number): string {
+    return `t=${unixSeconds},v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`;
+}
+
+const secretName = (webhookId: string) => `webhook-${webhookId}`;
+
+/**
+ * Push delivery of an organisation's events: every event appended to its feed becomes one
+ * delivery per webhook (create-only: republishing adds none), sent signed, retried with
+ * exponential back-off, parked after the last attempt.
+ */
+export class Webhooks {
+    constructor(
+        private readonly hooks: Repository<Webhook>,
+        private readonly deliveries: Repository<Delivery>,
+        private readonly secrets: SecretStore,
+        private readonly policy: WebhookPolicy,
+    ) {}
+
+    async register(orgId: string, input: { url: string; description?: string }, by: string): Promise<{ webhook: Webhook; secret: string }> {
+        const url = this.#checkUrl(input.url);
+        const webhook: Webhook = { id: randomUUID(), orgId, url, description: input.description, createdAt: new Date().toISOString(), createdBy: by };
+        const secret = randomBytes(32).toString('base64url');
+        // The secret first: a webhook without one could not be signed.
+        await this.secrets.set(secretName(webhook.id), secret, { contentType: 'text/plain', tags: { orgId, purpose: 'webhook-signing' } });
+        await this.hooks.create(webhook);
+        return { webhook, secret };
+    }
+
+    async list(orgId: string): Promise<Webhook[]> {
+        const page = await this.hooks.query({ query: 'SELECT * FROM c WHERE c.orgId = @org ORDER BY c.createdAt', parameters: [{ name: '@org', value: orgId }] }, { partitionKey: orgId, maxItemCount: 100 });
+        return page.items;
+    }
+
+    async remove(orgId: string, id: string): Promise<void> {
+        if (!(await this.hooks.delete(id, orgId))) throw new NotFound('No such webhook');
+        await this.secrets.delete(secretName(id)).catch(() => false);
+    }
+
+    /** One delivery per webhook of the organisation for this event (a repeat of the event adds none). */
+    async enqueue(orgId: string, event: EventEnvelope): Promise<void> {
+        for (const hook of await this.list(orgId)) {
+            const now = new Date().toISOString();
+            try {
+                await this.deliveries.create({ id: `${hook.id}:${event.id}`, kind: 'delivery', webhookId: hook.id, orgId, event, state: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now });
+            } catch (err) {
+                if (!(err instanceof Conflict)) throw err;
+            }
+        }
+    }
+
+    /** Sends what is due (at most `limit`), each under a lease so two dispatchers never send one at once. */
+    async dispatch(limit = 50, now = Date.now()): Promise<{ delivered: number; retried: number; parked: number }> {
+        const due = await this.deliveries.query(
+            { query: 'SELECT * FROM c WHERE c.kind = "delivery" AND c.state = "pending" AND c.nextAttemptAt <= @now ORDER BY c.nextAttemptAt', parameters: [{ name: '@now', value: new Date(now).toISOString() }] },
+            { maxItemCount: limit },
+        );
+        const tally = { delivered: 0, retried: 0, parked: 0 };
+        await Promise.all(
+            due.items.map(async (d) => {
+                if (d.leaseUntil && Date.parse(d.leaseUntil) > now) return;
+                const stored = await this.deliveries.read(d.id, d.id);
+                if (!stored || stored.item.state !== 'pending') return;
+                let leased: Delivery;
+                try {
+                    leased = (await this.deliveries.replace({ ...stored.item, leaseUntil: new Date(now + this.policy.timeoutMs * 2).toISOString(), updatedAt: new Date().toISOString() }, stored.etag)).item;
+                } catch (err) {
+                    if (err instanceof Conflict) return; // another dispatcher has it
+                    throw err;
+                }
+                const outcome = await this.#send(leased);
+                const attempts = leased.attempts + 1;
+                const next: Delivery = outcome.ok
+                    ? { ...leased, state: 'delivered', attempts, deliveredAt: new Date().toISOString(), leaseUntil: undefined, lastError: undefined, updatedAt: new Date().toISOString() }
+                    : attempts >= this.policy.maxAttempts
+                      ? { ...leased, state: 'parked', attempts, leaseUntil: undefined, lastError: outcome.error, updatedAt: new Date().toISOString() }
+                      : { ...leased, attempts, nextAttemptAt: new Date(Date.now() + this.policy.retryBaseSeconds * 1000 * 2 ** (attempts - 1)).toISOString(), leaseUntil: undefined, lastError: outcome.error, updatedAt: new Date().toISOString() };
+                await this.deliveries.upsert(next);
+                tally[next.state === 'delivered' ? 'delivered' : next.state === 'parked' ? 'parked' : 'retried']++;
+            }),
+        );
+        return tally;
+    }
+
+    async deliveriesOf(orgId: string, webhookId: string): Promise<Delivery[]> {
+        const page = await this.deliveries.query(
+            { query: 'SELECT * FROM c WHERE c.kind = "delivery" AND c.orgId = @org AND c.webhookId = @hook ORDER BY c.updatedAt DESC', parameters: [{ name: '@org', value: orgId }, { name: '@hook', value: webhookId }] },
+            { maxItemCount: 100 },
+        );
+        return page.items;
+    }
+
+    async #send(d: Delivery): Promise<{ ok: boolean; error?: string }> {
+        const hook = await this.hooks.read(d.webhookId, d.orgId);
+        if (!hook) return { ok: false, error: 'the webhook was removed' };
+        const secret = await this.secrets.get(secretName(d.webhookId));
+        if (!secret) return { ok: false, error: 'the webhook has no signing secret' };
+        const body = JSON.stringify(d.event);
+        try {
+            const res = await fetch(hook.item.url, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signWebhook(secret.value, body, Math.floor(Date.now() / 1000)), 'Flexchange-Event-Id': d.event.id, 'Flexchange-Delivery-Attempt': String(d.attempts + 1) },
+                body,
+                redirect: 'manual',
+                signal: AbortSignal.timeout(this.policy.timeoutMs),
+            });
+            await res.body?.cancel().catch(() => undefined);
+            return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, error: `HTTP ${res.status}` };
+        } catch (err) {
+            return { ok: false, error: (err as Error).name === 'TimeoutError' ? 'timed out' : 'unreachable' };
+        }
+    }
+
+    #checkUrl(raw: string): string {
+        let u: URL;
+        try {
+            u = new URL(raw);
+        } catch {
+            throw new Invalid('The webhook URL is not a URL', [{ path: 'url', message: 'an absolute https URL' }]);
+        }
+        const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
+        // IP literals of private, link-local and metadata ranges: the core must not be turned on its own network.
+        if (/^(10\.|127\.|169\.254\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0\.)/.test(u.hostname) && !loopback) throw new Invalid('The webhook URL must be a public host', [{ path: 'url', message: 'not a private address' }]);
+        if (u.username || u.password) throw new Invalid('The webhook URL must not carry credentials', [{ path: 'url', message: 'no user:password@' }]);
+        if (u.protocol === 'https:' && !loopback) return u.toString();
+        if (u.protocol === 'http:' && loopback && this.policy.allowInsecureLoopback) return u.toString();
+        throw new Invalid('The webhook URL must be https to a public host', [{ path: 'url', message: 'https, not a loopback address' }]);
+    }
+}
