@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
+import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, tempDir, waitFor } from '../harness/devhost';
 
 interface Mail {
     to: string[];
@@ -78,28 +78,32 @@ describe('proposal signing saga across core and member deployments', () => {
         });
     const sign = (org: (typeof orgs)[number], id: string, account = org.account) => fetch(`${org.memberUrl}/proposals/${id}/signature`, json(org.trader, { account }));
 
+    const stateDir = tempDir('flexchange-state-');
+    const hostArgs = ['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@operator.example', '--set', 'FLEXCHANGE_PROPOSAL_MIN_SECONDS=5', '--set', 'FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK=true', '--set', 'FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS=1'];
+
     beforeAll(async () => {
-        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@operator.example', '--set', 'FLEXCHANGE_PROPOSAL_MIN_SECONDS=5', '--set', 'FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK=true', '--set', 'FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS=1'], { storage: true });
+        host = await startDevhost(hostArgs, { stateDir, storage: true });
         admin = await devToken(host, { roles: ['Flexchange.Admin'], email: 'ops@operator.example' });
         const deployed = await api('contracts', json(admin, { artifact: 'EnergyExchange' }));
         expect(deployed.status).toBe(201);
         orgs.push(await onboard('North Wind', 'ada@north.example'));
         orgs.push(await onboard('South Solar', 'sol@south.example'));
+        orgs.push(await onboard('East Storage', 'eve@east.example'));
     }, 180_000);
     afterAll(async () => {
         await host?.stop();
-        removeDir(host?.stateDir);
+        removeDir(stateDir);
     });
 
-    it('goes from POST /proposals to Completed with each party signing through its own member deployment; documents verify', async () => {
-        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+    it('goes from POST /proposals to Completed with each of three parties signing through its own member deployment; documents verify', async () => {
+        const [north, south, east] = orgs as [(typeof orgs)[0], (typeof orgs)[0], (typeof orgs)[0]];
         const contract = Buffer.from(`%PDF-1.7 master agreement ${randomBytes(8).toString('hex')}`);
         const schedule = Buffer.from(`%PDF-1.7 delivery schedule ${randomBytes(8).toString('hex')}`);
-        const res = await propose(north, [north, south], [contract, schedule], 3600, 'deal-1');
+        const res = await propose(north, [north, south, east], [contract, schedule], 3600, 'deal-1');
         expect(res.status).toBe(202);
         const { proposalId } = (await res.json()) as { proposalId: string };
         // A retried POST with the same Idempotency-Key is the same proposal (and the same saga).
-        const again = await propose(north, [north, south], [contract, schedule], 3600, 'deal-1');
+        const again = await propose(north, [north, south, east], [contract, schedule], 3600, 'deal-1');
         expect(((await again.json()) as { proposalId: string }).proposalId).toBe(proposalId);
 
         const open = await until(proposalId, 'AwaitingSignatures');
@@ -126,18 +130,19 @@ describe('proposal signing saga across core and member deployments', () => {
         expect((await view(proposalId)).saga?.customStatus?.signed).toEqual([north.account.toLowerCase()]);
 
         expect((await sign(south, proposalId)).status).toBe(202);
+        expect((await sign(east, proposalId)).status).toBe(202);
         const done = await until(proposalId, 'Completed');
         expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
         expect(done.parties.find((p) => p.orgId === north.orgId)?.txHash).toBe(firstTx);
 
         // Each member deployment keeps its own copy, fed by its subscription, and mailed its traders.
-        for (const org of [north, south]) {
+        for (const org of [north, south, east]) {
             const copy = await waitFor(async () => {
                 const r = await fetch(`${org.memberUrl}/proposals/${proposalId}`, json(org.trader));
                 const b = r.status === 200 ? ((await r.json()) as ProposalView) : undefined;
                 return b?.status === 'Completed' ? b : undefined;
             }, 30_000, 250);
-            expect(copy.parties.map((p) => p.signed)).toEqual([true, true]);
+            expect(copy.parties.map((p) => p.signed)).toEqual([true, true, true]);
             const listed = (await (await fetch(`${org.memberUrl}/proposals`, json(org.trader))).json()) as { items: { proposalId: string }[] };
             expect(listed.items.map((p) => p.proposalId)).toContain(proposalId);
             await waitFor(async () => (await mails()).find((m) => m.to.includes(`trader@${org.orgId}.example`) && m.subject === `Proposal ${proposalId.slice(0, 8)} awaits your signature`), 20_000);
@@ -145,9 +150,9 @@ describe('proposal signing saga across core and member deployments', () => {
         expect((await fetch(`${north.memberUrl}/proposals/${proposalId}`, json(south.trader))).status).toBe(403);
 
         // Every party's feed has the story in order.
-        for (const org of [north, south]) {
+        for (const org of [north, south, east]) {
             const feed = (await (await api(`orgs/${org.orgId}/events`, json(org.trader))).json()) as { items: { type: string; subject: string }[] };
-            expect(feed.items.filter((e) => e.subject === `proposals/${proposalId}`).map((e) => e.type)).toEqual(['proposal.created', 'proposal.signed', 'proposal.signed', 'proposal.completed']);
+            expect(feed.items.filter((e) => e.subject === `proposals/${proposalId}`).map((e) => e.type)).toEqual(['proposal.created', 'proposal.signed', 'proposal.signed', 'proposal.signed', 'proposal.completed']);
         }
 
         // The documents against the ledger's anchors: the same bytes match, a changed one does not.
@@ -247,4 +252,43 @@ describe('proposal signing saga across core and member deployments', () => {
         expect(await bad({ ...base, expiresAt: new Date(Date.now() - 1000).toISOString(), parties: [{ orgId: north.orgId, account: north.account }, { orgId: south.orgId, account: south.account }], assets: [southAsset] })).toEqual(expect.arrayContaining(['expiresAt']));
         expect(await bad({ ...base, parties: [{ orgId: north.orgId, account: north.account }], assets: [] })).toEqual(expect.arrayContaining(['parties', 'assets']));
     }, 90_000);
+    it('keeps a proposal on the contract version it started on while new proposals use a newly deployed one', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const before = (await (await propose(north, [north, south], [Buffer.from(`%PDF v1 ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
+        const onV1 = await until(before.proposalId, 'AwaitingSignatures');
+        const upgrade = await api('contracts', json(admin, { artifact: 'EnergyExchange' }));
+        expect(upgrade.status).toBe(201);
+        const v2 = (await upgrade.json()) as { version: number; address: string };
+        const after = (await (await propose(north, [north, south], [Buffer.from(`%PDF v2 ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
+        const onV2 = await until(after.proposalId, 'AwaitingSignatures');
+        expect(onV2.contract).toEqual({ version: v2.version, address: v2.address });
+        expect(onV1.contract!.version).toBeLessThan(v2.version);
+        expect(onV1.contract!.address).not.toBe(v2.address);
+        for (const id of [before.proposalId, after.proposalId]) for (const org of [north, south]) expect((await sign(org, id)).status).toBe(202);
+        expect((await until(before.proposalId, 'Completed')).contract).toEqual(onV1.contract);
+        expect((await until(after.proposalId, 'Completed')).contract).toEqual(onV2.contract);
+    }, 120_000);
+
+    it('completes a proposal whose devhost was restarted while it waited for signatures', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const { proposalId } = (await (await propose(north, [north, south], [Buffer.from(`%PDF restart ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
+        await until(proposalId, 'AwaitingSignatures');
+        expect((await sign(north, proposalId)).status).toBe(202);
+        await waitFor(async () => ((await view(proposalId)).parties.find((p) => p.orgId === north.orgId)?.signed ? true : undefined), 30_000, 250);
+        expect(await host.stop('SIGTERM')).toBe(0);
+        host = await startDevhost(hostArgs, { stateDir, storage: true });
+        // The member deployments come back with the devhost (on new ports here: every port is free-chosen in tests).
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; orgId?: string; url: string }[] };
+        // ...and so does the issuer, on a new port too: tokens from before name the old issuer.
+        for (const org of orgs) {
+            org.memberUrl = services.apps.find((a) => a.orgId === org.orgId)!.url;
+            org.trader = await devToken(host, { roles: ['Org.Trader'], orgId: org.orgId, email: `trader@${org.orgId}.example` });
+        }
+        expect((await view(proposalId)).status).toBe('AwaitingSignatures');
+        expect((await sign(south, proposalId)).status).toBe(202);
+        const done = await until(proposalId, 'Completed');
+        expect(done.parties.map((p) => p.signed)).toEqual([true, true]);
+        const feed = (await (await api(`orgs/${south.orgId}/events`, json(south.trader))).json()) as { items: { type: string; subject: string }[] };
+        expect(feed.items.filter((e) => e.subject === `proposals/${proposalId}`).map((e) => e.type)).toEqual(['proposal.created', 'proposal.signed', 'proposal.signed', 'proposal.completed']);
+    }, 150_000);
 });
