@@ -1,4 +1,5 @@
 import { CosmosClient } from '@azure/cosmos';
+import { parseEther } from 'ethers';
 import type { TokenCredential } from '@azure/core-auth';
 import { DefaultAzureCredential } from '@azure/identity';
 import { BlobServiceClient } from '@azure/storage-blob';
@@ -35,11 +36,12 @@ import { AccountRegistry, type AddressClaim, type RegisteredAccount } from './ac
 import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './accounts/memberAccounts';
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
-import { Treasury, type Grant } from './treasury/treasury';
+import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
 import { Assets, type Asset } from './assets/assets';
 import { Proposals, type Proposal } from './proposals/proposals';
 import { MemberProposalCopies, type MemberProposalCopy } from './proposals/memberCopies';
 import { Webhooks, type Delivery, type Webhook } from './webhooks/webhooks';
+import { IdempotentResponses, type KeptResponse } from './http/idempotency';
 import { publicBaseUrl } from './http/publicUrl';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
@@ -78,6 +80,8 @@ export interface Services {
     eventFeed: EventFeed;
     /** Organisations' webhooks and their deliveries (core). */
     webhooks: Webhooks;
+    /** First responses kept for retries with the same Idempotency-Key. */
+    idempotency: IdempotentResponses;
     /** Member accounts registered with the core (core). */
     accountRegistry: AccountRegistry;
     /** This member's own accounts, their keys in its own vault (member). */
@@ -86,6 +90,8 @@ export interface Services {
     assets: Assets;
     /** Ether grants from the operator account (core). */
     treasury(): Treasury;
+    /** The top-up policy from settings. */
+    topUpPolicy: TopUpPolicy;
     /** Proposals and the ledger calls of their saga (core). */
     proposals(): Proposals;
     /** This member's copies of the proposals that concern it, fed by the core's events (member). */
@@ -234,6 +240,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         },
         eventFeed,
         webhooks,
+        idempotency: new IdempotentResponses(new CosmosRepository<KeptResponse>(database.container('idempotency'), (k) => k.id)),
         accountRegistry,
         memberAccounts: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Accounts are made on member deployments');
@@ -268,6 +275,13 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Proposal copies are kept on member deployments');
             memberProposals ??= new MemberProposalCopies(new CosmosRepository<MemberProposalCopy>(database.container('proposals'), (c) => c.id), { orgId: settings.FLEXCHANGE_ORG_ID!, directory, mail });
             return memberProposals;
+        },
+        topUpPolicy: {
+            thresholdWei: parseEther(String(settings.FLEXCHANGE_TOPUP_THRESHOLD_ETH)),
+            targetWei: parseEther(String(settings.FLEXCHANGE_TOPUP_TARGET_ETH)),
+            dailyCapWei: parseEther(String(settings.FLEXCHANGE_TOPUP_DAILY_CAP_ETH)),
+            floorWei: parseEther(String(settings.FLEXCHANGE_TREASURY_FLOOR_ETH)),
+            windowSeconds: settings.FLEXCHANGE_TOPUP_WINDOW_SECONDS,
         },
         deploymentClient: (baseUrl) => deploymentClient(settings, baseUrl, credential),
         memberSubscriptions: () => {

@@ -39,6 +39,17 @@ const settingsSchema = z.object({
     FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS: z.coerce.number().min(0.1).max(3600).default(10),
     /** Devhost only: webhooks may be plain http to loopback (in Azure: https only). */
     FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+    /** Core, ether top-up (ETH): accounts below the threshold are topped up to the target... */
+    FLEXCHANGE_TOPUP_THRESHOLD_ETH: z.coerce.number().min(0).default(0.5),
+    FLEXCHANGE_TOPUP_TARGET_ETH: z.coerce.number().min(0).default(1),
+    /** ...at most this much per account per UTC day... */
+    FLEXCHANGE_TOPUP_DAILY_CAP_ETH: z.coerce.number().min(0).default(2),
+    /** ...while the treasury keeps at least this much (below it: no grants, `treasury.low`)... */
+    FLEXCHANGE_TREASURY_FLOOR_ETH: z.coerce.number().min(0).default(10),
+    /** ...once per account per window of this many seconds. */
+    FLEXCHANGE_TOPUP_WINDOW_SECONDS: z.coerce.number().int().min(10).max(86_400).default(3600),
+    /** The top-up timer's NCRONTAB schedule. */
+    FLEXCHANGE_TOPUP_SCHEDULE: z.string().min(1).default('0 */5 * * * *'),
     /** Core: ether (in ETH) a member's first account gets from the treasury when the member is onboarded. */
     FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH: z.coerce.number().min(0).max(1_000_000).default(1),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),

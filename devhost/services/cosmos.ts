@@ -44,6 +44,10 @@ export class LocalCosmos {
     async start(port: number): Promise<void> {
         // Keep-alive: the server otherwise answers `connection: close`, a new TCP connection per request.
         const server = createHttpServer({ keepAlive: true });
+        // Node closes an idle kept-alive connection after 5 s; a client reusing it at that moment gets
+        // ECONNRESET (seen under load as "the document database is unreachable"). Keep idle ones long.
+        server.keepAliveTimeout = 120_000;
+        server.headersTimeout = 125_000;
         server.on('request', (req) => {
             if (req.method !== 'GET' && !(req.method === 'POST' && String(req.headers['x-ms-documentdb-isquery']) === 'true')) this.#dirty = true;
         });

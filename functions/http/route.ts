@@ -7,6 +7,7 @@ import { getServices } from '../../shared/composition';
 import { AppError, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType } from '../../shared/errors';
 import { toProblem } from '../../shared/http/problem';
 import type { RateRule } from '../../shared/limits/rateLimiter';
+import { IdempotentResponses } from '../../shared/http/idempotency';
 
 /**
  * Who may call a route (API.md, "Identity and roles"): any of `roles`; with `org`, only
@@ -86,19 +87,30 @@ function issues(error: z.ZodError, prefix: string): { path: string; message: str
     return error.issues.map((i) => ({ path: [prefix, ...i.path.map(String)].filter(Boolean).join('.'), message: i.message }));
 }
 
-async function readJsonBody(request: HttpRequest, limit: number): Promise<unknown> {
+async function readJsonBody(request: HttpRequest, limit: number): Promise<{ raw: Buffer; value: unknown }> {
     const type = request.headers.get('content-type') ?? '';
     const declared = Number(request.headers.get('content-length') ?? 0);
     if (declared > limit) throw new TooLarge(`The body is larger than ${limit} bytes`);
     const raw = Buffer.from(await request.arrayBuffer());
-    if (raw.length === 0) return undefined;
+    if (raw.length === 0) return { raw, value: undefined };
     if (!/^application\/(.+\+)?json\b/i.test(type)) throw new UnsupportedMediaType('Send the body as application/json');
     if (raw.length > limit) throw new TooLarge(`The body is larger than ${limit} bytes`);
     try {
-        return JSON.parse(raw.toString('utf8'));
+        return { raw, value: JSON.parse(raw.toString('utf8')) };
     } catch {
         throw new Invalid('The body is not valid JSON');
     }
+}
+
+/** The response as it can be kept and replayed (JSON or text bodies only). */
+function storable(result: HttpResponseInit): { status: number; headers: Record<string, string>; body: string } | undefined {
+    const status = result.status ?? 200;
+    if (status < 200 || status >= 300) return undefined;
+    const body = result.jsonBody !== undefined ? JSON.stringify(result.jsonBody) : typeof result.body === 'string' ? result.body : undefined;
+    if (body === undefined) return undefined;
+    const headers: Record<string, string> = result.jsonBody !== undefined ? { 'content-type': 'application/json' } : {};
+    if (result.headers && !(result.headers instanceof Headers) && !Array.isArray(result.headers)) Object.assign(headers, result.headers as Record<string, string>);
+    return { status, headers, body };
 }
 
 /**
@@ -141,15 +153,28 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                 const query = def.query ? def.query.safeParse(Object.fromEntries(request.query.entries())) : { success: true as const, data: {} };
                 if (!query.success) throw new Invalid('The query is not valid', issues(query.error, 'query'));
                 let body: unknown;
+                let raw: Buffer | undefined;
                 if (def.body) {
-                    const parsed = def.body.safeParse(await readJsonBody(request, def.maxBodyBytes ?? DEFAULT_MAX_BODY));
+                    const read = await readJsonBody(request, def.maxBodyBytes ?? DEFAULT_MAX_BODY);
+                    raw = read.raw;
+                    const parsed = def.body.safeParse(read.value);
                     if (!parsed.success) throw new Invalid('The body is not valid', issues(parsed.error, ''));
                     body = parsed.data;
+                }
+                // Idempotency-Key on a signed-in POST with a JSON body: a retry gets the first answer back.
+                const key = request.method === 'POST' && principal && raw ? idempotencyKeyOf(request) : undefined;
+                const keptId = key ? IdempotentResponses.keyOf(principal!.oid, name, key) : undefined;
+                if (keptId) {
+                    const kept = await services.idempotency.find(keptId, raw!);
+                    if (kept) return { status: kept.status, headers: { ...kept.headers, 'idempotent-replayed': 'true' }, body: kept.body };
                 }
                 if (def.rateLimit) {
                     await services.limiter.hit(def.rateLimit({ request, body: body as z.infer<B>, clientAddress: clientAddress(request) }));
                 }
-                return await def.handler({ request, context, principal, caller, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params, durable: def.durable ? df.getClient(context) : undefined });
+                const result = await def.handler({ request, context, principal, caller, body: body as z.infer<B>, query: query.data as z.infer<Q>, params: request.params, durable: def.durable ? df.getClient(context) : undefined });
+                const keep = keptId ? storable(result) : undefined;
+                if (keep) await services.idempotency.keep(keptId!, name, raw!, keep);
+                return result;
             } catch (err) {
                 const problem = toProblem(err);
                 if (!(err instanceof AppError) || problem.status >= 500) {

@@ -71,6 +71,16 @@ export class AccountRegistry {
         return out;
     }
 
+    /** Every registered account of every organisation (the top-up timer walks them), page by page. */
+    async *all(): AsyncGenerator<RegisteredAccount> {
+        let continuationToken: string | undefined;
+        do {
+            const page = await this.accounts.query({ query: 'SELECT * FROM c ORDER BY c.registeredAt' }, { continuationToken, maxItemCount: 200 });
+            yield* page.items;
+            continuationToken = page.continuationToken;
+        } while (continuationToken);
+    }
+
     /** The account, only within its organisation (another organisation's address is `NotFound`). */
     async get(orgId: string, address: string): Promise<RegisteredAccount> {
         const found = await this.accounts.read(checksumAddress(address), orgId);

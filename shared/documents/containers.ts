@@ -34,6 +34,8 @@ export const CONTAINERS: ContainerDefinition[] = [
     /** Chain event pump checkpoints. */
     { id: 'checkpoints', partitionKey: { paths: ['/id'] } },
     { id: 'ratelimits', partitionKey: { paths: ['/key'] } },
+    /** First responses to requests with an Idempotency-Key. */
+    { id: 'idempotency', partitionKey: { paths: ['/id'] } },
 ];
 
 /** Creates the database and its containers when they are missing (idempotent, run at start-up). */

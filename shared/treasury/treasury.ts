@@ -1,4 +1,5 @@
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
+import type { EventPublisher } from '../events/events';
 import type { Repository } from '../documents/repository';
 import { Conflict } from '../errors';
 
@@ -18,6 +19,22 @@ export interface Grant {
 }
 
 const GRANT_ID_RE = /^[0-9A-Za-z:._-]{1,180}$/;
+
+/** The top-up policy (settings): below `thresholdWei` an account is topped up to `targetWei`, within the caps. */
+export interface TopUpPolicy {
+    thresholdWei: bigint;
+    targetWei: bigint;
+    /** At most this much to one account per UTC day. */
+    dailyCapWei: bigint;
+    /** The treasury keeps at least this much: below it, no more grants and `treasury.low` once per window. */
+    floorWei: bigint;
+    /** One top-up per account per window, however many runs overlap. */
+    windowSeconds: number;
+}
+
+export type TopUpResult =
+    | { granted: true; grant: Grant }
+    | { granted: false; reason: 'above_threshold' | 'already_topped_up' | 'daily_cap' | 'treasury_floor'; grant?: Grant };
 
 /**
  * The treasury: the core's operator account funding members' accounts through the
@@ -70,5 +87,49 @@ export class Treasury {
 
     async address(): Promise<string> {
         return (await this.operator()).address;
+    }
+
+    /**
+     * Tops one account up under the policy. The grant id is the account and the window, so two
+     * overlapping runs (or a retried activity) fund it once: whoever comes second finds the grant.
+     */
+    async topUp(input: { orgId: string; address: string; balanceOf: (address: string) => Promise<bigint>; policy: TopUpPolicy; events?: EventPublisher; now?: number }): Promise<TopUpResult> {
+        const { policy } = input;
+        const now = input.now ?? Date.now();
+        const window = Math.floor(now / 1000 / policy.windowSeconds);
+        const id = `topup:${input.address}:${window}`;
+        const existing = await this.grants.read(id, id);
+        if (existing) {
+            // Finish a grant an earlier run recorded but did not see mined.
+            return existing.item.state === 'submitted' ? { granted: true, grant: await this.grant({ id, orgId: existing.item.orgId, address: existing.item.address, amountWei: BigInt(existing.item.amountWei), reason: 'topup' }) } : { granted: false, reason: 'already_topped_up', grant: existing.item };
+        }
+        const balance = await input.balanceOf(input.address);
+        if (balance >= policy.thresholdWei) return { granted: false, reason: 'above_threshold' };
+        const day = new Date(now).toISOString().slice(0, 10);
+        const today = (await this.list({ orgId: input.orgId, limit: 500 })).filter((g) => g.address === input.address && g.reason === 'topup' && g.state !== 'reverted' && g.createdAt.startsWith(day));
+        const spent = today.reduce((sum, g) => sum + BigInt(g.amountWei), 0n);
+        let amount = policy.targetWei - balance;
+        if (spent + amount > policy.dailyCapWei) amount = policy.dailyCapWei - spent;
+        if (amount <= 0n) return { granted: false, reason: 'daily_cap' };
+        const treasury = await this.address();
+        if ((await input.balanceOf(treasury)) - amount < policy.floorWei) {
+            await input.events?.publish({
+                // Once per window: the fixed id makes every further run's event a duplicate.
+                id: `treasury.low:${window}`,
+                type: 'treasury.low',
+                occurredAt: new Date(now).toISOString(),
+                orgIds: ['operator'],
+                subject: `treasury/${treasury}`,
+                data: { address: treasury, floorWei: policy.floorWei.toString(), wantedWei: amount.toString(), for: input.address },
+            });
+            return { granted: false, reason: 'treasury_floor' };
+        }
+        try {
+            return { granted: true, grant: await this.grant({ id, orgId: input.orgId, address: input.address, amountWei: amount, reason: 'topup' }) };
+        } catch (err) {
+            // An overlapping run recorded this window's grant first (with its own amount): that one stands.
+            if (err instanceof Conflict && err.code === 'grant_mismatch') return { granted: false, reason: 'already_topped_up', grant: (await this.grants.read(id, id))?.item };
+            throw err;
+        }
     }
 }

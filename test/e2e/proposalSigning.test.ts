@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, tempDir, waitFor } from '../harness/devhost';
+import { onboard, type OnboardedOrg } from '../harness/journeys';
 
 interface Mail {
     to: string[];
@@ -27,7 +28,7 @@ interface ProposalView {
  */
 describe('proposal signing saga across core and member deployments', () => {
     let host: RunningDevhost;
-    const orgs: { orgId: string; memberUrl: string; account: string; trader: string }[] = [];
+    const orgs: OnboardedOrg[] = [];
     let admin: string;
 
     const api = (p: string, init: RequestInit = {}) => fetch(p.startsWith('http') ? p : `${host.origin('core')}/api/${p}`, init);
@@ -37,20 +38,6 @@ describe('proposal signing saga across core and member deployments', () => {
         body: body === undefined ? undefined : JSON.stringify(body),
     });
     const mails = async () => (await (await fetch(`${host.consoleUrl}/dev/mail`)).json()) as Mail[];
-
-    /** Registration, approval from the mail, onboarding: an organisation with its member deployment and first account. */
-    const onboard = async (name: string, email: string) => {
-        const res = await api('registrations', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ organization: { name, legalId: `GB-${randomBytes(4).toString('hex')}`, country: 'GB', contactEmail: email }, applicant: { name, email } }) });
-        const { statusUrl } = (await res.json()) as { statusUrl: string };
-        const link = await waitFor(async () => (await mails()).find((m) => m.subject.includes(name))?.links.find((l) => l.includes('/api/approvals/')), 20_000);
-        await api(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'decision=approve' });
-        const done = await waitFor(async () => {
-            const s = (await (await api(statusUrl)).json()) as { status: string; orgId: string; steps: { step: string; detail?: string }[] };
-            return s.status === 'Active' ? s : undefined;
-        }, 60_000);
-        const trader = await devToken(host, { roles: ['Org.Trader'], orgId: done.orgId, email: `trader@${done.orgId}.example` });
-        return { orgId: done.orgId, memberUrl: done.steps.find((s) => s.step === 'member-deployment')!.detail!, account: done.steps.find((s) => s.step === 'first-account')!.detail!, trader };
-    };
 
     const propose = async (by: (typeof orgs)[number], parties: (typeof orgs)[number][], docs: Buffer[], expiresInSeconds = 3600, key?: string) => {
         const assets: string[] = [];
@@ -86,9 +73,9 @@ describe('proposal signing saga across core and member deployments', () => {
         admin = await devToken(host, { roles: ['Flexchange.Admin'], email: 'ops@operator.example' });
         const deployed = await api('contracts', json(admin, { artifact: 'EnergyExchange' }));
         expect(deployed.status).toBe(201);
-        orgs.push(await onboard('North Wind', 'ada@north.example'));
-        orgs.push(await onboard('South Solar', 'sol@south.example'));
-        orgs.push(await onboard('East Storage', 'eve@east.example'));
+        orgs.push(await onboard(host, 'North Wind', 'ada@north.example'));
+        orgs.push(await onboard(host, 'South Solar', 'sol@south.example'));
+        orgs.push(await onboard(host, 'East Storage', 'eve@east.example'));
     }, 180_000);
     afterAll(async () => {
         await host?.stop();

@@ -1,4 +1,3 @@
-import { ServiceBusClient } from '@azure/service-bus';
 import { removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
 
 interface Mail {
@@ -83,22 +82,14 @@ describe('registration and approval', () => {
         expect(health.status).toBe(200);
         expect(await health.json()).toMatchObject({ role: 'member' });
         expect(services.apps.filter((a) => a.role === 'member')).toHaveLength(1);
-        // The member's own subscription on the events topic has org.activated, once.
-        const bus = new URL((services as unknown as { services: { bus: string } }).services.bus);
-        const client = new ServiceBusClient(`Endpoint=sb://127.0.0.1:${bus.port};SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=local-dev-key;UseDevelopmentEmulator=true`);
-        try {
-            const receiver = client.createReceiver('flexchange-events', `member-${done.orgId}`, { receiveMode: 'receiveAndDelete' });
-            const got = await receiver.receiveMessages(10, { maxWaitTimeInMs: 2000 });
-            expect(got.map((m) => [m.applicationProperties?.type, m.applicationProperties?.orgId])).toEqual([
-                ['account.registered', done.orgId],
-                ['account.funded', done.orgId],
-                ['org.activated', done.orgId],
-            ]);
-            expect(got[2].body).toMatchObject({ id: `org.activated:${done.orgId}`, type: 'org.activated', orgIds: [done.orgId], data: { orgId: done.orgId, memberUrl } });
-            await receiver.close();
-        } finally {
-            await client.close();
-        }
+        // The member deployment's trigger read its own subscription: the organisation's events, each once.
+        const received = await waitFor(() => {
+            const seen = host.logs().filter((l) => l.app === `member-${done.orgId}` && l.function === 'memberEvents' && typeof l.msg === 'string' && l.msg.startsWith('event '));
+            return seen.length >= 3 ? seen.map((l) => JSON.parse(String(l.msg).slice('event '.length)) as { id: string; type: string; deliveryCount: number }) : undefined;
+        }, 20_000);
+        expect(received.map((e) => e.type).sort()).toEqual(['account.funded', 'account.registered', 'org.activated']);
+        expect(received.map((e) => e.id)).toContain(`org.activated:${done.orgId}`);
+        expect(received.every((e) => e.deliveryCount === 1)).toBe(true);
         expect(done.decision?.by).toBe('alice@operator.example');
 
         // Reused (by Alice again, or Bob's link for the same application): already decided, and by whom.
@@ -135,12 +126,20 @@ describe('registration and approval', () => {
         // The core knows the address (and nothing else of the key); the member's vault holds the keystore.
         const coreAccounts = ((await (await api(`orgs/${done.orgId}/accounts`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: { address: string }[] }).items;
         expect(coreAccounts.map((a) => a.address)).toEqual([firstAccount]);
+        // Asking the treasury for more: the account is above the top-up threshold, so nothing is granted.
+        const topup = await api(`orgs/${done.orgId}/accounts/${firstAccount}/topup`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+        expect(topup.status).toBe(200);
+        expect(await topup.json()).toMatchObject({ granted: false, reason: 'above_threshold' });
+        expect((await api(`orgs/${done.orgId}/accounts/0x${'1'.repeat(40)}/topup`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
+
         // The admin makes a second account there; a retry with the same Idempotency-Key gets the same one back.
         const create = (label: string) => fetch(`${memberUrl}/accounts`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': 'desk-2' }, body: JSON.stringify({ label }) });
         const second = await create('desk');
         expect(second.status).toBe(201);
+        // The retry is answered with the first response, marked as a replay.
         const again = await create('desk');
-        expect(again.status).toBe(200);
+        expect(again.status).toBe(201);
+        expect(again.headers.get('idempotent-replayed')).toBe('true');
         const secondAddress = ((await second.json()) as { address: string }).address;
         expect(((await again.json()) as { address: string }).address).toBe(secondAddress);
         expect((await create('other')).status).toBe(422);

@@ -1,0 +1,130 @@
+/**
+ * End to end: completed 2-party proposals per second through the whole system (core saga,
+ * two member deployments signing with their own keys, the chain event pump), for 1, 8 and 32
+ * concurrent proposers; and, as the reference measured in the same run, the ledger's raw
+ * transaction rate (pre-signed transfers broadcast in nonce order) divided by the three
+ * transactions a proposal takes (create, two signatures).
+ *
+ *   npm run bench:proposals [-- --proposals 32]
+ */
+import { randomBytes } from 'node:crypto';
+import { Wallet, parseEther, type TransactionRequest } from 'ethers';
+import { devToken, removeDir, repoRoot, startDevhost, tempDir, waitFor } from '../test/harness/devhost';
+import { onboard } from '../test/harness/journeys';
+
+function arg(name: string, fallback: number): number {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+async function rpc<T>(url: string, method: string, params: unknown[]): Promise<T> {
+    const res = (await (await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) })).json()) as { result?: T; error?: { message: string } };
+    if (res.error) throw new Error(`${method}: ${res.error.message}`);
+    return res.result as T;
+}
+
+/** Pre-signed transfers from a fresh key, broadcast in nonce order; tx/s until the last is mined. */
+async function rawRate(ledger: string, count: number): Promise<number> {
+    const wallet = Wallet.createRandom();
+    await rpc(ledger, 'anvil_setBalance', [wallet.address, '0x' + parseEther('1000').toString(16)]);
+    const [chainHex, base] = await Promise.all([rpc<string>(ledger, 'eth_chainId', []), rpc<{ baseFeePerGas: string }>(ledger, 'eth_getBlockByNumber', ['latest', false])]);
+    const maxFee = BigInt(base.baseFeePerGas) * 4n + 2_000_000_000n;
+    const signed: string[] = [];
+    for (let nonce = 0; nonce < count; nonce++) {
+        const tx: TransactionRequest = { type: 2, chainId: Number(chainHex), nonce, to: Wallet.createRandom().address, value: 1n, gasLimit: 21_000n, maxFeePerGas: maxFee, maxPriorityFeePerGas: 1_000_000_000n };
+        signed.push(await wallet.signTransaction(tx));
+    }
+    const started = Date.now();
+    const hashes: string[] = [];
+    for (let i = 0; i < signed.length; i += 100) {
+        const batch = signed.slice(i, i + 100).map((raw, j) => ({ jsonrpc: '2.0', id: i + j, method: 'eth_sendRawTransaction', params: [raw] }));
+        const answers = (await (await fetch(ledger, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(batch) })).json()) as { result?: string; error?: { message: string } }[];
+        for (const a of answers) {
+            if (a.error) throw new Error(`raw broadcast refused: ${a.error.message}`);
+            hashes.push(a.result!);
+        }
+    }
+    await waitFor(async () => ((await rpc<unknown>(ledger, 'eth_getTransactionReceipt', [hashes.at(-1)])) ? true : undefined), 120_000, 50);
+    return (count / (Date.now() - started)) * 1000;
+}
+
+async function main(): Promise<void> {
+    const perLevel = arg('proposals', 32);
+    const stateDir = tempDir('flexchange-bench-');
+    const host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@bench.example', '--set', 'FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK=true'], { stateDir, storage: true, env: { FLEXCHANGE_LOG_LEVEL: 'warn' } });
+    try {
+        const core = `${host.origin('core')}/api`;
+        const admin = await devToken(host, { roles: ['Flexchange.Admin'], email: 'ops@bench.example' });
+        const deployed = await fetch(`${core}/contracts`, { method: 'POST', headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: JSON.stringify({ artifact: 'EnergyExchange' }) });
+        if (deployed.status !== 201) throw new Error(`contract deployment answered ${deployed.status}`);
+        const a = await onboard(host, 'Bench North', 'north@bench.example');
+        const b = await onboard(host, 'Bench South', 'south@bench.example');
+        const up = await fetch(`${core}/assets`, { method: 'POST', headers: { authorization: `Bearer ${a.trader}`, 'content-type': 'application/pdf' }, body: randomBytes(64 * 1024) });
+        const { assetId } = (await up.json()) as { assetId: string };
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { services: { ledger: string } };
+        const ledger = services.services.ledger;
+
+        const status = async (id: string) => ((await (await fetch(`${core}/proposals/${id}`, { headers: { authorization: `Bearer ${a.trader}` } })).json()) as { status: string }).status;
+        let retried = 0;
+        const sign = async (org: typeof a, id: string) => {
+            // As a client should: a 503 is retried (the signature is one operation however often it is asked for).
+            for (let attempt = 0; ; attempt++) {
+                const res = await fetch(`${org.memberUrl}/proposals/${id}/signature`, { method: 'POST', headers: { authorization: `Bearer ${org.trader}`, 'content-type': 'application/json' }, body: JSON.stringify({ account: org.account }) });
+                if (res.status === 202) return;
+                if (res.status !== 503 || attempt >= 5) throw new Error(`signature answered ${res.status}: ${await res.text()}`);
+                retried++;
+                await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+            }
+        };
+        const one = async (): Promise<number> => {
+            const started = Date.now();
+            const res = await fetch(`${core}/proposals`, {
+                method: 'POST',
+                headers: { authorization: `Bearer ${a.trader}`, 'content-type': 'application/json' },
+                body: JSON.stringify({
+                    parties: [{ orgId: a.orgId, account: a.account }, { orgId: b.orgId, account: b.account }],
+                    terms: { product: 'baseload', direction: 'sell', quantityMWh: 10, priceGbpPerMWh: 70, deliveryStart: '2027-01-01T00:00:00Z', deliveryEnd: '2027-01-02T00:00:00Z' },
+                    assets: [assetId],
+                    expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+                }),
+            });
+            if (res.status !== 202) throw new Error(`POST /proposals answered ${res.status}: ${await res.text()}`);
+            const { proposalId } = (await res.json()) as { proposalId: string };
+            await waitFor(async () => ((await status(proposalId)) === 'AwaitingSignatures' ? true : undefined), 300_000, 200);
+            await Promise.all([sign(a, proposalId), sign(b, proposalId)]);
+            await waitFor(async () => ((await status(proposalId)) === 'Completed' ? true : undefined), 300_000, 200);
+            return Date.now() - started;
+        };
+
+        console.log(`machine: ${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim()}, node ${process.version}; ${perLevel} proposals per level (at least the level's concurrency)`);
+        const raw = await rawRate(ledger, 1000);
+        console.log(`ledger raw: ${raw.toFixed(0)} tx/s (1,000 pre-signed transfers) → ${(raw / 3).toFixed(0)} proposals/s at 3 transactions each`);
+        for (const concurrency of [1, 8, 32]) {
+            const total = Math.max(perLevel, concurrency);
+            let next = 0;
+            const latencies: number[] = [];
+            const started = Date.now();
+            await Promise.all(
+                Array.from({ length: concurrency }, async () => {
+                    while (next < total) {
+                        next++;
+                        latencies.push(await one());
+                    }
+                }),
+            );
+            const seconds = (Date.now() - started) / 1000;
+            latencies.sort((x, y) => x - y);
+            const rate = total / seconds;
+            console.log(`${String(concurrency).padStart(2)} proposers: ${total} completed in ${seconds.toFixed(1)} s → ${rate.toFixed(2)} proposals/s (ratio to the raw limit ${(rate / (raw / 3)).toFixed(4)}); end-to-end p50 ${(latencies[Math.floor(latencies.length / 2)]! / 1000).toFixed(1)} s, p99 ${(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]! / 1000).toFixed(1)} s; signatures retried after a 503: ${retried}`);
+            retried = 0;
+        }
+    } finally {
+        await host.stop();
+        removeDir(stateDir);
+    }
+}
+
+main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+});
