@@ -40,6 +40,11 @@ describe('proposal signing saga across core and member deployments', () => {
     const mails = async () => (await (await fetch(`${host.consoleUrl}/dev/mail`)).json()) as Mail[];
 
     const propose = async (by: (typeof orgs)[number], parties: (typeof orgs)[number][], docs: Buffer[], expiresInSeconds = 3600, key?: string) => {
+        const body = await proposal(by, parties, docs, expiresInSeconds);
+        return api('proposals', json(by.trader, body, key ? { 'idempotency-key': key } : {}));
+    };
+    /** A proposal's body, its documents uploaded by the proposer. */
+    const proposal = async (by: (typeof orgs)[number], parties: (typeof orgs)[number][], docs: Buffer[], expiresInSeconds = 3600) => {
         const assets: string[] = [];
         for (const doc of docs) {
             const up = await api('assets', { method: 'POST', headers: { authorization: `Bearer ${by.trader}`, 'content-type': 'application/pdf' }, body: doc });
@@ -52,7 +57,7 @@ describe('proposal signing saga across core and member deployments', () => {
             assets,
             expiresAt: new Date(Date.now() + expiresInSeconds * 1000).toISOString(),
         };
-        return api('proposals', json(by.trader, body, key ? { 'idempotency-key': key } : {}));
+        return body;
     };
     const view = async (id: string, bearer = orgs[0]!.trader) => (await (await api(`proposals/${id}`, json(bearer))).json()) as ProposalView;
     const until = (id: string, status: string, timeoutMs = 60_000) =>
@@ -86,12 +91,17 @@ describe('proposal signing saga across core and member deployments', () => {
         const [north, south, east] = orgs as [(typeof orgs)[0], (typeof orgs)[0], (typeof orgs)[0]];
         const contract = Buffer.from(`%PDF-1.7 master agreement ${randomBytes(8).toString('hex')}`);
         const schedule = Buffer.from(`%PDF-1.7 delivery schedule ${randomBytes(8).toString('hex')}`);
-        const res = await propose(north, [north, south, east], [contract, schedule], 3600, 'deal-1');
+        const body = await proposal(north, [north, south, east], [contract, schedule]);
+        const res = await api('proposals', json(north.trader, body, { 'idempotency-key': 'deal-1' }));
         expect(res.status).toBe(202);
         const { proposalId } = (await res.json()) as { proposalId: string };
-        // A retried POST with the same Idempotency-Key is the same proposal (and the same saga).
-        const again = await propose(north, [north, south, east], [contract, schedule], 3600, 'deal-1');
+        // A retried POST with the same Idempotency-Key is answered with the first response: the same proposal and saga.
+        const again = await api('proposals', json(north.trader, body, { 'idempotency-key': 'deal-1' }));
+        expect(again.status).toBe(202);
+        expect(again.headers.get('idempotent-replayed')).toBe('true');
         expect(((await again.json()) as { proposalId: string }).proposalId).toBe(proposalId);
+        // The same key with another body is refused.
+        expect((await api('proposals', json(north.trader, { ...body, expiresAt: new Date(Date.now() + 7200_000).toISOString() }, { 'idempotency-key': 'deal-1' }))).status).toBe(422);
 
         const open = await until(proposalId, 'AwaitingSignatures');
         expect(open.contract?.version).toBe(1);
@@ -156,12 +166,16 @@ describe('proposal signing saga across core and member deployments', () => {
     it('delivers to a webhook that fails twice then succeeds: once, signed, after back-off; refuses unsafe URLs', async () => {
         const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
         const received: { status: number; eventId: string; body: string; signature: string; attempt: string }[] = [];
-        let failures = 2;
+        // Fails each event's first two deliveries, then takes it.
+        const failures = new Map<string, number>();
         const receiver = http.createServer((req, res) => {
             const chunks: Buffer[] = [];
             req.on('data', (c: Buffer) => chunks.push(c));
             req.on('end', () => {
-                const status = failures-- > 0 ? 503 : 200;
+                const id = String(req.headers['flexchange-event-id']);
+                const failed = failures.get(id) ?? 0;
+                failures.set(id, failed + 1);
+                const status = failed < 2 ? 503 : 200;
                 received.push({ status, eventId: String(req.headers['flexchange-event-id']), body: Buffer.concat(chunks).toString(), signature: String(req.headers['flexchange-signature']), attempt: String(req.headers['flexchange-delivery-attempt']) });
                 res.writeHead(status).end();
             });

@@ -1,42 +1,29 @@
 import { Wallet, parseEther } from 'ethers';
-import { FailoverProvider } from '../../shared/chain/provider';
-import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type TxDoc } from '../../shared/chain/pipeline';
+import type { ChainSender } from '../../shared/chain/pipeline';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import type { EventEnvelope, EventPublisher } from '../../shared/events/events';
 import { Treasury, type Grant, type TopUpPolicy } from '../../shared/treasury/treasury';
-import { startCosmos, type TestCosmos } from '../harness/cosmos';
-import { startLedger, type TestLedger } from '../harness/ledger';
+import { startChainWorld, type ChainWorld } from '../harness/chainWorld';
 
 const ETH = (n: number) => parseEther(String(n));
 
 /** Ether top-ups from the treasury on anvil, with grants and transactions in the local Cosmos server. */
 describe('treasury top-ups', () => {
-    let db: TestCosmos;
-    let chain: TestLedger;
-    let provider: FailoverProvider;
-    let pipeline: TransactionPipeline;
+    let world: ChainWorld;
+    let chain: ChainWorld['chain'];
+    let provider: ChainWorld['provider'];
+    let pipeline: ChainWorld['pipeline'];
+    let db: ChainWorld['db'];
     let operator: ChainSender;
     const published: EventEnvelope[] = [];
     const events: EventPublisher = { publish: async (e) => void published.push(e) };
 
     beforeAll(async () => {
-        db = await startCosmos();
-        chain = await startLedger();
-        provider = new FailoverProvider({ urls: [chain.url], chainId: 31337, timeoutMs: 3000 });
-        pipeline = new TransactionPipeline(
-            provider,
-            { transactions: new CosmosRepository<TxDoc>(db.database.container('transactions'), (d) => d.id), leases: new CosmosRepository<NonceLeaseDoc>(db.database.container('nonces'), (d) => d.id) },
-            { chainId: 31337, maxFeePerGasCap: 200n * 10n ** 9n, pollIntervalMs: 100 },
-        );
-        const wallet = Wallet.createRandom();
-        operator = { address: wallet.address, signer: wallet };
+        world = await startChainWorld();
+        ({ chain, provider, pipeline, db } = world);
+        operator = await world.funded(0);
     });
-    afterAll(async () => {
-        await pipeline?.close();
-        provider?.destroy();
-        await chain?.stop();
-        await db?.stop();
-    });
+    afterAll(() => world?.stop());
 
     const treasury = () => new Treasury(new CosmosRepository<Grant>(db.database.container('treasury'), (g) => g.id), pipeline, async () => operator);
     const policy: TopUpPolicy = { thresholdWei: ETH(0.5), targetWei: ETH(1), dailyCapWei: ETH(1.5), floorWei: ETH(10), windowSeconds: 3600 };
