@@ -37,6 +37,7 @@ import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './a
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
+import { NodeRegistry, type ChainNode } from './nodes/nodeRegistry';
 import { Assets, type Asset } from './assets/assets';
 import { Proposals, type Proposal } from './proposals/proposals';
 import { MemberProposalCopies, type MemberProposalCopy } from './proposals/memberCopies';
@@ -92,6 +93,8 @@ export interface Services {
     treasury(): Treasury;
     /** The top-up policy from settings. */
     topUpPolicy: TopUpPolicy;
+    /** The consortium's nodes (core). */
+    nodes: NodeRegistry;
     /** Proposals and the ledger calls of their saga (core). */
     proposals(): Proposals;
     /** This member's copies of the proposals that concern it, fed by the core's events (member). */
@@ -276,6 +279,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             memberProposals ??= new MemberProposalCopies(new CosmosRepository<MemberProposalCopy>(database.container('proposals'), (c) => c.id), { orgId: settings.FLEXCHANGE_ORG_ID!, directory, mail });
             return memberProposals;
         },
+        nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId)),
         topUpPolicy: {
             thresholdWei: parseEther(String(settings.FLEXCHANGE_TOPUP_THRESHOLD_ETH)),
             targetWei: parseEther(String(settings.FLEXCHANGE_TOPUP_TARGET_ETH)),

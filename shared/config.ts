@@ -39,6 +39,11 @@ const settingsSchema = z.object({
     FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS: z.coerce.number().min(0.1).max(3600).default(10),
     /** Devhost only: webhooks may be plain http to loopback (in Azure: https only). */
     FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+    /** Core: the client addresses (exact, or IPv4 prefixes ending in '.') member deployments read the static nodes list from. */
+    FLEXCHANGE_STATIC_NODES_ALLOWED_ADDRESSES: z
+        .string()
+        .default('')
+        .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
     /** Core, ether top-up (ETH): accounts below the threshold are topped up to the target... */
     FLEXCHANGE_TOPUP_THRESHOLD_ETH: z.coerce.number().min(0).default(0.5),
     FLEXCHANGE_TOPUP_TARGET_ETH: z.coerce.number().min(0).default(1),

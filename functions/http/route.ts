@@ -78,9 +78,13 @@ const DEFAULT_MAX_BODY = 256 * 1024;
  * The client's address: the last entry of X-Forwarded-For, the one the platform's
  * front end appended (earlier entries are whatever the client claimed).
  */
-function clientAddress(request: HttpRequest): string {
+export function clientAddress(request: HttpRequest): string {
     const forwarded = request.headers.get('x-forwarded-for')?.split(',').at(-1)?.trim();
-    return forwarded ? forwarded.replace(/:\d+$/, '') : 'unknown';
+    if (!forwarded) return 'unknown';
+    // `1.2.3.4:5678` and `[2001:db8::1]:5678` carry a port; a bare IPv6 address (`::1`) does not.
+    const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(forwarded);
+    if (bracketed) return bracketed[1]!;
+    return /^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(forwarded) ? forwarded.replace(/:\d+$/, '') : forwarded;
 }
 
 function issues(error: z.ZodError, prefix: string): { path: string; message: string }[] {

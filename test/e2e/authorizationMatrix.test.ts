@@ -26,7 +26,7 @@ describe('authorization matrix', () => {
 
     beforeAll(async () => {
         // The core and a member deployment of the OWN organisation (its app identity entered in the core's directory, as onboarding does).
-        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--app', repoRoot, '--name', 'member-matrix', '--set', 'FLEXCHANGE_ROLE=member', '--set', `FLEXCHANGE_ORG_ID=${OWN}`], { storage: true });
+        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_STATIC_NODES_ALLOWED_ADDRESSES=127.0.0.1', '--app', repoRoot, '--name', 'member-matrix', '--set', 'FLEXCHANGE_ROLE=member', '--set', `FLEXCHANGE_ORG_ID=${OWN}`], { storage: true });
         const mint = async (body: Record<string, unknown>) =>
             (await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()).access_token as string;
         await mint({ roles: ['Deployment.Member'], orgId: OWN, appOnly: true, name: 'flexchange-member-matrix' });
