@@ -38,6 +38,7 @@ import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
 import { NodeRegistry, type ChainNode } from './nodes/nodeRegistry';
+import { KeystoreBackups } from './keystore/keystoreBackups';
 import { Assets, type Asset } from './assets/assets';
 import { Proposals, type Proposal } from './proposals/proposals';
 import { MemberProposalCopies, type MemberProposalCopy } from './proposals/memberCopies';
@@ -95,6 +96,8 @@ export interface Services {
     topUpPolicy: TopUpPolicy;
     /** The consortium's nodes (core). */
     nodes: NodeRegistry;
+    /** Backups of this member's account keys (member). */
+    keystoreBackups(): KeystoreBackups;
     /** Proposals and the ledger calls of their saga (core). */
     proposals(): Proposals;
     /** This member's copies of the proposals that concern it, fed by the core's events (member). */
@@ -278,6 +281,13 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Proposal copies are kept on member deployments');
             memberProposals ??= new MemberProposalCopies(new CosmosRepository<MemberProposalCopy>(database.container('proposals'), (c) => c.id), { orgId: settings.FLEXCHANGE_ORG_ID!, directory, mail });
             return memberProposals;
+        },
+        keystoreBackups: () => {
+            if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Keystore backups are made on member deployments');
+            return new KeystoreBackups(
+                { orgId: settings.FLEXCHANGE_ORG_ID!, accounts: new CosmosRepository<MemberAccount>(database.container('accounts'), (a) => a.orgId), secrets, keys, blobs },
+                { keepLast: settings.FLEXCHANGE_BACKUP_KEEP_LAST, keepDays: settings.FLEXCHANGE_BACKUP_KEEP_DAYS },
+            );
         },
         nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId)),
         topUpPolicy: {

@@ -39,6 +39,11 @@ const settingsSchema = z.object({
     FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS: z.coerce.number().min(0.1).max(3600).default(10),
     /** Devhost only: webhooks may be plain http to loopback (in Azure: https only). */
     FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+    /** Member: keystore backups kept: the newest N, and every one younger than D days. */
+    FLEXCHANGE_BACKUP_KEEP_LAST: z.coerce.number().int().min(1).max(1000).default(7),
+    FLEXCHANGE_BACKUP_KEEP_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+    /** Member: the keystore backup timer (NCRONTAB, 6 fields). */
+    FLEXCHANGE_BACKUP_SCHEDULE: z.string().min(1).default('0 0 2 * * *'),
     /** Core: the client addresses (exact, or IPv4 prefixes ending in '.') member deployments read the static nodes list from. */
     FLEXCHANGE_STATIC_NODES_ALLOWED_ADDRESSES: z
         .string()

@@ -111,4 +111,31 @@ export class KeyVaultKeyStore implements KeyStore {
             throw mapVaultError('sign', err);
         }
     }
+
+    async wrapKey(name: string, dataKey: Buffer): Promise<{ wrapped: Buffer; keyId: string }> {
+        try {
+            let key;
+            try {
+                key = await this.client.getKey(name);
+            } catch (err) {
+                if (statusOf(err) !== 404) throw err;
+                key = await this.client.createRsaKey(name, { keySize: 3072, keyOps: ['wrapKey', 'unwrapKey'] });
+            }
+            const crypto = new CryptographyClient(key, this.#credential, vaultClientOptions(this.#url));
+            const res = await crypto.wrapKey('RSA-OAEP-256', dataKey);
+            return { wrapped: Buffer.from(res.result), keyId: key.id ?? name };
+        } catch (err) {
+            throw mapVaultError('wrap key', err);
+        }
+    }
+
+    async unwrapKey(name: string, wrapped: Buffer): Promise<Buffer> {
+        try {
+            const key = await this.client.getKey(name);
+            const crypto = new CryptographyClient(key, this.#credential, vaultClientOptions(this.#url));
+            return Buffer.from((await crypto.unwrapKey('RSA-OAEP-256', wrapped)).result);
+        } catch (err) {
+            throw mapVaultError('unwrap key', err);
+        }
+    }
 }

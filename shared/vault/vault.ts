@@ -12,4 +12,7 @@ export interface KeyStore {
     publicKey(name: string): Promise<Buffer | undefined>;
     /** Signs a 32-byte digest; returns r and s (32 bytes each) as the vault returns them. */
     signDigest(name: string, digest: Buffer): Promise<{ r: Buffer; s: Buffer }>;
+    /** Wraps a data key with the vault's RSA key `name` (RSA-OAEP-256), creating that key on first use; the RSA key never leaves the vault. */
+    wrapKey(name: string, dataKey: Buffer): Promise<{ wrapped: Buffer; keyId: string }>;
+    unwrapKey(name: string, wrapped: Buffer): Promise<Buffer>;
 }
