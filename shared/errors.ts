@@ -82,7 +82,8 @@ export function statusOf(err: unknown): number | undefined {
     return undefined;
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+// UND_ERR_SOCKET: undici's "other side closed", a kept-alive connection the server closed as it was reused.
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 
 /** True for errors that mean "could not reach the dependency" rather than "it said no". */
 export function isUnreachable(err: unknown): boolean {

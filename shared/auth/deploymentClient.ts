@@ -17,17 +17,21 @@ export class DeploymentClient {
     async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
         const token = await this.credential.getToken(`${this.audience}/.default`);
         if (!token) throw new Unavailable('No token for the deployment API');
-        let res: Response;
-        try {
-            res = await fetch(new URL(path.replace(/^\//, ''), this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`), {
-                method,
-                headers: { ...headers, authorization: `Bearer ${token.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-                body: body === undefined ? undefined : JSON.stringify(body),
-                signal: AbortSignal.timeout(this.timeoutMs),
-            });
-        } catch (err) {
-            if (isUnreachable(err)) throw new Unavailable(`The deployment at ${this.baseUrl} is unreachable`, { cause: err });
-            throw new Upstream(`The call to ${this.baseUrl} failed`, { cause: err });
+        let res: Response | undefined;
+        // A read is tried once more when the connection failed (a kept-alive socket closed under it).
+        for (let attempt = 0; !res; attempt++) {
+            try {
+                res = await fetch(new URL(path.replace(/^\//, ''), this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`), {
+                    method,
+                    headers: { ...headers, authorization: `Bearer ${token.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+                    body: body === undefined ? undefined : JSON.stringify(body),
+                    signal: AbortSignal.timeout(this.timeoutMs),
+                });
+            } catch (err) {
+                if (isUnreachable(err) && method === 'GET' && attempt === 0) continue;
+                if (isUnreachable(err)) throw new Unavailable(`The deployment at ${this.baseUrl} is unreachable`, { cause: err });
+                throw new Upstream(`The call to ${this.baseUrl} failed`, { cause: err });
+            }
         }
         const text = await res.text();
         let parsed: unknown = text;
