@@ -5,7 +5,7 @@
  * transaction rate (pre-signed transfers broadcast in nonce order) divided by the three
  * transactions a proposal takes (create, two signatures).
  *
- *   npm run bench:proposals [-- --proposals 32]
+ *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32]
  */
 import { randomBytes } from 'node:crypto';
 import { Wallet, parseEther, type TransactionRequest } from 'ethers';
@@ -99,7 +99,9 @@ async function main(): Promise<void> {
         console.log(`machine: ${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim()}, node ${process.version}; ${perLevel} proposals per level (at least the level's concurrency)`);
         const raw = await rawRate(ledger, 1000);
         console.log(`ledger raw: ${raw.toFixed(0)} tx/s (1,000 pre-signed transfers) → ${(raw / 3).toFixed(0)} proposals/s at 3 transactions each`);
-        for (const concurrency of [1, 8, 32]) {
+        const levelsArg = process.argv.indexOf('--levels');
+        const levels = levelsArg >= 0 ? process.argv[levelsArg + 1]!.split(',').map(Number) : [1, 8, 32];
+        for (const concurrency of levels) {
             const total = Math.max(perLevel, concurrency);
             let next = 0;
             const latencies: number[] = [];

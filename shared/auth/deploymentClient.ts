@@ -30,7 +30,7 @@ export class DeploymentClient {
             } catch (err) {
                 if (isUnreachable(err) && method === 'GET' && attempt === 0) continue;
                 if (isUnreachable(err)) throw new Unavailable(`The deployment at ${this.baseUrl} is unreachable`, { cause: err });
-                throw new Upstream(`The call to ${this.baseUrl} failed`, { cause: err });
+                throw new Upstream(`The call to ${this.baseUrl} failed (${causeOf(err)})`, { cause: err });
             }
         }
         const text = await res.text();
@@ -43,4 +43,15 @@ export class DeploymentClient {
         if (res.status >= 500) throw new Upstream(`The deployment at ${this.baseUrl} answered ${res.status}`);
         return { status: res.status, body: parsed };
     }
+}
+
+/** The innermost error's code or name, to tell a reset from a refusal in the problem's detail (never its stack). */
+function causeOf(err: unknown): string {
+    let e = err as { code?: unknown; name?: unknown; cause?: unknown } | undefined;
+    let last = 'unknown';
+    for (let depth = 0; e && depth < 4; depth++) {
+        last = typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : last;
+        e = e.cause as typeof e;
+    }
+    return last;
 }
