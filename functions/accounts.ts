@@ -1,11 +1,12 @@
 import { formatEther } from 'ethers';
 import { z } from 'zod';
+import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
 import { NotFound } from '../shared/errors';
-import { CORE_APP_ROLE, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
+import { actorOf, CORE_APP_ROLE, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const label = z.string().trim().min(1).max(100);
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address');
+const address = ethAddress;
 
 /** Balances as the ledger has them now, in wei and ether. */
 async function withBalances<T extends { address: string }>(items: T[]): Promise<(T & { balanceWei: string; balanceEth: string })[]> {
@@ -38,7 +39,7 @@ httpRoute('orgAccountsRegister', {
             data: { orgId: params.orgId, address: account.address, label: account.label },
         });
         if (created) {
-            await services.audit.record({ orgId: params.orgId, actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly }, action: 'account.registered', target: account.address, details: { label: account.label } });
+            await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'account.registered', target: account.address, details: { label: account.label } });
         }
         return { status: created ? 201 : 200, headers: { location: `/api/orgs/${params.orgId}/accounts/${account.address}` }, jsonBody: { address: account.address, label: account.label, registeredAt: account.registeredAt } };
     },
@@ -85,7 +86,7 @@ httpRoute('accountsCreate', {
         const services = getServices();
         const { account, created } = await services.memberAccounts().create(body.label, key);
         if (created) {
-            await services.audit.record({ orgId: account.orgId, actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly }, action: 'account.created', target: account.address, details: { label: account.label, custody: account.custody } });
+            await services.audit.record({ orgId: account.orgId, actor: actorOf(caller!), action: 'account.created', target: account.address, details: { label: account.label, custody: account.custody } });
         }
         return { status: created ? 201 : 200, headers: { location: `/api/accounts/${account.address}` }, jsonBody: { address: account.address, label: account.label, custody: account.custody, createdAt: account.createdAt } };
     },

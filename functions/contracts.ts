@@ -1,13 +1,14 @@
 import { z } from 'zod';
+import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
 import { versionView } from '../shared/chain/versions';
 import { Invalid } from '../shared/errors';
-import { httpRoute, OPERATOR_ROLE } from './http/route';
+import { actorOf, httpRoute, OPERATOR_ROLE } from './http/route';
 
 /** Every signed-in role reads the contract versions (members need the address and ABI to verify on-chain). */
 const READERS = [OPERATOR_ROLE, 'Flexchange.Approver', 'Org.Admin', 'Org.Trader', 'Deployment.Member', 'Deployment.Core'];
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address');
+const address = ethAddress;
 const newVersion = z
     .object({
         artifact: z.literal('EnergyExchange').optional(),
@@ -90,7 +91,7 @@ httpRoute('contractsUpdate', {
         const version = await services.chain().versions.setActive(n, body.active);
         await services.audit.record({
             orgId: caller!.orgId ?? 'operator',
-            actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            actor: actorOf(caller!),
             action: body.active ? 'contract.activated' : 'contract.deactivated',
             target: `v${n}`,
             details: {},

@@ -1,9 +1,7 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { deploymentRole, httpRoute } from './http/route';
-
-const actor = (caller: { principal: { oid: string; appOnly: boolean }; orgId?: string }) => ({ oid: caller.principal.oid, orgId: caller.orgId, appOnly: caller.principal.appOnly });
+import { actorOf, deploymentRole, httpRoute } from './http/route';
 
 /** POST /api/keystore/backups (member, Org.Admin): back every account key up now. */
 httpRoute('keystoreBackup', {
@@ -15,7 +13,7 @@ httpRoute('keystoreBackup', {
     handler: async ({ caller }) => {
         const services = getServices();
         const summary = await services.keystoreBackups().backup();
-        await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actor(caller!), action: 'keystore.backed_up', target: summary.backupId, details: { accounts: summary.accounts, checksum: summary.checksum } });
+        await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actorOf(caller!), action: 'keystore.backed_up', target: summary.backupId, details: { accounts: summary.accounts, checksum: summary.checksum } });
         return { status: 201, jsonBody: summary };
     },
 });
@@ -41,7 +39,7 @@ httpRoute('keystoreRestore', {
     handler: async ({ body, caller }) => {
         const services = getServices();
         const report = await services.keystoreBackups().restore(body.backupId, body.dryRun);
-        if (!body.dryRun) await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actor(caller!), action: 'keystore.restored', target: body.backupId, details: { restored: report.accounts.filter((a) => a.action === 'restored').length } });
+        if (!body.dryRun) await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actorOf(caller!), action: 'keystore.restored', target: body.backupId, details: { restored: report.accounts.filter((a) => a.action === 'restored').length } });
         return { jsonBody: report };
     },
 });

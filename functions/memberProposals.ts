@@ -1,8 +1,9 @@
 import { Interface } from 'ethers';
 import { z } from 'zod';
+import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
 import { Forbidden, NotFound, Upstream } from '../shared/errors';
-import { httpRoute } from './http/route';
+import { actorOf, httpRoute } from './http/route';
 
 const SIGN = new Interface(['function sign(bytes32 id)']);
 
@@ -24,7 +25,7 @@ httpRoute('memberProposalSign', {
     methods: ['POST'],
     deployments: ['member'],
     access: { roles: ['Org.Trader'] },
-    body: z.object({ account: z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address') }).strict(),
+    body: z.object({ account: ethAddress }).strict(),
     summary: "Sign a proposal on-chain with your organisation's party account",
     handler: async ({ params, body, caller }) => {
         const services = getServices();
@@ -50,7 +51,7 @@ httpRoute('memberProposalSign', {
             abi: chain.artifact.abi,
             label: `sign ${p.proposalId}`,
         });
-        await services.audit.record({ orgId, actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly }, action: 'proposal.signed', target: p.proposalId, details: { account: key.address, txHash: tx.hash } });
+        await services.audit.record({ orgId, actor: actorOf(caller!), action: 'proposal.signed', target: p.proposalId, details: { account: key.address, txHash: tx.hash } });
         return { status: 202, jsonBody: { proposalId: p.proposalId, account: key.address, operationId: tx.operationId, txHash: tx.hash, state: tx.state } };
     },
 });

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ORG_USER_ROLES } from '../shared/directory/directory';
 import { getServices } from '../shared/composition';
 import { NotFound } from '../shared/errors';
-import { httpRoute, OPERATOR_ROLE } from './http/route';
+import { actorOf, httpRoute, OPERATOR_ROLE } from './http/route';
 
 const newUser = z
     .object({
@@ -33,7 +33,7 @@ httpRoute('orgUsersAdd', {
         const entry = await directory.addUser(params.orgId, body, caller!.principal.oid);
         await audit.record({
             orgId: params.orgId,
-            actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            actor: actorOf(caller!),
             action: 'user.added',
             target: entry.id,
             details: { email: entry.email, roles: entry.roles },
@@ -63,7 +63,7 @@ httpRoute('orgUsersRemove', {
         if (!(await directory.removeUser(params.orgId, params.userId))) throw new NotFound('No such user in this organisation');
         await audit.record({
             orgId: params.orgId,
-            actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly },
+            actor: actorOf(caller!),
             action: 'user.removed',
             target: params.userId,
         });

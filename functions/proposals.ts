@@ -6,7 +6,7 @@ import { Conflict, Invalid, NotFound, TooLarge } from '../shared/errors';
 import { proposalView } from '../shared/proposals/proposalEvents';
 import { newProposal, PROPOSAL_STATUSES } from '../shared/proposals/proposals';
 import { PROPOSAL_EVENT, proposalInstanceId, type ProposalSigningInput, type Rejection } from '../orchestrations/proposalSigning';
-import { httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
+import { actorOf, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const PARTY_ROLES = ['Org.Admin', 'Org.Trader', 'Deployment.Member', OPERATOR_ROLE];
 
@@ -34,7 +34,7 @@ httpRoute('proposalsCreate', {
                 if (!/already exists|409/.test(String((err as Error).message))) throw err;
             });
             if (created) {
-                await services.audit.record({ orgId: caller!.orgId, actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly }, action: 'proposal.created', target: proposal.id, details: { parties: proposal.orgIds } });
+                await services.audit.record({ orgId: caller!.orgId, actor: actorOf(caller!), action: 'proposal.created', target: proposal.id, details: { parties: proposal.orgIds } });
             }
         }
         return { status: 202, headers: { location: `/api/proposals/${proposal.id}` }, jsonBody: { proposalId: proposal.id, status: proposal.status, statusUrl: `/api/proposals/${proposal.id}` } };

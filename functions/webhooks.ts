@@ -2,7 +2,7 @@ import { app } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import type { Webhook } from '../shared/webhooks/webhooks';
-import { deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
+import { actorOf, deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
 
 const webhookView = (w: Webhook) => ({ webhookId: w.id, orgId: w.orgId, url: w.url, description: w.description ?? null, createdAt: w.createdAt });
 
@@ -20,7 +20,7 @@ httpRoute('orgWebhooksCreate', {
     handler: async ({ params, body, caller }) => {
         const services = getServices();
         const { webhook, secret } = await services.webhooks.register(params.orgId, body, caller!.principal.oid);
-        await services.audit.record({ orgId: params.orgId, actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly }, action: 'webhook.created', target: webhook.id, details: { url: webhook.url } });
+        await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'webhook.created', target: webhook.id, details: { url: webhook.url } });
         return { status: 201, headers: { location: `/api/orgs/${params.orgId}/webhooks/${webhook.id}`, 'cache-control': 'no-store' }, jsonBody: { ...webhookView(webhook), secret } };
     },
 });
@@ -56,7 +56,7 @@ httpRoute('orgWebhooksDelete', {
     handler: async ({ params, caller }) => {
         const services = getServices();
         await services.webhooks.remove(params.orgId, params.webhookId);
-        await services.audit.record({ orgId: params.orgId, actor: { oid: caller!.principal.oid, orgId: caller!.orgId, appOnly: caller!.principal.appOnly }, action: 'webhook.removed', target: params.webhookId });
+        await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'webhook.removed', target: params.webhookId });
         return { status: 204 };
     },
 });

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { activityRetry } from './retry';
 import { updateItem } from '../shared/documents/repository';
-import { parseInput } from '../shared/validation';
+import { ethAddress, parseInput } from '../shared/validation';
 import { Conflict } from '../shared/errors';
 import type { Organization } from '../shared/registration/organizations';
 
@@ -143,7 +143,7 @@ df.app.activity('onboardingFirstAccount', {
 /** The first account funded from the treasury (one grant per organisation, however often the step runs). */
 df.app.activity('onboardingFund', {
     handler: async (raw: unknown) => {
-        const { registrationId, address } = parseInput(z.object({ registrationId: z.string().uuid(), address: z.string().regex(/^0x[0-9a-fA-F]{40}$/) }).strict(), raw);
+        const { registrationId, address } = parseInput(z.object({ registrationId: z.string().uuid(), address: ethAddress }).strict(), raw);
         const services = getServices();
         const r = await services.registrations().get(registrationId);
         if ((await services.accountRegistry.ownerOf(address)) !== r.orgId) throw new Error(`The account ${address} is not registered to ${r.orgId}`);

@@ -7,7 +7,7 @@ import type { EventEnvelope } from '../shared/events/events';
 import { AppError } from '../shared/errors';
 import { proposalEvent } from '../shared/proposals/proposalEvents';
 import type { ProposalStatus } from '../shared/proposals/proposals';
-import { parseInput } from '../shared/validation';
+import { ethAddress, parseInput } from '../shared/validation';
 
 /**
  * The `proposalSigning` saga (instance `proposal-<id>`): pin the latest contract version and
@@ -134,7 +134,7 @@ df.app.activity('proposalPublish', {
     },
 });
 
-const signedInput = z.object({ proposalId: z.string().uuid(), account: z.string().regex(/^0x[0-9a-fA-F]{40}$/), txHash: z.string().regex(/^0x[0-9a-fA-F]{64}$/), blockNumber: z.number().int().nonnegative() }).strict();
+const signedInput = z.object({ proposalId: z.string().uuid(), account: ethAddress, txHash: z.string().regex(/^0x[0-9a-fA-F]{64}$/), blockNumber: z.number().int().nonnegative() }).strict();
 
 /** Records a party's signature and tells every party. */
 df.app.activity('proposalSigned', {

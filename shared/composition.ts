@@ -195,10 +195,13 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         contentTypes: settings.FLEXCHANGE_ASSET_CONTENT_TYPES,
         apiBaseUrl: () => `${publicBaseUrl(settings)}/api`,
     });
-    const directory: Directory =
-        settings.FLEXCHANGE_ROLE === 'member'
-            ? new CoreDirectory(deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential), settings.FLEXCHANGE_ORG_ID!)
-            : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential);
+    const gateway = () => (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog }));
+    // A member deployment's view of its core, and its own accounts.
+    const core = settings.FLEXCHANGE_ROLE === 'member' ? deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential) : undefined;
+    const ownAccounts = new CosmosRepository<MemberAccount>(database.container('accounts'), (a) => a.orgId);
+    const directory: Directory = core
+        ? new CoreDirectory(core, settings.FLEXCHANGE_ORG_ID!)
+        : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential);
     const webhooks = new Webhooks(new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId), new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id), secrets, {
         maxAttempts: settings.FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS,
         retryBaseSeconds: settings.FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS,
@@ -228,10 +231,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             return armDeploymentController(settings, credential);
         },
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
-        chain: () => {
-            chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog });
-            return chain;
-        },
+        chain: gateway,
         events: () => {
             if (!events) {
                 const client = settings.FLEXCHANGE_SERVICEBUS_CONNECTION
@@ -251,30 +251,26 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         memberAccounts: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Accounts are made on member deployments');
             memberAccounts ??= new MemberAccounts(
-                new CosmosRepository<MemberAccount>(database.container('accounts'), (a) => a.orgId),
+                ownAccounts,
                 new AccountKeys(secrets, keys),
                 { secrets, keys },
-                new CoreAccountRegistration(deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential), settings.FLEXCHANGE_ORG_ID!),
+                new CoreAccountRegistration(core!, settings.FLEXCHANGE_ORG_ID!),
                 { orgId: settings.FLEXCHANGE_ORG_ID!, custody: settings.FLEXCHANGE_ACCOUNT_CUSTODY },
             );
             return memberAccounts;
         },
         treasury: () => {
-            treasury ??= (() => {
-                const gateway = (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog }));
-                return new Treasury(new CosmosRepository<Grant>(database.container('treasury'), (g) => g.id), gateway.pipeline, () => gateway.operator());
-            })();
+            const g = gateway();
+            treasury ??= new Treasury(new CosmosRepository<Grant>(database.container('treasury'), (x) => x.id), g.pipeline, () => g.operator());
             return treasury;
         },
         proposals: () => {
-            proposals ??= (() => {
-                const gateway = (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog }));
-                return new Proposals(
-                    new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
-                    { accounts: accountRegistry, assets, versions: gateway.versions, pipeline: gateway.pipeline, operator: () => gateway.operator() },
-                    { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
-                );
-            })();
+            const g = gateway();
+            proposals ??= new Proposals(
+                new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
+                { accounts: accountRegistry, assets, versions: g.versions, pipeline: g.pipeline, operator: () => g.operator() },
+                { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
+            );
             return proposals;
         },
         memberProposals: () => {
@@ -285,7 +281,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         keystoreBackups: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Keystore backups are made on member deployments');
             return new KeystoreBackups(
-                { orgId: settings.FLEXCHANGE_ORG_ID!, accounts: new CosmosRepository<MemberAccount>(database.container('accounts'), (a) => a.orgId), secrets, keys, blobs },
+                { orgId: settings.FLEXCHANGE_ORG_ID!, accounts: ownAccounts, secrets, keys, blobs },
                 { keepLast: settings.FLEXCHANGE_BACKUP_KEEP_LAST, keepDays: settings.FLEXCHANGE_BACKUP_KEEP_DAYS },
             );
         },

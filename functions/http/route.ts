@@ -25,6 +25,9 @@ export interface Caller {
 }
 
 export const OPERATOR_ROLE = 'Flexchange.Admin';
+
+/** Who did it, as the audit trail records a caller. */
+export const actorOf = (caller: Caller) => ({ oid: caller.principal.oid, orgId: caller.orgId, appOnly: caller.principal.appOnly });
 /** The core deployment's app identity, when it calls a member deployment. */
 export const CORE_APP_ROLE = 'Deployment.Core';
 

@@ -66,19 +66,7 @@ export class Assets {
             if (existing.contentType !== type) throw new AppError('The idempotency key was used for a different document', 422, 'idempotency_mismatch');
             return { asset: existing, created: false };
         }
-        const asset: Asset = {
-            id,
-            orgId: input.orgId,
-            uploadedBy: input.by,
-            sha256: blob.sha256,
-            algorithm: 'sha256',
-            size: blob.size,
-            contentType: type,
-            location: `${this.policy.apiBaseUrl().replace(/\/$/, '')}/assets/${id}`,
-            blob: { container: ASSET_CONTAINER, name },
-            sharedWith: [],
-            createdAt: new Date().toISOString(),
-        };
+        const asset = this.#record(id, input.orgId, input.by, { sha256: blob.sha256, size: blob.size, contentType: type });
         return { asset: (await this.repo.upsert(asset)).item, created: true };
     }
 
@@ -110,22 +98,25 @@ export class Assets {
         return blob.content;
     }
 
-    async #recordFromBlob(id: string, name: string, input: { orgId: string; by: string }): Promise<Asset> {
-        const blob = await this.blobs.get(ASSET_CONTAINER, name);
-        if (!blob) throw new Conflict('The asset is being uploaded; try again', 'in_progress');
-        const asset: Asset = {
+    /** The record of an asset whose content is stored under `<orgId>/<id>`. */
+    #record(id: string, orgId: string, by: string, content: { sha256: string; size: number; contentType: string }): Asset {
+        return {
             id,
-            orgId: blob.blob.metadata.orgid ?? input.orgId,
-            uploadedBy: input.by,
-            sha256: createHash('sha256').update(blob.content).digest('hex'),
+            orgId,
+            uploadedBy: by,
+            ...content,
             algorithm: 'sha256',
-            size: blob.content.length,
-            contentType: blob.blob.contentType,
             location: `${this.policy.apiBaseUrl().replace(/\/$/, '')}/assets/${id}`,
-            blob: { container: ASSET_CONTAINER, name },
+            blob: { container: ASSET_CONTAINER, name: `${orgId}/${id}` },
             sharedWith: [],
             createdAt: new Date().toISOString(),
         };
+    }
+
+    async #recordFromBlob(id: string, name: string, input: { orgId: string; by: string }): Promise<Asset> {
+        const blob = await this.blobs.get(ASSET_CONTAINER, name);
+        if (!blob) throw new Conflict('The asset is being uploaded; try again', 'in_progress');
+        const asset = this.#record(id, blob.blob.metadata.orgid ?? input.orgId, input.by, { sha256: createHash('sha256').update(blob.content).digest('hex'), size: blob.content.length, contentType: blob.blob.contentType });
         return (await this.repo.upsert(asset)).item;
     }
 }

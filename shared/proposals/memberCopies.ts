@@ -1,5 +1,5 @@
 import type { Directory } from '../directory/directory';
-import type { Repository } from '../documents/repository';
+import { updateItem, type Repository } from '../documents/repository';
 import { Conflict, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
 import type { MailSender } from '../mail/mailSender';
@@ -32,20 +32,17 @@ export class MemberProposalCopies {
         const proposal = event.data as MemberProposalCopy['proposal'];
         if (typeof proposal.proposalId !== 'string' || typeof proposal.updatedAt !== 'string') return { applied: false };
         let applied = false;
-        for (let attempt = 0; attempt < 5; attempt++) {
-            const current = await this.repo.read(proposal.proposalId, proposal.proposalId);
-            const newer = !current || Date.parse(proposal.updatedAt) >= Date.parse(current.item.proposal.updatedAt);
-            if (!newer) break;
-            const next: MemberProposalCopy = { id: proposal.proposalId, kind: 'proposal-copy', proposal, lastEvent: { id: event.id, type: event.type, occurredAt: event.occurredAt }, notified: current?.item.notified ?? [], receivedAt: new Date().toISOString() };
-            try {
-                if (current) await this.repo.replace(next, current.etag);
-                else await this.repo.create(next);
-                applied = true;
-                break;
-            } catch (err) {
-                if (!(err instanceof Conflict)) throw err;
-            }
-        }
+        await updateItem(
+            this.repo,
+            proposal.proposalId,
+            proposal.proposalId,
+            (current) => {
+                applied = !current || Date.parse(proposal.updatedAt) >= Date.parse(current.proposal.updatedAt);
+                if (!applied) return undefined;
+                return { id: proposal.proposalId, kind: 'proposal-copy' as const, proposal, lastEvent: { id: event.id, type: event.type, occurredAt: event.occurredAt }, notified: current?.notified ?? [], receivedAt: new Date().toISOString() };
+            },
+            { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`) },
+        );
         if (['proposal.created', 'proposal.completed', 'proposal.rejected', 'proposal.expired'].includes(event.type)) await this.#notify(proposal.proposalId, event);
         return { applied };
     }

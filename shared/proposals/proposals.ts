@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { id as keccakText, Interface } from 'ethers';
 import { z } from 'zod';
+import { ethAddress } from '../validation';
 import type { AccountRegistry } from '../accounts/accountRegistry';
 import { checksumAddress } from '../accounts/accountRegistry';
 import type { Assets } from '../assets/assets';
@@ -14,7 +15,7 @@ import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../errors';
 export const PROPOSAL_STATUSES = ['Anchoring', 'AwaitingSignatures', 'Completed', 'Rejected', 'Expired', 'Cancelled', 'Failed'] as const;
 export type ProposalStatus = (typeof PROPOSAL_STATUSES)[number];
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'must be a 0x-prefixed 20-byte hex address');
+const address = ethAddress;
 const orgId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'an organisation id');
 
 /** `POST /proposals` (API.md): the one schema for validation, types and the OpenAPI document. */
@@ -172,7 +173,10 @@ export class Proposals {
 
     /** The proposal, for a party or the operator (anyone else: `NotFound`). */
     async getFor(id: string, caller: { orgId?: string; isOperator: boolean }): Promise<Proposal> {
-        const p = await this.get(id).catch(() => undefined);
+        const p = await this.get(id).catch((err: unknown) => {
+            if (err instanceof NotFound) return undefined; // an unknown id, or a malformed one
+            throw err; // a store that is down is a 503, not a 404
+        });
         if (!p || (!caller.isOperator && (!caller.orgId || !p.orgIds.includes(caller.orgId)))) throw new NotFound('No such proposal');
         return p;
     }
