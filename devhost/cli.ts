@@ -4,7 +4,7 @@
  *
  *   flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
  *                            --app <folder> [--name <n>] [--app-port <p>] [--set KEY=VALUE]...
- *                            [--app <folder> ...]
+ *                            [--app <folder> ...] [--member-set KEY=VALUE]... (settings of members made at run time)
  *
  * Options after an --app apply to that app instance. With no --app, the current folder is the app.
  */
@@ -22,6 +22,8 @@ export interface StartArgs {
     identityPort: number;
     smtpPort: number;
     serviceBus: { port: number; adminPort?: number; entitiesFile?: string } | false;
+    /** Settings for the member instances started at run time (over the app folder's own). */
+    memberSettings: Record<string, string>;
 }
 
 export class UsageError extends Error {}
@@ -29,7 +31,7 @@ export class UsageError extends Error {}
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
          [--storage-ports 10000,10001,10002] [--cosmos-port 8081] [--ledger-port 8545] [--no-storage] [--identity-port 7080] [--smtp-port 2525]
          [--servicebus-port 5672] [--servicebus-admin-port 5300] [--servicebus-entities <file>]
-         [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
+         [--member-set KEY=VALUE]... [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
     const n = Number(value);
@@ -38,7 +40,7 @@ function intArg(flag: string, value: string | undefined): number {
 }
 
 export function parseStartArgs(argv: string[]): StartArgs {
-    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS, identityPort: 7080, smtpPort: 2525, serviceBus: { port: 5672 } };
+    const out: StartArgs = { apps: [], basePort: 7071, consolePort: 7070, stateDir: '.flexchange', storage: DEFAULT_STORAGE_PORTS, identityPort: 7080, smtpPort: 2525, serviceBus: { port: 5672 }, memberSettings: {} };
     let current: AppInstanceConfig | undefined;
     const needApp = (flag: string) => {
         if (!current) throw new UsageError(`${flag} must follow an --app`);
@@ -62,10 +64,15 @@ export function parseStartArgs(argv: string[]): StartArgs {
             case '--app-port':
                 needApp(flag).port = intArg(flag, value());
                 break;
-            case '--set': {
+            case '--set':
+            case '--member-set': {
                 const kv = value();
                 const eq = kv.indexOf('=');
-                if (eq <= 0) throw new UsageError(`--set needs KEY=VALUE, got "${kv}"`);
+                if (eq <= 0) throw new UsageError(`${flag} needs KEY=VALUE, got "${kv}"`);
+                if (flag === '--member-set') {
+                    out.memberSettings[kv.slice(0, eq)] = kv.slice(eq + 1);
+                    break;
+                }
                 const app = needApp(flag);
                 app.settings = { ...app.settings, [kv.slice(0, eq)]: kv.slice(eq + 1) };
                 break;

@@ -12,6 +12,7 @@ import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
 import { ensureOperator } from './services/operator';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
+import { LocalNodes } from './services/localNodes';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
 import { CosmosClient } from '@azure/cosmos';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
@@ -43,6 +44,8 @@ export interface DevHostOptions {
     smtpPort?: number;
     /** The Service Bus broker: its port and the entities file (default: the first app's infra/servicebus.entities.json). */
     serviceBus?: { port: number; adminPort?: number; entitiesFile?: string } | false;
+    /** Settings for every member instance started at run time (`--member-set`), under the request's own. */
+    memberSettings?: Record<string, string>;
     logger: Logger;
 }
 
@@ -79,6 +82,8 @@ export class DevHost {
     readonly #lock: StateLock;
     #console?: DevConsole;
     #storage?: LocalStorage;
+    /** Members' own ledger nodes (relays in front of the shared chain). */
+    readonly #nodes: LocalNodes;
     #bus?: LocalServiceBus;
     #busAdmin?: ServiceBusAdminServer;
     identity?: LocalIdentity;
@@ -89,6 +94,7 @@ export class DevHost {
     constructor(opts: DevHostOptions) {
         this.#opts = opts;
         this.#log = opts.logger;
+        this.#nodes = new LocalNodes(() => this.#storage?.info?.ledger.url, this.#log.child({ component: 'nodes' }));
         this.stateDir = path.resolve(opts.stateDir ?? '.flexchange');
         this.#lock = new StateLock(this.stateDir);
         this.#nextPort = opts.basePort ?? 7071;
@@ -116,7 +122,7 @@ export class DevHost {
             this.mail = new MailSink(this.stateDir, this.#log);
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
-            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed(), memberApps: this.#memberApps() });
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed(), memberApps: this.#memberApps(), nodes: this.#nodes });
             await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
@@ -249,6 +255,7 @@ export class DevHost {
     async #stop(): Promise<void> {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
+        await this.#nodes.stopAll();
         await this.#storage?.stop();
         await this.#busAdmin?.stop();
         await this.#bus?.stop();
@@ -376,10 +383,21 @@ export class DevHost {
         const template = this.#opts.apps[0];
         if (!template) throw new Error('No app folder to start a member instance from');
         this.#memberIdentity(name, request.orgId);
+        // The member's own ledger node: its watchdog watches it, its transactions go through it first
+        // (the shared chain directly when the node does not answer).
+        const node = this.#storage?.info ? await this.#nodes.ensure(`${request.orgId}-node-0`) : undefined;
+        const nodeSettings: Record<string, string> = node
+            ? {
+                  FLEXCHANGE_NODES: JSON.stringify([{ nodeId: node.nodeId, rpcUrl: node.rpcUrl, enode: node.enode }]),
+                  FLEXCHANGE_LEDGER_RPC_URLS: `${node.rpcUrl},${this.#storage!.info.ledger.url}`,
+              }
+            : {};
         return this.addApp({
             name,
             folder: template.folder,
             settings: {
+                ...nodeSettings,
+                ...(this.#opts.memberSettings ?? {}),
                 ...(request.settings ?? {}),
                 FLEXCHANGE_ROLE: 'member',
                 FLEXCHANGE_ORG_ID: request.orgId,

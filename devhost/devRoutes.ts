@@ -4,6 +4,7 @@ import type { DevConsole } from './console';
 import { sendJson, sendProblem } from './console';
 import { APP_ROLES, LocalIdentity } from './services/identity';
 import type { MailSink } from './services/mailSink';
+import type { LocalNodes } from './services/localNodes';
 
 const tokenRequest = z
     .object({
@@ -64,7 +65,50 @@ export interface MemberApps {
     get(name: string): MemberAppInfo | undefined;
 }
 
-export function registerDevRoutes(console: DevConsole, services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps }): void {
+const nodeFault = z
+    .object({
+        /** The fault comes back after every restart: a node that keeps failing. */
+        persist: z.boolean().optional(),
+        /** stall: the height the node stays at; diverge: the first height with hashes of its own (default: now). */
+        height: z.number().int().nonnegative().optional(),
+    })
+    .strict();
+
+export function registerDevRoutes(
+    console: DevConsole,
+    services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps; nodes?: LocalNodes },
+): void {
+    // Members' own ledger nodes and their faults (API.md: /dev/nodes/{id}/stall · /resume · /kill),
+    // plus /diverge (a fork of its own) and /restart (what the member's watchdog calls).
+    console.route('GET', /^\/dev\/nodes$/, (_req, res) => sendJson(res, 200, { items: services.nodes?.list() ?? [] }));
+    console.route('POST', /^\/dev\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/(stall|resume|kill|diverge|restart)$/, async (req, res, [nodeId, action]) => {
+        const nodes = services.nodes;
+        if (!nodes?.get(nodeId!)) return sendProblem(res, 404, 'Not found', `No local node "${nodeId}"`);
+        let body: unknown;
+        try {
+            body = await readJson(req);
+        } catch (err) {
+            const e = err as Error & { status?: number };
+            return sendProblem(res, e.status ?? 400, 'Invalid input', e.message);
+        }
+        const parsed = nodeFault.safeParse(body);
+        if (!parsed.success) return sendProblem(res, 400, 'Invalid input', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+        const { persist, height } = parsed.data;
+        try {
+            const info =
+                action === 'stall' ? await nodes.stall(nodeId!, { persist, height })
+                : action === 'diverge' ? await nodes.diverge(nodeId!, { persist, from: height })
+                : action === 'kill' ? await nodes.kill(nodeId!, { persist })
+                : action === 'resume' ? await nodes.resume(nodeId!)
+                : await nodes.restart(nodeId!);
+            sendJson(res, 200, info);
+        } catch (err) {
+            const e = err as Error & { status?: number };
+            sendProblem(res, e.status ?? 500, e.status === 409 ? 'Conflict' : 'The node did not do it', e.message);
+        }
+    });
+
+
     // The devhost's stand-in for a member deployment: a member app instance of the same app folder,
     // on the next port, with its own settings, vault and database (the core's memberDeployment calls this).
     console.route('PUT', /^\/dev\/apps\/([a-z0-9][a-z0-9-]{0,62})$/, async (req, res, [name]) => {

@@ -1,10 +1,23 @@
+import { app, type InvocationContext } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { Forbidden, Invalid } from '../shared/errors';
-import { addressAllowed, type ChainNode } from '../shared/nodes/nodeRegistry';
-import { clientAddress, httpRoute, OPERATOR_ROLE } from './http/route';
+import { addressAllowed, NODE_STATUSES, type ChainNode } from '../shared/nodes/nodeRegistry';
+import { findDivergence, NODE_EVENT_TYPES, type WatchedNode } from '../shared/nodes/watchdog';
+import { clientAddress, deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
 
-const nodeView = (n: ChainNode) => ({ nodeId: n.id, orgId: n.orgId, enode: n.enode, rpcUrl: n.rpcUrl ?? null, height: n.height, status: n.status, lastCheckedAt: n.lastCheckedAt, restarts: n.restarts });
+const nodeView = (n: ChainNode) => ({
+    nodeId: n.id,
+    orgId: n.orgId,
+    enode: n.enode,
+    rpcUrl: n.rpcUrl ?? null,
+    height: n.height,
+    status: n.status,
+    lastCheckedAt: n.lastCheckedAt,
+    restarts: n.restarts,
+    ...(n.divergence ? { divergence: n.divergence } : {}),
+});
+const nodeIdSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and -');
 
 /** POST /api/chain/nodes (core; a member deployment, for its own nodes): `{ nodeId, enode, rpcUrl? }`. */
 httpRoute('chainNodesRegister', {
@@ -13,7 +26,7 @@ httpRoute('chainNodesRegister', {
     access: { roles: ['Deployment.Member'] },
     body: z
         .object({
-            nodeId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and -'),
+            nodeId: nodeIdSchema,
             enode: z.string().max(400),
             rpcUrl: z.string().url().max(400).optional(),
         })
@@ -51,3 +64,109 @@ httpRoute('chainStaticNodes', {
         return { headers: { 'cache-control': 'no-store' }, jsonBody: await services.nodes.staticNodes() };
     },
 });
+
+/**
+ * POST /api/chain/nodes/{nodeId}/transitions (core; the node's own member deployment): a state change its
+ * watchdog saw. Recorded in the registry and published as the event of that type (one id per transition,
+ * so a report sent again is the same event).
+ */
+httpRoute('chainNodeTransitions', {
+    route: 'chain/nodes/{nodeId}/transitions',
+    methods: ['POST'],
+    access: { roles: ['Deployment.Member'] },
+    body: z
+        .object({
+            at: z.string().datetime(),
+            type: z.enum(NODE_EVENT_TYPES).exclude(['node.diverged']),
+            from: z.enum(NODE_STATUSES),
+            to: z.enum(NODE_STATUSES),
+            data: z.record(z.string(), z.unknown()).refine((d) => JSON.stringify(d).length <= 4096, 'at most 4 KiB'),
+            height: z.number().int().nonnegative().nullable(),
+            restarts: z.number().int().nonnegative(),
+        })
+        .strict(),
+    summary: 'Report a state change of one of your nodes (its watchdog)',
+    handler: async ({ body, caller, params }) => {
+        if (!caller!.orgId) throw new Invalid('This deployment belongs to no organisation');
+        const services = getServices();
+        const event = await services.nodes.recordTransition(caller!.orgId, nodeIdSchema.parse(params.nodeId), body);
+        await services.events().publish(event);
+        return { jsonBody: { eventId: event.id } };
+    },
+});
+
+/** GET /api/chain/nodes (member, its admins): this deployment's own nodes, their watchdog state and recent transitions. */
+httpRoute('memberChainNodes', {
+    route: 'chain/nodes',
+    methods: ['GET'],
+    deployments: ['member'],
+    access: { roles: ['Org.Admin'] },
+    summary: 'This deployment’s nodes, their watchdog state and history',
+    handler: async () => ({
+        jsonBody: {
+            items: (await getServices().nodeWatchdog().watchdog.list()).map((n: WatchedNode) => ({
+                ...nodeView(n),
+                quietChecks: n.watch.quietChecks,
+                lastError: n.watch.lastError,
+                nextRestartAt: n.watch.nextRestartAt,
+                history: n.history.map(({ reported: _r, ...t }) => t).slice(-20),
+            })),
+        },
+    }),
+});
+
+/** The member's watchdog: its configured nodes registered with the core, then each one checked (and restarted when stalled). */
+async function memberWatchdog(context: InvocationContext): Promise<void> {
+    const services = getServices();
+    const { watchdog, core } = services.nodeWatchdog();
+    await watchdog.configure(services.settings.FLEXCHANGE_NODES);
+    const before = new Map((await watchdog.list()).map((n) => [n.id, n]));
+    for (const node of before.values()) {
+        if (node.coreRegisteredAs === `${node.enode} ${node.rpcUrl}`) continue;
+        try {
+            await core.register(node);
+            await watchdog.markRegistered(node.id, `${node.enode} ${node.rpcUrl}`);
+        } catch (err) {
+            context.warn(`registering node ${node.id} with the core failed: ${(err as Error).message}`);
+        }
+    }
+    for (const node of await watchdog.checkAll()) {
+        const was = before.get(node.id)?.status;
+        if (node.status === was) continue;
+        const line = JSON.stringify({ event: 'node.status', nodeId: node.id, from: was, to: node.status, height: node.height, restarts: node.restarts, error: node.watch.lastError });
+        if (node.status === 'down') context.error(`ALERT ${line}`);
+        else context.log(line);
+    }
+}
+
+/** The core's consortium view: every registered node's height, and divergence across them. */
+async function consortiumWatchdog(context: InvocationContext): Promise<void> {
+    const services = getServices();
+    const at = new Date().toISOString();
+    const nodes = (await services.nodes.list()).filter((n): n is ChainNode & { rpcUrl: string } => !!n.rpcUrl);
+    const observed = await Promise.all(
+        nodes.map(async (n) => {
+            const seen = await services.nodeProbe.head(n.rpcUrl);
+            return { node: await services.nodes.observe(n, seen, at), seen };
+        }),
+    );
+    const answering = observed.filter((o) => o.seen.ok).map((o) => ({ id: o.node.id, rpcUrl: o.node.rpcUrl!, height: (o.seen as { height: number }).height }));
+    // The core's own ledger endpoints are the operator's nodes: the reference when the others split evenly.
+    const references = await Promise.all(
+        services.settings.FLEXCHANGE_LEDGER_RPC_URLS.map(async (rpcUrl, i) => ({ id: `operator-${i}`, rpcUrl, seen: await services.nodeProbe.head(rpcUrl), reference: true })),
+    );
+    const divergence = await findDivergence([...answering, ...references.filter((r) => r.seen.ok).map((r) => ({ ...r, height: (r.seen as { height: number }).height }))], services.nodeProbe);
+    // Only nodes that answered are judged: a node that did not answer keeps its mark until it does.
+    const judged = observed.filter((o) => o.seen.ok).map((o) => o.node);
+    await services.nodes.markDivergence(judged, divergence, at);
+    const events = services.events();
+    for (const event of await services.nodes.publishOutbox((e) => events.publish(e))) {
+        context.warn(JSON.stringify({ event: event.type, nodeId: event.data.nodeId, data: event.data }));
+    }
+}
+
+if (deploymentRole() === 'member') {
+    app.timer('nodeWatchdog', { schedule: '%FLEXCHANGE_WATCHDOG_SCHEDULE%', handler: (_t, context) => memberWatchdog(context) });
+} else {
+    app.timer('consortiumWatchdog', { schedule: '%FLEXCHANGE_WATCHDOG_SCHEDULE%', handler: (_t, context) => consortiumWatchdog(context) });
+}

@@ -38,6 +38,8 @@ import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
 import { NodeRegistry, type ChainNode } from './nodes/nodeRegistry';
+import { JsonRpcProbe, NodeWatchdog, type NodeController, type NodeProbe, type WatchedNode } from './nodes/watchdog';
+import { CoreTransitionReporter, DevhostNodeController, NoNodeController, VmssNodeController } from './nodes/controllers';
 import { KeystoreBackups } from './keystore/keystoreBackups';
 import { Assets, type Asset } from './assets/assets';
 import { Proposals, type Proposal } from './proposals/proposals';
@@ -96,6 +98,10 @@ export interface Services {
     topUpPolicy: TopUpPolicy;
     /** The consortium's nodes (core). */
     nodes: NodeRegistry;
+    /** Reads nodes' heads and block hashes over JSON-RPC (both watchdogs). */
+    nodeProbe: NodeProbe;
+    /** This member's watchdog over its own nodes, and the core client it registers and reports them with (member). */
+    nodeWatchdog(): { watchdog: NodeWatchdog; core: CoreTransitionReporter };
     /** Backups of this member's account keys (member). */
     keystoreBackups(): KeystoreBackups;
     /** Proposals and the ledger calls of their saga (core). */
@@ -186,6 +192,8 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let treasury: Treasury | undefined;
     let proposals: Proposals | undefined;
     let memberProposals: MemberProposalCopies | undefined;
+    let nodeWatchdog: { watchdog: NodeWatchdog; core: CoreTransitionReporter } | undefined;
+    const nodeProbe = new JsonRpcProbe(settings.FLEXCHANGE_CHAIN_RPC_TIMEOUT_MS);
     const accountRegistry = new AccountRegistry(
         new CosmosRepository<RegisteredAccount>(database.container('accounts'), (a) => a.orgId),
         new CosmosRepository<AddressClaim>(database.container('addresses'), (c) => c.id),
@@ -286,6 +294,29 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             );
         },
         nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId)),
+        nodeProbe,
+        nodeWatchdog: () => {
+            if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Node watchdogs over own nodes run on member deployments');
+            if (!nodeWatchdog) {
+                const reporter = new CoreTransitionReporter(core!);
+                // Locally the devhost restarts its relay processes; in Azure a node with a scale set instance is restarted through ARM.
+                const controller: NodeController = settings.FLEXCHANGE_DEVHOST_CONSOLE_URL
+                    ? new DevhostNodeController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL)
+                    : settings.FLEXCHANGE_NODES.some((n) => n.vmss)
+                      ? new VmssNodeController(credential)
+                      : new NoNodeController();
+                const watchdog = new NodeWatchdog(new CosmosRepository<WatchedNode>(database.container('nodes'), (n) => n.orgId), {
+                    orgId: settings.FLEXCHANGE_ORG_ID!,
+                    probe: nodeProbe,
+                    controller,
+                    reporter,
+                    policy: { stallChecks: settings.FLEXCHANGE_WATCHDOG_STALL_CHECKS, backoffSeconds: settings.FLEXCHANGE_WATCHDOG_BACKOFF_SECONDS, maxRestartsPerHour: settings.FLEXCHANGE_WATCHDOG_MAX_RESTARTS_PER_HOUR },
+                    log: (m) => chainLog.info({ component: 'watchdog' }, m),
+                });
+                nodeWatchdog = { watchdog, core: reporter };
+            }
+            return nodeWatchdog;
+        },
         topUpPolicy: {
             thresholdWei: parseEther(String(settings.FLEXCHANGE_TOPUP_THRESHOLD_ETH)),
             targetWei: parseEther(String(settings.FLEXCHANGE_TOPUP_TARGET_ETH)),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { nodeConfig } from './nodes/watchdog';
 
 const url = z.string().url();
 const list = (item: z.ZodString) =>
@@ -49,6 +50,30 @@ const settingsSchema = z.object({
         .string()
         .default('')
         .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
+    /**
+     * Member: this deployment's own ledger nodes, as JSON `[{ nodeId, rpcUrl, enode, vmss? }]` (`vmss`:
+     * `{ subscriptionId, resourceGroup, scaleSet, instanceId }` of the node's VM in Azure). The devhost sets it.
+     */
+    FLEXCHANGE_NODES: z
+        .string()
+        .default('[]')
+        .transform((s, ctx) => {
+            try {
+                return JSON.parse(s) as unknown;
+            } catch {
+                ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'not JSON' });
+                return z.NEVER;
+            }
+        })
+        .pipe(z.array(nodeConfig).max(32)),
+    /** The watchdog timers (member: its own nodes; core: the consortium's), NCRONTAB with seconds. */
+    FLEXCHANGE_WATCHDOG_SCHEDULE: z.string().min(1).default('*/30 * * * * *'),
+    /** Checks without progress before a node is stalled... */
+    FLEXCHANGE_WATCHDOG_STALL_CHECKS: z.coerce.number().int().min(1).max(100).default(3),
+    /** ...the wait after a restart before the next (doubling each time)... */
+    FLEXCHANGE_WATCHDOG_BACKOFF_SECONDS: z.coerce.number().min(0).max(86_400).default(60),
+    /** ...and the restarts allowed per hour before the node is down. */
+    FLEXCHANGE_WATCHDOG_MAX_RESTARTS_PER_HOUR: z.coerce.number().int().min(0).max(60).default(3),
     /** Core, ether top-up (ETH): accounts below the threshold are topped up to the target... */
     FLEXCHANGE_TOPUP_THRESHOLD_ETH: z.coerce.number().min(0).default(0.5),
     FLEXCHANGE_TOPUP_TARGET_ETH: z.coerce.number().min(0).default(1),

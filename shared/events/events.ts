@@ -7,7 +7,7 @@ export const EVENT_TYPES = [
     'org.activated',
     'account.registered', 'account.funded',
     'proposal.created', 'proposal.signed', 'proposal.completed', 'proposal.rejected', 'proposal.expired', 'proposal.cancelled',
-    'node.stalled', 'node.restarted', 'node.diverged', 'node.recovered',
+    'node.stalled', 'node.restarted', 'node.diverged', 'node.recovered', 'node.down',
     'treasury.low',
     'keystore.backed_up',
 ] as const;
