@@ -23,6 +23,7 @@ httpRoute('assetsUpload', {
     route: 'assets',
     methods: ['POST'],
     access: { roles: ['Org.Trader'] },
+    rawBody: { contentTypes: ['*/*'], description: 'The document itself, with its content type (types and size limited by settings); streamed and hashed with SHA-256' },
     summary: 'Upload a document (raw body) and get its hash and location',
     handler: async ({ request, caller }) => {
         const services = getServices();

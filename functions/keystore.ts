@@ -9,6 +9,7 @@ httpRoute('keystoreBackup', {
     methods: ['POST'],
     deployments: ['member'],
     access: { roles: ['Org.Admin'] },
+    noBody: true,
     summary: 'Back up this deployment’s account keys now (encrypted archive in Blob storage)',
     handler: async ({ caller }) => {
         const services = getServices();

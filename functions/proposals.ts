@@ -98,11 +98,14 @@ httpRoute('proposalsReject', {
  * anchored asset, else any matches) or `{ "assetId" }` hashed again and compared with the hash
  * the ledger holds for the proposal.
  */
+const verifyByAsset = z.object({ assetId: z.string().uuid() }).strict();
+
 httpRoute('proposalsVerify', {
     route: 'proposals/{proposalId}/verify',
     methods: ['POST'],
     access: { roles: PARTY_ROLES },
     query: z.object({ assetId: z.string().uuid().optional() }).strict(),
+    rawBody: { contentTypes: ['application/json', '*/*'], description: 'The document as the raw body, or `{ assetId }` of a document already uploaded', schema: verifyByAsset },
     summary: 'Check a document against the hash anchored on-chain',
     handler: async ({ request, params, query, caller }) => {
         const services = getServices();
@@ -114,7 +117,7 @@ httpRoute('proposalsVerify', {
         let content: Buffer = raw;
         let wanted = query.assetId;
         if (/^application\/json\b/i.test(request.headers.get('content-type') ?? '') && !query.assetId) {
-            const parsed = z.object({ assetId: z.string().uuid() }).strict().safeParse(safeJson(raw));
+            const parsed = verifyByAsset.safeParse(safeJson(raw));
             if (parsed.success) {
                 wanted = parsed.data.assetId;
                 const asset = await services.assets.get(wanted, caller!.orgId, { operator: caller!.isOperator });

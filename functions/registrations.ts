@@ -98,6 +98,7 @@ httpRoute('registrationsRetry', {
     methods: ['POST'],
     access: { roles: [OPERATOR_ROLE] },
     durable: true,
+    noBody: true,
     summary: 'Resume the onboarding of a failed registration',
     handler: async ({ params, durable }) => {
         const registrations = getServices().registrations();
@@ -133,14 +134,16 @@ httpRoute('approvalsPage', {
     },
 });
 
-const formDecision = z.object({ decision: z.enum(['approve', 'reject']), reason: z.string().trim().max(1000).optional().transform((s) => (s ? s : undefined)) }).strict();
 
 /** POST /api/approvals/{token}: decides, once. A form post (scripts off) or JSON. */
+const formDecision = z.object({ decision: z.enum(['approve', 'reject']), reason: z.string().trim().max(1000).optional().transform((s) => (s ? s : undefined)) }).strict();
+
 httpRoute('approvalsDecide', {
     route: 'approvals/{token}',
     methods: ['POST'],
     access: 'anonymous',
     durable: true,
+    rawBody: { contentTypes: ['application/x-www-form-urlencoded', 'application/json'], description: 'The decision, from the approval page’s form or as JSON', schema: formDecision },
     rateLimit: ({ clientAddress }) => [{ key: `approvals:ip:${clientAddress}`, limit: 30, windowSeconds: 600 }],
     summary: 'Decide an application through an approval link',
     handler: async ({ params, request, durable }) => {

@@ -17,6 +17,7 @@ httpRoute('orgAccountTopUp', {
     route: 'orgs/{orgId}/accounts/{address}/topup',
     methods: ['POST'],
     access: { roles: ['Org.Admin', 'Org.Trader', 'Deployment.Member', OPERATOR_ROLE], org: 'orgId' },
+    noBody: true,
     summary: 'Request ether for an account (granted within the treasury policy)',
     handler: async ({ params }) => {
         const account = await getServices().accountRegistry.get(params.orgId, checksumAddress(params.address, 'params.address'));

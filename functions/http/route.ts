@@ -45,6 +45,13 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     deployments?: DeploymentRole[];
     body?: B;
     query?: Q;
+    /**
+     * A body the handler reads itself (a document, a form): its content types for the OpenAPI document,
+     * and the zod schema it checks a structured one with.
+     */
+    rawBody?: RawBody;
+    /** A POST that takes no body (said out loud: the OpenAPI test fails on a POST that says nothing). */
+    noBody?: true;
     maxBodyBytes?: number;
     /** Rate limits, counted after validation (for anonymous routes: per client address, per email...). */
     rateLimit?: (input: { request: HttpRequest; body: z.infer<B>; clientAddress: string }) => RateRule[];
@@ -73,7 +80,26 @@ export function idempotencyKeyOf(request: HttpRequest): string | undefined {
 }
 
 /** Every route defined through `httpRoute` (with the deployments that serve it), for the OpenAPI document and the authorization matrix. */
-export const routeTable: { name: string; route: string; methods: string[]; access: Access; deployments: DeploymentRole[]; summary: string; body?: z.ZodType; query?: z.ZodType }[] = [];
+export interface RawBody {
+    contentTypes: string[];
+    description: string;
+    schema?: z.ZodType;
+}
+
+export interface RouteEntry {
+    name: string;
+    route: string;
+    methods: string[];
+    access: Access;
+    deployments: DeploymentRole[];
+    summary: string;
+    body?: z.ZodType;
+    query?: z.ZodType;
+    rawBody?: RawBody;
+    noBody?: true;
+}
+
+export const routeTable: RouteEntry[] = [];
 
 const DEFAULT_MAX_BODY = 256 * 1024;
 
@@ -127,7 +153,7 @@ function storable(result: HttpResponseInit): { status: number; headers: Record<s
  */
 export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodObject<Record<string, never>>>(name: string, def: RouteDefinition<B, Q>): void {
     const deployments = def.deployments ?? ['core'];
-    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query });
+    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query, rawBody: def.rawBody, noBody: def.noBody });
     // A route another deployment serves is not registered here at all (it answers 404 like any unknown path).
     if (!deployments.includes(deploymentRole())) return;
     app.http(name, {
