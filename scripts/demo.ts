@@ -1,0 +1,310 @@
+/**
+ * npm run demo [-- --core http://localhost:7071 --console http://localhost:7070]
+ *
+ * Walks the whole story against a running `npm start`: the contract, two organisations registered and
+ * approved from their mails, their member deployments and funded accounts, a webhook, a proposal with
+ * a document, both signatures, completion, the document verified, the events received on the webhook.
+ * Prints each step as it goes and where to look; exits 1 at the first step that fails.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const arg = (name: string, fallback: string) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+};
+const CORE = `${arg('core', 'http://localhost:7071').replace(/\/$/, '')}/api`;
+const CONSOLE = arg('console', 'http://localhost:7070').replace(/\/$/, '');
+const tty = process.stdout.isTTY;
+const paint = (code: string, s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
+
+let stepNo = 0;
+const TOTAL = 12;
+const notes: string[] = [];
+
+async function step<T>(title: string, fn: () => Promise<T>, describe: (v: T) => string = () => ''): Promise<T> {
+    stepNo += 1;
+    const label = `[${String(stepNo).padStart(2)}/${TOTAL}] ${title}`;
+    process.stdout.write(tty ? `${paint('36', '…')} ${label}` : `   ${label}\n`);
+    const started = Date.now();
+    try {
+        const value = await fn();
+        const took = `${((Date.now() - started) / 1000).toFixed(1)} s`;
+        const detail = describe(value);
+        process.stdout.write(`${tty ? '\r' : ''}${paint('32', '✓')} ${label} ${paint('2', `(${took})`)}\n${detail ? `${detail.replace(/^/gm, '      ')}\n` : ''}`);
+        return value;
+    } catch (err) {
+        process.stdout.write(`${tty ? '\r' : ''}${paint('31', '✗')} ${label}\n      ${(err as Error).message}\n`);
+        throw Object.assign(err as Error, { reported: true });
+    }
+}
+
+async function call(method: string, url: string, opts: { token?: string; json?: unknown; body?: string; type?: string } = {}): Promise<{ status: number; body: any }> {
+    const headers: Record<string, string> = {};
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    if (opts.json !== undefined) headers['content-type'] = 'application/json';
+    if (opts.type) headers['content-type'] = opts.type;
+    let res: Response;
+    try {
+        res = await fetch(url, { method, headers, body: opts.json !== undefined ? JSON.stringify(opts.json) : opts.body, signal: AbortSignal.timeout(60_000) });
+    } catch (err) {
+        throw new Error(`${method} ${url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message} — is \`npm start\` running?`);
+    }
+    const text = await res.text();
+    let body: any = text;
+    try {
+        body = text ? JSON.parse(text) : undefined;
+    } catch {
+        // not JSON
+    }
+    return { status: res.status, body };
+}
+
+function expectStatus(r: { status: number; body: any }, wanted: number[], what: string) {
+    if (!wanted.includes(r.status)) throw new Error(`${what}: HTTP ${r.status} ${typeof r.body === 'object' ? (r.body?.detail ?? JSON.stringify(r.body)) : String(r.body).slice(0, 200)}`);
+    return r.body;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 120_000): Promise<T> {
+    const end = Date.now() + ms;
+    for (;;) {
+        const v = await fn();
+        if (v !== undefined) return v;
+        if (Date.now() > end) throw new Error(`gave up waiting for ${what} after ${ms / 1000} s`);
+        await new Promise((r) => setTimeout(r, 500));
+    }
+}
+
+const token = async (body: Record<string, unknown>): Promise<string> => expectStatus(await call('POST', `${CONSOLE}/dev/token`, { json: body }), [200], 'a dev token').access_token;
+
+interface Org {
+    name: string;
+    email: string;
+    orgId: string;
+    registrationId: string;
+    memberUrl: string;
+    account: string;
+    trader: string;
+    admin: string;
+}
+
+/** A webhook receiver on loopback that checks every delivery's signature. */
+async function webhookReceiver() {
+    const received: { type: string; id: string; verified: boolean }[] = [];
+    let secret = '';
+    const server = createServer((req: IncomingMessage, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+            const body = Buffer.concat(chunks).toString('utf8');
+            const sig = String(req.headers['flexchange-signature'] ?? '');
+            const t = /t=(\d+)/.exec(sig)?.[1] ?? '';
+            const v1 = /v1=([0-9a-f]{64})/.exec(sig)?.[1] ?? '';
+            const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest('hex');
+            const verified = v1.length === 64 && timingSafeEqual(Buffer.from(v1, 'hex'), Buffer.from(expected, 'hex')) && Math.abs(Date.now() / 1000 - Number(t)) < 300;
+            try {
+                const event = JSON.parse(body) as { id: string; type: string };
+                received.push({ type: event.type, id: event.id, verified });
+            } catch {
+                received.push({ type: 'unparseable', id: '', verified: false });
+            }
+            res.writeHead(verified ? 204 : 401).end();
+        });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/flexchange`, received, setSecret: (s: string) => (secret = s), close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+async function main(): Promise<void> {
+    console.log(`Flexchange demo against ${CORE} (console ${CONSOLE})\n`);
+    const run = randomBytes(3).toString('hex');
+    const hook = await webhookReceiver();
+    try {
+        const operator = await step(
+            'The system is up',
+            async () => {
+                const health = await call('GET', `${CORE}/health`);
+                if (health.status !== 200) throw new Error(`GET /api/health answered ${health.status}: ${JSON.stringify(health.body?.checks ?? health.body)}`);
+                return token({ roles: ['Flexchange.Admin'], email: 'ops@operator.example' });
+            },
+            () => `health: ${CORE}/health · API docs: ${CORE}/docs`,
+        );
+
+        const contract = await step(
+            'The EnergyExchange contract is deployed',
+            async () => {
+                const list = expectStatus(await call('GET', `${CORE}/contracts`, { token: operator }), [200], 'GET /contracts');
+                const active = (list.items as { version: number; address: string; active: boolean }[]).find((v) => v.active);
+                if (active) return { ...active, deployed: false };
+                return { ...expectStatus(await call('POST', `${CORE}/contracts`, { token: operator, json: { artifact: 'EnergyExchange' } }), [200, 201], 'POST /contracts'), deployed: true };
+            },
+            (v) => `version ${v.version} at ${v.address}${v.deployed ? ' (deployed now)' : ' (already there)'}`,
+        );
+
+        const orgs: Org[] = [];
+        for (const [name, person] of [
+            [`North Wind ${run}`, 'ada'],
+            [`South Solar ${run}`, 'sol'],
+        ] as const) {
+            const email = `${person}@${name.split(' ')[0]!.toLowerCase()}-${run}.example`;
+            const registered = await step(
+                `${name} registers and is approved from the approval mail`,
+                async () => {
+                    const r = expectStatus(
+                        await call('POST', `${CORE}/registrations`, { json: { organization: { name, legalId: `GB-${randomBytes(4).toString('hex')}`, country: 'GB', contactEmail: email }, applicant: { name: person, email } } }),
+                        [202],
+                        'POST /registrations',
+                    ) as { registrationId: string; statusUrl: string };
+                    const mail = await waitFor('the approval mail', async () => {
+                        const mails = expectStatus(await call('GET', `${CONSOLE}/dev/mail`), [200], 'the mail sink') as { id: string; subject: string; links: string[] }[];
+                        return mails.find((m) => m.subject.includes(name) && m.links.some((l) => l.includes('/api/approvals/')));
+                    });
+                    const link = mail.links.find((l) => l.includes('/api/approvals/'))!;
+                    const decided = await call('POST', link, { body: 'decision=approve', type: 'application/x-www-form-urlencoded' });
+                    expectStatus(decided, [200], 'the approval link');
+                    return { ...r, mailId: mail.id };
+                },
+                (r) => `registration ${r.registrationId}; the mail: ${CONSOLE}/dev/mail/${encodeURIComponent(r.mailId)}`,
+            );
+            const org = await step(
+                `${name}: member deployment up, first account made and funded`,
+                async () => {
+                    const statusUrl = registered.statusUrl.startsWith('http') ? registered.statusUrl : `${CORE.replace(/\/api$/, '')}${registered.statusUrl}`;
+                    const s = await waitFor(
+                        'the organisation to be Active',
+                        async () => {
+                            const v = (await call('GET', statusUrl)).body as { status: string; orgId: string; steps: { step: string; detail?: string }[] };
+                            if (v?.status === 'Failed' || v?.status === 'Rejected') throw new Error(`the registration is ${v.status}: ${JSON.stringify(v.steps.at(-1))}`);
+                            return v?.status === 'Active' ? v : undefined;
+                        },
+                        180_000,
+                    );
+                    const o: Org = {
+                        name,
+                        email,
+                        orgId: s.orgId,
+                        registrationId: registered.registrationId,
+                        memberUrl: s.steps.find((x) => x.step === 'member-deployment')!.detail!,
+                        account: s.steps.find((x) => x.step === 'first-account')!.detail!,
+                        trader: await token({ roles: ['Org.Trader'], orgId: s.orgId, email: `trader@${s.orgId}.example` }),
+                        admin: await token({ roles: ['Org.Admin'], email }),
+                    };
+                    const accounts = await waitFor('the account to be funded', async () => {
+                        const list = expectStatus(await call('GET', `${CORE}/orgs/${o.orgId}/accounts`, { token: o.admin }), [200], 'GET /orgs/{orgId}/accounts').items as { address: string; balanceWei?: string }[];
+                        const a = list.find((x) => x.address.toLowerCase() === o.account.toLowerCase());
+                        return a && BigInt(a.balanceWei ?? '0') > 0n ? a : undefined;
+                    });
+                    return { ...o, balanceWei: accounts.balanceWei! };
+                },
+                (o) => `org ${o.orgId}; member deployment ${o.memberUrl} (docs: ${o.memberUrl}/docs); account ${o.account} with ${Number(BigInt(o.balanceWei) / 10n ** 14n) / 10_000} ETH`,
+            );
+            orgs.push(org);
+        }
+        const [a, b] = orgs as [Org, Org];
+
+        await step(
+            `${a.name} subscribes a webhook to its events`,
+            async () => {
+                const created = expectStatus(await call('POST', `${CORE}/orgs/${a.orgId}/webhooks`, { token: a.admin, json: { url: hook.url, description: 'npm run demo' } }), [201], 'POST /orgs/{orgId}/webhooks');
+                hook.setSecret(created.secret);
+                return created as { webhookId: string };
+            },
+            (w) => `webhook ${w.webhookId} → ${hook.url} (signatures checked with its secret)`,
+        );
+
+        const document = `Flexchange demo confirmation ${run}\nBaseload, 10 MWh at 70 GBP/MWh, delivery 2027-01-01.\n`;
+        const asset = await step(
+            `${a.name} uploads the deal's document`,
+            async () => expectStatus(await call('POST', `${CORE}/assets`, { token: a.trader, body: document, type: 'text/plain' }), [201], 'POST /assets') as { assetId: string; sha256: string },
+            (x) => `asset ${x.assetId}, sha256 ${x.sha256}`,
+        );
+
+        const proposal = await step(
+            `${a.name} proposes the deal to ${b.name}; it is anchored on the ledger`,
+            async () => {
+                const created = expectStatus(
+                    await call('POST', `${CORE}/proposals`, {
+                        token: a.trader,
+                        json: {
+                            parties: [
+                                { orgId: a.orgId, account: a.account },
+                                { orgId: b.orgId, account: b.account },
+                            ],
+                            terms: { product: 'baseload', direction: 'sell', quantityMWh: 10, priceGbpPerMWh: 70, deliveryStart: '2027-01-01T00:00:00Z', deliveryEnd: '2027-01-02T00:00:00Z' },
+                            assets: [asset.assetId],
+                            expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+                        },
+                    }),
+                    [202],
+                    'POST /proposals',
+                ) as { proposalId: string };
+                return waitFor('the proposal to be anchored', async () => {
+                    const v = (await call('GET', `${CORE}/proposals/${created.proposalId}`, { token: a.trader })).body;
+                    if (v?.status === 'Failed') throw new Error(`the proposal failed: ${JSON.stringify(v.error ?? v)}`);
+                    return v?.status === 'AwaitingSignatures' ? v : undefined;
+                });
+            },
+            (p) => `proposal ${p.proposalId}; created in tx ${p.anchor?.txHash} (block ${p.anchor?.blockNumber}) on contract v${p.contract?.version} ${p.contract?.address}`,
+        );
+
+        const completed = await step(
+            'Both traders sign through their own member deployments; the deal completes',
+            async () => {
+                for (const o of [a, b]) expectStatus(await call('POST', `${o.memberUrl}/proposals/${proposal.proposalId}/signature`, { token: o.trader, json: { account: o.account } }), [202], `${o.name}'s signature`);
+                return waitFor('the proposal to be Completed', async () => {
+                    const v = (await call('GET', `${CORE}/proposals/${proposal.proposalId}`, { token: b.trader })).body;
+                    return v?.status === 'Completed' ? v : undefined;
+                });
+            },
+            (p) => (p.parties as { orgId: string; txHash?: string; blockNumber?: number }[]).map((x) => `${x.orgId} signed in tx ${x.txHash} (block ${x.blockNumber})`).join('\n'),
+        );
+
+        await step(
+            `${b.name} verifies the document against the hash on the ledger`,
+            async () => {
+                const v = expectStatus(await call('POST', `${CORE}/proposals/${proposal.proposalId}/verify`, { token: b.trader, body: document, type: 'text/plain' }), [200], 'POST /proposals/{id}/verify');
+                if (!v.match) throw new Error(`the document does not match: ${JSON.stringify(v)}`);
+                const tampered = expectStatus(await call('POST', `${CORE}/proposals/${proposal.proposalId}/verify`, { token: b.trader, body: `${document}!`, type: 'text/plain' }), [200], 'verify (changed copy)');
+                if (tampered.match) throw new Error('a changed copy of the document matched');
+                return v;
+            },
+            (v) => `match: ${v.match} (${v.algorithm} ${v.onChainHash}, tx ${v.txHash}); a changed copy: no match`,
+        );
+
+        await step(
+            `${a.name}'s webhook received the proposal's events, each signed`,
+            async () => {
+                const wanted = ['proposal.created', 'proposal.signed', 'proposal.completed'];
+                await waitFor('the webhook deliveries', async () => (wanted.every((t) => hook.received.some((e) => e.type === t)) ? true : undefined), 60_000);
+                const bad = hook.received.filter((e) => !e.verified);
+                if (bad.length) throw new Error(`${bad.length} deliveries had a bad signature`);
+                return hook.received;
+            },
+            (events) => events.map((e) => `${e.type} (${e.id})`).join('\n'),
+        );
+
+        console.log(`\n${paint('32', 'The whole story ran.')} Where to look:`);
+        for (const line of [
+            `proposal        ${CORE}/proposals/${completed.proposalId}   (Bearer: npm run -s token -- --role Org.Trader --org ${a.orgId})`,
+            `events          ${CORE}/orgs/${a.orgId}/events?after=0`,
+            `contract        v${contract.version} at ${contract.address} on the ledger at http://127.0.0.1:8545`,
+            `mails           ${CONSOLE}/dev/mail`,
+            `member APIs     ${a.memberUrl}/docs · ${b.memberUrl}/docs`,
+            `core API        ${CORE}/docs`,
+            ...notes,
+        ])
+            console.log(`  ${line}`);
+    } finally {
+        await hook.close();
+    }
+}
+
+main().then(
+    () => process.exit(0),
+    (err: Error & { reported?: boolean }) => {
+        if (!err.reported) console.error(err);
+        console.error(`\n${paint('31', 'The demo stopped at a failed step.')}`);
+        process.exit(1);
+    },
+);
