@@ -4,7 +4,8 @@ module.exports = {
     roots: ['<rootDir>/test'],
     testMatch: ['**/*.test.ts'],
     // The browser suite has a script of its own (npm run test:browser): it needs Debian's Chromium.
-    testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/browser/'],
+    // The reliability suite has a config of its own (npm run test:reliability).
+    testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/browser/', '<rootDir>/test/reliability/'],
     transform: {
         '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', diagnostics: false }],
     },

@@ -17,7 +17,7 @@ import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/st
 import { CosmosClient } from '@azure/cosmos';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
 import { ensureDatabase } from '../shared/documents/containers';
-import { DirectorySeed, registerDevRoutes, type MemberApps } from './devRoutes';
+import { DirectorySeed, registerDevRoutes, type MemberApps, type VaultFaults } from './devRoutes';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -122,7 +122,7 @@ export class DevHost {
             this.mail = new MailSink(this.stateDir, this.#log);
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
-            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed(), memberApps: this.#memberApps(), nodes: this.#nodes });
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed(), memberApps: this.#memberApps(), nodes: this.#nodes, vaults: this.#vaultFaults() });
             await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
@@ -345,6 +345,33 @@ export class DevHost {
     }
 
     readonly #memberStarts = new Map<string, Promise<RunningApp>>();
+
+    /** Stops an app's vault (its URL stays the app's), and starts it again on the same port. */
+    #vaultFaults(): VaultFaults {
+        const vaultOf = (app: string) => {
+            const slot = this.#slots.get(app);
+            if (!slot?.vault) throw Object.assign(new Error(`No app instance "${app}" with a vault of its own`), { status: 404 });
+            return slot;
+        };
+        return {
+            stop: async (app) => {
+                const slot = vaultOf(app);
+                const url = this.services[`vault:${app}`]!;
+                await slot.vault!.stop();
+                this.#log.warn({ app, vault: url }, 'vault stopped (fault injection)');
+                return url;
+            },
+            start: async (app) => {
+                const slot = vaultOf(app);
+                const url = this.services[`vault:${app}`]!;
+                await slot.vault!.start(Number(new URL(url).port)).catch((err: Error) => {
+                    if (!/already running/.test(err.message)) throw err;
+                });
+                this.#log.info({ app, vault: url }, 'vault started again');
+                return url;
+            },
+        };
+    }
 
     /** Member instances of the first app's folder, started on request (PUT /dev/apps/{name}) and kept in `<state>/member-apps.json`. */
     #memberApps(): MemberApps {

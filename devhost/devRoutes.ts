@@ -59,6 +59,12 @@ export interface MemberAppInfo {
     identity: { clientId: string; principalId: string };
 }
 
+/** Fault injection on app instances' vaults. */
+export interface VaultFaults {
+    stop(app: string): Promise<string>;
+    start(app: string): Promise<string>;
+}
+
 export interface MemberApps {
     /** Starts the member instance if it is not running (idempotent by name) and returns where it answers. */
     ensure(name: string, request: z.infer<typeof memberAppRequest>): Promise<MemberAppInfo & { created: boolean }>;
@@ -76,8 +82,20 @@ const nodeFault = z
 
 export function registerDevRoutes(
     console: DevConsole,
-    services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps; nodes?: LocalNodes },
+    services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps; nodes?: LocalNodes; vaults?: VaultFaults },
 ): void {
+    // An app instance's vault taken down and brought back on the same port (an outage as the app sees it).
+    console.route('POST', /^\/dev\/apps\/([a-z0-9][a-z0-9-]{0,62})\/vault\/(stop|start)$/, async (_req, res, [name, action]) => {
+        if (!services.vaults) return sendProblem(res, 404, 'Not found', 'This devhost runs no vaults');
+        try {
+            const url = action === 'stop' ? await services.vaults.stop(name!) : await services.vaults.start(name!);
+            sendJson(res, 200, { app: name, vault: url, running: action === 'start' });
+        } catch (err) {
+            const e = err as Error & { status?: number };
+            sendProblem(res, e.status ?? 500, e.status === 404 ? 'Not found' : 'The vault did not do it', e.message);
+        }
+    });
+
     // Members' own ledger nodes and their faults (API.md: /dev/nodes/{id}/stall · /resume · /kill),
     // plus /diverge (a fork of its own) and /restart (what the member's watchdog calls).
     console.route('GET', /^\/dev\/nodes$/, (_req, res) => sendJson(res, 200, { items: services.nodes?.list() ?? [] }));
