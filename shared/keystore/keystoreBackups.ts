@@ -190,7 +190,9 @@ export class KeystoreBackups {
     }
 
     async #decrypt(archive: Archive): Promise<SecretPayload> {
-        const dataKey = await this.deps.keys.unwrapKey(WRAPPING_KEY, Buffer.from(archive.encryption.wrappedKey, 'base64'));
+        // The version that wrapped it: backups made before the wrapping key was rotated still restore.
+        const version = /\/keys\/[^/]+\/([0-9a-zA-Z]+)$/.exec(archive.encryption.wrappingKeyId ?? '')?.[1];
+        const dataKey = await this.deps.keys.unwrapKey(WRAPPING_KEY, Buffer.from(archive.encryption.wrappedKey, 'base64'), version);
         try {
             const decipher = createDecipheriv('aes-256-gcm', dataKey, Buffer.from(archive.encryption.iv, 'base64'));
             decipher.setAuthTag(Buffer.from(archive.encryption.tag, 'base64'));

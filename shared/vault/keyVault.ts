@@ -129,9 +129,9 @@ export class KeyVaultKeyStore implements KeyStore {
         }
     }
 
-    async unwrapKey(name: string, wrapped: Buffer): Promise<Buffer> {
+    async unwrapKey(name: string, wrapped: Buffer, version?: string): Promise<Buffer> {
         try {
-            const key = await this.client.getKey(name);
+            const key = await this.client.getKey(name, version ? { version } : {});
             const crypto = new CryptographyClient(key, this.#credential, vaultClientOptions(this.#url));
             return Buffer.from((await crypto.unwrapKey('RSA-OAEP-256', wrapped)).result);
         } catch (err) {

@@ -14,5 +14,6 @@ export interface KeyStore {
     signDigest(name: string, digest: Buffer): Promise<{ r: Buffer; s: Buffer }>;
     /** Wraps a data key with the vault's RSA key `name` (RSA-OAEP-256), creating that key on first use; the RSA key never leaves the vault. */
     wrapKey(name: string, dataKey: Buffer): Promise<{ wrapped: Buffer; keyId: string }>;
-    unwrapKey(name: string, wrapped: Buffer): Promise<Buffer>;
+    /** With `version`, that version of the key (a key rotated since the wrap still unwraps what its older version wrapped). */
+    unwrapKey(name: string, wrapped: Buffer, version?: string): Promise<Buffer>;
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { KeyClient } from '@azure/keyvault-keys';
 import { SecretClient } from '@azure/keyvault-secrets';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { LocalIssuerCredential } from '../../shared/vault/credential';
@@ -93,10 +94,20 @@ describe('keystore backup and restore', () => {
         expect(((await refused.json()) as { detail: string }).detail).toMatch(/refused/);
         expect((await member('keystore/restore', { backupId: '20200101T000000000-deadbeef', dryRun: true })).status).toBe(404);
 
-        // Retention (keep the newest 2, nothing by age): a third backup removes exactly the first.
-        const third = (await (await member('keystore/backups', {})).json()) as Backup;
+        // The wrapping key rotated (a new version): the backup made before still restores, a new one uses the new version.
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { services: Record<string, string> };
+        const keys = new KeyClient(services.services[`vault:member-${org.orgId}`]!, new LocalIssuerCredential(services.services.issuer!, `flexchange-member-${org.orgId}`), { disableChallengeResourceVerification: true, allowInsecureConnection: true } as never);
+        const rotated = await keys.createRsaKey('keystore-backup-wrap', { keySize: 3072, keyOps: ['wrapKey', 'unwrapKey'] });
+        const oldOne = (await (await member('keystore/restore', { backupId: backup.backupId, dryRun: true })).json()) as { accounts: { action: string; verified: boolean }[] };
+        expect(oldOne.accounts.map((a) => [a.action, a.verified])).toEqual([['present', true], ['present', true]]);
+        const afterRotation = (await (await member('keystore/backups', {})).json()) as Backup;
+        const newRaw = JSON.parse((await blobs().getBlobClient(`${org.orgId}/${afterRotation.backupId}.json`).downloadToBuffer()).toString()) as { encryption: { wrappingKeyId: string } };
+        expect(newRaw.encryption.wrappingKeyId).toBe(rotated.id);
+
+        // Retention (keep the newest 2, nothing by age): a fourth backup leaves exactly the last two.
+        const fourth = (await (await member('keystore/backups', {})).json()) as Backup;
         const kept = ((await (await member('keystore/backups')).json()) as { items: Backup[] }).items.map((b) => b.backupId);
-        expect(kept).toEqual([third.backupId, second.backupId]);
+        expect(kept).toEqual([fourth.backupId, afterRotation.backupId]);
         // Another organisation's admin cannot reach any of it.
         const outsider = await devToken(host, { roles: ['Org.Admin'], orgId: 'other-org', email: 'x@other.example' });
         expect((await fetch(`${org.memberUrl}/keystore/backups`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(403);
