@@ -1,7 +1,7 @@
 import { app, type InvocationContext } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { Forbidden, Invalid } from '../shared/errors';
+import { Forbidden, Invalid, NotFound } from '../shared/errors';
 import { addressAllowed, NODE_STATUSES, type ChainNode } from '../shared/nodes/nodeRegistry';
 import { findDivergence, NODE_EVENT_TYPES, type WatchedNode } from '../shared/nodes/watchdog';
 import { clientAddress, deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
@@ -89,7 +89,8 @@ httpRoute('chainNodeTransitions', {
     handler: async ({ body, caller, params }) => {
         if (!caller!.orgId) throw new Invalid('This deployment belongs to no organisation');
         const services = getServices();
-        const event = await services.nodes.recordTransition(caller!.orgId, nodeIdSchema.parse(params.nodeId), body);
+        if (!nodeIdSchema.safeParse(params.nodeId).success) throw new NotFound(`Your organisation has no node ${params.nodeId}`);
+        const event = await services.nodes.recordTransition(caller!.orgId, params.nodeId!, body);
         await services.events().publish(event);
         return { jsonBody: { eventId: event.id } };
     },

@@ -63,7 +63,7 @@ httpRoute('docs', {
         const file = params.file;
         if (!file) return { headers: { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': CSP }, body: PAGE };
         if (file === 'init.js') return { headers: { 'content-type': 'text/javascript; charset=utf-8' }, body: INIT };
-        const type = ASSETS[file];
+        const type = Object.hasOwn(ASSETS, file) ? ASSETS[file] : undefined;
         if (!type) return { status: 404, headers: { 'content-type': 'application/problem+json' }, body: JSON.stringify({ type: 'about:blank', title: 'Not found', status: 404, detail: `No file ${file} in the docs`, code: 'not_found' }) };
         let content = assetCache.get(file);
         if (!content) {

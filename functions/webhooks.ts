@@ -1,6 +1,7 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { NotFound } from '../shared/errors';
 import type { Webhook } from '../shared/webhooks/webhooks';
 import { actorOf, deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
 
@@ -40,11 +41,16 @@ httpRoute('orgWebhookDeliveries', {
     methods: ['GET'],
     access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
     summary: 'A webhook’s recent deliveries',
-    handler: async ({ params }) => ({
-        jsonBody: {
-            items: (await getServices().webhooks.deliveriesOf(params.orgId, params.webhookId)).map((d) => ({ eventId: d.event.id, type: d.event.type, state: d.state, attempts: d.attempts, nextAttemptAt: d.state === 'pending' ? d.nextAttemptAt : null, deliveredAt: d.deliveredAt ?? null, lastError: d.lastError ?? null })),
-        },
-    }),
+    handler: async ({ params }) => {
+        const webhooks = getServices().webhooks;
+        if (!(await webhooks.list(params.orgId!)).some((w) => w.id === params.webhookId)) throw new NotFound(`The organisation has no webhook ${params.webhookId}`);
+        const deliveries = await webhooks.deliveriesOf(params.orgId, params.webhookId);
+        return {
+            jsonBody: {
+                items: deliveries.map((d) => ({ eventId: d.event.id, type: d.event.type, state: d.state, attempts: d.attempts, nextAttemptAt: d.state === 'pending' ? d.nextAttemptAt : null, deliveredAt: d.deliveredAt ?? null, lastError: d.lastError ?? null })),
+            },
+        };
+    },
 });
 
 /** DELETE /api/orgs/{orgId}/webhooks/{id} (Org.Admin). */

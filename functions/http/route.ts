@@ -70,6 +70,9 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     }): Promise<HttpResponseInit>;
 }
 
+/** What an organisation id looks like (as registration makes them): anything else names no organisation. */
+const ORG_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
 
 /** The request's `Idempotency-Key` header, if any (1-200 visible ASCII characters, else 400). */
@@ -176,8 +179,13 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                     const member = services.settings.FLEXCHANGE_ROLE === 'member' ? services.settings.FLEXCHANGE_ORG_ID : undefined;
                     if (member && caller.orgId !== member && !principal.roles.includes(CORE_APP_ROLE)) throw new Forbidden(`This deployment serves organisation ${member} only`);
                     if (def.access.org) {
-                        const target = request.params[def.access.org];
+                        const target = request.params[def.access.org] ?? '';
+                        if (!ORG_ID_RE.test(target)) throw new NotFound('No such organisation');
                         if (!caller.isOperator && (!caller.orgId || caller.orgId !== target)) throw new NotFound('No such organisation');
+                        // The operator acts on organisations that exist: a change to an unknown one would make it half-exist.
+                        if (caller.isOperator && caller.orgId !== target && request.method !== 'GET' && services.settings.FLEXCHANGE_ROLE === 'core' && !(await services.organizations.read(target, target))) {
+                            throw new NotFound(`There is no organisation ${target}`);
+                        }
                     }
                     // Operator staff without an organisation of their own are counted as the operator.
                     const billedOrg = caller.orgId ?? (caller.isOperator ? 'operator' : undefined);

@@ -50,7 +50,13 @@ export class TokenValidator {
         const match = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/i.exec(authorization ?? '');
         if (!match) throw new Unauthorized('A bearer token is required');
         const token = match[1];
-        const decoded = jwt.decode(token, { complete: true });
+        let decoded: ReturnType<typeof jwt.decode>;
+        try {
+            decoded = jwt.decode(token, { complete: true });
+        } catch {
+            // A header that says JWT over claims that are not JSON: jsonwebtoken's decode throws.
+            throw new Unauthorized('The token is not a well-formed JWT');
+        }
         const header = decoded?.header as JwtHeader | undefined;
         // Only RS256: `none`, HMAC (which a public key could forge) and everything else are refused before any key lookup.
         if (!header || header.alg !== 'RS256') throw new Unauthorized('The token must be signed with RS256');

@@ -30,6 +30,8 @@ export class CosmosRepository<T extends { id: string }> implements Repository<T>
     }
 
     async read(id: string, partitionKey: string): Promise<Stored<T> | undefined> {
+        // An id Cosmos DB cannot hold names nothing (the SDK would refuse it as a bad request).
+        if (!storableId(id) || !storableId(partitionKey)) return undefined;
         return this.#call('read', async () => {
             const res = await this.container.item(id, partitionKey).read();
             if (res.statusCode === 404 || !res.resource) return undefined;
@@ -54,6 +56,7 @@ export class CosmosRepository<T extends { id: string }> implements Repository<T>
     }
 
     async delete(id: string, partitionKey: string, etag?: string): Promise<boolean> {
+        if (!storableId(id) || !storableId(partitionKey)) return false;
         try {
             await this.#call('delete', () =>
                 this.container.item(id, partitionKey).delete(etag ? { accessCondition: { type: 'IfMatch', condition: etag } } : undefined),
@@ -103,4 +106,9 @@ export class CosmosRepository<T extends { id: string }> implements Repository<T>
             throw new Upstream(`The document database failed (${what})`, { cause: err });
         }
     }
+}
+
+/** Cosmos DB refuses ids with '/', '\\', '?', '#', those ending in a space, and longer than 255 characters. */
+export function storableId(id: string): boolean {
+    return id.length > 0 && id.length <= 255 && !/[/\\?#]/.test(id) && !/\s$/.test(id);
 }
