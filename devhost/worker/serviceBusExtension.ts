@@ -126,15 +126,19 @@ export class ServiceBusExtension implements BindingExtension {
         }
     }
 
-    /** No new messages; invocations under way finish before `dispose`. */
+    /**
+     * No new messages; invocations under way finish before `dispose`. A receiver still retrying its link
+     * (an entity that does not exist yet) would hold its close for the SDK's operation timeout (60 s):
+     * each close gets a few seconds, then the client's close in `dispose` cuts the connection under it.
+     */
     async stop(): Promise<void> {
-        await Promise.all(this.#listeners.map((l) => l.close?.()));
+        await Promise.all(this.#listeners.map((l) => atMost(CLOSE_GRACE_MS, l.close?.())));
     }
 
     async dispose(): Promise<void> {
-        await Promise.all([...this.#senders.values()].map((s) => s.close()));
-        await Promise.all(this.#listeners.map((l) => l.receiver?.close()));
-        await Promise.all([...this.#clients.values()].map((c) => c.close()));
+        await Promise.all([...this.#senders.values()].map((s) => atMost(CLOSE_GRACE_MS, s.close())));
+        await Promise.all(this.#listeners.map((l) => atMost(CLOSE_GRACE_MS, l.receiver?.close())));
+        await Promise.all([...this.#clients.values()].map((c) => atMost(CLOSE_GRACE_MS, c.close())));
     }
 
     async handleOutput(binding: { name: string; [k: string]: unknown }, value: RpcTypedData): Promise<void> {
@@ -152,4 +156,14 @@ export class ServiceBusExtension implements BindingExtension {
         const bodies = Array.isArray(decoded) ? decoded : [decoded];
         await sender.sendMessages(bodies.map((body) => ({ body })));
     }
+}
+
+const CLOSE_GRACE_MS = 3000;
+
+/** Waits for `work` (errors ignored: the connection goes anyway), but no longer than `ms`. */
+async function atMost(ms: number, work: Promise<unknown> | undefined): Promise<void> {
+    if (!work) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
 }
