@@ -131,6 +131,8 @@ describe('proposal signing saga across core and member deployments', () => {
         const repeat = await sign(north, proposalId);
         expect(((await repeat.json()) as { txHash: string }).txHash).toBe(firstTx);
         await waitFor(async () => ((await view(proposalId)).parties.find((p) => p.orgId === north.orgId)?.signed ? true : undefined), 30_000, 250);
+        // The saga's status follows its record: it is set when the saga takes its next turn.
+        await waitFor(async () => ((await view(proposalId)).saga?.customStatus?.signed?.length ? true : undefined), 30_000, 250);
         expect((await view(proposalId)).saga?.customStatus?.signed).toEqual([north.account.toLowerCase()]);
 
         expect((await sign(south, proposalId)).status).toBe(202);
