@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Interface } from 'ethers';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { Conflict, Invalid, NotFound, TooLarge } from '../shared/errors';
+import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../shared/errors';
 import { proposalView } from '../shared/proposals/proposalEvents';
 import { newProposal, PROPOSAL_STATUSES } from '../shared/proposals/proposals';
 import { PROPOSAL_EVENT, proposalInstanceId, type ProposalSigningInput, type Rejection } from '../orchestrations/proposalSigning';
@@ -132,9 +132,15 @@ httpRoute('proposalsVerify', {
         const iface = new Interface(version.abi);
         const onChain: { hash: string; algorithm: string; index: number }[] = [];
         for (const { i } of indexes) {
-            const data = await services.chain().provider.call({ to: p.contract.address, data: iface.encodeFunctionData('getAsset', [p.chainId, i]) });
-            const [hash, algorithm] = iface.decodeFunctionResult('getAsset', data) as unknown as [string, string];
-            onChain.push({ hash: hash.replace(/^0x/, ''), algorithm, index: i });
+            try {
+                const data = await services.chain().provider.call({ to: p.contract.address, data: iface.encodeFunctionData('getAsset', [p.chainId, i]) });
+                const [hash, algorithm] = iface.decodeFunctionResult('getAsset', data) as unknown as [string, string];
+                onChain.push({ hash: hash.replace(/^0x/, ''), algorithm, index: i });
+            } catch (err) {
+                if (err instanceof AppError) throw err;
+                const e = err as { code?: string; shortMessage?: string; message?: string };
+                throw new Upstream(`The ledger did not answer getAsset(${i}) of proposal ${p.id}: ${e.code ?? ''} ${e.shortMessage ?? e.message ?? ''}`.trim(), { cause: err });
+            }
         }
         const hit = onChain.find((x) => x.hash === computed);
         const shown = hit ?? onChain[0]!;

@@ -162,7 +162,10 @@ describe('proposal signing saga across core and member deployments', () => {
 
         // The documents against the ledger's anchors: the same bytes match, a changed one does not.
         const verify = (body: Buffer | string, type: string) => api(`proposals/${proposalId}/verify`, { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': type }, body });
-        const ok = (await (await verify(schedule, 'application/pdf')).json()) as { match: boolean; onChainHash: string; computedHash: string; txHash: string };
+        const verified = await verify(schedule, 'application/pdf');
+        // On a failure, what the core logged about it.
+        if (verified.status !== 200) console.log(JSON.stringify(host.logs().filter((l) => l.level === 'error' || (typeof l.level === 'number' && l.level >= 50)).slice(-5)));
+        const ok = (await verified.json()) as { match: boolean; onChainHash: string; computedHash: string; txHash: string };
         expect(ok).toMatchObject({ match: true, onChainHash: createHash('sha256').update(schedule).digest('hex'), computedHash: createHash('sha256').update(schedule).digest('hex'), txHash: done.anchor!.txHash });
         const changed = Buffer.from(contract);
         changed[changed.length - 1] ^= 1;
