@@ -16,13 +16,14 @@
  * keep their fractions (its histogram rounds to whole milliseconds); its histogram's p50/p99 are
  * printed too. Any non-2xx answer, connection error or timeout makes the run a failure.
  *
- *   npx tsx bench/api.ts [--duration 10] [--connections 10]
+ *   npm run bench:api -- [--duration 10] [--connections 10]
  */
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
 import { devToken, removeDir, repoRoot, tempDir, waitFor } from '../test/harness/devhost';
 import { onboard } from '../test/harness/journeys';
-import { type BenchOutcome, type CompiledDevhost, freePort, percentile, startCompiledDevhost } from './compiledDevhost';
+import { type BenchOutcome, type CompiledDevhost, percentile, startCompiledDevhost, numberArg, runAsScript } from './compiledDevhost';
+import { freePort } from '../test/harness/faultProxy';
 
 export interface Measured {
     label: string;
@@ -193,7 +194,7 @@ export async function runApi(opts: { duration?: number; connections?: number; wa
         return {
             rows: [
                 {
-                    script: '`npx tsx bench/api.ts`',
+                    script: '`npm run bench:api`',
                     what: `autocannon, ${connections} connections, ${duration} s per route (after ${warmup} s warm-up), compiled devhost; GET: the trader's own proposals (awaiting signatures) in turn; POST: every request a new valid proposal (own Idempotency-Key), each starting its saga; references \`GET /api/me\` (token, directory, pipeline) and \`GET /api/health\` (every component) in the same run`,
                     figures: `GET /api/proposals/{id} ${fig(get)}, ratio to /me ${ratio(get.p50, me.p50)} · POST /api/proposals ${fig(post)}, ratio to /me ${ratio(post.p50, me.p50)} (${accepted.size} proposals, 0 replays) · GET /api/me ${fig(me)} · GET /api/health ${fig(health)} · non-2xx ${get.non2xx + post.non2xx + me.non2xx + health.non2xx}`,
                 },
@@ -207,19 +208,4 @@ export async function runApi(opts: { duration?: number; connections?: number; wa
     }
 }
 
-if (require.main === module) {
-    const arg = (name: string, fallback: number) => {
-        const i = process.argv.indexOf(`--${name}`);
-        return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-    };
-    runApi({ duration: arg('duration', 10), connections: arg('connections', 10), warmup: arg('warmup', 2) }).then(
-        (o) => {
-            for (const f of o.failures) console.error(`FAILED: ${f}`);
-            process.exit(o.failures.length ? 1 : 0);
-        },
-        (err: unknown) => {
-            console.error(err);
-            process.exit(1);
-        },
-    );
-}
+if (require.main === module) runAsScript(() => runApi({ duration: numberArg('duration', 10), connections: numberArg('connections', 10), warmup: numberArg('warmup', 2) }));

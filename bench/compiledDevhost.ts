@@ -7,12 +7,9 @@
  * The harness's own `startDevhost` runs the devhost from source through tsx; start-up time and memory
  * are measured here on the compiled code instead (tsx's loader would be part of both figures).
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
-import type { RunningDevhost, StartedApp } from '../test/harness/devhost';
-import { repoRoot } from '../test/harness/devhost';
+import { repoRoot, spawnDevhost, type RunningDevhost, type SpawnedDevhost } from '../test/harness/devhost';
 
 /** The Node the npm scripts run on (the project's own), else this process's. */
 export function nodeBinary(): string {
@@ -20,40 +17,7 @@ export function nodeBinary(): string {
     return existsSync(own) ? realpathSync(own) : process.execPath;
 }
 
-/** A port nobody listens on right now (the kernel's pick; closed again before it is used). */
-export function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const server = createServer();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-            const addr = server.address();
-            const port = typeof addr === 'object' && addr ? addr.port : 0;
-            server.close(() => resolve(port));
-        });
-    });
-}
-
-export interface CompiledDevhost extends RunningDevhost {
-    pid: number;
-    /** `Date.now()` just before the process was spawned. */
-    spawnedAt: number;
-    /** From spawn to `<state>/devhost.json` naming this process (every app instance started). */
-    readyMs: number;
-}
-
-export interface SpawnedDevhost {
-    pid: number;
-    spawnedAt: number;
-    /** Resolves once the devhost is ready (or rejects when it exits first or takes too long). */
-    ready: Promise<CompiledDevhost>;
-    stop(signal?: NodeJS.Signals): Promise<number | null>;
-    exited: Promise<number | null>;
-    stderr(): string;
-    /** Every JSON log line so far (the last 2,000). */
-    logs(): Record<string, unknown>[];
-}
-
-const TAIL = 64 * 1024;
+export type CompiledDevhost = RunningDevhost & { readyMs: number };
 
 /**
  * Spawns `node dist/devhost/cli.js start` with every service on a free port and `appArgs`
@@ -63,93 +27,16 @@ const TAIL = 64 * 1024;
 export function spawnCompiledDevhost(opts: { stateDir: string; appArgs: string[]; env?: Record<string, string>; timeoutMs?: number }): SpawnedDevhost {
     const cli = path.join(repoRoot, 'dist', 'devhost', 'cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
-    const args = [cli, 'start', '--port', '0', '--console-port', '0', '--state', opts.stateDir, '--identity-port', '0', '--smtp-port', '0', '--servicebus-port', '0', '--servicebus-admin-port', '0', '--storage-ports', '0', '--cosmos-port', '0', '--ledger-port', '0', ...opts.appArgs];
-    const spawnedAt = Date.now();
-    const child = spawn(nodeBinary(), args, {
-        cwd: repoRoot,
-        env: { ...process.env, FLEXCHANGE_LOG_LEVEL: 'warn', ...opts.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
+    return spawnDevhost({
+        node: nodeBinary(),
+        entry: [cli],
+        appArgs: opts.appArgs,
+        stateDir: opts.stateDir,
+        storage: true,
+        env: { FLEXCHANGE_LOG_LEVEL: 'warn', ...opts.env },
+        timeoutMs: opts.timeoutMs ?? 120_000,
+        keepLines: 2000,
     });
-    const pid = child.pid;
-    if (pid === undefined) throw new Error('the devhost did not spawn');
-    let stdout = '';
-    let stderr = '';
-    const lines: Record<string, unknown>[] = [];
-    child.stdout!.on('data', (chunk: Buffer) => {
-        stdout += chunk.toString('utf8');
-        let nl: number;
-        while ((nl = stdout.indexOf('\n')) >= 0) {
-            const line = stdout.slice(0, nl);
-            stdout = stdout.slice(nl + 1);
-            try {
-                lines.push(JSON.parse(line) as Record<string, unknown>);
-                if (lines.length > 2000) lines.splice(0, lines.length - 2000);
-            } catch {
-                // not a log line
-            }
-        }
-    });
-    child.stderr!.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString('utf8');
-        if (stderr.length > TAIL) stderr = stderr.slice(-TAIL);
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
-    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-        return exited;
-    };
-    const runtimeFile = path.join(opts.stateDir, 'devhost.json');
-    const ready = new Promise<CompiledDevhost>((resolve, reject) => {
-        const deadline = spawnedAt + (opts.timeoutMs ?? 120_000);
-        let done = false;
-        void exited.then((code) => {
-            if (done) return;
-            done = true;
-            reject(new Error(`devhost exited with ${code} before it was ready\n${stderr}`));
-        });
-        const poll = () => {
-            if (done) return;
-            try {
-                const info = JSON.parse(readFileSync(runtimeFile, 'utf8')) as { pid: number; console: string; apps: StartedApp[] };
-                if (info.pid === pid) {
-                    done = true;
-                    const readyMs = Date.now() - spawnedAt;
-                    const apps: Record<string, StartedApp> = {};
-                    for (const a of info.apps) apps[a.name] = a;
-                    resolve({
-                        child,
-                        pid,
-                        spawnedAt,
-                        readyMs,
-                        consoleUrl: info.console,
-                        stateDir: opts.stateDir,
-                        apps,
-                        origin: (name) => {
-                            const app = apps[name];
-                            if (!app) throw new Error(`no app instance "${name}"`);
-                            return `http://localhost:${app.port}`;
-                        },
-                        logs: () => lines,
-                        stderr: () => stderr,
-                        stop,
-                        exited,
-                    });
-                    return;
-                }
-            } catch {
-                // not written yet
-            }
-            if (Date.now() > deadline) {
-                done = true;
-                child.kill('SIGKILL');
-                reject(new Error(`devhost not ready in time\n${stderr}`));
-                return;
-            }
-            setTimeout(poll, 20);
-        };
-        poll();
-    });
-    return { pid, spawnedAt, ready, stop, exited, stderr: () => stderr, logs: () => lines };
 }
 
 export async function startCompiledDevhost(opts: { stateDir: string; appArgs: string[]; env?: Record<string, string>; timeoutMs?: number }): Promise<CompiledDevhost> {
@@ -219,3 +106,23 @@ export interface BenchOutcome {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** `--name <number>` from the command line, or the fallback. */
+export function numberArg(name: string, fallback: number): number {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** Runs one benchmark as a script of its own: its failures reported, exit 1 when there are any. */
+export function runAsScript(run: () => Promise<BenchOutcome>): void {
+    run().then(
+        (o) => {
+            for (const f of o.failures) console.error(`FAILED: ${f}`);
+            process.exit(o.failures.length ? 1 : 0);
+        },
+        (err: unknown) => {
+            console.error(err);
+            process.exit(1);
+        },
+    );
+}

@@ -19,11 +19,12 @@
  * RSS moves with every isolate's garbage collections (a step can be negative); hence the slope, and the
  * steps printed with it.
  *
- *   npx tsx bench/memory.ts [--members 4]
+ *   npm run bench:memory -- [--members 4]
  */
 import { removeDir, repoRoot, tempDir } from '../test/harness/devhost';
 import { onboard } from '../test/harness/journeys';
-import { type BenchOutcome, childProcesses, type CompiledDevhost, freePort, mb, median, rssBytes, sleep, startCompiledDevhost } from './compiledDevhost';
+import { type BenchOutcome, childProcesses, type CompiledDevhost, mb, median, rssBytes, sleep, startCompiledDevhost, numberArg, runAsScript } from './compiledDevhost';
+import { freePort } from '../test/harness/faultProxy';
 
 interface ProcessHealth {
     rssMb: number;
@@ -75,7 +76,7 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
         const core = `${host.origin('core')}/api`;
         // Every lazily built client of the core made once (the health route touches each component).
         for (let i = 0; i < 3; i++) await processHealth(core);
-        const alone = await settledRss(host.pid, settleMs);
+        const alone = await settledRss(host.child.pid!, settleMs);
         const coreHealth = await processHealth(core);
         console.log(`memory: devhost with the core alone: RSS ${mb(alone).toFixed(0)} MB (/proc; its health route says ${coreHealth.rssMb} MB for the same process); core heap used ${coreHealth.heapUsedMb} MB`);
 
@@ -88,7 +89,7 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
             const onboardMs = Date.now() - started;
             memberUrls.push(org.memberUrl);
             for (let k = 0; k < 2; k++) await processHealth(org.memberUrl);
-            const now = await settledRss(host.pid, settleMs);
+            const now = await settledRss(host.child.pid!, settleMs);
             console.log(`memory: + member ${i}${i === 1 ? ' (warm-up: the core runs its first onboarding too)' : ''}, onboarded in ${(onboardMs / 1000).toFixed(1)} s: devhost RSS ${mb(now).toFixed(0)} MB (${now >= (rss.at(-1) ?? alone) ? '+' : ''}${mb(now - (rss.at(-1) ?? alone)).toFixed(0)} MB)`);
             counts.push(i);
             rss.push(now);
@@ -97,7 +98,7 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
         for (const [i, url] of memberUrls.entries()) heaps.push({ name: `member ${i + 1}`, heapUsedMb: (await processHealth(url)).heapUsedMb });
         const perMember = slope(counts, rss);
         const steps = rss.slice(1).map((r, i) => r - rss[i]!);
-        const relays = childProcesses(host.pid)
+        const relays = childProcesses(host.child.pid!)
             .filter((p) => p.cmdline.includes('nodeRelayProcess'))
             .map((p) => rssBytes(p.pid) ?? 0);
         const relayMb = relays.length ? mb(median(relays)) : NaN;
@@ -109,7 +110,7 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
         return {
             rows: [
                 {
-                    script: '`npx tsx bench/memory.ts`',
+                    script: '`npm run bench:memory`',
                     what: `RSS of the compiled devhost process (/proc, median over 3 s once settled) with the core alone, then with 1..${members + 1} onboarded organisations' member instances (worker threads of the same process, started by the core's member deployment through \`PUT /dev/apps/{name}\`); per instance = least-squares slope over members 1..${members + 1} (the first is the warm-up); V8 heap in use of each instance from its own \`GET /api/health\``,
                     figures: `core alone ${mb(alone).toFixed(0)} MB RSS (heap ${coreHealth.heapUsedMb} MB) · ${members + 1} members ${mb(rss.at(-1)!).toFixed(0)} MB → ${mb(perMember).toFixed(0)} MB RSS per member instance (steps ${steps.map(sign).join(', ')}), heap in use ${memberHeap} MB each · a member's node relay process ${relayMb.toFixed(0)} MB more`,
                 },
@@ -123,16 +124,4 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
     }
 }
 
-if (require.main === module) {
-    const i = process.argv.indexOf('--members');
-    runMemory({ members: i >= 0 ? Number(process.argv[i + 1]) : 4 }).then(
-        (o) => {
-            for (const f of o.failures) console.error(`FAILED: ${f}`);
-            process.exit(o.failures.length ? 1 : 0);
-        },
-        (err: unknown) => {
-            console.error(err);
-            process.exit(1);
-        },
-    );
-}
+if (require.main === module) runAsScript(() => runMemory({ members: numberArg('members', 4) }));

@@ -6,11 +6,12 @@
  * module import time: `require()` of every compiled module of dist/functions and dist/orchestrations
  * in a fresh `node`, timed with `process.hrtime` inside that process.
  *
- *   npx tsx bench/startup.ts [--rounds 2] [--imports 3]
+ *   npm run bench:startup -- [--rounds 2] [--imports 3]
  */
 import { spawn } from 'node:child_process';
 import { removeDir, repoRoot, tempDir } from '../test/harness/devhost';
-import { type BenchOutcome, freePort, median, nodeBinary, sleep, spawnCompiledDevhost } from './compiledDevhost';
+import { type BenchOutcome, median, nodeBinary, sleep, spawnCompiledDevhost, numberArg, runAsScript } from './compiledDevhost';
+import { freePort } from '../test/harness/faultProxy';
 
 /** Runs inside the fresh node: every .js under dist/functions and dist/orchestrations, in a stable order. */
 const IMPORT_SCRIPT = `
@@ -161,7 +162,7 @@ export async function runStartup(opts: { rounds?: number; imports?: number } = {
     return {
         rows: [
             {
-                script: '`npx tsx bench/startup.ts`',
+                script: '`npm run bench:startup`',
                 what: `\`node dist/devhost/cli.js start --app .\` (core only, every service on a free port) to the first healthy \`GET /api/health\`, cold (fresh state folder) and warm (same folder again), median of ${rounds}; the app's module import: \`require()\` of the ${imports[0]!.files} compiled entry files of dist/functions and dist/orchestrations in a fresh node, median of ${imports.length}`,
                 figures: `cold ${s(coldMs)} · warm ${s(warmMs)}, ratio ${(warmMs / coldMs).toFixed(2)} · ${listening} · ${phaseSummary} · module import ${importMs.toFixed(0)} ms (${imports[0]!.modules} modules), ${((importMs / warmMs) * 100).toFixed(0)} % of the warm start · graceful stop ${s(stopMs)}`,
             },
@@ -170,19 +171,4 @@ export async function runStartup(opts: { rounds?: number; imports?: number } = {
     };
 }
 
-if (require.main === module) {
-    const arg = (name: string, fallback: number) => {
-        const i = process.argv.indexOf(`--${name}`);
-        return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-    };
-    runStartup({ rounds: arg('rounds', 2), imports: arg('imports', 3) }).then(
-        (o) => {
-            for (const f of o.failures) console.error(`FAILED: ${f}`);
-            process.exit(o.failures.length ? 1 : 0);
-        },
-        (err: unknown) => {
-            console.error(err);
-            process.exit(1);
-        },
-    );
-}
+if (require.main === module) runAsScript(() => runStartup({ rounds: numberArg('rounds', 2), imports: numberArg('imports', 3) }));

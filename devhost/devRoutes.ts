@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { DevConsole } from './console';
 import { sendJson, sendProblem } from './console';
@@ -33,6 +33,22 @@ async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<unknow
     } catch {
         throw Object.assign(new Error('The body is not valid JSON'), { status: 400 });
     }
+}
+
+/** The body checked against `schema`; on bad input a 400 (or 413) problem is sent and undefined returned. */
+async function readInput<S extends z.ZodType>(req: IncomingMessage, res: ServerResponse, schema: S): Promise<z.infer<S> | undefined> {
+    let body: unknown;
+    try {
+        body = await readJson(req);
+    } catch (err) {
+        const e = err as Error & { status?: number };
+        sendProblem(res, e.status ?? 400, 'Invalid input', e.message);
+        return undefined;
+    }
+    const parsed = schema.safeParse(body);
+    if (parsed.success) return parsed.data;
+    sendProblem(res, 400, 'Invalid input', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+    return undefined;
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -102,16 +118,9 @@ export function registerDevRoutes(
     console.route('POST', /^\/dev\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/(stall|resume|kill|diverge|restart)$/, async (req, res, [nodeId, action]) => {
         const nodes = services.nodes;
         if (!nodes?.get(nodeId!)) return sendProblem(res, 404, 'Not found', `No local node "${nodeId}"`);
-        let body: unknown;
-        try {
-            body = await readJson(req);
-        } catch (err) {
-            const e = err as Error & { status?: number };
-            return sendProblem(res, e.status ?? 400, 'Invalid input', e.message);
-        }
-        const parsed = nodeFault.safeParse(body);
-        if (!parsed.success) return sendProblem(res, 400, 'Invalid input', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-        const { persist, height } = parsed.data;
+        const input = await readInput(req, res, nodeFault);
+        if (!input) return;
+        const { persist, height } = input;
         try {
             const info =
                 action === 'stall' ? await nodes.stall(nodeId!, { persist, height })
@@ -131,17 +140,10 @@ export function registerDevRoutes(
     // on the next port, with its own settings, vault and database (the core's memberDeployment calls this).
     console.route('PUT', /^\/dev\/apps\/([a-z0-9][a-z0-9-]{0,62})$/, async (req, res, [name]) => {
         if (!services.memberApps) return sendProblem(res, 404, 'Not found', 'This devhost runs no app to copy');
-        let body: unknown;
+        const input = await readInput(req, res, memberAppRequest);
+        if (!input) return;
         try {
-            body = await readJson(req);
-        } catch (err) {
-            const e = err as Error & { status?: number };
-            return sendProblem(res, e.status ?? 400, 'Invalid input', e.message);
-        }
-        const parsed = memberAppRequest.safeParse(body);
-        if (!parsed.success) return sendProblem(res, 400, 'Invalid input', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
-        try {
-            const app = await services.memberApps.ensure(name, parsed.data);
+            const app = await services.memberApps.ensure(name, input);
             sendJson(res, app.created ? 201 : 200, app);
         } catch (err) {
             sendProblem(res, 500, 'The member app did not start', (err as Error).message);

@@ -116,11 +116,18 @@ httpRoute('memberChainNodes', {
     }),
 });
 
+let configured: Promise<void> | undefined;
+
 /** The member's watchdog: its configured nodes registered with the core, then each one checked (and restarted when stalled). */
 async function memberWatchdog(context: InvocationContext): Promise<void> {
     const services = getServices();
     const { watchdog, core } = services.nodeWatchdog();
-    await watchdog.configure(services.settings.FLEXCHANGE_NODES);
+    // The node list is a setting: recorded once per instance (again after a failed try).
+    configured ??= watchdog.configure(services.settings.FLEXCHANGE_NODES).catch((err: unknown) => {
+        configured = undefined;
+        throw err;
+    });
+    await configured;
     const before = new Map((await watchdog.list()).map((n) => [n.id, n]));
     for (const node of before.values()) {
         if (node.coreRegisteredAs === `${node.enode} ${node.rpcUrl}`) continue;

@@ -102,7 +102,8 @@ export class NodeRegistry {
      * changes nothing) and returns the event to publish for it.
      */
     async recordTransition(orgId: string, nodeId: string, t: ReportedTransition): Promise<EventEnvelope> {
-        const found = await this.#find(nodeId);
+        // A point read in the reporter's own partition (its owner checked too: the local server ignores partitions).
+        const found = (await this.repo.read(nodeId, orgId))?.item;
         if (!found || found.orgId !== orgId) throw new NotFound(`Your organisation has no node ${nodeId}`);
         const node = await updateItem(
             this.repo,

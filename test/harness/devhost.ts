@@ -32,17 +32,41 @@ export function tempDir(prefix = 'flexchange-test-'): string {
     return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/** Every service port on a free one (0): a devhost started this way never meets another on this machine. */
+const FREE_PORTS = ['--port', '0', '--console-port', '0', '--identity-port', '0', '--smtp-port', '0', '--servicebus-port', '0', '--servicebus-admin-port', '0'];
+const FREE_STORAGE_PORTS = ['--storage-ports', '0', '--cosmos-port', '0', '--ledger-port', '0'];
+
+export interface SpawnedDevhost {
+    child: ChildProcess;
+    /** `Date.now()` just before the process was spawned. */
+    spawnedAt: number;
+    /** Resolves once `<state>/devhost.json` names this process (every app instance started), or rejects when it exits first or takes too long. */
+    ready: Promise<RunningDevhost & { readyMs: number }>;
+    stop(signal?: NodeJS.Signals): Promise<number | null>;
+    exited: Promise<number | null>;
+    stderr(): string;
+    logs(): Record<string, unknown>[];
+}
+
 /**
- * Starts the devhost CLI from source (tsx) in a child process, on free ports,
- * with its own state folder, and resolves once it has logged `devhost.ready`.
+ * Spawns `<node> <entry...> start` on free ports with its own state folder and returns at once
+ * (`ready` says when it is up, so a caller can time other things from the same spawn). `entry` is
+ * the CLI from source through tsx (tests) or the compiled one (the benchmarks).
  */
-export async function startDevhost(
-    appArgs: string[],
-    opts: { env?: Record<string, string>; stateDir?: string; timeoutMs?: number; storage?: boolean } = {},
-): Promise<RunningDevhost> {
-    const stateDir = opts.stateDir ?? tempDir('flexchange-state-');
-    const args = ['--import', 'tsx', path.join(repoRoot, 'devhost', 'cli.ts'), 'start', '--port', '0', '--console-port', '0', '--state', stateDir, '--identity-port', '0', '--smtp-port', '0', '--servicebus-port', '0', '--servicebus-admin-port', '0', ...(opts.storage ? ['--storage-ports', '0', '--cosmos-port', '0', '--ledger-port', '0'] : ['--no-storage']), ...appArgs];
-    const child = spawn(process.execPath, args, {
+export function spawnDevhost(opts: {
+    node?: string;
+    entry: string[];
+    appArgs: string[];
+    stateDir: string;
+    storage?: boolean;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+    /** Keep only the newest N log lines (long benchmark runs); all of them by default. */
+    keepLines?: number;
+}): SpawnedDevhost {
+    const args = [...opts.entry, 'start', ...FREE_PORTS, '--state', opts.stateDir, ...(opts.storage ? FREE_STORAGE_PORTS : ['--no-storage']), ...opts.appArgs];
+    const spawnedAt = Date.now();
+    const child = spawn(opts.node ?? process.execPath, args, {
         cwd: repoRoot,
         env: { ...process.env, FLEXCHANGE_LOG_LEVEL: 'debug', ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -51,7 +75,11 @@ export async function startDevhost(
     let stderr = '';
     const lines: Record<string, unknown>[] = [];
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const runtimeFile = path.join(stateDir, 'devhost.json');
+    const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        return exited;
+    };
+    const runtimeFile = path.join(opts.stateDir, 'devhost.json');
     child.stdout!.on('data', (chunk: Buffer) => {
         stdout += chunk.toString('utf8');
         let nl: number;
@@ -60,15 +88,19 @@ export async function startDevhost(
             stdout = stdout.slice(nl + 1);
             try {
                 lines.push(JSON.parse(line) as Record<string, unknown>);
+                if (opts.keepLines && lines.length > opts.keepLines) lines.splice(0, lines.length - opts.keepLines);
             } catch {
                 // not a log line
             }
         }
     });
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.stderr!.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString('utf8');
+        if (opts.keepLines && stderr.length > 64 * 1024) stderr = stderr.slice(-64 * 1024);
+    });
     // Ready = the devhost has written <state>/devhost.json for this process (whatever the log level).
-    const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-        const deadline = Date.now() + (opts.timeoutMs ?? 30000);
+    const ready = new Promise<RunningDevhost & { readyMs: number }>((resolve, reject) => {
+        const deadline = spawnedAt + (opts.timeoutMs ?? 30000);
         let done = false;
         void exited.then((code) => {
             if (done) return;
@@ -78,10 +110,27 @@ export async function startDevhost(
         const poll = () => {
             if (done) return;
             try {
-                const info = JSON.parse(readFileSync(runtimeFile, 'utf8')) as Record<string, unknown>;
+                const info = JSON.parse(readFileSync(runtimeFile, 'utf8')) as { pid: number; console: string; apps: StartedApp[] };
                 if (info.pid === child.pid) {
                     done = true;
-                    resolve(info);
+                    const apps: Record<string, StartedApp> = {};
+                    for (const a of info.apps) apps[a.name] = a;
+                    resolve({
+                        child,
+                        consoleUrl: info.console,
+                        stateDir: opts.stateDir,
+                        apps,
+                        origin: (name) => {
+                            const app = apps[name];
+                            if (!app) throw new Error(`no app instance "${name}"`);
+                            return `http://localhost:${app.port}`;
+                        },
+                        logs: () => lines,
+                        stderr: () => stderr,
+                        exited,
+                        stop,
+                        readyMs: Date.now() - spawnedAt,
+                    });
                     return;
                 }
             } catch {
@@ -97,25 +146,19 @@ export async function startDevhost(
         };
         poll();
     });
-    const entry = await ready;
-    const apps: Record<string, StartedApp> = {};
-    for (const a of entry.apps as StartedApp[]) apps[a.name] = a;
-    const running: RunningDevhost = {
-        child,
-        consoleUrl: entry.console as string,
-        stateDir,
-        apps,
-        origin: (name) => `http://localhost:${apps[name].port}`,
-        logs: () => lines,
-        stderr: () => stderr,
-        exited,
-        async stop(signal: NodeJS.Signals = 'SIGTERM') {
-            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-            return exited;
-        },
-    };
-    running.exited.then(() => undefined);
-    return running;
+    return { child, spawnedAt, ready, stop, exited, stderr: () => stderr, logs: () => lines };
+}
+
+/**
+ * Starts the devhost CLI from source (tsx) in a child process, on free ports,
+ * with its own state folder, and resolves once it is ready.
+ */
+export async function startDevhost(
+    appArgs: string[],
+    opts: { env?: Record<string, string>; stateDir?: string; timeoutMs?: number; storage?: boolean } = {},
+): Promise<RunningDevhost> {
+    const stateDir = opts.stateDir ?? tempDir('flexchange-state-');
+    return spawnDevhost({ entry: ['--import', 'tsx', path.join(repoRoot, 'devhost', 'cli.ts')], appArgs, stateDir, storage: opts.storage, env: opts.env, timeoutMs: opts.timeoutMs }).ready;
 }
 
 export function readJsonLines(file: string): Record<string, unknown>[] {
