@@ -3,6 +3,8 @@ import * as df from 'durable-functions';
 import { PROPOSAL_EVENT, proposalInstanceId, type PartySigned } from '../orchestrations/proposalSigning';
 import type { ChainEvent, ChainEventHandler } from '../shared/chain/eventPump';
 import { getServices } from '../shared/composition';
+import { routeSignature } from '../shared/proposals/chainSignatures';
+import type { ChainSignature } from '../shared/proposals/onChain';
 import { deploymentRole } from './http/route';
 
 /**
@@ -10,7 +12,7 @@ import { deploymentRole } from './http/route';
  * confirmation depth since the checkpoint, decoded, handed to the handler, then the
  * checkpoint. Runs never overlap (the host does not start a timer while it runs).
  * A party's `ProposalSigned` is raised on the proposal's signing saga (at least once: the
- * saga drops a repeat); every event is logged.
+ * saga drops a repeat), or reconciled into the record when the saga has ended; every event is logged.
  */
 // The core's job only: members learn of signatures through the core's events.
 if (deploymentRole() === 'core') app.timer('chainEventPump', {
@@ -24,14 +26,8 @@ if (deploymentRole() === 'core') app.timer('chainEventPump', {
                 for (const e of events) {
                     context.log(`chain event ${JSON.stringify({ id: e.id, name: e.name, version: e.version, block: e.blockNumber, args: e.args })}`);
                     if (e.name !== 'ProposalSigned') continue;
-                    const p = await proposals.byChainId(String(e.args.id));
-                    if (!p) continue; // not one of ours
-                    const signed: PartySigned = { kind: 'signed', account: String(e.args.party), txHash: e.txHash, blockNumber: e.blockNumber };
-                    await client.raiseEvent(proposalInstanceId(p.id), PROPOSAL_EVENT, signed).catch((err: unknown) => {
-                        // A saga that has ended (410) or is gone (404) needs no more signatures.
-                        const status = (err as { response?: { status?: number }; status?: number }).response?.status ?? (err as { status?: number }).status;
-                        if (status !== 404 && status !== 410 && !/404|410/.test(String((err as Error).message))) throw err;
-                    });
+                    const { route, proposalId } = await routeSignature(proposals, e, (id, sig) => raiseSigned(client, id, sig));
+                    if (route === 'reconciled') context.log(`proposal reconciled with the ledger ${JSON.stringify({ proposalId, event: e.id })}`);
                 }
             },
         };
@@ -41,3 +37,16 @@ if (deploymentRole() === 'core') app.timer('chainEventPump', {
         if (handled || rewound) context.log(`chain events pumped ${JSON.stringify({ events: handled, to: runs.at(-1)?.to, rewoundTo: rewound?.rewoundTo })}`);
     },
 });
+
+/** Raises a signature on the proposal's saga; false when the saga has ended (410) or is gone (404). */
+async function raiseSigned(client: df.DurableClient, proposalId: string, sig: ChainSignature): Promise<boolean> {
+    const signed: PartySigned = { kind: 'signed', ...sig };
+    try {
+        await client.raiseEvent(proposalInstanceId(proposalId), PROPOSAL_EVENT, signed);
+        return true;
+    } catch (err) {
+        const status = (err as { response?: { status?: number }; status?: number }).response?.status ?? (err as { status?: number }).status;
+        if (status !== 404 && status !== 410 && !/404|410/.test(String((err as Error).message))) throw err;
+        return false;
+    }
+}

@@ -3,9 +3,7 @@ import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { activityRetry } from './retry';
-import type { EventEnvelope } from '../shared/events/events';
 import { AppError } from '../shared/errors';
-import { proposalEvent } from '../shared/proposals/proposalEvents';
 import type { ProposalStatus } from '../shared/proposals/proposals';
 import { ethAddress, parseInput } from '../shared/validation';
 
@@ -91,8 +89,8 @@ const saga: OrchestrationHandler = function* (context: OrchestrationContext) {
         yield context.df.callActivityWithRetry('proposalSigned', retry, { proposalId: id, account: e.account, txHash: e.txHash, blockNumber: e.blockNumber });
         if (pending.size > 0) continue;
         context.df.setCustomStatus({ signed: [...signed], pending: [] });
-        yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Completed' });
-        return 'Completed';
+        const status: ProposalStatus = yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Completed' });
+        return status;
     }
 };
 df.app.orchestration('proposalSigning', saga);
@@ -124,13 +122,12 @@ df.app.activity('proposalFail', {
 
 const publishInput = z.object({ proposalId: z.string().uuid(), type: z.enum(['proposal.created', 'proposal.completed', 'proposal.rejected', 'proposal.expired']) }).strict();
 
+/** Publishes what the proposal's last step recorded (its events are written with the step's change, numbered). */
 df.app.activity('proposalPublish', {
     handler: async (raw: unknown) => {
-        const { proposalId, type } = parseInput(publishInput, raw);
-        const services = getServices();
-        const event: EventEnvelope = proposalEvent(await services.proposals().get(proposalId), type);
-        await services.events().publish(event);
-        return { id: event.id };
+        const { proposalId } = parseInput(publishInput, raw);
+        const p = await getServices().proposals().publishPending(proposalId);
+        return { status: p.status };
     },
 });
 
@@ -140,9 +137,7 @@ const signedInput = z.object({ proposalId: z.string().uuid(), account: ethAddres
 df.app.activity('proposalSigned', {
     handler: async (raw: unknown) => {
         const { proposalId, ...sig } = parseInput(signedInput, raw);
-        const services = getServices();
-        const { proposal } = await services.proposals().recordSignature(proposalId, sig);
-        await services.events().publish(proposalEvent(proposal, 'proposal.signed', { account: sig.account, txHash: sig.txHash, blockNumber: sig.blockNumber }));
+        await getServices().proposals().recordSignature(proposalId, sig);
         return { account: sig.account };
     },
 });
@@ -156,15 +151,14 @@ const concludeInput = z
     })
     .strict();
 
-/** Completed, or closed on-chain (rejected, expired; completed if every party signed first), then published. */
+/**
+ * Ends the proposal as the ledger ends it: completed, or closed on-chain (rejected, expired);
+ * a proposal every party signed on-chain first is completed, whichever the saga saw first.
+ */
 df.app.activity('proposalConclude', {
     handler: async (raw: unknown) => {
-        const input = parseInput(concludeInput, raw);
-        const services = getServices();
-        const proposals = services.proposals();
-        const p = input.outcome === 'Completed' ? await proposals.complete(input.proposalId) : await proposals.close(input.proposalId, input.outcome, { reason: input.reason, rejectedBy: input.rejectedBy });
-        const type = p.status === 'Completed' ? 'proposal.completed' : p.status === 'Rejected' ? 'proposal.rejected' : 'proposal.expired';
-        await services.events().publish(proposalEvent(p, type));
+        const { proposalId, outcome, ...detail } = parseInput(concludeInput, raw);
+        const p = await getServices().proposals().conclude(proposalId, outcome, detail);
         return p.status;
     },
 });

@@ -217,7 +217,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         timeoutMs: 10_000,
     });
     const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
-    return {
+    const built: Services = {
         settings,
         cosmos,
         blobs,
@@ -276,7 +276,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             const g = gateway();
             proposals ??= new Proposals(
                 new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
-                { accounts: accountRegistry, assets, versions: g.versions, pipeline: g.pipeline, operator: () => g.operator() },
+                { accounts: accountRegistry, assets, versions: g.versions, pipeline: g.pipeline, operator: () => g.operator(), ledger: g.provider, events: () => built.events() },
                 { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
             );
             return proposals;
@@ -349,6 +349,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         },
         health: () => checkHealth(checks, { role: settings.FLEXCHANGE_ROLE, timeoutMs: settings.FLEXCHANGE_HEALTH_TIMEOUT_MS }),
     };
+    return built;
 }
 
 /** The app's services, built on first use (after the host has put the settings in the environment). */

@@ -22,6 +22,8 @@ export const eventEnvelope = z
         subject: z.string().min(1).max(200),
         data: z.record(z.string(), z.unknown()),
         chain: z.object({ txHash: z.string(), blockNumber: z.number().int().nonnegative(), contract: z.string(), version: z.number().int().positive() }).optional(),
+        /** Events about one proposal: 1, 2, … in the order they happened, and delivered in that order. */
+        sequence: z.number().int().positive().optional(),
     })
     .strict();
 

@@ -1,7 +1,7 @@
 import type { EventEnvelope } from '../events/events';
 import type { Proposal } from './proposals';
 
-type ProposalEventType = 'proposal.created' | 'proposal.signed' | 'proposal.completed' | 'proposal.rejected' | 'proposal.expired' | 'proposal.cancelled';
+export type ProposalEventType = 'proposal.created' | 'proposal.signed' | 'proposal.completed' | 'proposal.rejected' | 'proposal.expired' | 'proposal.cancelled';
 
 /** What the parties see of a proposal (API.md `GET /proposals/{id}`): terms, parties with signatures, the ledger's records. */
 export function proposalView(p: Proposal): Record<string, unknown> {

@@ -11,6 +11,9 @@ import type { ContractVersions } from '../chain/versions';
 import { ContractRevert } from '../chain/reverts';
 import { updateItem, type Repository } from '../documents/repository';
 import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../errors';
+import type { EventEnvelope, EventPublisher } from '../events/events';
+import { readOnChain, type ChainSignature, type LedgerReader, type OnChainProposal } from './onChain';
+import { proposalEvent, type ProposalEventType } from './proposalEvents';
 
 export const PROPOSAL_STATUSES = ['Anchoring', 'AwaitingSignatures', 'Completed', 'Rejected', 'Expired', 'Cancelled', 'Failed'] as const;
 export type ProposalStatus = (typeof PROPOSAL_STATUSES)[number];
@@ -74,8 +77,35 @@ export interface Proposal {
     cancel?: ChainRecord;
     reason?: string;
     rejectedBy?: { orgId: string; by: string };
+    /** The proposal's events: each one's sequence number, and those not yet published (written with the change they report). */
+    events?: ProposalEventLog;
     createdAt: string;
     updatedAt: string;
+}
+
+/**
+ * A proposal's own outbox. An event is added in the same write as the change it reports and
+ * numbered then (1, 2, … per proposal, `sequence` in the envelope); publishing drains the outbox
+ * in that order, so the feeds and webhooks see a proposal's events in the order they happened,
+ * and a step that crashed after its write publishes on its retry what it had recorded.
+ */
+export interface ProposalEventLog {
+    /** Event id → its sequence number, for every event ever recorded (a repeat keeps its number). */
+    seq: Record<string, number>;
+    outbox: EventEnvelope[];
+}
+
+const TERMINAL: readonly ProposalStatus[] = ['Completed', 'Rejected', 'Expired', 'Cancelled', 'Failed'];
+export const isTerminal = (status: ProposalStatus) => TERMINAL.includes(status);
+
+/** The proposal with an event about it recorded (numbered, in its outbox), unless that event was recorded before. */
+export function withEvent(p: Proposal, type: ProposalEventType, signature?: ChainSignature): Proposal {
+    const log: ProposalEventLog = p.events ?? { seq: {}, outbox: [] };
+    const { events: _log, ...state } = p;
+    const event = proposalEvent(state, type, signature);
+    if (log.seq[event.id]) return p;
+    const sequence = Object.keys(log.seq).length + 1;
+    return { ...p, events: { seq: { ...log.seq, [event.id]: sequence }, outbox: [...log.outbox, { ...event, sequence }] } };
 }
 
 export interface ProposalPolicy {
@@ -96,7 +126,15 @@ export const chainProposalId = (proposalId: string) => keccakText(`flexchange:pr
 export class Proposals {
     constructor(
         private readonly repo: Repository<Proposal>,
-        private readonly deps: { accounts: AccountRegistry; assets: Assets; versions: ContractVersions; pipeline: TransactionPipeline; operator: () => Promise<ChainSender> },
+        private readonly deps: {
+            accounts: AccountRegistry;
+            assets: Assets;
+            versions: ContractVersions;
+            pipeline: TransactionPipeline;
+            operator: () => Promise<ChainSender>;
+            ledger: LedgerReader;
+            events: () => EventPublisher;
+        },
         private readonly policy: ProposalPolicy,
     ) {}
 
@@ -215,10 +253,10 @@ export class Proposals {
         return updated!;
     }
 
-    /** Pins the latest active contract version (once) and anchors the proposal on it. */
+    /** Pins the latest active contract version (once) and anchors the proposal on it; `proposal.created` is recorded with the anchor. */
     async anchor(id: string): Promise<Proposal> {
         let p = await this.get(id);
-        if (p.anchor) return p;
+        if (p.anchor) return this.publishPending(id);
         if (!p.contract) {
             const v = await this.deps.versions.latestActive();
             p = await this.update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: { version: v.version, address: v.address! } }));
@@ -237,45 +275,97 @@ export class Proposals {
             await this.update(id, (cur) => ({ ...cur, status: 'Failed', reason }));
             throw new AppError(reason, 502, 'anchor_failed');
         }
-        return this.update(id, (cur) => (cur.anchor ? undefined : { ...cur, status: cur.status === 'Anchoring' ? 'AwaitingSignatures' : cur.status, anchor: { txHash: outcome.hash, blockNumber: outcome.blockNumber } }));
+        await this.update(id, (cur) =>
+            cur.anchor ? undefined : withEvent({ ...cur, status: cur.status === 'Anchoring' ? 'AwaitingSignatures' : cur.status, anchor: { txHash: outcome.hash, blockNumber: outcome.blockNumber } }, 'proposal.created'),
+        );
+        return this.publishPending(id);
     }
 
-    /** Records a party's on-chain signature (from the chain event pump); a repeat changes nothing. */
-    async recordSignature(id: string, sig: { account: string; txHash: string; blockNumber: number }): Promise<{ proposal: Proposal; changed: boolean }> {
+    /** Records a party's on-chain signature (from the chain event pump) with its `proposal.signed`; a repeat changes nothing. */
+    async recordSignature(id: string, sig: ChainSignature): Promise<{ proposal: Proposal; changed: boolean }> {
         let changed = false;
-        const proposal = await this.update(id, (cur) => {
-            const i = cur.parties.findIndex((x) => x.account.toLowerCase() === sig.account.toLowerCase());
-            if (i < 0 || cur.parties[i]!.signed) return undefined;
-            changed = true;
-            const parties = cur.parties.map((x, j) => (j === i ? { ...x, signed: true, signedAt: new Date().toISOString(), txHash: sig.txHash, blockNumber: sig.blockNumber } : x));
-            return { ...cur, parties };
+        await this.update(id, (cur) => {
+            const next = withSignatures(cur, [sig]);
+            changed = next !== cur;
+            return changed ? next : undefined;
         });
-        return { proposal, changed };
+        return { proposal: await this.publishPending(id), changed };
     }
 
     /**
-     * Closes an open proposal on-chain (rejected or expired). A proposal the ledger has
-     * completed meanwhile stays completed: the answer says which it is.
+     * Ends an open proposal the way the ledger ends it. Asked to reject or expire it, the
+     * proposal is cancelled on-chain, unless every party signed first: then it is `Completed`,
+     * whichever the saga saw first. Either way every signature the chain holds is recorded
+     * (from its logs, with `proposal.signed` for those not seen yet) before the outcome's event.
      */
-    async close(id: string, outcome: 'Rejected' | 'Expired', detail: { reason?: string; rejectedBy?: { orgId: string; by: string } } = {}): Promise<Proposal> {
+    async conclude(id: string, outcome: 'Completed' | 'Rejected' | 'Expired', detail: { reason?: string; rejectedBy?: { orgId: string; by: string } } = {}): Promise<Proposal> {
         const p = await this.get(id);
-        if (['Completed', 'Rejected', 'Expired', 'Cancelled'].includes(p.status)) return p;
-        if (p.anchor && p.contract) {
-            const version = await this.deps.versions.byVersion(p.contract.version);
-            const iface = new Interface(version.abi);
-            const tx = await this.#send(`proposal:${id}:cancel`, p.contract.address, iface.encodeFunctionData('cancelProposal', [p.chainId]), version.abi);
-            if (tx.state !== 'confirmed') {
-                // ProposalNotOpen(id, 2): every party signed first; the proposal is complete.
-                if (tx.revert?.errorName === 'ProposalNotOpen' && Number(tx.revert.args.status) === 2) return this.get(id);
-                throw new AppError(`The ledger refused to close the proposal: ${tx.revert?.errorName ?? 'reverted'}`, 502, 'cancel_failed');
-            }
-            return this.update(id, (cur) => ({ ...cur, status: outcome, cancel: { txHash: tx.hash, blockNumber: tx.blockNumber }, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }));
+        if (isTerminal(p.status)) return this.publishPending(id);
+        if (!p.anchor || !p.contract) {
+            if (outcome === 'Completed') throw new Conflict('A proposal that is not anchored cannot be complete', 'wrong_state');
+            await this.update(id, (cur) => (isTerminal(cur.status) ? undefined : withEvent({ ...cur, status: outcome, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }, outcomeEvent(outcome))));
+            return this.publishPending(id);
         }
-        return this.update(id, (cur) => ({ ...cur, status: outcome, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }));
+        let chain = await this.onChain(p);
+        let cancel: { txHash: string; blockNumber: number } | undefined;
+        // Cancelled already (a retry after the cancel was mined): the pipeline answers the same operation with its first outcome.
+        if (chain.status !== 'Completed' && outcome !== 'Completed') {
+            const version = await this.deps.versions.byVersion(p.contract.version);
+            const tx = await this.#send(`proposal:${id}:cancel`, p.contract.address, new Interface(version.abi).encodeFunctionData('cancelProposal', [p.chainId]), version.abi);
+            // Refused with ProposalNotOpen: the last signature was mined first (or a retry cancelled it already).
+            if (tx.state === 'confirmed') cancel = { txHash: tx.hash, blockNumber: tx.blockNumber };
+            else if (tx.revert?.errorName !== 'ProposalNotOpen') throw new AppError(`The ledger refused to close the proposal: ${tx.revert?.errorName ?? 'reverted'}`, 502, 'cancel_failed');
+            chain = await this.onChain(p);
+        }
+        const ending: ProposalStatus | undefined = chain.status === 'Completed' ? 'Completed' : chain.status === 'Cancelled' && outcome !== 'Completed' ? outcome : undefined;
+        if (!ending) throw new AppError(`The ledger holds the proposal as ${chain.status}, not ${outcome === 'Completed' ? 'completed' : 'closed'}; will look again`, 503, 'ledger_behind');
+        await this.update(id, (cur) => {
+            if (isTerminal(cur.status)) return undefined;
+            const signed = withSignatures(cur, chain.signatures);
+            const closing = ending === 'Completed' ? {} : { cancel: cancel ?? cur.cancel, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy };
+            return withEvent({ ...signed, status: ending, ...closing }, outcomeEvent(ending));
+        });
+        return this.publishPending(id);
     }
 
-    async complete(id: string): Promise<Proposal> {
-        return this.update(id, (cur) => (cur.status === 'Completed' ? undefined : { ...cur, status: 'Completed' }));
+    /**
+     * Brings the record in line with the ledger after the saga has ended (the chain event pump
+     * calls this for events of ended sagas): signatures the record lacks are recorded and
+     * announced, and a proposal the ledger completed is `Completed`, whatever the record said.
+     */
+    async reconcile(id: string): Promise<{ proposal: Proposal; changed: boolean }> {
+        const p = await this.get(id);
+        if (!p.anchor || !p.contract) return { proposal: p, changed: false };
+        const chain = await this.onChain(p);
+        let changed = false;
+        await this.update(id, (cur) => {
+            let next = withSignatures(cur, chain.signatures);
+            if (chain.status === 'Completed' && next.status !== 'Completed') next = withEvent({ ...next, status: 'Completed' }, 'proposal.completed');
+            changed = next !== cur;
+            return changed ? next : undefined;
+        });
+        return { proposal: await this.publishPending(id), changed };
+    }
+
+    /** What the ledger holds for this proposal now. */
+    async onChain(p: Proposal): Promise<OnChainProposal> {
+        if (!p.contract || !p.anchor) return { status: 'None', signatures: [] };
+        const version = await this.deps.versions.byVersion(p.contract.version);
+        return readOnChain(this.deps.ledger, { address: p.contract.address, abi: version.abi }, p.chainId, p.anchor.blockNumber);
+    }
+
+    /**
+     * Publishes the proposal's recorded events that are not out yet, in their order, then takes
+     * them out of its outbox. Two callers at once publish an event twice at worst (consumers
+     * dedupe by id), never one before an earlier one.
+     */
+    async publishPending(id: string): Promise<Proposal> {
+        const p = await this.get(id);
+        const pending = [...(p.events?.outbox ?? [])].sort((a, b) => (a.sequence ?? 0) - (b.sequence ?? 0));
+        if (pending.length === 0) return p;
+        for (const event of pending) await this.deps.events().publish(event);
+        const done = new Set(pending.map((e) => e.id));
+        return this.update(id, (cur) => (cur.events?.outbox.some((e) => done.has(e.id)) ? { ...cur, events: { ...cur.events, outbox: cur.events.outbox.filter((e) => !done.has(e.id)) } } : undefined));
     }
 
     /** A party's trader asks for the proposal to be rejected: checked here, carried out by the saga. */
@@ -294,4 +384,24 @@ export class Proposals {
             throw err;
         }
     }
+}
+
+/** The event that reports a proposal's ending. */
+function outcomeEvent(status: ProposalStatus): ProposalEventType {
+    const events: Partial<Record<ProposalStatus, ProposalEventType>> = { Completed: 'proposal.completed', Rejected: 'proposal.rejected', Expired: 'proposal.expired', Cancelled: 'proposal.cancelled' };
+    const type = events[status];
+    if (!type) throw new Error(`No event reports a proposal ending ${status}`);
+    return type;
+}
+
+/** The proposal with these on-chain signatures of its parties recorded, each with its `proposal.signed` (the same proposal when none is new). */
+function withSignatures(p: Proposal, signatures: ChainSignature[]): Proposal {
+    let next = p;
+    for (const sig of signatures) {
+        const i = next.parties.findIndex((x) => x.account.toLowerCase() === sig.account.toLowerCase());
+        if (i < 0 || next.parties[i]!.signed) continue;
+        const parties = next.parties.map((x, j) => (j === i ? { ...x, signed: true, signedAt: new Date().toISOString(), txHash: sig.txHash, blockNumber: sig.blockNumber } : x));
+        next = withEvent({ ...next, parties }, 'proposal.signed', sig);
+    }
+    return next;
 }
