@@ -93,37 +93,74 @@ export class Webhooks {
         }
     }
 
-    /** Sends what is due (at most `limit`), each under a lease so two dispatchers never send one at once. */
+    /**
+     * Sends what is due (at most `limit`), each under a lease so two dispatchers never send one at once.
+     * The events of one subject that carry a `sequence` (a proposal's) go to each webhook in that order:
+     * one waits while an earlier one is still pending (being retried), and goes as soon as it is delivered
+     * or parked.
+     */
     async dispatch(limit = 50, now = Date.now()): Promise<{ delivered: number; retried: number; parked: number }> {
         const due = await this.deliveries.query(
             { query: 'SELECT * FROM c WHERE c.kind = "delivery" AND c.state = "pending" AND c.nextAttemptAt <= @now ORDER BY c.nextAttemptAt', parameters: [{ name: '@now', value: new Date(now).toISOString() }] },
             { maxItemCount: limit },
         );
         const tally = { delivered: 0, retried: 0, parked: 0 };
+        const lines = new Map<string, Delivery[]>();
+        for (const d of due.items) {
+            const line = d.event.sequence === undefined ? d.id : `${d.webhookId}\n${d.event.subject}`;
+            lines.set(line, [...(lines.get(line) ?? []), d]);
+        }
         await Promise.all(
-            due.items.map(async (d) => {
-                if (d.leaseUntil && Date.parse(d.leaseUntil) > now) return;
-                const stored = await this.deliveries.read(d.id, d.id);
-                if (!stored || stored.item.state !== 'pending') return;
-                let leased: Delivery;
-                try {
-                    leased = (await this.deliveries.replace({ ...stored.item, leaseUntil: new Date(now + this.policy.timeoutMs * 2).toISOString(), updatedAt: new Date().toISOString() }, stored.etag)).item;
-                } catch (err) {
-                    if (err instanceof Conflict) return; // another dispatcher has it
-                    throw err;
+            [...lines.values()].map(async (line) => {
+                for (const d of line.sort((x, y) => (x.event.sequence ?? 0) - (y.event.sequence ?? 0))) {
+                    if (await this.#waitsForEarlier(d)) return;
+                    const state = await this.#attempt(d, now);
+                    if (state) tally[state === 'delivered' ? 'delivered' : state === 'parked' ? 'parked' : 'retried']++;
+                    if (state !== 'delivered' && state !== 'parked') return;
                 }
-                const outcome = await this.#send(leased);
-                const attempts = leased.attempts + 1;
-                const next: Delivery = outcome.ok
-                    ? { ...leased, state: 'delivered', attempts, deliveredAt: new Date().toISOString(), leaseUntil: undefined, lastError: undefined, updatedAt: new Date().toISOString() }
-                    : attempts >= this.policy.maxAttempts
-                      ? { ...leased, state: 'parked', attempts, leaseUntil: undefined, lastError: outcome.error, updatedAt: new Date().toISOString() }
-                      : { ...leased, attempts, nextAttemptAt: new Date(Date.now() + this.policy.retryBaseSeconds * 1000 * 2 ** (attempts - 1)).toISOString(), leaseUntil: undefined, lastError: outcome.error, updatedAt: new Date().toISOString() };
-                await this.deliveries.upsert(next);
-                tally[next.state === 'delivered' ? 'delivered' : next.state === 'parked' ? 'parked' : 'retried']++;
             }),
         );
         return tally;
+    }
+
+    /** One attempt at a delivery under a lease: its new state, or nothing when another dispatcher has it. */
+    async #attempt(d: Delivery, now: number): Promise<Delivery['state'] | 'retried' | undefined> {
+        if (d.leaseUntil && Date.parse(d.leaseUntil) > now) return undefined;
+        const stored = await this.deliveries.read(d.id, d.id);
+        if (!stored || stored.item.state !== 'pending') return undefined;
+        let leased: Delivery;
+        try {
+            leased = (await this.deliveries.replace({ ...stored.item, leaseUntil: new Date(now + this.policy.timeoutMs * 2).toISOString(), updatedAt: new Date().toISOString() }, stored.etag)).item;
+        } catch (err) {
+            if (err instanceof Conflict) return undefined; // another dispatcher has it
+            throw err;
+        }
+        const outcome = await this.#send(leased);
+        const attempts = leased.attempts + 1;
+        const next: Delivery = outcome.ok
+            ? { ...leased, state: 'delivered', attempts, deliveredAt: new Date().toISOString(), leaseUntil: undefined, lastError: undefined, updatedAt: new Date().toISOString() }
+            : attempts >= this.policy.maxAttempts
+              ? { ...leased, state: 'parked', attempts, leaseUntil: undefined, lastError: outcome.error, updatedAt: new Date().toISOString() }
+              : { ...leased, attempts, nextAttemptAt: new Date(Date.now() + this.policy.retryBaseSeconds * 1000 * 2 ** (attempts - 1)).toISOString(), leaseUntil: undefined, lastError: outcome.error, updatedAt: new Date().toISOString() };
+        await this.deliveries.upsert(next);
+        return next.state === 'pending' ? 'retried' : next.state;
+    }
+
+    /** Whether an earlier event of the same subject is still pending for this webhook. */
+    async #waitsForEarlier(d: Delivery): Promise<boolean> {
+        if (!d.event.sequence || d.event.sequence <= 1) return false;
+        const earlier = await this.deliveries.query(
+            {
+                query: 'SELECT * FROM c WHERE c.kind = "delivery" AND c.webhookId = @hook AND c.state = "pending" AND c.event.subject = @subject AND c.event.sequence < @seq',
+                parameters: [
+                    { name: '@hook', value: d.webhookId },
+                    { name: '@subject', value: d.event.subject },
+                    { name: '@seq', value: d.event.sequence },
+                ],
+            },
+            { maxItemCount: 1 },
+        );
+        return earlier.items.length > 0;
     }
 
     async deliveriesOf(orgId: string, webhookId: string): Promise<Delivery[]> {

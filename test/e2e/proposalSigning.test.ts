@@ -226,6 +226,58 @@ describe('proposal signing saga across core and member deployments', () => {
         }
     }, 90_000);
 
+    it("sends a proposal's events to a webhook in the order they happened, a later one waiting while an earlier one is retried", async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        // Every event's first two deliveries fail: without ordering, a later event overtakes one in back-off.
+        const tries = new Map<string, number>();
+        const got: { eventId: string; type: string; sequence: number; status: number }[] = [];
+        const receiver = http.createServer((req, res) => {
+            const chunks: Buffer[] = [];
+            req.on('data', (c: Buffer) => chunks.push(c));
+            req.on('end', () => {
+                const event = JSON.parse(Buffer.concat(chunks).toString()) as { id: string; type: string; sequence: number };
+                const n = (tries.get(event.id) ?? 0) + 1;
+                tries.set(event.id, n);
+                const status = n <= 2 ? 503 : 200;
+                got.push({ eventId: event.id, type: event.type, sequence: event.sequence, status });
+                res.writeHead(status).end();
+            });
+        });
+        await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
+        const admin = await devToken(host, { roles: ['Org.Admin'], email: 'sol@south.example' });
+        const made = await api(`orgs/${south.orgId}/webhooks`, json(admin, { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/ordered` }));
+        expect(made.status).toBe(201);
+        const { webhookId } = (await made.json()) as { webhookId: string };
+        try {
+            const res = await propose(north, [north, south], [Buffer.from(`%PDF ordered ${randomBytes(4).toString('hex')}`)]);
+            const { proposalId } = (await res.json()) as { proposalId: string };
+            await until(proposalId, 'AwaitingSignatures');
+            expect((await sign(north, proposalId)).status).toBe(202);
+            expect((await sign(south, proposalId)).status).toBe(202);
+            await until(proposalId, 'Completed');
+            const mine = () => got.filter((g) => g.eventId.includes(proposalId));
+            await waitFor(() => mine().some((g) => g.type === 'proposal.completed' && g.status === 200), 60_000, 200);
+            const accepted = mine().filter((g) => g.status === 200);
+            expect(accepted.map((g) => [g.type, g.sequence])).toEqual([
+                ['proposal.created', 1],
+                ['proposal.signed', 2],
+                ['proposal.signed', 3],
+                ['proposal.completed', 4],
+            ]);
+            // Never an attempt at an event before the one before it was taken.
+            for (const [i, g] of mine().entries()) {
+                const before = mine().slice(0, i);
+                if (g.sequence > 1) expect(before.some((b) => b.sequence === g.sequence - 1 && b.status === 200)).toBe(true);
+            }
+            // The feed has them in the same order, numbered.
+            const feed = (await (await api(`orgs/${south.orgId}/events`, json(south.trader))).json()) as { items: { type: string; subject: string; sequence?: number }[] };
+            expect(feed.items.filter((e) => e.subject === `proposals/${proposalId}`).map((e) => e.sequence)).toEqual([1, 2, 3, 4]);
+        } finally {
+            await api(`orgs/${south.orgId}/webhooks/${webhookId}`, { method: 'DELETE', headers: { authorization: `Bearer ${admin}` } });
+            await new Promise<void>((r) => receiver.close(() => r()));
+        }
+    }, 150_000);
+
     it('cancels on-chain when a party rejects, and tells every party', async () => {
         const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
         const res = await propose(north, [north, south], [Buffer.from(`%PDF reject me ${randomBytes(4).toString('hex')}`)]);
