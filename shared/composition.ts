@@ -49,6 +49,7 @@ import { IdempotentResponses, type KeptResponse } from './http/idempotency';
 import { publicBaseUrl } from './http/publicUrl';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
+import { systemLookup } from './net/pinnedTargets';
 import { LocalIssuerCredential } from './vault/credential';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from './vault/keyVault';
 import { AccountKeys } from './chain/signers';
@@ -210,12 +211,19 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     const directory: Directory = core
         ? new CoreDirectory(core, settings.FLEXCHANGE_ORG_ID!)
         : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential);
-    const webhooks = new Webhooks(new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId), new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id), secrets, {
-        maxAttempts: settings.FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS,
-        retryBaseSeconds: settings.FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS,
-        allowInsecureLoopback: settings.FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK,
-        timeoutMs: 10_000,
-    });
+    const webhooks = new Webhooks(
+        new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId),
+        new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id),
+        secrets,
+        {
+            maxAttempts: settings.FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS,
+            retryBaseSeconds: settings.FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS,
+            allowInsecureLoopback: settings.FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK,
+            timeoutMs: 10_000,
+        },
+        // Webhook hosts are resolved by the system resolver, checked, and connected to by the checked address.
+        { lookup: systemLookup },
+    );
     const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
     return {
         settings,
