@@ -37,7 +37,7 @@ import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './a
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
-import { NodeRegistry, type ChainNode } from './nodes/nodeRegistry';
+import { NodeRegistry, type ChainNode, type NodeClaim } from './nodes/nodeRegistry';
 import { JsonRpcProbe, NodeWatchdog, type NodeController, type NodeProbe, type WatchedNode } from './nodes/watchdog';
 import { CoreTransitionReporter, DevhostNodeController, NoNodeController, VmssNodeController } from './nodes/controllers';
 import { KeystoreBackups } from './keystore/keystoreBackups';
@@ -301,7 +301,10 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 { keepLast: settings.FLEXCHANGE_BACKUP_KEEP_LAST, keepDays: settings.FLEXCHANGE_BACKUP_KEEP_DAYS },
             );
         },
-        nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId)),
+        nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId), new CosmosRepository<NodeClaim>(database.container('nodeClaims'), (c) => c.id), {
+            ranges: settings.FLEXCHANGE_NODE_NETWORK_RANGES,
+            maxPerOrg: settings.FLEXCHANGE_NODE_MAX_PER_ORG,
+        }),
         nodeProbe,
         nodeWatchdog: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Node watchdogs over own nodes run on member deployments');
