@@ -7,7 +7,12 @@ import { isLoopback, nonPublicClass, parseIp } from './addresses';
 /** The resolver port: every address a host name has (the system resolver in production, a fake in tests). */
 export type Lookup = (hostname: string) => Promise<{ address: string; family: number }[]>;
 
-export const systemLookup: Lookup = (hostname) => dns.lookup(hostname, { all: true, verbatim: true });
+/** The system resolver, bounded: a name that has not resolved within 5 s is refused (a retried delivery asks again). */
+export const systemLookup: Lookup = (hostname) =>
+    new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(Object.assign(new Error(`resolving ${hostname} timed out`), { code: 'ETIMEOUT' })), 5000);
+        dns.lookup(hostname, { all: true, verbatim: true }).then(resolve, reject).finally(() => clearTimeout(timer));
+    });
 
 /** A URL whose host was resolved and every address checked; requests go to `address`, and nowhere else. */
 export interface CheckedTarget {

@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import { Conflict, Invalid } from '../../shared/errors';
 import { parseRange } from '../../shared/net/addresses';
 import { NodeRegistry, type ChainNode, type NodeClaim } from '../../shared/nodes/nodeRegistry';
+import { JsonRpcProbe } from '../../shared/nodes/watchdog';
 import { startCosmos, type TestCosmos } from '../harness/cosmos';
 
 const enode = (tag: string, host = '10.1.0.4') => `enode://${createHash('sha512').update(tag).digest('hex')}@${host}:30303`;
@@ -82,5 +85,27 @@ describe('node registry', () => {
         // Its old key was given back; its new one is its own.
         await expect(r.register('other', { nodeId: 'other-0', enode: enode(held[0]!.id) })).resolves.toMatchObject({ created: true });
         await expect(r.register('other', { nodeId: 'other-1', enode: enode('capped-moved') })).rejects.toMatchObject({ code: 'enode_taken' });
+    });
+
+    it('probes a node at its own address only: a redirect is not followed', async () => {
+        const served: string[] = [];
+        const listen = (handler: http.RequestListener) =>
+            new Promise<http.Server>((resolve) => {
+                const server = http.createServer(handler);
+                server.listen(0, '127.0.0.1', () => resolve(server));
+            });
+        // Where a redirect would lead (standing in for a metadata endpoint): it answers a valid head.
+        const elsewhere = await listen((req, res) => {
+            served.push(req.url ?? '');
+            res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { number: '0x10', hash: `0x${'ab'.repeat(32)}` } }));
+        });
+        const node = await listen((_req, res) => res.writeHead(307, { location: `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/steal` }).end());
+        try {
+            const seen = await new JsonRpcProbe(2000).head(`http://127.0.0.1:${(node.address() as AddressInfo).port}`);
+            expect(seen.ok).toBe(false);
+            expect(served).toEqual([]);
+        } finally {
+            await Promise.all([node, elsewhere].map((s) => new Promise((r) => s.close(r))));
+        }
     });
 });
