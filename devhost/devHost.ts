@@ -159,6 +159,8 @@ export class DevHost {
             env.COSMOS_KEY = storage.cosmos.key;
             env.FLEXCHANGE_LEDGER_RPC_URLS = storage.ledger.url;
             env.FLEXCHANGE_CHAIN_ID = String(storage.ledger.chainId);
+            // The members' local nodes are relays on loopback: the devhost's node network.
+            env.FLEXCHANGE_NODE_NETWORK_RANGES = '127.0.0.0/8,::1/128';
         }
         if (this.identity) {
             env.FLEXCHANGE_AUTH_ISSUER = this.identity.url;

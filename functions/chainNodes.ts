@@ -19,7 +19,11 @@ const nodeView = (n: ChainNode) => ({
 });
 const nodeIdSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and -');
 
-/** POST /api/chain/nodes (core; a member deployment, for its own nodes): `{ nodeId, enode, rpcUrl? }`. */
+/**
+ * POST /api/chain/nodes (core; a member deployment, for its own nodes): `{ nodeId, enode, rpcUrl? }`.
+ * The node id and enode key are claimed for good (another organisation's: 409), at most
+ * FLEXCHANGE_NODE_MAX_PER_ORG nodes per organisation (409 `node_limit`).
+ */
 httpRoute('chainNodesRegister', {
     route: 'chain/nodes',
     methods: ['POST'],
@@ -28,7 +32,8 @@ httpRoute('chainNodesRegister', {
         .object({
             nodeId: nodeIdSchema,
             enode: z.string().max(400),
-            rpcUrl: z.string().url().max(400).optional(),
+            // Checked against the node network by the registry (400 naming FLEXCHANGE_NODE_NETWORK_RANGES otherwise).
+            rpcUrl: z.string().url().max(400).optional().describe('http(s)://<IP address>:<port>: an address inside the node network (FLEXCHANGE_NODE_NETWORK_RANGES); host names are refused'),
         })
         .strict(),
     summary: 'Register one of your organisation’s ledger nodes',
@@ -151,7 +156,8 @@ async function memberWatchdog(context: InvocationContext): Promise<void> {
 async function consortiumWatchdog(context: InvocationContext): Promise<void> {
     const services = getServices();
     const at = new Date().toISOString();
-    const nodes = (await services.nodes.list()).filter((n): n is ChainNode & { rpcUrl: string } => !!n.rpcUrl);
+    // Only nodes whose rpcUrl is in the node network as the settings say now (a range removed since: not probed).
+    const nodes = await services.nodes.probeable();
     const observed = await Promise.all(
         nodes.map(async (n) => {
             const seen = await services.nodeProbe.head(n.rpcUrl);

@@ -16,7 +16,12 @@ httpRoute('orgWebhooksCreate', {
     route: 'orgs/{orgId}/webhooks',
     methods: ['POST'],
     access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
-    body: z.object({ url: z.string().min(1).max(2000), description: z.string().max(200).optional() }).strict(),
+    body: z
+        .object({
+            url: z.string().min(1).max(2000).describe('https URL whose host resolves to public addresses only (checked again before every delivery)'),
+            description: z.string().max(200).optional(),
+        })
+        .strict(),
     summary: 'Register a webhook for the organisation’s events',
     handler: async ({ params, body, caller }) => {
         const services = getServices();

@@ -37,7 +37,7 @@ import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './a
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
 import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
-import { NodeRegistry, type ChainNode } from './nodes/nodeRegistry';
+import { NodeRegistry, type ChainNode, type NodeClaim } from './nodes/nodeRegistry';
 import { JsonRpcProbe, NodeWatchdog, type NodeController, type NodeProbe, type WatchedNode } from './nodes/watchdog';
 import { CoreTransitionReporter, DevhostNodeController, NoNodeController, VmssNodeController } from './nodes/controllers';
 import { KeystoreBackups } from './keystore/keystoreBackups';
@@ -49,6 +49,7 @@ import { IdempotentResponses, type KeptResponse } from './http/idempotency';
 import { publicBaseUrl } from './http/publicUrl';
 import type { MailSender } from './mail/mailSender';
 import { SmtpMailSender } from './mail/smtpMailSender';
+import { systemLookup } from './net/pinnedTargets';
 import { LocalIssuerCredential } from './vault/credential';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from './vault/keyVault';
 import { AccountKeys } from './chain/signers';
@@ -210,12 +211,19 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     const directory: Directory = core
         ? new CoreDirectory(core, settings.FLEXCHANGE_ORG_ID!)
         : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential);
-    const webhooks = new Webhooks(new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId), new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id), secrets, {
-        maxAttempts: settings.FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS,
-        retryBaseSeconds: settings.FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS,
-        allowInsecureLoopback: settings.FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK,
-        timeoutMs: 10_000,
-    });
+    const webhooks = new Webhooks(
+        new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId),
+        new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id),
+        secrets,
+        {
+            maxAttempts: settings.FLEXCHANGE_WEBHOOK_MAX_ATTEMPTS,
+            retryBaseSeconds: settings.FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS,
+            allowInsecureLoopback: settings.FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK,
+            timeoutMs: 10_000,
+        },
+        // Webhook hosts are resolved by the system resolver, checked, and connected to by the checked address.
+        { lookup: systemLookup },
+    );
     const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
     const built: Services = {
         settings,
@@ -293,7 +301,10 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 { keepLast: settings.FLEXCHANGE_BACKUP_KEEP_LAST, keepDays: settings.FLEXCHANGE_BACKUP_KEEP_DAYS },
             );
         },
-        nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId)),
+        nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId), new CosmosRepository<NodeClaim>(database.container('nodeClaims'), (c) => c.id), {
+            ranges: settings.FLEXCHANGE_NODE_NETWORK_RANGES,
+            maxPerOrg: settings.FLEXCHANGE_NODE_MAX_PER_ORG,
+        }),
         nodeProbe,
         nodeWatchdog: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Node watchdogs over own nodes run on member deployments');

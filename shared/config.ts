@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseRange } from './net/addresses';
 import { nodeConfig } from './nodes/watchdog';
 
 const url = z.string().url();
@@ -50,6 +51,24 @@ const settingsSchema = z.object({
         .string()
         .default('')
         .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
+    /**
+     * Core: the consortium's node network, comma-separated CIDR ranges (`10.20.0.0/16,fd00:20::/48`; a bare
+     * address is a range of one). A node's rpcUrl must be an address inside them, and the consortium watchdog
+     * probes only such nodes. Empty: no rpcUrl is accepted and no member node is probed. The devhost sets loopback.
+     */
+    FLEXCHANGE_NODE_NETWORK_RANGES: z
+        .string()
+        .default('')
+        .transform((s, ctx) => {
+            try {
+                return s.split(',').map((x) => x.trim()).filter(Boolean).map(parseRange);
+            } catch (err) {
+                ctx.addIssue({ code: 'custom', message: (err as Error).message });
+                return z.NEVER;
+            }
+        }),
+    /** Core: the nodes one organisation may register (more: 409). */
+    FLEXCHANGE_NODE_MAX_PER_ORG: z.coerce.number().int().min(1).max(1000).default(8),
     /**
      * Member: this deployment's own ledger nodes, as JSON `[{ nodeId, rpcUrl, enode, vmss? }]` (`vmss`:
      * `{ subscriptionId, resourceGroup, scaleSet, instanceId }` of the node's VM in Azure). The devhost sets it.

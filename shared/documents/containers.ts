@@ -26,6 +26,8 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'usage', partitionKey: { paths: ['/orgId'] } },
     { id: 'audit', partitionKey: { paths: ['/orgId'] } },
     { id: 'nodes', partitionKey: { paths: ['/orgId'] } },
+    /** Which organisation holds each node id and enode key, and each organisation's node slots (claimed create-only). */
+    { id: 'nodeClaims', partitionKey: { paths: ['/id'] } },
     { id: 'treasury', partitionKey: { paths: ['/id'] } },
     /** Ledger transactions by operation id (the pipeline's idempotency record). */
     { id: 'transactions', partitionKey: { paths: ['/id'] } },

@@ -1,6 +1,7 @@
 import { updateItem, type Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
+import { inRange, neverReachable, parseIp, type IpRange } from '../net/addresses';
 import type { Divergence, NodeEventType, Observation } from './watchdog';
 
 export const NODE_STATUSES = ['healthy', 'stalled', 'diverged', 'restarting', 'down'] as const;
@@ -48,6 +49,53 @@ const nodeEvent = (node: ChainNode, type: NodeEventType, at: string, data: Recor
     data: { nodeId: node.id, ...data },
 });
 
+/**
+ * Who holds what in the node registry (container `nodeClaims`, partition `/id`), each written create-only
+ * so two organisations racing for one node id or one enode key cannot both win:
+ * `node:<nodeId>` → its organisation; `enode:<public key>` → its organisation and node;
+ * `org:<orgId>` → the node ids the organisation holds (its slots, under the per-organisation cap, ETag-guarded).
+ */
+export interface NodeClaim {
+    id: string;
+    orgId: string;
+    nodeId?: string;
+    nodeIds?: string[];
+    claimedAt: string;
+}
+
+export interface NodeNetworkPolicy {
+    /** The consortium's node network (`FLEXCHANGE_NODE_NETWORK_RANGES`): the only addresses the core sends JSON-RPC to. */
+    ranges: IpRange[];
+    /** Nodes one organisation may register (`FLEXCHANGE_NODE_MAX_PER_ORG`). */
+    maxPerOrg: number;
+}
+
+/**
+ * Why the core must not send JSON-RPC to `rpcUrl` (undefined when it may): http(s), no credentials, an IP
+ * address (not a host name: a name could be pointed elsewhere after the check, and the core probes it on
+ * every watchdog run) inside the node network's ranges, and never a metadata or unspecified address.
+ */
+export function rpcUrlProblem(rpcUrl: string, ranges: IpRange[]): string | undefined {
+    let u: URL;
+    try {
+        u = new URL(rpcUrl);
+    } catch {
+        return 'not a URL';
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'http or https only';
+    if (u.username || u.password) return 'no user:password@ in the URL';
+    const ip = parseIp(u.hostname);
+    if (!ip) return `${u.hostname} is a host name: give the node's IP address in the node network (FLEXCHANGE_NODE_NETWORK_RANGES)`;
+    const never = neverReachable(ip);
+    if (never) return `${u.hostname} is ${never}`;
+    if (!ranges.some((r) => inRange(ip, r))) {
+        return ranges.length
+            ? `${u.hostname} is outside the node network (FLEXCHANGE_NODE_NETWORK_RANGES: ${ranges.map((r) => r.text).join(', ')})`
+            : `no node network is configured (FLEXCHANGE_NODE_NETWORK_RANGES is empty), so no rpcUrl is accepted`;
+    }
+    return undefined;
+}
+
 /** `enode://<128 hex>@<host>:<port>[?discport=<port>]`, as geth's static-nodes.json lists them. */
 export const ENODE_RE = /^enode:\/\/[0-9a-f]{128}@(\[[0-9a-f:]+\]|[0-9]{1,3}(\.[0-9]{1,3}){3}|[a-z0-9.-]{1,253}):[0-9]{1,5}(\?discport=[0-9]{1,5})?$/;
 
@@ -57,28 +105,116 @@ export const ENODE_RE = /^enode:\/\/[0-9a-f]{128}@(\[[0-9a-f:]+\]|[0-9]{1,3}(\.[
  * unauthenticated registrar port.
  */
 export class NodeRegistry {
-    constructor(private readonly repo: Repository<ChainNode>) {}
+    constructor(
+        private readonly repo: Repository<ChainNode>,
+        private readonly claims: Repository<NodeClaim>,
+        private readonly network: NodeNetworkPolicy,
+    ) {}
 
+    /**
+     * Registers (or updates) one of the organisation's nodes. The node id, the enode key and a slot under
+     * the organisation's cap are each claimed create-only (or under an ETag) before the record is written;
+     * what this call claimed is given back when a later claim fails.
+     */
     async register(orgId: string, input: { nodeId: string; enode: string; rpcUrl?: string }): Promise<{ node: ChainNode; created: boolean }> {
         if (!ENODE_RE.test(input.enode)) throw new Invalid('The enode URL is not valid', [{ path: 'enode', message: 'enode://<128 hex>@<host>:<port>' }]);
-        const owner = await this.#find(input.nodeId);
-        if (owner && owner.orgId !== orgId) throw new Conflict(`The node ${input.nodeId} belongs to another organisation`, 'node_taken');
-        const now = new Date().toISOString();
-        if (owner) {
-            if (owner.enode === input.enode && owner.rpcUrl === input.rpcUrl) return { node: owner, created: false };
-            return { node: (await this.repo.upsert({ ...owner, enode: input.enode, rpcUrl: input.rpcUrl, updatedAt: now })).item, created: false };
+        if (input.rpcUrl !== undefined) {
+            const problem = rpcUrlProblem(input.rpcUrl, this.network.ranges);
+            if (problem) throw new Invalid(`The node's rpcUrl is not in the consortium's node network: ${problem}`, [{ path: 'rpcUrl', message: problem }]);
         }
-        // The enode's public key identifies the node too: one registration per key across the consortium.
-        const key = input.enode.slice('enode://'.length, 'enode://'.length + 128);
-        const sameKey = (await this.list()).find((n) => n.enode.includes(key));
-        if (sameKey) throw new Conflict(`That enode is registered as node ${sameKey.id}`, 'enode_taken');
+        const { nodeId } = input;
+        const now = new Date().toISOString();
+        const undo: (() => Promise<unknown>)[] = [];
+        const giveBack = async () => {
+            for (const step of undo.reverse()) await step().catch(() => undefined);
+        };
         try {
-            const node = (await this.repo.create({ id: input.nodeId, orgId, enode: input.enode, rpcUrl: input.rpcUrl, height: null, status: 'healthy', lastCheckedAt: null, restarts: 0, registeredAt: now, updatedAt: now })).item;
-            return { node, created: true };
+            if (await this.#claim({ id: `node:${nodeId}`, orgId, claimedAt: now }, (c) => c.orgId === orgId)) {
+                undo.push(() => this.claims.delete(`node:${nodeId}`, `node:${nodeId}`));
+                // A node registered before ids were claimed: its record is the claim.
+                const legacy = await this.#find(nodeId);
+                if (legacy && legacy.orgId !== orgId) throw new Conflict(`The node ${nodeId} belongs to another organisation`, 'node_taken');
+            }
+            const existing = (await this.repo.read(nodeId, orgId))?.item;
+            if (existing && existing.enode === input.enode && existing.rpcUrl === input.rpcUrl) return { node: existing, created: false };
+            if (!existing) undo.push(...(await this.#takeSlot(orgId, nodeId, now)));
+            const key = enodeKey(input.enode);
+            if (!existing || enodeKey(existing.enode) !== key) {
+                if (await this.#claim({ id: `enode:${key}`, orgId, nodeId, claimedAt: now }, (c) => c.orgId === orgId && c.nodeId === nodeId)) {
+                    undo.push(() => this.claims.delete(`enode:${key}`, `enode:${key}`));
+                    const legacy = (await this.list()).find((n) => n.id !== nodeId && enodeKey(n.enode) === key);
+                    if (legacy) throw new Conflict(`That enode is registered as node ${legacy.id}`, 'enode_taken');
+                }
+            }
+            if (existing) {
+                const node = (await this.repo.upsert({ ...existing, enode: input.enode, rpcUrl: input.rpcUrl, updatedAt: now })).item;
+                const oldKey = enodeKey(existing.enode);
+                if (oldKey !== key) await this.claims.delete(`enode:${oldKey}`, `enode:${oldKey}`).catch(() => false);
+                return { node, created: false };
+            }
+            try {
+                const node = (await this.repo.create({ id: nodeId, orgId, enode: input.enode, rpcUrl: input.rpcUrl, height: null, status: 'healthy', lastCheckedAt: null, restarts: 0, registeredAt: now, updatedAt: now })).item;
+                return { node, created: true };
+            } catch (err) {
+                // The same organisation registering the same node twice at once: the other call made it.
+                if (!(err instanceof Conflict)) throw err;
+                undo.length = 0;
+                return this.register(orgId, input);
+            }
         } catch (err) {
-            if (err instanceof Conflict) return this.register(orgId, input);
+            await giveBack();
             throw err;
         }
+    }
+
+    /** Nodes the core may probe: those whose rpcUrl is in the node network as the settings say now. */
+    async probeable(): Promise<(ChainNode & { rpcUrl: string })[]> {
+        return (await this.list()).filter((n): n is ChainNode & { rpcUrl: string } => !!n.rpcUrl && !rpcUrlProblem(n.rpcUrl, this.network.ranges));
+    }
+
+    /**
+     * A create-only claim: true when this call made it, false when one that `mine` accepts was there
+     * already; a claim held by someone else is a 409.
+     */
+    async #claim(claim: NodeClaim, mine: (c: NodeClaim) => boolean): Promise<boolean> {
+        try {
+            await this.claims.create(claim);
+            return true;
+        } catch (err) {
+            if (!(err instanceof Conflict)) throw err;
+        }
+        const held = (await this.claims.read(claim.id, claim.id))?.item;
+        if (!held) return this.#claim(claim, mine); // given back in between: try again
+        if (mine(held)) return false;
+        throw claim.id.startsWith('node:')
+            ? new Conflict(`The node ${claim.id.slice(5)} belongs to another organisation`, 'node_taken')
+            : new Conflict(`That enode is registered as node ${held.nodeId ?? ''}`.trim(), 'enode_taken');
+    }
+
+    /** One of the organisation's slots for `nodeId` (under the cap, ETag-guarded); returns how to give it back. */
+    async #takeSlot(orgId: string, nodeId: string, now: string): Promise<(() => Promise<unknown>)[]> {
+        const id = `org:${orgId}`;
+        // The first time: the organisation's nodes registered before slots were kept.
+        const seed = (await this.claims.read(id, id)) ? [] : (await this.list(orgId)).map((n) => n.id);
+        let took = false;
+        await updateItem(
+            this.claims,
+            id,
+            id,
+            (cur) => {
+                const held = [...new Set([...(cur?.nodeIds ?? seed)])];
+                took = false;
+                if (held.includes(nodeId)) return cur ? undefined : { id, orgId, nodeIds: held, claimedAt: now };
+                if (held.length >= this.network.maxPerOrg) {
+                    throw new Conflict(`Your organisation has ${held.length} nodes registered, the most allowed (FLEXCHANGE_NODE_MAX_PER_ORG=${this.network.maxPerOrg})`, 'node_limit');
+                }
+                took = true;
+                return { id, orgId, nodeIds: [...held, nodeId], claimedAt: cur?.claimedAt ?? now };
+            },
+            { conflict: () => new Conflict(`Your organisation's nodes changed while this one was registered; try again`) },
+        );
+        if (!took) return [];
+        return [() => updateItem(this.claims, id, id, (cur) => (cur?.nodeIds?.includes(nodeId) ? { ...cur, nodeIds: cur.nodeIds.filter((n) => n !== nodeId) } : undefined), { conflict: () => new Conflict('slot') })];
     }
 
     async list(orgId?: string): Promise<ChainNode[]> {
@@ -181,6 +317,9 @@ export class NodeRegistry {
         return page.items[0];
     }
 }
+
+/** The node's public key: the part of its enode URL that identifies it. */
+const enodeKey = (enode: string) => enode.slice('enode://'.length, 'enode://'.length + 128);
 
 /** True when `address` is allowed by one of the entries: an exact address, or an IPv4 prefix ending in '.' (e.g. `10.20.`). */
 export function addressAllowed(address: string, allowed: string[]): boolean {

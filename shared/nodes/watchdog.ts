@@ -285,6 +285,8 @@ export class JsonRpcProbe implements NodeProbe {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
             body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_getBlockByNumber', params: [tag, false] }),
+            // A node is asked at its own address only: a redirect could point anywhere.
+            redirect: 'error',
             signal: AbortSignal.timeout(this.timeoutMs),
         }).catch((err: Error) => {
             throw new Error(`unreachable (${(err.cause as Error | undefined)?.message ?? err.message})`);

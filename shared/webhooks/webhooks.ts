@@ -2,6 +2,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import type { Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
+import { checkPublicTarget, postToTarget, TargetRefused, type CheckedTarget, type Lookup } from '../net/pinnedTargets';
 import type { SecretStore } from '../vault/vault';
 
 /** A webhook of an organisation (container `webhooks`, partition `/orgId`); its secret is in the vault, never here. */
@@ -34,9 +35,20 @@ export interface Delivery {
 export interface WebhookPolicy {
     maxAttempts: number;
     retryBaseSeconds: number;
-    /** Plain http to loopback (the devhost); in Azure only https. */
+    /** Loopback targets, over plain http too (the devhost); in Azure only https to public addresses. */
     allowInsecureLoopback: boolean;
     timeoutMs: number;
+}
+
+/**
+ * How a webhook's host is reached: `lookup` resolves it (checked at registration and before every
+ * delivery), `post` sends to the address that was checked. Tests replace the resolver.
+ */
+export interface WebhookNetwork {
+    lookup: Lookup;
+    post?: typeof postToTarget;
+    /** Extra trusted CA certificates for https targets (tests); the system's are trusted regardless. */
+    ca?: string;
 }
 
 export const SIGNATURE_HEADER = 'Flexchange-Signature';
@@ -59,10 +71,11 @@ export class Webhooks {
         private readonly deliveries: Repository<Delivery>,
         private readonly secrets: SecretStore,
         private readonly policy: WebhookPolicy,
+        private readonly network: WebhookNetwork,
     ) {}
 
     async register(orgId: string, input: { url: string; description?: string }, by: string): Promise<{ webhook: Webhook; secret: string }> {
-        const url = this.#checkUrl(input.url);
+        const url = (await this.#checkUrl(input.url)).url.toString();
         const webhook: Webhook = { id: randomUUID(), orgId, url, description: input.description, createdAt: new Date().toISOString(), createdBy: by };
         const secret = randomBytes(32).toString('base64url');
         // The secret first: a webhook without one could not be signed.
@@ -177,34 +190,52 @@ export class Webhooks {
         const secret = await this.secrets.get(secretName(d.webhookId));
         if (!secret) return { ok: false, error: 'the webhook has no signing secret' };
         const body = JSON.stringify(d.event);
+        // Resolved and checked again before every delivery (the name may point elsewhere now), and sent
+        // to the address just checked: nothing resolves the name a second time on the way.
+        let target: CheckedTarget;
         try {
-            const res = await fetch(hook.item.url, {
-                method: 'POST',
+            target = await this.#checkUrl(hook.item.url);
+        } catch (err) {
+            if (err instanceof Invalid) return { ok: false, error: `refused: ${err.message}` };
+            throw err;
+        }
+        try {
+            const status = await (this.network.post ?? postToTarget)(target, {
                 headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signWebhook(secret.value, body, Math.floor(Date.now() / 1000)), 'Flexchange-Event-Id': d.event.id, 'Flexchange-Delivery-Attempt': String(d.attempts + 1) },
                 body,
-                redirect: 'manual',
-                signal: AbortSignal.timeout(this.policy.timeoutMs),
+                timeoutMs: this.policy.timeoutMs,
+                ca: this.network.ca,
             });
-            await res.body?.cancel().catch(() => undefined);
-            return res.status >= 200 && res.status < 300 ? { ok: true } : { ok: false, error: `HTTP ${res.status}` };
+            return status >= 200 && status < 300 ? { ok: true } : { ok: false, error: `HTTP ${status}` };
         } catch (err) {
-            return { ok: false, error: (err as Error).name === 'TimeoutError' ? 'timed out' : 'unreachable' };
+            return { ok: false, error: (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError' ? 'timed out' : 'unreachable' };
         }
     }
 
-    #checkUrl(raw: string): string {
+    /**
+     * https to a host whose every address is public (plain http, and loopback, only with
+     * `allowInsecureLoopback`, for the devhost); the host is resolved through the network's lookup.
+     */
+    async #checkUrl(raw: string): Promise<CheckedTarget> {
         let u: URL;
         try {
             u = new URL(raw);
         } catch {
             throw new Invalid('The webhook URL is not a URL', [{ path: 'url', message: 'an absolute https URL' }]);
         }
-        const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
-        // IP literals of private, link-local and metadata ranges: the core must not be turned on its own network.
-        if (/^(10\.|127\.|169\.254\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|0\.)/.test(u.hostname) && !loopback) throw new Invalid('The webhook URL must be a public host', [{ path: 'url', message: 'not a private address' }]);
         if (u.username || u.password) throw new Invalid('The webhook URL must not carry credentials', [{ path: 'url', message: 'no user:password@' }]);
-        if (u.protocol === 'https:' && !loopback) return u.toString();
-        if (u.protocol === 'http:' && loopback && this.policy.allowInsecureLoopback) return u.toString();
-        throw new Invalid('The webhook URL must be https to a public host', [{ path: 'url', message: 'https, not a loopback address' }]);
+        if (u.protocol !== 'https:' && !(u.protocol === 'http:' && this.policy.allowInsecureLoopback)) {
+            throw new Invalid('The webhook URL must be https to a public host', [{ path: 'url', message: 'https' }]);
+        }
+        let target: CheckedTarget;
+        try {
+            target = await checkPublicTarget(u, { lookup: this.network.lookup, allowLoopback: this.policy.allowInsecureLoopback });
+        } catch (err) {
+            if (!(err instanceof TargetRefused)) throw err;
+            throw new Invalid(`The webhook URL must be a public host: ${err.message}`, [{ path: 'url', message: err.message }]);
+        }
+        // Plain http only where it never leaves the machine.
+        if (u.protocol === 'http:' && !target.loopback) throw new Invalid('The webhook URL must be https to a public host', [{ path: 'url', message: 'https, or http to loopback with FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK' }]);
+        return target;
     }
 }
