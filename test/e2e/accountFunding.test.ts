@@ -51,6 +51,12 @@ describe('accounts that can sign when asked, and work refused up front', () => {
             expiresAt: new Date(Date.now() + 3600_000).toISOString(),
         };
     };
+    /** The operator deploys the contract the first time a test needs it. */
+    let deployed: Promise<void> | undefined;
+    const contract = () =>
+        (deployed ??= (async () => {
+            expect((await core('contracts', json(admin, { artifact: 'EnergyExchange' }))).status).toBe(201);
+        })());
     const statusOf = async (id: string) => ((await (await core(`proposals/${id}`, json(north.trader))).json()) as { status: string }).status;
     const until = (id: string, status: string) => waitFor(async () => ((await statusOf(id)) === status ? true : undefined), 60_000, 250);
     const sign = (org: OnboardedOrg, id: string, account: string) => fetch(`${org.memberUrl}/proposals/${id}/signature`, json(org.trader, { account }));
@@ -78,12 +84,10 @@ describe('accounts that can sign when asked, and work refused up front', () => {
         expect(problem.code).toBe('no_contract');
         expect(problem.detail).toContain('POST /api/contracts');
         expect(((await (await core('proposals', json(north.trader))).json()) as { items: unknown[] }).items).toEqual([]);
-
-        // The operator deploys the contract; the next tests propose on it.
-        expect((await core('contracts', json(admin, { artifact: 'EnergyExchange' }))).status).toBe(201);
     }, 60_000);
 
     it('funds an account made after onboarding when it is registered, and it signs a proposal that completes', async () => {
+        await contract();
         const desk = await newAccount(north, 'ada@fen.example', 'desk-2');
         // Funded to the top-up target (FLEXCHANGE_TOPUP_TARGET_ETH, 1 by default) by its registration, not by the timer.
         expect(await balanceOf(desk)).toBe(parseEther('1'));
@@ -102,6 +106,7 @@ describe('accounts that can sign when asked, and work refused up front', () => {
     }, 120_000);
 
     it('refuses to sign with an account the treasury will not fund (409 account_unfunded naming the limit), instead of accepting a signature that stalls', async () => {
+        await contract();
         const treasury = ((await (await core('treasury', json(admin))).json()) as { address: string }).address;
         const before = await balanceOf(treasury);
         // Below the treasury's floor (FLEXCHANGE_TREASURY_FLOOR_ETH, 10 by default), with ether left for the operator's own transactions.
@@ -127,4 +132,29 @@ describe('accounts that can sign when asked, and work refused up front', () => {
             await ledger('anvil_setBalance', [treasury, `0x${before.toString(16)}`]);
         }
     }, 120_000);
+});
+
+describe('applications nobody could decide', () => {
+    let host: RunningDevhost;
+    const stateDir = tempDir('flexchange-state-');
+    beforeAll(async () => {
+        host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS='], { stateDir, storage: true });
+    }, 120_000);
+    afterAll(async () => {
+        await host?.stop();
+        removeDir(stateDir);
+    });
+
+    it('are refused up front (503 no_approvers naming FLEXCHANGE_APPROVERS) when no approver is configured or holds the role', async () => {
+        const res = await fetch(`${host.origin('core')}/api/registrations`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ organization: { name: 'Nobody Decides', legalId: 'GB-0000001', country: 'GB', contactEmail: 'ops@nobody.example' }, applicant: { name: 'Ned', email: 'ned@nobody.example' } }),
+        });
+        expect(res.status).toBe(503);
+        expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+        const problem = (await res.json()) as Problem;
+        expect(problem.code).toBe('no_approvers');
+        expect(problem.detail).toContain('FLEXCHANGE_APPROVERS');
+    }, 30_000);
 });
