@@ -2,7 +2,8 @@ import { formatEther } from 'ethers';
 import { z } from 'zod';
 import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
-import { NotFound } from '../shared/errors';
+import { AppError, NotFound } from '../shared/errors';
+import { topUpView } from '../shared/treasury/treasury';
 import { actorOf, CORE_APP_ROLE, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const label = z.string().trim().min(1).max(100);
@@ -19,14 +20,19 @@ async function withBalances<T extends { address: string }>(items: T[]): Promise<
     );
 }
 
-/** POST /api/orgs/{orgId}/accounts (core; the member deployment of that org): registers an address made there. */
+/**
+ * POST /api/orgs/{orgId}/accounts (core; the member deployment of that org): registers an address made
+ * there and funds it at once within the top-up policy (the timer's grant for this window), so a new
+ * account can sign when asked. `funding` says what the policy gave; a failed grant does not undo the
+ * registration (the member's signing route and the timer ask again).
+ */
 httpRoute('orgAccountsRegister', {
     route: 'orgs/{orgId}/accounts',
     methods: ['POST'],
     access: { roles: ['Deployment.Member'], org: 'orgId' },
     body: z.object({ address, label }).strict(),
     summary: "Register an account created in the organisation's member deployment",
-    handler: async ({ params, body, caller }) => {
+    handler: async ({ params, body, caller, context }) => {
         const services = getServices();
         const { account, created } = await services.accountRegistry.register(params.orgId, body, caller!.principal.oid);
         // Published on every call: a retry after a failed publish fills the gap; the fixed id makes repeats harmless.
@@ -41,7 +47,18 @@ httpRoute('orgAccountsRegister', {
         if (created) {
             await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'account.registered', target: account.address, details: { label: account.label } });
         }
-        return { status: created ? 201 : 200, headers: { location: `/api/orgs/${params.orgId}/accounts/${account.address}` }, jsonBody: { address: account.address, label: account.label, registeredAt: account.registeredAt } };
+        // While the organisation onboards, its first account is funded by onboarding's own grant (FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH).
+        const onboarding = (await services.organizations.read(params.orgId, params.orgId))?.item.status === 'Onboarding';
+        const funding = onboarding
+            ? { granted: false as const, reason: 'onboarding' as const, detail: 'funded by onboarding (FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH)', txHash: null }
+            : await services.topUp(params.orgId, account.address).then(
+                  (r) => topUpView(r, services.topUpPolicy),
+                  (err: unknown) => {
+                      context.warn(`funding ${account.address} on registration failed: ${(err as Error).message}`);
+                      return { granted: false as const, reason: 'failed' as const, detail: err instanceof AppError ? err.message : 'the top-up could not be made now; it is asked for again when the account signs', txHash: null };
+                  },
+              );
+        return { status: created ? 201 : 200, headers: { location: `/api/orgs/${params.orgId}/accounts/${account.address}` }, jsonBody: { address: account.address, label: account.label, registeredAt: account.registeredAt, funding } };
     },
 });
 

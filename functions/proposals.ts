@@ -12,7 +12,8 @@ const PARTY_ROLES = ['Org.Admin', 'Org.Trader', 'Deployment.Member', OPERATOR_RO
 
 /**
  * POST /api/proposals (core, Org.Trader): validates the proposal against the registered accounts
- * and the proposer's documents, records it and starts the `proposalSigning` saga → 202.
+ * and the proposer's documents, records it and starts the `proposalSigning` saga → 202. With no
+ * active contract version → 409 `no_contract` (nothing recorded, no saga).
  */
 httpRoute('proposalsCreate', {
     route: 'proposals',
@@ -24,6 +25,10 @@ httpRoute('proposalsCreate', {
     handler: async ({ request, body, caller, durable }) => {
         if (!caller!.orgId) throw new Invalid('Your account belongs to no organisation');
         const services = getServices();
+        // Refused now rather than by a saga that would retry the anchoring and end Failed.
+        if (!(await services.chain().versions.latestActiveIfAny())) {
+            throw new Conflict('No contract version is active, so the proposal could not be anchored: the operator deploys one first (POST /api/contracts {"artifact":"EnergyExchange"})', 'no_contract');
+        }
         const { proposal, created } = await services.proposals().create(body, { orgId: caller!.orgId, by: caller!.principal.oid }, idempotencyKeyOf(request));
         const instanceId = proposalInstanceId(proposal.id);
         if (created || !(await durable!.getStatus(instanceId).catch(() => undefined))) {

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { registrationInstanceId, type RegistrationInput } from '../orchestrations/registration';
 import { getServices } from '../shared/composition';
 import { AppError, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMediaType } from '../shared/errors';
-import { AlreadyDecided, decisionRequest, registrationRequest, type DecisionRequest, type Registration } from '../shared/registration/registrations';
+import { AlreadyDecided, approversOf, decisionRequest, registrationRequest, type DecisionRequest, type Registration } from '../shared/registration/registrations';
 import { httpRoute, OPERATOR_ROLE } from './http/route';
 
 const APPROVER_ROLE = 'Flexchange.Approver';
@@ -38,6 +38,10 @@ httpRoute('registrationsCreate', {
     summary: 'Apply to join the consortium',
     handler: async ({ body, durable, request }) => {
         const services = getServices();
+        // Nobody could decide it: refused now rather than left to a workflow whose first step would keep failing.
+        if ((await approversOf(services.settings.FLEXCHANGE_APPROVERS, services.directory)).length === 0) {
+            throw new AppError('Applications cannot be decided now: no approvers are configured (FLEXCHANGE_APPROVERS) and nobody holds the Flexchange.Approver role', 503, 'no_approvers');
+        }
         const registrations = services.registrations();
         const id = randomUUID();
         const r = await registrations.create(body, id);

@@ -1,16 +1,10 @@
 import { app } from '@azure/functions';
 import { getServices } from '../shared/composition';
 import { checksumAddress } from '../shared/accounts/accountRegistry';
-import type { TopUpResult } from '../shared/treasury/treasury';
+import { topUpView } from '../shared/treasury/treasury';
 import { deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
 
-const view = (r: TopUpResult) => (r.granted ? { granted: true, amountWei: r.grant.amountWei, txHash: r.grant.txHash ?? null, state: r.grant.state } : { granted: false, reason: r.reason, txHash: r.grant?.txHash ?? null });
-
-async function topUp(orgId: string, address: string): Promise<TopUpResult> {
-    const services = getServices();
-    const provider = services.chain().provider;
-    return services.treasury().topUp({ orgId, address, balanceOf: (a) => provider.getBalance(a), policy: services.topUpPolicy, events: services.events() });
-}
+const topUp = (orgId: string, address: string) => getServices().topUp(orgId, address);
 
 /** POST /api/orgs/{orgId}/accounts/{address}/topup (that organisation): ether now, within the treasury's policy. */
 httpRoute('orgAccountTopUp', {
@@ -21,7 +15,7 @@ httpRoute('orgAccountTopUp', {
     summary: 'Request ether for an account (granted within the treasury policy)',
     handler: async ({ params }) => {
         const account = await getServices().accountRegistry.get(params.orgId, checksumAddress(params.address, 'params.address'));
-        return { jsonBody: view(await topUp(params.orgId, account.address)) };
+        return { jsonBody: topUpView(await topUp(params.orgId, account.address), getServices().topUpPolicy) };
     },
 });
 

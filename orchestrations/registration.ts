@@ -6,7 +6,7 @@ import { activityRetry } from './retry';
 import { publicBaseUrl as publicUrl } from '../shared/http/publicUrl';
 import { parseInput } from '../shared/validation';
 import { Invalid } from '../shared/errors';
-import type { Decision, RegistrationStatus } from '../shared/registration/registrations';
+import { approversOf, type Decision, type RegistrationStatus } from '../shared/registration/registrations';
 
 /**
  * The `registration` workflow (instance id `registration-<id>`): approvers are mailed an
@@ -100,9 +100,7 @@ df.app.activity('registrationNotifyApprovers', {
         const r = await registrations.get(input.registrationId);
         if (r.status !== 'PendingApproval') return { skipped: r.status };
         // From settings, else whoever holds the approver role in the directory.
-        const approvers = settings.FLEXCHANGE_APPROVERS.length > 0
-            ? settings.FLEXCHANGE_APPROVERS
-            : [...new Set((await getServices().directory.holders('Flexchange.Approver')).flatMap((h) => (h.email ? [h.email.toLowerCase()] : [])))].sort();
+        const approvers = await approversOf(settings.FLEXCHANGE_APPROVERS, getServices().directory);
         if (approvers.length === 0) throw new Invalid('No approvers: set FLEXCHANGE_APPROVERS or give someone the Flexchange.Approver role');
         const ttl = Date.parse(input.expiresAt) - Date.now();
         const base = publicBaseUrl();

@@ -36,7 +36,7 @@ import { AccountRegistry, type AddressClaim, type RegisteredAccount } from './ac
 import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './accounts/memberAccounts';
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
-import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
+import { Treasury, type Grant, type TopUpPolicy, type TopUpResult } from './treasury/treasury';
 import { NodeRegistry, type ChainNode, type NodeClaim } from './nodes/nodeRegistry';
 import { JsonRpcProbe, NodeWatchdog, type NodeController, type NodeProbe, type WatchedNode } from './nodes/watchdog';
 import { CoreTransitionReporter, DevhostNodeController, NoNodeController, VmssNodeController } from './nodes/controllers';
@@ -97,6 +97,11 @@ export interface Services {
     treasury(): Treasury;
     /** The top-up policy from settings. */
     topUpPolicy: TopUpPolicy;
+    /**
+     * The top-up policy applied to one registered account now (core): the timer, the top-up route and
+     * account registration all go through it, so they share its caps and its one grant per window.
+     */
+    topUp(orgId: string, address: string): Promise<TopUpResult>;
     /** The consortium's nodes (core). */
     nodes: NodeRegistry;
     /** Reads nodes' heads and block hashes over JSON-RPC (both watchdogs). */
@@ -204,7 +209,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         contentTypes: settings.FLEXCHANGE_ASSET_CONTENT_TYPES,
         apiBaseUrl: () => `${publicBaseUrl(settings)}/api`,
     });
-    const gateway = () => (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog }));
+    // A member's transaction the node turns away for insufficient funds asks the core for a top-up at once.
+    const onInsufficientFunds = settings.FLEXCHANGE_ROLE === 'member' ? async (sender: string) => void (await built.memberAccounts().requestFunds(sender)) : undefined;
+    const gateway = () => (chain ??= buildChainGateway(settings, { database, secrets, keys, log: chainLog, onInsufficientFunds }));
     // A member deployment's view of its core, and its own accounts.
     const core = settings.FLEXCHANGE_ROLE === 'member' ? deploymentClient(settings, settings.FLEXCHANGE_CORE_URL!, credential) : undefined;
     const ownAccounts = new CosmosRepository<MemberAccount>(database.container('accounts'), (a) => a.orgId);
@@ -225,6 +232,13 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         { lookup: systemLookup },
     );
     const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
+    const topUpPolicy: TopUpPolicy = {
+        thresholdWei: parseEther(String(settings.FLEXCHANGE_TOPUP_THRESHOLD_ETH)),
+        targetWei: parseEther(String(settings.FLEXCHANGE_TOPUP_TARGET_ETH)),
+        dailyCapWei: parseEther(String(settings.FLEXCHANGE_TOPUP_DAILY_CAP_ETH)),
+        floorWei: parseEther(String(settings.FLEXCHANGE_TREASURY_FLOOR_ETH)),
+        windowSeconds: settings.FLEXCHANGE_TOPUP_WINDOW_SECONDS,
+    };
     const built: Services = {
         settings,
         cosmos,
@@ -328,12 +342,10 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             }
             return nodeWatchdog;
         },
-        topUpPolicy: {
-            thresholdWei: parseEther(String(settings.FLEXCHANGE_TOPUP_THRESHOLD_ETH)),
-            targetWei: parseEther(String(settings.FLEXCHANGE_TOPUP_TARGET_ETH)),
-            dailyCapWei: parseEther(String(settings.FLEXCHANGE_TOPUP_DAILY_CAP_ETH)),
-            floorWei: parseEther(String(settings.FLEXCHANGE_TREASURY_FLOOR_ETH)),
-            windowSeconds: settings.FLEXCHANGE_TOPUP_WINDOW_SECONDS,
+        topUpPolicy,
+        topUp: (orgId, address) => {
+            const provider = gateway().provider;
+            return built.treasury().topUp({ orgId, address, balanceOf: (a) => provider.getBalance(a), policy: topUpPolicy, events: built.events() });
         },
         deploymentClient: (baseUrl) => deploymentClient(settings, baseUrl, credential),
         memberSubscriptions: () => {

@@ -67,6 +67,12 @@ export function openApiDocument(routes: readonly RouteEntry[], deployment: Deplo
             if (r.query || requestBody) codes.add('400');
             if (requestBody) ['413', '415', '409'].forEach((c) => codes.add(c));
             for (const c of [...codes].sort()) responses[c] = { ...problem, description: ERRORS[c] };
+            for (const [c, r2] of Object.entries(r.responses ?? {})) {
+                if (c.startsWith('2')) delete responses['2XX'];
+                responses[c] = c.startsWith('2')
+                    ? { description: r2.description, ...(r2.schema ? { content: { 'application/json': { schema: jsonSchema(r2.schema) } } } : {}) }
+                    : { ...problem, description: r2.description };
+            }
             op.responses = responses;
             (paths[path] ??= {})[method.toLowerCase()] = op;
         }

@@ -56,6 +56,8 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     /** Rate limits, counted after validation (for anonymous routes: per client address, per email...). */
     rateLimit?: (input: { request: HttpRequest; body: z.infer<B>; clientAddress: string }) => RateRule[];
     summary: string;
+    /** Answers worth describing beyond the defaults (by status code: a 2xx body's schema, a problem's `code`s), for the OpenAPI document. */
+    responses?: Responses;
     /** The handler gets a Durable Functions client (to start workflows and raise events). */
     durable?: boolean;
     handler(input: {
@@ -89,6 +91,8 @@ export interface RawBody {
     schema?: z.ZodType;
 }
 
+export type Responses = Record<string, { description: string; schema?: z.ZodType }>;
+
 export interface RouteEntry {
     name: string;
     route: string;
@@ -100,6 +104,7 @@ export interface RouteEntry {
     query?: z.ZodType;
     rawBody?: RawBody;
     noBody?: true;
+    responses?: Responses;
 }
 
 export const routeTable: RouteEntry[] = [];
@@ -156,7 +161,7 @@ function storable(result: HttpResponseInit): { status: number; headers: Record<s
  */
 export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodObject<Record<string, never>>>(name: string, def: RouteDefinition<B, Q>): void {
     const deployments = def.deployments ?? ['core'];
-    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query, rawBody: def.rawBody, noBody: def.noBody });
+    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query, rawBody: def.rawBody, noBody: def.noBody, responses: def.responses });
     // A route another deployment serves is not registered here at all (it answers 404 like any unknown path).
     if (!deployments.includes(deploymentRole())) return;
     app.http(name, {

@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { computeAddress } from 'ethers';
+import { computeAddress, formatEther } from 'ethers';
 import type { DeploymentClient } from '../auth/deploymentClient';
 import { readKeystoreAddress } from '../chain/operator';
+import { InsufficientFunds, type ChainCall, type TransactionPipeline, type TxSummary } from '../chain/pipeline';
 import type { AccountKeyRef, AccountKeys, Custody } from '../chain/signers';
 import type { Repository } from '../documents/repository';
 import { AppError, Conflict, Upstream } from '../errors';
@@ -20,9 +21,34 @@ export interface MemberAccount {
     registeredAt?: string;
 }
 
-/** Where a member registers its accounts: the core (`POST /orgs/{orgId}/accounts`). */
+/** The core's answer to a top-up request (`POST /orgs/{orgId}/accounts/{address}/topup`). */
+export type TopUpAnswer =
+    | { granted: true; amountWei: string; txHash: string | null; state: 'submitted' | 'confirmed' | 'reverted' }
+    | { granted: false; reason: 'above_threshold' | 'already_topped_up' | 'daily_cap' | 'treasury_floor'; detail: string; txHash: string | null };
+
+/** An account the treasury's policy will not fund now: signing with it would stall, so it is refused (409). */
+export class AccountUnfunded extends Conflict {
+    constructor(
+        message: string,
+        readonly reason: Extract<TopUpAnswer, { granted: false }>['reason'],
+    ) {
+        super(message, 'account_unfunded');
+    }
+}
+
+/** A transaction submitted from one of the member's accounts, and whether it waits for ether. */
+export interface FundedSubmission {
+    tx: TxSummary;
+    /** `waiting_for_funds`: stored and sent, but the node takes it only once the account's top-up lands. */
+    status: 'submitted' | 'waiting_for_funds';
+    /** Set when the account was short: its balance, what the transaction may cost, and the core's answer (null: the core did not answer). */
+    funding?: { balanceWei: string; neededWei: string; topUp: Extract<TopUpAnswer, { granted: true }> | null };
+}
+
+/** Where a member registers its accounts and asks for ether for them: the core (`POST /orgs/{orgId}/accounts[/{address}/topup]`). */
 export interface AccountRegistration {
     register(address: string, label: string): Promise<void>;
+    topUp(address: string): Promise<TopUpAnswer>;
 }
 
 /** The core's account registry over its API, with the member's client-credential token. */
@@ -38,6 +64,13 @@ export class CoreAccountRegistration implements AccountRegistration {
         const detail = (res.body as { detail?: string } | undefined)?.detail;
         if (res.status === 409) throw new Conflict(`The core refused the address: ${detail ?? 'conflict'}`, 'address_taken');
         throw new Upstream(`The core refused the account registration (${res.status}${detail ? `: ${detail}` : ''})`);
+    }
+
+    async topUp(address: string): Promise<TopUpAnswer> {
+        const res = await this.core.request('POST', `orgs/${encodeURIComponent(this.orgId)}/accounts/${encodeURIComponent(address)}/topup`);
+        if (res.status === 200) return res.body as TopUpAnswer;
+        const detail = (res.body as { detail?: string } | undefined)?.detail;
+        throw new Upstream(`The core refused the top-up of ${address} (${res.status}${detail ? `: ${detail}` : ''})`);
     }
 }
 
@@ -84,6 +117,49 @@ export class MemberAccounts {
             continuationToken = page.continuationToken;
         } while (continuationToken);
         return out;
+    }
+
+    /**
+     * Asks the core's treasury for ether for one of this member's accounts, within its top-up policy
+     * (the same grant per window as its timer). The policy refusing → `AccountUnfunded`, naming the limit.
+     */
+    async requestFunds(address: string): Promise<Extract<TopUpAnswer, { granted: true }>> {
+        const answer = await this.core.topUp(address);
+        if (!answer.granted) throw new AccountUnfunded(`The treasury will not fund ${address}: ${answer.detail}`, answer.reason);
+        return answer;
+    }
+
+    /**
+     * Submits a transaction from one of this member's accounts, checking first that the account can pay
+     * for it. Short of ether: the core is asked for a top-up at once (within its policy); a refusal is
+     * `AccountUnfunded` (nothing sent); a confirmed top-up lets it go out now; a top-up the core could
+     * not confirm yet leaves it stored and re-sent until the ether arrives (`waiting_for_funds`).
+     */
+    async submitFunded(pipeline: Pick<TransactionPipeline, 'submit'>, call: ChainCall, log?: (message: string) => void): Promise<FundedSubmission> {
+        let short: InsufficientFunds;
+        try {
+            return { tx: await pipeline.submit({ ...call, requireFunds: true }), status: 'submitted' };
+        } catch (err) {
+            if (!(err instanceof InsufficientFunds)) throw err;
+            short = err;
+        }
+        const figures = { balanceWei: short.balanceWei.toString(), neededWei: short.neededWei.toString() };
+        let topUp: Extract<TopUpAnswer, { granted: true }> | null = null;
+        try {
+            topUp = await this.requestFunds(call.from.address);
+        } catch (err) {
+            if (err instanceof AccountUnfunded) throw new AccountUnfunded(`${err.message}. It holds ${formatEther(short.balanceWei)} ETH; the transaction needs up to ${formatEther(short.neededWei)} ETH`, err.reason);
+            // The core did not answer: the transaction goes out anyway; the pipeline asks again when the node refuses it.
+            log?.(`asking the core to fund ${call.from.address} failed: ${(err as Error).message}`);
+        }
+        if (topUp?.state === 'confirmed') {
+            try {
+                return { tx: await pipeline.submit({ ...call, requireFunds: true }), status: 'submitted', funding: { ...figures, topUp } };
+            } catch (err) {
+                if (!(err instanceof InsufficientFunds)) throw err;
+            }
+        }
+        return { tx: await pipeline.submit(call), status: 'waiting_for_funds', funding: { ...figures, topUp } };
     }
 
     /** The key reference of one of this member's accounts, by address, for signing. */

@@ -1,6 +1,6 @@
 import { CosmosRepository } from '../documents/cosmosRepository';
 import type { Database } from '@azure/cosmos';
-import { NotFound } from '../errors';
+import { AppError } from '../errors';
 import type { Settings } from '../config';
 import type { KeyStore, SecretStore } from '../vault/vault';
 import { ENERGY_EXCHANGE } from './artifact';
@@ -25,7 +25,7 @@ export interface ChainGateway {
     close(): Promise<void>;
 }
 
-export function buildChainGateway(settings: Settings, deps: { database: Database; secrets: SecretStore; keys: KeyStore; log?: PipelineLog }): ChainGateway {
+export function buildChainGateway(settings: Settings, deps: { database: Database; secrets: SecretStore; keys: KeyStore; log?: PipelineLog; onInsufficientFunds?: (sender: string) => Promise<void> }): ChainGateway {
     const provider = new FailoverProvider({ urls: settings.FLEXCHANGE_LEDGER_RPC_URLS, chainId: settings.FLEXCHANGE_CHAIN_ID, timeoutMs: settings.FLEXCHANGE_CHAIN_RPC_TIMEOUT_MS });
     const pipeline = new TransactionPipeline(
         provider,
@@ -40,6 +40,7 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
             replaceAfterMs: settings.FLEXCHANGE_CHAIN_REPLACE_AFTER_SECONDS * 1000,
             abis: [ENERGY_EXCHANGE.abi],
             log: deps.log,
+            onInsufficientFunds: deps.onInsufficientFunds,
         },
     );
     const accounts = new AccountKeys(deps.secrets, deps.keys, { provider });
@@ -66,7 +67,7 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
             operator ??= (async () => {
                 const name = settings.FLEXCHANGE_OPERATOR_KEY;
                 const address = await readKeystoreAddress(deps.secrets, name);
-                if (!address) throw new NotFound(`The operator keystore "${name}" is not in the vault`);
+                if (!address) throw new AppError(`No operator account is configured: the keystore "${name}" (FLEXCHANGE_OPERATOR_KEY) is not in the vault, so there is no treasury and no contract owner`, 503, 'operator_not_configured');
                 return { address, signer: new KeystoreSigner({ custody: 'keystore', name, address }, deps.secrets, provider) };
             })().catch((err: unknown) => {
                 operator = undefined;

@@ -96,6 +96,22 @@ export interface ChainCall {
     /** For decoding this call's reverts (in addition to the pipeline's ABIs). */
     abi?: InterfaceAbi;
     label?: string;
+    /**
+     * Refuse (`InsufficientFunds`, nothing signed, no nonce used) when the sender's balance does not
+     * cover gas limit × max fee + value, instead of storing a transaction the node will turn away.
+     */
+    requireFunds?: boolean;
+}
+
+/** The sender cannot pay for the call (balance below gas limit × max fee + value): nothing was signed or sent. */
+export class InsufficientFunds extends AppError {
+    constructor(
+        readonly sender: string,
+        readonly balanceWei: bigint,
+        readonly neededWei: bigint,
+    ) {
+        super(`${sender} has ${balanceWei} wei; the transaction needs up to ${neededWei} wei`, 409, 'insufficient_funds');
+    }
 }
 
 export interface TxSummary {
@@ -148,6 +164,14 @@ export interface PipelineOptions {
     abis?: InterfaceAbi[];
     instanceId?: string;
     log?: PipelineLog;
+    /**
+     * Called when the node turns a sender's transaction away for insufficient funds (e.g. to ask the
+     * treasury for a top-up at once), at most once per sender per `fundsRequestIntervalMs`; the
+     * transaction is re-sent as usual meanwhile.
+     */
+    onInsufficientFunds?: (sender: string) => Promise<void>;
+    /** Default 30 s. */
+    fundsRequestIntervalMs?: number;
 }
 
 interface SenderState {
@@ -195,7 +219,10 @@ export class TransactionPipeline {
     readonly #provider: FailoverProvider;
     readonly #txs: Repository<TxDoc>;
     readonly #leases: Repository<NonceLeaseDoc>;
-    readonly #opts: Required<Omit<PipelineOptions, 'log' | 'instanceId' | 'abis'>> & { abis: InterfaceAbi[] };
+    readonly #opts: Required<Omit<PipelineOptions, 'log' | 'instanceId' | 'abis' | 'onInsufficientFunds'>> & { abis: InterfaceAbi[] };
+    readonly #onInsufficientFunds?: (sender: string) => Promise<void>;
+    /** When each sender's lack of funds was last reported. */
+    readonly #fundsAsked = new Map<string, number>();
     readonly #log?: PipelineLog;
     readonly #senders = new Map<string, SenderState>();
     readonly #tracked = new Map<string, Tracked>();
@@ -224,6 +251,7 @@ export class TransactionPipeline {
         this.#leases = stores.leases;
         this.instanceId = opts.instanceId ?? `pipeline-${randomUUID()}`;
         this.#log = opts.log;
+        this.#onInsufficientFunds = opts.onInsufficientFunds;
         const leaseMs = opts.leaseMs ?? 30_000;
         this.#opts = {
             chainId: opts.chainId,
@@ -238,6 +266,7 @@ export class TransactionPipeline {
             leaseWaitMs: opts.leaseWaitMs ?? 2 * leaseMs,
             gasMarginPercent: opts.gasMarginPercent ?? 20,
             holeFillAfterMs: opts.holeFillAfterMs ?? 2000,
+            fundsRequestIntervalMs: opts.fundsRequestIntervalMs ?? 30_000,
             abis: opts.abis ?? [],
         };
     }
@@ -296,6 +325,14 @@ export class TransactionPipeline {
         if (feesR.status === 'rejected') throw feesR.reason;
         const gasLimit = gasR.value;
         const fees = feesR.value;
+        if (call.requireFunds) {
+            // Checked after the store (a retried operation is answered with its transaction, whatever the balance now).
+            const existing = leased ? await this.#existing(call, sender) : undefined;
+            if (existing) return existing;
+            const needed = gasLimit * fees.maxFeePerGas + value;
+            const balance = BigInt(await this.#provider.rpc<string>('eth_getBalance', [sender, 'latest']));
+            if (balance < needed) throw new InsufficientFunds(sender, balance, needed);
+        }
         const state = await this.#lease(sender, call.from.signer);
         // Receipts are matched block by block from here on (the fee data's head, a second old at most).
         if (this.#scanned < 0) this.#scanned = fees.head - 1;
@@ -715,8 +752,26 @@ export class TransactionPipeline {
                 if (/nonce too low/i.test(message)) t.needsLookup = true;
                 return;
             }
+            if (/insufficient funds/i.test(message)) this.#askForFunds(t.doc.sender);
             this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, err: message }, 'chain: broadcast failed; it will be re-sent');
         }
+    }
+
+    /** Reports a sender short of funds to `onInsufficientFunds`, once per interval (its failure is logged; the re-sends go on). */
+    #askForFunds(sender: string): void {
+        if (!this.#onInsufficientFunds) return;
+        const key = sender.toLowerCase();
+        const now = Date.now();
+        if (now - (this.#fundsAsked.get(key) ?? -Infinity) < this.#opts.fundsRequestIntervalMs) return;
+        this.#fundsAsked.set(key, now);
+        this.#log?.info({ sender }, 'chain: the node refused a transaction for insufficient funds; asking for funds');
+        this.#onInsufficientFunds(sender).then(
+            () => {
+                // Funded (or on the way): re-send at the next poll rather than after the usual pause.
+                for (const t of this.#tracked.values()) if (t.doc.sender.toLowerCase() === key && !t.mined) t.lastBroadcast = 0;
+            },
+            (err: unknown) => this.#log?.warn({ sender, err: errorMessage(err) }, 'chain: asking for funds failed; the transaction is re-sent meanwhile'),
+        );
     }
 
     #schedule(): void {

@@ -86,10 +86,14 @@ export class ContractVersions {
 
     /** The version new work uses: the highest ready and active one. */
     async latestActive(): Promise<ContractVersion> {
-        const ready = (await this.list()).filter((v) => v.state === 'ready' && v.active);
-        const latest = ready.at(-1);
+        const latest = await this.latestActiveIfAny();
         if (!latest) throw new Unavailable('No contract version is deployed yet (POST /api/contracts)');
         return latest;
+    }
+
+    /** The version new work would use, if any (routes refuse work that needs one up front). */
+    async latestActiveIfAny(): Promise<ContractVersion | undefined> {
+        return (await this.list()).filter((v) => v.state === 'ready' && v.active).at(-1);
     }
 
     /**

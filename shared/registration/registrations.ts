@@ -75,6 +75,12 @@ export function orgIdFor(name: string, registrationId: string): string {
     return `${slug || 'org'}-${suffix}`;
 }
 
+/** Who decides registrations: the configured addresses, else whoever holds the approver role in the directory. */
+export async function approversOf(configured: readonly string[], directory: { holders(role: string): Promise<{ email?: string }[]> }): Promise<string[]> {
+    if (configured.length > 0) return [...configured];
+    return [...new Set((await directory.holders('Flexchange.Approver')).flatMap((h) => (h.email ? [h.email.toLowerCase()] : [])))].sort();
+}
+
 export interface ApprovalClaims {
     registrationId: string;
     approver: string;

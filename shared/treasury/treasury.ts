@@ -1,3 +1,4 @@
+import { formatEther } from 'ethers';
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
 import type { EventPublisher } from '../events/events';
 import type { Repository } from '../documents/repository';
@@ -35,6 +36,29 @@ export interface TopUpPolicy {
 export type TopUpResult =
     | { granted: true; grant: Grant }
     | { granted: false; reason: 'above_threshold' | 'already_topped_up' | 'daily_cap' | 'treasury_floor'; grant?: Grant };
+
+export type TopUpRefusal = Extract<TopUpResult, { granted: false }>['reason'];
+
+/** Why the policy gives an account nothing now, naming the limit and its setting (for problems and answers). */
+export function refusalDetail(reason: TopUpRefusal, policy: TopUpPolicy): string {
+    switch (reason) {
+        case 'daily_cap':
+            return `the daily cap of ${formatEther(policy.dailyCapWei)} ETH per account (FLEXCHANGE_TOPUP_DAILY_CAP_ETH) is used up for today (UTC)`;
+        case 'treasury_floor':
+            return `the treasury would fall below its floor of ${formatEther(policy.floorWei)} ETH (FLEXCHANGE_TREASURY_FLOOR_ETH); the operator must refill it`;
+        case 'above_threshold':
+            return `the account holds at least the top-up threshold of ${formatEther(policy.thresholdWei)} ETH (FLEXCHANGE_TOPUP_THRESHOLD_ETH)`;
+        case 'already_topped_up':
+            return `the account was topped up in this window already (one top-up per ${policy.windowSeconds} s, FLEXCHANGE_TOPUP_WINDOW_SECONDS)`;
+    }
+}
+
+/** A top-up's outcome as the API shows it (the top-up route, and account registration's `funding`). */
+export function topUpView(r: TopUpResult, policy: TopUpPolicy) {
+    return r.granted
+        ? { granted: true as const, amountWei: r.grant.amountWei, txHash: r.grant.txHash ?? null, state: r.grant.state }
+        : { granted: false as const, reason: r.reason, detail: refusalDetail(r.reason, policy), txHash: r.grant?.txHash ?? null };
+}
 
 /**
  * The treasury: the core's operator account funding members' accounts through the

@@ -8,7 +8,7 @@ import { LocalKeyVault } from '../../devhost/services/keyVault';
 import { FailoverProvider } from '../../shared/chain/provider';
 import { ContractRevert } from '../../shared/chain/reverts';
 import { AccountKeys } from '../../shared/chain/signers';
-import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type PipelineOptions, type TxDoc } from '../../shared/chain/pipeline';
+import { InsufficientFunds, TransactionPipeline, type ChainSender, type NonceLeaseDoc, type PipelineOptions, type TxDoc } from '../../shared/chain/pipeline';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import { Conflict, Unavailable } from '../../shared/errors';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from '../../shared/vault/keyVault';
@@ -127,6 +127,38 @@ describe('transaction pipeline', () => {
             // The next operation takes nonce 0: no gap.
             const next = await p.send({ operationId: `after-revert-${outsider.address}`, from: outsider, to: outsider.address, data: '0x' }, { timeoutMs: 30_000 });
             expect(next).toMatchObject({ nonce: 0, state: 'confirmed' });
+        });
+
+        it('refuses a call its sender cannot pay for when asked to check (requireFunds), signing nothing and using no nonce', async () => {
+            const poor = Wallet.createRandom();
+            const call = { operationId: `unfunded-${poor.address}`, from: { address: poor.address, signer: poor }, to: exchangeAddress, data: exchange.encodeFunctionData('statusOf', [ZeroHash]), requireFunds: true };
+            const err = await p.submit(call).catch((e: unknown) => e);
+            expect(err).toBeInstanceOf(InsufficientFunds);
+            expect(err).toMatchObject({ sender: poor.address, balanceWei: 0n, status: 409, code: 'insufficient_funds' });
+            expect((err as InsufficientFunds).neededWei).toBeGreaterThan(0n);
+            expect(await transactions.read(call.operationId, call.operationId)).toBeUndefined();
+            expect(await nonceOf(chain, poor.address, 'pending')).toBe(0);
+            // With enough ether, the same call goes through, from nonce 0.
+            await chain.fund(poor.address, 1);
+            expect(await p.send(call, { timeoutMs: 30_000 })).toMatchObject({ nonce: 0, state: 'confirmed' });
+        });
+
+        it('asks for funds as soon as the node turns a transaction away for insufficient funds, once, and sends it when they arrive', async () => {
+            const poor = Wallet.createRandom();
+            const asked: string[] = [];
+            // The periodic re-send is far off: only the request for funds can bring the transaction through in time.
+            const q = pipeline(chain, {
+                rebroadcastAfterMs: 600_000,
+                onInsufficientFunds: async (sender) => {
+                    asked.push(sender);
+                    await chain.fund(sender, 1);
+                },
+            });
+            const call = { operationId: `starved-${poor.address}`, from: { address: poor.address, signer: poor }, to: poor.address, data: '0x', gasLimit: 21_000n };
+            const sent = await q.submit(call);
+            expect(sent.state).toBe('pending');
+            expect(await q.wait(call.operationId, { timeoutMs: 30_000 })).toMatchObject({ state: 'confirmed', nonce: 0, hash: sent.hash });
+            expect(asked).toEqual([poor.address]);
         });
 
         it('records a mined revert with the decoded error (gas limit given, so nothing caught it before)', async () => {
