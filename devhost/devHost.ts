@@ -456,7 +456,16 @@ export class DevHost {
 
     #takePort(): number {
         if (this.#opts.basePort === 0) return 0; // every instance on a free port of its own
+        // Never a port the devhost's own services listen on (the identity issuer's 7080 comes after nine members).
         const used = new Set([...this.#slots.values()].map((s) => s.info.port));
+        for (const url of [this.consoleUrl, ...Object.values(this.services)]) {
+            try {
+                const port = url ? Number(new URL(url).port) : 0;
+                if (port) used.add(port);
+            } catch {
+                // not a URL: nothing listens there
+            }
+        }
         while (used.has(this.#nextPort)) this.#nextPort++;
         return this.#nextPort++;
     }
