@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from './files';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
 import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
-import { LocalKeyVault } from './services/keyVault';
+import { LocalKeyVault, localVaultName, VAULT_NAME_RE } from './services/keyVault';
 import { ServiceBusAdminServer } from './servicebus/admin';
 import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
 import { ensureOperator } from './services/operator';
@@ -17,7 +17,7 @@ import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/st
 import { CosmosClient } from '@azure/cosmos';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
 import { ensureDatabase } from '../shared/documents/containers';
-import { DirectorySeed, registerDevRoutes, type MemberApps, type VaultFaults } from './devRoutes';
+import { DirectorySeed, registerDevRoutes, type MemberAppRequest, type MemberApps, type VaultFaults } from './devRoutes';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -29,6 +29,8 @@ export interface AppInstanceConfig {
     port?: number;
     /** Settings that override the folder's local.settings.json `Values`. */
     settings?: Record<string, string>;
+    /** Its vault's name (a member's, as the app derived it); default: from the instance name. */
+    vaultName?: string;
 }
 
 export interface DevHostOptions {
@@ -184,7 +186,7 @@ export class DevHost {
         // Each app instance has a vault of its own: a member's keys never share a vault with another's.
         let vault: LocalKeyVault | undefined;
         if (this.identity && !config.settings?.FLEXCHANGE_KEYVAULT_URL) {
-            vault = await this.#startVault(config.name);
+            vault = await this.#startVault(config.name, config.vaultName);
             env.FLEXCHANGE_KEYVAULT_URL = vault.url;
             env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'local-issuer';
             env.FLEXCHANGE_CLIENT_ID = config.settings?.FLEXCHANGE_CLIENT_ID ?? `flexchange-${config.name}`;
@@ -331,12 +333,19 @@ export class DevHost {
         return this.#seed;
     }
 
-    async #startVault(appName: string): Promise<LocalKeyVault> {
+    async #startVault(appName: string, requested?: string): Promise<LocalKeyVault> {
         const identity = this.identity!;
         const masterKey = Buffer.from(loadOrCreateSecret(this.stateDir, 'vault-master-key'), 'base64').subarray(0, 32);
+        const dir = path.join(this.stateDir, 'vaults', appName);
+        // A vault that already has state keeps the name it was created with (its keys are in `<name>.keyvault`),
+        // whatever naming rule made that name.
+        const existing = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.keyvault')).map((f) => f.slice(0, -'.keyvault'.length)).filter((n) => VAULT_NAME_RE.test(n)) : [];
+        if (existing.length > 1) throw new Error(`The vault folder ${dir} holds the state of several vaults (${existing.join(', ')}); keep one`);
+        const name = existing[0] ?? requested ?? localVaultName(appName);
+        if (existing[0] && requested && existing[0] !== requested) this.#log.info({ app: appName, vault: existing[0], requested }, 'vault keeps the name its state was created with');
         const vault = new LocalKeyVault({
-            name: `fx-${appName.replace(/[^A-Za-z0-9-]/g, '-')}`.slice(0, 24),
-            dir: path.join(this.stateDir, 'vaults', appName),
+            name,
+            dir,
             masterKey,
             tenantId: identity.tenantId,
             verifyToken: (bearer) => identity.verify(bearer, 'https://vault.azure.net'),
@@ -408,7 +417,7 @@ export class DevHost {
         return this.identity!.registerApp(`flexchange-${name}`, ['Deployment.Member'], orgId);
     }
 
-    async #startMember(name: string, request: { orgId: string; settings?: Record<string, string> }): Promise<RunningApp> {
+    async #startMember(name: string, request: MemberAppRequest): Promise<RunningApp> {
         const template = this.#opts.apps[0];
         if (!template) throw new Error('No app folder to start a member instance from');
         this.#memberIdentity(name, request.orgId);
@@ -424,6 +433,7 @@ export class DevHost {
         return this.addApp({
             name,
             folder: template.folder,
+            vaultName: request.names?.vault,
             settings: {
                 ...nodeSettings,
                 ...(this.#opts.memberSettings ?? {}),
@@ -431,14 +441,15 @@ export class DevHost {
                 FLEXCHANGE_ROLE: 'member',
                 FLEXCHANGE_ORG_ID: request.orgId,
                 // Its own database in the local Cosmos server, as its own account would be in Azure.
-                COSMOS_DATABASE: `member-${request.orgId}`,
+                COSMOS_DATABASE: request.names?.cosmosDatabase ?? `member-${request.orgId}`,
             },
         });
     }
 
-    #readMemberApps(): { name: string; orgId: string; settings?: Record<string, string> }[] {
+    /** Entries written before names came with the request have none: their vault keeps its name (its state file), the database stays `member-<orgId>`. */
+    #readMemberApps(): ({ name: string } & MemberAppRequest)[] {
         try {
-            const data = JSON.parse(readFileSync(path.join(this.stateDir, 'member-apps.json'), 'utf8')) as { apps?: { name: string; orgId: string; settings?: Record<string, string> }[] };
+            const data = JSON.parse(readFileSync(path.join(this.stateDir, 'member-apps.json'), 'utf8')) as { apps?: ({ name: string } & MemberAppRequest)[] };
             return data.apps ?? [];
         } catch {
             return [];
@@ -447,7 +458,16 @@ export class DevHost {
 
     #takePort(): number {
         if (this.#opts.basePort === 0) return 0; // every instance on a free port of its own
+        // Never a port the devhost's own services listen on (the identity issuer's 7080 comes after nine members).
         const used = new Set([...this.#slots.values()].map((s) => s.info.port));
+        for (const url of [this.consoleUrl, ...Object.values(this.services)]) {
+            try {
+                const port = url ? Number(new URL(url).port) : 0;
+                if (port) used.add(port);
+            } catch {
+                // not a URL: nothing listens there
+            }
+        }
         while (used.has(this.#nextPort)) this.#nextPort++;
         return this.#nextPort++;
     }

@@ -5,6 +5,7 @@ import { sendJson, sendProblem } from './console';
 import { APP_ROLES, LocalIdentity } from './services/identity';
 import type { MailSink } from './services/mailSink';
 import type { LocalNodes } from './services/localNodes';
+import { VAULT_NAME_RE } from './services/keyVault';
 
 const tokenRequest = z
     .object({
@@ -64,8 +65,17 @@ export const memberAppRequest = z
         orgId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a lower-case organisation id'),
         /** Settings for the instance, over the folder's own. */
         settings: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(4096)).optional(),
+        /** The names the app derived for this member's resources (its own naming rules live in the app). */
+        names: z
+            .object({
+                vault: z.string().regex(VAULT_NAME_RE, 'a Key Vault name: 3-24 letters, digits and single hyphens, starting with a letter, not ending with a hyphen'),
+                cosmosDatabase: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,253}[A-Za-z0-9])?$/, 'a Cosmos database id'),
+            })
+            .strict()
+            .optional(),
     })
     .strict();
+export type MemberAppRequest = z.infer<typeof memberAppRequest>;
 
 /** Where a member instance answers, and the app identity it gets tokens with (client credentials). */
 export interface MemberAppInfo {
@@ -83,7 +93,7 @@ export interface VaultFaults {
 
 export interface MemberApps {
     /** Starts the member instance if it is not running (idempotent by name) and returns where it answers. */
-    ensure(name: string, request: z.infer<typeof memberAppRequest>): Promise<MemberAppInfo & { created: boolean }>;
+    ensure(name: string, request: MemberAppRequest): Promise<MemberAppInfo & { created: boolean }>;
     get(name: string): MemberAppInfo | undefined;
 }
 

@@ -32,7 +32,7 @@ httpRoute('registrationsCreate', {
     body: registrationRequest,
     durable: true,
     rateLimit: ({ body, clientAddress }) => [
-        { key: `registrations:ip:${clientAddress}`, limit: 10, windowSeconds: 3600 },
+        { key: `registrations:ip:${clientAddress}`, limit: getServices().settings.FLEXCHANGE_REGISTRATION_LIMIT_PER_ADDRESS, windowSeconds: 3600 },
         { key: `registrations:email:${body.applicant.email.toLowerCase()}`, limit: 3, windowSeconds: 86_400 },
     ],
     summary: 'Apply to join the consortium',

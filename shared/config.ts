@@ -148,6 +148,8 @@ const settingsSchema = z.object({
     /** Approvers are reminded once after this long; the application expires after the second. */
     FLEXCHANGE_REGISTRATION_REMINDER_SECONDS: z.coerce.number().int().min(1).default(2 * 86_400),
     FLEXCHANGE_REGISTRATION_EXPIRY_SECONDS: z.coerce.number().int().min(1).default(7 * 86_400),
+    /** Applications accepted per client address per hour (`POST /api/registrations`). */
+    FLEXCHANGE_REGISTRATION_LIMIT_PER_ADDRESS: z.coerce.number().int().min(1).max(100_000).default(10),
     /** The base URL links in mails point to (default: https://<WEBSITE_HOSTNAME>). */
     FLEXCHANGE_PUBLIC_URL: url.optional(),
 

@@ -40,6 +40,15 @@ export class NotFound extends AppError {
         super(message, 404, 'not_found', options);
     }
 }
+export class MethodNotAllowed extends AppError {
+    constructor(
+        message: string,
+        /** The methods the resource does take (the `Allow` header). */
+        readonly allow: string[],
+    ) {
+        super(message, 405, 'method_not_allowed');
+    }
+}
 export class Conflict extends AppError {
     constructor(message: string, code = 'conflict', options?: { cause?: unknown }) {
         super(message, 409, code, options);

@@ -2,6 +2,7 @@ import {
     constants as cryptoConstants,
     createCipheriv,
     createDecipheriv,
+    createHash,
     createPrivateKey,
     createPublicKey,
     generateKeyPair,
@@ -51,6 +52,24 @@ import type { Logger } from 'pino';
  * and before the response is sent.
  */
 
+/**
+ * The vault name of an app instance the devhost names itself (member deployments bring the name the
+ * app derived): `fx-<app name>` when that is a valid vault name, else the name cut to leave room for
+ * a hash of the whole app name, so names that share a prefix get vaults of their own.
+ */
+export function localVaultName(appName: string): string {
+    const whole = `fx-${appName}`;
+    if (VAULT_NAME_RE.test(whole)) return whole;
+    const hash = createHash('sha256').update(appName, 'utf8').digest('hex').slice(0, 8);
+    const head = appName
+        .toLowerCase()
+        .replace(/[^a-z0-9]+/g, '-')
+        .replace(/^-+/, '')
+        .slice(0, 24 - 'fx-'.length - hash.length - 1)
+        .replace(/-+$/, '');
+    return head ? `fx-${head}-${hash}` : `fx-${hash}`;
+}
+
 export interface LocalKeyVaultOptions {
     /** The vault name (3-24 characters, as in Azure); also names the state file. */
     name: string;
@@ -76,7 +95,8 @@ const MAX_PAGE_SIZE = 25;
 const MAX_TAGS = 15;
 const NAME_RE = /^[0-9a-zA-Z-]{1,127}$/;
 const VERSION_RE = /^[0-9a-fA-F]{32}$/;
-const VAULT_NAME_RE = /^(?!.*--)[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/;
+/** Key Vault's name rule: 3-24 letters, digits and single hyphens, starting with a letter, not ending with a hyphen. */
+export const VAULT_NAME_RE = /^(?!.*--)[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$/;
 const API_VERSION_RE = /^(\d+\.\d+|\d{4}-\d{2}-\d{2})(-preview(\.\d+)?)?$/;
 const BASE64URL_RE = /^[A-Za-z0-9_-]*={0,2}$/;
 // State file layout: MAGIC | iv (12) | tag (16) | AES-256-GCM(JSON). MAGIC is also the AAD.

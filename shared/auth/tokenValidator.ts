@@ -19,15 +19,15 @@ export interface TokenValidatorOptions {
     issuer: string;
     audience: string;
     jwksUri: string;
-    /** Seconds of clock difference tolerated on exp and nbf. */
+    /** Seconds of clock difference tolerated on exp, nbf and iat. */
     clockToleranceSeconds?: number;
 }
 
 /**
  * Validates Entra ID (locally: the devhost issuer) bearer tokens: RS256 only,
  * signature against the issuer's JWKS (cached, with rate-limited fetches; an unknown
- * `kid` makes one fetch, then fails), issuer, audience, expiry and not-before with a
- * small clock tolerance. Every failure is a 401 whose detail names no key material.
+ * `kid` makes one fetch, then fails), issuer, audience, an expiry (required), not-before
+ * and issued-at (not in the future) with a small clock tolerance. Every failure is a 401 whose detail names no key material.
  */
 export class TokenValidator {
     readonly #jwks: JwksClient;
@@ -81,6 +81,10 @@ export class TokenValidator {
             const reason = name === 'TokenExpiredError' ? 'The token has expired' : name === 'NotBeforeError' ? 'The token is not valid yet' : 'The token is not valid for this API';
             throw new Unauthorized(reason);
         }
+        // jsonwebtoken checks `exp` only when present and never looks at `iat`: a token that never expires,
+        // or one minted with a clock ahead of ours, is refused here.
+        if (typeof payload.exp !== 'number') throw new Unauthorized('The token has no expiry');
+        if (typeof payload.iat === 'number' && payload.iat > Math.floor(Date.now() / 1000) + this.#opts.clockToleranceSeconds) throw new Unauthorized('The token was issued in the future');
         const oid = typeof payload.oid === 'string' ? payload.oid : undefined;
         if (!oid) throw new Unauthorized('The token names no object id');
         const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : [];

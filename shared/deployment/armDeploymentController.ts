@@ -1,10 +1,13 @@
 import type { ResourceManagementClient } from '@azure/arm-resources';
 import { Unavailable, Upstream } from '../errors';
 import type { DeploymentController, DeploymentState, MemberDeploymentSpec } from './deploymentController';
+import { memberResourceNames } from './resourceNames';
 
 export interface ArmMemberDeploymentOptions {
-    /** Each member gets resource group `<prefix>-<orgId>`. */
+    /** Each member gets resource group `<prefix>-<orgId>` (cut with a hash when too long: resourceNames.ts). */
     resourceGroupPrefix: string;
+    /** What the globally unique names are unique within (the member subscription id). */
+    scope?: string;
     location: string;
     /** `infra/member.json`. */
     template: Record<string, unknown>;
@@ -31,8 +34,9 @@ export class ArmDeploymentController implements DeploymentController {
     ) {}
 
     async start(spec: MemberDeploymentSpec): Promise<DeploymentState> {
-        const rg = `${this.opts.resourceGroupPrefix}-${spec.orgId}`;
-        const name = `flexchange-member-${spec.orgId}`;
+        const names = memberResourceNames(spec.orgId, { resourceGroupPrefix: this.opts.resourceGroupPrefix, scope: this.opts.scope });
+        const rg = names.resourceGroup;
+        const name = names.deployment;
         const id = `${rg}/${name}`;
         return this.#arm(async () => {
             const existing = await this.client.deployments.get(rg, name).catch((err: unknown) => {

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { ResourceManagementClient } from '@azure/arm-resources';
 import type { TokenCredential } from '@azure/core-auth';
 import memberTemplate from '../../infra/member.json';
 import type { Settings } from '../config';
 import { Unavailable } from '../errors';
 import { ArmDeploymentController } from './armDeploymentController';
+import { memberResourceNames } from './resourceNames';
 
 /** The Azure deployment controller from settings: infra/member.json with the parameters it needs (none secret). */
 export function armDeploymentController(settings: Settings, credential: TokenCredential): ArmDeploymentController {
@@ -16,6 +16,7 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
     }
     return new ArmDeploymentController(new ResourceManagementClient(credential, subscription), {
         resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX,
+        scope: subscription,
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
         parameters: (orgId) => memberParameters(settings, orgId),
@@ -26,9 +27,15 @@ export const MEMBER_TEMPLATE = memberTemplate as Record<string, unknown>;
 
 /** The parameters of infra/member.json for one organisation. */
 export function memberParameters(settings: Settings, orgId: string): Record<string, unknown> {
+    // Every name from one place (resourceNames.ts); the globally unique ones within the member subscription.
+    const names = memberResourceNames(orgId, { resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX, scope: settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID });
     return {
-        // Resource names need something short and unique: "fx" + 8 hex of the org id.
-        namePrefix: `fx${createHash('sha256').update(orgId).digest('hex').slice(0, 8)}`,
+        namePrefix: names.namePrefix,
+        vaultName: names.keyVault,
+        storageAccountName: names.storageAccount,
+        cosmosAccountName: names.cosmosAccount,
+        functionAppName: names.functionApp,
+        scaleSetName: names.scaleSet,
         orgId,
         chainId: settings.FLEXCHANGE_CHAIN_ID,
         genesisJsonBase64: settings.FLEXCHANGE_MEMBER_GENESIS_B64,

@@ -1,4 +1,5 @@
 import { Unavailable, Upstream } from '../errors';
+import { memberResourceNames } from './resourceNames';
 
 /** What `memberDeployment` asks for: one member deployment per organisation, named after it. */
 export interface MemberDeploymentSpec {
@@ -27,7 +28,7 @@ export interface DeploymentController {
     status(id: string): Promise<DeploymentState>;
 }
 
-export const memberAppName = (orgId: string) => `member-${orgId}`;
+export const memberAppName = (orgId: string) => memberResourceNames(orgId).app;
 
 /** The devhost: a member instance of the same app on the next port (console `PUT /dev/apps/{name}`). */
 export class DevhostDeploymentController implements DeploymentController {
@@ -39,8 +40,10 @@ export class DevhostDeploymentController implements DeploymentController {
     }
 
     async start(spec: MemberDeploymentSpec): Promise<DeploymentState> {
-        const name = memberAppName(spec.orgId);
-        const res = await this.#call('PUT', name, { orgId: spec.orgId });
+        // The devhost takes the names the app derives (one naming rule, resourceNames.ts) rather than making its own.
+        const names = memberResourceNames(spec.orgId);
+        const name = names.app;
+        const res = await this.#call('PUT', name, { orgId: spec.orgId, names: { vault: names.localVault, cosmosDatabase: names.cosmosDatabase } });
         if (!res.ok) return { id: name, status: 'Failed', error: await this.#problem(res) };
         const app = (await res.json()) as { url: string; identity?: { principalId: string } };
         return { id: name, status: 'Succeeded', url: app.url, principalId: app.identity?.principalId };

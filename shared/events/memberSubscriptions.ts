@@ -3,6 +3,7 @@ import { ServiceBusAdministrationClient, type CorrelationRuleFilter, type RulePr
 import { z } from 'zod';
 import { parseInput } from '../validation';
 import { Invalid, isUnreachable, Unavailable, Upstream } from '../errors';
+import { memberResourceNames } from '../deployment/resourceNames';
 
 /**
  * Each member receives the events that concern it through its own subscription
@@ -40,7 +41,7 @@ const ORG_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$/;
 /** The subscription name of an organisation (Service Bus allows 50 characters: letters, digits, '.', '-', '_'). */
 export function memberSubscriptionName(orgId: string): string {
     if (!ORG_ID_RE.test(orgId)) throw new Invalid(`The organisation id "${orgId}" cannot name a subscription (1-41 letters, digits, '.', '-', '_')`);
-    return `member-${orgId}`;
+    return memberResourceNames(orgId).serviceBusSubscription;
 }
 
 export interface MemberSubscriptionOptions {

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathParams, openApiPath } from '../../functions/http/openapi';
 import { routeTable } from '../../functions/http/route';
+import { CATCH_ALL_FUNCTION } from '../../functions/notFound';
 import { removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
 
 // Loading every function file fills the route table (outside a host the library only warns that it is in test mode).
@@ -49,7 +50,9 @@ describe('OpenAPI documents and Swagger UI', () => {
         const operations = Object.entries(doc.paths).flatMap(([p, ops]) => Object.entries(ops).map(([method, op]) => ({ path: p, method: method.toUpperCase(), op })));
         // Every HTTP function the app registered is an operation of the document.
         const runtime = JSON.parse(readFileSync(path.join(host.stateDir, 'devhost.json'), 'utf8')) as { apps: { name: string; functions: { name: string; trigger: string }[] }[] };
-        const registered = runtime.apps.find((a) => a.name === app)!.functions.filter((f) => f.trigger === 'httpTrigger').map((f) => f.name);
+        // Except the catch-all that answers unknown routes with a problem (functions/notFound.ts): it is no operation of the API.
+        const registered = runtime.apps.find((a) => a.name === app)!.functions.filter((f) => f.trigger === 'httpTrigger').map((f) => f.name).filter((n) => n !== CATCH_ALL_FUNCTION);
+        expect(runtime.apps.find((a) => a.name === app)!.functions.map((f) => f.name)).toContain(CATCH_ALL_FUNCTION);
         const ids = new Set(operations.map((o) => o.op.operationId));
         const documented = (name: string) => ids.has(name) || ['Get', 'Post', 'Put', 'Patch', 'Delete'].some((m) => ids.has(`${name}${m}`));
         for (const name of registered) expect({ name, documented: documented(name) }).toEqual({ name, documented: true });
@@ -88,6 +91,24 @@ describe('OpenAPI documents and Swagger UI', () => {
         expect(missing).toEqual([]);
         // Nothing the app does not serve.
         expect(operations.length).toBe(routeTable.filter((x) => x.deployments.includes(deployment)).reduce((n, r) => n + r.methods.length, 0));
+    });
+
+    it.each(['core', 'member-docs'])('%s: answers unknown routes with a problem+json 404, and a known path with another method with 405 and Allow', async (app) => {
+        const origin = host.origin(app);
+        for (const method of ['GET', 'POST', 'DELETE']) {
+            for (const p of ['/api/no-such-route', '/api/orgs/x/no/such/thing', '/api', '/api/openapi.json/more']) {
+                const res = await fetch(`${origin}${p}`, { method, ...(method === 'POST' ? { headers: { 'content-type': 'application/json' }, body: '{}' } : {}) });
+                expect({ method, p, status: res.status, type: res.headers.get('content-type') }).toEqual({ method, p, status: 404, type: 'application/problem+json' });
+                expect(await res.json()).toMatchObject({ status: 404, code: 'not_found', title: 'Not found' });
+            }
+        }
+        const wrong = await fetch(`${origin}/api/openapi.json`, { method: 'DELETE' });
+        expect({ status: wrong.status, type: wrong.headers.get('content-type'), allow: wrong.headers.get('allow') }).toEqual({ status: 405, type: 'application/problem+json', allow: 'GET' });
+        expect(await wrong.json()).toMatchObject({ status: 405, code: 'method_not_allowed' });
+        // The real routes still answer (the catch-all has the lowest precedence).
+        expect((await fetch(`${origin}/api/openapi.json`)).status).toBe(200);
+        expect((await fetch(`${origin}/api/docs/init.js`)).status).toBe(200);
+        expect((await fetch(`${origin}/api/health`)).headers.get('content-type')).toMatch(/^application\/json/);
     });
 
     it('documents bodies as the validating zod schemas say: required fields, formats, limits, no extra properties', () => {

@@ -158,6 +158,33 @@ describe('registration and approval', () => {
         expect(after).toEqual(expect.objectContaining({ items: [], next: 4 }));
     }, 90_000);
 
+    it('onboards organisations whose ids once cut their vault name at a hyphen (windco, gridco: "Invalid Key Vault name")', async () => {
+        const orgs = [
+            { name: 'windco Energy Ltd', legalId: 'GB-5005', email: 'wes@windco.example' },
+            { name: 'gridco Energy Ltd', legalId: 'GB-5006', email: 'gil@gridco.example' },
+        ];
+        const ends = await Promise.all(
+            orgs.map(async (o) => {
+                const { body } = await apply(o.name, o.legalId, o.email);
+                expect((await post(await linkFor('alice@operator.example', o.name), 'approve')).status).toBe(200);
+                return waitFor(async () => {
+                    const s = (await status(body.statusUrl)) as Awaited<ReturnType<typeof status>> & { failure?: string };
+                    return s.status === 'Active' || s.status === 'Failed' ? s : undefined;
+                }, 60_000);
+            }),
+        );
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string }[]; services: Record<string, string> };
+        for (const end of ends) {
+            expect({ status: end.status, failure: end.failure }).toEqual({ status: 'Active', failure: undefined });
+            // The id is the one that broke the old name (`fx-member-` + its first 14 characters ended with a hyphen).
+            expect(end.orgId!.charAt(13)).toBe('-');
+            const member = services.apps.find((a) => a.orgId === end.orgId)!;
+            expect(member).toMatchObject({ role: 'member' });
+            expect(services.services[`vault:${member.name}`]).toMatch(/^http:\/\/127\.0\.0\.1:\d+/);
+            expect((await fetch(`${member.url}/health`)).status).toBe(200);
+        }
+    }, 120_000);
+
     it('refuses a second open application for the same legal id, and a tampered or unknown link', async () => {
         const first = await apply('Globex Power', 'GB-2002', 'gus@globex.example');
         expect(first.status).toBe(202);

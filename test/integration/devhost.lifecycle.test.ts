@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { fixture, readJsonLines, removeDir, startDevhost, tempDir, waitFor } from '../harness/devhost';
+import { freePort } from '../harness/faultProxy';
 
 const basic = fixture('basic-app');
 
@@ -124,4 +126,30 @@ describe('devhost lifecycle: hooks, several app instances, graceful shutdown', (
         }
         removeDir(blocker.stateDir);
     });
+
+    it('starts member instances on the next ports, skipping the ports of its own services (the issuer after the apps)', async () => {
+        // Three consecutive free ports: the core, then the issuer right after it, where the first member would go.
+        let base = 0;
+        for (let attempt = 0; attempt < 20 && !base; attempt++) {
+            const p = await freePort();
+            if ((await Promise.all([p + 1, p + 2].map(portIsFree))).every(Boolean)) base = p;
+        }
+        expect(base).toBeGreaterThan(0);
+        const host = await startDevhost(['--port', String(base), '--identity-port', String(base + 1), '--app', basic, '--name', 'core']);
+        try {
+            const res = await fetch(`${host.consoleUrl}/dev/apps/member-a`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orgId: 'a' }) });
+            expect({ status: res.status, body: (await res.json()) as unknown }).toEqual({ status: 201, body: expect.objectContaining({ name: 'member-a', port: base + 2 }) });
+        } finally {
+            await host.stop();
+        }
+        removeDir(host.stateDir);
+    });
 });
+
+function portIsFree(port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+        const server = createServer();
+        server.once('error', () => resolve(false));
+        server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+}

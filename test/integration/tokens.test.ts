@@ -79,6 +79,15 @@ describe('bearer token validation', () => {
         expect((await validator.validate(`Bearer ${sign(claims({ exp: now() - 2 }))}`)).oid).toBe('user-1');
     });
 
+    it('refuses a token without an expiry, and one issued or valid only in the future beyond the tolerance', async () => {
+        const { exp: _exp, ...noExpiry } = claims();
+        await refused(sign(noExpiry), /no expiry/);
+        await refused(sign(claims({ iat: now() + 120 })), /issued in the future/);
+        await refused(sign(claims({ iat: now() + 120, nbf: now() + 120 })), /not valid yet|issued in the future/);
+        // Within the 5 s tolerance both still pass (clocks differ a little).
+        expect((await validator.validate(`Bearer ${sign(claims({ iat: now() + 2, nbf: now() + 2 }))}`)).oid).toBe('user-1');
+    });
+
     it('refuses the wrong audience and the wrong issuer', async () => {
         await refused(sign(claims({ aud: 'api://someone-else' })), /not valid for this API/);
         await refused(sign(claims({ iss: 'https://login.microsoftonline.com/evil/v2.0' })), /not valid for this API/);

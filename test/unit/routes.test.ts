@@ -1,3 +1,5 @@
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { compareRoutes, compileRoute, matchRoute, RouteTemplateError } from '../../devhost/worker/routes';
 
 const match = (template: string, path: string, prefix = 'api') => matchRoute(compileRoute(template, prefix), path);
@@ -57,5 +59,23 @@ describe('route templates', () => {
         const routes = ['items/{*rest}', 'items/{name}', 'items/{id:int}', 'items/special'].map((t) => compileRoute(t, 'api'));
         routes.sort(compareRoutes);
         expect(routes.map((r) => r.template)).toEqual(['items/special', 'items/{id:int}', 'items/{name}', 'items/{*rest}']);
+    });
+
+    it("tries the app's catch-all after every route of the app, so it never shadows one", () => {
+        const quiet = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
+        // Loading every function file fills the route table (outside a host the library only warns that it is in test mode).
+        for (const f of readdirSync(path.join(__dirname, '..', '..', 'functions')).filter((n) => n.endsWith('.ts'))) require(path.join(__dirname, '..', '..', 'functions', f));
+        quiet.mockRestore();
+        const { routeTable } = require('../../functions/http/route') as typeof import('../../functions/http/route');
+        const { CATCH_ALL_ROUTE } = require('../../functions/notFound') as typeof import('../../functions/notFound');
+        const catchAll = compileRoute(CATCH_ALL_ROUTE, 'api');
+        expect(routeTable.length).toBeGreaterThan(20);
+        for (const r of routeTable) {
+            const route = compileRoute(r.route, 'api');
+            expect([r.route, Math.sign(compareRoutes(route, catchAll))]).toEqual([r.route, -1]);
+            expect([r.route, [catchAll, route].sort(compareRoutes)[0]!.template]).toEqual([r.route, r.route]);
+        }
+        expect(matchRoute(catchAll, '/api/anything/at/all')).toEqual({ path: 'anything/at/all' });
+        expect(matchRoute(catchAll, '/api')).toEqual({});
     });
 });
