@@ -9,8 +9,9 @@
  *   replay; the quantity varies too); each one accepted starts a signing saga, which anchors it on-chain
  *   while the run goes on;
  * - references, same run, same settings: `GET /api/me` (token validation, the directory lookup and the
- *   route pipeline, no store behind it) and `GET /api/health`: 1,000 anonymous calls, answered from a
- *   check at most `FLEXCHANGE_HEALTH_CACHE_SECONDS` old; the component checks they caused are counted
+ *   route pipeline, no store behind it) and `GET /api/health`: 1,000 anonymous calls paced over the
+ *   duration, answered from a check at most `FLEXCHANGE_HEALTH_CACHE_SECONDS` old (the first finds none that
+ *   young); the component checks they caused are counted
  *   from the operator's health answer (`checksRun.shared`) before and after, and more than one per half
  *   max age of the run (plus one) fails the run.
  *
@@ -46,11 +47,11 @@ export interface Measured {
 type Request = autocannon.Request;
 
 /** One autocannon run; `requests` as autocannon takes them (a `setupRequest` per request where the body varies). */
-export function cannon(label: string, opts: { url: string; duration: number; connections: number; amount?: number; method?: 'GET' | 'POST'; headers?: Record<string, string>; requests?: Request[] }): Promise<Measured> {
+export function cannon(label: string, opts: { url: string; duration: number; connections: number; amount?: number; overallRate?: number; method?: 'GET' | 'POST'; headers?: Record<string, string>; requests?: Request[] }): Promise<Measured> {
     return new Promise((resolve, reject) => {
         const latencies: number[] = [];
         const instance = autocannon(
-            { url: opts.url, duration: opts.duration, ...(opts.amount ? { amount: opts.amount } : {}), connections: opts.connections, method: opts.method ?? 'GET', headers: opts.headers, requests: opts.requests, timeout: 30 },
+            { url: opts.url, duration: opts.duration, ...(opts.amount ? { amount: opts.amount } : {}), ...(opts.overallRate ? { overallRate: opts.overallRate } : {}), connections: opts.connections, method: opts.method ?? 'GET', headers: opts.headers, requests: opts.requests, timeout: 30 },
             (err, result) => {
                 if (err) return reject(err instanceof Error ? err : new Error(String(err)));
                 latencies.sort((a, b) => a - b);
@@ -162,8 +163,11 @@ export async function runApi(opts: { duration?: number; connections?: number; wa
         };
         const healthCalls = 1000;
         if (warmup > 0) await cannon('GET /api/health (warm-up)', { url: `${core}/health`, duration: warmup, connections });
+        // The calls start on a result older than the max age (the first waits for a check) and are paced over
+        // `duration` seconds, so the run spans several max ages: each half max age past, one check behind the answers.
         const before = await operatorHealth();
-        const healthRun = await cannon(`GET /api/health ×${healthCalls} anonymous`, { url: `${core}/health`, duration: duration * 10, amount: healthCalls, connections });
+        await new Promise((r) => setTimeout(r, before.maxAgeSeconds * 1000 + 100));
+        const healthRun = await cannon(`GET /api/health ×${healthCalls} anonymous`, { url: `${core}/health`, duration: duration * 10, amount: healthCalls, overallRate: Math.ceil(healthCalls / duration), connections });
         const after = await operatorHealth();
         const healthChecks = after.checksRun.shared - before.checksRun.shared;
         const halfAge = Math.max(after.maxAgeSeconds / 2, 0.001);
@@ -216,7 +220,7 @@ export async function runApi(opts: { duration?: number; connections?: number; wa
             rows: [
                 {
                     script: '`npm run bench:api`',
-                    what: `autocannon, ${connections} connections, ${duration} s per route (after ${warmup} s warm-up), compiled devhost; GET: the trader's own proposals (awaiting signatures) in turn; POST: every request a new valid proposal (own Idempotency-Key), each starting its saga; references \`GET /api/me\` (token, directory, pipeline) and ${healthCalls} anonymous \`GET /api/health\` (answered from a check at most ${after.maxAgeSeconds} s old; component checks counted by the operator's answer) in the same run`,
+                    what: `autocannon, ${connections} connections, ${duration} s per route (after ${warmup} s warm-up), compiled devhost; GET: the trader's own proposals (awaiting signatures) in turn; POST: every request a new valid proposal (own Idempotency-Key), each starting its saga; references \`GET /api/me\` (token, directory, pipeline) and ${healthCalls} anonymous \`GET /api/health\` paced over ${duration} s (answered from a check at most ${after.maxAgeSeconds} s old; component checks counted by the operator's answer) in the same run`,
                     figures: `GET /api/proposals/{id} ${fig(get)}, ratio to /me ${ratio(get.p50, me.p50)} · POST /api/proposals ${fig(post)}, ratio to /me ${ratio(post.p50, me.p50)} (${accepted.size} proposals, 0 replays) · GET /api/me ${fig(me)} · GET /api/health ×${healthCalls} ${fig(health)}, ${healthChecks} component checks · non-2xx ${get.non2xx + post.non2xx + me.non2xx + health.non2xx}`,
                 },
             ],
