@@ -9,8 +9,11 @@
  *   replay; the quantity varies too); each one accepted starts a signing saga, which anchors it on-chain
  *   while the run goes on;
  * - references, same run, same settings: `GET /api/me` (token validation, the directory lookup and the
- *   route pipeline, no store behind it) and `GET /api/health` (anonymous; checks every component: the
- *   ledger, Cosmos, storage, the vault and a bus sender it opens per request).
+ *   route pipeline, no store behind it) and `GET /api/health`: 1,000 anonymous calls paced over the
+ *   duration, answered from a check at most `FLEXCHANGE_HEALTH_CACHE_SECONDS` old (the first finds none that
+ *   young); the component checks they caused are counted
+ *   from the operator's health answer (`checksRun.shared`) before and after, and more than one per half
+ *   max age of the run (plus one) fails the run.
  *
  * Latencies are autocannon's own per-request times (hrtime), taken from its `response` events so they
  * keep their fractions (its histogram rounds to whole milliseconds); its histogram's p50/p99 are
@@ -44,11 +47,11 @@ export interface Measured {
 type Request = autocannon.Request;
 
 /** One autocannon run; `requests` as autocannon takes them (a `setupRequest` per request where the body varies). */
-export function cannon(label: string, opts: { url: string; duration: number; connections: number; method?: 'GET' | 'POST'; headers?: Record<string, string>; requests?: Request[] }): Promise<Measured> {
+export function cannon(label: string, opts: { url: string; duration: number; connections: number; amount?: number; overallRate?: number; method?: 'GET' | 'POST'; headers?: Record<string, string>; requests?: Request[] }): Promise<Measured> {
     return new Promise((resolve, reject) => {
         const latencies: number[] = [];
         const instance = autocannon(
-            { url: opts.url, duration: opts.duration, connections: opts.connections, method: opts.method ?? 'GET', headers: opts.headers, requests: opts.requests, timeout: 30 },
+            { url: opts.url, duration: opts.duration, ...(opts.amount ? { amount: opts.amount } : {}), ...(opts.overallRate ? { overallRate: opts.overallRate } : {}), connections: opts.connections, method: opts.method ?? 'GET', headers: opts.headers, requests: opts.requests, timeout: 30 },
             (err, result) => {
                 if (err) return reject(err instanceof Error ? err : new Error(String(err)));
                 latencies.sort((a, b) => a - b);
@@ -151,12 +154,34 @@ export async function runApi(opts: { duration?: number; connections?: number; wa
                 setupRequest: (req) => ({ ...req, path: `/api/proposals/${ids[seq++ % ids.length]}` }),
             },
         ];
+        // 1,000 anonymous health calls, and the component checks they caused (the operator's answer counts them).
+        const operatorHealth = async () => {
+            const res = await fetch(`${core}/health`, { headers: { authorization: `Bearer ${admin}` } });
+            const body = (await res.json()) as { checksRun?: { shared: number; operator: number }; maxAgeSeconds?: number };
+            if (!body.checksRun || body.maxAgeSeconds === undefined) throw new Error(`the operator's GET /api/health answered ${res.status} without checksRun`);
+            return { checksRun: body.checksRun, maxAgeSeconds: body.maxAgeSeconds };
+        };
+        const healthCalls = 1000;
+        if (warmup > 0) await cannon('GET /api/health (warm-up)', { url: `${core}/health`, duration: warmup, connections });
+        // The calls start on a result older than the max age (the first waits for a check) and are paced over
+        // `duration` seconds, so the run spans several max ages: each half max age past, one check behind the answers.
+        const before = await operatorHealth();
+        await new Promise((r) => setTimeout(r, before.maxAgeSeconds * 1000 + 100));
+        const healthRun = await cannon(`GET /api/health ×${healthCalls} anonymous`, { url: `${core}/health`, duration: duration * 10, amount: healthCalls, overallRate: Math.ceil(healthCalls / duration), connections });
+        const after = await operatorHealth();
+        const healthChecks = after.checksRun.shared - before.checksRun.shared;
+        const halfAge = Math.max(after.maxAgeSeconds / 2, 0.001);
+        const allowedChecks = 1 + Math.ceil(healthRun.seconds / halfAge);
+        console.log(`api: ${describe(healthRun)}; component checks they caused ${healthChecks} (at most ${allowedChecks} allowed: one per ${halfAge} s, half the max age of ${after.maxAgeSeconds} s, plus one)`);
+        failures.push(...problems(healthRun));
+        if (healthRun.requests !== healthCalls) failures.push(`GET /api/health: ${healthRun.requests} answers to ${healthCalls} calls`);
+        if (healthChecks > allowedChecks) failures.push(`GET /api/health: ${healthCalls} anonymous calls caused ${healthChecks} component checks (at most ${allowedChecks} expected)`);
+        const results: Record<string, Measured> = { health: healthRun };
+
         const targets = [
-            { key: 'health', label: 'GET /api/health', opts: { url: `${core}/health` } },
             { key: 'me', label: 'GET /api/me', opts: { url: `${core}/me`, headers: auth } },
             { key: 'get', label: 'GET /api/proposals/{id}', opts: { url: `${core}/proposals/${ids[0]}`, headers: auth, requests: getProposal } },
         ] as const;
-        const results: Record<string, Measured> = {};
         for (const t of targets) {
             if (warmup > 0) await cannon(`${t.label} (warm-up)`, { ...t.opts, duration: warmup, connections });
             const m = await cannon(t.label, { ...t.opts, duration, connections });
@@ -195,8 +220,8 @@ export async function runApi(opts: { duration?: number; connections?: number; wa
             rows: [
                 {
                     script: '`npm run bench:api`',
-                    what: `autocannon, ${connections} connections, ${duration} s per route (after ${warmup} s warm-up), compiled devhost; GET: the trader's own proposals (awaiting signatures) in turn; POST: every request a new valid proposal (own Idempotency-Key), each starting its saga; references \`GET /api/me\` (token, directory, pipeline) and \`GET /api/health\` (every component) in the same run`,
-                    figures: `GET /api/proposals/{id} ${fig(get)}, ratio to /me ${ratio(get.p50, me.p50)} · POST /api/proposals ${fig(post)}, ratio to /me ${ratio(post.p50, me.p50)} (${accepted.size} proposals, 0 replays) · GET /api/me ${fig(me)} · GET /api/health ${fig(health)} · non-2xx ${get.non2xx + post.non2xx + me.non2xx + health.non2xx}`,
+                    what: `autocannon, ${connections} connections, ${duration} s per route (after ${warmup} s warm-up), compiled devhost; GET: the trader's own proposals (awaiting signatures) in turn; POST: every request a new valid proposal (own Idempotency-Key), each starting its saga; references \`GET /api/me\` (token, directory, pipeline) and ${healthCalls} anonymous \`GET /api/health\` paced over ${duration} s (answered from a check at most ${after.maxAgeSeconds} s old; component checks counted by the operator's answer) in the same run`,
+                    figures: `GET /api/proposals/{id} ${fig(get)}, ratio to /me ${ratio(get.p50, me.p50)} · POST /api/proposals ${fig(post)}, ratio to /me ${ratio(post.p50, me.p50)} (${accepted.size} proposals, 0 replays) · GET /api/me ${fig(me)} · GET /api/health ×${healthCalls} ${fig(health)}, ${healthChecks} component checks · non-2xx ${get.non2xx + post.non2xx + me.non2xx + health.non2xx}`,
                 },
             ],
             failures,

@@ -13,7 +13,7 @@
  *   instance: its isolate, its own copy of every module, its HTTP server, timers, bus receiver and clients.
  *   Azurite, the Cosmos stand-in and anvil are processes of their own and are not in it; each member's
  *   ledger node (a relay process in front of anvil) neither: reported apart;
- * - each instance's V8 heap in use (`checks.process.heapUsedMb` of its own `GET /api/health`: in a
+ * - each instance's V8 heap in use (`checks.process.heapUsedMb` of its own `GET /api/health`, asked with the operator's token: in a
  *   worker thread `process.memoryUsage().heapUsed` is that thread's isolate).
  *
  * RSS moves with every isolate's garbage collections (a step can be negative); hence the slope, and the
@@ -21,7 +21,7 @@
  *
  *   npm run bench:memory -- [--members 4]
  */
-import { removeDir, repoRoot, tempDir } from '../test/harness/devhost';
+import { devToken, removeDir, repoRoot, tempDir } from '../test/harness/devhost';
 import { onboard } from '../test/harness/journeys';
 import { type BenchOutcome, childProcesses, type CompiledDevhost, mb, median, rssBytes, sleep, startCompiledDevhost, numberArg, runAsScript } from './compiledDevhost';
 import { freePort } from '../test/harness/faultProxy';
@@ -31,8 +31,9 @@ interface ProcessHealth {
     heapUsedMb: number;
 }
 
-async function processHealth(apiBase: string): Promise<ProcessHealth & { status: number }> {
-    const res = await fetch(`${apiBase}/health`, { signal: AbortSignal.timeout(15_000) });
+/** The operator's health answer (anonymous callers get each component's status only) and its process figures. */
+async function processHealth(apiBase: string, operatorToken: string): Promise<ProcessHealth & { status: number }> {
+    const res = await fetch(`${apiBase}/health`, { headers: { authorization: `Bearer ${operatorToken}` }, signal: AbortSignal.timeout(15_000) });
     const body = (await res.json()) as { checks?: { process?: ProcessHealth } };
     if (!body.checks?.process) throw new Error(`${apiBase}/health answered ${res.status} without checks.process`);
     return { status: res.status, ...body.checks.process };
@@ -74,10 +75,11 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
     try {
         host = await startCompiledDevhost({ stateDir, appArgs: ['--app', repoRoot, '--name', 'core', '--app-port', String(port), '--set', 'FLEXCHANGE_APPROVERS=approver@bench.example'] });
         const core = `${host.origin('core')}/api`;
+        const operator = await devToken(host, { roles: ['Flexchange.Admin'], email: 'ops@bench.example' });
         // Every lazily built client of the core made once (the health route touches each component).
-        for (let i = 0; i < 3; i++) await processHealth(core);
+        for (let i = 0; i < 3; i++) await processHealth(core, operator);
         const alone = await settledRss(host.child.pid!, settleMs);
-        const coreHealth = await processHealth(core);
+        const coreHealth = await processHealth(core, operator);
         console.log(`memory: devhost with the core alone: RSS ${mb(alone).toFixed(0)} MB (/proc; its health route says ${coreHealth.rssMb} MB for the same process); core heap used ${coreHealth.heapUsedMb} MB`);
 
         const counts: number[] = [];
@@ -88,14 +90,14 @@ export async function runMemory(opts: { members?: number; settleMs?: number } = 
             const org = await onboard(host, `Bench Memory ${i}`, `m${i}@bench.example`);
             const onboardMs = Date.now() - started;
             memberUrls.push(org.memberUrl);
-            for (let k = 0; k < 2; k++) await processHealth(org.memberUrl);
+            for (let k = 0; k < 2; k++) await processHealth(org.memberUrl, operator);
             const now = await settledRss(host.child.pid!, settleMs);
             console.log(`memory: + member ${i}${i === 1 ? ' (warm-up: the core runs its first onboarding too)' : ''}, onboarded in ${(onboardMs / 1000).toFixed(1)} s: devhost RSS ${mb(now).toFixed(0)} MB (${now >= (rss.at(-1) ?? alone) ? '+' : ''}${mb(now - (rss.at(-1) ?? alone)).toFixed(0)} MB)`);
             counts.push(i);
             rss.push(now);
         }
-        const heaps: { name: string; heapUsedMb: number }[] = [{ name: 'core', heapUsedMb: (await processHealth(core)).heapUsedMb }];
-        for (const [i, url] of memberUrls.entries()) heaps.push({ name: `member ${i + 1}`, heapUsedMb: (await processHealth(url)).heapUsedMb });
+        const heaps: { name: string; heapUsedMb: number }[] = [{ name: 'core', heapUsedMb: (await processHealth(core, operator)).heapUsedMb }];
+        for (const [i, url] of memberUrls.entries()) heaps.push({ name: `member ${i + 1}`, heapUsedMb: (await processHealth(url, operator)).heapUsedMb });
         const perMember = slope(counts, rss);
         const steps = rss.slice(1).map((r, i) => r - rss[i]!);
         const relays = childProcesses(host.child.pid!)

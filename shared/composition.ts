@@ -18,7 +18,7 @@ import type { BlobStore } from './blobs/blobStore';
 import { loadSettings, Settings } from './config';
 import { ensureDatabase } from './documents/containers';
 import { busCheck, cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
-import { checkHealth, HealthCheck, HealthReport } from './health/health';
+import { checkHealth, HealthCheck, HealthMonitor } from './health/health';
 import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
@@ -120,7 +120,8 @@ export interface Services {
     memberSubscriptions(): MemberSubscriptions;
     /** Creates the database and containers when missing; idempotent. */
     ensureStores(): Promise<void>;
-    health(): Promise<HealthReport>;
+    /** The app's health: a recent result for anyone, a fresh check for the operator. */
+    health: HealthMonitor;
 }
 
 /** The topic every event goes out on (API.md, "Events"). */
@@ -370,7 +371,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             );
             return ensured;
         },
-        health: () => checkHealth(checks, { role: settings.FLEXCHANGE_ROLE, timeoutMs: settings.FLEXCHANGE_HEALTH_TIMEOUT_MS }),
+        health: new HealthMonitor(() => checkHealth(checks, { role: settings.FLEXCHANGE_ROLE, timeoutMs: settings.FLEXCHANGE_HEALTH_TIMEOUT_MS }), {
+            maxAgeMs: settings.FLEXCHANGE_HEALTH_CACHE_SECONDS * 1000,
+        }),
     };
     return built;
 }

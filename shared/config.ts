@@ -107,6 +107,8 @@ const settingsSchema = z.object({
     /** Core: ether (in ETH) a member's first account gets from the treasury when the member is onboarded. */
     FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH: z.coerce.number().min(0).max(1_000_000).default(1),
     FLEXCHANGE_HEALTH_TIMEOUT_MS: z.coerce.number().int().positive().default(2000),
+    /** Anonymous `GET /api/health` is answered from a check at most this old (seconds; 0: a check per answer, concurrent callers still share one). */
+    FLEXCHANGE_HEALTH_CACHE_SECONDS: z.coerce.number().min(0).max(3600).default(5),
 
     COSMOS_ENDPOINT: url,
     /** Without a key the app signs in to Cosmos DB with its managed identity. */

@@ -55,7 +55,7 @@ export function openApiDocument(routes: readonly RouteEntry[], deployment: Deplo
                 summary: r.summary,
                 tags: [r.route.split('/')[0]],
                 ...(parameters.length ? { parameters } : {}),
-                ...(access ? { security: [{ bearer: [] }], 'x-roles': access.roles, ...(access.org ? { 'x-org-scope': access.org } : {}) } : { security: [] }),
+                ...(access ? { security: [{ bearer: [] }], 'x-roles': access.roles, ...(access.org ? { 'x-org-scope': access.org } : {}) } : { security: r.tokenIfSent ? [{}, { bearer: [] }] : [] }),
             };
             const requestBody = bodyOf(r);
             if (requestBody) op.requestBody = requestBody;

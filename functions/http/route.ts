@@ -41,6 +41,11 @@ export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     route: string;
     methods: ('GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE')[];
     access: Access;
+    /**
+     * An anonymous route that still reads a bearer token when one is sent (the handler answers the operator
+     * more): a token that is sent must be valid (401 otherwise); its roles are the handler's business.
+     */
+    tokenIfSent?: true;
     /** The deployments that serve it (default: the core only). */
     deployments?: DeploymentRole[];
     body?: B;
@@ -98,6 +103,7 @@ export interface RouteEntry {
     route: string;
     methods: string[];
     access: Access;
+    tokenIfSent?: true;
     deployments: DeploymentRole[];
     summary: string;
     body?: z.ZodType;
@@ -161,7 +167,7 @@ function storable(result: HttpResponseInit): { status: number; headers: Record<s
  */
 export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodObject<Record<string, never>>>(name: string, def: RouteDefinition<B, Q>): void {
     const deployments = def.deployments ?? ['core'];
-    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, deployments, summary: def.summary, body: def.body, query: def.query, rawBody: def.rawBody, noBody: def.noBody, responses: def.responses });
+    routeTable.push({ name, route: def.route, methods: def.methods, access: def.access, tokenIfSent: def.tokenIfSent, deployments, summary: def.summary, body: def.body, query: def.query, rawBody: def.rawBody, noBody: def.noBody, responses: def.responses });
     // A route another deployment serves is not registered here at all (it answers 404 like any unknown path).
     if (!deployments.includes(deploymentRole())) return;
     app.http(name, {
@@ -174,7 +180,9 @@ export function httpRoute<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodT
                 const services = getServices();
                 let principal: Principal | undefined;
                 let caller: Caller | undefined;
-                if (def.access !== 'anonymous') {
+                if (def.access === 'anonymous' && def.tokenIfSent && request.headers.get('authorization')) {
+                    principal = await services.tokens.validate(request.headers.get('authorization'));
+                } else if (def.access !== 'anonymous') {
                     principal = await services.tokens.validate(request.headers.get('authorization'));
                     const allowed = def.access.roles;
                     if (!principal.roles.some((r) => allowed.includes(r))) throw new Forbidden('Your roles do not allow this');

@@ -14,6 +14,18 @@ export interface GraphDirectoryOptions {
     credential: TokenCredential;
 }
 
+/** The `error` object of a Graph error answer. */
+interface GraphError {
+    code?: string;
+    message?: string;
+}
+
+const ALREADY_ASSIGNED = Symbol('already assigned');
+
+/** How Graph refuses an app role assignment the principal already holds. */
+const isDuplicateAssignment = (status: number, error: GraphError) =>
+    status === 400 && error.code === 'Request_BadRequest' && /already exists/i.test(error.message ?? '');
+
 interface GraphEntry extends DirectoryEntry {
     /** App role assignment ids, so they can be removed with the user. */
     assignments?: string[];
@@ -52,7 +64,7 @@ export class GraphDirectory implements Directory {
         const assigned = new Map<string, string>(existing?.orgId === entry.orgId ? Object.entries(existing.assignedRoles ?? {}) : []);
         for (const role of [...new Set(entry.roles)].sort()) {
             if (assigned.has(role)) continue;
-            assigned.set(role, await this.#assign(entry.id, role));
+            assigned.set(role, await this.#assign({ id: entry.id, kind: 'app' }, role));
         }
         const stored: GraphEntry = { ...entry, assignments: [...assigned.values()], assignedRoles: Object.fromEntries(assigned) };
         return this.store.register(stored);
@@ -78,15 +90,28 @@ export class GraphDirectory implements Directory {
         return out;
     }
 
-    async #assign(principalId: string, role: string): Promise<string> {
+    /**
+     * Assigns `role` to the principal and answers the assignment's id. A role the principal already holds (a
+     * retried step whose record did not survive, a user added again) is answered by Graph with 400
+     * `Request_BadRequest` "Permission being assigned already exists on the object": that is success, and the
+     * existing assignment's id is read from the principal's assignments.
+     */
+    async #assign(principal: { id: string; kind: 'user' | 'app' }, role: string): Promise<string> {
         const appRoleId = this.opts.appRoleIds[role];
         if (!appRoleId) throw new Upstream(`The app registration has no role ${role}`);
-        const assignment = (await this.#graph('POST', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo`, {
-            principalId,
+        const created = (await this.#graph('POST', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo`, {
+            principalId: principal.id,
             resourceId: this.opts.servicePrincipalId,
             appRoleId,
-        })) as { id: string };
-        return assignment.id;
+        }, [], isDuplicateAssignment)) as { id: string } | typeof ALREADY_ASSIGNED;
+        if (created !== ALREADY_ASSIGNED) return created.id;
+        // Graph filters a principal's assignments by resource, not by role.
+        const collection = principal.kind === 'app' ? 'servicePrincipals' : 'users';
+        const held = (await this.#graph('GET', `/v1.0/${collection}/${encodeURIComponent(principal.id)}/appRoleAssignments?$filter=resourceId eq ${this.opts.servicePrincipalId}`)) as { value: { id: string; appRoleId: string }[] };
+        const existing = held.value.find((a) => a.appRoleId === appRoleId);
+        // Graph said it exists but does not list it yet (replication): the step is retried.
+        if (!existing) throw new Unavailable(`Microsoft Graph does not list the ${role} assignment it says exists yet`);
+        return existing.id;
     }
 
     async addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry> {
@@ -98,7 +123,7 @@ export class GraphDirectory implements Directory {
         })) as { invitedUser: { id: string } };
         const userId = invitation.invitedUser.id;
         const assignments: string[] = [];
-        for (const role of [...new Set(user.roles)].sort()) assignments.push(await this.#assign(userId, role));
+        for (const role of [...new Set(user.roles)].sort()) assignments.push(await this.#assign({ id: userId, kind: 'user' }, role));
         const entry: GraphEntry = { ...userEntry(userId, orgId, user, by), assignments };
         return this.store.register(entry);
     }
@@ -112,7 +137,8 @@ export class GraphDirectory implements Directory {
         return this.store.removeUser(orgId, userId);
     }
 
-    async #graph(method: string, path: string, body?: unknown, tolerated: number[] = []): Promise<unknown> {
+    /** A Graph call; a `tolerated` status answers undefined, an error `accepted` recognises answers ALREADY_ASSIGNED. */
+    async #graph(method: string, path: string, body?: unknown, tolerated: number[] = [], accepted?: (status: number, error: GraphError) => boolean): Promise<unknown> {
         const token = await this.opts.credential.getToken('https://graph.microsoft.com/.default');
         if (!token) throw new Unavailable('No token for Microsoft Graph');
         let res: Response;
@@ -129,6 +155,10 @@ export class GraphDirectory implements Directory {
         }
         if (tolerated.includes(res.status)) return undefined;
         if (res.status === 429 || res.status >= 500) throw new Unavailable(`Microsoft Graph answered ${res.status}`);
+        if (!res.ok && accepted) {
+            const error = ((await res.json().catch(() => undefined)) as { error?: GraphError } | undefined)?.error ?? {};
+            if (accepted(res.status, error)) return ALREADY_ASSIGNED;
+        }
         if (!res.ok) throw new Upstream(`Microsoft Graph refused ${method} ${path.split('/').slice(0, 3).join('/')} (${res.status})`);
         return res.status === 204 ? undefined : res.json();
     }

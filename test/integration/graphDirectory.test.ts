@@ -41,6 +41,10 @@ describe('directory on Microsoft Graph (local fake)', () => {
     let graphUrl: string;
     let failInvitations = 0;
 
+    /** The app role assignments Graph holds, by `principalId|appRoleId`; an invited user keeps one id per address. */
+    const assignments = new Map<string, { id: string; principalId: string; resourceId: string; appRoleId: string }>();
+    const invited = new Map<string, string>();
+
     beforeAll(async () => {
         let n = 0;
         server = http.createServer((req, res) => {
@@ -55,9 +59,26 @@ describe('directory on Microsoft Graph (local fake)', () => {
                 };
                 if (req.method === 'POST' && req.url === '/v1.0/invitations') {
                     if (failInvitations-- > 0) return json(503, { error: { code: 'ServiceUnavailable' } });
-                    return json(201, { id: 'inv-1', invitedUser: { id: `user-${++n}` }, inviteRedeemUrl: 'https://login.example/redeem' });
+                    const email = String(JSON.parse(text).invitedUserEmailAddress).toLowerCase();
+                    if (!invited.has(email)) invited.set(email, `user-${++n}`);
+                    return json(201, { id: 'inv-1', invitedUser: { id: invited.get(email) }, inviteRedeemUrl: 'https://login.example/redeem' });
                 }
-                if (req.method === 'POST' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo`) return json(201, { id: `assignment-${++n}` });
+                if (req.method === 'POST' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo`) {
+                    const { principalId, resourceId, appRoleId } = JSON.parse(text) as { principalId: string; resourceId: string; appRoleId: string };
+                    // As Microsoft Graph answers a role the principal already holds.
+                    if (assignments.has(`${principalId}|${appRoleId}`)) {
+                        return json(400, { error: { code: 'Request_BadRequest', message: 'Permission being assigned already exists on the object', innerError: { 'request-id': 'r-1', date: new Date().toISOString() } } });
+                    }
+                    const assignment = { id: `assignment-${++n}`, principalId, resourceId, appRoleId };
+                    assignments.set(`${principalId}|${appRoleId}`, assignment);
+                    return json(201, assignment);
+                }
+                // A principal's own assignments, filtered by resource (what Graph supports: resourceId, not appRoleId).
+                const own = /^\/v1\.0\/(users|servicePrincipals)\/([^/?]+)\/appRoleAssignments\?\$filter=resourceId(?:%20| )eq(?:%20| )([^&]+)$/.exec(req.url!);
+                if (req.method === 'GET' && own) {
+                    const [, , principalId, resourceId] = own;
+                    return json(200, { value: [...assignments.values()].filter((a) => a.principalId === decodeURIComponent(principalId!) && a.resourceId === decodeURIComponent(resourceId!)) });
+                }
                 // Role holders: two pages of assignments, then each user's mail.
                 if (req.method === 'GET' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999`) {
                     return json(200, {
@@ -75,6 +96,8 @@ describe('directory on Microsoft Graph (local fake)', () => {
                 if (req.method === 'GET' && req.url === '/v1.0/users/u-approver-1?$select=id,mail,userPrincipalName') return json(200, { id: 'u-approver-1', mail: 'Alice@Operator.example' });
                 if (req.method === 'GET' && req.url === '/v1.0/users/u-approver-2?$select=id,mail,userPrincipalName') return json(200, { id: 'u-approver-2', mail: null, userPrincipalName: 'bob@operator.example' });
                 if (req.method === 'DELETE' && req.url!.startsWith(`/v1.0/servicePrincipals/${SP}/appRoleAssignedTo/`)) {
+                    const id = req.url!.split('/').at(-1);
+                    for (const [key, a] of assignments) if (a.id === id) assignments.delete(key);
                     res.writeHead(204);
                     return res.end();
                 }
@@ -135,6 +158,31 @@ describe('directory on Microsoft Graph (local fake)', () => {
         expect(requests.map((r) => `${r.method} ${r.path}`)).toEqual([`POST /v1.0/servicePrincipals/${SP}/appRoleAssignedTo`]);
         expect(requests[0].body).toEqual({ principalId: app.id, resourceId: SP, appRoleId: ROLE_IDS['Deployment.Member'] });
         expect(await store.resolve(app.id)).toMatchObject({ orgId: 'acme', kind: 'app', roles: ['Deployment.Member'] });
+    });
+
+    it('keeps onboarding idempotent when Graph answers that the role is already assigned (400), and remembers that assignment', async () => {
+        const app = { id: '7d7c1c8e-0000-4000-8000-00000000a002', orgId: 'acme', kind: 'app' as const, name: 'member deployment', roles: ['Deployment.Member'], createdAt: new Date().toISOString() };
+        await directory().graph.register(app);
+        const first = [...assignments.values()].find((a) => a.principalId === app.id)!;
+        // A retried step whose record did not survive (another store, a step that failed after Graph answered).
+        requests.length = 0;
+        const { store, graph } = directory();
+        await expect(graph.register(app)).resolves.toMatchObject({ id: app.id, orgId: 'acme', roles: ['Deployment.Member'] });
+        expect(requests.map((r) => `${r.method} ${r.path.split('?')[0]}`)).toEqual([`POST /v1.0/servicePrincipals/${SP}/appRoleAssignedTo`, `GET /v1.0/servicePrincipals/${app.id}/appRoleAssignments`]);
+        expect(await store.resolve(app.id)).toMatchObject({ assignments: [first.id], assignedRoles: { 'Deployment.Member': first.id } });
+        expect([...assignments.values()].filter((a) => a.principalId === app.id)).toHaveLength(1);
+    });
+
+    it('adds a user who already holds the role again without failing, and removes the one assignment Graph holds', async () => {
+        const { graph } = directory();
+        const once = await graph.addUser('acme', { email: 'again@acme.example', roles: ['Org.Trader'] }, 'admin');
+        const twice = await graph.addUser('acme', { email: 'again@acme.example', roles: ['Org.Trader', 'Org.Admin'] }, 'admin');
+        expect(twice.id).toBe(once.id);
+        const held = [...assignments.values()].filter((a) => a.principalId === once.id);
+        expect(held.map((a) => a.appRoleId).sort()).toEqual([ROLE_IDS['Org.Admin'], ROLE_IDS['Org.Trader']]);
+        expect([...((twice as { assignments?: string[] }).assignments ?? [])].sort()).toEqual(held.map((a) => a.id).sort());
+        expect(await graph.removeUser('acme', once.id)).toBe(true);
+        expect([...assignments.values()].filter((a) => a.principalId === once.id)).toEqual([]);
     });
 
     it('lists the users holding an app role across pages, with their mail (the approvers when settings name none)', async () => {

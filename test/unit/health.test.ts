@@ -1,5 +1,5 @@
 import { loadSettings } from '../../shared/config';
-import { checkHealth, HealthCheck } from '../../shared/health/health';
+import { checkHealth, HealthCheck, HealthMonitor, HealthReport, summaryOf } from '../../shared/health/health';
 import { processCheck } from '../../shared/health/processCheck';
 
 const check = (name: string, impl: () => Promise<{ status: 'up' | 'down' }>): HealthCheck => ({ name, check: impl });
@@ -38,6 +38,99 @@ describe('health report', () => {
     });
 });
 
+describe('health for anonymous callers (HealthMonitor)', () => {
+    /** A check that answers when the test says so, counting its runs; the clock is the test's. */
+    const world = (maxAgeMs: number) => {
+        let clock = 1_000_000;
+        const pending: ((r: HealthReport) => void)[] = [];
+        let runs = 0;
+        const check = () =>
+            new Promise<HealthReport>((resolve) => {
+                runs++;
+                const n = runs;
+                pending.push((r) => resolve({ ...r, checkedAt: `check ${n}` }));
+            });
+        const monitor = new HealthMonitor(check, { maxAgeMs, now: () => clock });
+        const report = (status: 'up' | 'down'): HealthReport => ({ status: status === 'up' ? 'healthy' : 'unhealthy', role: 'core', checkedAt: '', checks: { ledger: { status, blockNumber: 7, latencyMs: 3 } } });
+        return {
+            monitor,
+            runs: () => runs,
+            answer: (status: 'up' | 'down') => pending.shift()!(report(status)),
+            advance: (ms: number) => {
+                clock += ms;
+            },
+        };
+    };
+    const settle = () => new Promise((r) => setImmediate(r));
+
+    it('runs one check for any number of concurrent callers, and answers from it until it is max age old', async () => {
+        const w = world(5000);
+        const callers = Array.from({ length: 50 }, () => w.monitor.recent());
+        await settle();
+        expect(w.runs()).toBe(1);
+        w.answer('up');
+        const answers = await Promise.all(callers);
+        expect(new Set(answers.map((a) => a.checkedAt))).toEqual(new Set(['check 1']));
+        expect(answers[0].status).toBe('healthy');
+
+        // Younger than half the max age: answered from it, nothing runs.
+        w.advance(2000);
+        expect((await w.monitor.recent()).checkedAt).toBe('check 1');
+        expect(w.runs()).toBe(1);
+        expect(w.monitor.checksRun).toEqual({ shared: 1, operator: 0 });
+
+        // Past the max age: the callers wait for a new check, one for all of them.
+        w.advance(3000);
+        const later = [w.monitor.recent(), w.monitor.recent(), w.monitor.recent()];
+        await settle();
+        expect(w.runs()).toBe(2);
+        w.answer('down');
+        const reports = await Promise.all(later);
+        expect(reports.map((r) => r.checkedAt)).toEqual(['check 2', 'check 2', 'check 2']);
+        expect(reports[0].status).toBe('unhealthy');
+        expect(w.monitor.checksRun).toEqual({ shared: 2, operator: 0 });
+    });
+
+    it('past half the max age answers the result it has and checks again behind it, once', async () => {
+        const w = world(4000);
+        const first = w.monitor.recent();
+        await settle();
+        w.answer('up');
+        await first;
+        w.advance(2500);
+        expect((await w.monitor.recent()).checkedAt).toBe('check 1');
+        expect((await w.monitor.recent()).checkedAt).toBe('check 1');
+        expect(w.runs()).toBe(2);
+        w.answer('down');
+        await settle();
+        // The new result serves from now on, and its age counts from when it started.
+        expect((await w.monitor.recent()).checkedAt).toBe('check 2');
+        w.advance(1999);
+        expect((await w.monitor.recent()).checkedAt).toBe('check 2');
+        expect(w.runs()).toBe(2);
+    });
+
+    it('runs a fresh check for the operator every time, whose result then serves the others', async () => {
+        const w = world(5000);
+        const anonymous = w.monitor.recent();
+        await settle();
+        w.answer('up');
+        await anonymous;
+        const operator = w.monitor.fresh();
+        await settle();
+        expect(w.runs()).toBe(2);
+        w.answer('down');
+        expect((await operator).checkedAt).toBe('check 2');
+        expect((await w.monitor.recent()).checkedAt).toBe('check 2');
+        expect(w.monitor.checksRun).toEqual({ shared: 1, operator: 1 });
+    });
+
+    it('tells an anonymous caller each status and nothing else', () => {
+        const full: HealthReport = { status: 'unhealthy', role: 'member', checkedAt: '2026-11-24T00:00:00.000Z', checks: { process: { status: 'up', node: 'v22', rssMb: 200 }, ledger: { status: 'down', detail: 'ECONNREFUSED', latencyMs: 4 } } };
+        expect(summaryOf(full)).toEqual({ status: 'unhealthy', role: 'member', checkedAt: '2026-11-24T00:00:00.000Z', checks: { process: { status: 'up' }, ledger: { status: 'down' } } });
+    });
+});
+
 const baseline = {
     COSMOS_ENDPOINT: 'https://flexchange.documents.azure.com:443/',
     AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;EndpointSuffix=core.windows.net',
@@ -54,6 +147,7 @@ describe('settings', () => {
         expect(loadSettings(baseline)).toMatchObject({
             FLEXCHANGE_ROLE: 'core',
             FLEXCHANGE_HEALTH_TIMEOUT_MS: 2000,
+            FLEXCHANGE_HEALTH_CACHE_SECONDS: 5,
             COSMOS_DATABASE: 'flexchange',
             FLEXCHANGE_CREDENTIAL: 'managed-identity',
             FLEXCHANGE_LEDGER_RPC_URLS: ['http://10.0.1.4:8545', 'http://10.0.1.5:8545'],
