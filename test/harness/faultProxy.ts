@@ -47,11 +47,21 @@ export class FaultProxy {
     }
 }
 
-/** A port free right now on loopback (for a service that must be told its port before it starts). */
+/**
+ * A port that is free now, for a process started later. Drawn below the kernel's ephemeral range
+ * (32768 and up): a port taken from that range can be handed to an outgoing connection, or to
+ * another listener on port 0, before the process that was meant to have it binds it.
+ */
 export async function freePort(): Promise<number> {
-    const server = createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    const port = (server.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port;
+    for (;;) {
+        const port = 20_000 + Math.floor(Math.random() * 12_000);
+        const server = createServer();
+        const bound = await new Promise<boolean>((resolve) => {
+            server.once('error', () => resolve(false));
+            server.listen(port, '127.0.0.1', () => resolve(true));
+        });
+        if (!bound) continue;
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        return port;
+    }
 }
