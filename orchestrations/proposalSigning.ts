@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { activityRetry } from './retry';
 import { AppError } from '../shared/errors';
-import type { ProposalStatus } from '../shared/proposals/proposals';
+import { PROPOSAL_EVENT_TYPES, SAGA_OUTCOMES, type ProposalStatus } from '../shared/proposals/vocabulary';
 import { ethAddress, parseInput } from '../shared/validation';
 
 /**
@@ -120,7 +120,7 @@ df.app.activity('proposalFail', {
     },
 });
 
-const publishInput = z.object({ proposalId: z.string().uuid(), type: z.enum(['proposal.created', 'proposal.completed', 'proposal.rejected', 'proposal.expired']) }).strict();
+const publishInput = z.object({ proposalId: z.string().uuid(), type: z.enum(PROPOSAL_EVENT_TYPES) }).strict();
 
 /** Publishes what the proposal's last step recorded (its events are written with the step's change, numbered). */
 df.app.activity('proposalPublish', {
@@ -145,7 +145,7 @@ df.app.activity('proposalSigned', {
 const concludeInput = z
     .object({
         proposalId: z.string().uuid(),
-        outcome: z.enum(['Completed', 'Rejected', 'Expired']),
+        outcome: z.enum(SAGA_OUTCOMES),
         reason: z.string().max(2000).optional(),
         rejectedBy: z.object({ orgId: z.string(), by: z.string() }).strict().optional(),
     })

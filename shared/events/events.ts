@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PROPOSAL_EVENT_TYPES } from '../proposals/vocabulary';
 import { parseInput } from '../validation';
 
 /** Event types of API.md ("Events"). */
@@ -6,7 +7,7 @@ export const EVENT_TYPES = [
     'registration.submitted', 'registration.approved', 'registration.rejected', 'registration.expired',
     'org.activated',
     'account.registered', 'account.funded',
-    'proposal.created', 'proposal.signed', 'proposal.completed', 'proposal.rejected', 'proposal.expired', 'proposal.cancelled',
+    ...PROPOSAL_EVENT_TYPES,
     'node.stalled', 'node.restarted', 'node.diverged', 'node.recovered', 'node.down',
     'treasury.low',
     'keystore.backed_up',

@@ -1,6 +1,7 @@
 import type { ChainEvent } from '../chain/eventPump';
 import type { ChainSignature } from './onChain';
 import type { Proposals } from './proposals';
+import { isOpen } from './vocabulary';
 
 export type SignatureRoute = 'not_ours' | 'saga' | 'reconciled' | 'unchanged';
 
@@ -13,8 +14,7 @@ export type SignatureRoute = 'not_ours' | 'saga' | 'reconciled' | 'unchanged';
 export async function routeSignature(proposals: Proposals, e: ChainEvent, toSaga: (proposalId: string, sig: ChainSignature) => Promise<boolean>): Promise<{ route: SignatureRoute; proposalId?: string }> {
     const p = await proposals.byChainId(String(e.args.id));
     if (!p) return { route: 'not_ours' };
-    const waiting = p.status === 'Anchoring' || p.status === 'AwaitingSignatures';
-    if (waiting && (await toSaga(p.id, { account: String(e.args.party), txHash: e.txHash, blockNumber: e.blockNumber }))) return { route: 'saga', proposalId: p.id };
+    if (isOpen(p.status) && (await toSaga(p.id, { account: String(e.args.party), txHash: e.txHash, blockNumber: e.blockNumber }))) return { route: 'saga', proposalId: p.id };
     const { changed } = await proposals.reconcile(p.id);
     return { route: changed ? 'reconciled' : 'unchanged', proposalId: p.id };
 }

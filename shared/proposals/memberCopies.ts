@@ -3,6 +3,7 @@ import { updateItem, type Repository } from '../documents/repository';
 import { Conflict, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
 import type { MailSender } from '../mail/mailSender';
+import { ENDING_EVENTS } from './vocabulary';
 
 /** A member's own copy of a proposal that concerns it (its own database, container `proposals`), fed by the core's events. */
 export interface MemberProposalCopy {
@@ -43,7 +44,7 @@ export class MemberProposalCopies {
             },
             { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`) },
         );
-        if (['proposal.created', 'proposal.completed', 'proposal.rejected', 'proposal.expired'].includes(event.type)) await this.#notify(proposal.proposalId, event);
+        if (event.type === 'proposal.created' || (ENDING_EVENTS as readonly string[]).includes(event.type)) await this.#notify(proposal.proposalId, event);
         return { applied };
     }
 

@@ -1,7 +1,9 @@
 import type { EventEnvelope } from '../events/events';
 import type { Proposal } from './proposals';
 
-export type ProposalEventType = 'proposal.created' | 'proposal.signed' | 'proposal.completed' | 'proposal.rejected' | 'proposal.expired' | 'proposal.cancelled';
+import type { ProposalEventType } from './vocabulary';
+
+export type { ProposalEventType };
 
 /** What the parties see of a proposal (API.md `GET /proposals/{id}`): terms, parties with signatures, the ledger's records. */
 export function proposalView(p: Proposal): Record<string, unknown> {

@@ -13,10 +13,11 @@ import { updateItem, type Repository } from '../documents/repository';
 import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../errors';
 import type { EventEnvelope, EventPublisher } from '../events/events';
 import { readOnChain, type ChainSignature, type LedgerReader, type OnChainProposal } from './onChain';
-import { proposalEvent, type ProposalEventType } from './proposalEvents';
+import { proposalEvent } from './proposalEvents';
 
-export const PROPOSAL_STATUSES = ['Anchoring', 'AwaitingSignatures', 'Completed', 'Rejected', 'Expired', 'Cancelled', 'Failed'] as const;
-export type ProposalStatus = (typeof PROPOSAL_STATUSES)[number];
+import { isOpen, PROPOSAL_LIFECYCLE, PROPOSAL_STATUSES, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
+
+export { PROPOSAL_STATUSES, type ProposalStatus };
 
 const address = ethAddress;
 const orgId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'an organisation id');
@@ -95,8 +96,7 @@ export interface ProposalEventLog {
     outbox: EventEnvelope[];
 }
 
-const TERMINAL: readonly ProposalStatus[] = ['Completed', 'Rejected', 'Expired', 'Cancelled', 'Failed'];
-export const isTerminal = (status: ProposalStatus) => TERMINAL.includes(status);
+export const isTerminal = (status: ProposalStatus) => !isOpen(status);
 
 /** The proposal with an event about it recorded (numbered, in its outbox), unless that event was recorded before. */
 export function withEvent(p: Proposal, type: ProposalEventType, signature?: ChainSignature): Proposal {
@@ -298,7 +298,7 @@ export class Proposals {
      * whichever the saga saw first. Either way every signature the chain holds is recorded
      * (from its logs, with `proposal.signed` for those not seen yet) before the outcome's event.
      */
-    async conclude(id: string, outcome: 'Completed' | 'Rejected' | 'Expired', detail: { reason?: string; rejectedBy?: { orgId: string; by: string } } = {}): Promise<Proposal> {
+    async conclude(id: string, outcome: SagaOutcome, detail: { reason?: string; rejectedBy?: { orgId: string; by: string } } = {}): Promise<Proposal> {
         const p = await this.get(id);
         if (isTerminal(p.status)) return this.publishPending(id);
         if (!p.anchor || !p.contract) {
@@ -371,7 +371,7 @@ export class Proposals {
     /** A party's trader asks for the proposal to be rejected: checked here, carried out by the saga. */
     assertMayReject(p: Proposal, orgId: string | undefined): void {
         if (!orgId || !p.orgIds.includes(orgId)) throw new NotFound('No such proposal');
-        if (p.status !== 'AwaitingSignatures' && p.status !== 'Anchoring') throw new Conflict(`The proposal is ${p.status}`, 'wrong_state');
+        if (!isOpen(p.status)) throw new Conflict(`The proposal is ${p.status}`, 'wrong_state');
         if (p.parties.find((x) => x.orgId === orgId)?.signed) throw new Forbidden('Your organisation has signed this proposal already');
     }
 
@@ -388,8 +388,7 @@ export class Proposals {
 
 /** The event that reports a proposal's ending. */
 function outcomeEvent(status: ProposalStatus): ProposalEventType {
-    const events: Partial<Record<ProposalStatus, ProposalEventType>> = { Completed: 'proposal.completed', Rejected: 'proposal.rejected', Expired: 'proposal.expired', Cancelled: 'proposal.cancelled' };
-    const type = events[status];
+    const type = PROPOSAL_LIFECYCLE[status].announcedBy;
     if (!type) throw new Error(`No event reports a proposal ending ${status}`);
     return type;
 }
