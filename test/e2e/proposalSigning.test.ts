@@ -339,7 +339,8 @@ describe('proposal signing saga across core and member deployments', () => {
         expect((await sign(north, proposalId)).status).toBe(202);
         await waitFor(async () => ((await view(proposalId)).parties.find((p) => p.orgId === north.orgId)?.signed ? true : undefined), 30_000, 250);
         expect(await host.stop('SIGTERM')).toBe(0);
-        host = await startDevhost(hostArgs, { stateDir, storage: true });
+        // The core and its three member instances come back together: more to start than a fresh devhost, so a longer wait for ready.
+        host = await startDevhost(hostArgs, { stateDir, storage: true, timeoutMs: 90_000 });
         // The member deployments come back with the devhost (on new ports here: every port is free-chosen in tests).
         const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; orgId?: string; url: string }[] };
         // ...and so does the issuer, on a new port too: tokens from before name the old issuer.
