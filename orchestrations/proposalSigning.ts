@@ -45,7 +45,8 @@ export type ProposalSagaEvent = PartySigned | Rejection;
 
 const retry = activityRetry(6);
 
-const saga: OrchestrationHandler = function* (context: OrchestrationContext) {
+/** The saga itself, exported so it can be replayed against made-up histories without a host. */
+export const proposalSigningSaga: OrchestrationHandler = function* (context: OrchestrationContext) {
     const input = context.df.getInput<ProposalSigningInput>();
     const id = input.proposalId;
     let anchored: { status: ProposalStatus; accounts: string[] };
@@ -93,7 +94,7 @@ const saga: OrchestrationHandler = function* (context: OrchestrationContext) {
         return status;
     }
 };
-df.app.orchestration('proposalSigning', saga);
+df.app.orchestration('proposalSigning', proposalSigningSaga);
 
 const byProposal = z.object({ proposalId: z.string().uuid() }).strict();
 
