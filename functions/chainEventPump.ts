@@ -1,10 +1,10 @@
 import { app } from '@azure/functions';
 import * as df from 'durable-functions';
-import { PROPOSAL_EVENT, proposalInstanceId, type PartySigned } from '../orchestrations/proposalSigning';
 import type { ChainEvent, ChainEventHandler } from '../shared/chain/eventPump';
 import { getServices } from '../shared/composition';
 import { routeSignature } from '../shared/proposals/chainSignatures';
 import type { ChainSignature } from '../shared/proposals/onChain';
+import { checkSagaEvent, PROPOSAL_EVENT, proposalInstanceId } from '../shared/proposals/sagaContract';
 import { deploymentRole } from './http/route';
 
 /**
@@ -40,7 +40,7 @@ if (deploymentRole() === 'core') app.timer('chainEventPump', {
 
 /** Raises a signature on the proposal's saga; false when the saga has ended (410) or is gone (404). */
 async function raiseSigned(client: df.DurableClient, proposalId: string, sig: ChainSignature): Promise<boolean> {
-    const signed: PartySigned = { kind: 'signed', ...sig };
+    const signed = checkSagaEvent({ kind: 'signed', ...sig });
     try {
         await client.raiseEvent(proposalInstanceId(proposalId), PROPOSAL_EVENT, signed);
         return true;

@@ -5,7 +5,7 @@ import { getServices } from '../shared/composition';
 import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../shared/errors';
 import { proposalView } from '../shared/proposals/proposalEvents';
 import { newProposal, PROPOSAL_STATUSES } from '../shared/proposals/proposals';
-import { PROPOSAL_EVENT, proposalInstanceId, type ProposalSigningInput, type Rejection } from '../orchestrations/proposalSigning';
+import { checkSagaEvent, PROPOSAL_EVENT, PROPOSAL_SAGA, proposalInstanceId, type ProposalSigningInput } from '../shared/proposals/sagaContract';
 import { actorOf, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const PARTY_ROLES = ['Org.Admin', 'Org.Trader', 'Deployment.Member', OPERATOR_ROLE];
@@ -34,7 +34,7 @@ httpRoute('proposalsCreate', {
         if (created || !(await durable!.getStatus(instanceId).catch(() => undefined))) {
             const remindBefore = services.settings.FLEXCHANGE_PROPOSAL_REMIND_BEFORE_SECONDS * 1000;
             const input: ProposalSigningInput = { proposalId: proposal.id, expiresAt: proposal.expiresAt, remindAt: new Date(Date.parse(proposal.expiresAt) - remindBefore).toISOString() };
-            await durable!.startNew('proposalSigning', { instanceId, input }).catch((err: unknown) => {
+            await durable!.startNew(PROPOSAL_SAGA, { instanceId, input }).catch((err: unknown) => {
                 // Started by a concurrent retry of the same request: one saga either way.
                 if (!/already exists|409/.test(String((err as Error).message))) throw err;
             });
@@ -88,7 +88,7 @@ httpRoute('proposalsReject', {
         const proposals = getServices().proposals();
         const p = await proposals.getFor(params.proposalId, caller!);
         proposals.assertMayReject(p, caller!.orgId);
-        const event: Rejection = { kind: 'rejected', orgId: caller!.orgId!, by: caller!.principal.oid, reason: body.reason };
+        const event = checkSagaEvent({ kind: 'rejected', orgId: caller!.orgId!, by: caller!.principal.oid, reason: body.reason });
         try {
             await durable!.raiseEvent(proposalInstanceId(p.id), PROPOSAL_EVENT, event);
         } catch (err) {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { activityRetry } from './retry';
 import { AppError } from '../shared/errors';
+import { PROPOSAL_EVENT, PROPOSAL_SAGA, type ProposalSagaEvent, type ProposalSigningInput } from '../shared/proposals/sagaContract';
 import { PROPOSAL_EVENT_TYPES, SAGA_OUTCOMES, type ProposalStatus } from '../shared/proposals/vocabulary';
 import { ethAddress, parseInput } from '../shared/validation';
 
@@ -15,33 +16,7 @@ import { ethAddress, parseInput } from '../shared/validation';
  * rejected or expired → cancelled on-chain. Every ledger call goes through the pipeline with
  * an operation id of its own, so a retried activity never sends a second transaction.
  */
-export const proposalInstanceId = (proposalId: string) => `proposal-${proposalId}`;
-
-export interface ProposalSigningInput {
-    proposalId: string;
-    expiresAt: string;
-    /** When the traders of parties that have not signed are reminded (skipped when not before the deadline). */
-    remindAt: string;
-}
-
-/** The one external event the saga waits for: a party's signature (from the chain event pump) or a rejection. */
-export const PROPOSAL_EVENT = 'ProposalEvent';
-
-export interface PartySigned {
-    kind: 'signed';
-    account: string;
-    txHash: string;
-    blockNumber: number;
-}
-
-export interface Rejection {
-    kind: 'rejected';
-    orgId: string;
-    by: string;
-    reason: string;
-}
-
-export type ProposalSagaEvent = PartySigned | Rejection;
+export { PROPOSAL_EVENT, proposalInstanceId, type PartySigned, type ProposalSagaEvent, type ProposalSigningInput, type Rejection } from '../shared/proposals/sagaContract';
 
 const retry = activityRetry(6);
 
@@ -94,7 +69,7 @@ export const proposalSigningSaga: OrchestrationHandler = function* (context: Orc
         return status;
     }
 };
-df.app.orchestration('proposalSigning', proposalSigningSaga);
+df.app.orchestration(PROPOSAL_SAGA, proposalSigningSaga);
 
 const byProposal = z.object({ proposalId: z.string().uuid() }).strict();
 

@@ -1,4 +1,5 @@
 import { PROPOSAL_EVENT, proposalSigningSaga, type ProposalSagaEvent } from '../../orchestrations/proposalSigning';
+import { checkSagaEvent } from '../../shared/proposals/sagaContract';
 import { OrchestrationReplay } from '../harness/orchestrationReplay';
 
 const PROPOSAL = '8d5f1f3a-3c1b-4a57-9f0e-2b0c6d1e7a10';
@@ -111,5 +112,20 @@ describe('the proposal signing saga, replayed', () => {
         await saga.complete(saga.only('proposalAnchor'), { status: 'Failed', accounts: [] });
         expect(saga.activities).toEqual([]);
         expect(saga.outcome).toMatchObject({ isDone: true, output: 'Failed' });
+    });
+
+    it('takes only events that fit its schema from its producers (the pump and the rejection route)', () => {
+        expect(checkSagaEvent(signed(A, 1))).toEqual(signed(A, 1));
+        expect(checkSagaEvent({ kind: 'rejected', orgId: 'south', by: 'trader-b', reason: 'price' })).toMatchObject({ kind: 'rejected' });
+        for (const bad of [
+            { kind: 'signed', account: A, txHash: '0x12', blockNumber: 1 },
+            { kind: 'signed', account: 'not-an-address', txHash: txHash(1), blockNumber: 1 },
+            { kind: 'signed', account: A, txHash: txHash(1), blockNumber: -1 },
+            { kind: 'rejected', orgId: 'south', by: 'b', reason: '' },
+            { kind: 'cancelled', orgId: 'south' },
+            { kind: 'signed', account: A, txHash: txHash(1), blockNumber: 1, extra: true },
+        ]) {
+            expect(() => checkSagaEvent(bad)).toThrow('The saga event is not valid');
+        }
     });
 });
