@@ -24,11 +24,12 @@ import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { getAddress, hexlify, Interface, keccak256, Wallet, id as keccakId, type TransactionRequest } from 'ethers';
+import { getAddress, hexlify, keccak256, ZeroAddress, Wallet, id as keccakId, type TransactionRequest } from 'ethers';
 import pino from 'pino';
 import { LocalLedger } from '../devhost/services/ledger';
 import { LocalStorage } from '../devhost/services/storage';
 import { ENERGY_EXCHANGE } from '../shared/chain/artifact';
+import { EnergyExchange } from '../shared/chain/energyExchange';
 import { TransactionPipeline, type NonceLeaseDoc, type TxDoc } from '../shared/chain/pipeline';
 import { FailoverProvider } from '../shared/chain/provider';
 import { ensureDatabase } from '../shared/documents/containers';
@@ -44,7 +45,8 @@ const arg = (name: string, fallback: string) => {
 const CALLS = Number(arg('calls', '1000'));
 const ROUNDS = Number(arg('rounds', '3'));
 const GWEI = 10n ** 9n;
-const exchange = new Interface(ENERGY_EXCHANGE.abi);
+/** Call data only: the contract's address is each run's own. */
+const exchange = new EnergyExchange({ version: 1, address: ZeroAddress }, ENERGY_EXCHANGE.abi, { rpc: () => Promise.reject(new Error('encoding only')) });
 const randomAddress = () => getAddress(hexlify(randomBytes(20)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -93,7 +95,12 @@ async function main(): Promise<void> {
     };
     const deadline = Math.floor(Date.now() / 1000) + 30 * 86_400;
     const call = (tag: string, i: number) =>
-        exchange.encodeFunctionData('createProposal', [keccakId(`${tag}-${i}`), [randomAddress(), randomAddress()], [[keccakId(`doc-${tag}-${i}`), 'sha256', `https://docs.example/${tag}/${i}`]], deadline]);
+        exchange.createProposal({
+            chainProposalId: keccakId(`${tag}-${i}`),
+            parties: [randomAddress(), randomAddress()],
+            assets: [{ sha256: keccakId(`doc-${tag}-${i}`).slice(2), algorithm: 'sha256', location: `https://docs.example/${tag}/${i}` }],
+            expiresAt: new Date(deadline * 1000).toISOString(),
+        }).data;
 
     const raw = (round: number) =>
         onFreshChain(async ({ url, rpc, fund }) => {

@@ -11,10 +11,10 @@ const address = ethAddress;
 
 /** Balances as the ledger has them now, in wei and ether. */
 async function withBalances<T extends { address: string }>(items: T[]): Promise<(T & { balanceWei: string; balanceEth: string })[]> {
-    const provider = getServices().chain().provider;
+    const services = getServices();
     return Promise.all(
         items.map(async (a) => {
-            const wei = await provider.getBalance(a.address);
+            const wei = await services.balanceOf(a.address);
             return { ...a, balanceWei: wei.toString(), balanceEth: formatEther(wei) };
         }),
     );

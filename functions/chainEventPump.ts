@@ -1,9 +1,8 @@
 import { app } from '@azure/functions';
 import * as df from 'durable-functions';
-import type { ChainEvent, ChainEventHandler } from '../shared/chain/eventPump';
 import { getServices } from '../shared/composition';
-import { routeSignature } from '../shared/proposals/chainSignatures';
-import type { ChainSignature } from '../shared/proposals/onChain';
+import { signatureRouter } from '../shared/proposals/chainSignatures';
+import type { ChainSignature } from '../shared/chain/energyExchange';
 import { checkSagaEvent, PROPOSAL_EVENT, proposalInstanceId } from '../shared/proposals/sagaContract';
 import { deploymentRole } from './http/route';
 
@@ -20,18 +19,9 @@ if (deploymentRole() === 'core') app.timer('chainEventPump', {
     extraInputs: [df.input.durableClient()],
     handler: async (_timer, context) => {
         const client = df.getClient(context);
-        const proposals = getServices().proposals();
-        const handler: ChainEventHandler = {
-            handle: async (events: ChainEvent[]) => {
-                for (const e of events) {
-                    context.log(`chain event ${JSON.stringify({ id: e.id, name: e.name, version: e.version, block: e.blockNumber, args: e.args })}`);
-                    if (e.name !== 'ProposalSigned') continue;
-                    const { route, proposalId } = await routeSignature(proposals, e, (id, sig) => raiseSigned(client, id, sig));
-                    if (route === 'reconciled') context.log(`proposal reconciled with the ledger ${JSON.stringify({ proposalId, event: e.id })}`);
-                }
-            },
-        };
-        const runs = await getServices().chain().eventPump(handler).catchUp();
+        const services = getServices();
+        const router = signatureRouter(services.proposals(), (id, sig) => raiseSigned(client, id, sig), (m) => context.log(m));
+        const runs = await services.chainEventPump(router).catchUp();
         const handled = runs.reduce((n, r) => n + r.events, 0);
         const rewound = runs.find((r) => r.rewoundTo !== undefined);
         if (handled || rewound) context.log(`chain events pumped ${JSON.stringify({ events: handled, to: runs.at(-1)?.to, rewoundTo: rewound?.rewoundTo })}`);

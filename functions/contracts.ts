@@ -27,7 +27,7 @@ httpRoute('contractsList', {
     access: { roles: READERS },
     summary: 'List the contract versions',
     handler: async () => {
-        const versions = await getServices().chain().versions.list();
+        const versions = await getServices().contracts().versions.list();
         return { jsonBody: { items: versions.map(versionView) } };
     },
 });
@@ -41,7 +41,7 @@ httpRoute('contractsGet', {
     handler: async ({ params }) => {
         const n = Number(params.version);
         if (!Number.isInteger(n) || n < 1) throw new Invalid('The version must be a positive integer', [{ path: 'params.version', message: 'positive integer' }]);
-        const v = await getServices().chain().versions.byVersion(n);
+        const v = await getServices().contracts().versions.byVersion(n);
         return { jsonBody: { ...versionView(v), abi: v.abi } };
     },
 });
@@ -59,12 +59,10 @@ httpRoute('contractsCreate', {
     summary: 'Deploy or register a contract version',
     handler: async ({ body, caller }) => {
         const services = getServices();
-        const chain = services.chain();
+        const contracts = services.contracts();
         const audit = services.audit;
         const by = caller!.principal.oid;
-        const { version, created } = body.artifact
-            ? { version: await chain.versions.deploy(chain.artifact, chain.pipeline, await chain.operator(), by), created: true }
-            : await chain.versions.register({ address: body.address!, abi: body.abi as never }, chain.artifact, by);
+        const { version, created } = body.artifact ? await contracts.deploy(by) : await contracts.register({ address: body.address!, abi: body.abi as never }, by);
         if (!created) return { jsonBody: versionView(version) };
         await audit.record({
             orgId: caller!.orgId ?? 'operator',
@@ -88,7 +86,7 @@ httpRoute('contractsUpdate', {
         const n = Number(params.version);
         if (!Number.isInteger(n) || n < 1) throw new Invalid('The version must be a positive integer', [{ path: 'params.version', message: 'positive integer' }]);
         const services = getServices();
-        const version = await services.chain().versions.setActive(n, body.active);
+        const version = await services.contracts().versions.setActive(n, body.active);
         await services.audit.record({
             orgId: caller!.orgId ?? 'operator',
             actor: actorOf(caller!),

@@ -1,19 +1,8 @@
-import { Interface } from 'ethers';
 import { z } from 'zod';
 import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
-import { Conflict, Forbidden, NotFound, Upstream } from '../shared/errors';
+import { NotFound } from '../shared/errors';
 import { actorOf, httpRoute } from './http/route';
-
-const SIGN = new Interface(['function sign(bytes32 id)']);
-
-interface CoreProposalView {
-    proposalId: string;
-    chainProposalId: string;
-    status: string;
-    parties: { orgId: string; account: string; signed: boolean }[];
-    contract: { version: number; address: string } | null;
-}
 
 const wei = z.string().regex(/^\d+$/);
 
@@ -55,35 +44,10 @@ httpRoute('memberProposalSign', {
     },
     handler: async ({ params, body, caller, context }) => {
         const services = getServices();
-        const orgId = services.settings.FLEXCHANGE_ORG_ID!;
-        if (!/^[0-9a-f-]{36}$/i.test(params.proposalId)) throw new NotFound('No such proposal');
-        const res = await services.deploymentClient(services.settings.FLEXCHANGE_CORE_URL!).request('GET', `proposals/${encodeURIComponent(params.proposalId)}`);
-        if (res.status === 404) throw new NotFound('No such proposal');
-        if (res.status !== 200) throw new Upstream(`The core answered ${res.status} for the proposal`);
-        const p = res.body as CoreProposalView;
-        const party = p.parties.find((x) => x.orgId === orgId);
-        if (!party) throw new NotFound('No such proposal');
-        if (party.account.toLowerCase() !== body.account.toLowerCase()) throw new Forbidden(`${body.account} is not your organisation's account on this proposal`);
-        const key = await services.memberAccounts().keyOf(body.account);
-        if (!key) throw new Forbidden(`${body.account} is not an account of this deployment`);
-        if (!p.contract || p.status === 'Anchoring') throw new Conflict('The proposal is not on the ledger yet (Anchoring): sign once it is AwaitingSignatures', 'wrong_state');
-        if (p.status !== 'AwaitingSignatures') throw new Conflict(`The proposal is ${p.status} and takes no more signatures (on the ledger: ProposalNotOpen)`, 'wrong_state');
-        const chain = services.chain();
-        // One operation per proposal and account: a retried request is the same transaction.
-        const { tx, status, funding } = await services.memberAccounts().submitFunded(
-            chain.pipeline,
-            {
-                operationId: `proposal:${p.proposalId}:sign:${key.address.toLowerCase()}`,
-                from: { address: key.address, signer: chain.accounts.signer(key) },
-                to: p.contract.address,
-                data: SIGN.encodeFunctionData('sign', [p.chainProposalId]),
-                abi: chain.artifact.abi,
-                label: `sign ${p.proposalId}`,
-            },
-            (m) => context.warn(m),
-        );
-        await services.audit.record({ orgId, actor: actorOf(caller!), action: 'proposal.signed', target: p.proposalId, details: { account: key.address, txHash: tx.hash, status } });
-        return { status: 202, jsonBody: { proposalId: p.proposalId, account: key.address, operationId: tx.operationId, txHash: tx.hash, state: tx.state, status, ...(funding ? { funding } : {}) } satisfies z.infer<typeof signatureAccepted> };
+        const signed = await services.memberSigning().sign(params.proposalId, body.account, (m) => context.warn(m));
+        const { proposalId, account, tx, status, funding } = signed;
+        await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actorOf(caller!), action: 'proposal.signed', target: proposalId, details: { account, txHash: tx.hash, status } });
+        return { status: 202, jsonBody: { proposalId, account, operationId: tx.operationId, txHash: tx.hash, state: tx.state, status, ...(funding ? { funding } : {}) } satisfies z.infer<typeof signatureAccepted> };
     },
 });
 

@@ -12,7 +12,7 @@ httpRoute('treasuryGet', {
         const services = getServices();
         const treasury = services.treasury();
         const address = await treasury.address();
-        const balance = await services.chain().provider.getBalance(address);
+        const balance = await services.balanceOf(address);
         return { headers: { 'cache-control': 'no-store' }, jsonBody: { address, balanceWei: balance.toString(), balanceEth: formatEther(balance), grants: await treasury.list() } };
     },
 });

@@ -22,6 +22,13 @@ import { checkHealth, HealthCheck, HealthMonitor } from './health/health';
 import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
+import { ContractAdmin } from './chain/contractAdmin';
+import { EnergyExchange } from './chain/energyExchange';
+import type { ChainEventHandler, ChainEventPump } from './chain/eventPump';
+import { ENERGY_EXCHANGE } from './chain/artifact';
+import { SigningSagas } from './proposals/signingSagas';
+import { ProposalVerification } from './proposals/verification';
+import { MemberSigning } from './proposals/memberSigning';
 import { ServiceBusClient } from '@azure/service-bus';
 import type { EventPublisher } from './events/events';
 import { ServiceBusEventPublisher } from './events/serviceBusPublisher';
@@ -77,8 +84,12 @@ export interface Services {
     deployments(): DeploymentController;
     /** Organisation records (core). */
     organizations: Repository<Organization>;
-    /** The ledger: provider, transaction pipeline, contract versions, accounts, operator. */
-    chain(): ChainGateway;
+    /** Contract versions and the operator's deployments of them (core). */
+    contracts(): ContractAdmin;
+    /** An account's balance as the ledger has it now, in wei. */
+    balanceOf(address: string): Promise<bigint>;
+    /** The chain event pump over every contract version, handing decoded events to `handler` (core). */
+    chainEventPump(handler: ChainEventHandler): ChainEventPump;
     /** Events out to members (API.md "Events"): each organisation's feed (core), then the topic, one message per organisation concerned. */
     events(): EventPublisher;
     /** The per-organisation event feed (core). */
@@ -112,6 +123,12 @@ export interface Services {
     keystoreBackups(): KeystoreBackups;
     /** Proposals and the ledger calls of their saga (core). */
     proposals(): Proposals;
+    /** Starting proposals' signing sagas and rejecting proposals (core). */
+    signingSagas(): SigningSagas;
+    /** Documents checked against the hashes a proposal anchored (core). */
+    verification(): ProposalVerification;
+    /** Signing a proposal with this organisation's party account (member). */
+    memberSigning(): MemberSigning;
     /** This member's copies of the proposals that concern it, fed by the core's events (member). */
     memberProposals(): MemberProposalCopies;
     /** Calls another deployment's API with this deployment's client-credential token. */
@@ -262,7 +279,12 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             return armDeploymentController(settings, credential);
         },
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
-        chain: gateway,
+        contracts: () => {
+            const g = gateway();
+            return new ContractAdmin(g.versions, { artifact: g.artifact, pipeline: g.pipeline, operator: () => g.operator() });
+        },
+        balanceOf: (address) => gateway().provider.getBalance(address),
+        chainEventPump: (handler) => gateway().eventPump(handler),
         events: () => {
             if (!events) {
                 const client = settings.FLEXCHANGE_SERVICEBUS_CONNECTION
@@ -299,10 +321,17 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             const g = gateway();
             proposals ??= new Proposals(
                 new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
-                { accounts: accountRegistry, assets, versions: g.versions, pipeline: g.pipeline, operator: () => g.operator(), ledger: g.provider, events: () => built.events() },
+                { accounts: accountRegistry, assets, exchanges: g.exchanges, pipeline: g.pipeline, operator: () => g.operator(), events: () => built.events() },
                 { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
             );
             return proposals;
+        },
+        signingSagas: () => new SigningSagas({ proposals: built.proposals(), exchanges: gateway().exchanges, audit: built.audit, remindBeforeSeconds: settings.FLEXCHANGE_PROPOSAL_REMIND_BEFORE_SECONDS }),
+        verification: () => new ProposalVerification({ proposals: built.proposals(), assets, maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES }),
+        memberSigning: () => {
+            const g = gateway();
+            // A member signs on the contract the core's record names, with the ABI it was built with.
+            return new MemberSigning({ orgId: settings.FLEXCHANGE_ORG_ID!, core: core!, accounts: built.memberAccounts(), signerOf: (key) => g.accounts.signer(key), pipeline: g.pipeline, exchangeAt: (ref) => new EnergyExchange(ref, ENERGY_EXCHANGE.abi, g.provider) });
         },
         memberProposals: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Proposal copies are kept on member deployments');

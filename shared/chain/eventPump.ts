@@ -1,6 +1,7 @@
-import { getAddress, Interface, type InterfaceAbi } from 'ethers';
+import { getAddress, type InterfaceAbi } from 'ethers';
 import type { Repository } from '../documents/repository';
 import { Conflict } from '../errors';
+import { eventDecoder, type EventArgs, type RawLog } from './energyExchange';
 import type { FailoverProvider } from './provider';
 
 /** A contract event, decoded with the ABI of the version that emitted it. */
@@ -8,7 +9,7 @@ export interface ChainEvent {
     /** `<txHash>:<logIndex>`: stable, for consumers to drop a redelivered event. */
     id: string;
     name: string;
-    args: Record<string, string | number | boolean | string[]>;
+    args: EventArgs;
     contract: string;
     version: number;
     blockNumber: number;
@@ -52,17 +53,6 @@ export interface PumpRun {
     rewoundTo?: number;
     /** Another instance moved the checkpoint first: this run's events were handled, its checkpoint dropped. */
     lostRace?: boolean;
-}
-
-interface RawLog {
-    address: string;
-    topics: string[];
-    data: string;
-    blockNumber: string;
-    blockHash: string;
-    transactionHash: string;
-    logIndex: string;
-    removed?: boolean;
 }
 
 /**
@@ -122,22 +112,20 @@ export class ChainEventPump {
             if (rewoundTo !== undefined) await this.#save(checkpoint, stored?.etag);
             return { from, to: from - 1, events: 0, rewoundTo };
         }
-        const byAddress = new Map(contracts.map((c) => [getAddress(c.address), { version: c.version, iface: new Interface(c.abi) }]));
+        const byAddress = new Map(contracts.map((c) => [getAddress(c.address), { version: c.version, decode: eventDecoder(c.abi) }]));
         const logs = await this.provider.rpc<RawLog[]>('eth_getLogs', [{ fromBlock: hex(from), toBlock: hex(to), address: [...byAddress.keys()] }]);
         const events: ChainEvent[] = [];
         for (const log of logs) {
             if (log.removed) continue;
             const contract = byAddress.get(getAddress(log.address));
             if (!contract) continue;
-            const parsed = contract.iface.parseLog({ topics: log.topics, data: log.data });
-            if (!parsed) continue;
-            const args: ChainEvent['args'] = {};
-            parsed.fragment.inputs.forEach((input, i) => (args[input.name || `arg${i}`] = plain(parsed.args[i])));
+            const decoded = contract.decode(log);
+            if (!decoded) continue;
             const logIndex = Number(BigInt(log.logIndex));
             events.push({
                 id: `${log.transactionHash}:${logIndex}`,
-                name: parsed.name,
-                args,
+                name: decoded.name,
+                args: decoded.args,
                 contract: getAddress(log.address),
                 version: contract.version,
                 blockNumber: Number(BigInt(log.blockNumber)),
@@ -196,10 +184,3 @@ export class ChainEventPump {
 }
 
 const hex = (n: number) => '0x' + n.toString(16);
-
-function plain(v: unknown): string | number | boolean | string[] {
-    if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
-    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
-    if (Array.isArray(v) || (v && typeof (v as Iterable<unknown>)[Symbol.iterator] === 'function')) return [...(v as Iterable<unknown>)].map((x) => String(plain(x)));
-    return String(v);
-}

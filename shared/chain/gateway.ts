@@ -4,6 +4,7 @@ import { AppError } from '../errors';
 import type { Settings } from '../config';
 import type { KeyStore, SecretStore } from '../vault/vault';
 import { ENERGY_EXCHANGE } from './artifact';
+import { EnergyExchanges } from './energyExchange';
 import { ChainEventPump, type ChainEventHandler, type PumpCheckpoint } from './eventPump';
 import { readKeystoreAddress } from './operator';
 import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type PipelineLog, type TxDoc } from './pipeline';
@@ -16,6 +17,8 @@ export interface ChainGateway {
     provider: FailoverProvider;
     pipeline: TransactionPipeline;
     versions: ContractVersions;
+    /** The contract port: every version's calls, reads and events. */
+    exchanges: EnergyExchanges;
     accounts: AccountKeys;
     artifact: ContractArtifact;
     /** The chain event pump over every recorded contract version, handing events to `handler`. */
@@ -45,19 +48,18 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
     );
     const accounts = new AccountKeys(deps.secrets, deps.keys, { provider });
     const versions = new ContractVersions(new CosmosRepository<ContractVersion>(deps.database.container('contracts'), (v) => v.id), provider);
+    const exchanges = new EnergyExchanges(versions, provider);
     let operator: Promise<ChainSender> | undefined;
     return {
         provider,
         pipeline,
         versions,
+        exchanges,
         eventPump: (handler) =>
             new ChainEventPump(
                 provider,
                 new CosmosRepository<PumpCheckpoint>(deps.database.container('checkpoints'), (c) => c.id),
-                async () =>
-                    (await versions.list())
-                        .filter((v) => v.state === 'ready' && v.address)
-                        .map((v) => ({ version: v.version, address: v.address!, abi: v.abi, blockNumber: v.blockNumber })),
+                () => exchanges.deployed(),
                 handler,
                 { confirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS },
             ),

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { getAddress, Interface, type InterfaceAbi } from 'ethers';
+import { getAddress, type InterfaceAbi } from 'ethers';
 import { updateItem, type Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound, Unavailable } from '../errors';
+import { abiFunctions } from './energyExchange';
 import type { ChainSender, TransactionPipeline } from './pipeline';
 import type { FailoverProvider } from './provider';
 
@@ -133,12 +134,7 @@ export class ContractVersions {
      * (for our own ABI: the code must be exactly the artifact's runtime code).
      */
     async register(input: { address: string; abi: InterfaceAbi }, artifact: ContractArtifact, by: string): Promise<{ version: ContractVersion; created: boolean }> {
-        let iface: Interface;
-        try {
-            iface = new Interface(input.abi);
-        } catch (err) {
-            throw new Invalid('The ABI is not valid', [{ path: 'body.abi', message: (err as Error).message }]);
-        }
+        const functions = abiFunctions(input.abi);
         const address = getAddress(input.address);
         const code = await this.provider.rpc<string>('eth_getCode', [address, 'latest']);
         if (!code || code === '0x') throw new Invalid(`There is no contract at ${address}`, [{ path: 'body.address', message: 'no code at this address' }]);
@@ -146,10 +142,7 @@ export class ContractVersions {
         if (hash === artifact.abiSha256) {
             if (code.toLowerCase() !== artifact.deployedBytecode.toLowerCase()) throw new Invalid(`The code at ${address} is not the compiled EnergyExchange`, [{ path: 'body.address', message: 'code differs from the artifact' }]);
         } else {
-            const missing: string[] = [];
-            iface.forEachFunction((f) => {
-                if (!code.toLowerCase().includes(f.selector.slice(2).toLowerCase())) missing.push(f.format());
-            });
+            const missing = functions.filter((f) => !code.toLowerCase().includes(f.selector)).map((f) => f.signature);
             if (missing.length) throw new Invalid(`The code at ${address} does not implement the ABI`, missing.map((m) => ({ path: 'body.abi', message: `missing ${m}` })));
         }
         const existing = (await this.list()).find((v) => v.address === address);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { id as keccakText, Interface } from 'ethers';
+import { id as keccakText } from 'ethers';
 import { z } from 'zod';
 import { ethAddress } from '../validation';
 import type { AccountRegistry } from '../accounts/accountRegistry';
@@ -7,12 +7,11 @@ import { checksumAddress } from '../accounts/accountRegistry';
 import type { Assets } from '../assets/assets';
 import { uuidFromName } from '../ids';
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
-import type { ContractVersions } from '../chain/versions';
+import type { ChainSignature, ContractCall, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
 import { ContractRevert } from '../chain/reverts';
 import { updateItem, type Repository } from '../documents/repository';
-import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../errors';
+import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventEnvelope, EventPublisher } from '../events/events';
-import { readOnChain, type ChainSignature, type LedgerReader, type OnChainProposal } from './onChain';
 import { proposalEvent } from './proposalEvents';
 
 import { isOpen, PROPOSAL_LIFECYCLE, PROPOSAL_STATUSES, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
@@ -129,10 +128,10 @@ export class Proposals {
         private readonly deps: {
             accounts: AccountRegistry;
             assets: Assets;
-            versions: ContractVersions;
+            /** The contract port, at the version each proposal pinned. */
+            exchanges: EnergyExchanges;
             pipeline: TransactionPipeline;
             operator: () => Promise<ChainSender>;
-            ledger: LedgerReader;
             events: () => EventPublisher;
         },
         private readonly policy: ProposalPolicy,
@@ -258,18 +257,12 @@ export class Proposals {
         let p = await this.get(id);
         if (p.anchor) return this.publishPending(id);
         if (!p.contract) {
-            const v = await this.deps.versions.latestActive();
-            p = await this.update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: { version: v.version, address: v.address! } }));
+            const latest = await this.deps.exchanges.latest();
+            if (!latest) throw new Unavailable('No contract version is deployed yet (POST /api/contracts)');
+            p = await this.update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: latest.ref }));
         }
-        const version = await this.deps.versions.byVersion(p.contract!.version);
-        const iface = new Interface(version.abi);
-        const data = iface.encodeFunctionData('createProposal', [
-            p.chainId,
-            p.parties.map((x) => x.account),
-            p.assets.map((a) => ({ hash: `0x${a.sha256}`, algorithm: a.algorithm, location: a.location })),
-            BigInt(Math.floor(Date.parse(p.expiresAt) / 1000)),
-        ]);
-        const outcome = await this.#send(`proposal:${id}:create`, p.contract!.address, data, version.abi);
+        const exchange = await this.deps.exchanges.at(p.contract!);
+        const outcome = await this.#send(`proposal:${id}:create`, exchange.createProposal({ chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt }));
         if (outcome.state !== 'confirmed') {
             const reason = `The ledger refused the proposal: ${outcome.revert?.errorName ?? 'reverted'}`;
             await this.update(id, (cur) => ({ ...cur, status: 'Failed', reason }));
@@ -310,8 +303,7 @@ export class Proposals {
         let cancel: { txHash: string; blockNumber: number } | undefined;
         // Cancelled already (a retry after the cancel was mined): the pipeline answers the same operation with its first outcome.
         if (chain.status !== 'Completed' && outcome !== 'Completed') {
-            const version = await this.deps.versions.byVersion(p.contract.version);
-            const tx = await this.#send(`proposal:${id}:cancel`, p.contract.address, new Interface(version.abi).encodeFunctionData('cancelProposal', [p.chainId]), version.abi);
+            const tx = await this.#send(`proposal:${id}:cancel`, (await this.exchangeOf(p)).cancelProposal(p.chainId));
             // Refused with ProposalNotOpen: the last signature was mined first (or a retry cancelled it already).
             if (tx.state === 'confirmed') cancel = { txHash: tx.hash, blockNumber: tx.blockNumber };
             else if (tx.revert?.errorName !== 'ProposalNotOpen') throw new AppError(`The ledger refused to close the proposal: ${tx.revert?.errorName ?? 'reverted'}`, 502, 'cancel_failed');
@@ -350,8 +342,13 @@ export class Proposals {
     /** What the ledger holds for this proposal now. */
     async onChain(p: Proposal): Promise<OnChainProposal> {
         if (!p.contract || !p.anchor) return { status: 'None', signatures: [] };
-        const version = await this.deps.versions.byVersion(p.contract.version);
-        return readOnChain(this.deps.ledger, { address: p.contract.address, abi: version.abi }, p.chainId, p.anchor.blockNumber);
+        return (await this.exchangeOf(p)).read(p.chainId, p.anchor.blockNumber);
+    }
+
+    /** The contract the proposal was anchored on (its pinned version). */
+    async exchangeOf(p: Proposal): Promise<EnergyExchange> {
+        if (!p.contract) throw new Conflict('The proposal is not anchored yet', 'wrong_state');
+        return this.deps.exchanges.at(p.contract);
     }
 
     /**
@@ -376,9 +373,9 @@ export class Proposals {
     }
 
     /** The call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
-    async #send(operationId: string, to: string, data: string, abi: unknown): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
+    async #send(operationId: string, call: ContractCall): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
         try {
-            return await this.deps.pipeline.send({ operationId, from: await this.deps.operator(), to, data, abi: abi as never, label: operationId }, { timeoutMs: 120_000 });
+            return await this.deps.pipeline.send({ operationId, from: await this.deps.operator(), ...call, label: operationId }, { timeoutMs: 120_000 });
         } catch (err) {
             if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
             throw err;

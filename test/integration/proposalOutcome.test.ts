@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Interface } from 'ethers';
 import { ENERGY_EXCHANGE } from '../../shared/chain/artifact';
+import { EnergyExchanges } from '../../shared/chain/energyExchange';
 import type { ChainEvent } from '../../shared/chain/eventPump';
 import type { ChainSender } from '../../shared/chain/pipeline';
 import { ContractRevert } from '../../shared/chain/reverts';
@@ -39,7 +40,7 @@ describe('a proposal ends as the ledger ends it', () => {
         proposals = new Proposals(
             new CosmosRepository<Proposal>(world.db.database.container('proposals'), (p) => p.id),
             // Accounts and documents are checked when a proposal is made; these tests start from proposals already made.
-            { accounts: undefined as never, assets: undefined as never, versions, pipeline: world.pipeline, operator: async () => operator, ledger: world.provider, events: () => events },
+            { accounts: undefined as never, assets: undefined as never, exchanges: new EnergyExchanges(versions, world.provider), pipeline: world.pipeline, operator: async () => operator, events: () => events },
             { minLifetimeSeconds: 1, maxLifetimeSeconds: 86_400 },
         );
     }, 120_000);

@@ -1,0 +1,241 @@
+import { getAddress, Interface, type InterfaceAbi } from 'ethers';
+import { Invalid } from '../errors';
+
+/**
+ * The one port to the EnergyExchange contract. Everything the app asks of the contract goes
+ * through here: the calls it sends (anchor, cancel, sign) built as data for the transaction
+ * pipeline, the reads it makes (a proposal's status and signatures, an anchored asset), and
+ * the events it decodes, each with the ABI of the version the work is pinned to. No other
+ * product file holds an ABI fragment, an `Interface` or a raw `eth_call`.
+ */
+
+/** A proposal's state as the contract holds it (`enum Status` of EnergyExchange). */
+export const CHAIN_STATUSES = ['None', 'Open', 'Completed', 'Cancelled'] as const;
+export type ChainStatus = (typeof CHAIN_STATUSES)[number];
+
+/** A party's signature as the ledger recorded it (a `ProposalSigned` log). */
+export interface ChainSignature {
+    account: string;
+    txHash: string;
+    blockNumber: number;
+}
+
+/** What the ledger says of one proposal: its status and every party's signature. */
+export interface OnChainProposal {
+    status: ChainStatus;
+    signatures: ChainSignature[];
+}
+
+/** A document hash the proposal anchored, as the contract returns it. */
+export interface AnchoredAsset {
+    /** Hex, no `0x`. */
+    hash: string;
+    algorithm: string;
+    location: string;
+}
+
+/** Where a piece of work's contract is: the version it pinned and its address. */
+export interface ContractRef {
+    version: number;
+    address: string;
+}
+
+/** A transaction for the pipeline: the contract, the call data, and the ABI its reverts are decoded with. */
+export interface ContractCall {
+    to: string;
+    data: string;
+    abi: InterfaceAbi;
+}
+
+/** What a proposal anchors: its ledger id, the parties' accounts, the document hashes, the deadline. */
+export interface AnchorInput {
+    chainProposalId: string;
+    parties: string[];
+    assets: { sha256: string; algorithm: string; location: string }[];
+    expiresAt: string;
+}
+
+/** The part of a JSON-RPC client the reads need. */
+export interface LedgerReader {
+    rpc<T>(method: string, params?: unknown[]): Promise<T>;
+}
+
+/** A log as `eth_getLogs` returns it. */
+export interface RawLog {
+    address: string;
+    topics: string[];
+    data: string;
+    blockNumber: string;
+    blockHash: string;
+    transactionHash: string;
+    logIndex: string;
+    removed?: boolean;
+}
+
+export type EventArgs = Record<string, string | number | boolean | string[]>;
+
+/** A decoded contract event: its name and its arguments by name, as plain JSON values. */
+export interface DecodedEvent {
+    name: string;
+    args: EventArgs;
+}
+
+/** The EnergyExchange contract at one version and address. */
+export class EnergyExchange {
+    readonly #iface: Interface;
+
+    constructor(
+        readonly ref: ContractRef,
+        readonly abi: InterfaceAbi,
+        private readonly ledger: LedgerReader,
+    ) {
+        this.#iface = new Interface(abi);
+    }
+
+    /** `createProposal`: the operator anchors a proposal. */
+    createProposal(p: AnchorInput): ContractCall {
+        const assets = p.assets.map((a) => ({ hash: `0x${a.sha256}`, algorithm: a.algorithm, location: a.location }));
+        return this.#call('createProposal', [p.chainProposalId, p.parties, assets, BigInt(Math.floor(Date.parse(p.expiresAt) / 1000))]);
+    }
+
+    /** `cancelProposal`: the operator closes an open proposal (a rejection or its deadline). */
+    cancelProposal(chainProposalId: string): ContractCall {
+        return this.#call('cancelProposal', [chainProposalId]);
+    }
+
+    /** `sign`: a party's account signs the proposal. */
+    sign(chainProposalId: string): ContractCall {
+        return this.#call('sign', [chainProposalId]);
+    }
+
+    async statusOf(chainProposalId: string): Promise<ChainStatus> {
+        const [code] = await this.#read<[bigint]>('statusOf', [chainProposalId]);
+        const status = CHAIN_STATUSES[Number(code)];
+        if (!status) throw new Error(`The contract answered an unknown proposal status ${code}`);
+        return status;
+    }
+
+    /** Every party's signature of the proposal, in chain order, from the `ProposalSigned` logs since `fromBlock`. */
+    async signatures(chainProposalId: string, fromBlock: number): Promise<ChainSignature[]> {
+        const signed = this.#iface.getEvent('ProposalSigned')!;
+        const logs = await this.ledger.rpc<RawLog[]>('eth_getLogs', [{ address: this.ref.address, fromBlock: hex(fromBlock), toBlock: 'latest', topics: [signed.topicHash, chainProposalId] }]);
+        return logs
+            .filter((l) => !l.removed)
+            .sort((a, b) => Number(BigInt(a.blockNumber) - BigInt(b.blockNumber)) || Number(BigInt(a.logIndex) - BigInt(b.logIndex)))
+            .map((l) => ({ account: getAddress(String(this.decode(l)!.args.party)), txHash: l.transactionHash, blockNumber: Number(BigInt(l.blockNumber)) }));
+    }
+
+    /** The proposal as the ledger holds it now: status and signatures (what records are reconciled to). */
+    async read(chainProposalId: string, fromBlock: number): Promise<OnChainProposal> {
+        const status = await this.statusOf(chainProposalId);
+        return { status, signatures: await this.signatures(chainProposalId, fromBlock) };
+    }
+
+    /** `getAsset(id, index)`: the hash anchored for the proposal's document at `index`. */
+    async asset(chainProposalId: string, index: number): Promise<AnchoredAsset> {
+        const [hash, algorithm, location] = await this.#read<[string, string, string]>('getAsset', [chainProposalId, index]);
+        return { hash: hash.replace(/^0x/, ''), algorithm, location };
+    }
+
+    /** The event a log of this contract carries, or undefined for a log this version's ABI does not know. */
+    decode(log: Pick<RawLog, 'topics' | 'data'>): DecodedEvent | undefined {
+        return decodeWith(this.#iface, log);
+    }
+
+    #call(fn: string, args: unknown[]): ContractCall {
+        return { to: this.ref.address, data: this.#iface.encodeFunctionData(fn, args), abi: this.abi };
+    }
+
+    async #read<T>(fn: string, args: unknown[]): Promise<T> {
+        const raw = await this.ledger.rpc<string>('eth_call', [{ to: this.ref.address, data: this.#iface.encodeFunctionData(fn, args) }, 'latest']);
+        return this.#iface.decodeFunctionResult(fn, raw) as unknown as T;
+    }
+}
+
+/** A version of the contract as the registry of versions records it. */
+export interface VersionRecord {
+    version: number;
+    state: 'deploying' | 'ready';
+    address?: string;
+    abi: InterfaceAbi;
+    blockNumber?: number;
+}
+
+/** The registry of versions, as far as the port needs it (`ContractVersions`). */
+export interface VersionSource {
+    byVersion(version: number): Promise<VersionRecord>;
+    latestActiveIfAny(): Promise<VersionRecord | undefined>;
+    list(): Promise<VersionRecord[]>;
+}
+
+/** Every version of the contract: the one a piece of work pinned, the one new work uses, all of them (for the event pump). */
+export class EnergyExchanges {
+    constructor(
+        private readonly versions: VersionSource,
+        private readonly ledger: LedgerReader,
+    ) {}
+
+    /** Exactly the pinned version (work that started on N stays on N). */
+    async at(ref: ContractRef): Promise<EnergyExchange> {
+        const v = await this.versions.byVersion(ref.version);
+        if (!v.address || getAddress(v.address) !== getAddress(ref.address)) throw new Error(`Contract version ${ref.version} is at ${v.address}, not ${ref.address}`);
+        return new EnergyExchange(ref, v.abi, this.ledger);
+    }
+
+    /** The version new work is anchored on; undefined while none is active. */
+    async latest(): Promise<EnergyExchange | undefined> {
+        const v = await this.versions.latestActiveIfAny();
+        return v?.address ? new EnergyExchange({ version: v.version, address: v.address }, v.abi, this.ledger) : undefined;
+    }
+
+    /** Every deployed version, with the block it was deployed in (where reading its logs starts). */
+    async deployed(): Promise<{ version: number; address: string; abi: InterfaceAbi; blockNumber?: number }[]> {
+        return (await this.versions.list()).filter((v) => v.state === 'ready' && v.address).map((v) => ({ version: v.version, address: v.address!, abi: v.abi, blockNumber: v.blockNumber }));
+    }
+}
+
+/** A decoder of one version's logs (the event pump decodes every version's logs with its own ABI). */
+export function eventDecoder(abi: InterfaceAbi): (log: Pick<RawLog, 'topics' | 'data'>) => DecodedEvent | undefined {
+    const iface = new Interface(abi);
+    return (log) => decodeWith(iface, log);
+}
+
+/** A `ProposalSigned` event's proposal and signature, read from a decoded event; undefined for any other event. */
+export function signatureIn(e: DecodedEvent & { txHash: string; blockNumber: number }): { chainProposalId: string; signature: ChainSignature } | undefined {
+    if (e.name !== 'ProposalSigned') return undefined;
+    return { chainProposalId: String(e.args.id), signature: { account: String(e.args.party), txHash: e.txHash, blockNumber: e.blockNumber } };
+}
+
+/**
+ * The functions an ABI declares, each with its selector (hex, no `0x`): an ABI registered for
+ * a contract deployed elsewhere must be implemented by the code at its address. An ABI that
+ * does not parse is refused.
+ */
+export function abiFunctions(abi: InterfaceAbi): { selector: string; signature: string }[] {
+    let iface: Interface;
+    try {
+        iface = new Interface(abi);
+    } catch (err) {
+        throw new Invalid('The ABI is not valid', [{ path: 'body.abi', message: (err as Error).message }]);
+    }
+    const out: { selector: string; signature: string }[] = [];
+    iface.forEachFunction((f) => out.push({ selector: f.selector.slice(2).toLowerCase(), signature: f.format() }));
+    return out;
+}
+
+function decodeWith(iface: Interface, log: Pick<RawLog, 'topics' | 'data'>): DecodedEvent | undefined {
+    const parsed = iface.parseLog({ topics: log.topics, data: log.data });
+    if (!parsed) return undefined;
+    const args: EventArgs = {};
+    parsed.fragment.inputs.forEach((input, i) => (args[input.name || `arg${i}`] = plain(parsed.args[i])));
+    return { name: parsed.name, args };
+}
+
+const hex = (n: number) => '0x' + n.toString(16);
+
+function plain(v: unknown): string | number | boolean | string[] {
+    if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+    if (Array.isArray(v) || (v && typeof (v as Iterable<unknown>)[Symbol.iterator] === 'function')) return [...(v as Iterable<unknown>)].map((x) => String(plain(x)));
+    return String(v);
+}

@@ -1,0 +1,77 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { Assets } from '../assets/assets';
+import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../errors';
+import type { Proposals } from './proposals';
+
+/** `{ "assetId" }`: verify a document already uploaded instead of sending it. */
+export const verifyByAsset = z.object({ assetId: z.string().uuid() }).strict();
+
+/** What `POST /proposals/{id}/verify` received: the raw body, its content type, and `?assetId=`. */
+export interface VerifyRequest {
+    body: Buffer;
+    contentType: string | null;
+    assetId?: string;
+}
+
+/** The answer: whether the document's hash is the one the ledger holds for the proposal. */
+export interface Verification {
+    match: boolean;
+    algorithm: string;
+    onChainHash: string;
+    computedHash: string;
+    assetId: string;
+    txHash: string;
+    blockNumber: number;
+}
+
+/**
+ * Checks a document against the ledger: the document (the raw body, or `{ assetId }` of one
+ * already uploaded) is hashed again and compared with the hashes the contract holds for the
+ * proposal's documents (`?assetId=` picks one; otherwise any may match).
+ */
+export class ProposalVerification {
+    constructor(private readonly deps: { proposals: Proposals; assets: Assets; maxBytes: number }) {}
+
+    async verify(proposalId: string, caller: { orgId?: string; isOperator: boolean }, req: VerifyRequest): Promise<Verification> {
+        const p = await this.deps.proposals.getFor(proposalId, caller);
+        if (!p.anchor || !p.contract) throw new Conflict('The proposal is not anchored yet', 'wrong_state');
+        if (req.body.length > this.deps.maxBytes) throw new TooLarge(`Documents are limited to ${this.deps.maxBytes} bytes`);
+        const { content, wanted } = await this.#document(req, caller);
+        if (content.length === 0) throw new Invalid('Send the document as the body, or { "assetId" }');
+        const indexes = p.assets.map((a, i) => ({ a, i })).filter(({ a }) => !wanted || a.assetId === wanted);
+        if (indexes.length === 0) throw new NotFound('That asset is not part of this proposal');
+        const computed = createHash('sha256').update(content).digest('hex');
+        const exchange = await this.deps.proposals.exchangeOf(p);
+        const onChain: { hash: string; algorithm: string; index: number }[] = [];
+        for (const { i } of indexes) {
+            try {
+                onChain.push({ ...(await exchange.asset(p.chainId, i)), index: i });
+            } catch (err) {
+                if (err instanceof AppError) throw err;
+                const e = err as { code?: string; shortMessage?: string; message?: string };
+                throw new Upstream(`The ledger did not answer getAsset(${i}) of proposal ${p.id}: ${e.code ?? ''} ${e.shortMessage ?? e.message ?? ''}`.trim(), { cause: err });
+            }
+        }
+        const hit = onChain.find((x) => x.hash === computed);
+        const shown = hit ?? onChain[0]!;
+        return { match: Boolean(hit), algorithm: shown.algorithm, onChainHash: shown.hash, computedHash: computed, assetId: p.assets[shown.index]!.assetId, txHash: p.anchor.txHash, blockNumber: p.anchor.blockNumber };
+    }
+
+    /** The document to hash: the body as sent, or the uploaded asset a JSON `{ assetId }` names. */
+    async #document(req: VerifyRequest, caller: { orgId?: string; isOperator: boolean }): Promise<{ content: Buffer; wanted?: string }> {
+        if (!/^application\/json\b/i.test(req.contentType ?? '') || req.assetId) return { content: req.body, wanted: req.assetId };
+        const parsed = verifyByAsset.safeParse(safeJson(req.body));
+        if (!parsed.success) return { content: req.body };
+        const asset = await this.deps.assets.get(parsed.data.assetId, caller.orgId, { operator: caller.isOperator });
+        return { content: await this.deps.assets.content(asset), wanted: parsed.data.assetId };
+    }
+}
+
+function safeJson(raw: Buffer): unknown {
+    try {
+        return JSON.parse(raw.toString('utf8'));
+    } catch {
+        return undefined;
+    }
+}
