@@ -7,6 +7,7 @@ import type { DeploymentState } from '../shared/deployment/deploymentController'
 import { updateItem } from '../shared/documents/repository';
 import { Conflict } from '../shared/errors';
 import { parseInput } from '../shared/validation';
+import { ACTIVITIES, ORCHESTRATORS } from './names';
 
 /**
  * `memberDeployment` (sub-orchestration of `memberOnboarding`): starts the organisation's
@@ -21,27 +22,27 @@ const GIVE_UP_AFTER_SECONDS = 2 * 3600;
 const memberDeployment: OrchestrationHandler = function* (context: OrchestrationContext) {
     const { orgId } = context.df.getInput<{ orgId: string }>();
     const started = context.df.currentUtcDateTime.getTime();
-    let state: DeploymentState = yield context.df.callActivityWithRetry('deploymentStart', retry, { orgId });
+    let state: DeploymentState = yield context.df.callActivityWithRetry(ACTIVITIES.deploymentStart, retry, { orgId });
     while (state.status === 'Running') {
         if (context.df.currentUtcDateTime.getTime() - started > GIVE_UP_AFTER_SECONDS * 1000) throw new Error(`The deployment of ${orgId} did not end within ${GIVE_UP_AFTER_SECONDS / 3600} h`);
         yield context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + POLL_SECONDS * 1000));
-        state = yield context.df.callActivityWithRetry('deploymentStatus', retry, { id: state.id });
+        state = yield context.df.callActivityWithRetry(ACTIVITIES.deploymentStatus, retry, { id: state.id });
     }
     if (state.status === 'Failed') throw new Error(`The deployment of ${orgId} failed: ${state.error ?? 'no reason given'}`);
     if (!state.principalId) throw new Error(`The deployment of ${orgId} reported no app identity (principalId)`);
-    yield context.df.callActivityWithRetry('deploymentRecord', retry, { orgId, url: state.url, principalId: state.principalId });
+    yield context.df.callActivityWithRetry(ACTIVITIES.deploymentRecord, retry, { orgId, url: state.url, principalId: state.principalId });
     return state;
 };
-df.app.orchestration('memberDeployment', memberDeployment);
+df.app.orchestration(ORCHESTRATORS.memberDeployment, memberDeployment);
 
 const orgInput = z.object({ orgId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/) }).strict();
 
-df.app.activity('deploymentStart', { handler: async (raw: unknown) => getServices().deployments().start(parseInput(orgInput, raw)) });
+df.app.activity(ACTIVITIES.deploymentStart, { handler: async (raw: unknown) => getServices().deployments().start(parseInput(orgInput, raw)) });
 
-df.app.activity('deploymentStatus', { handler: async (raw: unknown) => getServices().deployments().status(parseInput(z.object({ id: z.string().min(1).max(200) }).strict(), raw).id) });
+df.app.activity(ACTIVITIES.deploymentStatus, { handler: async (raw: unknown) => getServices().deployments().status(parseInput(z.object({ id: z.string().min(1).max(200) }).strict(), raw).id) });
 
 /** The organisation record learns where its member deployment answers. */
-df.app.activity('deploymentRecord', {
+df.app.activity(ACTIVITIES.deploymentRecord, {
     handler: async (raw: unknown) => {
         const { orgId, url, principalId } = parseInput(z.object({ orgId: z.string().min(1), url: z.string().url(), principalId: z.string().min(1).max(100) }).strict(), raw);
         const services = getServices();

@@ -8,6 +8,7 @@ import { updateItem } from '../shared/documents/repository';
 import { ethAddress, parseInput } from '../shared/validation';
 import { Conflict } from '../shared/errors';
 import type { Organization } from '../shared/registration/organizations';
+import { ACTIVITIES, ORCHESTRATORS } from './names';
 
 /**
  * `memberOnboarding` (sub-orchestration of `registration`): each step an idempotent,
@@ -22,26 +23,26 @@ const retry = activityRetry();
 
 const onboarding: OrchestrationHandler = function* (context: OrchestrationContext) {
     const { registrationId } = context.df.getInput<{ registrationId: string }>();
-    const org: { orgId: string } = yield context.df.callActivityWithRetry('onboardingOrganization', retry, { registrationId });
-    yield context.df.callActivityWithRetry('onboardingApplicant', retry, { registrationId });
+    const org: { orgId: string } = yield context.df.callActivityWithRetry(ACTIVITIES.onboardingOrganization, retry, { registrationId });
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingApplicant, retry, { registrationId });
     // The subscription first: the member deployment's trigger reads it from its first start.
-    yield context.df.callActivityWithRetry('provisionMemberSubscription', retry, { orgId: org.orgId });
-    yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-subscription' });
-    const deployment: { url: string; principalId: string } = yield context.df.callSubOrchestrator('memberDeployment', { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
-    yield context.df.callActivityWithRetry('onboardingStep', retry, { registrationId, step: 'member-deployment', detail: deployment.url });
-    yield context.df.callActivityWithRetry('onboardingAppIdentity', retry, { registrationId, principalId: deployment.principalId });
-    const account: { address: string } = yield context.df.callActivityWithRetry('onboardingFirstAccount', retry, { registrationId });
-    yield context.df.callActivityWithRetry('onboardingFund', retry, { registrationId, address: account.address });
-    yield context.df.callActivityWithRetry('onboardingAnnounce', retry, { registrationId });
-    yield context.df.callActivityWithRetry('onboardingActivate', retry, { registrationId });
+    yield context.df.callActivityWithRetry(ACTIVITIES.provisionMemberSubscription, retry, { orgId: org.orgId });
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingStep, retry, { registrationId, step: 'member-subscription' });
+    const deployment: { url: string; principalId: string } = yield context.df.callSubOrchestrator(ORCHESTRATORS.memberDeployment, { orgId: org.orgId }, `${context.df.instanceId}:deployment`);
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingStep, retry, { registrationId, step: 'member-deployment', detail: deployment.url });
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingAppIdentity, retry, { registrationId, principalId: deployment.principalId });
+    const account: { address: string } = yield context.df.callActivityWithRetry(ACTIVITIES.onboardingFirstAccount, retry, { registrationId });
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingFund, retry, { registrationId, address: account.address });
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingAnnounce, retry, { registrationId });
+    yield context.df.callActivityWithRetry(ACTIVITIES.onboardingActivate, retry, { registrationId });
     return org;
 };
-df.app.orchestration('memberOnboarding', onboarding);
+df.app.orchestration(ORCHESTRATORS.memberOnboarding, onboarding);
 
 const byRegistration = z.object({ registrationId: z.string().uuid() }).strict();
 
 /** The organisation record (created once; a re-run finds it). */
-df.app.activity('onboardingOrganization', {
+df.app.activity(ACTIVITIES.onboardingOrganization, {
     handler: async (raw: unknown) => {
         const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
@@ -69,7 +70,7 @@ df.app.activity('onboardingOrganization', {
 });
 
 /** The applicant, as the organisation's administrator (adding again updates, never duplicates). */
-df.app.activity('onboardingApplicant', {
+df.app.activity(ACTIVITIES.onboardingApplicant, {
     handler: async (raw: unknown) => {
         const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
@@ -80,7 +81,7 @@ df.app.activity('onboardingApplicant', {
     },
 });
 
-df.app.activity('onboardingStep', {
+df.app.activity(ACTIVITIES.onboardingStep, {
     handler: async (raw: unknown) => {
         const { registrationId, step, detail } = parseInput(z.object({ registrationId: z.string().uuid(), step: z.string().regex(/^[a-z-]{1,40}$/), detail: z.string().max(500).optional() }).strict(), raw);
         await getServices().registrations().step(registrationId, step, { detail });
@@ -89,7 +90,7 @@ df.app.activity('onboardingStep', {
 });
 
 /** `org.activated` for the new member (on its own subscription); a fixed event id, so a retried step is dropped as a duplicate. */
-df.app.activity('onboardingAnnounce', {
+df.app.activity(ACTIVITIES.onboardingAnnounce, {
     handler: async (raw: unknown) => {
         const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
@@ -109,7 +110,7 @@ df.app.activity('onboardingAnnounce', {
 });
 
 /** The member deployment's app identity, entered in the directory for the organisation: its client-credential tokens now act for it. */
-df.app.activity('onboardingAppIdentity', {
+df.app.activity(ACTIVITIES.onboardingAppIdentity, {
     handler: async (raw: unknown) => {
         const { registrationId, principalId } = parseInput(z.object({ registrationId: z.string().uuid(), principalId: z.string().min(1).max(100) }).strict(), raw);
         const services = getServices();
@@ -125,7 +126,7 @@ df.app.activity('onboardingAppIdentity', {
  * member's vault; the member registers the address with the core). The idempotency key is the
  * registration's: a retried step gets the same account back.
  */
-df.app.activity('onboardingFirstAccount', {
+df.app.activity(ACTIVITIES.onboardingFirstAccount, {
     handler: async (raw: unknown) => {
         const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();
@@ -141,7 +142,7 @@ df.app.activity('onboardingFirstAccount', {
 });
 
 /** The first account funded from the treasury (one grant per organisation, however often the step runs). */
-df.app.activity('onboardingFund', {
+df.app.activity(ACTIVITIES.onboardingFund, {
     handler: async (raw: unknown) => {
         const { registrationId, address } = parseInput(z.object({ registrationId: z.string().uuid(), address: ethAddress }).strict(), raw);
         const services = getServices();
@@ -168,7 +169,7 @@ df.app.activity('onboardingFund', {
 });
 
 /** The organisation is active once every step is done. */
-df.app.activity('onboardingActivate', {
+df.app.activity(ACTIVITIES.onboardingActivate, {
     handler: async (raw: unknown) => {
         const { registrationId } = parseInput(byRegistration, raw);
         const services = getServices();

@@ -7,6 +7,7 @@ import { AppError } from '../shared/errors';
 import { PROPOSAL_EVENT, PROPOSAL_SAGA, type ProposalSagaEvent, type ProposalSigningInput } from '../shared/proposals/sagaContract';
 import { PROPOSAL_EVENT_TYPES, SAGA_OUTCOMES, type ProposalStatus } from '../shared/proposals/vocabulary';
 import { ethAddress, parseInput } from '../shared/validation';
+import { ACTIVITIES } from './names';
 
 /**
  * The `proposalSigning` saga (instance `proposal-<id>`): pin the latest contract version and
@@ -26,13 +27,13 @@ export const proposalSigningSaga: OrchestrationHandler = function* (context: Orc
     const id = input.proposalId;
     let anchored: { status: ProposalStatus; accounts: string[] };
     try {
-        anchored = yield context.df.callActivityWithRetry('proposalAnchor', retry, { proposalId: id });
+        anchored = yield context.df.callActivityWithRetry(ACTIVITIES.proposalAnchor, retry, { proposalId: id });
     } catch (err) {
-        yield context.df.callActivityWithRetry('proposalFail', retry, { proposalId: id, reason: err instanceof Error ? err.message : String(err) });
+        yield context.df.callActivityWithRetry(ACTIVITIES.proposalFail, retry, { proposalId: id, reason: err instanceof Error ? err.message : String(err) });
         return 'Failed';
     }
     if (anchored.status === 'Failed') return 'Failed';
-    yield context.df.callActivityWithRetry('proposalPublish', retry, { proposalId: id, type: 'proposal.created' });
+    yield context.df.callActivityWithRetry(ACTIVITIES.proposalPublish, retry, { proposalId: id, type: 'proposal.created' });
 
     const pending = new Set(anchored.accounts.map((a) => a.toLowerCase()));
     const signed: string[] = [];
@@ -46,26 +47,26 @@ export const proposalSigningSaga: OrchestrationHandler = function* (context: Orc
         if (winner === timer) {
             if (!reminded) {
                 reminded = true;
-                yield context.df.callActivityWithRetry('proposalRemind', retry, { proposalId: id });
+                yield context.df.callActivityWithRetry(ACTIVITIES.proposalRemind, retry, { proposalId: id });
                 continue;
             }
-            const status: ProposalStatus = yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Expired' });
+            const status: ProposalStatus = yield context.df.callActivityWithRetry(ACTIVITIES.proposalConclude, retry, { proposalId: id, outcome: 'Expired' });
             return status;
         }
         timer.cancel();
         const e = event.result as ProposalSagaEvent;
         if (e.kind === 'rejected') {
-            const status: ProposalStatus = yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Rejected', reason: e.reason, rejectedBy: { orgId: e.orgId, by: e.by } });
+            const status: ProposalStatus = yield context.df.callActivityWithRetry(ACTIVITIES.proposalConclude, retry, { proposalId: id, outcome: 'Rejected', reason: e.reason, rejectedBy: { orgId: e.orgId, by: e.by } });
             return status;
         }
         const account = String(e.account).toLowerCase();
         if (!pending.has(account)) continue; // a redelivered event, or not a party
         pending.delete(account);
         signed.push(account);
-        yield context.df.callActivityWithRetry('proposalSigned', retry, { proposalId: id, account: e.account, txHash: e.txHash, blockNumber: e.blockNumber });
+        yield context.df.callActivityWithRetry(ACTIVITIES.proposalSigned, retry, { proposalId: id, account: e.account, txHash: e.txHash, blockNumber: e.blockNumber });
         if (pending.size > 0) continue;
         context.df.setCustomStatus({ signed: [...signed], pending: [] });
-        const status: ProposalStatus = yield context.df.callActivityWithRetry('proposalConclude', retry, { proposalId: id, outcome: 'Completed' });
+        const status: ProposalStatus = yield context.df.callActivityWithRetry(ACTIVITIES.proposalConclude, retry, { proposalId: id, outcome: 'Completed' });
         return status;
     }
 };
@@ -74,7 +75,7 @@ df.app.orchestration(PROPOSAL_SAGA, proposalSigningSaga);
 const byProposal = z.object({ proposalId: z.string().uuid() }).strict();
 
 /** Pins the contract version and anchors the proposal; a refusal by the ledger ends it `Failed` (not retried). */
-df.app.activity('proposalAnchor', {
+df.app.activity(ACTIVITIES.proposalAnchor, {
     handler: async (raw: unknown) => {
         const { proposalId } = parseInput(byProposal, raw);
         const proposals = getServices().proposals();
@@ -88,7 +89,7 @@ df.app.activity('proposalAnchor', {
     },
 });
 
-df.app.activity('proposalFail', {
+df.app.activity(ACTIVITIES.proposalFail, {
     handler: async (raw: unknown) => {
         const { proposalId, reason } = parseInput(z.object({ proposalId: z.string().uuid(), reason: z.string().max(2000) }).strict(), raw);
         await getServices().proposals().update(proposalId, (p) => (p.status === 'Failed' ? undefined : { ...p, status: 'Failed', reason }));
@@ -99,7 +100,7 @@ df.app.activity('proposalFail', {
 const publishInput = z.object({ proposalId: z.string().uuid(), type: z.enum(PROPOSAL_EVENT_TYPES) }).strict();
 
 /** Publishes what the proposal's last step recorded (its events are written with the step's change, numbered). */
-df.app.activity('proposalPublish', {
+df.app.activity(ACTIVITIES.proposalPublish, {
     handler: async (raw: unknown) => {
         const { proposalId } = parseInput(publishInput, raw);
         const p = await getServices().proposals().publishPending(proposalId);
@@ -110,7 +111,7 @@ df.app.activity('proposalPublish', {
 const signedInput = z.object({ proposalId: z.string().uuid(), account: ethAddress, txHash: z.string().regex(/^0x[0-9a-fA-F]{64}$/), blockNumber: z.number().int().nonnegative() }).strict();
 
 /** Records a party's signature and tells every party. */
-df.app.activity('proposalSigned', {
+df.app.activity(ACTIVITIES.proposalSigned, {
     handler: async (raw: unknown) => {
         const { proposalId, ...sig } = parseInput(signedInput, raw);
         await getServices().proposals().recordSignature(proposalId, sig);
@@ -131,7 +132,7 @@ const concludeInput = z
  * Ends the proposal as the ledger ends it: completed, or closed on-chain (rejected, expired);
  * a proposal every party signed on-chain first is completed, whichever the saga saw first.
  */
-df.app.activity('proposalConclude', {
+df.app.activity(ACTIVITIES.proposalConclude, {
     handler: async (raw: unknown) => {
         const { proposalId, outcome, ...detail } = parseInput(concludeInput, raw);
         const p = await getServices().proposals().conclude(proposalId, outcome, detail);
@@ -140,7 +141,7 @@ df.app.activity('proposalConclude', {
 });
 
 /** Mails the traders of every party that has not signed yet. */
-df.app.activity('proposalRemind', {
+df.app.activity(ACTIVITIES.proposalRemind, {
     handler: async (raw: unknown) => {
         const { proposalId } = parseInput(byProposal, raw);
         const services = getServices();

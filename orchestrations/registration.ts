@@ -7,6 +7,7 @@ import { publicBaseUrl as publicUrl } from '../shared/http/publicUrl';
 import { parseInput } from '../shared/validation';
 import { Invalid } from '../shared/errors';
 import { approversOf, type Decision, type RegistrationStatus } from '../shared/registration/registrations';
+import { ACTIVITIES, ORCHESTRATORS } from './names';
 
 /**
  * The `registration` workflow (instance id `registration-<id>`): approvers are mailed an
@@ -31,7 +32,7 @@ const registrationOrchestrator: OrchestrationHandler = function* (context: Orche
     const id = input.registrationId;
     const start = context.df.currentUtcDateTime.getTime();
     const expiresAt = new Date(start + input.expireAfterSeconds * 1000);
-    yield context.df.callActivityWithRetry('registrationNotifyApprovers', retry, { registrationId: id, kind: 'approval', expiresAt: expiresAt.toISOString() });
+    yield context.df.callActivityWithRetry(ACTIVITIES.registrationNotifyApprovers, retry, { registrationId: id, kind: 'approval', expiresAt: expiresAt.toISOString() });
 
     const remindAt = new Date(start + input.reminderAfterSeconds * 1000);
     let reminded = input.reminderAfterSeconds >= input.expireAfterSeconds;
@@ -48,28 +49,28 @@ const registrationOrchestrator: OrchestrationHandler = function* (context: Orche
         }
         if (!reminded) {
             reminded = true;
-            yield context.df.callActivityWithRetry('registrationNotifyApprovers', retry, { registrationId: id, kind: 'reminder', expiresAt: expiresAt.toISOString() });
+            yield context.df.callActivityWithRetry(ACTIVITIES.registrationNotifyApprovers, retry, { registrationId: id, kind: 'reminder', expiresAt: expiresAt.toISOString() });
             continue;
         }
-        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Expired' });
+        yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Expired' });
         return 'Expired';
     }
     if (decision.decision === 'reject') {
-        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Rejected', reason: decision.reason });
+        yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Rejected', reason: decision.reason });
         return 'Rejected';
     }
-    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Approved' });
+    yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Approved' });
     try {
-        yield context.df.callSubOrchestrator('memberOnboarding', { registrationId: id }, `${context.df.instanceId}:onboarding`);
+        yield context.df.callSubOrchestrator(ORCHESTRATORS.memberOnboarding, { registrationId: id }, `${context.df.instanceId}:onboarding`);
     } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
-        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Failed', reason });
+        yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Failed', reason });
         return 'Failed';
     }
-    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Active' });
+    yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Active' });
     return 'Active';
 };
-df.app.orchestration('registration', registrationOrchestrator);
+df.app.orchestration(ORCHESTRATORS.registration, registrationOrchestrator);
 
 /**
  * `registrationResume` (instance `registration-<id>:resume-<n>`): onboarding again for an approved
@@ -78,22 +79,22 @@ df.app.orchestration('registration', registrationOrchestrator);
  */
 const resumeOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
     const { registrationId: id } = context.df.getInput<{ registrationId: string }>();
-    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Approved' });
+    yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Approved' });
     try {
-        yield context.df.callSubOrchestrator('memberOnboarding', { registrationId: id }, `${context.df.instanceId}:onboarding`);
+        yield context.df.callSubOrchestrator(ORCHESTRATORS.memberOnboarding, { registrationId: id }, `${context.df.instanceId}:onboarding`);
     } catch (err) {
-        yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Failed', reason: err instanceof Error ? err.message : String(err) });
+        yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Failed', reason: err instanceof Error ? err.message : String(err) });
         return 'Failed';
     }
-    yield context.df.callActivityWithRetry('registrationConclude', retry, { registrationId: id, status: 'Active' });
+    yield context.df.callActivityWithRetry(ACTIVITIES.registrationConclude, retry, { registrationId: id, status: 'Active' });
     return 'Active';
 };
-df.app.orchestration('registrationResume', resumeOrchestrator);
+df.app.orchestration(ORCHESTRATORS.registrationResume, resumeOrchestrator);
 
 const notifyInput = z.object({ registrationId: z.string().uuid(), kind: z.enum(['approval', 'reminder']), expiresAt: z.string().datetime() }).strict();
 
 /** Mails every approver a link of their own (signed, bound to them and this registration, expiring with it). */
-df.app.activity('registrationNotifyApprovers', {
+df.app.activity(ACTIVITIES.registrationNotifyApprovers, {
     handler: async (raw: unknown) => {
         const input = parseInput(notifyInput, raw);
         const { registrations, mail, settings } = { registrations: getServices().registrations(), mail: getServices().mail, settings: getServices().settings };
@@ -130,7 +131,7 @@ df.app.activity('registrationNotifyApprovers', {
 const concludeInput = z.object({ registrationId: z.string().uuid(), status: z.enum(['Approved', 'Rejected', 'Expired', 'Active', 'Failed']), reason: z.string().max(2000).optional() }).strict();
 
 /** Moves the registration on and tells the applicant where it matters. */
-df.app.activity('registrationConclude', {
+df.app.activity(ACTIVITIES.registrationConclude, {
     handler: async (raw: unknown) => {
         const input = parseInput(concludeInput, raw);
         const { registrations, mail } = { registrations: getServices().registrations(), mail: getServices().mail };
