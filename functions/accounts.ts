@@ -2,8 +2,8 @@ import { formatEther } from 'ethers';
 import { z } from 'zod';
 import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
-import { AppError, NotFound } from '../shared/errors';
-import { topUpView } from '../shared/treasury/treasury';
+import { NotFound } from '../shared/errors';
+import { accountRegistered, fundOnRegistration } from '../shared/accounts/registrationFunding';
 import { actorOf, CORE_APP_ROLE, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const label = z.string().trim().min(1).max(100);
@@ -35,29 +35,12 @@ httpRoute('orgAccountsRegister', {
     handler: async ({ params, body, caller, context }) => {
         const services = getServices();
         const { account, created } = await services.accountRegistry.register(params.orgId, body, caller!.principal.oid);
-        // Published on every call: a retry after a failed publish fills the gap; the fixed id makes repeats harmless.
-        await services.events().publish({
-            id: `account.registered:${account.address}`,
-            type: 'account.registered',
-            occurredAt: account.registeredAt,
-            orgIds: [params.orgId],
-            subject: `orgs/${params.orgId}/accounts/${account.address}`,
-            data: { orgId: params.orgId, address: account.address, label: account.label },
-        });
+        await services.events().publish(accountRegistered(account));
         if (created) {
             await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'account.registered', target: account.address, details: { label: account.label } });
         }
-        // While the organisation onboards, its first account is funded by onboarding's own grant (FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH).
-        const onboarding = (await services.organizations.read(params.orgId, params.orgId))?.item.status === 'Onboarding';
-        const funding = onboarding
-            ? { granted: false as const, reason: 'onboarding' as const, detail: 'funded by onboarding (FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH)', txHash: null }
-            : await services.topUp(params.orgId, account.address).then(
-                  (r) => topUpView(r, services.topUpPolicy),
-                  (err: unknown) => {
-                      context.warn(`funding ${account.address} on registration failed: ${(err as Error).message}`);
-                      return { granted: false as const, reason: 'failed' as const, detail: err instanceof AppError ? err.message : 'the top-up could not be made now; it is asked for again when the account signs', txHash: null };
-                  },
-              );
+        const onboarding = async (orgId: string) => (await services.organizations.read(orgId, orgId))?.item.status === 'Onboarding';
+        const funding = await fundOnRegistration({ onboarding, topUp: services.topUp, policy: services.topUpPolicy, warn: (m) => context.warn(m) }, account);
         return { status: created ? 201 : 200, headers: { location: `/api/orgs/${params.orgId}/accounts/${account.address}` }, jsonBody: { address: account.address, label: account.label, registeredAt: account.registeredAt, funding } };
     },
 });
