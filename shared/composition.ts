@@ -37,6 +37,7 @@ import { DevhostDeploymentController, type DeploymentController } from './deploy
 import { armDeploymentController } from './deployment/armMember';
 import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
+import { Onboarding } from './registration/onboarding';
 import { Unavailable } from './errors';
 import { AcsMailSender } from './mail/acsMailSender';
 import { AccountRegistry, type AddressClaim, type RegisteredAccount } from './accounts/accountRegistry';
@@ -80,6 +81,8 @@ export interface Services {
     limiter: RateLimiter;
     /** Registrations and their links (core). */
     registrations(): Registrations;
+    /** The steps of onboarding an approved organisation (core). */
+    onboarding(): Onboarding;
     /** Member deployments: ARM in Azure, app instances in the devhost. */
     deployments(): DeploymentController;
     /** Organisation records (core). */
@@ -274,6 +277,17 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             registrations ??= new Registrations(new CosmosRepository(database.container('registrations'), (d) => d.id), secrets);
             return registrations;
         },
+        onboarding: () =>
+            new Onboarding({
+                registrations: built.registrations(),
+                organizations: built.organizations,
+                directory,
+                accountRegistry,
+                treasury: () => built.treasury(),
+                events: () => built.events(),
+                memberApi: (url) => built.deploymentClient(url),
+                initialGrantWei: parseEther(String(settings.FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH)),
+            }),
         deployments: () => {
             if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL);
             return armDeploymentController(settings, credential);

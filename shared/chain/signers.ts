@@ -42,24 +42,30 @@ const NAME_RE = /^[0-9a-zA-Z-]{1,100}$/;
 /** The `signer.provider` every signer here is built with (the chain gateway's provider), or none. */
 type MaybeProvider = Provider | null;
 
-/** An account whose key is an encrypted keystore in the vault. */
-export class KeystoreSigner extends AbstractSigner {
-    #wallet?: Promise<Wallet>;
-
+/** A signer for one account whose key is in the vault: its address is the one recorded with the key. */
+abstract class VaultAccountSigner extends AbstractSigner {
     constructor(
         readonly ref: AccountKeyRef,
-        private readonly secrets: SecretStore,
-        provider: MaybeProvider = null,
+        provider: MaybeProvider,
     ) {
         super(provider);
     }
 
-    override connect(provider: MaybeProvider): KeystoreSigner {
-        return new KeystoreSigner(this.ref, this.secrets, provider);
-    }
-
     override async getAddress(): Promise<string> {
         return this.ref.address;
+    }
+}
+
+/** An account whose key is an encrypted keystore in the vault. */
+export class KeystoreSigner extends VaultAccountSigner {
+    #wallet?: Promise<Wallet>;
+
+    constructor(ref: AccountKeyRef, private readonly secrets: SecretStore, provider: MaybeProvider = null) {
+        super(ref, provider);
+    }
+
+    override connect(provider: MaybeProvider): KeystoreSigner {
+        return new KeystoreSigner(this.ref, this.secrets, provider);
     }
 
     /** Decrypted once per process; the decrypted key must derive the recorded address. */
@@ -91,21 +97,13 @@ export class KeystoreSigner extends AbstractSigner {
 }
 
 /** An account whose key is a Key Vault P-256K key: every signature is made inside the vault. */
-export class KeyVaultSigner extends AbstractSigner {
-    constructor(
-        readonly ref: AccountKeyRef,
-        private readonly keys: KeyStore,
-        provider: MaybeProvider = null,
-    ) {
-        super(provider);
+export class KeyVaultSigner extends VaultAccountSigner {
+    constructor(ref: AccountKeyRef, private readonly keys: KeyStore, provider: MaybeProvider = null) {
+        super(ref, provider);
     }
 
     override connect(provider: MaybeProvider): KeyVaultSigner {
         return new KeyVaultSigner(this.ref, this.keys, provider);
-    }
-
-    override async getAddress(): Promise<string> {
-        return this.ref.address;
     }
 
     /**
