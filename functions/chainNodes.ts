@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { Forbidden, Invalid, NotFound } from '../shared/errors';
 import { addressAllowed, NODE_STATUSES, type ChainNode } from '../shared/nodes/nodeRegistry';
-import { findDivergence, NODE_EVENT_TYPES, type WatchedNode } from '../shared/nodes/watchdog';
+import { recordNodeTransition, watchConsortium } from '../shared/nodes/consortiumWatch';
+import { watchOwnNodes } from '../shared/nodes/memberWatch';
+import { NODE_EVENT_TYPES, type WatchedNode } from '../shared/nodes/watchdog';
 import { clientAddress, deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
 
 const nodeView = (n: ChainNode) => ({
@@ -93,10 +95,8 @@ httpRoute('chainNodeTransitions', {
     summary: 'Report a state change of one of your nodes (its watchdog)',
     handler: async ({ body, caller, params }) => {
         if (!caller!.orgId) throw new Invalid('This deployment belongs to no organisation');
-        const services = getServices();
         if (!nodeIdSchema.safeParse(params.nodeId).success) throw new NotFound(`Your organisation has no node ${params.nodeId}`);
-        const event = await services.nodes.recordTransition(caller!.orgId, params.nodeId!, body);
-        await services.events().publish(event);
+        const event = await recordNodeTransition(getServices(), caller!.orgId, params.nodeId!, body);
         return { jsonBody: { eventId: event.id } };
     },
 });
@@ -121,63 +121,17 @@ httpRoute('memberChainNodes', {
     }),
 });
 
-let configured: Promise<void> | undefined;
-
 /** The member's watchdog: its configured nodes registered with the core, then each one checked (and restarted when stalled). */
-async function memberWatchdog(context: InvocationContext): Promise<void> {
+const memberWatchdog = (context: InvocationContext) => {
     const services = getServices();
-    const { watchdog, core } = services.nodeWatchdog();
-    // The node list is a setting: recorded once per instance (again after a failed try).
-    configured ??= watchdog.configure(services.settings.FLEXCHANGE_NODES).catch((err: unknown) => {
-        configured = undefined;
-        throw err;
-    });
-    await configured;
-    const before = new Map((await watchdog.list()).map((n) => [n.id, n]));
-    for (const node of before.values()) {
-        if (node.coreRegisteredAs === `${node.enode} ${node.rpcUrl}`) continue;
-        try {
-            await core.register(node);
-            await watchdog.markRegistered(node.id, `${node.enode} ${node.rpcUrl}`);
-        } catch (err) {
-            context.warn(`registering node ${node.id} with the core failed: ${(err as Error).message}`);
-        }
-    }
-    for (const node of await watchdog.checkAll()) {
-        const was = before.get(node.id)?.status;
-        if (node.status === was) continue;
-        const line = JSON.stringify({ event: 'node.status', nodeId: node.id, from: was, to: node.status, height: node.height, restarts: node.restarts, error: node.watch.lastError });
-        if (node.status === 'down') context.error(`ALERT ${line}`);
-        else context.log(line);
-    }
-}
+    return watchOwnNodes({ ...services.nodeWatchdog(), configured: services.settings.FLEXCHANGE_NODES, log: context });
+};
 
 /** The core's consortium view: every registered node's height, and divergence across them. */
-async function consortiumWatchdog(context: InvocationContext): Promise<void> {
+const consortiumWatchdog = async (context: InvocationContext) => {
     const services = getServices();
-    const at = new Date().toISOString();
-    // Only nodes whose rpcUrl is in the node network as the settings say now (a range removed since: not probed).
-    const nodes = await services.nodes.probeable();
-    const observed = await Promise.all(
-        nodes.map(async (n) => {
-            const seen = await services.nodeProbe.head(n.rpcUrl);
-            return { node: await services.nodes.observe(n, seen, at), seen };
-        }),
-    );
-    const answering = observed.filter((o) => o.seen.ok).map((o) => ({ id: o.node.id, rpcUrl: o.node.rpcUrl!, height: (o.seen as { height: number }).height }));
-    // The core's own ledger endpoints are the operator's nodes: the reference when the others split evenly.
-    const references = await Promise.all(
-        services.settings.FLEXCHANGE_LEDGER_RPC_URLS.map(async (rpcUrl, i) => ({ id: `operator-${i}`, rpcUrl, seen: await services.nodeProbe.head(rpcUrl), reference: true })),
-    );
-    const divergence = await findDivergence([...answering, ...references.filter((r) => r.seen.ok).map((r) => ({ ...r, height: (r.seen as { height: number }).height }))], services.nodeProbe);
-    // Only nodes that answered are judged: a node that did not answer keeps its mark until it does.
-    const judged = observed.filter((o) => o.seen.ok).map((o) => o.node);
-    await services.nodes.markDivergence(judged, divergence, at);
-    const events = services.events();
-    for (const event of await services.nodes.publishOutbox((e) => events.publish(e))) {
-        context.warn(JSON.stringify({ event: event.type, nodeId: event.data.nodeId, data: event.data }));
-    }
-}
+    await watchConsortium({ nodes: services.nodes, probe: services.nodeProbe, referenceRpcUrls: services.settings.FLEXCHANGE_LEDGER_RPC_URLS, events: () => services.events(), log: context });
+};
 
 if (deploymentRole() === 'member') {
     app.timer('nodeWatchdog', { schedule: '%FLEXCHANGE_WATCHDOG_SCHEDULE%', handler: (_t, context) => memberWatchdog(context) });

@@ -1,7 +1,13 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
+import { backUpKeysNow, restoreKeys } from '../shared/keystore/backupActions';
 import { actorOf, deploymentRole, httpRoute } from './http/route';
+
+const backupActionPorts = () => {
+    const services = getServices();
+    return { backups: services.keystoreBackups(), audit: services.audit, orgId: services.settings.FLEXCHANGE_ORG_ID! };
+};
 
 /** POST /api/keystore/backups (member, Org.Admin): back every account key up now. */
 httpRoute('keystoreBackup', {
@@ -11,12 +17,7 @@ httpRoute('keystoreBackup', {
     access: { roles: ['Org.Admin'] },
     noBody: true,
     summary: 'Back up this deployment’s account keys now (encrypted archive in Blob storage)',
-    handler: async ({ caller }) => {
-        const services = getServices();
-        const summary = await services.keystoreBackups().backup();
-        await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actorOf(caller!), action: 'keystore.backed_up', target: summary.backupId, details: { accounts: summary.accounts, checksum: summary.checksum } });
-        return { status: 201, jsonBody: summary };
-    },
+    handler: async ({ caller }) => ({ status: 201, jsonBody: await backUpKeysNow(backupActionPorts(), actorOf(caller!)) }),
 });
 
 /** GET /api/keystore/backups (member, Org.Admin): the backups kept, newest first, with their checksums. */
@@ -37,12 +38,7 @@ httpRoute('keystoreRestore', {
     access: { roles: ['Org.Admin'] },
     body: z.object({ backupId: z.string().min(1).max(64), dryRun: z.boolean().default(true) }).strict(),
     summary: 'Restore account keys from a backup (verified by address; dry run by default)',
-    handler: async ({ body, caller }) => {
-        const services = getServices();
-        const report = await services.keystoreBackups().restore(body.backupId, body.dryRun);
-        if (!body.dryRun) await services.audit.record({ orgId: services.settings.FLEXCHANGE_ORG_ID!, actor: actorOf(caller!), action: 'keystore.restored', target: body.backupId, details: { restored: report.accounts.filter((a) => a.action === 'restored').length } });
-        return { jsonBody: report };
-    },
+    handler: async ({ body, caller }) => ({ jsonBody: await restoreKeys(backupActionPorts(), body.backupId, body.dryRun, actorOf(caller!)) }),
 });
 
 /** The member's keystore backup timer (daily by default). */

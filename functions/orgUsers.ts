@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { ORG_USER_ROLES } from '../shared/directory/directory';
 import { getServices } from '../shared/composition';
-import { NotFound } from '../shared/errors';
-import { actorOf, httpRoute, OPERATOR_ROLE } from './http/route';
+import { addOrgUser, removeOrgUser } from '../shared/directory/orgUsers';
+import { actorOf, httpRoute, OPERATOR_ROLE, ORG_ADMINS } from './http/route';
 
 const newUser = z
     .object({
@@ -25,19 +25,11 @@ const userView = (e: { id: string; orgId: string; email?: string; name?: string;
 httpRoute('orgUsersAdd', {
     route: 'orgs/{orgId}/users',
     methods: ['POST'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    access: ORG_ADMINS,
     body: newUser,
     summary: 'Add a user to an organisation',
     handler: async ({ params, body, caller }) => {
-        const { directory, audit } = getServices();
-        const entry = await directory.addUser(params.orgId, body, caller!.principal.oid);
-        await audit.record({
-            orgId: params.orgId,
-            actor: actorOf(caller!),
-            action: 'user.added',
-            target: entry.id,
-            details: { email: entry.email, roles: entry.roles },
-        });
+        const entry = await addOrgUser(getServices(), params.orgId, body, actorOf(caller!));
         return { status: 201, headers: { location: `/api/orgs/${params.orgId}/users/${entry.id}` }, jsonBody: userView(entry) };
     },
 });
@@ -56,17 +48,10 @@ httpRoute('orgUsersList', {
 httpRoute('orgUsersRemove', {
     route: 'orgs/{orgId}/users/{userId}',
     methods: ['DELETE'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    access: ORG_ADMINS,
     summary: 'Remove a user from an organisation',
     handler: async ({ params, caller }) => {
-        const { directory, audit } = getServices();
-        if (!(await directory.removeUser(params.orgId, params.userId))) throw new NotFound('No such user in this organisation');
-        await audit.record({
-            orgId: params.orgId,
-            actor: actorOf(caller!),
-            action: 'user.removed',
-            target: params.userId,
-        });
+        await removeOrgUser(getServices(), params.orgId, params.userId, actorOf(caller!));
         return { status: 204 };
     },
 });

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { NotFound } from '../shared/errors';
-import type { Organization } from '../shared/registration/organizations';
+import { listOrganizations, organization, type Organization } from '../shared/registration/organizations';
 import { httpRoute, OPERATOR_ROLE } from './http/route';
 
 const orgView = (o: Organization) => ({
@@ -25,7 +24,7 @@ httpRoute('orgsList', {
     query: z.object({ continuationToken: z.string().min(1).max(8000).optional() }).strict(),
     summary: 'The organisations, their status and member deployment',
     handler: async ({ query }) => {
-        const page = await getServices().organizations.query({ query: 'SELECT * FROM c ORDER BY c.createdAt' }, { maxItemCount: 100, continuationToken: query.continuationToken });
+        const page = await listOrganizations(getServices().organizations, query.continuationToken);
         return { jsonBody: { items: page.items.map(orgView), continuationToken: page.continuationToken ?? null } };
     },
 });
@@ -36,9 +35,5 @@ httpRoute('orgsGet', {
     methods: ['GET'],
     access: { roles: [OPERATOR_ROLE, 'Org.Admin', 'Org.Trader', 'Deployment.Member'], org: 'orgId' },
     summary: 'One organisation, its status and member deployment',
-    handler: async ({ params }) => {
-        const found = await getServices().organizations.read(params.orgId, params.orgId);
-        if (!found) throw new NotFound('This organisation has no record (it is not onboarded)');
-        return { jsonBody: orgView(found.item) };
-    },
+    handler: async ({ params }) => ({ jsonBody: orgView(await organization(getServices().organizations, params.orgId)) }),
 });

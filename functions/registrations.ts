@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import type { DurableClient } from 'durable-functions';
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { z } from 'zod';
 import { registrationInstanceId, type RegistrationInput } from '../orchestrations/registration';
 import { getServices } from '../shared/composition';
 import { AppError, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMediaType } from '../shared/errors';
-import { AlreadyDecided, approversOf, decisionRequest, registrationRequest, type DecisionRequest, type Registration } from '../shared/registration/registrations';
+import { decideApplication, retryOnboarding, submitApplication, type ApplicationPorts } from '../shared/registration/applications';
+import { AlreadyDecided, decisionRequest, registrationRequest, type DecisionRequest, type Registration } from '../shared/registration/registrations';
 import { httpRoute, OPERATOR_ROLE } from './http/route';
 
 const APPROVER_ROLE = 'Flexchange.Approver';
@@ -38,27 +38,17 @@ httpRoute('registrationsCreate', {
     summary: 'Apply to join the consortium',
     handler: async ({ body, durable, request }) => {
         const services = getServices();
-        // Nobody could decide it: refused now rather than left to a workflow whose first step would keep failing.
-        if ((await approversOf(services.settings.FLEXCHANGE_APPROVERS, services.directory)).length === 0) {
-            throw new AppError('Applications cannot be decided now: no approvers are configured (FLEXCHANGE_APPROVERS) and nobody holds the Flexchange.Approver role', 503, 'no_approvers');
-        }
-        const registrations = services.registrations();
-        const id = randomUUID();
-        const r = await registrations.create(body, id);
-        const input: RegistrationInput = {
-            registrationId: id,
-            reminderAfterSeconds: services.settings.FLEXCHANGE_REGISTRATION_REMINDER_SECONDS,
-            expireAfterSeconds: services.settings.FLEXCHANGE_REGISTRATION_EXPIRY_SECONDS,
-        };
-        try {
-            await durable!.startNew('registration', { instanceId: registrationInstanceId(id), input });
-        } catch (err) {
-            // Without its workflow the application would hold the legal id forever: close it.
-            await registrations.step(id, 'failed-to-start', { status: 'Failed', failure: 'the workflow did not start' }).catch(() => undefined);
-            throw err;
-        }
-        const statusUrl = `${new URL(request.url).origin}/api/registrations/${id}?key=${await registrations.statusKey(id)}`;
-        return { status: 202, headers: { location: statusUrl }, jsonBody: { registrationId: id, status: r.status, statusUrl } };
+        const { registration, statusKey } = await submitApplication(
+            {
+                ...applicationPorts(durable!),
+                approvers: services.settings.FLEXCHANGE_APPROVERS,
+                directory: services.directory,
+                timing: { reminderAfterSeconds: services.settings.FLEXCHANGE_REGISTRATION_REMINDER_SECONDS, expireAfterSeconds: services.settings.FLEXCHANGE_REGISTRATION_EXPIRY_SECONDS },
+            },
+            body,
+        );
+        const statusUrl = `${new URL(request.url).origin}/api/registrations/${registration.id}?key=${statusKey}`;
+        return { status: 202, headers: { location: statusUrl }, jsonBody: { registrationId: registration.id, status: registration.status, statusUrl } };
     },
 });
 
@@ -90,8 +80,7 @@ httpRoute('registrationsDecide', {
     durable: true,
     summary: 'Approve or reject an application',
     handler: async ({ params, body, principal, durable }) => {
-        const by = principal!.email ?? principal!.oid;
-        const r = await decide(uuid(params.id), body, by, 'api', durable!);
+        const r = await decideApplication(applicationPorts(durable!), uuid(params.id), { decision: body.decision, reason: body.reason, by: principal!.email ?? principal!.oid, via: 'api' });
         return { jsonBody: view(r) };
     },
 });
@@ -104,18 +93,7 @@ httpRoute('registrationsRetry', {
     durable: true,
     noBody: true,
     summary: 'Resume the onboarding of a failed registration',
-    handler: async ({ params, durable }) => {
-        const registrations = getServices().registrations();
-        const id = uuid(params.id);
-        let attempt = 0;
-        const r = await registrations.update(id, (cur) => {
-            if (cur.status !== 'Failed' || cur.decision?.decision !== 'approve') throw new AppError(`Only a failed onboarding is retried; this application is ${cur.status}`, 409, 'not_failed');
-            attempt = cur.steps.filter((s) => s.step.startsWith('retry-')).length + 1;
-            return { ...cur, status: 'Provisioning', failure: undefined, steps: [...cur.steps, { step: `retry-${attempt}`, at: new Date().toISOString() }] };
-        });
-        await durable!.startNew('registrationResume', { instanceId: `${registrationInstanceId(id)}:resume-${attempt}`, input: { registrationId: id } });
-        return { status: 202, jsonBody: view(r) };
-    },
+    handler: async ({ params, durable }) => ({ status: 202, jsonBody: view(await retryOnboarding(applicationPorts(durable!), uuid(params.id))) }),
 });
 
 /** GET /api/approvals/{token}: the application with Approve / Reject; a GET never decides (mail scanners fetch links). */
@@ -156,7 +134,7 @@ httpRoute('approvalsDecide', {
             const body = await readDecision(request);
             const registrations = getServices().registrations();
             const claims = await registrations.verifyApprovalToken(params.token);
-            const r = await decide(claims.registrationId, body, claims.approver, 'link', durable!);
+            const r = await decideApplication(applicationPorts(durable!), claims.registrationId, { decision: body.decision, reason: body.reason, by: claims.approver, via: 'link' });
             if (!wantsHtml) return { jsonBody: view(r) };
             return page(200, body.decision === 'approve' ? 'Approved' : 'Rejected', `<p>${esc(r.organization.name)} was ${body.decision === 'approve' ? 'approved' : 'rejected'}. Thank you.</p>`);
         } catch (err) {
@@ -166,25 +144,21 @@ httpRoute('approvalsDecide', {
     },
 });
 
-/** Records the decision (the first one wins), then tells the workflow; a decision recorded but not delivered is delivered again. */
-async function decide(id: string, body: DecisionRequest, by: string, via: 'link' | 'api', durable: DurableClient): Promise<Registration> {
-    const registrations = getServices().registrations();
-    let r: Registration;
-    try {
-        r = await registrations.decide(id, { decision: body.decision, reason: body.reason, by, via });
-    } catch (err) {
-        if (err instanceof AlreadyDecided && err.registration.decision && !err.registration.decision.delivered) await deliver(err.registration, durable);
-        throw err;
-    }
-    await deliver(r, durable);
-    return registrations.get(id);
-}
-
-async function deliver(r: Registration, durable: DurableClient): Promise<void> {
-    await durable.raiseEvent(registrationInstanceId(r.id), 'ApprovalDecision', r.decision);
-    await getServices()
-        .registrations()
-        .update(r.id, (cur) => (cur.decision && !cur.decision.delivered ? { ...cur, decision: { ...cur.decision, delivered: true } } : undefined));
+/** The use cases' ports: the registrations, and the `registration` workflows through the Durable Functions client. */
+function applicationPorts(durable: DurableClient): ApplicationPorts {
+    return {
+        registrations: getServices().registrations(),
+        workflow: {
+            start: async (registrationId, timing) => {
+                const input: RegistrationInput = { registrationId, ...timing };
+                await durable.startNew('registration', { instanceId: registrationInstanceId(registrationId), input });
+            },
+            deliverDecision: (registrationId, decision) => durable.raiseEvent(registrationInstanceId(registrationId), 'ApprovalDecision', decision),
+            resume: async (registrationId, attempt) => {
+                await durable.startNew('registrationResume', { instanceId: `${registrationInstanceId(registrationId)}:resume-${attempt}`, input: { registrationId } });
+            },
+        },
+    };
 }
 
 async function readDecision(request: HttpRequest): Promise<DecisionRequest> {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { Invalid, NotFound } from '../shared/errors';
+import { usageReport } from '../shared/usage/usageMeter';
 import { httpRoute, OPERATOR_ROLE } from './http/route';
 
 const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date YYYY-MM-DD');
@@ -16,11 +17,7 @@ httpRoute('usage', {
         const orgId = query.orgId ?? caller!.orgId;
         if (!orgId) throw new Invalid('Name the organisation with ?orgId=', [{ path: 'query.orgId', message: 'required' }]);
         if (!caller!.isOperator && orgId !== caller!.orgId) throw new NotFound('No such organisation');
-        const to = query.to ?? new Date().toISOString().slice(0, 10);
-        const from = query.from ?? new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
-        const { usage } = getServices();
-        await usage.flush();
-        const rows = await usage.report(orgId, from, to);
+        const { from, to, rows } = await usageReport(getServices().usage, orgId, query);
         return { headers: { 'cache-control': 'no-store' }, jsonBody: { orgId, from, to, items: rows.map(({ route, day: d, calls }) => ({ route, day: d, calls })) } };
     },
 });

@@ -1,9 +1,9 @@
 import { app } from '@azure/functions';
 import { z } from 'zod';
 import { getServices } from '../shared/composition';
-import { NotFound } from '../shared/errors';
+import { deliveriesOfWebhook, registerWebhook, removeWebhook } from '../shared/webhooks/orgWebhooks';
 import type { Webhook } from '../shared/webhooks/webhooks';
-import { actorOf, deploymentRole, httpRoute, OPERATOR_ROLE } from './http/route';
+import { actorOf, deploymentRole, httpRoute, ORG_ADMINS } from './http/route';
 
 const webhookView = (w: Webhook) => ({ webhookId: w.id, orgId: w.orgId, url: w.url, description: w.description ?? null, createdAt: w.createdAt });
 
@@ -15,7 +15,7 @@ const webhookView = (w: Webhook) => ({ webhookId: w.id, orgId: w.orgId, url: w.u
 httpRoute('orgWebhooksCreate', {
     route: 'orgs/{orgId}/webhooks',
     methods: ['POST'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    access: ORG_ADMINS,
     body: z
         .object({
             url: z.string().min(1).max(2000).describe('https URL whose host resolves to public addresses only (checked again before every delivery)'),
@@ -24,9 +24,7 @@ httpRoute('orgWebhooksCreate', {
         .strict(),
     summary: 'Register a webhook for the organisation’s events',
     handler: async ({ params, body, caller }) => {
-        const services = getServices();
-        const { webhook, secret } = await services.webhooks.register(params.orgId, body, caller!.principal.oid);
-        await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'webhook.created', target: webhook.id, details: { url: webhook.url } });
+        const { webhook, secret } = await registerWebhook(getServices(), params.orgId, body, actorOf(caller!));
         return { status: 201, headers: { location: `/api/orgs/${params.orgId}/webhooks/${webhook.id}`, 'cache-control': 'no-store' }, jsonBody: { ...webhookView(webhook), secret } };
     },
 });
@@ -35,7 +33,7 @@ httpRoute('orgWebhooksCreate', {
 httpRoute('orgWebhooksList', {
     route: 'orgs/{orgId}/webhooks',
     methods: ['GET'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    access: ORG_ADMINS,
     summary: 'The organisation’s webhooks',
     handler: async ({ params }) => ({ jsonBody: { items: (await getServices().webhooks.list(params.orgId)).map(webhookView) } }),
 });
@@ -44,12 +42,10 @@ httpRoute('orgWebhooksList', {
 httpRoute('orgWebhookDeliveries', {
     route: 'orgs/{orgId}/webhooks/{webhookId}/deliveries',
     methods: ['GET'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    access: ORG_ADMINS,
     summary: 'A webhook’s recent deliveries',
     handler: async ({ params }) => {
-        const webhooks = getServices().webhooks;
-        if (!(await webhooks.list(params.orgId!)).some((w) => w.id === params.webhookId)) throw new NotFound(`The organisation has no webhook ${params.webhookId}`);
-        const deliveries = await webhooks.deliveriesOf(params.orgId, params.webhookId);
+        const deliveries = await deliveriesOfWebhook(getServices().webhooks, params.orgId, params.webhookId);
         return {
             jsonBody: {
                 items: deliveries.map((d) => ({ eventId: d.event.id, type: d.event.type, state: d.state, attempts: d.attempts, nextAttemptAt: d.state === 'pending' ? d.nextAttemptAt : null, deliveredAt: d.deliveredAt ?? null, lastError: d.lastError ?? null })),
@@ -62,12 +58,10 @@ httpRoute('orgWebhookDeliveries', {
 httpRoute('orgWebhooksDelete', {
     route: 'orgs/{orgId}/webhooks/{webhookId}',
     methods: ['DELETE'],
-    access: { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' },
+    access: ORG_ADMINS,
     summary: 'Remove a webhook',
     handler: async ({ params, caller }) => {
-        const services = getServices();
-        await services.webhooks.remove(params.orgId, params.webhookId);
-        await services.audit.record({ orgId: params.orgId, actor: actorOf(caller!), action: 'webhook.removed', target: params.webhookId });
+        await removeWebhook(getServices(), params.orgId, params.webhookId, actorOf(caller!));
         return { status: 204 };
     },
 });

@@ -25,21 +25,18 @@ export class Invalid extends AppError {
         super(message, 400, 'invalid_input', options);
     }
 }
-export class Unauthorized extends AppError {
-    constructor(message = 'A valid bearer token is required', options?: { cause?: unknown }) {
-        super(message, 401, 'unauthorized', options);
-    }
+/** The typed error of one status and code, whose message the thrower may leave to a default (`name` still names the subclass). */
+function problemOf(status: number, code: string, defaultMessage: string) {
+    return class extends AppError {
+        constructor(message = defaultMessage, options?: { cause?: unknown }) {
+            super(message, status, code, options);
+        }
+    };
 }
-export class Forbidden extends AppError {
-    constructor(message = 'Not allowed for this caller', options?: { cause?: unknown }) {
-        super(message, 403, 'forbidden', options);
-    }
-}
-export class NotFound extends AppError {
-    constructor(message = 'Not found', options?: { cause?: unknown }) {
-        super(message, 404, 'not_found', options);
-    }
-}
+
+export class Unauthorized extends problemOf(401, 'unauthorized', 'A valid bearer token is required') {}
+export class Forbidden extends problemOf(403, 'forbidden', 'Not allowed for this caller') {}
+export class NotFound extends problemOf(404, 'not_found', 'Not found') {}
 export class MethodNotAllowed extends AppError {
     constructor(
         message: string,
@@ -54,21 +51,9 @@ export class Conflict extends AppError {
         super(message, 409, code, options);
     }
 }
-export class TooLarge extends AppError {
-    constructor(message = 'The body is too large', options?: { cause?: unknown }) {
-        super(message, 413, 'too_large', options);
-    }
-}
-export class UnsupportedMediaType extends AppError {
-    constructor(message = 'Unsupported content type', options?: { cause?: unknown }) {
-        super(message, 415, 'unsupported_media_type', options);
-    }
-}
-export class TooManyRequests extends AppError {
-    constructor(message = 'Over quota', options?: { cause?: unknown }) {
-        super(message, 429, 'too_many_requests', options);
-    }
-}
+export class TooLarge extends problemOf(413, 'too_large', 'The body is too large') {}
+export class UnsupportedMediaType extends problemOf(415, 'unsupported_media_type', 'Unsupported content type') {}
+export class TooManyRequests extends problemOf(429, 'too_many_requests', 'Over quota') {}
 /** A dependency (ledger, database, vault...) failed or answered nonsense. */
 export class Upstream extends AppError {
     constructor(message: string, options?: { cause?: unknown }) {

@@ -26,6 +26,9 @@ export interface Caller {
 
 export const OPERATOR_ROLE = 'Flexchange.Admin';
 
+/** An organisation's admins, for the organisation the route's `orgId` names (the operator's admins for any). */
+export const ORG_ADMINS: Access = { roles: ['Org.Admin', OPERATOR_ROLE], org: 'orgId' };
+
 /** Who did it, as the audit trail records a caller. */
 export const actorOf = (caller: Caller) => ({ oid: caller.principal.oid, orgId: caller.orgId, appOnly: caller.principal.appOnly });
 /** The core deployment's app identity, when it calls a member deployment. */

@@ -20,13 +20,13 @@ export function ledgerCheck(urls: string[]): HealthCheck {
     };
 }
 
-export function cosmosCheck(client: CosmosClient, database: string): HealthCheck {
+/** A component that is up when one request to it answers (with what that request saw), down with the reason when it fails. */
+function answersCheck(name: string, request: () => Promise<Omit<ComponentHealth, 'status'> | void>): HealthCheck {
     return {
-        name: 'cosmos',
-        async check() {
+        name,
+        async check(): Promise<ComponentHealth> {
             try {
-                await client.database(database).read();
-                return { status: 'up', database };
+                return { status: 'up', ...(await request()) };
             } catch (err) {
                 return { status: 'down', detail: reason(err) };
             }
@@ -34,33 +34,18 @@ export function cosmosCheck(client: CosmosClient, database: string): HealthCheck
     };
 }
 
-export function storageCheck(service: BlobServiceClient): HealthCheck {
-    return {
-        name: 'storage',
-        async check() {
-            try {
-                await service.getProperties();
-                return { status: 'up' };
-            } catch (err) {
-                return { status: 'down', detail: reason(err) };
-            }
-        },
-    };
-}
+/** The database: it can be read. */
+export const cosmosCheck = (client: CosmosClient, database: string): HealthCheck =>
+    answersCheck('cosmos', async () => {
+        await client.database(database).read();
+        return { database };
+    });
 
-export function vaultCheck(client: SecretClient): HealthCheck {
-    return {
-        name: 'vault',
-        async check() {
-            try {
-                await client.listPropertiesOfSecrets().byPage({ maxPageSize: 1 }).next();
-                return { status: 'up' };
-            } catch (err) {
-                return { status: 'down', detail: reason(err) };
-            }
-        },
-    };
-}
+/** Blob storage: the account's properties can be read. */
+export const storageCheck = (service: BlobServiceClient): HealthCheck => answersCheck('storage', async () => void (await service.getProperties()));
+
+/** The vault: one page of secret names can be listed. */
+export const vaultCheck = (client: SecretClient): HealthCheck => answersCheck('vault', async () => void (await client.listPropertiesOfSecrets().byPage({ maxPageSize: 1 }).next()));
 
 /** The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists). */
 export function busCheck(connectionString: string, topic: string): HealthCheck {

@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { updateItem, type Repository } from '../documents/repository';
+import type { Repository } from '../documents/repository';
+import { updateExisting } from '../documents/updateExisting';
 import { AppError, Conflict, NotFound } from '../errors';
 import type { SecretStore } from '../vault/vault';
 
@@ -148,18 +149,11 @@ export class Registrations {
      * the new document, or undefined to leave it as it is.
      */
     async update(id: string, change: (r: Registration) => Registration | undefined): Promise<Registration> {
-        const updated = await updateItem(
-            this.repo,
-            id,
-            id,
-            (current) => {
-                if (!current || current.kind !== 'registration') throw new NotFound('No such registration');
-                const next = change(current);
-                return next && { ...next, updatedAt: new Date().toISOString() };
-            },
-            { conflict: () => new AppError('The registration is being changed by someone else; try again', 409, 'conflict') },
-        );
-        return updated as Registration;
+        return updateExisting(this.repo, id, change, {
+            is: (d): d is Registration => d.kind === 'registration',
+            missing: () => new NotFound('No such registration'),
+            conflict: () => new AppError('The registration is being changed by someone else; try again', 409, 'conflict'),
+        });
     }
 
     /** Adds a step (once: a retried activity does not add it twice) and optionally a new status. */

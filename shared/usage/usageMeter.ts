@@ -92,3 +92,14 @@ export class UsageMeter {
         return out;
     }
 }
+
+/**
+ * An organisation's usage between two days (by default the last 30 days up to today), this instance's
+ * counts not yet flushed included.
+ */
+export async function usageReport(meter: Pick<UsageMeter, 'flush' | 'report'>, orgId: string, asked: { from?: string; to?: string }, now = new Date()): Promise<{ from: string; to: string; rows: UsageCounter[] }> {
+    const to = asked.to ?? now.toISOString().slice(0, 10);
+    const from = asked.from ?? new Date(now.getTime() - 30 * 86_400_000).toISOString().slice(0, 10);
+    await meter.flush();
+    return { from, to, rows: await meter.report(orgId, from, to) };
+}

@@ -1,4 +1,8 @@
+import type { CosmosClient } from '@azure/cosmos';
+import type { SecretClient } from '@azure/keyvault-secrets';
+import type { BlobServiceClient } from '@azure/storage-blob';
 import { loadSettings } from '../../shared/config';
+import { cosmosCheck, storageCheck, vaultCheck } from '../../shared/health/checks';
 import { checkHealth, HealthCheck, HealthMonitor, HealthReport, summaryOf } from '../../shared/health/health';
 import { processCheck } from '../../shared/health/processCheck';
 
@@ -35,6 +39,27 @@ describe('health report', () => {
         // The reason is a code, never the internal message with addresses.
         expect(report.checks.ledger).toMatchObject({ status: 'down', detail: 'ECONNREFUSED' });
         expect(report.checks.cosmos).toMatchObject({ status: 'down', detail: 'no answer within 50 ms' });
+    });
+});
+
+describe('dependency checks', () => {
+    const failing = (props: object) => Object.assign(new Error('internal message with 10.0.0.4'), props);
+
+    it('are up when their one request answers, with what it saw', async () => {
+        const cosmos = { database: (id: string) => ({ read: async () => ({ id }) }) } as unknown as CosmosClient;
+        const blobs = { getProperties: async () => ({ defaultServiceVersion: 'x' }) } as unknown as BlobServiceClient;
+        const vault = { listPropertiesOfSecrets: () => ({ byPage: () => ({ next: async () => ({ done: true }) }) }) } as unknown as SecretClient;
+        expect(await cosmosCheck(cosmos, 'flexchange').check()).toEqual({ status: 'up', database: 'flexchange' });
+        expect(await storageCheck(blobs).check()).toEqual({ status: 'up' });
+        expect(await vaultCheck(vault).check()).toEqual({ status: 'up' });
+    });
+
+    it('are down with a reason (a code, an HTTP status, else unreachable) and never the error’s message', async () => {
+        const cosmos = (err: Error) => ({ database: () => ({ read: async () => Promise.reject(err) }) }) as unknown as CosmosClient;
+        expect(await cosmosCheck(cosmos(failing({ code: 'ECONNREFUSED' })), 'flexchange').check()).toEqual({ status: 'down', detail: 'ECONNREFUSED' });
+        expect(await storageCheck({ getProperties: async () => Promise.reject(failing({ statusCode: 403 })) } as unknown as BlobServiceClient).check()).toEqual({ status: 'down', detail: 'HTTP 403' });
+        const vault = { listPropertiesOfSecrets: () => ({ byPage: () => ({ next: async () => Promise.reject(failing({})) }) }) } as unknown as SecretClient;
+        expect(await vaultCheck(vault).check()).toEqual({ status: 'down', detail: 'unreachable' });
     });
 });
 
