@@ -1,9 +1,9 @@
 import type { DurableClient } from 'durable-functions';
 import type { HttpRequest, HttpResponseInit } from '@azure/functions';
 import { z } from 'zod';
-import { registrationInstanceId, type RegistrationInput } from '../orchestrations/registration';
 import { getServices } from '../shared/composition';
 import { AppError, Forbidden, Invalid, NotFound, TooLarge, Unauthorized, UnsupportedMediaType } from '../shared/errors';
+import { durableRegistrationWorkflow } from '../shared/registration/workflowContract';
 import { decideApplication, retryOnboarding, submitApplication, type ApplicationPorts } from '../shared/registration/applications';
 import { AlreadyDecided, decisionRequest, registrationRequest, type DecisionRequest, type Registration } from '../shared/registration/registrations';
 import { httpRoute, OPERATOR_ROLE } from './http/route';
@@ -146,19 +146,7 @@ httpRoute('approvalsDecide', {
 
 /** The use cases' ports: the registrations, and the `registration` workflows through the Durable Functions client. */
 function applicationPorts(durable: DurableClient): ApplicationPorts {
-    return {
-        registrations: getServices().registrations(),
-        workflow: {
-            start: async (registrationId, timing) => {
-                const input: RegistrationInput = { registrationId, ...timing };
-                await durable.startNew('registration', { instanceId: registrationInstanceId(registrationId), input });
-            },
-            deliverDecision: (registrationId, decision) => durable.raiseEvent(registrationInstanceId(registrationId), 'ApprovalDecision', decision),
-            resume: async (registrationId, attempt) => {
-                await durable.startNew('registrationResume', { instanceId: `${registrationInstanceId(registrationId)}:resume-${attempt}`, input: { registrationId } });
-            },
-        },
-    };
+    return { registrations: getServices().registrations(), workflow: durableRegistrationWorkflow(durable) };
 }
 
 async function readDecision(request: HttpRequest): Promise<DecisionRequest> {

@@ -1,4 +1,5 @@
 import { PROPOSAL_SAGA } from '../shared/proposals/sagaContract';
+import { REGISTRATION_RESUME, REGISTRATION_WORKFLOW } from '../shared/registration/workflowContract';
 
 /**
  * The name of every Durable function this app registers, for the registrations, the call
@@ -8,8 +9,8 @@ import { PROPOSAL_SAGA } from '../shared/proposals/sagaContract';
 export const ORCHESTRATORS = {
     memberDeployment: 'memberDeployment',
     memberOnboarding: 'memberOnboarding',
-    registration: 'registration',
-    registrationResume: 'registrationResume',
+    registration: REGISTRATION_WORKFLOW,
+    registrationResume: REGISTRATION_RESUME,
     proposalSigning: PROPOSAL_SAGA,
 } as const;
 

@@ -8,6 +8,7 @@ import { parseInput } from '../shared/validation';
 import { Invalid } from '../shared/errors';
 import { approversOf, type Decision, type RegistrationStatus } from '../shared/registration/registrations';
 import { ACTIVITIES, ORCHESTRATORS } from './names';
+import { APPROVAL_DECISION_EVENT, type RegistrationInput } from '../shared/registration/workflowContract';
 
 /**
  * The `registration` workflow (instance id `registration-<id>`): approvers are mailed an
@@ -17,13 +18,6 @@ import { ACTIVITIES, ORCHESTRATORS } from './names';
  * expired → the applicant is told. Every step is an activity: idempotent, retried.
  */
 
-export const registrationInstanceId = (registrationId: string) => `registration-${registrationId}`;
-
-export interface RegistrationInput {
-    registrationId: string;
-    reminderAfterSeconds: number;
-    expireAfterSeconds: number;
-}
 
 const retry = activityRetry();
 
@@ -39,7 +33,7 @@ const registrationOrchestrator: OrchestrationHandler = function* (context: Orche
     let decision: Decision;
     for (;;) {
         // Fresh tasks every turn (one event, one timer): durable-functions 3 mis-tracks tasks yielded twice.
-        const decisionTask = context.df.waitForExternalEvent('ApprovalDecision');
+        const decisionTask = context.df.waitForExternalEvent(APPROVAL_DECISION_EVENT);
         const timer: TimerTask = context.df.createTimer(reminded ? expiresAt : remindAt);
         const winner: Task = yield context.df.Task.any([decisionTask, timer]);
         if (winner === decisionTask) {

@@ -6,7 +6,8 @@ import { uuidFromName } from '../ids';
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
 import type { ChainSignature, ContractCall, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
 import { ContractRevert } from '../chain/reverts';
-import { updateItem, type Repository } from '../documents/repository';
+import type { Repository } from '../documents/repository';
+import { updateExisting } from '../documents/updateExisting';
 import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventPublisher } from '../events/events';
 import { chainProposalId, isTerminal, withEvent, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
@@ -135,18 +136,7 @@ export class Proposals {
     }
 
     async update(id: string, change: (p: Proposal) => Proposal | undefined): Promise<Proposal> {
-        const updated = await updateItem(
-            this.repo,
-            id,
-            id,
-            (current) => {
-                if (!current) throw new NotFound('No such proposal');
-                const next = change(current);
-                return next && { ...next, updatedAt: new Date().toISOString() };
-            },
-            { conflict: () => new AppError('The proposal is being changed; try again', 409, 'conflict') },
-        );
-        return updated!;
+        return updateExisting(this.repo, id, change, { missing: () => new NotFound('No such proposal'), conflict: () => new AppError('The proposal is being changed; try again', 409, 'conflict') });
     }
 
     /** Pins the latest active contract version (once) and anchors the proposal on it; `proposal.created` is recorded with the anchor. */
