@@ -1,5 +1,5 @@
 import type { EventEnvelope } from '../events/events';
-import type { Proposal } from './proposals';
+import type { Proposal } from './record';
 
 import type { ProposalEventType } from './vocabulary';
 

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { id as keccakText, Interface } from 'ethers';
-import { z } from 'zod';
-import { ethAddress } from '../validation';
 import type { AccountRegistry } from '../accounts/accountRegistry';
 import { checksumAddress } from '../accounts/accountRegistry';
 import type { Assets } from '../assets/assets';
@@ -11,90 +9,15 @@ import type { ContractVersions } from '../chain/versions';
 import { ContractRevert } from '../chain/reverts';
 import { updateItem, type Repository } from '../documents/repository';
 import { AppError, Conflict, Forbidden, Invalid, NotFound } from '../errors';
-import type { EventEnvelope, EventPublisher } from '../events/events';
+import type { EventPublisher } from '../events/events';
 import { readOnChain, type ChainSignature, type LedgerReader, type OnChainProposal } from './onChain';
 import { proposalEvent } from './proposalEvents';
+import type { NewProposal, Proposal, ProposalEventLog, ProposalParty } from './record';
 
 import { isOpen, PROPOSAL_LIFECYCLE, PROPOSAL_STATUSES, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
 
 export { PROPOSAL_STATUSES, type ProposalStatus };
-
-const address = ethAddress;
-const orgId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'an organisation id');
-
-/** `POST /proposals` (API.md): the one schema for validation, types and the OpenAPI document. */
-export const newProposal = z
-    .object({
-        parties: z.array(z.object({ orgId, account: address }).strict()).min(2).max(8),
-        terms: z
-            .object({
-                product: z.string().trim().min(1).max(100),
-                direction: z.enum(['buy', 'sell']),
-                quantityMWh: z.number().positive().max(1e9),
-                priceGbpPerMWh: z.number().min(-1e6).max(1e6),
-                deliveryStart: z.string().datetime(),
-                deliveryEnd: z.string().datetime(),
-            })
-            .strict()
-            .refine((t) => Date.parse(t.deliveryEnd) > Date.parse(t.deliveryStart), { message: 'deliveryEnd must be after deliveryStart', path: ['deliveryEnd'] }),
-        assets: z.array(z.string().uuid()).min(1).max(16),
-        expiresAt: z.string().datetime(),
-    })
-    .strict();
-export type NewProposal = z.infer<typeof newProposal>;
-
-export interface ProposalParty {
-    orgId: string;
-    account: string;
-    signed: boolean;
-    signedAt?: string;
-    txHash?: string;
-    blockNumber?: number;
-}
-
-export interface ChainRecord {
-    txHash: string;
-    blockNumber: number;
-}
-
-/** A proposal (container `proposals`, partition `/id`): terms stay here, off-chain; the ledger has hashes only. */
-export interface Proposal {
-    id: string;
-    kind: 'proposal';
-    /** The id on the ledger: keccak256 of the proposal id. */
-    chainId: string;
-    proposerOrg: string;
-    createdBy: string;
-    parties: ProposalParty[];
-    /** The organisations concerned, for queries. */
-    orgIds: string[];
-    terms: NewProposal['terms'];
-    assets: { assetId: string; sha256: string; algorithm: 'sha256'; location: string }[];
-    expiresAt: string;
-    status: ProposalStatus;
-    /** The contract version it was anchored on, for its whole life. */
-    contract?: { version: number; address: string };
-    anchor?: ChainRecord;
-    cancel?: ChainRecord;
-    reason?: string;
-    rejectedBy?: { orgId: string; by: string };
-    /** The proposal's events: each one's sequence number, and those not yet published (written with the change they report). */
-    events?: ProposalEventLog;
-    createdAt: string;
-    updatedAt: string;
-}
-
-/**
- * A proposal's own outbox. An event is added in the same write as the change it reports and
- * numbered then (1, 2, … per proposal, `sequence` in the envelope); publishing drains the outbox
- * in that order, so the feeds and webhooks see a proposal's events in the order they happened,
- * and a step that crashed after its write publishes on its retry what it had recorded.
- */
-export interface ProposalEventLog {
-    /** Event id → its sequence number, for every event ever recorded (a repeat keeps its number). */
-    seq: Record<string, number>;
-    outbox: EventEnvelope[];
-}
+export { newProposal, type ChainRecord, type NewProposal, type Proposal, type ProposalEventLog, type ProposalParty } from './record';
 
 export const isTerminal = (status: ProposalStatus) => !isOpen(status);
 
