@@ -17,6 +17,8 @@ export interface AppFolder {
     settingsFile?: string;
     /** `Host.LocalHttpPort` of local.settings.json, if set. */
     localHttpPort?: number;
+    /** The app's devhost profile module (package.json `devhost.profile`), absolute. */
+    profile?: string;
 }
 
 export interface HostJson {
@@ -42,7 +44,7 @@ export function readAppFolder(folder: string): AppFolder {
     if (!existsSync(pkgFile)) {
         throw new AppFolderError(`${dir} is not a function app: it has no package.json`);
     }
-    const pkg = readJson(pkgFile) as { main?: unknown };
+    const pkg = readJson(pkgFile) as { main?: unknown; devhost?: { profile?: unknown } };
     if (typeof pkg.main !== 'string' || pkg.main.trim() === '') {
         throw new AppFolderError(`${pkgFile} has no "main": the v4 programming model loads the files it names`);
     }
@@ -82,7 +84,13 @@ export function readAppFolder(folder: string): AppFolder {
         if (Number.isInteger(port) && port > 0) localHttpPort = port;
     }
 
-    return { dir, main, entryFiles, routePrefix, hostJson, settings, settingsFile, localHttpPort };
+    const profileField = pkg.devhost?.profile;
+    if (profileField !== undefined && (typeof profileField !== 'string' || profileField.trim() === '')) {
+        throw new AppFolderError(`${pkgFile}: "devhost.profile" must name the app's devhost profile module`);
+    }
+    const profile = profileField ? path.resolve(dir, profileField) : undefined;
+
+    return { dir, main, entryFiles, routePrefix, hostJson, settings, settingsFile, localHttpPort, profile };
 }
 
 /** Parses a host.json TimeSpan ("hh:mm:ss" or "d.hh:mm:ss") into milliseconds. */

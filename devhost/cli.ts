@@ -5,6 +5,7 @@
  *   flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
  *                            --app <folder> [--name <n>] [--app-port <p>] [--set KEY=VALUE]...
  *                            [--app <folder> ...] [--member-set KEY=VALUE]... (settings of members made at run time)
+ *                            [--profile <module>] (the app's devhost profile; default: the one the first app's package.json names)
  *
  * Options after an --app apply to that app instance. With no --app, the current folder is the app.
  */
@@ -24,6 +25,8 @@ export interface StartArgs {
     serviceBus: { port: number; adminPort?: number; entitiesFile?: string } | false;
     /** Settings for the member instances started at run time (over the app folder's own). */
     memberSettings: Record<string, string>;
+    /** The app's devhost profile module. */
+    profile?: string;
 }
 
 export class UsageError extends Error {}
@@ -31,7 +34,7 @@ export class UsageError extends Error {}
 const USAGE = `usage: flexchange-devhost start [--port 7071] [--console-port 7070] [--state .flexchange]
          [--storage-ports 10000,10001,10002] [--cosmos-port 8081] [--ledger-port 8545] [--no-storage] [--identity-port 7080] [--smtp-port 2525]
          [--servicebus-port 5672] [--servicebus-admin-port 5300] [--servicebus-entities <file>]
-         [--member-set KEY=VALUE]... [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
+         [--member-set KEY=VALUE]... [--profile <module>] [--app <folder> [--name <name>] [--app-port <port>] [--set KEY=VALUE]...]...`;
 
 function intArg(flag: string, value: string | undefined): number {
     const n = Number(value);
@@ -115,6 +118,9 @@ export function parseStartArgs(argv: string[]): StartArgs {
             case '--servicebus-entities':
                 out.serviceBus = { port: 5672, ...(out.serviceBus || {}), entitiesFile: path.resolve(value()) };
                 break;
+            case '--profile':
+                out.profile = path.resolve(value());
+                break;
             case '--no-storage':
                 out.storage = false;
                 break;
@@ -137,7 +143,7 @@ function printTable(host: DevHost): void {
     const lines = ['', 'Flexchange devhost', `  console   ${host.consoleUrl}`, `  state     ${host.stateDir}`];
     for (const [name, url] of Object.entries(host.services)) lines.push(`  ${name.padEnd(9)} ${url}`);
     for (const app of host.apps) {
-        lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}${app.operator ? `  operator ${app.operator}` : ''}`);
+        lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}${Object.entries(app.notes ?? {}).map(([label, value]) => `  ${label} ${value}`).join('')}`);
         for (const fn of app.functions) lines.push(`    ${fn.name.padEnd(28)} ${fn.detail}`);
     }
     lines.push('', 'Ctrl+C stops everything gracefully.', '');

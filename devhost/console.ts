@@ -1,10 +1,16 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { RunningApp } from './devHost';
+/** What the console lists of each app instance the host runs. */
+export interface ListedApp {
+    name: string;
+    role?: string;
+    orgId?: string;
+    url: string;
+}
 
 export interface ConsoleHost {
-    readonly apps: RunningApp[];
+    readonly apps: ListedApp[];
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[]) => Promise<void> | void;

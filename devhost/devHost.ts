@@ -5,19 +5,16 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { readAppFolder } from './appFolder';
 import { DevConsole } from './console';
-import { DEFAULT_AUDIENCE, LocalIdentity } from './services/identity';
+import { LocalIdentity } from './services/identity';
 import { LocalKeyVault, localVaultName, VAULT_NAME_RE } from './services/keyVault';
 import { ServiceBusAdminServer } from './servicebus/admin';
 import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
-import { ensureOperator } from './services/operator';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
 import { LocalNodes } from './services/localNodes';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
-import { CosmosClient } from '@azure/cosmos';
-import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
-import { ensureDatabase } from '../shared/documents/containers';
-import { DirectorySeed, registerDevRoutes, type MemberAppRequest, type MemberApps, type VaultFaults } from './devRoutes';
+import { registerDevRoutes, type MemberAppRequest, type MemberApps, type VaultFaults } from './devRoutes';
+import { loadProfile, type DevhostProfile, type LocalWorld } from './profile';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 
@@ -48,6 +45,8 @@ export interface DevHostOptions {
     serviceBus?: { port: number; adminPort?: number; entitiesFile?: string } | false;
     /** Settings for every member instance started at run time (`--member-set`), under the request's own. */
     memberSettings?: Record<string, string>;
+    /** The app's devhost profile module (default: the one the first app's package.json names, if any). */
+    profile?: string;
     logger: Logger;
 }
 
@@ -55,8 +54,8 @@ export interface RunningApp {
     name: string;
     role?: string;
     orgId?: string;
-    /** The core's operator account on the local ledger. */
-    operator?: string;
+    /** What the app's profile had done for it, shown with it (e.g. the core's operator account). */
+    notes?: Record<string, string>;
     url: string;
     port: number;
     functions: { name: string; trigger: string; detail: string }[];
@@ -92,6 +91,7 @@ export class DevHost {
     mail?: MailSink;
     #nextPort: number;
     #stopping?: Promise<void>;
+    #profile: DevhostProfile = {};
 
     constructor(opts: DevHostOptions) {
         this.#opts = opts;
@@ -117,14 +117,20 @@ export class DevHost {
     async start(): Promise<void> {
         this.#lock.acquire();
         try {
+            const profile = this.#opts.profile ?? (this.#opts.apps[0] ? readAppFolder(this.#opts.apps[0].folder).profile : undefined);
+            if (profile) {
+                this.#profile = loadProfile(profile);
+                this.#log.info({ profile }, 'app profile loaded');
+            }
             this.#console = new DevConsole({ host: this, logger: this.#log });
             await this.#console.listen(this.#opts.consolePort ?? 7070);
-            this.identity = new LocalIdentity(this.stateDir, this.#log);
+            this.identity = new LocalIdentity(this.stateDir, this.#log, this.#profile.appRegistration);
             await this.identity.start(this.#opts.identityPort ?? 7080);
             this.mail = new MailSink(this.stateDir, this.#log);
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
-            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, seedDirectory: () => this.#directorySeed(), memberApps: this.#memberApps(), nodes: this.#nodes, vaults: this.#vaultFaults() });
+            const enterPrincipal = this.#profile.enterPrincipal?.bind(this.#profile);
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, enterPrincipal: enterPrincipal && ((p) => enterPrincipal(p, this.#world())), memberApps: this.#memberApps(), nodes: this.#nodes, vaults: this.#vaultFaults() });
             await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
@@ -167,7 +173,7 @@ export class DevHost {
         if (this.identity) {
             env.FLEXCHANGE_AUTH_ISSUER = this.identity.url;
             env.FLEXCHANGE_AUTH_JWKS_URI = this.identity.jwksUri;
-            env.FLEXCHANGE_AUTH_AUDIENCE ??= DEFAULT_AUDIENCE;
+            env.FLEXCHANGE_AUTH_AUDIENCE ??= this.identity.audience;
         }
         if (this.#bus) {
             env.AzureWebJobsServiceBus = this.#bus.connectionString;
@@ -225,11 +231,8 @@ export class DevHost {
             port: actualPort,
             functions: ready.functions,
         };
-        if (vault && storage && (env.FLEXCHANGE_ROLE ?? 'core') === 'core') {
-            info.operator = await ensureOperator({ vaultUrl: vault.url, issuer: this.identity!.url, clientId: env.FLEXCHANGE_CLIENT_ID, ledgerUrl: storage.ledger.url });
-        }
-        // The core's app registration may call member deployments (Entra ID: an app role assignment).
-        if (this.identity && env.FLEXCHANGE_CLIENT_ID && (env.FLEXCHANGE_ROLE ?? 'core') === 'core') this.identity.registerApp(env.FLEXCHANGE_CLIENT_ID, ['Deployment.Core']);
+        const notes = await this.#profile.instanceStarted?.({ name: config.name, role: info.role, orgId: info.orgId, url: info.url, settings: env, vaultUrl: vault?.url }, this.#world());
+        if (notes) info.notes = notes;
         const slot: AppSlot = { config, worker, info, vault };
         if (vault) this.services[`vault:${config.name}`] = vault.url;
         this.#slots.set(config.name, slot);
@@ -307,30 +310,13 @@ export class DevHost {
         this.#console!.services.busAdmin = this.#busAdmin.url;
     }
 
-    #seed?: DirectorySeed;
-
-    /** Writes principals minted with an organisation into the core's directory (Cosmos database `flexchange`). */
-    #directorySeed(): DirectorySeed | undefined {
-        const info = this.#storage?.info;
-        if (!info) return undefined;
-        if (!this.#seed) {
-            const client = new CosmosClient({ endpoint: info.cosmos.endpoint, key: info.cosmos.key, connectionPolicy: { enableEndpointDiscovery: false } });
-            let directory: Promise<CosmosDirectory> | undefined;
-            this.#seed = async (e) => {
-                directory ??= ensureDatabase(client, 'flexchange').then((db) => new CosmosDirectory(db.container('directory'), 0));
-                await (await directory).register({
-                    id: e.oid,
-                    orgId: e.orgId,
-                    kind: e.appOnly ? 'app' : 'user',
-                    email: e.email?.toLowerCase(),
-                    name: e.name,
-                    roles: e.roles,
-                    createdAt: new Date().toISOString(),
-                    createdBy: 'devhost:/dev/token',
-                });
-            };
-        }
-        return this.#seed;
+    /** The devhost's services, as the app's profile sees them. */
+    #world(): LocalWorld {
+        const identity = this.identity;
+        return {
+            storage: this.#storage?.info,
+            identity: identity && { url: identity.url, registerApp: (clientId, roles, orgId) => identity.registerApp(clientId, roles, orgId) },
+        };
     }
 
     async #startVault(appName: string, requested?: string): Promise<LocalKeyVault> {
@@ -410,26 +396,21 @@ export class DevHost {
     }
 
     /**
-     * A member instance's app identity: its client id (as `addApp` gives it) with the
-     * `Deployment.Member` role, as the member's managed identity gets it in Azure.
+     * A member instance's app identity: its client id (as `addApp` gives it) with the app roles
+     * the profile names for members, as the member's managed identity gets them in Azure.
      */
     #memberIdentity(name: string, orgId?: string): { clientId: string; principalId: string } {
-        return this.identity!.registerApp(`flexchange-${name}`, ['Deployment.Member'], orgId);
+        return this.identity!.registerApp(`flexchange-${name}`, this.#profile.memberRoles ?? [], orgId);
     }
 
     async #startMember(name: string, request: MemberAppRequest): Promise<RunningApp> {
         const template = this.#opts.apps[0];
         if (!template) throw new Error('No app folder to start a member instance from');
         this.#memberIdentity(name, request.orgId);
-        // The member's own ledger node: its watchdog watches it, its transactions go through it first
-        // (the shared chain directly when the node does not answer).
-        const node = this.#storage?.info ? await this.#nodes.ensure(`${request.orgId}-node-0`) : undefined;
-        const nodeSettings: Record<string, string> = node
-            ? {
-                  FLEXCHANGE_NODES: JSON.stringify([{ nodeId: node.nodeId, rpcUrl: node.rpcUrl, enode: node.enode }]),
-                  FLEXCHANGE_LEDGER_RPC_URLS: `${node.rpcUrl},${this.#storage!.info.ledger.url}`,
-              }
-            : {};
+        // The member's own ledger node (a relay in front of the shared chain); the app's profile says how the member uses it.
+        const ledgerUrl = this.#storage?.info?.ledger.url;
+        const node = ledgerUrl ? await this.#nodes.ensure(`${request.orgId}-node-0`) : undefined;
+        const nodeSettings = this.#profile.memberSettings?.({ name, orgId: request.orgId, node: node && { nodeId: node.nodeId, rpcUrl: node.rpcUrl, enode: node.enode }, ledgerUrl }) ?? {};
         return this.addApp({
             name,
             folder: template.folder,

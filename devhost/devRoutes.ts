@@ -2,22 +2,25 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { DevConsole } from './console';
 import { sendJson, sendProblem } from './console';
-import { APP_ROLES, LocalIdentity } from './services/identity';
+import type { DevPrincipal } from './profile';
+import type { LocalIdentity } from './services/identity';
 import type { MailSink } from './services/mailSink';
 import type { LocalNodes } from './services/localNodes';
 import { VAULT_NAME_RE } from './services/keyVault';
 
-const tokenRequest = z
-    .object({
-        roles: z.array(z.enum(APP_ROLES)).min(1),
-        orgId: z.string().min(1).max(100).optional(),
-        email: z.string().email().optional(),
-        name: z.string().min(1).max(200).optional(),
-        appOnly: z.boolean().optional(),
-        audience: z.string().min(1).optional(),
-        expiresInSeconds: z.number().int().min(60).max(86_400).optional(),
-    })
-    .strict();
+/** A console token request; its roles are the app registration's when it names them. */
+const tokenRequest = (roles?: readonly string[]) =>
+    z
+        .object({
+            roles: z.array(roles?.length ? z.enum(roles as [string, ...string[]]) : z.string().min(1).max(100)).min(1),
+            orgId: z.string().min(1).max(100).optional(),
+            email: z.string().email().optional(),
+            name: z.string().min(1).max(200).optional(),
+            appOnly: z.boolean().optional(),
+            audience: z.string().min(1).optional(),
+            expiresInSeconds: z.number().int().min(60).max(86_400).optional(),
+        })
+        .strict();
 
 async function readJson(req: IncomingMessage, limit = 64 * 1024): Promise<unknown> {
     const chunks: Buffer[] = [];
@@ -53,11 +56,6 @@ async function readInput<S extends z.ZodType>(req: IncomingMessage, res: ServerR
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-
-/** The console's token and mail routes (API.md, "Local development surface"). */
-export interface DirectorySeed {
-    (entry: { oid: string; orgId: string; roles: string[]; appOnly: boolean; email?: string; name?: string }): Promise<void>;
-}
 
 /** A member deployment, as the core's devhost deployment controller asks for one. */
 export const memberAppRequest = z
@@ -108,8 +106,9 @@ const nodeFault = z
 
 export function registerDevRoutes(
     console: DevConsole,
-    services: { identity: LocalIdentity; mail: MailSink; seedDirectory?: () => DirectorySeed | undefined; memberApps?: MemberApps; nodes?: LocalNodes; vaults?: VaultFaults },
+    services: { identity: LocalIdentity; mail: MailSink; enterPrincipal?: (principal: DevPrincipal) => Promise<void>; memberApps?: MemberApps; nodes?: LocalNodes; vaults?: VaultFaults },
 ): void {
+    const tokenSchema = tokenRequest(services.identity.roles);
     // An app instance's vault taken down and brought back on the same port (an outage as the app sees it).
     console.route('POST', /^\/dev\/apps\/([a-z0-9][a-z0-9-]{0,62})\/vault\/(stop|start)$/, async (_req, res, [name, action]) => {
         if (!services.vaults) return sendProblem(res, 404, 'Not found', 'This devhost runs no vaults');
@@ -176,7 +175,7 @@ export function registerDevRoutes(
             const e = err as Error & { status?: number };
             return sendProblem(res, e.status ?? 400, e.status === 413 ? 'Payload too large' : 'Invalid input', e.message);
         }
-        const parsed = tokenRequest.safeParse(body);
+        const parsed = tokenSchema.safeParse(body);
         if (!parsed.success) {
             const text = JSON.stringify({
                 type: 'about:blank',
@@ -191,11 +190,10 @@ export function registerDevRoutes(
             return;
         }
         const token = await services.identity.mint(parsed.data);
-        // With an organisation, the principal is entered in the core's directory, as an admin adding a user would:
-        // the app takes the caller's organisation from there, never from the token.
-        const seed = services.seedDirectory?.();
-        if (parsed.data.orgId && seed) {
-            await seed({ oid: token.oid, orgId: parsed.data.orgId, roles: parsed.data.roles, appOnly: parsed.data.appOnly === true, email: parsed.data.email, name: parsed.data.name });
+        // With an organisation, the principal is entered where the app looks its callers up (the app's profile),
+        // as an admin adding a user would: the app takes the caller's organisation from there, never from the token.
+        if (parsed.data.orgId && services.enterPrincipal) {
+            await services.enterPrincipal({ oid: token.oid, orgId: parsed.data.orgId, roles: parsed.data.roles, appOnly: parsed.data.appOnly === true, email: parsed.data.email, name: parsed.data.name });
         }
         sendJson(res, 200, token);
     });

@@ -9,13 +9,17 @@ const list = (item: z.ZodString) =>
         .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
         .pipe(z.array(item).min(1));
 
+/** Which deployment an app instance is (ARCHITECTURE.md, "Two deployment roles"). */
+const deploymentRoleSetting = z.enum(['core', 'member']).default('core');
+export type DeploymentRole = z.infer<typeof deploymentRoleSetting>;
+
 /**
  * Every setting the app reads, validated once at start-up. In Azure they are the
  * Function App's application settings; locally local.settings.json plus the
  * addresses the devhost gives each app (see README, "Configuration").
  */
 const settingsSchema = z.object({
-    FLEXCHANGE_ROLE: z.enum(['core', 'member']).default('core'),
+    FLEXCHANGE_ROLE: deploymentRoleSetting,
     FLEXCHANGE_ORG_ID: z.string().min(1).optional(),
     /** Member deployments: the core's API (`https://<core>/api`), for the directory, account registration and events. */
     FLEXCHANGE_CORE_URL: url.optional(),
@@ -192,6 +196,16 @@ const settingsSchema = z.object({
 export type Settings = z.infer<typeof settingsSchema>;
 
 export class ConfigError extends Error {}
+
+/**
+ * The role this app instance runs in, by the same rule as `loadSettings`: the triggers choose what
+ * to register with it when their modules load, before the settings as a whole are read.
+ */
+export function deploymentRole(env: Record<string, string | undefined> = process.env): DeploymentRole {
+    const parsed = deploymentRoleSetting.safeParse(env.FLEXCHANGE_ROLE || undefined);
+    if (!parsed.success) throw new ConfigError(`Invalid settings: FLEXCHANGE_ROLE: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    return parsed.data;
+}
 
 export function loadSettings(env: Record<string, string | undefined> = process.env): Settings {
     const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));

@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { EntityError, type LocalServiceBus } from './broker';
-import type { CorrelationFilterConfig, PropertyValue, ResolvedSubscription, RuleConfig, SubscriptionConfig } from './entities';
+import type { ResolvedSubscription, SubscriptionConfig } from './entities';
+import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './filters';
 
 /**
  * The administration API of the local Service Bus: the subset of Azure's

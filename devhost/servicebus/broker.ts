@@ -6,10 +6,11 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { create_container, message as rheaMessageUtil, string_to_uuid, uuid_to_string, type Connection, type Container, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
-import { resolveEntities, resolveSubscription, RULE_NAME_RE, type EntitiesConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type RuleConfig, type SubscriptionConfig } from './entities';
-import { compileRule } from './filters';
+import { resolveEntities, resolveSubscription, RULE_NAME_RE, type EntitiesConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type SubscriptionConfig } from './entities';
+import { compileRule, type RuleConfig } from './filters';
 
-export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig, RuleConfig, CorrelationFilterConfig } from './entities';
+export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig } from './entities';
+export type { RuleConfig, CorrelationFilterConfig } from './filters';
 
 /**
  * A local stand-in for an Azure Service Bus namespace: an AMQP 1.0 broker on

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { compileRule, type MessageFilter } from './filters';
+import { compileRule, type MessageFilter, type RuleConfig } from './filters';
 
 /**
  * The entities the local Service Bus serves, declared up front in the same terms
@@ -7,30 +7,6 @@ import { compileRule, type MessageFilter } from './filters';
  * and their rules can also be created and changed at run time through the
  * broker's administration endpoint (admin.ts), as the administration client does.
  */
-
-export type PropertyValue = string | number | boolean;
-
-/** A correlation filter: every field given must equal the message's (application properties by key). */
-export interface CorrelationFilterConfig {
-    properties?: Record<string, PropertyValue>;
-    /** Old name of `subject`; both are accepted. */
-    label?: string;
-    subject?: string;
-    correlationId?: string;
-    messageId?: string;
-    to?: string;
-    replyTo?: string;
-    sessionId?: string;
-    replyToSessionId?: string;
-    contentType?: string;
-}
-
-export interface RuleConfig {
-    name: string;
-    correlation?: CorrelationFilterConfig;
-    /** The supported subset of Service Bus SQL filters, see filters.ts. */
-    sql?: string;
-}
 
 export interface QueueConfig {
     name: string;

@@ -1,4 +1,3 @@
-import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './entities';
 
 /**
  * Subscription rule filters: correlation filters and the subset of Service Bus
@@ -15,6 +14,31 @@ import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './entit
  * Missing properties are "unknown" as in SQL: a comparison with one is neither
  * true nor false, and only a filter that evaluates to true matches.
  */
+
+/** A value of an application property a rule compares with. */
+export type PropertyValue = string | number | boolean;
+
+/** A correlation filter: every field given must equal the message's (application properties by key). */
+export interface CorrelationFilterConfig {
+    properties?: Record<string, PropertyValue>;
+    /** Old name of `subject`; both are accepted. */
+    label?: string;
+    subject?: string;
+    correlationId?: string;
+    messageId?: string;
+    to?: string;
+    replyTo?: string;
+    sessionId?: string;
+    replyToSessionId?: string;
+    contentType?: string;
+}
+
+/** A subscription rule as declared: a correlation filter or a SQL filter of the supported subset. */
+export interface RuleConfig {
+    name: string;
+    correlation?: CorrelationFilterConfig;
+    sql?: string;
+}
 
 /** What filters look at: the routed message's properties. */
 export interface RoutableMessage {

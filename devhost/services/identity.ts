@@ -1,19 +1,13 @@
 import jwt from 'jsonwebtoken';
-import { createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
-import { stableObjectId } from '../../shared/directory/objectIds';
+import { createHash, createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFileAtomic } from '../files';
 import path from 'node:path';
 import type { Logger } from 'pino';
-
-/** App roles of API.md ("Identity and roles"). */
-export const APP_ROLES = ['Flexchange.Admin', 'Flexchange.Approver', 'Org.Admin', 'Org.Trader', 'Deployment.Member', 'Deployment.Core'] as const;
-export type AppRole = (typeof APP_ROLES)[number];
-
-export const DEFAULT_AUDIENCE = 'api://flexchange';
+import { DEFAULT_AUDIENCE, type AppRegistration } from '../profile';
 
 export interface TokenRequest {
-    roles: AppRole[];
+    roles: string[];
     orgId?: string;
     email?: string;
     name?: string;
@@ -28,7 +22,7 @@ export interface DirectoryEntry {
     orgId?: string;
     email?: string;
     name?: string;
-    roles: AppRole[];
+    roles: string[];
     appOnly: boolean;
 }
 
@@ -40,8 +34,14 @@ interface IdentityState {
 // oauth2-mock-server is an ES module; Node 22 loads it from CommonJS through import().
 const importModule = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<typeof import('oauth2-mock-server')>;
 
-/** The same email (or app) always gets the same object id; the directory derives ids the same way. */
-export const stableId = stableObjectId;
+/**
+ * The object id the issuer gives a principal (`user:<email>`, `app:<client id>`): a UUID-shaped hash of its
+ * name, so the same email or app always gets the same id (an app's local directory may key users the same way).
+ */
+export function stableId(name: string): string {
+    const h = createHash('sha256').update(name).digest('hex');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 /**
  * The local identity issuer standing in for Entra ID: oauth2-mock-server with a
@@ -52,12 +52,17 @@ export const stableId = stableObjectId;
 export class LocalIdentity {
     url = '';
     tenantId = '';
+    /** The app registration tokens are minted for: their default audience, and the roles a console token may carry (none named: any). */
+    readonly audience: string;
+    readonly roles?: readonly string[];
     readonly #stateDir: string;
     readonly #log: Logger;
     #server?: import('oauth2-mock-server').OAuth2Server;
     readonly #directory = new Map<string, DirectoryEntry>();
 
-    constructor(stateDir: string, logger: Logger) {
+    constructor(stateDir: string, logger: Logger, registration?: AppRegistration) {
+        this.audience = registration?.audience ?? DEFAULT_AUDIENCE;
+        this.roles = registration?.roles;
         this.#stateDir = path.join(stateDir, 'identity');
         this.#log = logger;
     }
@@ -102,7 +107,7 @@ export class LocalIdentity {
                 oid: stableId(`app:${clientId}`),
                 appOnly: true,
                 roles: entry?.roles ?? [],
-                audience: req.body?.scope?.replace(/\/\.default$/, '') || DEFAULT_AUDIENCE,
+                audience: req.body?.scope?.replace(/\/\.default$/, '') || this.audience,
                 clientId,
             }));
         });
@@ -138,7 +143,7 @@ export class LocalIdentity {
         const principal = appOnly ? `app:${req.name ?? req.orgId ?? 'deployment'}` : `user:${(req.email ?? req.name ?? randomUUID()).toLowerCase()}`;
         const oid = stableId(principal);
         const expiresIn = req.expiresInSeconds ?? 3600;
-        const claims = this.#claims({ oid, appOnly, roles: req.roles, audience: req.audience ?? DEFAULT_AUDIENCE, clientId: appOnly ? oid : 'flexchange-dev-console', email: req.email, name: req.name });
+        const claims = this.#claims({ oid, appOnly, roles: req.roles, audience: req.audience ?? this.audience, clientId: appOnly ? oid : 'flexchange-dev-console', email: req.email, name: req.name });
         const token = await server.issuer.buildToken({
             expiresIn,
             scopesOrTransform: (_header: unknown, payload: Record<string, unknown>) => {
@@ -168,7 +173,7 @@ export class LocalIdentity {
      * client-credential tokens for `clientId` carry `roles` from then on. Returns the
      * object id its tokens name (`oid`).
      */
-    registerApp(clientId: string, roles: AppRole[], orgId?: string): { clientId: string; principalId: string } {
+    registerApp(clientId: string, roles: readonly string[], orgId?: string): { clientId: string; principalId: string } {
         const oid = stableId(`app:${clientId}`);
         const known = this.#directory.get(oid);
         if (!known || known.roles.join() !== [...roles].sort().join() || known.orgId !== orgId) {

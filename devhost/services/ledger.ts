@@ -1,7 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { jsonRpc } from '../../shared/ledger/jsonRpc';
 
 export const CHAIN_ID = 31337;
 
@@ -89,7 +88,9 @@ export class LocalLedger {
         // Drain output from now on so the pipes never fill.
         child.stdout!.removeAllListeners('data');
         child.stdout!.resume();
-        await jsonRpc<string>(this.url, 'eth_chainId');
+        // Answering JSON-RPC, not just listening.
+        const res = await fetch(this.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }), signal: AbortSignal.timeout(2000) });
+        if (!res.ok) throw new Error(`The ledger (anvil) answered eth_chainId with HTTP ${res.status}`);
     }
 
     /** A crash: no state dump, so what happened since the last periodic dump is lost (tests of recovery). */

@@ -4,6 +4,7 @@ import { app, HttpRequest, HttpResponseInit, InvocationContext } from '@azure/fu
 import { z } from 'zod';
 import type { Principal } from '../../shared/auth/tokenValidator';
 import { getServices } from '../../shared/composition';
+import { deploymentRole, type DeploymentRole } from '../../shared/config';
 import { AppError, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType } from '../../shared/errors';
 import { toProblem } from '../../shared/http/problem';
 import type { RateRule } from '../../shared/limits/rateLimiter';
@@ -34,11 +35,8 @@ export const actorOf = (caller: Caller) => ({ oid: caller.principal.oid, orgId: 
 /** The core deployment's app identity, when it calls a member deployment. */
 export const CORE_APP_ROLE = 'Deployment.Core';
 
-/** Which deployment serves a route (ARCHITECTURE.md, "Two deployment roles"). */
-export type DeploymentRole = 'core' | 'member';
-
-/** The role this app instance runs in, as its settings say (read when the functions are registered). */
-export const deploymentRole = (): DeploymentRole => (process.env.FLEXCHANGE_ROLE === 'member' ? 'member' : 'core');
+/** Which deployment serves a route, and the role this app instance runs in (read when the functions are registered). */
+export { deploymentRole, type DeploymentRole };
 
 export interface RouteDefinition<B extends z.ZodType, Q extends z.ZodType> {
     route: string;

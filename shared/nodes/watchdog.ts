@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Repository } from '../documents/repository';
 import { updateItem } from '../documents/repository';
 import { Conflict } from '../errors';
-import type { ChainNode } from './nodeRegistry';
+import type { ChainNode } from './types';
 
 /** What one look at a node saw: its head block, or why it did not answer. */
 export type Observation = { ok: true; height: number; hash: string } | { ok: false; error: string };

@@ -1,10 +1,8 @@
 import { id as keccakText } from 'ethers';
 import { z } from 'zod';
-import type { ChainSignature } from '../chain/energyExchange';
 import type { EventEnvelope } from '../events/events';
 import { ethAddress } from '../validation';
-import { proposalEvent } from './proposalEvents';
-import { isOpen, PROPOSAL_STATUSES, type ProposalEventType, type ProposalStatus } from './vocabulary';
+import { isOpen, PROPOSAL_STATUSES, type ProposalStatus } from './vocabulary';
 
 export { PROPOSAL_STATUSES, type ProposalStatus };
 
@@ -91,16 +89,6 @@ export interface ProposalEventLog {
 }
 
 export const isTerminal = (status: ProposalStatus) => !isOpen(status);
-
-/** The proposal with an event about it recorded (numbered, in its outbox), unless that event was recorded before. */
-export function withEvent(p: Proposal, type: ProposalEventType, signature?: ChainSignature): Proposal {
-    const log: ProposalEventLog = p.events ?? { seq: {}, outbox: [] };
-    const { events: _log, ...state } = p;
-    const event = proposalEvent(state, type, signature);
-    if (log.seq[event.id]) return p;
-    const sequence = Object.keys(log.seq).length + 1;
-    return { ...p, events: { seq: { ...log.seq, [event.id]: sequence }, outbox: [...log.outbox, { ...event, sequence }] } };
-}
 
 export interface ProposalPolicy {
     maxLifetimeSeconds: number;

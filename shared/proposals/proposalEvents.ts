@@ -1,6 +1,6 @@
+import type { ChainSignature } from '../chain/energyExchange';
 import type { EventEnvelope } from '../events/events';
-import type { Proposal } from './model';
-
+import type { Proposal, ProposalEventLog } from './model';
 import type { ProposalEventType } from './vocabulary';
 
 export type { ProposalEventType };
@@ -41,4 +41,14 @@ export function proposalEvent(p: Proposal, type: ProposalEventType, signature?: 
         data: proposalView(p),
         ...(record && p.contract && record.txHash ? { chain: { txHash: record.txHash, blockNumber: record.blockNumber, contract: p.contract.address, version: p.contract.version } } : {}),
     };
+}
+
+/** The proposal with an event about it recorded (numbered, in its outbox), unless that event was recorded before. */
+export function withEvent(p: Proposal, type: ProposalEventType, signature?: ChainSignature): Proposal {
+    const log: ProposalEventLog = p.events ?? { seq: {}, outbox: [] };
+    const { events: _log, ...state } = p;
+    const event = proposalEvent(state, type, signature);
+    if (log.seq[event.id]) return p;
+    const sequence = Object.keys(log.seq).length + 1;
+    return { ...p, events: { seq: { ...log.seq, [event.id]: sequence }, outbox: [...log.outbox, { ...event, sequence }] } };
 }

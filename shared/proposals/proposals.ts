@@ -10,10 +10,12 @@ import type { Repository } from '../documents/repository';
 import { updateExisting } from '../documents/updateExisting';
 import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventPublisher } from '../events/events';
-import { chainProposalId, isTerminal, withEvent, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
+import { withEvent } from './proposalEvents';
+import { chainProposalId, isTerminal, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
 import { isOpen, PROPOSAL_LIFECYCLE, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
 
 export * from './model';
+export { withEvent } from './proposalEvents';
 
 /**
  * Proposals on the core: validation against the directory of accounts and documents,

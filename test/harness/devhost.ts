@@ -5,6 +5,8 @@ import path from 'node:path';
 
 export const repoRoot = path.resolve(__dirname, '..', '..');
 export const fixture = (name: string) => path.join(repoRoot, 'test', 'fixtures', name);
+/** Flexchange's devhost profile as built (`--profile`): what a generic fixture app needs to stand in for Flexchange in the local world. */
+export const flexchangeProfile = path.join(repoRoot, 'dist', 'devprofile', 'index.js');
 
 export interface StartedApp {
     name: string;

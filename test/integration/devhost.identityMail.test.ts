@@ -3,14 +3,15 @@ import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import { JwksClient } from 'jwks-rsa';
 import nodemailer from 'nodemailer';
-import { fixture, removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
+import { fixture, flexchangeProfile, removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
 
 describe('devhost identity issuer and mail sink', () => {
     let host: RunningDevhost;
     let services: Record<string, string>;
 
     beforeAll(async () => {
-        host = await startDevhost(['--app', fixture('basic-app'), '--name', 'core']);
+        // The issuer stands in for Flexchange's app registration (its audience and app roles), which the app's profile names.
+        host = await startDevhost(['--profile', flexchangeProfile, '--app', fixture('basic-app'), '--name', 'core']);
         services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()).services;
     });
     afterAll(async () => {

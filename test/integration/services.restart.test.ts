@@ -8,7 +8,7 @@ import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import { LocalIssuerCredential } from '../../shared/vault/credential';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from '../../shared/vault/keyVault';
 import { jsonRpc } from '../../shared/ledger/jsonRpc';
-import { fixture, removeDir, RunningDevhost, startDevhost, tempDir } from '../harness/devhost';
+import { fixture, flexchangeProfile, removeDir, RunningDevhost, startDevhost, tempDir } from '../harness/devhost';
 
 interface Doc {
     id: string;
@@ -33,7 +33,8 @@ function recover(digest: string, r: Buffer, s: Buffer, expected: string): string
 describe('local services keep everything across a clean restart', () => {
     it('reads back documents, blobs, secret versions, vault keys, ledger state and the operator account', async () => {
         const stateDir = tempDir('flexchange-state-');
-        const args = ['--app', fixture('basic-app'), '--name', 'core'];
+        // Flexchange's profile: the core's operator account is made and funded at start.
+        const args = ['--profile', flexchangeProfile, '--app', fixture('basic-app'), '--name', 'core'];
         const connect = async (host: RunningDevhost) => {
             const info = JSON.parse(readFileSync(path.join(host.stateDir, 'storage.json'), 'utf8'));
             const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()).services as Record<string, string>;

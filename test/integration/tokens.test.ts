@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Principal, TokenValidator } from '../../shared/auth/tokenValidator';
 import { Unauthorized } from '../../shared/errors';
-import { fixture, removeDir, RunningDevhost, startDevhost } from '../harness/devhost';
+import { fixture, flexchangeProfile, removeDir, RunningDevhost, startDevhost } from '../harness/devhost';
 
 /** Token validation against the local issuer's JWKS, with tokens forged every way a caller could try. */
 describe('bearer token validation', () => {
@@ -18,7 +18,7 @@ describe('bearer token validation', () => {
 
     beforeAll(async () => {
         // The issuer of a running devhost (oauth2-mock-server is an ES module jest cannot load in-process).
-        host = await startDevhost(['--app', fixture('basic-app'), '--name', 'core']);
+        host = await startDevhost(['--profile', flexchangeProfile, '--app', fixture('basic-app'), '--name', 'core']);
         identity.url = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()).services.issuer;
         identity.jwksUri = `${identity.url}/jwks`;
         validator = new TokenValidator({ issuer: identity.url, audience, jwksUri: identity.jwksUri, clockToleranceSeconds: 5 });

@@ -1,7 +1,7 @@
 import type { CosmosClient } from '@azure/cosmos';
 import type { SecretClient } from '@azure/keyvault-secrets';
 import type { BlobServiceClient } from '@azure/storage-blob';
-import { loadSettings } from '../../shared/config';
+import { deploymentRole, loadSettings } from '../../shared/config';
 import { cosmosCheck, storageCheck, vaultCheck } from '../../shared/health/checks';
 import { checkHealth, HealthCheck, HealthMonitor, HealthReport, summaryOf } from '../../shared/health/health';
 import { processCheck } from '../../shared/health/processCheck';
@@ -185,6 +185,12 @@ describe('settings', () => {
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_CHAIN_ID: 'abc' })).toThrow(/FLEXCHANGE_CHAIN_ID/);
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_LEDGER_RPC_URLS: 'not a url' })).toThrow(/FLEXCHANGE_LEDGER_RPC_URLS/);
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'admin' })).toThrow(/FLEXCHANGE_ROLE/);
+    });
+
+    it('reads the deployment role the triggers register by as the settings read it', () => {
+        for (const role of [undefined, '', 'core', 'member']) expect(deploymentRole({ ...baseline, FLEXCHANGE_ROLE: role })).toBe(role || 'core');
+        expect(() => deploymentRole({ FLEXCHANGE_ROLE: 'Member' })).toThrow(/FLEXCHANGE_ROLE/);
+        expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'Member' })).toThrow(/FLEXCHANGE_ROLE/);
     });
 
     it('refuses a member without an organisation or its core, no way to send mail, and a local credential without a client id', () => {

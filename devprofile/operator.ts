@@ -1,8 +1,8 @@
-import { AccountKeys } from '../../shared/chain/signers';
-import { readKeystoreAddress } from '../../shared/chain/operator';
-import { jsonRpc as rpc } from '../../shared/ledger/jsonRpc';
-import { LocalIssuerCredential } from '../../shared/vault/credential';
-import { KeyVaultKeyStore, KeyVaultSecretStore } from '../../shared/vault/keyVault';
+import { AccountKeys } from '../shared/chain/signers';
+import { readKeystoreAddress } from '../shared/chain/operator';
+import { jsonRpc as rpc } from '../shared/ledger/jsonRpc';
+import { LocalIssuerCredential } from '../shared/vault/credential';
+import { KeyVaultKeyStore, KeyVaultSecretStore } from '../shared/vault/keyVault';
 
 export const OPERATOR_KEY_NAME = 'ledger-operator';
 /** 1,000,000 ether: the local treasury never runs dry by accident. */

@@ -1,0 +1,20 @@
+import { stableId } from '../../devhost/services/identity';
+import { profile } from '../../devprofile';
+import { appObjectId, userObjectId } from '../../shared/directory/objectIds';
+
+/** Flexchange's devhost profile, and the one rule the devhost and the app must share without importing each other. */
+describe('the devhost profile', () => {
+    it('keys users and apps the way the local issuer names them, so dev tokens and directory entries agree', () => {
+        expect(userObjectId('Tess@Example.com')).toBe(stableId('user:tess@example.com'));
+        expect(appObjectId('flexchange-core')).toBe(stableId('app:flexchange-core'));
+    });
+
+    it("points a member at its own node first, the shared chain after it, and leaves the settings alone without a node", () => {
+        const node = { nodeId: 'org-1-node-0', rpcUrl: 'http://127.0.0.1:40001', enode: 'enode://ab@127.0.0.1:40001' };
+        expect(profile.memberSettings!({ name: 'member-org-1', orgId: 'org-1', node, ledgerUrl: 'http://127.0.0.1:8545' })).toEqual({
+            FLEXCHANGE_NODES: JSON.stringify([node]),
+            FLEXCHANGE_LEDGER_RPC_URLS: 'http://127.0.0.1:40001,http://127.0.0.1:8545',
+        });
+        expect(profile.memberSettings!({ name: 'member-org-1', orgId: 'org-1' })).toEqual({});
+    });
+});
