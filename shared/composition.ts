@@ -14,7 +14,6 @@ import { CosmosRepository } from './documents/cosmosRepository';
 import { RateLimiter, RateWindow } from './limits/rateLimiter';
 import { UsageCounter, UsageMeter } from './usage/usageMeter';
 import { AzureBlobStore } from './blobs/azureBlobStore';
-import type { BlobStore } from './blobs/blobStore';
 import { loadSettings, Settings } from './config';
 import { ensureDatabase } from './documents/containers';
 import { busCheck, cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
@@ -24,7 +23,6 @@ import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type Mem
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import { ContractAdmin } from './chain/contractAdmin';
 import { EnergyExchange } from './chain/energyExchange';
-import type { ChainEventHandler, ChainEventPump } from './chain/eventPump';
 import { ENERGY_EXCHANGE } from './chain/artifact';
 import { SigningSagas } from './proposals/signingSagas';
 import { ProposalVerification } from './proposals/verification';
@@ -32,8 +30,7 @@ import { MemberSigning } from './proposals/memberSigning';
 import { ServiceBusClient } from '@azure/service-bus';
 import type { EventPublisher } from './events/events';
 import { ServiceBusEventPublisher } from './events/serviceBusPublisher';
-import type { Repository } from './documents/repository';
-import { DevhostDeploymentController, type DeploymentController } from './deployment/deploymentController';
+import { DevhostDeploymentController } from './deployment/deploymentController';
 import { armDeploymentController } from './deployment/armMember';
 import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
@@ -44,9 +41,9 @@ import { AccountRegistry, type AddressClaim, type RegisteredAccount } from './ac
 import { CoreAccountRegistration, MemberAccounts, type MemberAccount } from './accounts/memberAccounts';
 import { CoreDirectory } from './directory/coreDirectory';
 import { EventFeed, FeedingPublisher } from './events/eventFeed';
-import { Treasury, type Grant, type TopUpPolicy, type TopUpResult } from './treasury/treasury';
+import { Treasury, type Grant, type TopUpPolicy } from './treasury/treasury';
 import { NodeRegistry, type ChainNode, type NodeClaim } from './nodes/nodeRegistry';
-import { JsonRpcProbe, NodeWatchdog, type NodeController, type NodeProbe, type WatchedNode } from './nodes/watchdog';
+import { JsonRpcProbe, NodeWatchdog, type NodeController, type WatchedNode } from './nodes/watchdog';
 import { CoreTransitionReporter, DevhostNodeController, NoNodeController, VmssNodeController } from './nodes/controllers';
 import { KeystoreBackups } from './keystore/keystoreBackups';
 import { Assets, type Asset } from './assets/assets';
@@ -61,92 +58,17 @@ import { systemLookup } from './net/pinnedTargets';
 import { LocalIssuerCredential } from './vault/credential';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from './vault/keyVault';
 import { AccountKeys } from './chain/signers';
-import type { KeyStore, SecretStore } from './vault/vault';
+
+import type { Services } from './services';
+import { EVENTS_TOPIC } from './services';
+
+export { EVENTS_TOPIC, type Services };
 
 /**
- * The composition root: the one place that decides which adapter backs each port,
- * from settings. Handlers ask it for services; nothing else builds SDK clients.
+ * The composition root: the one place that decides which adapter backs each port, from
+ * settings (the ports it fills are `Services`, in services.ts). Handlers ask it for
+ * services; nothing else builds SDK clients.
  */
-export interface Services {
-    settings: Settings;
-    cosmos: CosmosClient;
-    blobs: BlobStore;
-    secrets: SecretStore;
-    keys: KeyStore;
-    mail: MailSender;
-    tokens: TokenValidator;
-    directory: Directory;
-    audit: AuditTrail;
-    usage: UsageMeter;
-    limiter: RateLimiter;
-    /** Registrations and their links (core). */
-    registrations(): Registrations;
-    /** The steps of onboarding an approved organisation (core). */
-    onboarding(): Onboarding;
-    /** Member deployments: ARM in Azure, app instances in the devhost. */
-    deployments(): DeploymentController;
-    /** Organisation records (core). */
-    organizations: Repository<Organization>;
-    /** Contract versions and the operator's deployments of them (core). */
-    contracts(): ContractAdmin;
-    /** An account's balance as the ledger has it now, in wei. */
-    balanceOf(address: string): Promise<bigint>;
-    /** The chain event pump over every contract version, handing decoded events to `handler` (core). */
-    chainEventPump(handler: ChainEventHandler): ChainEventPump;
-    /** Events out to members (API.md "Events"): each organisation's feed (core), then the topic, one message per organisation concerned. */
-    events(): EventPublisher;
-    /** The per-organisation event feed (core). */
-    eventFeed: EventFeed;
-    /** Organisations' webhooks and their deliveries (core). */
-    webhooks: Webhooks;
-    /** First responses kept for retries with the same Idempotency-Key. */
-    idempotency: IdempotentResponses;
-    /** Member accounts registered with the core (core). */
-    accountRegistry: AccountRegistry;
-    /** This member's own accounts, their keys in its own vault (member). */
-    memberAccounts(): MemberAccounts;
-    /** Documents behind deals: content in Blob storage, hash and location for the ledger (core). */
-    assets: Assets;
-    /** Ether grants from the operator account (core). */
-    treasury(): Treasury;
-    /** The top-up policy from settings. */
-    topUpPolicy: TopUpPolicy;
-    /**
-     * The top-up policy applied to one registered account now (core): the timer, the top-up route and
-     * account registration all go through it, so they share its caps and its one grant per window.
-     */
-    topUp(orgId: string, address: string): Promise<TopUpResult>;
-    /** The consortium's nodes (core). */
-    nodes: NodeRegistry;
-    /** Reads nodes' heads and block hashes over JSON-RPC (both watchdogs). */
-    nodeProbe: NodeProbe;
-    /** This member's watchdog over its own nodes, and the core client it registers and reports them with (member). */
-    nodeWatchdog(): { watchdog: NodeWatchdog; core: CoreTransitionReporter };
-    /** Backups of this member's account keys (member). */
-    keystoreBackups(): KeystoreBackups;
-    /** Proposals and the ledger calls of their saga (core). */
-    proposals(): Proposals;
-    /** Starting proposals' signing sagas and rejecting proposals (core). */
-    signingSagas(): SigningSagas;
-    /** Documents checked against the hashes a proposal anchored (core). */
-    verification(): ProposalVerification;
-    /** Signing a proposal with this organisation's party account (member). */
-    memberSigning(): MemberSigning;
-    /** This member's copies of the proposals that concern it, fed by the core's events (member). */
-    memberProposals(): MemberProposalCopies;
-    /** Calls another deployment's API with this deployment's client-credential token. */
-    deploymentClient(baseUrl: string): DeploymentClient;
-    /** Members' subscriptions on the events topic (the core provisions them while onboarding). */
-    memberSubscriptions(): MemberSubscriptions;
-    /** Creates the database and containers when missing; idempotent. */
-    ensureStores(): Promise<void>;
-    /** The app's health: a recent result for anyone, a fresh check for the operator. */
-    health: HealthMonitor;
-}
-
-/** The topic every event goes out on (API.md, "Events"). */
-export const EVENTS_TOPIC = 'flexchange-events';
-
 let services: Services | undefined;
 
 /** Pipeline events worth an operator's eye, as JSON lines (the host collects stdout). */
