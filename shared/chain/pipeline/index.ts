@@ -1,9 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { getAddress, keccak256, type AbstractSigner, type InterfaceAbi, type TransactionRequest } from 'ethers';
-import type { Repository } from '../documents/repository';
-import { AppError, Conflict, Invalid, isUnreachable, Unavailable } from '../errors';
-import type { FailoverProvider } from './provider';
-import { ContractRevert, decodeRevert, revertDataOf } from './reverts';
+import type { Repository } from '../../documents/repository';
+import { AppError, Conflict, Invalid, isUnreachable, Unavailable } from '../../errors';
+import type { FailoverProvider } from '../provider';
+import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
+import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
+import { errorMessage } from './nodeErrors';
+import { summary, type NonceLeaseDoc, type TxAttempt, type TxDoc, type TxOutcome, type TxSummary } from './records';
+import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
+
+export { InsufficientFunds, type ChainCall, type ChainSender } from './calls';
+export type { NonceLeaseDoc, TxAttempt, TxDoc, TxOutcome, TxState, TxSummary } from './records';
+export type { PipelineLog, PipelineOptions } from './settings';
 
 /**
  * The transaction pipeline: every ledger write goes through it.
@@ -29,150 +37,6 @@ import { ContractRevert, decodeRevert, revertDataOf } from './reverts';
  *   estimation (nothing is sent, no nonce used) and for mined transactions that
  *   reverted (status 0).
  */
-
-export type TxState = 'pending' | 'confirmed' | 'reverted';
-
-export interface TxAttempt {
-    hash: string;
-    raw: string;
-    maxFeePerGas: string;
-    maxPriorityFeePerGas: string;
-    sentAt: string;
-}
-
-/** One operation's transaction, as stored (container `transactions`, partition key `/id`). */
-export interface TxDoc {
-    id: string;
-    sender: string;
-    nonce: number;
-    chainId: number;
-    to: string | null;
-    data: string;
-    value: string;
-    gasLimit: string;
-    attempts: TxAttempt[];
-    state: TxState;
-    /** The attempt that was mined. */
-    hash?: string;
-    blockNumber?: number;
-    blockHash?: string;
-    gasUsed?: string;
-    /** Set for a contract creation. */
-    contractAddress?: string;
-    revert?: { name: string; args: Record<string, unknown> };
-    /** What the operation is, for people reading the store (e.g. `createProposal p-1`). */
-    label?: string;
-    /** A 0-value transfer to self that filled a nonce nobody else could use. */
-    filler?: boolean;
-    createdAt: string;
-    updatedAt: string;
-}
-
-/** A sender's nonce lease (container `nonces`, partition key `/id` = the address in lower case). */
-export interface NonceLeaseDoc {
-    id: string;
-    owner: string;
-    leaseUntil: number;
-    /** The next nonce to assign, as of the last write by the owner. */
-    next: number;
-    updatedAt: string;
-}
-
-export interface ChainSender {
-    address: string;
-    signer: AbstractSigner;
-}
-
-export interface ChainCall {
-    /** Stable for the operation across retries: e.g. `proposal:<id>:create`. */
-    operationId: string;
-    from: ChainSender;
-    /** Absent: a contract creation (`data` is the init code). */
-    to?: string;
-    data: string;
-    value?: bigint;
-    /** Skips estimation (which also decodes reverts before anything is sent). */
-    gasLimit?: bigint;
-    /** For decoding this call's reverts (in addition to the pipeline's ABIs). */
-    abi?: InterfaceAbi;
-    label?: string;
-    /**
-     * Refuse (`InsufficientFunds`, nothing signed, no nonce used) when the sender's balance does not
-     * cover gas limit × max fee + value, instead of storing a transaction the node will turn away.
-     */
-    requireFunds?: boolean;
-}
-
-/** The sender cannot pay for the call (balance below gas limit × max fee + value): nothing was signed or sent. */
-export class InsufficientFunds extends AppError {
-    constructor(
-        readonly sender: string,
-        readonly balanceWei: bigint,
-        readonly neededWei: bigint,
-    ) {
-        super(`${sender} has ${balanceWei} wei; the transaction needs up to ${neededWei} wei`, 409, 'insufficient_funds');
-    }
-}
-
-export interface TxSummary {
-    operationId: string;
-    sender: string;
-    nonce: number;
-    hash: string;
-    state: TxState;
-}
-
-export interface TxOutcome extends TxSummary {
-    state: 'confirmed' | 'reverted';
-    blockNumber: number;
-    blockHash: string;
-    gasUsed: string;
-    contractAddress?: string;
-    revert?: ContractRevert;
-}
-
-export interface PipelineLog {
-    info(obj: object, msg: string): void;
-    warn(obj: object, msg: string): void;
-    error(obj: object, msg: string): void;
-}
-
-export interface PipelineOptions {
-    chainId: number;
-    /** Blocks deep before a transaction is final (1 = in a block). */
-    confirmations?: number;
-    /** Upper bound of maxFeePerGas, in wei. */
-    maxFeePerGasCap: bigint;
-    /** Lower bound of the tip, in wei (default 1 gwei, or the cap if lower). */
-    minPriorityFeePerGas?: bigint;
-    /** Re-sign with higher fees after this long unmined (default 60 s). */
-    replaceAfterMs?: number;
-    /** Re-send the raw transaction after this long unmined (default 5 s). */
-    rebroadcastAfterMs?: number;
-    pollIntervalMs?: number;
-    /** Nonce lease length (default 30 s); renewed at a third of it while in use. */
-    leaseMs?: number;
-    /** A lease is released after this long without submissions (default 5 s). */
-    idleReleaseMs?: number;
-    /** How long `submit` waits for another instance's lease (default 2 × leaseMs). */
-    leaseWaitMs?: number;
-    /** A nonce left unused (a duplicate submission, a failed write) is filled after this long if no submission took it (default 2 s). */
-    holeFillAfterMs?: number;
-    /** Extra gas over the estimate (default 20 %). */
-    gasMarginPercent?: number;
-    /** ABIs whose custom errors decode reverts. */
-    abis?: InterfaceAbi[];
-    instanceId?: string;
-    log?: PipelineLog;
-    /**
-     * Called when the node turns a sender's transaction away for insufficient funds (e.g. to ask the
-     * treasury for a top-up at once), at most once per sender per `fundsRequestIntervalMs`; the
-     * transaction is re-sent as usual meanwhile.
-     */
-    onInsufficientFunds?: (sender: string) => Promise<void>;
-    /** Default 30 s. */
-    fundsRequestIntervalMs?: number;
-}
 
 interface SenderState {
     key: string;
@@ -212,14 +76,13 @@ interface Receipt {
 }
 
 const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
-const GWEI = 10n ** 9n;
 
 export class TransactionPipeline {
     readonly instanceId: string;
     readonly #provider: FailoverProvider;
     readonly #txs: Repository<TxDoc>;
     readonly #leases: Repository<NonceLeaseDoc>;
-    readonly #opts: Required<Omit<PipelineOptions, 'log' | 'instanceId' | 'abis' | 'onInsufficientFunds'>> & { abis: InterfaceAbi[] };
+    readonly #opts: PipelineSettings;
     readonly #onInsufficientFunds?: (sender: string) => Promise<void>;
     /** When each sender's lack of funds was last reported. */
     readonly #fundsAsked = new Map<string, number>();
@@ -252,23 +115,7 @@ export class TransactionPipeline {
         this.instanceId = opts.instanceId ?? `pipeline-${randomUUID()}`;
         this.#log = opts.log;
         this.#onInsufficientFunds = opts.onInsufficientFunds;
-        const leaseMs = opts.leaseMs ?? 30_000;
-        this.#opts = {
-            chainId: opts.chainId,
-            confirmations: Math.max(1, opts.confirmations ?? 1),
-            maxFeePerGasCap: opts.maxFeePerGasCap,
-            minPriorityFeePerGas: opts.minPriorityFeePerGas ?? (GWEI < opts.maxFeePerGasCap ? GWEI : opts.maxFeePerGasCap),
-            replaceAfterMs: opts.replaceAfterMs ?? 60_000,
-            rebroadcastAfterMs: opts.rebroadcastAfterMs ?? 5_000,
-            pollIntervalMs: opts.pollIntervalMs ?? 500,
-            leaseMs,
-            idleReleaseMs: opts.idleReleaseMs ?? 5_000,
-            leaseWaitMs: opts.leaseWaitMs ?? 2 * leaseMs,
-            gasMarginPercent: opts.gasMarginPercent ?? 20,
-            holeFillAfterMs: opts.holeFillAfterMs ?? 2000,
-            fundsRequestIntervalMs: opts.fundsRequestIntervalMs ?? 30_000,
-            abis: opts.abis ?? [],
-        };
+        this.#opts = settingsFrom(opts);
     }
 
     /**
@@ -1086,19 +933,6 @@ export class TransactionPipeline {
 }
 
 class LeaseBusy extends Error {}
-
-function fingerprint(call: ChainCall): string {
-    return [call.from.address.toLowerCase(), call.to?.toLowerCase() ?? 'create', call.data.toLowerCase(), (call.value ?? 0n).toString()].join('|');
-}
-
-function summary(doc: TxDoc): TxSummary {
-    return { operationId: doc.id, sender: doc.sender, nonce: doc.nonce, hash: doc.hash ?? doc.attempts.at(-1)!.hash, state: doc.state };
-}
-
-function errorMessage(err: unknown): string {
-    const e = err as { error?: { message?: string }; info?: { error?: { message?: string } }; shortMessage?: string; message?: string };
-    return e?.error?.message ?? e?.info?.error?.message ?? e?.shortMessage ?? e?.message ?? String(err);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
