@@ -8,6 +8,7 @@ import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { errorMessage } from './nodeErrors';
 import { summary, type NonceLeaseDoc, type TxAttempt, type TxDoc, type TxOutcome, type TxSummary } from './records';
 import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
+import { TrackedTransactions, type Mined, type Tracked } from './tracking';
 
 export { InsufficientFunds, type ChainCall, type ChainSender } from './calls';
 export type { NonceLeaseDoc, TxAttempt, TxDoc, TxOutcome, TxState, TxSummary } from './records';
@@ -53,19 +54,6 @@ interface SenderState {
     signer?: AbstractSigner;
 }
 
-interface Tracked {
-    doc: TxDoc;
-    etag?: string;
-    signer?: AbstractSigner;
-    abi?: InterfaceAbi;
-    waiters: { resolve: (o: TxOutcome) => void; reject: (e: unknown) => void }[];
-    lastBroadcast: number;
-    lastAttemptAt: number;
-    mined?: { blockNumber: number; blockHash: string; hash: string; status: number; gasUsed: string; contractAddress?: string };
-    needsLookup: boolean;
-    finalising?: boolean;
-}
-
 interface Receipt {
     transactionHash: string;
     blockNumber: string;
@@ -88,8 +76,7 @@ export class TransactionPipeline {
     readonly #fundsAsked = new Map<string, number>();
     readonly #log?: PipelineLog;
     readonly #senders = new Map<string, SenderState>();
-    readonly #tracked = new Map<string, Tracked>();
-    readonly #byHash = new Map<string, string>();
+    readonly #tracked = new TrackedTransactions(() => this.#schedule());
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     /** Outcomes of the last operations made final here (their records may still be on the way to the store). */
     readonly #settled = new Map<string, { doc: TxDoc; outcome: TxOutcome }>();
@@ -234,7 +221,7 @@ export class TransactionPipeline {
             }
             throw err;
         }
-        const tracked = this.#track(created.item, created.etag, call.from.signer, call.abi, false);
+        const tracked = this.#tracked.track(created.item, created.etag, call.from.signer, call.abi, false);
         await this.#sendInOrder(tracked);
         return summary(created.item);
     }
@@ -248,7 +235,7 @@ export class TransactionPipeline {
             const stored = await this.#txs.read(operationId, operationId);
             if (!stored) throw new AppError(`No transaction for operation ${operationId}`, 404, 'not_found');
             if (stored.item.state !== 'pending') return this.#outcomeOf(stored.item);
-            tracked = this.#track(stored.item, stored.etag, undefined, undefined, true);
+            tracked = this.#tracked.track(stored.item, stored.etag, undefined, undefined, true);
         }
         const t = tracked;
         return new Promise<TxOutcome>((resolve, reject) => {
@@ -302,7 +289,7 @@ export class TransactionPipeline {
         const stored = await this.#txs.read(call.operationId, call.operationId);
         if (!stored) return undefined;
         this.#checkSame(stored.item, sender, call);
-        if (stored.item.state === 'pending') this.#track(stored.item, stored.etag, call.from.signer, call.abi, true);
+        if (stored.item.state === 'pending') this.#tracked.track(stored.item, stored.etag, call.from.signer, call.abi, true);
         return summary(stored.item);
     }
 
@@ -501,7 +488,7 @@ export class TransactionPipeline {
                 if (d.state !== 'pending' || this.#tracked.has(d.id)) continue;
                 const stored = await this.#txs.read(d.id, d.id);
                 if (stored?.item.state === 'pending') {
-                    this.#track(stored.item, stored.etag, state.signer, undefined, true);
+                    this.#tracked.track(stored.item, stored.etag, state.signer, undefined, true);
                     n++;
                 }
             }
@@ -544,31 +531,11 @@ export class TransactionPipeline {
             } catch (err) {
                 this.#log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
             }
-            await this.#broadcast(this.#track(doc, etag, signer, undefined, false));
+            await this.#broadcast(this.#tracked.track(doc, etag, signer, undefined, false));
         })().catch((err: unknown) => this.#log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
     }
 
     // -- tracking ----------------------------------------------------------------
-
-    #track(doc: TxDoc, etag: string | undefined, signer: AbstractSigner | undefined, abi: InterfaceAbi | undefined, needsLookup: boolean): Tracked {
-        const existing = this.#tracked.get(doc.id);
-        if (existing) {
-            existing.signer ??= signer;
-            existing.abi ??= abi;
-            return existing;
-        }
-        const sentAt = Date.parse(doc.attempts.at(-1)!.sentAt);
-        const t: Tracked = { doc, etag, signer, abi, waiters: [], lastBroadcast: needsLookup ? 0 : Date.now(), lastAttemptAt: sentAt, needsLookup };
-        this.#tracked.set(doc.id, t);
-        for (const a of doc.attempts) this.#byHash.set(a.hash, doc.id);
-        this.#schedule();
-        return t;
-    }
-
-    #untrack(t: Tracked): void {
-        this.#tracked.delete(t.doc.id);
-        for (const a of t.doc.attempts) this.#byHash.delete(a.hash);
-    }
 
     /**
      * New transactions are sent a few milliseconds later, together and in nonce order: signed
@@ -702,15 +669,13 @@ export class TransactionPipeline {
             }
         }
         const block = await this.#provider.rpc<{ transactions: string[] } | null>('eth_getBlockByNumber', [tag, false]);
-        const ours = (block?.transactions ?? []).filter((h) => this.#byHash.has(h));
+        const ours = (block?.transactions ?? []).filter((h) => this.#tracked.hasHash(h));
         const receipts = await Promise.all(ours.map((h) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [h])));
         return receipts.filter((r): r is Receipt => r !== null);
     }
 
     #matched(r: Receipt): void {
-        const id = this.#byHash.get(r.transactionHash);
-        if (!id) return;
-        const t = this.#tracked.get(id);
+        const t = this.#tracked.withHash(r.transactionHash);
         if (!t) return;
         t.mined = {
             blockNumber: Number(BigInt(r.blockNumber)),
@@ -777,7 +742,7 @@ export class TransactionPipeline {
      * a time, retried). Until it is, the stored state says pending, which any instance
      * resolves again from the receipt: nothing is lost if this process stops first.
      */
-    async #settle(t: Tracked, mined: NonNullable<Tracked['mined']>): Promise<void> {
+    async #settle(t: Tracked, mined: Mined): Promise<void> {
         let revert: ContractRevert | undefined;
         if (mined.status !== 1) revert = await this.#replayRevert(t.doc, mined.blockNumber, t.abi);
         const doc: TxDoc = {
@@ -791,7 +756,7 @@ export class TransactionPipeline {
             revert: revert ? { name: revert.errorName, args: revert.args } : undefined,
             updatedAt: new Date().toISOString(),
         };
-        this.#untrack(t);
+        this.#tracked.untrack(t);
         const outcome = this.#outcomeOf(doc, revert);
         this.#settled.set(doc.id, { doc, outcome });
         if (this.#settled.size > 10_000) this.#settled.delete(this.#settled.keys().next().value!);
@@ -913,7 +878,7 @@ export class TransactionPipeline {
         const written = await this.#txs.replace(doc, t.etag);
         t.doc = written.item;
         t.etag = written.etag;
-        this.#byHash.set(attempt.hash, t.doc.id);
+        this.#tracked.attempted(t, attempt.hash);
         this.#log?.info({ operationId: t.doc.id, nonce: t.doc.nonce, maxFeePerGas: attempt.maxFeePerGas, attempt: t.doc.attempts.length }, 'chain: stuck transaction replaced with higher fees');
         await this.#broadcast(t);
     }
