@@ -5,6 +5,7 @@ import { AppError, Conflict, Invalid, isUnreachable, Unavailable } from '../../e
 import type { FailoverProvider } from '../provider';
 import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
 import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
+import { FeePolicy } from './fees';
 import { errorMessage } from './nodeErrors';
 import { summary, type NonceLeaseDoc, type TxAttempt, type TxDoc, type TxOutcome, type TxSummary } from './records';
 import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
@@ -77,6 +78,7 @@ export class TransactionPipeline {
     readonly #log?: PipelineLog;
     readonly #senders = new Map<string, SenderState>();
     readonly #tracked = new TrackedTransactions(() => this.#schedule());
+    readonly #fees: FeePolicy;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     /** Outcomes of the last operations made final here (their records may still be on the way to the store). */
     readonly #settled = new Map<string, { doc: TxDoc; outcome: TxOutcome }>();
@@ -86,7 +88,6 @@ export class TransactionPipeline {
     readonly #outbox: { t: Tracked; done: () => void }[] = [];
     /** Block hashes read in the current poll. */
     readonly #seen = new Map<number, string>();
-    #fees?: { at: number; value: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint; head: number }> };
     #timer?: NodeJS.Timeout;
     #polling = false;
     #lastSubmitAt = 0;
@@ -103,6 +104,7 @@ export class TransactionPipeline {
         this.#log = opts.log;
         this.#onInsufficientFunds = opts.onInsufficientFunds;
         this.#opts = settingsFrom(opts);
+        this.#fees = new FeePolicy(provider, this.#opts, opts.log);
     }
 
     /**
@@ -147,7 +149,7 @@ export class TransactionPipeline {
         const [storedR, gasR, feesR] = await Promise.allSettled([
             leased ? Promise.resolve(undefined) : this.#existing(call, sender),
             call.gasLimit ?? this.#estimate(sender, to, call.data, value, abis),
-            this.#feeData(),
+            this.#fees.current(),
         ]);
         if (storedR.status === 'rejected') throw storedR.reason;
         if (storedR.value) return storedR.value;
@@ -330,32 +332,6 @@ export class TransactionPipeline {
         }
     }
 
-    /** Current fees, shared for a second: base fee × 2 + tip, capped. */
-    #feeData(): Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint; head: number }> {
-        const now = Date.now();
-        if (this.#fees && now - this.#fees.at < 1000) return this.#fees.value;
-        const value = (async () => {
-            const [block, tipHex] = await Promise.all([
-                this.#provider.rpc<{ number: string; baseFeePerGas?: string }>('eth_getBlockByNumber', ['latest', false]),
-                this.#provider.rpc<string>('eth_maxPriorityFeePerGas').catch(() => '0x0'),
-            ]);
-            const cap = this.#opts.maxFeePerGasCap;
-            let tip = BigInt(tipHex);
-            if (tip < this.#opts.minPriorityFeePerGas) tip = this.#opts.minPriorityFeePerGas;
-            if (tip > cap) tip = cap;
-            const base = BigInt(block.baseFeePerGas ?? '0x0');
-            let maxFee = base * 2n + tip;
-            if (maxFee > cap) maxFee = cap;
-            if (base + tip > cap) this.#log?.warn({ baseFee: base.toString(), cap: cap.toString() }, 'chain: the base fee is above the fee cap; transactions wait until it falls');
-            return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip, head: Number(BigInt(block.number)) };
-        })();
-        this.#fees = { at: now, value };
-        value.catch(() => {
-            if (this.#fees?.value === value) this.#fees = undefined;
-        });
-        return value;
-    }
-
     // -- nonce leases ------------------------------------------------------------
 
     async #lease(sender: string, signer: AbstractSigner): Promise<SenderState> {
@@ -505,7 +481,7 @@ export class TransactionPipeline {
         this.#log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
         if (!signer) return;
         void (async () => {
-            const fees = await this.#feeData();
+            const fees = await this.#fees.current();
             const tx: TransactionRequest = { type: 2, chainId: this.#opts.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
             const raw = await signer.signTransaction(tx);
             const now = new Date().toISOString();
@@ -844,19 +820,10 @@ export class TransactionPipeline {
     }
 
     async #replace(t: Tracked): Promise<void> {
-        const last = t.doc.attempts.at(-1)!;
-        const fees = await this.#feeData();
-        const cap = this.#opts.maxFeePerGasCap;
-        const bump = (v: bigint) => (v * 1125n) / 1000n + 1n;
-        let tip = bump(BigInt(last.maxPriorityFeePerGas));
-        if (fees.maxPriorityFeePerGas > tip) tip = fees.maxPriorityFeePerGas;
-        let maxFee = bump(BigInt(last.maxFeePerGas));
-        if (fees.maxFeePerGas > maxFee) maxFee = fees.maxFeePerGas;
-        if (maxFee > cap) maxFee = cap;
-        if (tip > maxFee) tip = maxFee;
+        const fees = await this.#fees.replacing(t.doc.attempts.at(-1)!);
         t.lastAttemptAt = Date.now();
-        if (maxFee <= BigInt(last.maxFeePerGas) || tip < bump(BigInt(last.maxPriorityFeePerGas)) - 1n) {
-            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, cap: cap.toString() }, 'chain: a stuck transaction is at the fee cap; it is re-sent as it is');
+        if (!fees) {
+            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, cap: this.#opts.maxFeePerGasCap.toString() }, 'chain: a stuck transaction is at the fee cap; it is re-sent as it is');
             await this.#broadcast(t);
             return;
         }
@@ -868,11 +835,11 @@ export class TransactionPipeline {
             data: t.doc.data,
             value: BigInt(t.doc.value),
             gasLimit: BigInt(t.doc.gasLimit),
-            maxFeePerGas: maxFee,
-            maxPriorityFeePerGas: tip,
+            maxFeePerGas: fees.maxFeePerGas,
+            maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
         };
         const raw = await t.signer!.signTransaction(tx);
-        const attempt: TxAttempt = { hash: keccak256(raw), raw, maxFeePerGas: maxFee.toString(), maxPriorityFeePerGas: tip.toString(), sentAt: new Date().toISOString() };
+        const attempt: TxAttempt = { hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
         // Stored before it is sent: whichever attempt is mined, the operation knows it.
         const doc: TxDoc = { ...t.doc, attempts: [...t.doc.attempts, attempt], updatedAt: attempt.sentAt };
         const written = await this.#txs.replace(doc, t.etag);
