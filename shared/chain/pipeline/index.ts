@@ -4,6 +4,7 @@ import type { Repository } from '../../documents/repository';
 import { AppError, Conflict, Invalid, isUnreachable, Unavailable } from '../../errors';
 import type { FailoverProvider } from '../provider';
 import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
+import { Broadcaster } from './broadcast';
 import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { FeePolicy } from './fees';
 import { errorMessage } from './nodeErrors';
@@ -72,20 +73,17 @@ export class TransactionPipeline {
     readonly #txs: Repository<TxDoc>;
     readonly #leases: Repository<NonceLeaseDoc>;
     readonly #opts: PipelineSettings;
-    readonly #onInsufficientFunds?: (sender: string) => Promise<void>;
-    /** When each sender's lack of funds was last reported. */
-    readonly #fundsAsked = new Map<string, number>();
     readonly #log?: PipelineLog;
     readonly #senders = new Map<string, SenderState>();
     readonly #tracked = new TrackedTransactions(() => this.#schedule());
     readonly #fees: FeePolicy;
+    readonly #broadcaster: Broadcaster;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     /** Outcomes of the last operations made final here (their records may still be on the way to the store). */
     readonly #settled = new Map<string, { doc: TxDoc; outcome: TxOutcome }>();
     readonly #writeBehind: { doc: TxDoc; etag?: string; tries: number }[] = [];
     readonly #drained: (() => void)[] = [];
     #writing = 0;
-    readonly #outbox: { t: Tracked; done: () => void }[] = [];
     /** Block hashes read in the current poll. */
     readonly #seen = new Map<number, string>();
     #timer?: NodeJS.Timeout;
@@ -102,9 +100,9 @@ export class TransactionPipeline {
         this.#leases = stores.leases;
         this.instanceId = opts.instanceId ?? `pipeline-${randomUUID()}`;
         this.#log = opts.log;
-        this.#onInsufficientFunds = opts.onInsufficientFunds;
         this.#opts = settingsFrom(opts);
         this.#fees = new FeePolicy(provider, this.#opts, opts.log);
+        this.#broadcaster = new Broadcaster(provider, this.#tracked, this.#opts, opts.log, opts.onInsufficientFunds);
     }
 
     /**
@@ -224,7 +222,7 @@ export class TransactionPipeline {
             throw err;
         }
         const tracked = this.#tracked.track(created.item, created.etag, call.from.signer, call.abi, false);
-        await this.#sendInOrder(tracked);
+        await this.#broadcaster.sendInOrder(tracked);
         return summary(created.item);
     }
 
@@ -507,62 +505,11 @@ export class TransactionPipeline {
             } catch (err) {
                 this.#log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
             }
-            await this.#broadcast(this.#tracked.track(doc, etag, signer, undefined, false));
+            await this.#broadcaster.broadcast(this.#tracked.track(doc, etag, signer, undefined, false));
         })().catch((err: unknown) => this.#log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
     }
 
     // -- tracking ----------------------------------------------------------------
-
-    /**
-     * New transactions are sent a few milliseconds later, together and in nonce order: signed
-     * concurrently, they are ready in any order, and a node takes a sender's transactions
-     * fastest when they arrive in order (no future-nonce queue to reshuffle).
-     */
-    #sendInOrder(t: Tracked): Promise<void> {
-        return new Promise((resolve) => {
-            this.#outbox.push({ t, done: resolve });
-            if (this.#outbox.length === 1) {
-                setTimeout(() => {
-                    const batch = this.#outbox.splice(0).sort((a, b) => a.t.doc.sender.localeCompare(b.t.doc.sender) || a.t.doc.nonce - b.t.doc.nonce);
-                    for (const { t: item, done } of batch) void this.#broadcast(item).then(done);
-                }, 3);
-            }
-        });
-    }
-
-    async #broadcast(t: Tracked): Promise<void> {
-        const attempt = t.doc.attempts.at(-1)!;
-        t.lastBroadcast = Date.now();
-        try {
-            await this.#provider.rpc('eth_sendRawTransaction', [attempt.raw]);
-        } catch (err) {
-            const message = errorMessage(err);
-            // Known to the node already, or mined already: the receipt will tell.
-            if (/already known|known transaction|already imported|nonce too low|replacement transaction underpriced/i.test(message)) {
-                if (/nonce too low/i.test(message)) t.needsLookup = true;
-                return;
-            }
-            if (/insufficient funds/i.test(message)) this.#askForFunds(t.doc.sender);
-            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, err: message }, 'chain: broadcast failed; it will be re-sent');
-        }
-    }
-
-    /** Reports a sender short of funds to `onInsufficientFunds`, once per interval (its failure is logged; the re-sends go on). */
-    #askForFunds(sender: string): void {
-        if (!this.#onInsufficientFunds) return;
-        const key = sender.toLowerCase();
-        const now = Date.now();
-        if (now - (this.#fundsAsked.get(key) ?? -Infinity) < this.#opts.fundsRequestIntervalMs) return;
-        this.#fundsAsked.set(key, now);
-        this.#log?.info({ sender }, 'chain: the node refused a transaction for insufficient funds; asking for funds');
-        this.#onInsufficientFunds(sender).then(
-            () => {
-                // Funded (or on the way): re-send at the next poll rather than after the usual pause.
-                for (const t of this.#tracked.values()) if (t.doc.sender.toLowerCase() === key && !t.mined) t.lastBroadcast = 0;
-            },
-            (err: unknown) => this.#log?.warn({ sender, err: errorMessage(err) }, 'chain: asking for funds failed; the transaction is re-sent meanwhile'),
-        );
-    }
 
     #schedule(): void {
         if (this.#timer || this.#closed) return;
@@ -814,7 +761,7 @@ export class TransactionPipeline {
             if (t.signer && now - t.lastAttemptAt > this.#opts.replaceAfterMs) {
                 await this.#replace(t).catch((err: unknown) => this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: replacing a stuck transaction failed'));
             } else if (now - t.lastBroadcast > this.#opts.rebroadcastAfterMs) {
-                await this.#broadcast(t);
+                await this.#broadcaster.broadcast(t);
             }
         }
     }
@@ -824,7 +771,7 @@ export class TransactionPipeline {
         t.lastAttemptAt = Date.now();
         if (!fees) {
             this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, cap: this.#opts.maxFeePerGasCap.toString() }, 'chain: a stuck transaction is at the fee cap; it is re-sent as it is');
-            await this.#broadcast(t);
+            await this.#broadcaster.broadcast(t);
             return;
         }
         const tx: TransactionRequest = {
@@ -847,7 +794,7 @@ export class TransactionPipeline {
         t.etag = written.etag;
         this.#tracked.attempted(t, attempt.hash);
         this.#log?.info({ operationId: t.doc.id, nonce: t.doc.nonce, maxFeePerGas: attempt.maxFeePerGas, attempt: t.doc.attempts.length }, 'chain: stuck transaction replaced with higher fees');
-        await this.#broadcast(t);
+        await this.#broadcaster.broadcast(t);
     }
 
     async #releaseIdle(): Promise<void> {
