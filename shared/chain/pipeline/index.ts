@@ -8,9 +8,10 @@ import { Broadcaster } from './broadcast';
 import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { FeePolicy } from './fees';
 import { errorMessage } from './nodeErrors';
+import { Outcomes } from './outcomes';
 import { summary, type NonceLeaseDoc, type TxAttempt, type TxDoc, type TxOutcome, type TxSummary } from './records';
 import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
-import { TrackedTransactions, type Mined, type Tracked } from './tracking';
+import { TrackedTransactions, type Tracked } from './tracking';
 
 export { InsufficientFunds, type ChainCall, type ChainSender } from './calls';
 export type { NonceLeaseDoc, TxAttempt, TxDoc, TxOutcome, TxState, TxSummary } from './records';
@@ -78,12 +79,8 @@ export class TransactionPipeline {
     readonly #tracked = new TrackedTransactions(() => this.#schedule());
     readonly #fees: FeePolicy;
     readonly #broadcaster: Broadcaster;
+    readonly #outcomes: Outcomes;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
-    /** Outcomes of the last operations made final here (their records may still be on the way to the store). */
-    readonly #settled = new Map<string, { doc: TxDoc; outcome: TxOutcome }>();
-    readonly #writeBehind: { doc: TxDoc; etag?: string; tries: number }[] = [];
-    readonly #drained: (() => void)[] = [];
-    #writing = 0;
     /** Block hashes read in the current poll. */
     readonly #seen = new Map<number, string>();
     #timer?: NodeJS.Timeout;
@@ -103,6 +100,7 @@ export class TransactionPipeline {
         this.#opts = settingsFrom(opts);
         this.#fees = new FeePolicy(provider, this.#opts, opts.log);
         this.#broadcaster = new Broadcaster(provider, this.#tracked, this.#opts, opts.log, opts.onInsufficientFunds);
+        this.#outcomes = new Outcomes(provider, stores.transactions, this.#tracked, this.#opts, opts.log);
     }
 
     /**
@@ -132,7 +130,7 @@ export class TransactionPipeline {
 
         const known = this.#tracked.get(call.operationId);
         if (known) return this.#checkSame(known.doc, sender, call);
-        const settled = this.#settled.get(call.operationId);
+        const settled = this.#outcomes.recent(call.operationId);
         if (settled) return this.#checkSame(settled.doc, sender, call);
 
         // While this instance leases the sender, a new operation is the common case: no read first; the
@@ -227,37 +225,8 @@ export class TransactionPipeline {
     }
 
     /** Resolves when the operation's transaction is final: confirmed, or reverted (with the decoded error). */
-    async wait(operationId: string, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
-        let tracked = this.#tracked.get(operationId);
-        const settled = this.#settled.get(operationId);
-        if (!tracked && settled) return settled.outcome;
-        if (!tracked) {
-            const stored = await this.#txs.read(operationId, operationId);
-            if (!stored) throw new AppError(`No transaction for operation ${operationId}`, 404, 'not_found');
-            if (stored.item.state !== 'pending') return this.#outcomeOf(stored.item);
-            tracked = this.#tracked.track(stored.item, stored.etag, undefined, undefined, true);
-        }
-        const t = tracked;
-        return new Promise<TxOutcome>((resolve, reject) => {
-            let timer: NodeJS.Timeout | undefined;
-            const waiter = {
-                resolve: (o: TxOutcome) => {
-                    clearTimeout(timer);
-                    resolve(o);
-                },
-                reject: (e: unknown) => {
-                    clearTimeout(timer);
-                    reject(e);
-                },
-            };
-            t.waiters.push(waiter);
-            if (opts.timeoutMs) {
-                timer = setTimeout(() => {
-                    t.waiters.splice(t.waiters.indexOf(waiter), 1);
-                    reject(new Unavailable(`The transaction of ${operationId} is not final after ${opts.timeoutMs} ms (it stays tracked)`));
-                }, opts.timeoutMs);
-            }
-        });
+    wait(operationId: string, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
+        return this.#outcomes.wait(operationId, opts);
     }
 
     /** `submit` then `wait`. */
@@ -651,7 +620,7 @@ export class TransactionPipeline {
                 }
                 t.finalising = true;
                 try {
-                    await this.#settle(t, mined);
+                    await this.#outcomes.settle(t, mined);
                 } catch (err) {
                     t.finalising = false;
                     this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
@@ -660,97 +629,9 @@ export class TransactionPipeline {
         );
     }
 
-    /**
-     * Final: the waiters get the outcome now; the record is written behind (a few writes at
-     * a time, retried). Until it is, the stored state says pending, which any instance
-     * resolves again from the receipt: nothing is lost if this process stops first.
-     */
-    async #settle(t: Tracked, mined: Mined): Promise<void> {
-        let revert: ContractRevert | undefined;
-        if (mined.status !== 1) revert = await this.#replayRevert(t.doc, mined.blockNumber, t.abi);
-        const doc: TxDoc = {
-            ...t.doc,
-            state: mined.status === 1 ? 'confirmed' : 'reverted',
-            hash: mined.hash,
-            blockNumber: mined.blockNumber,
-            blockHash: mined.blockHash,
-            gasUsed: mined.gasUsed,
-            contractAddress: mined.contractAddress,
-            revert: revert ? { name: revert.errorName, args: revert.args } : undefined,
-            updatedAt: new Date().toISOString(),
-        };
-        this.#tracked.untrack(t);
-        const outcome = this.#outcomeOf(doc, revert);
-        this.#settled.set(doc.id, { doc, outcome });
-        if (this.#settled.size > 10_000) this.#settled.delete(this.#settled.keys().next().value!);
-        this.#writeBehind.push({ doc, etag: t.etag, tries: 0 });
-        void this.#drainWrites();
-        for (const w of t.waiters) w.resolve(outcome);
-    }
-
-    /** Writes final records, a few at a time; a conflict means another instance wrote first, or an attempt was added. */
-    async #drainWrites(): Promise<void> {
-        while (this.#writeBehind.length && this.#writing < 4) {
-            const job = this.#writeBehind.shift()!;
-            this.#writing++;
-            const done = (async () => {
-                try {
-                    await this.#txs.replace(job.doc, job.etag);
-                } catch (err) {
-                    if (err instanceof Conflict) {
-                        const current = await this.#txs.read(job.doc.id, job.doc.id);
-                        if (current && current.item.state === 'pending') {
-                            const attempts = current.item.attempts.length > job.doc.attempts.length ? current.item.attempts : job.doc.attempts;
-                            this.#writeBehind.push({ doc: { ...job.doc, attempts }, etag: current.etag, tries: job.tries + 1 });
-                        }
-                        return;
-                    }
-                    if (job.tries < 20) {
-                        this.#log?.warn({ operationId: job.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
-                        setTimeout(() => {
-                            this.#writeBehind.push({ ...job, tries: job.tries + 1 });
-                            void this.#drainWrites();
-                        }, Math.min(30_000, 200 * 2 ** job.tries)).unref();
-                    } else {
-                        this.#log?.error({ operationId: job.doc.id }, 'chain: gave up recording a final transaction; it stays pending in the store and is resolved from its receipt when asked');
-                    }
-                }
-            })().finally(() => {
-                this.#writing--;
-                if (this.#writeBehind.length) void this.#drainWrites();
-                else if (this.#writing === 0) for (const r of this.#drained.splice(0)) r();
-            });
-            void done;
-        }
-    }
-
     /** Resolves when every final record so far is written (or given up on). */
     flushed(): Promise<void> {
-        if (this.#writing === 0 && this.#writeBehind.length === 0) return Promise.resolve();
-        return new Promise((resolve) => this.#drained.push(resolve));
-    }
-
-    /**
-     * A receipt has no revert data: the call is replayed to get it, on the state before its
-     * block, else after it, else now (nodes that keep little history answer only recent states).
-     */
-    async #replayRevert(doc: TxDoc, blockNumber: number, abi?: InterfaceAbi): Promise<ContractRevert> {
-        const abis = abi ? [abi, ...this.#opts.abis] : this.#opts.abis;
-        const call = { from: doc.sender, ...(doc.to ? { to: doc.to } : {}), data: doc.data, value: '0x' + BigInt(doc.value).toString(16), gas: '0x' + BigInt(doc.gasLimit).toString(16) };
-        for (const tag of ['0x' + Math.max(0, blockNumber - 1).toString(16), '0x' + blockNumber.toString(16), 'latest']) {
-            try {
-                await this.#provider.rpc('eth_call', [call, tag]);
-            } catch (err) {
-                const decoded = decodeRevert(revertDataOf(err), abis);
-                if (decoded) return decoded;
-            }
-        }
-        return new ContractRevert('UnknownError', { reason: 'the transaction reverted; replaying it did not reproduce the error (out of gas, or state changed since)' }, '0x');
-    }
-
-    #outcomeOf(doc: TxDoc, revert?: ContractRevert): TxOutcome {
-        const r = revert ?? (doc.revert ? new ContractRevert(doc.revert.name, doc.revert.args as ContractRevert['args'], '0x') : undefined);
-        return { ...summary(doc), state: doc.state as 'confirmed' | 'reverted', hash: doc.hash!, blockNumber: doc.blockNumber!, blockHash: doc.blockHash!, gasUsed: doc.gasUsed!, contractAddress: doc.contractAddress, revert: r };
+        return this.#outcomes.flushed();
     }
 
     /** Unmined transactions: re-sent now and then, replaced with higher fees when stuck. */
