@@ -9,6 +9,7 @@ import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { FeePolicy } from './fees';
 import { errorMessage } from './nodeErrors';
 import { Outcomes } from './outcomes';
+import { ReceiptWatch } from './receipts';
 import { summary, type NonceLeaseDoc, type TxAttempt, type TxDoc, type TxOutcome, type TxSummary } from './records';
 import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
 import { TrackedTransactions, type Tracked } from './tracking';
@@ -57,15 +58,6 @@ interface SenderState {
     signer?: AbstractSigner;
 }
 
-interface Receipt {
-    transactionHash: string;
-    blockNumber: string;
-    blockHash: string;
-    status: string;
-    gasUsed: string;
-    contractAddress?: string | null;
-}
-
 const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
 
 export class TransactionPipeline {
@@ -80,16 +72,12 @@ export class TransactionPipeline {
     readonly #fees: FeePolicy;
     readonly #broadcaster: Broadcaster;
     readonly #outcomes: Outcomes;
+    readonly #receipts: ReceiptWatch;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
-    /** Block hashes read in the current poll. */
-    readonly #seen = new Map<number, string>();
     #timer?: NodeJS.Timeout;
     #polling = false;
     #lastSubmitAt = 0;
-    #head = -1;
-    #scanned = -1;
     #closed = false;
-    #getBlockReceipts = true;
 
     constructor(provider: FailoverProvider, stores: { transactions: Repository<TxDoc>; leases: Repository<NonceLeaseDoc> }, opts: PipelineOptions) {
         this.#provider = provider;
@@ -101,6 +89,7 @@ export class TransactionPipeline {
         this.#fees = new FeePolicy(provider, this.#opts, opts.log);
         this.#broadcaster = new Broadcaster(provider, this.#tracked, this.#opts, opts.log, opts.onInsufficientFunds);
         this.#outcomes = new Outcomes(provider, stores.transactions, this.#tracked, this.#opts, opts.log);
+        this.#receipts = new ReceiptWatch(provider, this.#tracked, this.#outcomes, this.#opts, opts.log);
     }
 
     /**
@@ -167,7 +156,7 @@ export class TransactionPipeline {
         }
         const state = await this.#lease(sender, call.from.signer);
         // Receipts are matched block by block from here on (the fee data's head, a second old at most).
-        if (this.#scanned < 0) this.#scanned = fees.head - 1;
+        this.#receipts.startAt(fees.head);
 
         // Synchronous from the lease check to the assignment: one nonce, one operation.
         const nonce = state.free.length ? state.free.shift()! : state.next++;
@@ -500,133 +489,16 @@ export class TransactionPipeline {
         try {
             await this.#releaseIdle();
             if (this.#tracked.size === 0) {
-                // Nothing to watch: the next submission sets where scanning starts.
-                this.#scanned = -1;
+                this.#receipts.idle();
                 return;
             }
-            const head = Number(BigInt(await this.#provider.rpc<string>('eth_blockNumber')));
-            if (this.#head >= 0 && head < this.#head) {
-                // The node went back (restarted from an older state, or a reorg): nothing mined above head stands.
-                this.#log?.warn({ from: this.#head, to: head }, 'chain: the head went back; re-checking transactions');
-                for (const t of this.#tracked.values()) {
-                    if (t.mined && t.mined.blockNumber > head) t.mined = undefined;
-                    t.needsLookup = true;
-                    t.lastBroadcast = 0;
-                }
-                this.#scanned = Math.min(this.#scanned, head);
-            }
-            this.#head = head;
-            this.#seen.clear();
-            if (this.#scanned < 0) this.#scanned = head - 1;
-            await this.#scan(head);
-            await this.#lookups();
-            await this.#finalise(head);
+            await this.#receipts.check();
             await this.#resend();
         } catch (err) {
             this.#log?.warn({ err: errorMessage(err) }, 'chain: polling failed; retrying');
         } finally {
             this.#polling = false;
         }
-    }
-
-    /** New blocks' receipts, matched against the transactions being watched. */
-    async #scan(head: number): Promise<void> {
-        const from = this.#scanned + 1;
-        if (from > head) return;
-        // Far behind (e.g. after a long pause): look pending transactions up one by one instead.
-        if (head - from > 5000) {
-            for (const t of this.#tracked.values()) if (!t.mined) t.needsLookup = true;
-            this.#scanned = head;
-            return;
-        }
-        const numbers = Array.from({ length: head - from + 1 }, (_, i) => from + i);
-        const blocks = await Promise.all(numbers.map((n) => this.#receiptsOf(n)));
-        for (const receipts of blocks) {
-            for (const r of receipts) {
-                this.#seen.set(Number(BigInt(r.blockNumber)), r.blockHash);
-                this.#matched(r);
-            }
-        }
-        this.#scanned = head;
-    }
-
-    async #receiptsOf(n: number): Promise<Receipt[]> {
-        const tag = '0x' + n.toString(16);
-        if (this.#getBlockReceipts) {
-            try {
-                return (await this.#provider.rpc<Receipt[] | null>('eth_getBlockReceipts', [tag])) ?? [];
-            } catch (err) {
-                if (!/not (found|supported|available)|does not exist|unknown method/i.test(errorMessage(err))) throw err;
-                this.#getBlockReceipts = false;
-            }
-        }
-        const block = await this.#provider.rpc<{ transactions: string[] } | null>('eth_getBlockByNumber', [tag, false]);
-        const ours = (block?.transactions ?? []).filter((h) => this.#tracked.hasHash(h));
-        const receipts = await Promise.all(ours.map((h) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [h])));
-        return receipts.filter((r): r is Receipt => r !== null);
-    }
-
-    #matched(r: Receipt): void {
-        const t = this.#tracked.withHash(r.transactionHash);
-        if (!t) return;
-        t.mined = {
-            blockNumber: Number(BigInt(r.blockNumber)),
-            blockHash: r.blockHash,
-            hash: r.transactionHash,
-            status: Number(BigInt(r.status)),
-            gasUsed: BigInt(r.gasUsed).toString(),
-            contractAddress: r.contractAddress ? getAddress(r.contractAddress) : undefined,
-        };
-        t.needsLookup = false;
-    }
-
-    /** Receipts by hash for transactions whose blocks were not scanned (adopted, or after the node went back). */
-    async #lookups(): Promise<void> {
-        const todo = [...this.#tracked.values()].filter((t) => t.needsLookup && !t.mined);
-        await Promise.all(
-            todo.map(async (t) => {
-                const receipts = await Promise.all(t.doc.attempts.map((a) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [a.hash])));
-                const r = receipts.find((x) => x !== null);
-                if (r) this.#matched(r);
-                else t.needsLookup = false;
-            }),
-        );
-    }
-
-    /** Transactions deep enough, whose block is still on the chain, become final. */
-    async #finalise(head: number): Promise<void> {
-        const ready = [...this.#tracked.values()].filter((t) => t.mined && !t.finalising && head - t.mined.blockNumber + 1 >= this.#opts.confirmations);
-        if (ready.length === 0) return;
-        const heights = [...new Set(ready.map((t) => t.mined!.blockNumber))];
-        const hashes = new Map<number, string | undefined>();
-        // One block deep and read in this very poll: its hash is the chain's now. Deeper: ask again.
-        const fresh = this.#opts.confirmations === 1 ? heights.filter((n) => this.#seen.has(n)) : [];
-        for (const n of fresh) hashes.set(n, this.#seen.get(n));
-        await Promise.all(
-            heights.filter((n) => !hashes.has(n)).map(async (n) => {
-                const b = await this.#provider.rpc<{ hash: string } | null>('eth_getBlockByNumber', ['0x' + n.toString(16), false]);
-                hashes.set(n, b?.hash);
-            }),
-        );
-        await Promise.all(
-            ready.map(async (t) => {
-                const mined = t.mined!;
-                if (hashes.get(mined.blockNumber) !== mined.blockHash) {
-                    this.#log?.warn({ operationId: t.doc.id, block: mined.blockNumber }, 'chain: the block of a mined transaction left the chain; back to pending');
-                    t.mined = undefined;
-                    t.needsLookup = true;
-                    t.lastBroadcast = 0;
-                    return;
-                }
-                t.finalising = true;
-                try {
-                    await this.#outcomes.settle(t, mined);
-                } catch (err) {
-                    t.finalising = false;
-                    this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
-                }
-            }),
-        );
     }
 
     /** Resolves when every final record so far is written (or given up on). */
