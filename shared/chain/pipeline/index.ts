@@ -10,9 +10,10 @@ import { FeePolicy } from './fees';
 import { errorMessage } from './nodeErrors';
 import { Outcomes } from './outcomes';
 import { ReceiptWatch } from './receipts';
-import { summary, type NonceLeaseDoc, type TxAttempt, type TxDoc, type TxOutcome, type TxSummary } from './records';
+import { summary, type NonceLeaseDoc, type TxDoc, type TxOutcome, type TxSummary } from './records';
+import { Resender } from './resend';
 import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
-import { TrackedTransactions, type Tracked } from './tracking';
+import { TrackedTransactions } from './tracking';
 
 export { InsufficientFunds, type ChainCall, type ChainSender } from './calls';
 export type { NonceLeaseDoc, TxAttempt, TxDoc, TxOutcome, TxState, TxSummary } from './records';
@@ -73,6 +74,7 @@ export class TransactionPipeline {
     readonly #broadcaster: Broadcaster;
     readonly #outcomes: Outcomes;
     readonly #receipts: ReceiptWatch;
+    readonly #resender: Resender;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     #timer?: NodeJS.Timeout;
     #polling = false;
@@ -90,6 +92,7 @@ export class TransactionPipeline {
         this.#broadcaster = new Broadcaster(provider, this.#tracked, this.#opts, opts.log, opts.onInsufficientFunds);
         this.#outcomes = new Outcomes(provider, stores.transactions, this.#tracked, this.#opts, opts.log);
         this.#receipts = new ReceiptWatch(provider, this.#tracked, this.#outcomes, this.#opts, opts.log);
+        this.#resender = new Resender(stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
     }
 
     /**
@@ -493,7 +496,7 @@ export class TransactionPipeline {
                 return;
             }
             await this.#receipts.check();
-            await this.#resend();
+            await this.#resender.resend();
         } catch (err) {
             this.#log?.warn({ err: errorMessage(err) }, 'chain: polling failed; retrying');
         } finally {
@@ -504,50 +507,6 @@ export class TransactionPipeline {
     /** Resolves when every final record so far is written (or given up on). */
     flushed(): Promise<void> {
         return this.#outcomes.flushed();
-    }
-
-    /** Unmined transactions: re-sent now and then, replaced with higher fees when stuck. */
-    async #resend(): Promise<void> {
-        const now = Date.now();
-        const due = [...this.#tracked.values()].filter((t) => !t.mined).sort((a, b) => a.doc.nonce - b.doc.nonce);
-        for (const t of due) {
-            if (t.signer && now - t.lastAttemptAt > this.#opts.replaceAfterMs) {
-                await this.#replace(t).catch((err: unknown) => this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: replacing a stuck transaction failed'));
-            } else if (now - t.lastBroadcast > this.#opts.rebroadcastAfterMs) {
-                await this.#broadcaster.broadcast(t);
-            }
-        }
-    }
-
-    async #replace(t: Tracked): Promise<void> {
-        const fees = await this.#fees.replacing(t.doc.attempts.at(-1)!);
-        t.lastAttemptAt = Date.now();
-        if (!fees) {
-            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, cap: this.#opts.maxFeePerGasCap.toString() }, 'chain: a stuck transaction is at the fee cap; it is re-sent as it is');
-            await this.#broadcaster.broadcast(t);
-            return;
-        }
-        const tx: TransactionRequest = {
-            type: 2,
-            chainId: t.doc.chainId,
-            nonce: t.doc.nonce,
-            to: t.doc.to,
-            data: t.doc.data,
-            value: BigInt(t.doc.value),
-            gasLimit: BigInt(t.doc.gasLimit),
-            maxFeePerGas: fees.maxFeePerGas,
-            maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
-        };
-        const raw = await t.signer!.signTransaction(tx);
-        const attempt: TxAttempt = { hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
-        // Stored before it is sent: whichever attempt is mined, the operation knows it.
-        const doc: TxDoc = { ...t.doc, attempts: [...t.doc.attempts, attempt], updatedAt: attempt.sentAt };
-        const written = await this.#txs.replace(doc, t.etag);
-        t.doc = written.item;
-        t.etag = written.etag;
-        this.#tracked.attempted(t, attempt.hash);
-        this.#log?.info({ operationId: t.doc.id, nonce: t.doc.nonce, maxFeePerGas: attempt.maxFeePerGas, attempt: t.doc.attempts.length }, 'chain: stuck transaction replaced with higher fees');
-        await this.#broadcaster.broadcast(t);
     }
 
     async #releaseIdle(): Promise<void> {
