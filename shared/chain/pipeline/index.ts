@@ -7,6 +7,7 @@ import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
 import { Broadcaster } from './broadcast';
 import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { FeePolicy } from './fees';
+import { NonceHoles, type SenderNonces } from './nonceHoles';
 import { errorMessage } from './nodeErrors';
 import { Outcomes } from './outcomes';
 import { ReceiptWatch } from './receipts';
@@ -44,11 +45,7 @@ export type { PipelineLog, PipelineOptions } from './settings';
  *   reverted (status 0).
  */
 
-interface SenderState {
-    key: string;
-    /** Nonces assigned but not used (returned to the pool), lowest first. */
-    free: number[];
-    address: string;
+interface SenderState extends SenderNonces {
     owner: boolean;
     leaseUntil: number;
     etag?: string;
@@ -56,7 +53,6 @@ interface SenderState {
     lastUse: number;
     acquiring?: Promise<void>;
     renewing?: Promise<void>;
-    signer?: AbstractSigner;
 }
 
 const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
@@ -75,6 +71,7 @@ export class TransactionPipeline {
     readonly #outcomes: Outcomes;
     readonly #receipts: ReceiptWatch;
     readonly #resender: Resender;
+    readonly #holes: NonceHoles;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     #timer?: NodeJS.Timeout;
     #polling = false;
@@ -93,6 +90,7 @@ export class TransactionPipeline {
         this.#outcomes = new Outcomes(provider, stores.transactions, this.#tracked, this.#opts, opts.log);
         this.#receipts = new ReceiptWatch(provider, this.#tracked, this.#outcomes, this.#opts, opts.log);
         this.#resender = new Resender(stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
+        this.#holes = new NonceHoles(provider, stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
     }
 
     /**
@@ -180,7 +178,7 @@ export class TransactionPipeline {
         try {
             raw = await call.from.signer.signTransaction(tx);
         } catch (err) {
-            this.#unused(state, nonce, 'signing failed');
+            this.#holes.unused(state, nonce, 'signing failed');
             throw err;
         }
         const now = new Date().toISOString();
@@ -204,7 +202,7 @@ export class TransactionPipeline {
         try {
             created = await this.#txs.create(doc);
         } catch (err) {
-            this.#unused(state, nonce, err instanceof Conflict ? 'the operation was already submitted' : 'storing failed');
+            this.#holes.unused(state, nonce, err instanceof Conflict ? 'the operation was already submitted' : 'storing failed');
             if (err instanceof Conflict) {
                 const existing = await this.#existing(call, sender);
                 if (existing) return existing;
@@ -252,21 +250,6 @@ export class TransactionPipeline {
         this.#checkSame(stored.item, sender, call);
         if (stored.item.state === 'pending') this.#tracked.track(stored.item, stored.etag, call.from.signer, call.abi, true);
         return summary(stored.item);
-    }
-
-    /**
-     * A nonce assigned but not used: the next submission takes it. If none comes soon, a 0-value
-     * transfer to self fills it, so later transactions are not stuck behind the gap.
-     */
-    #unused(state: SenderState, nonce: number, why: string): void {
-        state.free.push(nonce);
-        state.free.sort((a, b) => a - b);
-        setTimeout(() => {
-            const i = state.free.indexOf(nonce);
-            if (i < 0) return;
-            state.free.splice(i, 1);
-            this.#fillHole(state, nonce, why);
-        }, this.#opts.holeFillAfterMs).unref();
     }
 
     #checkSame(doc: TxDoc, sender: string, call: ChainCall): TxSummary {
@@ -350,7 +333,7 @@ export class TransactionPipeline {
         state.next = next;
         if (!wasOwner) {
             this.#log?.info({ sender: state.address, next, instance: this.instanceId }, 'chain: nonce lease taken');
-            await this.#adopt(state, next);
+            await this.#holes.adopt(state, next);
         }
     }
 
@@ -378,7 +361,7 @@ export class TransactionPipeline {
 
     async #release(state: SenderState): Promise<void> {
         // Nonces nobody took are filled now: the next owner would not know about them.
-        for (const nonce of state.free.splice(0)) this.#fillHole(state, nonce, 'unused when the lease was released');
+        for (const nonce of state.free.splice(0)) this.#holes.fill(state, nonce, 'unused when the lease was released');
         const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: 0, next: state.next, updatedAt: new Date().toISOString() };
         state.owner = false;
         state.leaseUntil = 0;
@@ -402,75 +385,6 @@ export class TransactionPipeline {
         } while (continuationToken);
         return max;
     }
-
-    /**
-     * Taking a sender over: its pending transactions are watched, re-sent and replaced when
-     * stuck; a nonce between the chain's count and the next one that no record holds (its
-     * operation never got stored) is filled, or everything after it would wait forever.
-     */
-    async #adopt(state: SenderState, takenAt: number): Promise<void> {
-        const mined = Number(BigInt(await this.#provider.rpc<string>('eth_getTransactionCount', [state.address, 'latest'])));
-        const held = new Set<number>();
-        let continuationToken: string | undefined;
-        let n = 0;
-        do {
-            const page = await this.#txs.query(
-                { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @mined', parameters: [{ name: '@sender', value: state.address }, { name: '@mined', value: mined }] },
-                { continuationToken, maxItemCount: 500 },
-            );
-            for (const d of page.items) {
-                held.add(d.nonce);
-                if (d.state !== 'pending' || this.#tracked.has(d.id)) continue;
-                const stored = await this.#txs.read(d.id, d.id);
-                if (stored?.item.state === 'pending') {
-                    this.#tracked.track(stored.item, stored.etag, state.signer, undefined, true);
-                    n++;
-                }
-            }
-            continuationToken = page.continuationToken;
-        } while (continuationToken);
-        if (n) this.#log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
-        // Only below where this lease started: nonces from there on are this instance's, their records on the way.
-        for (let nonce = mined; nonce < takenAt; nonce++) if (!held.has(nonce)) this.#unused(state, nonce, 'no record holds this nonce');
-    }
-
-    /** A nonce that was assigned but will not carry its operation: a 0-value transfer to self takes it. */
-    #fillHole(state: SenderState, nonce: number, why: string): void {
-        const signer = state.signer;
-        this.#log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
-        if (!signer) return;
-        void (async () => {
-            const fees = await this.#fees.current();
-            const tx: TransactionRequest = { type: 2, chainId: this.#opts.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
-            const raw = await signer.signTransaction(tx);
-            const now = new Date().toISOString();
-            const doc: TxDoc = {
-                id: `nonce-fill:${state.key}:${nonce}`,
-                sender: state.address,
-                nonce,
-                chainId: this.#opts.chainId,
-                to: state.address,
-                data: '0x',
-                value: '0',
-                gasLimit: '21000',
-                attempts: [{ hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: now }],
-                state: 'pending',
-                filler: true,
-                label: `fill nonce ${nonce} (${why})`,
-                createdAt: now,
-                updatedAt: now,
-            };
-            let etag: string | undefined;
-            try {
-                etag = (await this.#txs.upsert(doc)).etag;
-            } catch (err) {
-                this.#log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
-            }
-            await this.#broadcaster.broadcast(this.#tracked.track(doc, etag, signer, undefined, false));
-        })().catch((err: unknown) => this.#log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
-    }
-
-    // -- tracking ----------------------------------------------------------------
 
     #schedule(): void {
         if (this.#timer || this.#closed) return;
