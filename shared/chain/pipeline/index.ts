@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { getAddress, keccak256, type AbstractSigner, type InterfaceAbi, type TransactionRequest } from 'ethers';
+import { getAddress, keccak256, type InterfaceAbi, type TransactionRequest } from 'ethers';
 import type { Repository } from '../../documents/repository';
-import { AppError, Conflict, Invalid, isUnreachable, Unavailable } from '../../errors';
+import { Conflict, Invalid, isUnreachable, Unavailable } from '../../errors';
 import type { FailoverProvider } from '../provider';
 import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
 import { Broadcaster } from './broadcast';
 import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { FeePolicy } from './fees';
-import { NonceHoles, type SenderNonces } from './nonceHoles';
+import { NonceHoles } from './nonceHoles';
+import { NonceLeases } from './nonceLeases';
 import { errorMessage } from './nodeErrors';
 import { Outcomes } from './outcomes';
 import { ReceiptWatch } from './receipts';
@@ -45,26 +46,14 @@ export type { PipelineLog, PipelineOptions } from './settings';
  *   reverted (status 0).
  */
 
-interface SenderState extends SenderNonces {
-    owner: boolean;
-    leaseUntil: number;
-    etag?: string;
-    next: number;
-    lastUse: number;
-    acquiring?: Promise<void>;
-    renewing?: Promise<void>;
-}
-
 const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
 
 export class TransactionPipeline {
     readonly instanceId: string;
     readonly #provider: FailoverProvider;
     readonly #txs: Repository<TxDoc>;
-    readonly #leases: Repository<NonceLeaseDoc>;
     readonly #opts: PipelineSettings;
     readonly #log?: PipelineLog;
-    readonly #senders = new Map<string, SenderState>();
     readonly #tracked = new TrackedTransactions(() => this.#schedule());
     readonly #fees: FeePolicy;
     readonly #broadcaster: Broadcaster;
@@ -72,6 +61,7 @@ export class TransactionPipeline {
     readonly #receipts: ReceiptWatch;
     readonly #resender: Resender;
     readonly #holes: NonceHoles;
+    readonly #leases: NonceLeases;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     #timer?: NodeJS.Timeout;
     #polling = false;
@@ -81,7 +71,6 @@ export class TransactionPipeline {
     constructor(provider: FailoverProvider, stores: { transactions: Repository<TxDoc>; leases: Repository<NonceLeaseDoc> }, opts: PipelineOptions) {
         this.#provider = provider;
         this.#txs = stores.transactions;
-        this.#leases = stores.leases;
         this.instanceId = opts.instanceId ?? `pipeline-${randomUUID()}`;
         this.#log = opts.log;
         this.#opts = settingsFrom(opts);
@@ -91,6 +80,7 @@ export class TransactionPipeline {
         this.#receipts = new ReceiptWatch(provider, this.#tracked, this.#outcomes, this.#opts, opts.log);
         this.#resender = new Resender(stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
         this.#holes = new NonceHoles(provider, stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
+        this.#leases = new NonceLeases(this.instanceId, provider, stores, this.#tracked, this.#holes, this.#opts, () => this.#schedule(), opts.log);
     }
 
     /**
@@ -130,8 +120,7 @@ export class TransactionPipeline {
         // against the store too: for an operation already done it is expected (e.g. AlreadySigned).
         const abis = call.abi ? [call.abi, ...this.#opts.abis] : this.#opts.abis;
         const value = call.value ?? 0n;
-        const lease = this.#senders.get(sender.toLowerCase());
-        const leased = !!lease?.owner && lease.leaseUntil - Date.now() > this.#opts.leaseMs / 3;
+        const leased = this.#leases.holds(sender);
         const [storedR, gasR, feesR] = await Promise.allSettled([
             leased ? Promise.resolve(undefined) : this.#existing(call, sender),
             call.gasLimit ?? this.#estimate(sender, to, call.data, value, abis),
@@ -155,13 +144,12 @@ export class TransactionPipeline {
             const balance = BigInt(await this.#provider.rpc<string>('eth_getBalance', [sender, 'latest']));
             if (balance < needed) throw new InsufficientFunds(sender, balance, needed);
         }
-        const state = await this.#lease(sender, call.from.signer);
+        const state = await this.#leases.lease(sender, call.from.signer);
         // Receipts are matched block by block from here on (the fee data's head, a second old at most).
         this.#receipts.startAt(fees.head);
 
         // Synchronous from the lease check to the assignment: one nonce, one operation.
-        const nonce = state.free.length ? state.free.shift()! : state.next++;
-        state.lastUse = Date.now();
+        const nonce = this.#leases.assign(state);
         this.#lastSubmitAt = state.lastUse;
         const tx: TransactionRequest = {
             type: 2,
@@ -236,7 +224,7 @@ export class TransactionPipeline {
         clearTimeout(this.#timer);
         this.#timer = undefined;
         await Promise.race([this.flushed(), sleep(10_000)]);
-        for (const s of this.#senders.values()) if (s.owner) await this.#release(s).catch(() => undefined);
+        await this.#leases.releaseAll();
         for (const t of this.#tracked.values()) for (const w of t.waiters) w.reject(new Unavailable('The transaction pipeline closed'));
         this.#tracked.clear();
     }
@@ -274,118 +262,6 @@ export class TransactionPipeline {
         }
     }
 
-    // -- nonce leases ------------------------------------------------------------
-
-    async #lease(sender: string, signer: AbstractSigner): Promise<SenderState> {
-        const key = sender.toLowerCase();
-        let state = this.#senders.get(key);
-        if (!state) {
-            state = { key, address: sender, owner: false, leaseUntil: 0, next: 0, free: [], lastUse: Date.now(), signer };
-            this.#senders.set(key, state);
-        }
-        state.signer ??= signer;
-        const deadline = Date.now() + this.#opts.leaseWaitMs;
-        for (;;) {
-            const remaining = state.leaseUntil - Date.now();
-            if (state.owner && remaining > this.#opts.leaseMs / 3) {
-                if (remaining < (this.#opts.leaseMs * 2) / 3 && !state.renewing) this.#renew(state);
-                this.#schedule();
-                return state;
-            }
-            if (state.owner && remaining > 1000) {
-                // Getting short: renew before assigning.
-                await (state.renewing ?? this.#renew(state));
-                continue;
-            }
-            state.acquiring ??= this.#acquire(state).finally(() => (state!.acquiring = undefined));
-            const got = await state.acquiring.then(() => true, (err: unknown) => (err instanceof LeaseBusy ? false : Promise.reject(err)));
-            if (got && state.owner) continue;
-            if (Date.now() > deadline) throw new Unavailable(`The nonces of ${sender} are leased by another instance; try again later`);
-            await sleep(200 + Math.random() * 200);
-        }
-    }
-
-    async #acquire(state: SenderState): Promise<void> {
-        const now = Date.now();
-        const existing = await this.#leases.read(state.key, state.key);
-        if (existing && existing.item.owner !== this.instanceId && existing.item.leaseUntil > now) throw new LeaseBusy();
-        const wasOwner = existing?.item.owner === this.instanceId && state.owner;
-        let next = state.next;
-        if (!wasOwner) {
-            // Taking over (or starting): after the highest nonce anyone recorded and after what the node has seen.
-            const [pendingHex, recorded] = await Promise.all([
-                this.#provider.rpc<string>('eth_getTransactionCount', [state.address, 'pending']),
-                this.#maxRecordedNonce(state.address, existing?.item.next ?? 0),
-            ]);
-            next = Math.max(existing?.item.next ?? 0, Number(BigInt(pendingHex)), recorded + 1);
-        }
-        const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: now + this.#opts.leaseMs, next, updatedAt: new Date(now).toISOString() };
-        let written;
-        try {
-            written = existing ? await this.#leases.replace(doc, existing.etag) : await this.#leases.create(doc);
-        } catch (err) {
-            if (err instanceof Conflict) throw new LeaseBusy();
-            throw err;
-        }
-        state.owner = true;
-        state.etag = written.etag;
-        state.leaseUntil = doc.leaseUntil;
-        state.next = next;
-        if (!wasOwner) {
-            this.#log?.info({ sender: state.address, next, instance: this.instanceId }, 'chain: nonce lease taken');
-            await this.#holes.adopt(state, next);
-        }
-    }
-
-    #renew(state: SenderState): Promise<void> {
-        state.renewing = (async () => {
-            const now = Date.now();
-            const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: now + this.#opts.leaseMs, next: state.next, updatedAt: new Date(now).toISOString() };
-            try {
-                const written = await this.#leases.replace(doc, state.etag);
-                state.etag = written.etag;
-                state.leaseUntil = doc.leaseUntil;
-            } catch (err) {
-                if (err instanceof Conflict || (err as AppError).status === 404) {
-                    // Someone took it over (ours had run out): stop assigning until it is ours again.
-                    state.owner = false;
-                    state.leaseUntil = 0;
-                    this.#log?.warn({ sender: state.address }, 'chain: nonce lease lost');
-                } else {
-                    this.#log?.warn({ sender: state.address, err: (err as Error).message }, 'chain: nonce lease renewal failed; retrying');
-                }
-            }
-        })().finally(() => (state.renewing = undefined));
-        return state.renewing;
-    }
-
-    async #release(state: SenderState): Promise<void> {
-        // Nonces nobody took are filled now: the next owner would not know about them.
-        for (const nonce of state.free.splice(0)) this.#holes.fill(state, nonce, 'unused when the lease was released');
-        const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: 0, next: state.next, updatedAt: new Date().toISOString() };
-        state.owner = false;
-        state.leaseUntil = 0;
-        try {
-            await this.#leases.replace(doc, state.etag);
-        } catch (err) {
-            if (!(err instanceof Conflict)) throw err;
-        }
-    }
-
-    async #maxRecordedNonce(sender: string, from: number): Promise<number> {
-        let max = -1;
-        let continuationToken: string | undefined;
-        do {
-            const page = await this.#txs.query(
-                { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @from', parameters: [{ name: '@sender', value: sender }, { name: '@from', value: from }] },
-                { continuationToken, maxItemCount: 500 },
-            );
-            for (const d of page.items) if (d.nonce > max) max = d.nonce;
-            continuationToken = page.continuationToken;
-        } while (continuationToken);
-        return max;
-    }
-
     #schedule(): void {
         if (this.#timer || this.#closed) return;
         // While transactions are pouring in, poll less often: each poll reads every new block's receipts,
@@ -395,7 +271,7 @@ export class TransactionPipeline {
         this.#timer = setTimeout(() => {
             this.#timer = undefined;
             void this.#poll().finally(() => {
-                if (this.#tracked.size > 0 || [...this.#senders.values()].some((s) => s.owner)) this.#schedule();
+                if (this.#tracked.size > 0 || this.#leases.anyHeld) this.#schedule();
             });
         }, interval);
     }
@@ -404,7 +280,7 @@ export class TransactionPipeline {
         if (this.#polling) return;
         this.#polling = true;
         try {
-            await this.#releaseIdle();
+            await this.#leases.releaseIdle();
             if (this.#tracked.size === 0) {
                 this.#receipts.idle();
                 return;
@@ -422,22 +298,7 @@ export class TransactionPipeline {
     flushed(): Promise<void> {
         return this.#outcomes.flushed();
     }
-
-    async #releaseIdle(): Promise<void> {
-        const now = Date.now();
-        for (const s of this.#senders.values()) {
-            if (!s.owner || s.acquiring) continue;
-            const busy = [...this.#tracked.values()].some((t) => t.doc.sender.toLowerCase() === s.key);
-            if (!busy && now - s.lastUse > this.#opts.idleReleaseMs) {
-                await this.#release(s).catch((err: unknown) => this.#log?.warn({ sender: s.address, err: errorMessage(err) }, 'chain: releasing a nonce lease failed'));
-            } else if (s.leaseUntil - now < (this.#opts.leaseMs * 2) / 3 && !s.renewing) {
-                await this.#renew(s);
-            }
-        }
-    }
 }
-
-class LeaseBusy extends Error {}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
