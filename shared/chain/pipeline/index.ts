@@ -9,12 +9,12 @@ import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
 import { FeePolicy } from './fees';
 import { NonceHoles } from './nonceHoles';
 import { NonceLeases } from './nonceLeases';
-import { errorMessage } from './nodeErrors';
 import { Outcomes } from './outcomes';
+import { PollLoop } from './polling';
 import { ReceiptWatch } from './receipts';
 import { summary, type NonceLeaseDoc, type TxDoc, type TxOutcome, type TxSummary } from './records';
 import { Resender } from './resend';
-import { settingsFrom, type PipelineLog, type PipelineOptions, type PipelineSettings } from './settings';
+import { settingsFrom, type PipelineOptions, type PipelineSettings } from './settings';
 import { TrackedTransactions } from './tracking';
 
 export { InsufficientFunds, type ChainCall, type ChainSender } from './calls';
@@ -53,8 +53,7 @@ export class TransactionPipeline {
     readonly #provider: FailoverProvider;
     readonly #txs: Repository<TxDoc>;
     readonly #opts: PipelineSettings;
-    readonly #log?: PipelineLog;
-    readonly #tracked = new TrackedTransactions(() => this.#schedule());
+    readonly #tracked = new TrackedTransactions(() => this.#polling.schedule());
     readonly #fees: FeePolicy;
     readonly #broadcaster: Broadcaster;
     readonly #outcomes: Outcomes;
@@ -62,17 +61,14 @@ export class TransactionPipeline {
     readonly #resender: Resender;
     readonly #holes: NonceHoles;
     readonly #leases: NonceLeases;
+    readonly #polling: PollLoop;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
-    #timer?: NodeJS.Timeout;
-    #polling = false;
-    #lastSubmitAt = 0;
     #closed = false;
 
     constructor(provider: FailoverProvider, stores: { transactions: Repository<TxDoc>; leases: Repository<NonceLeaseDoc> }, opts: PipelineOptions) {
         this.#provider = provider;
         this.#txs = stores.transactions;
         this.instanceId = opts.instanceId ?? `pipeline-${randomUUID()}`;
-        this.#log = opts.log;
         this.#opts = settingsFrom(opts);
         this.#fees = new FeePolicy(provider, this.#opts, opts.log);
         this.#broadcaster = new Broadcaster(provider, this.#tracked, this.#opts, opts.log, opts.onInsufficientFunds);
@@ -80,7 +76,8 @@ export class TransactionPipeline {
         this.#receipts = new ReceiptWatch(provider, this.#tracked, this.#outcomes, this.#opts, opts.log);
         this.#resender = new Resender(stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
         this.#holes = new NonceHoles(provider, stores.transactions, this.#tracked, this.#fees, this.#broadcaster, this.#opts, opts.log);
-        this.#leases = new NonceLeases(this.instanceId, provider, stores, this.#tracked, this.#holes, this.#opts, () => this.#schedule(), opts.log);
+        this.#leases = new NonceLeases(this.instanceId, provider, stores, this.#tracked, this.#holes, this.#opts, () => this.#polling.schedule(), opts.log);
+        this.#polling = new PollLoop(this.#tracked, this.#leases, this.#receipts, this.#resender, this.#opts, opts.log);
     }
 
     /**
@@ -150,7 +147,7 @@ export class TransactionPipeline {
 
         // Synchronous from the lease check to the assignment: one nonce, one operation.
         const nonce = this.#leases.assign(state);
-        this.#lastSubmitAt = state.lastUse;
+        this.#polling.submitted(state.lastUse);
         const tx: TransactionRequest = {
             type: 2,
             chainId: this.#opts.chainId,
@@ -221,8 +218,7 @@ export class TransactionPipeline {
     /** Stops polling and releases the leases it holds (pending transactions stay stored; any instance resumes them). */
     async close(): Promise<void> {
         this.#closed = true;
-        clearTimeout(this.#timer);
-        this.#timer = undefined;
+        this.#polling.stop();
         await Promise.race([this.flushed(), sleep(10_000)]);
         await this.#leases.releaseAll();
         for (const t of this.#tracked.values()) for (const w of t.waiters) w.reject(new Unavailable('The transaction pipeline closed'));
@@ -259,38 +255,6 @@ export class TransactionPipeline {
             const message = (err as { error?: { message?: string }; shortMessage?: string; message?: string }).error?.message ?? (err as Error).message;
             if (/revert/i.test(message)) throw new ContractRevert('UnknownError', { reason: message }, '0x', { cause: err });
             throw err;
-        }
-    }
-
-    #schedule(): void {
-        if (this.#timer || this.#closed) return;
-        // While transactions are pouring in, poll less often: each poll reads every new block's receipts,
-        // and a node busy answering those takes in fewer transactions. Once the flow stops, poll at once.
-        const busy = Date.now() - this.#lastSubmitAt < 200;
-        const interval = busy ? Math.max(this.#opts.pollIntervalMs, Math.min(2000, this.#tracked.size)) : this.#opts.pollIntervalMs;
-        this.#timer = setTimeout(() => {
-            this.#timer = undefined;
-            void this.#poll().finally(() => {
-                if (this.#tracked.size > 0 || this.#leases.anyHeld) this.#schedule();
-            });
-        }, interval);
-    }
-
-    async #poll(): Promise<void> {
-        if (this.#polling) return;
-        this.#polling = true;
-        try {
-            await this.#leases.releaseIdle();
-            if (this.#tracked.size === 0) {
-                this.#receipts.idle();
-                return;
-            }
-            await this.#receipts.check();
-            await this.#resender.resend();
-        } catch (err) {
-            this.#log?.warn({ err: errorMessage(err) }, 'chain: polling failed; retrying');
-        } finally {
-            this.#polling = false;
         }
     }
 
