@@ -8,28 +8,17 @@ import type { Tracked, TrackedTransactions } from './tracking';
  * time; a refusal is logged (the next poll re-sends), and one for lack of funds is reported.
  */
 export class Broadcaster {
-    readonly #provider: FailoverProvider;
-    readonly #tracked: TrackedTransactions;
-    readonly #settings: PipelineSettings;
-    readonly #log?: PipelineLog;
-    readonly #onInsufficientFunds?: (sender: string) => Promise<void>;
     readonly #outbox: { t: Tracked; done: () => void }[] = [];
     /** When each sender's lack of funds was last reported. */
     readonly #fundsAsked = new Map<string, number>();
 
     constructor(
-        provider: FailoverProvider,
-        tracked: TrackedTransactions,
-        settings: PipelineSettings,
-        log?: PipelineLog,
-        onInsufficientFunds?: (sender: string) => Promise<void>,
-    ) {
-        this.#provider = provider;
-        this.#tracked = tracked;
-        this.#settings = settings;
-        this.#log = log;
-        this.#onInsufficientFunds = onInsufficientFunds;
-    }
+        private readonly provider: FailoverProvider,
+        private readonly tracked: TrackedTransactions,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+        private readonly onInsufficientFunds?: (sender: string) => Promise<void>,
+    ) {}
 
     /**
      * New transactions are sent a few milliseconds later, together and in nonce order: signed
@@ -52,7 +41,7 @@ export class Broadcaster {
         const attempt = t.doc.attempts.at(-1)!;
         t.lastBroadcast = Date.now();
         try {
-            await this.#provider.rpc('eth_sendRawTransaction', [attempt.raw]);
+            await this.provider.rpc('eth_sendRawTransaction', [attempt.raw]);
         } catch (err) {
             const message = errorMessage(err);
             // Known to the node already, or mined already: the receipt will tell.
@@ -61,24 +50,24 @@ export class Broadcaster {
                 return;
             }
             if (/insufficient funds/i.test(message)) this.#askForFunds(t.doc.sender);
-            this.#log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, err: message }, 'chain: broadcast failed; it will be re-sent');
+            this.log?.warn({ operationId: t.doc.id, nonce: t.doc.nonce, err: message }, 'chain: broadcast failed; it will be re-sent');
         }
     }
 
     /** Reports a sender short of funds to `onInsufficientFunds`, once per interval (its failure is logged; the re-sends go on). */
     #askForFunds(sender: string): void {
-        if (!this.#onInsufficientFunds) return;
+        if (!this.onInsufficientFunds) return;
         const key = sender.toLowerCase();
         const now = Date.now();
-        if (now - (this.#fundsAsked.get(key) ?? -Infinity) < this.#settings.fundsRequestIntervalMs) return;
+        if (now - (this.#fundsAsked.get(key) ?? -Infinity) < this.settings.fundsRequestIntervalMs) return;
         this.#fundsAsked.set(key, now);
-        this.#log?.info({ sender }, 'chain: the node refused a transaction for insufficient funds; asking for funds');
-        this.#onInsufficientFunds(sender).then(
+        this.log?.info({ sender }, 'chain: the node refused a transaction for insufficient funds; asking for funds');
+        this.onInsufficientFunds(sender).then(
             () => {
                 // Funded (or on the way): re-send at the next poll rather than after the usual pause.
-                for (const t of this.#tracked.values()) if (t.doc.sender.toLowerCase() === key && !t.mined) t.lastBroadcast = 0;
+                for (const t of this.tracked.values()) if (t.doc.sender.toLowerCase() === key && !t.mined) t.lastBroadcast = 0;
             },
-            (err: unknown) => this.#log?.warn({ sender, err: errorMessage(err) }, 'chain: asking for funds failed; the transaction is re-sent meanwhile'),
+            (err: unknown) => this.log?.warn({ sender, err: errorMessage(err) }, 'chain: asking for funds failed; the transaction is re-sent meanwhile'),
         );
     }
 }

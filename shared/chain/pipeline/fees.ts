@@ -12,16 +12,13 @@ export interface Fees {
  * stuck transaction's replacement 12.5 % more (the node's replacement rule); never above the cap.
  */
 export class FeePolicy {
-    readonly #provider: FailoverProvider;
-    readonly #settings: PipelineSettings;
-    readonly #log?: PipelineLog;
     #fees?: { at: number; value: Promise<Fees & { head: number }> };
 
-    constructor(provider: FailoverProvider, settings: PipelineSettings, log?: PipelineLog) {
-        this.#provider = provider;
-        this.#settings = settings;
-        this.#log = log;
-    }
+    constructor(
+        private readonly provider: FailoverProvider,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+    ) {}
 
     /** Current fees, shared for a second: base fee × 2 + tip, capped. */
     current(): Promise<Fees & { head: number }> {
@@ -29,17 +26,17 @@ export class FeePolicy {
         if (this.#fees && now - this.#fees.at < 1000) return this.#fees.value;
         const value = (async () => {
             const [block, tipHex] = await Promise.all([
-                this.#provider.rpc<{ number: string; baseFeePerGas?: string }>('eth_getBlockByNumber', ['latest', false]),
-                this.#provider.rpc<string>('eth_maxPriorityFeePerGas').catch(() => '0x0'),
+                this.provider.rpc<{ number: string; baseFeePerGas?: string }>('eth_getBlockByNumber', ['latest', false]),
+                this.provider.rpc<string>('eth_maxPriorityFeePerGas').catch(() => '0x0'),
             ]);
-            const cap = this.#settings.maxFeePerGasCap;
+            const cap = this.settings.maxFeePerGasCap;
             let tip = BigInt(tipHex);
-            if (tip < this.#settings.minPriorityFeePerGas) tip = this.#settings.minPriorityFeePerGas;
+            if (tip < this.settings.minPriorityFeePerGas) tip = this.settings.minPriorityFeePerGas;
             if (tip > cap) tip = cap;
             const base = BigInt(block.baseFeePerGas ?? '0x0');
             let maxFee = base * 2n + tip;
             if (maxFee > cap) maxFee = cap;
-            if (base + tip > cap) this.#log?.warn({ baseFee: base.toString(), cap: cap.toString() }, 'chain: the base fee is above the fee cap; transactions wait until it falls');
+            if (base + tip > cap) this.log?.warn({ baseFee: base.toString(), cap: cap.toString() }, 'chain: the base fee is above the fee cap; transactions wait until it falls');
             return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip, head: Number(BigInt(block.number)) };
         })();
         this.#fees = { at: now, value };
@@ -55,7 +52,7 @@ export class FeePolicy {
      */
     async replacing(last: TxAttempt): Promise<Fees | undefined> {
         const fees = await this.current();
-        const cap = this.#settings.maxFeePerGasCap;
+        const cap = this.settings.maxFeePerGasCap;
         const bump = (v: bigint) => (v * 1125n) / 1000n + 1n;
         let tip = bump(BigInt(last.maxPriorityFeePerGas));
         if (fees.maxPriorityFeePerGas > tip) tip = fees.maxPriorityFeePerGas;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Repository } from '../../documents/repository';
 import { Unavailable } from '../../errors';
 import type { FailoverProvider } from '../provider';
@@ -43,6 +44,10 @@ export type { PipelineLog, PipelineOptions } from './settings';
  * - **Reverts decoded** into `ContractRevert` from the ABI's custom errors: at
  *   estimation (nothing is sent, no nonce used) and for mined transactions that
  *   reverted (status 0).
+ *
+ * Each of those is a part in this folder (submission, nonceLeases and nonceHoles,
+ * fees and resend, broadcast, receipts and outcomes, driven by polling); this class
+ * only builds them, hands each its collaborators, and answers for them.
  */
 export class TransactionPipeline {
     readonly instanceId: string;
@@ -65,9 +70,9 @@ export class TransactionPipeline {
         const receipts = new ReceiptWatch(provider, tracked, outcomes, settings, log);
         const resender = new Resender(stores.transactions, tracked, fees, broadcaster, settings, log);
         const holes = new NonceHoles(provider, stores.transactions, tracked, fees, broadcaster, settings, log);
-        const leases = new NonceLeases(this.instanceId, provider, stores, tracked, holes, settings, wake, log);
+        const leases = new NonceLeases(this.instanceId, provider, stores.leases, stores.transactions, tracked, holes, settings, wake, log);
         const polling = new PollLoop(tracked, leases, receipts, resender, settings, log);
-        this.#submission = new Submission({ provider, transactions: stores.transactions, tracked, outcomes, leases, holes, fees, broadcaster, receipts, polling, settings });
+        this.#submission = new Submission(provider, stores.transactions, tracked, outcomes, leases, holes, fees, broadcaster, receipts, polling, settings);
         this.#tracked = tracked;
         this.#outcomes = outcomes;
         this.#leases = leases;
@@ -114,5 +119,3 @@ export class TransactionPipeline {
         this.#tracked.clear();
     }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -22,31 +22,16 @@ export interface SenderNonces {
  * otherwise every later transaction would wait behind it forever.
  */
 export class NonceHoles {
-    readonly #provider: FailoverProvider;
-    readonly #txs: Repository<TxDoc>;
-    readonly #tracked: TrackedTransactions;
-    readonly #fees: FeePolicy;
-    readonly #broadcaster: Broadcaster;
-    readonly #settings: PipelineSettings;
-    readonly #log?: PipelineLog;
 
     constructor(
-        provider: FailoverProvider,
-        transactions: Repository<TxDoc>,
-        tracked: TrackedTransactions,
-        fees: FeePolicy,
-        broadcaster: Broadcaster,
-        settings: PipelineSettings,
-        log?: PipelineLog,
-    ) {
-        this.#provider = provider;
-        this.#txs = transactions;
-        this.#tracked = tracked;
-        this.#fees = fees;
-        this.#broadcaster = broadcaster;
-        this.#settings = settings;
-        this.#log = log;
-    }
+        private readonly provider: FailoverProvider,
+        private readonly txs: Repository<TxDoc>,
+        private readonly tracked: TrackedTransactions,
+        private readonly fees: FeePolicy,
+        private readonly broadcaster: Broadcaster,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+    ) {}
 
     /**
      * A nonce assigned but not used: the next submission takes it. If none comes soon, a 0-value
@@ -60,7 +45,7 @@ export class NonceHoles {
             if (i < 0) return;
             state.free.splice(i, 1);
             this.fill(state, nonce, why);
-        }, this.#settings.holeFillAfterMs).unref();
+        }, this.settings.holeFillAfterMs).unref();
     }
 
     /**
@@ -69,27 +54,27 @@ export class NonceHoles {
      * operation never got stored) is filled, or everything after it would wait forever.
      */
     async adopt(state: SenderNonces, takenAt: number): Promise<void> {
-        const mined = Number(BigInt(await this.#provider.rpc<string>('eth_getTransactionCount', [state.address, 'latest'])));
+        const mined = Number(BigInt(await this.provider.rpc<string>('eth_getTransactionCount', [state.address, 'latest'])));
         const held = new Set<number>();
         let continuationToken: string | undefined;
         let n = 0;
         do {
-            const page = await this.#txs.query(
+            const page = await this.txs.query(
                 { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @mined', parameters: [{ name: '@sender', value: state.address }, { name: '@mined', value: mined }] },
                 { continuationToken, maxItemCount: 500 },
             );
             for (const d of page.items) {
                 held.add(d.nonce);
-                if (d.state !== 'pending' || this.#tracked.has(d.id)) continue;
-                const stored = await this.#txs.read(d.id, d.id);
+                if (d.state !== 'pending' || this.tracked.has(d.id)) continue;
+                const stored = await this.txs.read(d.id, d.id);
                 if (stored?.item.state === 'pending') {
-                    this.#tracked.track(stored.item, stored.etag, state.signer, undefined, true);
+                    this.tracked.track(stored.item, stored.etag, state.signer, undefined, true);
                     n++;
                 }
             }
             continuationToken = page.continuationToken;
         } while (continuationToken);
-        if (n) this.#log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
+        if (n) this.log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
         // Only below where this lease started: nonces from there on are this instance's, their records on the way.
         for (let nonce = mined; nonce < takenAt; nonce++) if (!held.has(nonce)) this.unused(state, nonce, 'no record holds this nonce');
     }
@@ -97,18 +82,18 @@ export class NonceHoles {
     /** A nonce that was assigned but will not carry its operation: a 0-value transfer to self takes it. */
     fill(state: SenderNonces, nonce: number, why: string): void {
         const signer = state.signer;
-        this.#log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
+        this.log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
         if (!signer) return;
         void (async () => {
-            const fees = await this.#fees.current();
-            const tx: TransactionRequest = { type: 2, chainId: this.#settings.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
+            const fees = await this.fees.current();
+            const tx: TransactionRequest = { type: 2, chainId: this.settings.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
             const raw = await signer.signTransaction(tx);
             const now = new Date().toISOString();
             const doc: TxDoc = {
                 id: `nonce-fill:${state.key}:${nonce}`,
                 sender: state.address,
                 nonce,
-                chainId: this.#settings.chainId,
+                chainId: this.settings.chainId,
                 to: state.address,
                 data: '0x',
                 value: '0',
@@ -122,11 +107,11 @@ export class NonceHoles {
             };
             let etag: string | undefined;
             try {
-                etag = (await this.#txs.upsert(doc)).etag;
+                etag = (await this.txs.upsert(doc)).etag;
             } catch (err) {
-                this.#log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
+                this.log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
             }
-            await this.#broadcaster.broadcast(this.#tracked.track(doc, etag, signer, undefined, false));
-        })().catch((err: unknown) => this.#log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
+            await this.broadcaster.broadcast(this.tracked.track(doc, etag, signer, undefined, false));
+        })().catch((err: unknown) => this.log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
     }
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AbstractSigner } from 'ethers';
 import type { Repository } from '../../documents/repository';
 import { Conflict, Unavailable, type AppError } from '../../errors';
@@ -26,42 +27,25 @@ class LeaseBusy extends Error {}
  * Whoever takes a lease over starts after the highest nonce recorded and the node's pending count.
  */
 export class NonceLeases {
-    readonly #instanceId: string;
-    readonly #provider: FailoverProvider;
-    readonly #store: Repository<NonceLeaseDoc>;
-    readonly #txs: Repository<TxDoc>;
-    readonly #tracked: TrackedTransactions;
-    readonly #holes: NonceHoles;
-    readonly #settings: PipelineSettings;
-    readonly #wake: () => void;
-    readonly #log?: PipelineLog;
     readonly #senders = new Map<string, SenderState>();
 
     constructor(
-        instanceId: string,
-        provider: FailoverProvider,
-        stores: { transactions: Repository<TxDoc>; leases: Repository<NonceLeaseDoc> },
-        tracked: TrackedTransactions,
-        holes: NonceHoles,
-        settings: PipelineSettings,
-        wake: () => void,
-        log?: PipelineLog,
-    ) {
-        this.#instanceId = instanceId;
-        this.#provider = provider;
-        this.#store = stores.leases;
-        this.#txs = stores.transactions;
-        this.#tracked = tracked;
-        this.#holes = holes;
-        this.#settings = settings;
-        this.#wake = wake;
-        this.#log = log;
-    }
+        private readonly instanceId: string,
+        private readonly provider: FailoverProvider,
+        private readonly leases: Repository<NonceLeaseDoc>,
+        private readonly txs: Repository<TxDoc>,
+        private readonly tracked: TrackedTransactions,
+        private readonly holes: NonceHoles,
+        private readonly settings: PipelineSettings,
+        /** Wakes the polling, which renews and releases leases. */
+        private readonly wake: () => void,
+        private readonly log?: PipelineLog,
+    ) {}
 
     /** Whether this instance holds the sender's lease with more than a third of it left. */
     holds(sender: string): boolean {
         const lease = this.#senders.get(sender.toLowerCase());
-        return !!lease?.owner && lease.leaseUntil - Date.now() > this.#settings.leaseMs / 3;
+        return !!lease?.owner && lease.leaseUntil - Date.now() > this.settings.leaseMs / 3;
     }
 
     /** Whether this instance holds any lease (the polling goes on to renew or release it). */
@@ -88,12 +72,12 @@ export class NonceLeases {
             this.#senders.set(key, state);
         }
         state.signer ??= signer;
-        const deadline = Date.now() + this.#settings.leaseWaitMs;
+        const deadline = Date.now() + this.settings.leaseWaitMs;
         for (;;) {
             const remaining = state.leaseUntil - Date.now();
-            if (state.owner && remaining > this.#settings.leaseMs / 3) {
-                if (remaining < (this.#settings.leaseMs * 2) / 3 && !state.renewing) this.#renew(state);
-                this.#wake();
+            if (state.owner && remaining > this.settings.leaseMs / 3) {
+                if (remaining < (this.settings.leaseMs * 2) / 3 && !state.renewing) this.#renew(state);
+                this.wake();
                 return state;
             }
             if (state.owner && remaining > 1000) {
@@ -111,22 +95,22 @@ export class NonceLeases {
 
     async #acquire(state: SenderState): Promise<void> {
         const now = Date.now();
-        const existing = await this.#store.read(state.key, state.key);
-        if (existing && existing.item.owner !== this.#instanceId && existing.item.leaseUntil > now) throw new LeaseBusy();
-        const wasOwner = existing?.item.owner === this.#instanceId && state.owner;
+        const existing = await this.leases.read(state.key, state.key);
+        if (existing && existing.item.owner !== this.instanceId && existing.item.leaseUntil > now) throw new LeaseBusy();
+        const wasOwner = existing?.item.owner === this.instanceId && state.owner;
         let next = state.next;
         if (!wasOwner) {
             // Taking over (or starting): after the highest nonce anyone recorded and after what the node has seen.
             const [pendingHex, recorded] = await Promise.all([
-                this.#provider.rpc<string>('eth_getTransactionCount', [state.address, 'pending']),
+                this.provider.rpc<string>('eth_getTransactionCount', [state.address, 'pending']),
                 this.#maxRecordedNonce(state.address, existing?.item.next ?? 0),
             ]);
             next = Math.max(existing?.item.next ?? 0, Number(BigInt(pendingHex)), recorded + 1);
         }
-        const doc: NonceLeaseDoc = { id: state.key, owner: this.#instanceId, leaseUntil: now + this.#settings.leaseMs, next, updatedAt: new Date(now).toISOString() };
+        const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: now + this.settings.leaseMs, next, updatedAt: new Date(now).toISOString() };
         let written;
         try {
-            written = existing ? await this.#store.replace(doc, existing.etag) : await this.#store.create(doc);
+            written = existing ? await this.leases.replace(doc, existing.etag) : await this.leases.create(doc);
         } catch (err) {
             if (err instanceof Conflict) throw new LeaseBusy();
             throw err;
@@ -136,17 +120,17 @@ export class NonceLeases {
         state.leaseUntil = doc.leaseUntil;
         state.next = next;
         if (!wasOwner) {
-            this.#log?.info({ sender: state.address, next, instance: this.#instanceId }, 'chain: nonce lease taken');
-            await this.#holes.adopt(state, next);
+            this.log?.info({ sender: state.address, next, instance: this.instanceId }, 'chain: nonce lease taken');
+            await this.holes.adopt(state, next);
         }
     }
 
     #renew(state: SenderState): Promise<void> {
         state.renewing = (async () => {
             const now = Date.now();
-            const doc: NonceLeaseDoc = { id: state.key, owner: this.#instanceId, leaseUntil: now + this.#settings.leaseMs, next: state.next, updatedAt: new Date(now).toISOString() };
+            const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: now + this.settings.leaseMs, next: state.next, updatedAt: new Date(now).toISOString() };
             try {
-                const written = await this.#store.replace(doc, state.etag);
+                const written = await this.leases.replace(doc, state.etag);
                 state.etag = written.etag;
                 state.leaseUntil = doc.leaseUntil;
             } catch (err) {
@@ -154,9 +138,9 @@ export class NonceLeases {
                     // Someone took it over (ours had run out): stop assigning until it is ours again.
                     state.owner = false;
                     state.leaseUntil = 0;
-                    this.#log?.warn({ sender: state.address }, 'chain: nonce lease lost');
+                    this.log?.warn({ sender: state.address }, 'chain: nonce lease lost');
                 } else {
-                    this.#log?.warn({ sender: state.address, err: (err as Error).message }, 'chain: nonce lease renewal failed; retrying');
+                    this.log?.warn({ sender: state.address, err: (err as Error).message }, 'chain: nonce lease renewal failed; retrying');
                 }
             }
         })().finally(() => (state.renewing = undefined));
@@ -165,12 +149,12 @@ export class NonceLeases {
 
     async #release(state: SenderState): Promise<void> {
         // Nonces nobody took are filled now: the next owner would not know about them.
-        for (const nonce of state.free.splice(0)) this.#holes.fill(state, nonce, 'unused when the lease was released');
-        const doc: NonceLeaseDoc = { id: state.key, owner: this.#instanceId, leaseUntil: 0, next: state.next, updatedAt: new Date().toISOString() };
+        for (const nonce of state.free.splice(0)) this.holes.fill(state, nonce, 'unused when the lease was released');
+        const doc: NonceLeaseDoc = { id: state.key, owner: this.instanceId, leaseUntil: 0, next: state.next, updatedAt: new Date().toISOString() };
         state.owner = false;
         state.leaseUntil = 0;
         try {
-            await this.#store.replace(doc, state.etag);
+            await this.leases.replace(doc, state.etag);
         } catch (err) {
             if (!(err instanceof Conflict)) throw err;
         }
@@ -180,7 +164,7 @@ export class NonceLeases {
         let max = -1;
         let continuationToken: string | undefined;
         do {
-            const page = await this.#txs.query(
+            const page = await this.txs.query(
                 { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @from', parameters: [{ name: '@sender', value: sender }, { name: '@from', value: from }] },
                 { continuationToken, maxItemCount: 500 },
             );
@@ -195,10 +179,10 @@ export class NonceLeases {
         const now = Date.now();
         for (const s of this.#senders.values()) {
             if (!s.owner || s.acquiring) continue;
-            const busy = [...this.#tracked.values()].some((t) => t.doc.sender.toLowerCase() === s.key);
-            if (!busy && now - s.lastUse > this.#settings.idleReleaseMs) {
-                await this.#release(s).catch((err: unknown) => this.#log?.warn({ sender: s.address, err: errorMessage(err) }, 'chain: releasing a nonce lease failed'));
-            } else if (s.leaseUntil - now < (this.#settings.leaseMs * 2) / 3 && !s.renewing) {
+            const busy = [...this.tracked.values()].some((t) => t.doc.sender.toLowerCase() === s.key);
+            if (!busy && now - s.lastUse > this.settings.idleReleaseMs) {
+                await this.#release(s).catch((err: unknown) => this.log?.warn({ sender: s.address, err: errorMessage(err) }, 'chain: releasing a nonce lease failed'));
+            } else if (s.leaseUntil - now < (this.settings.leaseMs * 2) / 3 && !s.renewing) {
                 await this.#renew(s);
             }
         }
@@ -209,5 +193,3 @@ export class NonceLeases {
         for (const s of this.#senders.values()) if (s.owner) await this.#release(s).catch(() => undefined);
     }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

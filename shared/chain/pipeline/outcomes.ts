@@ -13,24 +13,19 @@ import type { Mined, Tracked, TrackedTransactions } from './tracking';
  * (a revert replayed and decoded), kept for repeated asks, and recorded in the store behind.
  */
 export class Outcomes {
-    readonly #provider: FailoverProvider;
-    readonly #txs: Repository<TxDoc>;
-    readonly #tracked: TrackedTransactions;
-    readonly #settings: PipelineSettings;
-    readonly #log?: PipelineLog;
     /** Outcomes of the last operations made final here (their records may still be on the way to the store). */
     readonly #settled = new Map<string, { doc: TxDoc; outcome: TxOutcome }>();
     readonly #writeBehind: { doc: TxDoc; etag?: string; tries: number }[] = [];
     readonly #drained: (() => void)[] = [];
     #writing = 0;
 
-    constructor(provider: FailoverProvider, transactions: Repository<TxDoc>, tracked: TrackedTransactions, settings: PipelineSettings, log?: PipelineLog) {
-        this.#provider = provider;
-        this.#txs = transactions;
-        this.#tracked = tracked;
-        this.#settings = settings;
-        this.#log = log;
-    }
+    constructor(
+        private readonly provider: FailoverProvider,
+        private readonly txs: Repository<TxDoc>,
+        private readonly tracked: TrackedTransactions,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+    ) {}
 
     /** The record and outcome of an operation made final here lately. */
     recent(operationId: string): { doc: TxDoc; outcome: TxOutcome } | undefined {
@@ -39,14 +34,14 @@ export class Outcomes {
 
     /** Resolves when the operation's transaction is final: confirmed, or reverted (with the decoded error). */
     async wait(operationId: string, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
-        let tracked = this.#tracked.get(operationId);
+        let tracked = this.tracked.get(operationId);
         const settled = this.#settled.get(operationId);
         if (!tracked && settled) return settled.outcome;
         if (!tracked) {
-            const stored = await this.#txs.read(operationId, operationId);
+            const stored = await this.txs.read(operationId, operationId);
             if (!stored) throw new AppError(`No transaction for operation ${operationId}`, 404, 'not_found');
             if (stored.item.state !== 'pending') return this.outcomeOf(stored.item);
-            tracked = this.#tracked.track(stored.item, stored.etag, undefined, undefined, true);
+            tracked = this.tracked.track(stored.item, stored.etag, undefined, undefined, true);
         }
         const t = tracked;
         return new Promise<TxOutcome>((resolve, reject) => {
@@ -90,7 +85,7 @@ export class Outcomes {
             revert: revert ? { name: revert.errorName, args: revert.args } : undefined,
             updatedAt: new Date().toISOString(),
         };
-        this.#tracked.untrack(t);
+        this.tracked.untrack(t);
         const outcome = this.outcomeOf(doc, revert);
         this.#settled.set(doc.id, { doc, outcome });
         if (this.#settled.size > 10_000) this.#settled.delete(this.#settled.keys().next().value!);
@@ -106,10 +101,10 @@ export class Outcomes {
             this.#writing++;
             const done = (async () => {
                 try {
-                    await this.#txs.replace(job.doc, job.etag);
+                    await this.txs.replace(job.doc, job.etag);
                 } catch (err) {
                     if (err instanceof Conflict) {
-                        const current = await this.#txs.read(job.doc.id, job.doc.id);
+                        const current = await this.txs.read(job.doc.id, job.doc.id);
                         if (current && current.item.state === 'pending') {
                             const attempts = current.item.attempts.length > job.doc.attempts.length ? current.item.attempts : job.doc.attempts;
                             this.#writeBehind.push({ doc: { ...job.doc, attempts }, etag: current.etag, tries: job.tries + 1 });
@@ -117,13 +112,13 @@ export class Outcomes {
                         return;
                     }
                     if (job.tries < 20) {
-                        this.#log?.warn({ operationId: job.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
+                        this.log?.warn({ operationId: job.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
                         setTimeout(() => {
                             this.#writeBehind.push({ ...job, tries: job.tries + 1 });
                             void this.#drainWrites();
                         }, Math.min(30_000, 200 * 2 ** job.tries)).unref();
                     } else {
-                        this.#log?.error({ operationId: job.doc.id }, 'chain: gave up recording a final transaction; it stays pending in the store and is resolved from its receipt when asked');
+                        this.log?.error({ operationId: job.doc.id }, 'chain: gave up recording a final transaction; it stays pending in the store and is resolved from its receipt when asked');
                     }
                 }
             })().finally(() => {
@@ -146,11 +141,11 @@ export class Outcomes {
      * block, else after it, else now (nodes that keep little history answer only recent states).
      */
     async #replayRevert(doc: TxDoc, blockNumber: number, abi?: InterfaceAbi): Promise<ContractRevert> {
-        const abis = abi ? [abi, ...this.#settings.abis] : this.#settings.abis;
+        const abis = abi ? [abi, ...this.settings.abis] : this.settings.abis;
         const call = { from: doc.sender, ...(doc.to ? { to: doc.to } : {}), data: doc.data, value: '0x' + BigInt(doc.value).toString(16), gas: '0x' + BigInt(doc.gasLimit).toString(16) };
         for (const tag of ['0x' + Math.max(0, blockNumber - 1).toString(16), '0x' + blockNumber.toString(16), 'latest']) {
             try {
-                await this.#provider.rpc('eth_call', [call, tag]);
+                await this.provider.rpc('eth_call', [call, tag]);
             } catch (err) {
                 const decoded = decodeRevert(revertDataOf(err), abis);
                 if (decoded) return decoded;

@@ -10,25 +10,19 @@ import type { TrackedTransactions } from './tracking';
  * releases the leases, looks at the chain for receipts, and re-sends what is not yet mined.
  */
 export class PollLoop {
-    readonly #tracked: TrackedTransactions;
-    readonly #leases: NonceLeases;
-    readonly #receipts: ReceiptWatch;
-    readonly #resender: Resender;
-    readonly #settings: PipelineSettings;
-    readonly #log?: PipelineLog;
     #timer?: NodeJS.Timeout;
     #polling = false;
     #lastSubmitAt = 0;
     #stopped = false;
 
-    constructor(tracked: TrackedTransactions, leases: NonceLeases, receipts: ReceiptWatch, resender: Resender, settings: PipelineSettings, log?: PipelineLog) {
-        this.#tracked = tracked;
-        this.#leases = leases;
-        this.#receipts = receipts;
-        this.#resender = resender;
-        this.#settings = settings;
-        this.#log = log;
-    }
+    constructor(
+        private readonly tracked: TrackedTransactions,
+        private readonly leases: NonceLeases,
+        private readonly receipts: ReceiptWatch,
+        private readonly resender: Resender,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+    ) {}
 
     /** A nonce was just assigned: while they keep coming, polls are spaced out. */
     submitted(at: number): void {
@@ -48,11 +42,11 @@ export class PollLoop {
         // While transactions are pouring in, poll less often: each poll reads every new block's receipts,
         // and a node busy answering those takes in fewer transactions. Once the flow stops, poll at once.
         const busy = Date.now() - this.#lastSubmitAt < 200;
-        const interval = busy ? Math.max(this.#settings.pollIntervalMs, Math.min(2000, this.#tracked.size)) : this.#settings.pollIntervalMs;
+        const interval = busy ? Math.max(this.settings.pollIntervalMs, Math.min(2000, this.tracked.size)) : this.settings.pollIntervalMs;
         this.#timer = setTimeout(() => {
             this.#timer = undefined;
             void this.#poll().finally(() => {
-                if (this.#tracked.size > 0 || this.#leases.anyHeld) this.schedule();
+                if (this.tracked.size > 0 || this.leases.anyHeld) this.schedule();
             });
         }, interval);
     }
@@ -61,15 +55,15 @@ export class PollLoop {
         if (this.#polling) return;
         this.#polling = true;
         try {
-            await this.#leases.releaseIdle();
-            if (this.#tracked.size === 0) {
-                this.#receipts.idle();
+            await this.leases.releaseIdle();
+            if (this.tracked.size === 0) {
+                this.receipts.idle();
                 return;
             }
-            await this.#receipts.check();
-            await this.#resender.resend();
+            await this.receipts.check();
+            await this.resender.resend();
         } catch (err) {
-            this.#log?.warn({ err: errorMessage(err) }, 'chain: polling failed; retrying');
+            this.log?.warn({ err: errorMessage(err) }, 'chain: polling failed; retrying');
         } finally {
             this.#polling = false;
         }

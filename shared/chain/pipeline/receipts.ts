@@ -21,24 +21,19 @@ interface Receipt {
  * deep with their block still on the chain; a reorg or a node that went back puts them back.
  */
 export class ReceiptWatch {
-    readonly #provider: FailoverProvider;
-    readonly #tracked: TrackedTransactions;
-    readonly #outcomes: Outcomes;
-    readonly #settings: PipelineSettings;
-    readonly #log?: PipelineLog;
     /** Block hashes read in the current poll. */
     readonly #seen = new Map<number, string>();
     #head = -1;
     #scanned = -1;
     #getBlockReceipts = true;
 
-    constructor(provider: FailoverProvider, tracked: TrackedTransactions, outcomes: Outcomes, settings: PipelineSettings, log?: PipelineLog) {
-        this.#provider = provider;
-        this.#tracked = tracked;
-        this.#outcomes = outcomes;
-        this.#settings = settings;
-        this.#log = log;
-    }
+    constructor(
+        private readonly provider: FailoverProvider,
+        private readonly tracked: TrackedTransactions,
+        private readonly outcomes: Outcomes,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+    ) {}
 
     /** Receipts are matched block by block from after this head, unless scanning is under way already. */
     startAt(head: number): void {
@@ -52,11 +47,11 @@ export class ReceiptWatch {
 
     /** One poll's look at the chain: new receipts matched, missing ones looked up, deep enough ones made final. */
     async check(): Promise<void> {
-        const head = Number(BigInt(await this.#provider.rpc<string>('eth_blockNumber')));
+        const head = Number(BigInt(await this.provider.rpc<string>('eth_blockNumber')));
         if (this.#head >= 0 && head < this.#head) {
             // The node went back (restarted from an older state, or a reorg): nothing mined above head stands.
-            this.#log?.warn({ from: this.#head, to: head }, 'chain: the head went back; re-checking transactions');
-            for (const t of this.#tracked.values()) {
+            this.log?.warn({ from: this.#head, to: head }, 'chain: the head went back; re-checking transactions');
+            for (const t of this.tracked.values()) {
                 if (t.mined && t.mined.blockNumber > head) t.mined = undefined;
                 t.needsLookup = true;
                 t.lastBroadcast = 0;
@@ -77,7 +72,7 @@ export class ReceiptWatch {
         if (from > head) return;
         // Far behind (e.g. after a long pause): look pending transactions up one by one instead.
         if (head - from > 5000) {
-            for (const t of this.#tracked.values()) if (!t.mined) t.needsLookup = true;
+            for (const t of this.tracked.values()) if (!t.mined) t.needsLookup = true;
             this.#scanned = head;
             return;
         }
@@ -96,20 +91,20 @@ export class ReceiptWatch {
         const tag = '0x' + n.toString(16);
         if (this.#getBlockReceipts) {
             try {
-                return (await this.#provider.rpc<Receipt[] | null>('eth_getBlockReceipts', [tag])) ?? [];
+                return (await this.provider.rpc<Receipt[] | null>('eth_getBlockReceipts', [tag])) ?? [];
             } catch (err) {
                 if (!/not (found|supported|available)|does not exist|unknown method/i.test(errorMessage(err))) throw err;
                 this.#getBlockReceipts = false;
             }
         }
-        const block = await this.#provider.rpc<{ transactions: string[] } | null>('eth_getBlockByNumber', [tag, false]);
-        const ours = (block?.transactions ?? []).filter((h) => this.#tracked.hasHash(h));
-        const receipts = await Promise.all(ours.map((h) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [h])));
+        const block = await this.provider.rpc<{ transactions: string[] } | null>('eth_getBlockByNumber', [tag, false]);
+        const ours = (block?.transactions ?? []).filter((h) => this.tracked.hasHash(h));
+        const receipts = await Promise.all(ours.map((h) => this.provider.rpc<Receipt | null>('eth_getTransactionReceipt', [h])));
         return receipts.filter((r): r is Receipt => r !== null);
     }
 
     #matched(r: Receipt): void {
-        const t = this.#tracked.withHash(r.transactionHash);
+        const t = this.tracked.withHash(r.transactionHash);
         if (!t) return;
         t.mined = {
             blockNumber: Number(BigInt(r.blockNumber)),
@@ -124,10 +119,10 @@ export class ReceiptWatch {
 
     /** Receipts by hash for transactions whose blocks were not scanned (adopted, or after the node went back). */
     async #lookups(): Promise<void> {
-        const todo = [...this.#tracked.values()].filter((t) => t.needsLookup && !t.mined);
+        const todo = [...this.tracked.values()].filter((t) => t.needsLookup && !t.mined);
         await Promise.all(
             todo.map(async (t) => {
-                const receipts = await Promise.all(t.doc.attempts.map((a) => this.#provider.rpc<Receipt | null>('eth_getTransactionReceipt', [a.hash])));
+                const receipts = await Promise.all(t.doc.attempts.map((a) => this.provider.rpc<Receipt | null>('eth_getTransactionReceipt', [a.hash])));
                 const r = receipts.find((x) => x !== null);
                 if (r) this.#matched(r);
                 else t.needsLookup = false;
@@ -137,16 +132,16 @@ export class ReceiptWatch {
 
     /** Transactions deep enough, whose block is still on the chain, become final. */
     async #finalise(head: number): Promise<void> {
-        const ready = [...this.#tracked.values()].filter((t) => t.mined && !t.finalising && head - t.mined.blockNumber + 1 >= this.#settings.confirmations);
+        const ready = [...this.tracked.values()].filter((t) => t.mined && !t.finalising && head - t.mined.blockNumber + 1 >= this.settings.confirmations);
         if (ready.length === 0) return;
         const heights = [...new Set(ready.map((t) => t.mined!.blockNumber))];
         const hashes = new Map<number, string | undefined>();
         // One block deep and read in this very poll: its hash is the chain's now. Deeper: ask again.
-        const fresh = this.#settings.confirmations === 1 ? heights.filter((n) => this.#seen.has(n)) : [];
+        const fresh = this.settings.confirmations === 1 ? heights.filter((n) => this.#seen.has(n)) : [];
         for (const n of fresh) hashes.set(n, this.#seen.get(n));
         await Promise.all(
             heights.filter((n) => !hashes.has(n)).map(async (n) => {
-                const b = await this.#provider.rpc<{ hash: string } | null>('eth_getBlockByNumber', ['0x' + n.toString(16), false]);
+                const b = await this.provider.rpc<{ hash: string } | null>('eth_getBlockByNumber', ['0x' + n.toString(16), false]);
                 hashes.set(n, b?.hash);
             }),
         );
@@ -154,7 +149,7 @@ export class ReceiptWatch {
             ready.map(async (t) => {
                 const mined = t.mined!;
                 if (hashes.get(mined.blockNumber) !== mined.blockHash) {
-                    this.#log?.warn({ operationId: t.doc.id, block: mined.blockNumber }, 'chain: the block of a mined transaction left the chain; back to pending');
+                    this.log?.warn({ operationId: t.doc.id, block: mined.blockNumber }, 'chain: the block of a mined transaction left the chain; back to pending');
                     t.mined = undefined;
                     t.needsLookup = true;
                     t.lastBroadcast = 0;
@@ -162,10 +157,10 @@ export class ReceiptWatch {
                 }
                 t.finalising = true;
                 try {
-                    await this.#outcomes.settle(t, mined);
+                    await this.outcomes.settle(t, mined);
                 } catch (err) {
                     t.finalising = false;
-                    this.#log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
+                    this.log?.warn({ operationId: t.doc.id, err: errorMessage(err) }, 'chain: recording a final transaction failed; retrying');
                 }
             }),
         );

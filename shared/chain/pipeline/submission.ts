@@ -15,21 +15,6 @@ import { summary, type TxDoc, type TxSummary } from './records';
 import type { PipelineSettings } from './settings';
 import type { TrackedTransactions } from './tracking';
 
-/** What a submission works with: the store, the node, and the parts that lease, price, send and watch. */
-export interface SubmissionParts {
-    provider: FailoverProvider;
-    transactions: Repository<TxDoc>;
-    tracked: TrackedTransactions;
-    outcomes: Outcomes;
-    leases: NonceLeases;
-    holes: NonceHoles;
-    fees: FeePolicy;
-    broadcaster: Broadcaster;
-    receipts: ReceiptWatch;
-    polling: PollLoop;
-    settings: PipelineSettings;
-}
-
 const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
 
 /**
@@ -38,33 +23,22 @@ const OPERATION_ID_RE = /^[A-Za-z0-9:._\-]{1,200}$/;
  * and sent; a repeated one (here, or by another instance before) gets its stored transaction back.
  */
 export class Submission {
-    readonly #provider: FailoverProvider;
-    readonly #txs: Repository<TxDoc>;
-    readonly #tracked: TrackedTransactions;
-    readonly #outcomes: Outcomes;
-    readonly #leases: NonceLeases;
-    readonly #holes: NonceHoles;
-    readonly #fees: FeePolicy;
-    readonly #broadcaster: Broadcaster;
-    readonly #receipts: ReceiptWatch;
-    readonly #polling: PollLoop;
-    readonly #settings: PipelineSettings;
     readonly #submitting = new Map<string, { key: string; attempt: Promise<TxSummary> }>();
     #closed = false;
 
-    constructor(parts: SubmissionParts) {
-        this.#provider = parts.provider;
-        this.#txs = parts.transactions;
-        this.#tracked = parts.tracked;
-        this.#outcomes = parts.outcomes;
-        this.#leases = parts.leases;
-        this.#holes = parts.holes;
-        this.#fees = parts.fees;
-        this.#broadcaster = parts.broadcaster;
-        this.#receipts = parts.receipts;
-        this.#polling = parts.polling;
-        this.#settings = parts.settings;
-    }
+    constructor(
+        private readonly provider: FailoverProvider,
+        private readonly txs: Repository<TxDoc>,
+        private readonly tracked: TrackedTransactions,
+        private readonly outcomes: Outcomes,
+        private readonly leases: NonceLeases,
+        private readonly holes: NonceHoles,
+        private readonly fees: FeePolicy,
+        private readonly broadcaster: Broadcaster,
+        private readonly receipts: ReceiptWatch,
+        private readonly polling: PollLoop,
+        private readonly settings: PipelineSettings,
+    ) {}
 
     /** Refuses every submission from now on. */
     close(): void {
@@ -92,9 +66,9 @@ export class Submission {
         const to = call.to === undefined ? null : getAddress(call.to);
         if (!/^0x([0-9a-fA-F]{2})*$/.test(call.data)) throw new Invalid('The call data must be hex');
 
-        const known = this.#tracked.get(call.operationId);
+        const known = this.tracked.get(call.operationId);
         if (known) return this.#checkSame(known.doc, sender, call);
-        const settled = this.#outcomes.recent(call.operationId);
+        const settled = this.outcomes.recent(call.operationId);
         if (settled) return this.#checkSame(settled.doc, sender, call);
 
         // While this instance leases the sender, a new operation is the common case: no read first; the
@@ -102,13 +76,13 @@ export class Submission {
         // from another instance, a cold start) the store is asked first, alongside the estimate, so a
         // duplicate neither waits for the lease nor takes a nonce. A revert at estimation is checked
         // against the store too: for an operation already done it is expected (e.g. AlreadySigned).
-        const abis = call.abi ? [call.abi, ...this.#settings.abis] : this.#settings.abis;
+        const abis = call.abi ? [call.abi, ...this.settings.abis] : this.settings.abis;
         const value = call.value ?? 0n;
-        const leased = this.#leases.holds(sender);
+        const leased = this.leases.holds(sender);
         const [storedR, gasR, feesR] = await Promise.allSettled([
             leased ? Promise.resolve(undefined) : this.#existing(call, sender),
             call.gasLimit ?? this.#estimate(sender, to, call.data, value, abis),
-            this.#fees.current(),
+            this.fees.current(),
         ]);
         if (storedR.status === 'rejected') throw storedR.reason;
         if (storedR.value) return storedR.value;
@@ -125,19 +99,19 @@ export class Submission {
             const existing = leased ? await this.#existing(call, sender) : undefined;
             if (existing) return existing;
             const needed = gasLimit * fees.maxFeePerGas + value;
-            const balance = BigInt(await this.#provider.rpc<string>('eth_getBalance', [sender, 'latest']));
+            const balance = BigInt(await this.provider.rpc<string>('eth_getBalance', [sender, 'latest']));
             if (balance < needed) throw new InsufficientFunds(sender, balance, needed);
         }
-        const state = await this.#leases.lease(sender, call.from.signer);
+        const state = await this.leases.lease(sender, call.from.signer);
         // Receipts are matched block by block from here on (the fee data's head, a second old at most).
-        this.#receipts.startAt(fees.head);
+        this.receipts.startAt(fees.head);
 
         // Synchronous from the lease check to the assignment: one nonce, one operation.
-        const nonce = this.#leases.assign(state);
-        this.#polling.submitted(state.lastUse);
+        const nonce = this.leases.assign(state);
+        this.polling.submitted(state.lastUse);
         const tx: TransactionRequest = {
             type: 2,
-            chainId: this.#settings.chainId,
+            chainId: this.settings.chainId,
             nonce,
             to,
             data: call.data,
@@ -150,7 +124,7 @@ export class Submission {
         try {
             raw = await call.from.signer.signTransaction(tx);
         } catch (err) {
-            this.#holes.unused(state, nonce, 'signing failed');
+            this.holes.unused(state, nonce, 'signing failed');
             throw err;
         }
         const now = new Date().toISOString();
@@ -159,7 +133,7 @@ export class Submission {
             id: call.operationId,
             sender,
             nonce,
-            chainId: this.#settings.chainId,
+            chainId: this.settings.chainId,
             to,
             data: call.data,
             value: value.toString(),
@@ -172,26 +146,26 @@ export class Submission {
         };
         let created;
         try {
-            created = await this.#txs.create(doc);
+            created = await this.txs.create(doc);
         } catch (err) {
-            this.#holes.unused(state, nonce, err instanceof Conflict ? 'the operation was already submitted' : 'storing failed');
+            this.holes.unused(state, nonce, err instanceof Conflict ? 'the operation was already submitted' : 'storing failed');
             if (err instanceof Conflict) {
                 const existing = await this.#existing(call, sender);
                 if (existing) return existing;
             }
             throw err;
         }
-        const tracked = this.#tracked.track(created.item, created.etag, call.from.signer, call.abi, false);
-        await this.#broadcaster.sendInOrder(tracked);
+        const tracked = this.tracked.track(created.item, created.etag, call.from.signer, call.abi, false);
+        await this.broadcaster.sendInOrder(tracked);
         return summary(created.item);
     }
 
     /** The stored transaction of an operation submitted before (by any instance), watched again if still pending. */
     async #existing(call: ChainCall, sender: string): Promise<TxSummary | undefined> {
-        const stored = await this.#txs.read(call.operationId, call.operationId);
+        const stored = await this.txs.read(call.operationId, call.operationId);
         if (!stored) return undefined;
         this.#checkSame(stored.item, sender, call);
-        if (stored.item.state === 'pending') this.#tracked.track(stored.item, stored.etag, call.from.signer, call.abi, true);
+        if (stored.item.state === 'pending') this.tracked.track(stored.item, stored.etag, call.from.signer, call.abi, true);
         return summary(stored.item);
     }
 
@@ -205,8 +179,8 @@ export class Submission {
 
     async #estimate(from: string, to: string | null, data: string, value: bigint, abis: InterfaceAbi[]): Promise<bigint> {
         try {
-            const gas = BigInt(await this.#provider.rpc<string>('eth_estimateGas', [{ from, ...(to ? { to } : {}), data, value: '0x' + value.toString(16) }]));
-            return (gas * BigInt(100 + this.#settings.gasMarginPercent)) / 100n;
+            const gas = BigInt(await this.provider.rpc<string>('eth_estimateGas', [{ from, ...(to ? { to } : {}), data, value: '0x' + value.toString(16) }]));
+            return (gas * BigInt(100 + this.settings.gasMarginPercent)) / 100n;
         } catch (err) {
             const revert = decodeRevert(revertDataOf(err), abis);
             if (revert) throw revert;

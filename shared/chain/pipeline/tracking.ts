@@ -33,11 +33,8 @@ export interface Tracked {
 export class TrackedTransactions {
     readonly #byId = new Map<string, Tracked>();
     readonly #byHash = new Map<string, string>();
-    readonly #wake: () => void;
 
-    constructor(wake: () => void) {
-        this.#wake = wake;
-    }
+    constructor(private readonly wake: () => void) {}
 
     get size(): number {
         return this.#byId.size;
@@ -77,7 +74,7 @@ export class TrackedTransactions {
         const t: Tracked = { doc, etag, signer, abi, waiters: [], lastBroadcast: needsLookup ? 0 : Date.now(), lastAttemptAt: sentAt, needsLookup };
         this.#byId.set(doc.id, t);
         for (const a of doc.attempts) this.#byHash.set(a.hash, doc.id);
-        this.#wake();
+        this.wake();
         return t;
     }
 
