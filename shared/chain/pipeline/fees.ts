@@ -2,6 +2,7 @@ import type { FailoverProvider } from '../provider';
 import type { TxAttempt } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
 
+/** EIP-1559 fees per gas, in wei. */
 export interface Fees {
     maxFeePerGas: bigint;
     maxPriorityFeePerGas: bigint;

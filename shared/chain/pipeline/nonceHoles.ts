@@ -22,7 +22,6 @@ export interface SenderNonces {
  * otherwise every later transaction would wait behind it forever.
  */
 export class NonceHoles {
-
     constructor(
         private readonly provider: FailoverProvider,
         private readonly txs: Repository<TxDoc>,

@@ -9,6 +9,7 @@ import type { NonceLeaseDoc, TxDoc } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
 import type { TrackedTransactions } from './tracking';
 
+/** A sender's nonces and lease, as this instance knows them. */
 export interface SenderState extends SenderNonces {
     owner: boolean;
     leaseUntil: number;
@@ -19,6 +20,7 @@ export interface SenderState extends SenderNonces {
     renewing?: Promise<void>;
 }
 
+/** Another instance holds the lease, or took it first: wait and try again. */
 class LeaseBusy extends Error {}
 
 /**

@@ -12,7 +12,6 @@ import type { Tracked, TrackedTransactions } from './tracking';
  * its pool gets it again) and, when stuck, re-signed with the same nonce and higher fees.
  */
 export class Resender {
-
     constructor(
         private readonly txs: Repository<TxDoc>,
         private readonly tracked: TrackedTransactions,
