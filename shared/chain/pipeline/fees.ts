@@ -1,0 +1,67 @@
+import type { FailoverProvider } from '../provider';
+import type { TxAttempt } from './records';
+import type { PipelineLog, PipelineSettings } from './settings';
+
+/** EIP-1559 fees per gas, in wei. */
+export interface Fees {
+    maxFeePerGas: bigint;
+    maxPriorityFeePerGas: bigint;
+}
+
+/**
+ * What the pipeline offers per gas: EIP-1559 fees from the node (base fee × 2 + tip), and for a
+ * stuck transaction's replacement 12.5 % more (the node's replacement rule); never above the cap.
+ */
+export class FeePolicy {
+    #fees?: { at: number; value: Promise<Fees & { head: number }> };
+
+    constructor(
+        private readonly provider: FailoverProvider,
+        private readonly settings: PipelineSettings,
+        private readonly log?: PipelineLog,
+    ) {}
+
+    /** Current fees, shared for a second: base fee × 2 + tip, capped. */
+    current(): Promise<Fees & { head: number }> {
+        const now = Date.now();
+        if (this.#fees && now - this.#fees.at < 1000) return this.#fees.value;
+        const value = (async () => {
+            const [block, tipHex] = await Promise.all([
+                this.provider.rpc<{ number: string; baseFeePerGas?: string }>('eth_getBlockByNumber', ['latest', false]),
+                this.provider.rpc<string>('eth_maxPriorityFeePerGas').catch(() => '0x0'),
+            ]);
+            const cap = this.settings.maxFeePerGasCap;
+            let tip = BigInt(tipHex);
+            if (tip < this.settings.minPriorityFeePerGas) tip = this.settings.minPriorityFeePerGas;
+            if (tip > cap) tip = cap;
+            const base = BigInt(block.baseFeePerGas ?? '0x0');
+            let maxFee = base * 2n + tip;
+            if (maxFee > cap) maxFee = cap;
+            if (base + tip > cap) this.log?.warn({ baseFee: base.toString(), cap: cap.toString() }, 'chain: the base fee is above the fee cap; transactions wait until it falls');
+            return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip, head: Number(BigInt(block.number)) };
+        })();
+        this.#fees = { at: now, value };
+        value.catch(() => {
+            if (this.#fees?.value === value) this.#fees = undefined;
+        });
+        return value;
+    }
+
+    /**
+     * Fees to re-sign the last attempt with: 12.5 % over it, or the current fees if higher, up to
+     * the cap. Undefined when the cap leaves no room: the node would refuse a smaller raise.
+     */
+    async replacing(last: TxAttempt): Promise<Fees | undefined> {
+        const fees = await this.current();
+        const cap = this.settings.maxFeePerGasCap;
+        const bump = (v: bigint) => (v * 1125n) / 1000n + 1n;
+        let tip = bump(BigInt(last.maxPriorityFeePerGas));
+        if (fees.maxPriorityFeePerGas > tip) tip = fees.maxPriorityFeePerGas;
+        let maxFee = bump(BigInt(last.maxFeePerGas));
+        if (fees.maxFeePerGas > maxFee) maxFee = fees.maxFeePerGas;
+        if (maxFee > cap) maxFee = cap;
+        if (tip > maxFee) tip = maxFee;
+        if (maxFee <= BigInt(last.maxFeePerGas) || tip < bump(BigInt(last.maxPriorityFeePerGas)) - 1n) return undefined;
+        return { maxFeePerGas: maxFee, maxPriorityFeePerGas: tip };
+    }
+}
