@@ -1,3 +1,4 @@
+import { keccak256, type AbstractSigner, type TransactionRequest } from 'ethers';
 import type { FailoverProvider } from '../provider';
 import type { TxAttempt } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
@@ -6,6 +7,12 @@ import type { PipelineLog, PipelineSettings } from './settings';
 export interface Fees {
     maxFeePerGas: bigint;
     maxPriorityFeePerGas: bigint;
+}
+
+/** A type-2 transaction signed at these fees: the attempt as it is recorded (hash, raw bytes, fees, when). */
+export async function signAttempt(signer: AbstractSigner, tx: Omit<TransactionRequest, 'type' | 'maxFeePerGas' | 'maxPriorityFeePerGas'>, fees: Fees): Promise<TxAttempt> {
+    const raw = await signer.signTransaction({ ...tx, type: 2, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas });
+    return { hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
 }
 
 /**

@@ -1,8 +1,8 @@
-import { keccak256, type AbstractSigner, type TransactionRequest } from 'ethers';
+import type { AbstractSigner } from 'ethers';
 import type { Repository } from '../../documents/repository';
 import type { FailoverProvider } from '../provider';
 import type { Broadcaster } from './broadcast';
-import type { FeePolicy } from './fees';
+import { signAttempt, type FeePolicy } from './fees';
 import type { TxDoc } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
 import type { TrackedTransactions } from './tracking';
@@ -85,9 +85,8 @@ export class NonceHoles {
         if (!signer) return;
         void (async () => {
             const fees = await this.fees.current();
-            const tx: TransactionRequest = { type: 2, chainId: this.settings.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
-            const raw = await signer.signTransaction(tx);
-            const now = new Date().toISOString();
+            const attempt = await signAttempt(signer, { chainId: this.settings.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n }, fees);
+            const now = attempt.sentAt;
             const doc: TxDoc = {
                 id: `nonce-fill:${state.key}:${nonce}`,
                 sender: state.address,
@@ -97,7 +96,7 @@ export class NonceHoles {
                 data: '0x',
                 value: '0',
                 gasLimit: '21000',
-                attempts: [{ hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: now }],
+                attempts: [attempt],
                 state: 'pending',
                 filler: true,
                 label: `fill nonce ${nonce} (${why})`,

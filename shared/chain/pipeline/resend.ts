@@ -1,9 +1,8 @@
-import { keccak256, type TransactionRequest } from 'ethers';
 import type { Repository } from '../../documents/repository';
 import type { Broadcaster } from './broadcast';
-import type { FeePolicy } from './fees';
+import { signAttempt, type FeePolicy } from './fees';
 import { errorMessage } from './nodeErrors';
-import type { TxAttempt, TxDoc } from './records';
+import type { TxDoc } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
 import type { Tracked, TrackedTransactions } from './tracking';
 
@@ -42,19 +41,8 @@ export class Resender {
             await this.broadcaster.broadcast(t);
             return;
         }
-        const tx: TransactionRequest = {
-            type: 2,
-            chainId: t.doc.chainId,
-            nonce: t.doc.nonce,
-            to: t.doc.to,
-            data: t.doc.data,
-            value: BigInt(t.doc.value),
-            gasLimit: BigInt(t.doc.gasLimit),
-            maxFeePerGas: fees.maxFeePerGas,
-            maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
-        };
-        const raw = await t.signer!.signTransaction(tx);
-        const attempt: TxAttempt = { hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
+        const { chainId, nonce, to, data } = t.doc;
+        const attempt = await signAttempt(t.signer!, { chainId, nonce, to, data, value: BigInt(t.doc.value), gasLimit: BigInt(t.doc.gasLimit) }, fees);
         // Stored before it is sent: whichever attempt is mined, the operation knows it.
         const doc: TxDoc = { ...t.doc, attempts: [...t.doc.attempts, attempt], updatedAt: attempt.sentAt };
         const written = await this.txs.replace(doc, t.etag);

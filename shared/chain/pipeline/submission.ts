@@ -1,17 +1,17 @@
-import { getAddress, keccak256, type InterfaceAbi, type TransactionRequest } from 'ethers';
+import { getAddress, type InterfaceAbi } from 'ethers';
 import type { Repository } from '../../documents/repository';
 import { Conflict, Invalid, isUnreachable, Unavailable } from '../../errors';
 import type { FailoverProvider } from '../provider';
 import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
 import type { Broadcaster } from './broadcast';
 import { fingerprint, InsufficientFunds, type ChainCall } from './calls';
-import type { FeePolicy } from './fees';
+import { signAttempt, type FeePolicy } from './fees';
 import type { NonceHoles } from './nonceHoles';
 import type { NonceLeases } from './nonceLeases';
 import type { Outcomes } from './outcomes';
 import type { PollLoop } from './polling';
 import type { ReceiptWatch } from './receipts';
-import { summary, type TxDoc, type TxSummary } from './records';
+import { summary, type TxAttempt, type TxDoc, type TxSummary } from './records';
 import type { PipelineSettings } from './settings';
 import type { TrackedTransactions } from './tracking';
 
@@ -109,26 +109,14 @@ export class Submission {
         // Synchronous from the lease check to the assignment: one nonce, one operation.
         const nonce = this.leases.assign(state);
         this.polling.submitted(state.lastUse);
-        const tx: TransactionRequest = {
-            type: 2,
-            chainId: this.settings.chainId,
-            nonce,
-            to,
-            data: call.data,
-            value,
-            gasLimit,
-            maxFeePerGas: fees.maxFeePerGas,
-            maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
-        };
-        let raw: string;
+        let attempt: TxAttempt;
         try {
-            raw = await call.from.signer.signTransaction(tx);
+            attempt = await signAttempt(call.from.signer, { chainId: this.settings.chainId, nonce, to, data: call.data, value, gasLimit }, fees);
         } catch (err) {
             this.holes.unused(state, nonce, 'signing failed');
             throw err;
         }
-        const now = new Date().toISOString();
-        const hash = keccak256(raw);
+        const now = attempt.sentAt;
         const doc: TxDoc = {
             id: call.operationId,
             sender,
@@ -138,7 +126,7 @@ export class Submission {
             data: call.data,
             value: value.toString(),
             gasLimit: gasLimit.toString(),
-            attempts: [{ hash, raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: now }],
+            attempts: [attempt],
             state: 'pending',
             label: call.label,
             createdAt: now,
