@@ -68,8 +68,9 @@ export class TransactionPipeline {
         const broadcaster = new Broadcaster(provider, tracked, settings, log, opts.onInsufficientFunds);
         const outcomes = new Outcomes(provider, stores.transactions, tracked, settings, log);
         const receipts = new ReceiptWatch(provider, tracked, outcomes, settings, log);
-        const resender = new Resender(stores.transactions, tracked, fees, broadcaster, settings, log);
-        const holes = new NonceHoles(provider, stores.transactions, tracked, fees, broadcaster, settings, log);
+        const resigning = { txs: stores.transactions, tracked, fees, broadcaster, settings, log };
+        const resender = new Resender(resigning);
+        const holes = new NonceHoles(provider, resigning);
         const leases = new NonceLeases(this.instanceId, provider, stores.leases, stores.transactions, tracked, holes, settings, wake, log);
         const polling = new PollLoop(tracked, leases, receipts, resender, settings, log);
         this.#submission = new Submission(provider, stores.transactions, tracked, outcomes, leases, holes, fees, broadcaster, receipts, polling, settings);

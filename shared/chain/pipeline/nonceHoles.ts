@@ -1,11 +1,8 @@
 import type { AbstractSigner } from 'ethers';
-import type { Repository } from '../../documents/repository';
 import type { FailoverProvider } from '../provider';
-import type { Broadcaster } from './broadcast';
-import { signAttempt, type FeePolicy } from './fees';
+import { signAttempt } from './fees';
 import type { TxDoc } from './records';
-import type { PipelineLog, PipelineSettings } from './settings';
-import type { TrackedTransactions } from './tracking';
+import type { Resigning } from './resend';
 
 /** A sender's nonces as far as gaps go: which were assigned but not used, and who can sign a filler. */
 export interface SenderNonces {
@@ -24,12 +21,7 @@ export interface SenderNonces {
 export class NonceHoles {
     constructor(
         private readonly provider: FailoverProvider,
-        private readonly txs: Repository<TxDoc>,
-        private readonly tracked: TrackedTransactions,
-        private readonly fees: FeePolicy,
-        private readonly broadcaster: Broadcaster,
-        private readonly settings: PipelineSettings,
-        private readonly log?: PipelineLog,
+        private readonly parts: Resigning,
     ) {}
 
     /**
@@ -44,7 +36,7 @@ export class NonceHoles {
             if (i < 0) return;
             state.free.splice(i, 1);
             this.fill(state, nonce, why);
-        }, this.settings.holeFillAfterMs).unref();
+        }, this.parts.settings.holeFillAfterMs).unref();
     }
 
     /**
@@ -58,22 +50,22 @@ export class NonceHoles {
         let continuationToken: string | undefined;
         let n = 0;
         do {
-            const page = await this.txs.query(
+            const page = await this.parts.txs.query(
                 { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @mined', parameters: [{ name: '@sender', value: state.address }, { name: '@mined', value: mined }] },
                 { continuationToken, maxItemCount: 500 },
             );
             for (const d of page.items) {
                 held.add(d.nonce);
-                if (d.state !== 'pending' || this.tracked.has(d.id)) continue;
-                const stored = await this.txs.read(d.id, d.id);
+                if (d.state !== 'pending' || this.parts.tracked.has(d.id)) continue;
+                const stored = await this.parts.txs.read(d.id, d.id);
                 if (stored?.item.state === 'pending') {
-                    this.tracked.track(stored.item, stored.etag, state.signer, undefined, true);
+                    this.parts.tracked.track(stored.item, stored.etag, state.signer, undefined, true);
                     n++;
                 }
             }
             continuationToken = page.continuationToken;
         } while (continuationToken);
-        if (n) this.log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
+        if (n) this.parts.log?.info({ sender: state.address, adopted: n }, 'chain: pending transactions adopted');
         // Only below where this lease started: nonces from there on are this instance's, their records on the way.
         for (let nonce = mined; nonce < takenAt; nonce++) if (!held.has(nonce)) this.unused(state, nonce, 'no record holds this nonce');
     }
@@ -81,17 +73,17 @@ export class NonceHoles {
     /** A nonce that was assigned but will not carry its operation: a 0-value transfer to self takes it. */
     fill(state: SenderNonces, nonce: number, why: string): void {
         const signer = state.signer;
-        this.log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
+        this.parts.log?.warn({ sender: state.address, nonce, why }, 'chain: filling an unused nonce');
         if (!signer) return;
         void (async () => {
-            const fees = await this.fees.current();
-            const attempt = await signAttempt(signer, { chainId: this.settings.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n }, fees);
+            const fees = await this.parts.fees.current();
+            const attempt = await signAttempt(signer, { chainId: this.parts.settings.chainId, nonce, to: state.address, value: 0n, gasLimit: 21_000n }, fees);
             const now = attempt.sentAt;
             const doc: TxDoc = {
                 id: `nonce-fill:${state.key}:${nonce}`,
                 sender: state.address,
                 nonce,
-                chainId: this.settings.chainId,
+                chainId: this.parts.settings.chainId,
                 to: state.address,
                 data: '0x',
                 value: '0',
@@ -105,11 +97,11 @@ export class NonceHoles {
             };
             let etag: string | undefined;
             try {
-                etag = (await this.txs.upsert(doc)).etag;
+                etag = (await this.parts.txs.upsert(doc)).etag;
             } catch (err) {
-                this.log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
+                this.parts.log?.warn({ err: (err as Error).message, nonce }, 'chain: the filler could not be stored; it is sent anyway');
             }
-            await this.broadcaster.broadcast(this.tracked.track(doc, etag, signer, undefined, false));
-        })().catch((err: unknown) => this.log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
+            await this.parts.broadcaster.broadcast(this.parts.tracked.track(doc, etag, signer, undefined, false));
+        })().catch((err: unknown) => this.parts.log?.error({ err: (err as Error).message, sender: state.address, nonce }, 'chain: filling a nonce failed; the watchdog of stuck transactions will retry'));
     }
 }
