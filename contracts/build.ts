@@ -32,11 +32,15 @@ export interface AbiItem {
     anonymous?: boolean;
 }
 
-const CONTRACT = 'EnergyExchange';
+/** The contracts built here, each from `contracts/<name>.sol` into `contracts/artifacts/<name>.json`. */
+export const CONTRACTS = ['EnergyExchange', 'EnergyExchangeV2'] as const;
+export type ContractName = (typeof CONTRACTS)[number];
+
 /** Relative to the repository root: the source name given to solc and recorded in the artifact. */
-export const SOURCE_PATH = 'contracts/EnergyExchange.sol';
-export const ARTIFACT_FILE = path.join(__dirname, 'artifacts', `${CONTRACT}.json`);
-const SOURCE_FILE = path.join(__dirname, `${CONTRACT}.sol`);
+export const sourcePathOf = (name: ContractName) => `contracts/${name}.sol`;
+export const artifactFileOf = (name: ContractName) => path.join(__dirname, 'artifacts', `${name}.json`);
+export const SOURCE_PATH = sourcePathOf('EnergyExchange');
+export const ARTIFACT_FILE = artifactFileOf('EnergyExchange');
 
 const OPTIMIZER = { enabled: true, runs: 200 };
 const EVM_VERSION = 'cancun';
@@ -54,7 +58,7 @@ interface SolcOutput {
 
 export class CompileError extends Error {
     constructor(readonly diagnostics: string[]) {
-        super(`EnergyExchange.sol failed to compile:\n${diagnostics.join('\n')}`);
+        super(`The contract failed to compile:\n${diagnostics.join('\n')}`);
         this.name = 'CompileError';
     }
 }
@@ -62,17 +66,21 @@ export class CompileError extends Error {
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** Compiles EnergyExchange.sol in-process with the bundled solc-js; the same source always gives the same bytes. */
-export function compileEnergyExchange(onWarning: (message: string) => void = () => {}): Artifact {
-    const source = readFileSync(SOURCE_FILE);
+export const compileEnergyExchange = (onWarning: (message: string) => void = () => {}): Artifact => compileContract('EnergyExchange', onWarning);
+
+/** Compiles `contracts/<name>.sol` in-process with the bundled solc-js; the same source always gives the same bytes. */
+export function compileContract(name: ContractName, onWarning: (message: string) => void = () => {}): Artifact {
+    const sourcePath = sourcePathOf(name);
+    const source = readFileSync(path.join(__dirname, `${name}.sol`));
     const input = {
         language: 'Solidity',
-        sources: { [SOURCE_PATH]: { content: source.toString('utf8') } },
+        sources: { [sourcePath]: { content: source.toString('utf8') } },
         settings: {
             optimizer: OPTIMIZER,
             evmVersion: EVM_VERSION,
             // No metadata hash: the bytecode depends only on the code, not on comments or paths.
             metadata: { bytecodeHash: 'none' },
-            outputSelection: { [SOURCE_PATH]: { [CONTRACT]: ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
+            outputSelection: { [sourcePath]: { [name]: ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] } },
         },
     };
     const output = JSON.parse(solc.compile(JSON.stringify(input))) as SolcOutput;
@@ -81,15 +89,15 @@ export function compileEnergyExchange(onWarning: (message: string) => void = () 
     if (errors.length > 0) throw new CompileError(errors.map((e) => e.formattedMessage ?? e.message));
     for (const w of diagnostics) onWarning(w.formattedMessage ?? w.message);
 
-    const compiled = output.contracts?.[SOURCE_PATH]?.[CONTRACT];
-    if (!compiled) throw new CompileError([`solc returned no output for ${SOURCE_PATH}:${CONTRACT}`]);
+    const compiled = output.contracts?.[sourcePath]?.[name];
+    if (!compiled) throw new CompileError([`solc returned no output for ${sourcePath}:${name}`]);
     const bytecode = compiled.evm.bytecode.object;
     const deployedBytecode = compiled.evm.deployedBytecode.object;
     if (!bytecode || !deployedBytecode) throw new CompileError(['solc returned empty bytecode']);
 
     return {
-        contractName: CONTRACT,
-        sourcePath: SOURCE_PATH,
+        contractName: name,
+        sourcePath,
         sourceSha256: sha256(source),
         compiler: { version: solc.version() as string, optimizer: { ...OPTIMIZER }, evmVersion: EVM_VERSION },
         abi: compiled.abi,
@@ -100,18 +108,20 @@ export function compileEnergyExchange(onWarning: (message: string) => void = () 
     };
 }
 
-export function writeArtifact(artifact: Artifact, file = ARTIFACT_FILE): void {
+export function writeArtifact(artifact: Artifact, file = artifactFileOf(artifact.contractName as ContractName)): void {
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, `${JSON.stringify(artifact, null, 2)}\n`);
 }
 
 if (require.main === module) {
     try {
-        const artifact = compileEnergyExchange((w) => console.warn(w));
-        writeArtifact(artifact);
-        const size = (artifact.deployedBytecode.length - 2) / 2;
-        const initSize = (artifact.bytecode.length - 2) / 2;
-        console.log(`${path.relative(process.cwd(), ARTIFACT_FILE)}: runtime ${size} bytes (init ${initSize}), solc ${artifact.compiler.version}, ${artifact.compiler.evmVersion}, optimizer runs ${OPTIMIZER.runs}`);
+        for (const name of CONTRACTS) {
+            const artifact = compileContract(name, (w) => console.warn(w));
+            writeArtifact(artifact);
+            const size = (artifact.deployedBytecode.length - 2) / 2;
+            const initSize = (artifact.bytecode.length - 2) / 2;
+            console.log(`${path.relative(process.cwd(), artifactFileOf(name))}: runtime ${size} bytes (init ${initSize}), solc ${artifact.compiler.version}, ${artifact.compiler.evmVersion}, optimizer runs ${OPTIMIZER.runs}`);
+        }
     } catch (err) {
         console.error(err instanceof Error ? err.message : err);
         process.exit(1);

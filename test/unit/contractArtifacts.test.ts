@@ -1,7 +1,7 @@
 import { Interface, type InterfaceAbi } from 'ethers';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ARTIFACT_FILE, compileEnergyExchange, type Artifact } from '../../contracts/build';
+import { ARTIFACT_FILE, artifactFileOf, compileContract, compileEnergyExchange, type Artifact } from '../../contracts/build';
 
 const REBUILD = 'The committed contracts/artifacts/EnergyExchange.json is stale: run `npm run contracts:build` and commit the result.';
 
@@ -91,5 +91,16 @@ describe('EnergyExchange artifact', () => {
             'TooManyAssets(uint256)',
             'ZeroAddress()',
         ]);
+    });
+});
+
+/** Version 2 (the parties sign the terms, EIP-712) is built and committed the same way. */
+describe('EnergyExchangeV2 artifact', () => {
+    it('is exactly what the committed source compiles to', () => {
+        const committed: Artifact = JSON.parse(readFileSync(artifactFileOf('EnergyExchangeV2'), 'utf8'));
+        const fresh = compileContract('EnergyExchangeV2');
+        if (JSON.stringify(committed) !== JSON.stringify(fresh)) throw new Error('The committed contracts/artifacts/EnergyExchangeV2.json is stale: run `npm run contracts:build` and commit the result.');
+        expect(committed).toMatchObject({ contractName: 'EnergyExchangeV2', sourcePath: 'contracts/EnergyExchangeV2.sol' });
+        expect(new Interface(committed.abi as InterfaceAbi).getFunction('submitSignatures')?.format('sighash')).toBe('submitSignatures((bytes32,address,bytes)[])');
     });
 });
