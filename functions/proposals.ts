@@ -43,7 +43,11 @@ httpRoute('proposalsList', {
     },
 });
 
-/** GET /api/proposals/{id} (core): terms, parties with their signatures, the ledger's records; parties and the operator only. */
+/**
+ * GET /api/proposals/{id} (core): terms, parties with their signatures, the ledger's records, and
+ * the terms as EIP-712 typed data with their digest (null until a contract is pinned); parties and
+ * the operator only.
+ */
 httpRoute('proposalsGet', {
     route: 'proposals/{proposalId}',
     methods: ['GET'],
@@ -53,7 +57,9 @@ httpRoute('proposalsGet', {
     handler: async ({ params, caller, durable }) => {
         const services = getServices();
         const p = await services.proposals().getFor(params.proposalId, caller!);
-        return { headers: { 'cache-control': 'no-store' }, jsonBody: { ...proposalView(p), saga: await services.signingSagas().sagaOf(p.id, durable!) } };
+        const terms = await services.proposals().termsOf(p);
+        const saga = await services.signingSagas().sagaOf(p.id, durable!);
+        return { headers: { 'cache-control': 'no-store' }, jsonBody: { ...proposalView(p), typedData: terms?.typedData ?? null, termsDigest: terms?.digest ?? null, saga } };
     },
 });
 

@@ -257,7 +257,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             const g = gateway();
             proposals ??= new Proposals(
                 new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
-                { accounts: accountRegistry, assets, exchanges: g.exchanges, pipeline: g.pipeline, operator: () => g.operator(), events: () => built.events() },
+                { accounts: accountRegistry, assets, exchanges: g.exchanges, chainId: settings.FLEXCHANGE_CHAIN_ID, pipeline: g.pipeline, operator: () => g.operator(), events: () => built.events() },
                 { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
             );
             return proposals;

@@ -92,6 +92,15 @@ export class EnergyExchange {
         this.#iface = new Interface(abi);
     }
 
+    /**
+     * The EIP-712 domain that binds a proposal's terms to this contract on this chain. Version 2
+     * contracts check signatures under it; for version 1 it names the contract the terms were
+     * anchored on, for any party to check against.
+     */
+    signingDomain(chainId: number): { name: string; version: string; chainId: number; verifyingContract: string } {
+        return { name: 'Flexchange EnergyExchange', version: this.#iface.getFunction('submitSignatures') ? '2' : '1', chainId, verifyingContract: this.ref.address };
+    }
+
     /** `createProposal`: the operator anchors a proposal. */
     createProposal(p: AnchorInput): ContractCall {
         const assets = p.assets.map((a) => ({ hash: `0x${a.sha256}`, algorithm: a.algorithm, location: a.location }));

@@ -2,6 +2,7 @@ import { id as keccakText } from 'ethers';
 import { z } from 'zod';
 import type { EventEnvelope } from '../events/events';
 import { ethAddress } from '../validation';
+import { AMOUNT_DECIMALS, toUnits } from './terms';
 import { isOpen, PROPOSAL_STATUSES, type ProposalStatus } from './vocabulary';
 
 export { PROPOSAL_STATUSES, type ProposalStatus };
@@ -22,8 +23,16 @@ export const newProposal = z
             .object({
                 product: z.string().trim().min(1).max(100),
                 direction: z.enum(['buy', 'sell']),
-                quantityMWh: z.number().positive().max(1e9),
-                priceGbpPerMWh: z.number().min(-1e6).max(1e6),
+                quantityMWh: z
+                    .number()
+                    .positive()
+                    .max(1e9)
+                    .refine((v) => toUnits(v, AMOUNT_DECIMALS.quantityMWh) !== undefined, 'at most 3 decimals (the ledger holds whole kWh)'),
+                priceGbpPerMWh: z
+                    .number()
+                    .min(-1e6)
+                    .max(1e6)
+                    .refine((v) => toUnits(v, AMOUNT_DECIMALS.priceGbpPerMWh) !== undefined, 'at most 2 decimals (the ledger holds whole pence)'),
                 deliveryStart: z.string().datetime(),
                 deliveryEnd: z.string().datetime(),
             })

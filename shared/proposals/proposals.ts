@@ -11,6 +11,7 @@ import { updateExisting } from '../documents/updateExisting';
 import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventPublisher } from '../events/events';
 import { withEvent } from './proposalEvents';
+import { proposalTypedData, termsDigest, type ProposalTypedData } from './terms';
 import { chainProposalId, isTerminal, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
 import { isOpen, PROPOSAL_LIFECYCLE, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
 
@@ -30,6 +31,8 @@ export class Proposals {
             assets: Assets;
             /** The contract port, at the version each proposal pinned. */
             exchanges: EnergyExchanges;
+            /** The ledger's chain id (EIP-155), part of the terms' signing domain. */
+            chainId: number;
             pipeline: TransactionPipeline;
             operator: () => Promise<ChainSender>;
             events: () => EventPublisher;
@@ -232,6 +235,16 @@ export class Proposals {
     async onChain(p: Proposal): Promise<OnChainProposal> {
         if (!p.contract || !p.anchor) return { status: 'None', signatures: [] };
         return (await this.exchangeOf(p)).read(p.chainId, p.anchor.blockNumber);
+    }
+
+    /**
+     * The proposal's terms as EIP-712 typed data under the signing domain of the contract it is
+     * pinned to, and their digest; null until a contract version is pinned.
+     */
+    async termsOf(p: Proposal): Promise<{ typedData: ProposalTypedData; digest: string } | null> {
+        if (!p.contract) return null;
+        const typedData = proposalTypedData(p, (await this.exchangeOf(p)).signingDomain(this.deps.chainId));
+        return { typedData, digest: termsDigest(typedData) };
     }
 
     /** The contract the proposal was anchored on (its pinned version). */

@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { TypedDataEncoder, type TypedDataDomain, type TypedDataField } from 'ethers';
 import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, tempDir, waitFor } from '../harness/devhost';
 import { onboard, type OnboardedOrg } from '../harness/journeys';
 
@@ -113,8 +114,12 @@ describe('proposal signing saga across core and member deployments', () => {
         const open = await until(proposalId, 'AwaitingSignatures');
         expect(open.contract?.version).toBe(1);
         expect(open.anchor?.txHash).toMatch(/^0x[0-9a-f]{64}$/);
-        // The other party sees it; an outsider does not.
-        expect((await view(proposalId, south.trader)).proposalId).toBe(proposalId);
+        // The other party sees it, with its terms as EIP-712 typed data it can check with ethers; an outsider does not.
+        const seen = (await view(proposalId, south.trader)) as ProposalView & { chainProposalId: string; typedData: { domain: TypedDataDomain; types: Record<string, TypedDataField[]>; message: Record<string, unknown> }; termsDigest: string };
+        expect(seen.proposalId).toBe(proposalId);
+        expect(seen.typedData.domain).toEqual({ name: 'Flexchange EnergyExchange', version: '1', chainId: 31337, verifyingContract: open.contract!.address });
+        expect(seen.typedData.message).toMatchObject({ id: seen.chainProposalId, parties: seen.parties.map((p) => p.account), quantityKWh: String(body.terms.quantityMWh * 1000) });
+        expect(seen.termsDigest).toBe(TypedDataEncoder.hash(seen.typedData.domain, seen.typedData.types, seen.typedData.message));
         const outsider = await devToken(host, { roles: ['Org.Trader'], orgId: 'nobody', email: 'eve@nobody.example' });
         expect((await api(`proposals/${proposalId}`, json(outsider))).status).toBe(404);
         // South's documents access follows the proposal.

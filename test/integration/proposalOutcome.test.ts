@@ -40,7 +40,7 @@ describe('a proposal ends as the ledger ends it', () => {
         proposals = new Proposals(
             new CosmosRepository<Proposal>(world.db.database.container('proposals'), (p) => p.id),
             // Accounts and documents are checked when a proposal is made; these tests start from proposals already made.
-            { accounts: undefined as never, assets: undefined as never, exchanges: new EnergyExchanges(versions, world.provider), pipeline: world.pipeline, operator: async () => operator, events: () => events },
+            { accounts: undefined as never, assets: undefined as never, exchanges: new EnergyExchanges(versions, world.provider), chainId: 31337, pipeline: world.pipeline, operator: async () => operator, events: () => events },
             { minLifetimeSeconds: 1, maxLifetimeSeconds: 86_400 },
         );
     }, 120_000);
