@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ethAddress } from '../shared/validation';
 import { getServices } from '../shared/composition';
 import { versionView } from '../shared/chain/versions';
+import { ARTIFACT_NAMES } from '../shared/chain/artifact';
 import { Invalid } from '../shared/errors';
 import { actorOf, httpRoute, OPERATOR_ROLE } from './http/route';
 
@@ -11,13 +12,13 @@ const READERS = [OPERATOR_ROLE, 'Flexchange.Approver', 'Org.Admin', 'Org.Trader'
 const address = ethAddress;
 const newVersion = z
     .object({
-        artifact: z.literal('EnergyExchange').optional(),
+        artifact: z.enum(ARTIFACT_NAMES).optional(),
         address: address.optional(),
         abi: z.array(z.record(z.string(), z.unknown())).min(1).max(500).optional(),
     })
     .strict()
     .refine((b) => (b.artifact !== undefined && b.address === undefined && b.abi === undefined) || (b.artifact === undefined && b.address !== undefined && b.abi !== undefined), {
-        message: 'Give either { "artifact": "EnergyExchange" } to deploy the compiled contract, or { "address", "abi" } to register one deployed elsewhere',
+        message: 'Give either { "artifact": "EnergyExchange" } (or "EnergyExchangeV2") to deploy a compiled contract, or { "address", "abi" } to register one deployed elsewhere',
     });
 
 /** GET /api/contracts: every recorded version, oldest first. */
@@ -62,7 +63,7 @@ httpRoute('contractsCreate', {
         const contracts = services.contracts();
         const audit = services.audit;
         const by = caller!.principal.oid;
-        const { version, created } = body.artifact ? await contracts.deploy(by) : await contracts.register({ address: body.address!, abi: body.abi as never }, by);
+        const { version, created } = body.artifact ? await contracts.deploy(body.artifact, by) : await contracts.register({ address: body.address!, abi: body.abi as never }, by);
         if (!created) return { jsonBody: versionView(version) };
         await audit.record({
             orgId: caller!.orgId ?? 'operator',

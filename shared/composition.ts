@@ -22,8 +22,6 @@ import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import { ContractAdmin } from './chain/contractAdmin';
-import { EnergyExchange } from './chain/energyExchange';
-import { ENERGY_EXCHANGE } from './chain/artifact';
 import { SigningSagas } from './proposals/signingSagas';
 import { ProposalVerification } from './proposals/verification';
 import { MemberSigning } from './proposals/memberSigning';
@@ -141,6 +139,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     let treasury: Treasury | undefined;
     let proposals: Proposals | undefined;
     let memberProposals: MemberProposalCopies | undefined;
+    let memberSigning: MemberSigning | undefined;
     let nodeWatchdog: { watchdog: NodeWatchdog; core: CoreTransitionReporter } | undefined;
     const nodeProbe = new JsonRpcProbe(settings.FLEXCHANGE_CHAIN_RPC_TIMEOUT_MS);
     const accountRegistry = new AccountRegistry(
@@ -217,7 +216,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
         contracts: () => {
             const g = gateway();
-            return new ContractAdmin(g.versions, { artifact: g.artifact, pipeline: g.pipeline, operator: () => g.operator() });
+            return new ContractAdmin(g.versions, { pipeline: g.pipeline, operator: () => g.operator() });
         },
         balanceOf: (address) => gateway().provider.getBalance(address),
         chainEventPump: (handler) => gateway().eventPump(handler),
@@ -263,11 +262,21 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             return proposals;
         },
         signingSagas: () => new SigningSagas({ proposals: built.proposals(), exchanges: gateway().exchanges, audit: built.audit, remindBeforeSeconds: settings.FLEXCHANGE_PROPOSAL_REMIND_BEFORE_SECONDS }),
-        verification: () => new ProposalVerification({ proposals: built.proposals(), assets, maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES }),
+        verification: () => new ProposalVerification({ proposals: built.proposals(), assets, maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES, chainId: settings.FLEXCHANGE_CHAIN_ID }),
         memberSigning: () => {
             const g = gateway();
-            // A member signs on the contract the core's record names, with the ABI it was built with.
-            return new MemberSigning({ orgId: settings.FLEXCHANGE_ORG_ID!, core: core!, accounts: built.memberAccounts(), signerOf: (key) => g.accounts.signer(key), pipeline: g.pipeline, exchangeAt: (ref) => new EnergyExchange(ref, ENERGY_EXCHANGE.abi, g.provider) });
+            // A member signs on the contract the core's record names, with the ABI the core recorded for that version (kept once fetched).
+            memberSigning ??= new MemberSigning({
+                orgId: settings.FLEXCHANGE_ORG_ID!,
+                core: core!,
+                accounts: built.memberAccounts(),
+                signerOf: (key) => g.accounts.signer(key),
+                pipeline: g.pipeline,
+                ledger: g.provider,
+                copies: built.memberProposals(),
+                chainId: settings.FLEXCHANGE_CHAIN_ID,
+            });
+            return memberSigning;
         },
         memberProposals: () => {
             if (settings.FLEXCHANGE_ROLE !== 'member') throw new Unavailable('Proposal copies are kept on member deployments');

@@ -47,12 +47,22 @@ export interface ContractCall {
     abi: InterfaceAbi;
 }
 
-/** What a proposal anchors: its ledger id, the parties' accounts, the document hashes, the deadline. */
+/** What a proposal anchors: its ledger id, the parties' accounts, the document hashes, the deadline; version 2 also the EIP-712 hash of its terms. */
 export interface AnchorInput {
     chainProposalId: string;
     parties: string[];
     assets: { sha256: string; algorithm: string; location: string }[];
     expiresAt: string;
+    /** `hashStruct` of the proposal's typed data (shared/proposals/terms.ts); required by contracts that bind terms. */
+    termsHash?: string;
+}
+
+/** A party's EIP-712 signature of a proposal's terms, for a contract that binds terms. */
+export interface TermsSignature {
+    chainProposalId: string;
+    party: string;
+    /** 65 bytes, hex: r, s (low), v (27 or 28). */
+    signature: string;
 }
 
 /** The part of a JSON-RPC client the reads need. */
@@ -92,19 +102,40 @@ export class EnergyExchange {
         this.#iface = new Interface(abi);
     }
 
+    /** Version 2 and later: the parties sign the terms (EIP-712) and the contract checks the signatures; version 1: a party's account calls `sign`. */
+    get bindsTerms(): boolean {
+        return this.#iface.getFunction('submitSignatures') !== null;
+    }
+
     /**
      * The EIP-712 domain that binds a proposal's terms to this contract on this chain. Version 2
      * contracts check signatures under it; for version 1 it names the contract the terms were
      * anchored on, for any party to check against.
      */
     signingDomain(chainId: number): { name: string; version: string; chainId: number; verifyingContract: string } {
-        return { name: 'Flexchange EnergyExchange', version: this.#iface.getFunction('submitSignatures') ? '2' : '1', chainId, verifyingContract: this.ref.address };
+        return { name: 'Flexchange EnergyExchange', version: this.bindsTerms ? '2' : '1', chainId, verifyingContract: this.ref.address };
     }
 
-    /** `createProposal`: the operator anchors a proposal. */
+    /** The operator anchors a proposal: `createProposal` (v1), a batch of one through `createProposals` (v2, with the terms' hash). */
     createProposal(p: AnchorInput): ContractCall {
+        const deadline = BigInt(Math.floor(Date.parse(p.expiresAt) / 1000));
+        if (this.bindsTerms) {
+            if (!p.termsHash) throw new Error(`Contract version ${this.ref.version} binds the terms: anchoring needs their hash`);
+            return this.#call('createProposals', [[{ id: p.chainProposalId, termsHash: p.termsHash, parties: p.parties, deadline }]]);
+        }
         const assets = p.assets.map((a) => ({ hash: `0x${a.sha256}`, algorithm: a.algorithm, location: a.location }));
-        return this.#call('createProposal', [p.chainProposalId, p.parties, assets, BigInt(Math.floor(Date.parse(p.expiresAt) / 1000))]);
+        return this.#call('createProposal', [p.chainProposalId, p.parties, assets, deadline]);
+    }
+
+    /** `submitSignatures` (v2): parties' signatures of their proposals' terms, from any account; an item that does not hold is skipped on-chain. */
+    submitSignatures(items: TermsSignature[]): ContractCall {
+        return this.#call('submitSignatures', [items.map((x) => ({ id: x.chainProposalId, party: x.party, signature: x.signature }))]);
+    }
+
+    /** `signingDigest(id)` (v2): the digest the contract checks the parties' signatures against. */
+    async signingDigest(chainProposalId: string): Promise<string> {
+        const [digest] = await this.#read<[string]>('signingDigest', [chainProposalId]);
+        return digest;
     }
 
     /** `cancelProposal`: the operator closes an open proposal (a rejection or its deadline). */
@@ -112,7 +143,7 @@ export class EnergyExchange {
         return this.#call('cancelProposal', [chainProposalId]);
     }
 
-    /** `sign`: a party's account signs the proposal. */
+    /** `sign` (v1): a party's account signs the proposal. */
     sign(chainProposalId: string): ContractCall {
         return this.#call('sign', [chainProposalId]);
     }
@@ -140,7 +171,13 @@ export class EnergyExchange {
         return { status, signatures: await this.signatures(chainProposalId, fromBlock) };
     }
 
-    /** `getAsset(id, index)`: the hash anchored for the proposal's document at `index`. */
+    /** `getProposal(id)` (v2): the EIP-712 hash of the terms the proposal was anchored with. */
+    async termsHash(chainProposalId: string): Promise<string> {
+        const [, , , , , termsHash] = await this.#read<[bigint, bigint, bigint, string[], bigint, string]>('getProposal', [chainProposalId]);
+        return termsHash;
+    }
+
+    /** `getAsset(id, index)` (v1): the hash anchored for the proposal's document at `index`. */
     async asset(chainProposalId: string, index: number): Promise<AnchoredAsset> {
         const [hash, algorithm, location] = await this.#read<[string, string, string]>('getAsset', [chainProposalId, index]);
         return { hash: hash.replace(/^0x/, ''), algorithm, location };

@@ -3,7 +3,7 @@ import type { Database } from '@azure/cosmos';
 import { AppError } from '../errors';
 import type { Settings } from '../config';
 import type { KeyStore, SecretStore } from '../vault/vault';
-import { ENERGY_EXCHANGE } from './artifact';
+import { ENERGY_EXCHANGE, ENERGY_EXCHANGE_V2 } from './artifact';
 import { EnergyExchanges } from './energyExchange';
 import { ChainEventPump, type ChainEventHandler, type PumpCheckpoint } from './eventPump';
 import { readKeystoreAddress } from './operator';
@@ -41,7 +41,7 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
             confirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS,
             maxFeePerGasCap: BigInt(Math.round(settings.FLEXCHANGE_CHAIN_MAX_FEE_GWEI * 1e9)),
             replaceAfterMs: settings.FLEXCHANGE_CHAIN_REPLACE_AFTER_SECONDS * 1000,
-            abis: [ENERGY_EXCHANGE.abi],
+            abis: [ENERGY_EXCHANGE.abi, ENERGY_EXCHANGE_V2.abi],
             log: deps.log,
             onInsufficientFunds: deps.onInsufficientFunds,
         },

@@ -43,7 +43,7 @@ const NAME_RE = /^[0-9a-zA-Z-]{1,100}$/;
 type MaybeProvider = Provider | null;
 
 /** A signer for one account whose key is in the vault: its address is the one recorded with the key. */
-abstract class VaultAccountSigner extends AbstractSigner {
+export abstract class VaultAccountSigner extends AbstractSigner {
     constructor(
         readonly ref: AccountKeyRef,
         provider: MaybeProvider,
@@ -54,6 +54,9 @@ abstract class VaultAccountSigner extends AbstractSigner {
     override async getAddress(): Promise<string> {
         return this.ref.address;
     }
+
+    /** A signature of a 32-byte digest (e.g. a proposal's EIP-712 terms digest), low-s, with its recovery bit. */
+    abstract signDigest(digest: string): Promise<Signature>;
 }
 
 /** An account whose key is an encrypted keystore in the vault. */
@@ -85,6 +88,10 @@ export class KeystoreSigner extends VaultAccountSigner {
 
     override async signTransaction(tx: TransactionRequest): Promise<string> {
         return (await this.#unlock()).signTransaction(tx);
+    }
+
+    async signDigest(digest: string): Promise<Signature> {
+        return (await this.#unlock()).signingKey.sign(digest);
     }
 
     override async signMessage(message: string | Uint8Array): Promise<string> {
@@ -177,7 +184,7 @@ export class AccountKeys {
     }
 
     /** The signer of a recorded account. */
-    signer(ref: AccountKeyRef): AbstractSigner {
+    signer(ref: AccountKeyRef): VaultAccountSigner {
         const provider = this.opts.provider ?? null;
         return ref.custody === 'keyvault' ? new KeyVaultSigner(ref, this.keys, provider) : new KeystoreSigner(ref, this.secrets, provider);
     }

@@ -1,11 +1,13 @@
-import type { AbstractSigner } from 'ethers';
+import { getAddress, type InterfaceAbi } from 'ethers';
 import { z } from 'zod';
 import type { FundedSubmission, MemberAccounts } from '../accounts/memberAccounts';
-import type { ContractRef, EnergyExchange } from '../chain/energyExchange';
+import { EnergyExchange, type ContractCall, type ContractRef, type LedgerReader } from '../chain/energyExchange';
 import type { TransactionPipeline } from '../chain/pipeline';
-import type { AccountKeyRef } from '../chain/signers';
+import type { AccountKeyRef, VaultAccountSigner } from '../chain/signers';
 import { Conflict, Forbidden, NotFound, Upstream } from '../errors';
 import { ethAddress } from '../validation';
+import type { MemberProposalCopies } from './memberCopies';
+import { proposalTypedData, termsDigest, type TermsSource } from './terms';
 import { PROPOSAL_STATUSES } from './vocabulary';
 
 /** What a member reads of a proposal from the core (`GET /api/proposals/{id}`), checked before it is used. */
@@ -17,6 +19,25 @@ export const coreProposalView = z.object({
     contract: z.object({ version: z.number().int().positive(), address: ethAddress }).nullable(),
 });
 export type CoreProposalView = z.infer<typeof coreProposalView>;
+
+/** The terms as this member's own copy of the proposal holds them (the core's events), checked before they are signed. */
+const copiedTerms = z.object({
+    chainProposalId: z.string().regex(/^0x[0-9a-fA-F]{64}$/),
+    parties: z.array(z.object({ account: ethAddress })).min(2),
+    terms: z.object({
+        product: z.string(),
+        direction: z.enum(['buy', 'sell']),
+        quantityMWh: z.number(),
+        priceGbpPerMWh: z.number(),
+        deliveryStart: z.string(),
+        deliveryEnd: z.string(),
+    }),
+    assets: z.array(z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), algorithm: z.string() })).min(1),
+    expiresAt: z.string(),
+});
+
+/** A contract version as the core describes it (`GET /api/contracts/{version}`): where it is and its ABI. */
+const coreContractView = z.object({ version: z.number().int().positive(), address: ethAddress, abi: z.array(z.record(z.string(), z.unknown())).min(1) });
 
 /** The part of a deployment client the member needs to read from its core. */
 export interface CoreReader {
@@ -32,18 +53,26 @@ export interface SignatureSubmitted extends FundedSubmission {
  * A member signs a proposal on-chain with its organisation's party account, its key in this
  * deployment's vault. The proposal is read from the core and checked: a proposal the
  * organisation is not party to → 404, an account that is not its party account or not
- * this deployment's → 403, a proposal not AwaitingSignatures → 409 `wrong_state`. One operation
- * per proposal and account, so a retried request is the same transaction.
+ * this deployment's → 403, a proposal not AwaitingSignatures → 409 `wrong_state`. On a contract
+ * that binds terms (v2) it signs only what it verified: the digest the ledger holds must be the
+ * digest of the terms in this member's own copy (409 `terms_mismatch` with both digests
+ * otherwise, nothing sent); the party's key signs that digest and the account submits the
+ * signature. One operation per proposal and account, so a retried request is the same transaction.
  */
 export class MemberSigning {
+    readonly #abis = new Map<number, Promise<InterfaceAbi>>();
+
     constructor(
         private readonly deps: {
             orgId: string;
             core: CoreReader;
             accounts: Pick<MemberAccounts, 'keyOf' | 'submitFunded'>;
-            signerOf: (key: AccountKeyRef) => AbstractSigner;
+            signerOf: (key: AccountKeyRef) => VaultAccountSigner;
             pipeline: Pick<TransactionPipeline, 'submit'>;
-            exchangeAt: (ref: ContractRef) => EnergyExchange;
+            ledger: LedgerReader;
+            copies: Pick<MemberProposalCopies, 'get'>;
+            /** The ledger's chain id (EIP-155), part of the terms' signing domain. */
+            chainId: number;
         },
     ) {}
 
@@ -56,17 +85,43 @@ export class MemberSigning {
         if (!key) throw new Forbidden(`${account} is not an account of this deployment`);
         if (!p.contract || p.status === 'Anchoring') throw new Conflict('The proposal is not on the ledger yet (Anchoring): sign once it is AwaitingSignatures', 'wrong_state');
         if (p.status !== 'AwaitingSignatures') throw new Conflict(`The proposal is ${p.status} and takes no more signatures (on the ledger: ProposalNotOpen)`, 'wrong_state');
-        const submitted = await this.deps.accounts.submitFunded(
-            this.deps.pipeline,
-            {
-                operationId: `proposal:${p.proposalId}:sign:${key.address.toLowerCase()}`,
-                from: { address: key.address, signer: this.deps.signerOf(key) },
-                ...this.deps.exchangeAt(p.contract).sign(p.chainProposalId),
-                label: `sign ${p.proposalId}`,
-            },
-            log,
-        );
+        const signer = this.deps.signerOf(key);
+        const exchange = await this.#exchange(p.contract);
+        const call: ContractCall = exchange.bindsTerms ? await this.#termsSigned(p, exchange, signer) : exchange.sign(p.chainProposalId);
+        const operationId = `proposal:${p.proposalId}:sign:${key.address.toLowerCase()}`;
+        const submitted = await this.deps.accounts.submitFunded(this.deps.pipeline, { operationId, from: { address: key.address, signer }, ...call, label: `sign ${p.proposalId}` }, log);
         return { proposalId: p.proposalId, account: key.address, ...submitted };
+    }
+
+    /** The party's signature of the terms, once the digest on the ledger is the digest of this member's own copy of them. */
+    async #termsSigned(p: CoreProposalView, exchange: EnergyExchange, signer: VaultAccountSigner): Promise<ContractCall> {
+        const onLedger = await exchange.signingDigest(p.chainProposalId);
+        const copy = copiedTerms.safeParse(await this.deps.copies.get(p.proposalId).catch(() => undefined));
+        if (!copy.success) throw new Conflict('This deployment has no copy of the proposal’s terms yet (its proposal.created event has not arrived): sign once it has', 'wrong_state');
+        const { chainProposalId, ...rest } = copy.data;
+        const ours = termsDigest(proposalTypedData({ chainId: chainProposalId, ...rest } as TermsSource, exchange.signingDomain(this.deps.chainId)));
+        if (ours !== onLedger) throw new Conflict(`The terms on the ledger are not the terms this organisation holds: ledger digest ${onLedger}, this deployment's copy ${ours}; nothing was signed`, 'terms_mismatch');
+        const signature = (await signer.signDigest(onLedger)).serialized;
+        return exchange.submitSignatures([{ chainProposalId: p.chainProposalId, party: signer.ref.address, signature }]);
+    }
+
+    /** The contract at the proposal's pinned version, with the ABI the core recorded for it (fetched once per version). */
+    async #exchange(ref: ContractRef): Promise<EnergyExchange> {
+        let abi = this.#abis.get(ref.version);
+        if (!abi) {
+            abi = this.#contractAbi(ref);
+            this.#abis.set(ref.version, abi);
+            abi.catch(() => this.#abis.delete(ref.version));
+        }
+        return new EnergyExchange(ref, await abi, this.deps.ledger);
+    }
+
+    async #contractAbi(ref: ContractRef): Promise<InterfaceAbi> {
+        const res = await this.deps.core.request('GET', `contracts/${ref.version}`);
+        const view = coreContractView.safeParse(res.body);
+        if (res.status !== 200 || !view.success) throw new Upstream(`The core answered ${res.status} for contract version ${ref.version}${view.success ? '' : ', not a contract version'}`);
+        if (getAddress(view.data.address) !== getAddress(ref.address)) throw new Upstream(`The core places contract version ${ref.version} at ${view.data.address}, the proposal at ${ref.address}`);
+        return view.data.abi as InterfaceAbi;
     }
 
     /** The proposal as the core has it; an answer that is not a proposal view is the core's fault (502), not ours. */

@@ -11,7 +11,7 @@ import { updateExisting } from '../documents/updateExisting';
 import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventPublisher } from '../events/events';
 import { withEvent } from './proposalEvents';
-import { proposalTypedData, termsDigest, type ProposalTypedData } from './terms';
+import { proposalTypedData, termsDigest, termsStructHash, type ProposalTypedData } from './terms';
 import { chainProposalId, isTerminal, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
 import { isOpen, PROPOSAL_LIFECYCLE, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
 
@@ -154,9 +154,13 @@ export class Proposals {
             p = await this.update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: latest.ref }));
         }
         const exchange = await this.deps.exchanges.at(p.contract!);
-        const outcome = await this.#send(`proposal:${id}:create`, exchange.createProposal({ chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt }));
-        if (outcome.state !== 'confirmed') {
-            const reason = `The ledger refused the proposal: ${outcome.revert?.errorName ?? 'reverted'}`;
+        // A contract that binds terms anchors their EIP-712 hash: what the parties' signatures are checked against.
+        const termsHash = exchange.bindsTerms ? termsStructHash(proposalTypedData(p, exchange.signingDomain(this.deps.chainId))) : undefined;
+        const outcome = await this.#send(`proposal:${id}:create`, exchange.createProposal({ chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt, termsHash }));
+        // A batch skips an item it refuses rather than reverting: the ledger's status says whether the proposal is there.
+        const skipped = outcome.state === 'confirmed' && exchange.bindsTerms && (await exchange.statusOf(p.chainId)) === 'None';
+        if (outcome.state !== 'confirmed' || skipped) {
+            const reason = `The ledger refused the proposal: ${skipped ? 'skipped by createProposals (see its ProposalSkipped event)' : (outcome.revert?.errorName ?? 'reverted')}`;
             await this.update(id, (cur) => ({ ...cur, status: 'Failed', reason }));
             throw new AppError(reason, 502, 'anchor_failed');
         }

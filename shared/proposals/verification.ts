@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Assets } from '../assets/assets';
 import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../errors';
-import type { Proposals } from './proposals';
+import type { EnergyExchange } from '../chain/energyExchange';
+import type { Proposal, Proposals } from './proposals';
+import { proposalTypedData, termsStructHash } from './terms';
 
 /** `{ "assetId" }`: verify a document already uploaded instead of sending it. */
 export const verifyByAsset = z.object({ assetId: z.string().uuid() }).strict();
@@ -31,7 +33,7 @@ export interface Verification {
  * proposal's documents (`?assetId=` picks one; otherwise any may match).
  */
 export class ProposalVerification {
-    constructor(private readonly deps: { proposals: Proposals; assets: Assets; maxBytes: number }) {}
+    constructor(private readonly deps: { proposals: Proposals; assets: Assets; maxBytes: number; chainId: number }) {}
 
     async verify(proposalId: string, caller: { orgId?: string; isOperator: boolean }, req: VerifyRequest): Promise<Verification> {
         const p = await this.deps.proposals.getFor(proposalId, caller);
@@ -43,19 +45,22 @@ export class ProposalVerification {
         if (indexes.length === 0) throw new NotFound('That asset is not part of this proposal');
         const computed = createHash('sha256').update(content).digest('hex');
         const exchange = await this.deps.proposals.exchangeOf(p);
-        const onChain: { hash: string; algorithm: string; index: number }[] = [];
-        for (const { i } of indexes) {
-            try {
-                onChain.push({ ...(await exchange.asset(p.chainId, i)), index: i });
-            } catch (err) {
-                if (err instanceof AppError) throw err;
-                const e = err as { code?: string; shortMessage?: string; message?: string };
-                throw new Upstream(`The ledger did not answer getAsset(${i}) of proposal ${p.id}: ${e.code ?? ''} ${e.shortMessage ?? e.message ?? ''}`.trim(), { cause: err });
-            }
-        }
+        const onChain = await ledgerRead(`the anchored documents of proposal ${p.id}`, () => this.#anchored(p, exchange, indexes.map(({ i }) => i)));
         const hit = onChain.find((x) => x.hash === computed);
         const shown = hit ?? onChain[0]!;
         return { match: Boolean(hit), algorithm: shown.algorithm, onChainHash: shown.hash, computedHash: computed, assetId: p.assets[shown.index]!.assetId, txHash: p.anchor.txHash, blockNumber: p.anchor.blockNumber };
+    }
+
+    /**
+     * The document hashes the ledger vouches for: on v1 each one as anchored (`getAsset`); on v2 the
+     * record's, as far as the terms' hash on the ledger is the hash of the record's terms (which
+     * carry the documents' hashes). Terms that differ vouch for none.
+     */
+    async #anchored(p: Proposal, exchange: EnergyExchange, indexes: number[]): Promise<{ hash: string; algorithm: string; index: number }[]> {
+        if (!exchange.bindsTerms) return Promise.all(indexes.map(async (i) => ({ ...(await exchange.asset(p.chainId, i)), index: i })));
+        const ours = termsStructHash(proposalTypedData(p, exchange.signingDomain(this.deps.chainId)));
+        const held = (await exchange.termsHash(p.chainId)) === ours;
+        return indexes.map((i) => ({ hash: held ? p.assets[i]!.sha256 : '', algorithm: p.assets[i]!.algorithm, index: i }));
     }
 
     /** The document to hash: the body as sent, or the uploaded asset a JSON `{ assetId }` names. */
@@ -65,6 +70,17 @@ export class ProposalVerification {
         if (!parsed.success) return { content: req.body };
         const asset = await this.deps.assets.get(parsed.data.assetId, caller.orgId, { operator: caller.isOperator });
         return { content: await this.deps.assets.content(asset), wanted: parsed.data.assetId };
+    }
+}
+
+/** A ledger read; a failure that is not ours is the ledger's (502). */
+async function ledgerRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+    try {
+        return await read();
+    } catch (err) {
+        if (err instanceof AppError) throw err;
+        const e = err as { code?: string; shortMessage?: string; message?: string };
+        throw new Upstream(`The ledger did not answer for ${what}: ${e.code ?? ''} ${e.shortMessage ?? e.message ?? ''}`.trim(), { cause: err });
     }
 }
 

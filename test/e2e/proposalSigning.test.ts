@@ -77,6 +77,11 @@ describe('proposal signing saga across core and member deployments', () => {
             return types.at(-1) === last ? types : undefined;
         }, 20_000, 200);
     const sign = (org: (typeof orgs)[number], id: string, account = org.account) => fetch(`${org.memberUrl}/proposals/${id}/signature`, json(org.trader, { account }));
+    /** Signs once the member's own copy of the proposal has arrived (on v2 a member signs only terms it holds itself). */
+    const signWhenCopied = async (org: (typeof orgs)[number], id: string) => {
+        await waitFor(async () => ((await fetch(`${org.memberUrl}/proposals/${id}`, json(org.trader))).status === 200 ? true : undefined), 30_000, 250);
+        return sign(org, id);
+    };
 
     const stateDir = tempDir('flexchange-state-');
     const hostArgs = ['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@operator.example', '--set', 'FLEXCHANGE_PROPOSAL_MIN_SECONDS=5', '--set', 'FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK=true', '--set', 'FLEXCHANGE_WEBHOOK_RETRY_BASE_SECONDS=1'];
@@ -320,28 +325,36 @@ describe('proposal signing saga across core and member deployments', () => {
         expect(await bad({ ...base, expiresAt: new Date(Date.now() - 1000).toISOString(), parties: [{ orgId: north.orgId, account: north.account }, { orgId: south.orgId, account: south.account }], assets: [southAsset] })).toEqual(expect.arrayContaining(['expiresAt']));
         expect(await bad({ ...base, parties: [{ orgId: north.orgId, account: north.account }], assets: [] })).toEqual(expect.arrayContaining(['parties', 'assets']));
     }, 90_000);
-    it('keeps a proposal on the contract version it started on while new proposals use a newly deployed one', async () => {
+    it('upgrades to EnergyExchangeV2: a v1 proposal finishes on v1, a new one is signed over its terms (EIP-712) on v2 and its document verifies', async () => {
         const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
         const before = (await (await propose(north, [north, south], [Buffer.from(`%PDF v1 ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
         const onV1 = await until(before.proposalId, 'AwaitingSignatures');
-        const upgrade = await api('contracts', json(admin, { artifact: 'EnergyExchange' }));
+        const upgrade = await api('contracts', json(admin, { artifact: 'EnergyExchangeV2' }));
         expect(upgrade.status).toBe(201);
         const v2 = (await upgrade.json()) as { version: number; address: string };
-        const after = (await (await propose(north, [north, south], [Buffer.from(`%PDF v2 ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
+        const document = Buffer.from(`%PDF v2 ${randomBytes(4).toString('hex')}`);
+        const after = (await (await propose(north, [north, south], [document])).json()) as { proposalId: string };
         const onV2 = await until(after.proposalId, 'AwaitingSignatures');
         expect(onV2.contract).toEqual({ version: v2.version, address: v2.address });
         expect(onV1.contract!.version).toBeLessThan(v2.version);
         expect(onV1.contract!.address).not.toBe(v2.address);
-        for (const id of [before.proposalId, after.proposalId]) for (const org of [north, south]) expect((await sign(org, id)).status).toBe(202);
+        expect(((await view(after.proposalId)) as ProposalView & { typedData: { domain: { version: string } } }).typedData.domain.version).toBe('2');
+        for (const org of [north, south]) expect((await sign(org, before.proposalId)).status).toBe(202);
+        // On v2 a member signs only terms it holds itself: its copy comes with proposal.created.
+        for (const org of [north, south]) expect((await signWhenCopied(org, after.proposalId)).status).toBe(202);
         expect((await until(before.proposalId, 'Completed')).contract).toEqual(onV1.contract);
-        expect((await until(after.proposalId, 'Completed')).contract).toEqual(onV2.contract);
-    }, 120_000);
+        const done = await until(after.proposalId, 'Completed');
+        expect(done.contract).toEqual(onV2.contract);
+        expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
+        const verified = await api(`proposals/${after.proposalId}/verify`, { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': 'application/pdf' }, body: document });
+        expect(((await verified.json()) as { match: boolean }).match).toBe(true);
+    }, 150_000);
 
     it('completes a proposal whose devhost was restarted while it waited for signatures', async () => {
         const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
         const { proposalId } = (await (await propose(north, [north, south], [Buffer.from(`%PDF restart ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
         await until(proposalId, 'AwaitingSignatures');
-        expect((await sign(north, proposalId)).status).toBe(202);
+        expect((await signWhenCopied(north, proposalId)).status).toBe(202);
         await waitFor(async () => ((await view(proposalId)).parties.find((p) => p.orgId === north.orgId)?.signed ? true : undefined), 30_000, 250);
         expect(await host.stop('SIGTERM')).toBe(0);
         // The core and its three member instances come back together: more to start than a fresh devhost, so a longer wait for ready.
@@ -354,7 +367,7 @@ describe('proposal signing saga across core and member deployments', () => {
             org.trader = await devToken(host, { roles: ['Org.Trader'], orgId: org.orgId, email: `trader@${org.orgId}.example` });
         }
         expect((await view(proposalId)).status).toBe('AwaitingSignatures');
-        expect((await sign(south, proposalId)).status).toBe(202);
+        expect((await signWhenCopied(south, proposalId)).status).toBe(202);
         const done = await until(proposalId, 'Completed');
         expect(done.parties.map((p) => p.signed)).toEqual([true, true]);
         expect(await storyOf(south, proposalId, 'proposal.completed')).toEqual(['proposal.created', 'proposal.signed', 'proposal.signed', 'proposal.completed']);

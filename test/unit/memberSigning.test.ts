@@ -1,31 +1,42 @@
-import { Wallet, ZeroAddress } from 'ethers';
-import { ENERGY_EXCHANGE } from '../../shared/chain/artifact';
+import { AbiCoder, Interface, recoverAddress, Wallet, ZeroAddress, type InterfaceAbi } from 'ethers';
+import { ENERGY_EXCHANGE, ENERGY_EXCHANGE_V2 } from '../../shared/chain/artifact';
 import { EnergyExchange } from '../../shared/chain/energyExchange';
+import type { VaultAccountSigner } from '../../shared/chain/signers';
+import { AppError } from '../../shared/errors';
 import { MemberSigning, type CoreReader } from '../../shared/proposals/memberSigning';
 import { chainProposalId } from '../../shared/proposals/proposals';
-import { AppError } from '../../shared/errors';
+import { proposalTypedData, termsDigest } from '../../shared/proposals/terms';
 
-/** A member's signing use case against answers its core might give: only a well-formed proposal view is acted on. */
+/** A member's signing use case against answers its core and the ledger might give: it acts only on a well-formed proposal, and on v2 signs only terms it holds itself. */
 describe('member signing', () => {
     const proposalId = '3f6c1a52-0d4e-4d8e-9a51-6f1f2d6c9b10';
-    const account = Wallet.createRandom().address;
+    const wallet = Wallet.createRandom();
+    const account = wallet.address;
     const contract = Wallet.createRandom().address;
+    const other = Wallet.createRandom().address;
+    const terms = { product: 'baseload', direction: 'sell' as const, quantityMWh: 12.5, priceGbpPerMWh: 71.25, deliveryStart: '2027-01-01T00:00:00.000Z', deliveryEnd: '2027-01-01T00:30:00.000Z' };
     const view = (over: Record<string, unknown> = {}) => ({
         proposalId,
         chainProposalId: chainProposalId(proposalId),
         status: 'AwaitingSignatures',
         parties: [
             { orgId: 'windco', account, signed: false },
-            { orgId: 'gridco', account: Wallet.createRandom().address, signed: false },
+            { orgId: 'gridco', account: other, signed: false },
         ],
+        terms,
+        assets: [{ assetId: proposalId, sha256: 'ab'.repeat(32), algorithm: 'sha256', location: 'x' }],
+        expiresAt: '2026-12-31T12:00:00.000Z',
         contract: { version: 1, address: contract },
         ...over,
     });
+    /** What the member's copy holds when the core's events reached it. */
+    let copy: Record<string, unknown> | undefined;
+    let ledgerDigest = '0x' + '00'.repeat(32);
     const submitted: { to?: string; data: string; operationId: string }[] = [];
-    const signing = (answer: { status: number; body: unknown }) =>
+    const signing = (answer: { status: number; body: unknown }, abi: InterfaceAbi = ENERGY_EXCHANGE.abi) =>
         new MemberSigning({
             orgId: 'windco',
-            core: { request: async () => answer } satisfies CoreReader,
+            core: { request: async (_m: string, path: string) => (path.startsWith('contracts/') ? { status: 200, body: { version: 1, address: contract, abi } } : answer) } satisfies CoreReader,
             accounts: {
                 keyOf: async (a: string) => (a.toLowerCase() === account.toLowerCase() ? { custody: 'keystore', name: 'k1', address: account } : undefined),
                 submitFunded: async (_pipeline, call) => {
@@ -33,9 +44,11 @@ describe('member signing', () => {
                     return { tx: { operationId: call.operationId, hash: '0x' + '1'.repeat(64), state: 'pending' } as never, status: 'submitted' };
                 },
             },
-            signerOf: () => Wallet.createRandom(),
+            signerOf: (ref) => Object.assign(wallet, { ref, signDigest: async (d: string) => wallet.signingKey.sign(d) }) as unknown as VaultAccountSigner,
             pipeline: { submit: async () => undefined as never },
-            exchangeAt: (ref) => new EnergyExchange(ref, ENERGY_EXCHANGE.abi, { rpc: () => Promise.reject(new Error('no reads')) }),
+            ledger: { rpc: async <T>(method: string) => (method === 'eth_call' ? (AbiCoder.defaultAbiCoder().encode(['bytes32'], [ledgerDigest]) as T) : Promise.reject(new Error(`unexpected ${method}`))) },
+            copies: { get: async () => (copy ? (copy as never) : Promise.reject(new Error('no copy'))) },
+            chainId: 31337,
         });
     const failure = async (p: Promise<unknown>) => {
         const err = await p.then(() => undefined, (e: unknown) => e);
@@ -43,7 +56,7 @@ describe('member signing', () => {
         return err as AppError;
     };
 
-    it('signs the proposal the core describes, on the contract it names, once per proposal and account', async () => {
+    it('signs a v1 proposal the core describes, on the contract it names, once per proposal and account', async () => {
         const out = await signing({ status: 200, body: view() }).sign(proposalId, account);
         expect(out).toMatchObject({ proposalId, account, status: 'submitted' });
         const call = submitted.at(-1)!;
@@ -51,6 +64,34 @@ describe('member signing', () => {
         expect(call.operationId).toBe(`proposal:${proposalId}:sign:${account.toLowerCase()}`);
         const signOnly = new EnergyExchange({ version: 1, address: ZeroAddress }, ENERGY_EXCHANGE.abi, { rpc: () => Promise.reject(new Error()) });
         expect(call.data).toBe(signOnly.sign(chainProposalId(proposalId)).data);
+    });
+
+    it('on v2, signs the digest the ledger holds once its own copy of the terms gives the same, and submits the signature from the party account', async () => {
+        const domain = { name: 'Flexchange EnergyExchange', version: '2', chainId: 31337, verifyingContract: contract };
+        copy = view();
+        ledgerDigest = termsDigest(proposalTypedData({ ...view(), chainId: chainProposalId(proposalId) } as never, domain));
+        const before = submitted.length;
+        await signing({ status: 200, body: view() }, ENERGY_EXCHANGE_V2.abi).sign(proposalId, account);
+        expect(submitted).toHaveLength(before + 1);
+        const call = submitted.at(-1)!;
+        const [items] = new Interface(ENERGY_EXCHANGE_V2.abi).decodeFunctionData('submitSignatures', call.data).toArray(true) as [[string, string, string][]];
+        expect(items).toHaveLength(1);
+        const [id, party, signature] = items[0]!;
+        expect([id, party]).toEqual([chainProposalId(proposalId), account]);
+        expect(recoverAddress(ledgerDigest, signature)).toBe(account);
+    });
+
+    it('on v2, refuses with both digests and sends nothing when the ledger’s terms are not its own copy’s, or it has no copy yet', async () => {
+        copy = view({ terms: { ...terms, priceGbpPerMWh: 71.24 } });
+        const before = submitted.length;
+        const mismatch = await failure(signing({ status: 200, body: view() }, ENERGY_EXCHANGE_V2.abi).sign(proposalId, account));
+        expect([mismatch.status, mismatch.code]).toEqual([409, 'terms_mismatch']);
+        expect(mismatch.message).toContain(ledgerDigest);
+        expect(mismatch.message).toMatch(/copy 0x[0-9a-f]{64}/);
+        copy = undefined;
+        const none = await failure(signing({ status: 200, body: view() }, ENERGY_EXCHANGE_V2.abi).sign(proposalId, account));
+        expect([none.status, none.code]).toEqual([409, 'wrong_state']);
+        expect(submitted).toHaveLength(before);
     });
 
     it('refuses an answer from the core that is not a proposal view (502), instead of acting on it', async () => {
