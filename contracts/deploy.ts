@@ -5,8 +5,9 @@
  *
  *   npm run contracts:deploy                          # against `npm start` (token from the devhost)
  *   npm run contracts:deploy -- --api https://<core>/api --token <operator token>
+ *   npm run contracts:deploy -- --artifact EnergyExchangeV2        # version 2: the parties sign the terms (EIP-712)
  *
- * Options: --api (default http://localhost:7071/api), --token (default $FLEXCHANGE_TOKEN,
+ * Options: --artifact (EnergyExchange or EnergyExchangeV2, default EnergyExchange), --api (default http://localhost:7071/api), --token (default $FLEXCHANGE_TOKEN,
  * else one minted by the devhost console at --console, default http://localhost:7070).
  */
 async function main(): Promise<void> {
@@ -16,6 +17,7 @@ async function main(): Promise<void> {
         return i >= 0 ? args[i + 1] : undefined;
     };
     const api = (opt('api') ?? 'http://localhost:7071/api').replace(/\/$/, '');
+    const artifact = opt('artifact') ?? 'EnergyExchange';
     let token = opt('token') ?? process.env.FLEXCHANGE_TOKEN;
     if (!token) {
         const consoleUrl = (opt('console') ?? 'http://localhost:7070').replace(/\/$/, '');
@@ -32,12 +34,12 @@ async function main(): Promise<void> {
     const res = await fetch(`${api}/contracts`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ artifact: 'EnergyExchange' }),
+        body: JSON.stringify({ artifact }),
     });
     const text = await res.text();
     if (!res.ok) throw new Error(`POST ${api}/contracts answered ${res.status}: ${text}`);
     const v = JSON.parse(text) as { version: number; address: string; txHash: string; blockNumber: number };
-    console.log(`EnergyExchange v${v.version} at ${v.address} (tx ${v.txHash}, block ${v.blockNumber})`);
+    console.log(`${artifact} as contract version ${v.version} at ${v.address} (tx ${v.txHash}, block ${v.blockNumber})`);
 }
 
 main().catch((err: unknown) => {
