@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     const text = await res.text();
     if (!res.ok) throw new Error(`POST ${api}/contracts answered ${res.status}: ${text}`);
     const v = JSON.parse(text) as { version: number; address: string; txHash: string; blockNumber: number };
-    console.log(`${artifact} as contract version ${v.version} at ${v.address} (tx ${v.txHash}, block ${v.blockNumber})`);
+    console.log(`${artifact} v${v.version} at ${v.address} (tx ${v.txHash}, block ${v.blockNumber})`);
 }
 
 main().catch((err: unknown) => {
