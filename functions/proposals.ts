@@ -3,7 +3,7 @@ import { getServices } from '../shared/composition';
 import { Invalid } from '../shared/errors';
 import { proposalView } from '../shared/proposals/proposalEvents';
 import { newProposal, PROPOSAL_STATUSES } from '../shared/proposals/proposals';
-import { verifyByAsset } from '../shared/proposals/verification';
+import { verifyJson } from '../shared/proposals/verification';
 import { actorOf, httpRoute, idempotencyKeyOf, OPERATOR_ROLE } from './http/route';
 
 const PARTY_ROLES = ['Org.Admin', 'Org.Trader', 'Deployment.Member', OPERATOR_ROLE];
@@ -87,8 +87,8 @@ httpRoute('proposalsVerify', {
     methods: ['POST'],
     access: { roles: PARTY_ROLES },
     query: z.object({ assetId: z.string().uuid().optional() }).strict(),
-    rawBody: { contentTypes: ['application/json', '*/*'], description: 'The document as the raw body, or `{ assetId }` of a document already uploaded', schema: verifyByAsset },
-    summary: 'Check a document against the hash anchored on-chain',
+    rawBody: { contentTypes: ['application/json', '*/*'], description: 'The document as the raw body, `{ assetId }` of a document already uploaded, or `{ terms }` to check the terms themselves (contract version 2)', schema: verifyJson },
+    summary: 'Check a document, or the terms, against what is anchored on-chain',
     handler: async ({ request, params, query, caller }) => {
         const body = Buffer.from(await request.arrayBuffer());
         const verification = await getServices().verification().verify(params.proposalId, caller!, { body, contentType: request.headers.get('content-type'), assetId: query.assetId });

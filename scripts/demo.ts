@@ -1,14 +1,18 @@
 /**
- * npm run demo [-- --core http://localhost:7071 --console http://localhost:7070]
+ * npm run demo [-- --core http://localhost:7071 --console http://localhost:7070 --ledger http://127.0.0.1:8545]
  *
  * Walks the whole story against a running `npm start`: the contract, two organisations registered and
  * approved from their mails, their member deployments and funded accounts, a webhook, a proposal with
- * a document, both signatures, completion, the document verified, the events received on the webhook.
+ * a document, both signatures over the terms (EIP-712), completion, the document verified, the signed
+ * terms checked with ethers, the events received on the webhook.
  * Prints each step as it goes and where to look; exits 1 at the first step that fails.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { TypedDataEncoder, verifyTypedData, type TypedDataField } from 'ethers';
+import { EnergyExchange } from '../shared/chain/energyExchange';
+import { jsonRpc } from '../shared/ledger/jsonRpc';
 
 const arg = (name: string, fallback: string) => {
     const i = process.argv.indexOf(`--${name}`);
@@ -16,11 +20,12 @@ const arg = (name: string, fallback: string) => {
 };
 const CORE = `${arg('core', 'http://localhost:7071').replace(/\/$/, '')}/api`;
 const CONSOLE = arg('console', 'http://localhost:7070').replace(/\/$/, '');
+const LEDGER = arg('ledger', 'http://127.0.0.1:8545');
 const tty = process.stdout.isTTY;
 const paint = (code: string, s: string) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
 
 let stepNo = 0;
-const TOTAL = 12;
+const TOTAL = 13;
 const notes: string[] = [];
 
 async function step<T>(title: string, fn: () => Promise<T>, describe: (v: T) => string = () => ''): Promise<T> {
@@ -132,12 +137,12 @@ async function main(): Promise<void> {
         );
 
         const contract = await step(
-            'The EnergyExchange contract is deployed',
+            'The EnergyExchange contract is deployed (EnergyExchangeV2 on a new ledger: the parties sign the terms)',
             async () => {
                 const list = expectStatus(await call('GET', `${CORE}/contracts`, { token: operator }), [200], 'GET /contracts');
                 const active = (list.items as { version: number; address: string; active: boolean }[]).find((v) => v.active);
                 if (active) return { ...active, deployed: false };
-                return { ...expectStatus(await call('POST', `${CORE}/contracts`, { token: operator, json: { artifact: 'EnergyExchange' } }), [200, 201], 'POST /contracts'), deployed: true };
+                return { ...expectStatus(await call('POST', `${CORE}/contracts`, { token: operator, json: { artifact: 'EnergyExchangeV2' } }), [200, 201], 'POST /contracts'), deployed: true };
             },
             (v) => `version ${v.version} at ${v.address}${v.deployed ? ' (deployed now)' : ' (already there)'}`,
         );
@@ -251,7 +256,11 @@ async function main(): Promise<void> {
         const completed = await step(
             'Both traders sign through their own member deployments; the deal completes',
             async () => {
-                for (const o of [a, b]) expectStatus(await call('POST', `${o.memberUrl}/proposals/${proposal.proposalId}/signature`, { token: o.trader, json: { account: o.account } }), [202], `${o.name}'s signature`);
+                for (const o of [a, b]) {
+                    // A member signs terms it holds itself: its copy arrives with proposal.created.
+                    await waitFor(`${o.name}'s copy of the proposal`, async () => ((await call('GET', `${o.memberUrl}/proposals/${proposal.proposalId}`, { token: o.trader })).status === 200 ? true : undefined));
+                    expectStatus(await call('POST', `${o.memberUrl}/proposals/${proposal.proposalId}/signature`, { token: o.trader, json: { account: o.account } }), [202], `${o.name}'s signature`);
+                }
                 return waitFor('the proposal to be Completed', async () => {
                     const v = (await call('GET', `${CORE}/proposals/${proposal.proposalId}`, { token: b.trader })).body;
                     return v?.status === 'Completed' ? v : undefined;
@@ -273,6 +282,30 @@ async function main(): Promise<void> {
         );
 
         await step(
+            `${a.name} checks the signed terms with ethers: the EIP-712 digest, and each party's signature from its transaction`,
+            async () => {
+                const p = expectStatus(await call('GET', `${CORE}/proposals/${proposal.proposalId}`, { token: a.trader }), [200], 'GET /proposals/{id}');
+                const td = p.typedData as { domain: { version: string; verifyingContract: string }; types: Record<string, TypedDataField[]>; message: Record<string, unknown> };
+                if (TypedDataEncoder.hash(td.domain, td.types, td.message) !== p.termsDigest) throw new Error('the typed data does not hash to termsDigest');
+                if (td.domain.version !== '2') return { digest: p.termsDigest as string, signers: [] as string[], terms: 'not on the ledger (contract version 1)' };
+                const { abi } = expectStatus(await call('GET', `${CORE}/contracts/${p.contract.version}`, { token: a.trader }), [200], 'GET /contracts/{version}');
+                const exchange = new EnergyExchange(p.contract, abi, { rpc: (method, params) => jsonRpc(LEDGER, method, params ?? []) });
+                const signers: string[] = [];
+                for (const party of p.parties as { account: string; txHash: string }[]) {
+                    const tx = await jsonRpc<{ input: string }>(LEDGER, 'eth_getTransactionByHash', [party.txHash]);
+                    const mine = exchange.signaturesIn(tx.input).find((s) => s.party === party.account)!;
+                    const signer = verifyTypedData(td.domain, td.types, td.message, mine.signature);
+                    if (signer !== party.account) throw new Error(`the signature in ${party.txHash} is ${signer}'s, not ${party.account}'s`);
+                    signers.push(signer);
+                }
+                const terms = expectStatus(await call('POST', `${CORE}/proposals/${proposal.proposalId}/verify`, { token: a.trader, json: { terms: p.terms } }), [200], 'verify (terms)');
+                if (!terms.match) throw new Error(`the terms do not match the ledger: ${JSON.stringify(terms)}`);
+                return { digest: p.termsDigest as string, signers, terms: `match (ledger holds ${terms.onChainTermsHash})` };
+            },
+            (v) => `digest ${v.digest}; ${v.signers.length ? `signed by ${v.signers.join(' and ')} (verifyTypedData)` : 'no signatures over the terms on v1'}; terms: ${v.terms}`,
+        );
+
+        await step(
             `${a.name}'s webhook received the proposal's events, each signed`,
             async () => {
                 const wanted = ['proposal.created', 'proposal.signed', 'proposal.completed'];
@@ -288,7 +321,7 @@ async function main(): Promise<void> {
         for (const line of [
             `proposal        ${CORE}/proposals/${completed.proposalId}   (Bearer: npm run -s token -- --role Org.Trader --org ${a.orgId})`,
             `events          ${CORE}/orgs/${a.orgId}/events?after=0`,
-            `contract        v${contract.version} at ${contract.address} on the ledger at http://127.0.0.1:8545`,
+            `contract        v${contract.version} at ${contract.address} on the ledger at ${LEDGER}`,
             `mails           ${CONSOLE}/dev/mail`,
             `member APIs     ${a.memberUrl}/docs · ${b.memberUrl}/docs`,
             `core API        ${CORE}/docs`,

@@ -132,6 +132,12 @@ export class EnergyExchange {
         return this.#call('submitSignatures', [items.map((x) => ({ id: x.chainProposalId, party: x.party, signature: x.signature }))]);
     }
 
+    /** The signatures a `submitSignatures` transaction carried (its input data), for anyone to check them off-chain. */
+    signaturesIn(data: string): TermsSignature[] {
+        const [items] = this.#iface.decodeFunctionData('submitSignatures', data).toArray(true) as [[string, string, string][]];
+        return items.map(([chainProposalId, party, signature]) => ({ chainProposalId, party, signature }));
+    }
+
     /** `signingDigest(id)` (v2): the digest the contract checks the parties' signatures against. */
     async signingDigest(chainProposalId: string): Promise<string> {
         const [digest] = await this.#read<[string]>('signingDigest', [chainProposalId]);

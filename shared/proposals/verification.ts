@@ -3,11 +3,17 @@ import { z } from 'zod';
 import type { Assets } from '../assets/assets';
 import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../errors';
 import type { EnergyExchange } from '../chain/energyExchange';
-import type { Proposal, Proposals } from './proposals';
+import { newProposal, type Proposal, type Proposals } from './proposals';
 import { proposalTypedData, termsStructHash } from './terms';
 
 /** `{ "assetId" }`: verify a document already uploaded instead of sending it. */
 export const verifyByAsset = z.object({ assetId: z.string().uuid() }).strict();
+
+/** `{ "terms" }`: verify terms (as `POST /proposals` takes them) against the hash the ledger holds for the proposal (contract version 2). */
+export const verifyTerms = z.object({ terms: newProposal.shape.terms }).strict();
+
+/** The JSON bodies `verify` takes. */
+export const verifyJson = z.union([verifyByAsset, verifyTerms]);
 
 /** What `POST /proposals/{id}/verify` received: the raw body, its content type, and `?assetId=`. */
 export interface VerifyRequest {
@@ -27,18 +33,29 @@ export interface Verification {
     blockNumber: number;
 }
 
+/** The answer for terms: whether their EIP-712 hash, with the proposal's parties, documents and deadline, is the one the ledger holds. */
+export interface TermsVerification {
+    match: boolean;
+    termsHash: string;
+    onChainTermsHash: string;
+    txHash: string;
+    blockNumber: number;
+}
+
 /**
- * Checks a document against the ledger: the document (the raw body, or `{ assetId }` of one
+ * Checks a document, or the terms, against the ledger: the document (the raw body, or `{ assetId }` of one
  * already uploaded) is hashed again and compared with the hashes the contract holds for the
  * proposal's documents (`?assetId=` picks one; otherwise any may match).
  */
 export class ProposalVerification {
     constructor(private readonly deps: { proposals: Proposals; assets: Assets; maxBytes: number; chainId: number }) {}
 
-    async verify(proposalId: string, caller: { orgId?: string; isOperator: boolean }, req: VerifyRequest): Promise<Verification> {
+    async verify(proposalId: string, caller: { orgId?: string; isOperator: boolean }, req: VerifyRequest): Promise<Verification | TermsVerification> {
         const p = await this.deps.proposals.getFor(proposalId, caller);
         if (!p.anchor || !p.contract) throw new Conflict('The proposal is not anchored yet', 'wrong_state');
         if (req.body.length > this.deps.maxBytes) throw new TooLarge(`Documents are limited to ${this.deps.maxBytes} bytes`);
+        const terms = isJson(req) && !req.assetId ? verifyTerms.safeParse(safeJson(req.body)) : undefined;
+        if (terms?.success) return this.#terms(p, terms.data.terms);
         const { content, wanted } = await this.#document(req, caller);
         if (content.length === 0) throw new Invalid('Send the document as the body, or { "assetId" }');
         const indexes = p.assets.map((a, i) => ({ a, i })).filter(({ a }) => !wanted || a.assetId === wanted);
@@ -63,9 +80,18 @@ export class ProposalVerification {
         return indexes.map((i) => ({ hash: held ? p.assets[i]!.sha256 : '', algorithm: p.assets[i]!.algorithm, index: i }));
     }
 
+    /** Terms checked against the ledger: only a contract that binds terms (v2) holds their hash. */
+    async #terms(p: Proposal, terms: Proposal['terms']): Promise<TermsVerification> {
+        const exchange = await this.deps.proposals.exchangeOf(p);
+        if (!exchange.bindsTerms) throw new Conflict(`Proposal ${p.id} is on contract version ${p.contract!.version}, which holds no terms on the ledger (version 2 does): verify its documents instead`, 'wrong_state');
+        const termsHash = termsStructHash(proposalTypedData({ ...p, terms }, exchange.signingDomain(this.deps.chainId)));
+        const onChainTermsHash = await ledgerRead(`the terms' hash of proposal ${p.id}`, () => exchange.termsHash(p.chainId));
+        return { match: termsHash === onChainTermsHash, termsHash, onChainTermsHash, txHash: p.anchor!.txHash, blockNumber: p.anchor!.blockNumber };
+    }
+
     /** The document to hash: the body as sent, or the uploaded asset a JSON `{ assetId }` names. */
     async #document(req: VerifyRequest, caller: { orgId?: string; isOperator: boolean }): Promise<{ content: Buffer; wanted?: string }> {
-        if (!/^application\/json\b/i.test(req.contentType ?? '') || req.assetId) return { content: req.body, wanted: req.assetId };
+        if (!isJson(req) || req.assetId) return { content: req.body, wanted: req.assetId };
         const parsed = verifyByAsset.safeParse(safeJson(req.body));
         if (!parsed.success) return { content: req.body };
         const asset = await this.deps.assets.get(parsed.data.assetId, caller.orgId, { operator: caller.isOperator });
@@ -83,6 +109,8 @@ async function ledgerRead<T>(what: string, read: () => Promise<T>): Promise<T> {
         throw new Upstream(`The ledger did not answer for ${what}: ${e.code ?? ''} ${e.shortMessage ?? e.message ?? ''}`.trim(), { cause: err });
     }
 }
+
+const isJson = (req: VerifyRequest) => /^application\/json\b/i.test(req.contentType ?? '');
 
 function safeJson(raw: Buffer): unknown {
     try {

@@ -348,6 +348,16 @@ describe('proposal signing saga across core and member deployments', () => {
         expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
         const verified = await api(`proposals/${after.proposalId}/verify`, { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': 'application/pdf' }, body: document });
         expect(((await verified.json()) as { match: boolean }).match).toBe(true);
+        // The terms themselves check against the hash v2 holds; changed terms do not; v1 holds no terms.
+        const { terms } = (await view(after.proposalId)) as ProposalView & { terms: { priceGbpPerMWh: number } };
+        const checkTerms = (id: string, t: object) => api(`proposals/${id}/verify`, json(south.trader, { terms: t }));
+        const same = (await (await checkTerms(after.proposalId, terms)).json()) as { match: boolean; termsHash: string; onChainTermsHash: string };
+        expect(same.match).toBe(true);
+        expect(same.termsHash).toBe(same.onChainTermsHash);
+        const changed = (await (await checkTerms(after.proposalId, { ...terms, priceGbpPerMWh: terms.priceGbpPerMWh + 1 })).json()) as { match: boolean; termsHash: string; onChainTermsHash: string };
+        expect(changed).toMatchObject({ match: false, onChainTermsHash: same.onChainTermsHash });
+        expect(changed.termsHash).not.toBe(same.termsHash);
+        expect((await checkTerms(before.proposalId, terms)).status).toBe(409);
     }, 150_000);
 
     it('completes a proposal whose devhost was restarted while it waited for signatures', async () => {
