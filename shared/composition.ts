@@ -22,6 +22,8 @@ import { processCheck } from './health/processCheck';
 import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import { ContractAdmin } from './chain/contractAdmin';
+import { CallBatcher, type BatchDoc } from './chain/batcher';
+import type { AnchorInput, EnergyExchange } from './chain/energyExchange';
 import { SigningSagas } from './proposals/signingSagas';
 import { ProposalVerification } from './proposals/verification';
 import { MemberSigning } from './proposals/memberSigning';
@@ -181,6 +183,19 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         floorWei: parseEther(String(settings.FLEXCHANGE_TREASURY_FLOOR_ETH)),
         windowSeconds: settings.FLEXCHANGE_TOPUP_WINDOW_SECONDS,
     };
+    // One batcher of anchors per v2 contract, in this process: concurrent sagas' anchors share transactions.
+    const anchorBatchers = new Map<string, CallBatcher<AnchorInput>>();
+    const anchorBatcher = (g: ChainGateway, exchange: EnergyExchange) => {
+        let batcher = anchorBatchers.get(exchange.ref.address);
+        if (!batcher) {
+            batcher = new CallBatcher<AnchorInput>(
+                { pipeline: g.pipeline, store: new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id), from: () => g.operator(), build: (items) => exchange.createProposals(items) },
+                { maxItems: settings.FLEXCHANGE_CHAIN_BATCH_MAX_ITEMS, maxWaitMs: settings.FLEXCHANGE_CHAIN_BATCH_MAX_WAIT_MS, name: `anchor:${exchange.ref.address.toLowerCase()}` },
+            );
+            anchorBatchers.set(exchange.ref.address, batcher);
+        }
+        return batcher;
+    };
     const built: Services = {
         settings,
         cosmos,
@@ -256,7 +271,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             const g = gateway();
             proposals ??= new Proposals(
                 new CosmosRepository<Proposal>(database.container('proposals'), (p) => p.id),
-                { accounts: accountRegistry, assets, exchanges: g.exchanges, chainId: settings.FLEXCHANGE_CHAIN_ID, pipeline: g.pipeline, operator: () => g.operator(), events: () => built.events() },
+                { accounts: accountRegistry, assets, exchanges: g.exchanges, chainId: settings.FLEXCHANGE_CHAIN_ID, anchors: (exchange) => anchorBatcher(g, exchange), pipeline: g.pipeline, operator: () => g.operator(), events: () => built.events() },
                 { minLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MIN_SECONDS, maxLifetimeSeconds: settings.FLEXCHANGE_PROPOSAL_MAX_SECONDS },
             );
             return proposals;

@@ -138,6 +138,10 @@ const settingsSchema = z.object({
     /** A transaction not mined after this long is re-signed with higher fees. */
     FLEXCHANGE_CHAIN_REPLACE_AFTER_SECONDS: z.coerce.number().int().min(5).max(3600).default(60),
     FLEXCHANGE_CHAIN_RPC_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+    /** At most this many proposals anchored in one transaction (contract version 2). */
+    FLEXCHANGE_CHAIN_BATCH_MAX_ITEMS: z.coerce.number().int().min(1).max(500).default(100),
+    /** An anchor that arrives while a batch is being sent waits at most this long for the next one. */
+    FLEXCHANGE_CHAIN_BATCH_MAX_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(250),
     /** The vault secret holding the operator's keystore (its password in `<name>-password`). */
     FLEXCHANGE_OPERATOR_KEY: z.string().regex(/^[0-9a-zA-Z-]{1,100}$/).default('ledger-operator'),
 

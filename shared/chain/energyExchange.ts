@@ -118,13 +118,19 @@ export class EnergyExchange {
 
     /** The operator anchors a proposal: `createProposal` (v1), a batch of one through `createProposals` (v2, with the terms' hash). */
     createProposal(p: AnchorInput): ContractCall {
-        const deadline = BigInt(Math.floor(Date.parse(p.expiresAt) / 1000));
-        if (this.bindsTerms) {
-            if (!p.termsHash) throw new Error(`Contract version ${this.ref.version} binds the terms: anchoring needs their hash`);
-            return this.#call('createProposals', [[{ id: p.chainProposalId, termsHash: p.termsHash, parties: p.parties, deadline }]]);
-        }
+        if (this.bindsTerms) return this.createProposals([p]);
         const assets = p.assets.map((a) => ({ hash: `0x${a.sha256}`, algorithm: a.algorithm, location: a.location }));
-        return this.#call('createProposal', [p.chainProposalId, p.parties, assets, deadline]);
+        return this.#call('createProposal', [p.chainProposalId, p.parties, assets, deadlineOf(p)]);
+    }
+
+    /** `createProposals` (v2): the operator anchors a batch, each proposal with its terms' hash; one that does not hold is skipped on-chain. */
+    createProposals(items: AnchorInput[]): ContractCall {
+        return this.#call('createProposals', [
+            items.map((p) => {
+                if (!p.termsHash) throw new Error(`Contract version ${this.ref.version} binds the terms: anchoring needs their hash`);
+                return { id: p.chainProposalId, termsHash: p.termsHash, parties: p.parties, deadline: deadlineOf(p) };
+            }),
+        ]);
     }
 
     /** `submitSignatures` (v2): parties' signatures of their proposals' terms, from any account; an item that does not hold is skipped on-chain. */
@@ -284,6 +290,7 @@ function decodeWith(iface: Interface, log: Pick<RawLog, 'topics' | 'data'>): Dec
 }
 
 const hex = (n: number) => '0x' + n.toString(16);
+const deadlineOf = (p: AnchorInput) => BigInt(Math.floor(Date.parse(p.expiresAt) / 1000));
 
 function plain(v: unknown): string | number | boolean | string[] {
     if (typeof v === 'bigint') return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();

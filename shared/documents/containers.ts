@@ -31,6 +31,8 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'treasury', partitionKey: { paths: ['/id'] } },
     /** Ledger transactions by operation id (the pipeline's idempotency record). */
     { id: 'transactions', partitionKey: { paths: ['/id'] } },
+    /** Batches of calls (anchors) and each item's claim on the batch that carries it. */
+    { id: 'batches', partitionKey: { paths: ['/id'] } },
     /** Nonce leases by sender address. */
     { id: 'nonces', partitionKey: { paths: ['/id'] } },
     /** Chain event pump checkpoints. */

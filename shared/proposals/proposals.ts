@@ -4,7 +4,8 @@ import { checksumAddress } from '../accounts/accountRegistry';
 import type { Assets } from '../assets/assets';
 import { uuidFromName } from '../ids';
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
-import type { ChainSignature, ContractCall, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
+import type { CallBatcher } from '../chain/batcher';
+import type { AnchorInput, ChainSignature, ContractCall, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
 import { ContractRevert } from '../chain/reverts';
 import type { Repository } from '../documents/repository';
 import { updateExisting } from '../documents/updateExisting';
@@ -33,6 +34,8 @@ export class Proposals {
             exchanges: EnergyExchanges;
             /** The ledger's chain id (EIP-155), part of the terms' signing domain. */
             chainId: number;
+            /** The batcher of anchors for a contract that binds terms (absent: each anchor is a transaction of its own). */
+            anchors?: (exchange: EnergyExchange) => CallBatcher<AnchorInput>;
             pipeline: TransactionPipeline;
             operator: () => Promise<ChainSender>;
             events: () => EventPublisher;
@@ -156,7 +159,10 @@ export class Proposals {
         const exchange = await this.deps.exchanges.at(p.contract!);
         // A contract that binds terms anchors their EIP-712 hash: what the parties' signatures are checked against.
         const termsHash = exchange.bindsTerms ? termsStructHash(proposalTypedData(p, exchange.signingDomain(this.deps.chainId))) : undefined;
-        const outcome = await this.#send(`proposal:${id}:create`, exchange.createProposal({ chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt, termsHash }));
+        const input = { chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt, termsHash };
+        // On v2 anchors share transactions: the batcher carries this one with those that arrive meanwhile.
+        const batcher = exchange.bindsTerms ? this.deps.anchors?.(exchange) : undefined;
+        const outcome = batcher ? await reverted(batcher.send(`proposal:${id}:create`, input, { timeoutMs: 120_000 })) : await this.#send(`proposal:${id}:create`, exchange.createProposal(input));
         // A batch skips an item it refuses rather than reverting: the ledger's status says whether the proposal is there.
         const skipped = outcome.state === 'confirmed' && exchange.bindsTerms && (await exchange.statusOf(p.chainId)) === 'None';
         if (outcome.state !== 'confirmed' || skipped) {
@@ -280,12 +286,17 @@ export class Proposals {
 
     /** The call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
     async #send(operationId: string, call: ContractCall): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
-        try {
-            return await this.deps.pipeline.send({ operationId, from: await this.deps.operator(), ...call, label: operationId }, { timeoutMs: 120_000 });
-        } catch (err) {
-            if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
-            throw err;
-        }
+        return reverted(this.deps.operator().then((from) => this.deps.pipeline.send({ operationId, from, ...call, label: operationId }, { timeoutMs: 120_000 })));
+    }
+}
+
+/** A call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
+async function reverted(sending: Promise<TxOutcome>): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
+    try {
+        return await sending;
+    } catch (err) {
+        if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
+        throw err;
     }
 }
 

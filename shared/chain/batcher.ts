@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto';
+import type { Repository } from '../documents/repository';
+import { Conflict } from '../errors';
+import type { ContractCall } from './energyExchange';
+import type { ChainSender, TransactionPipeline, TxOutcome } from './pipeline';
+
+/**
+ * What a batcher keeps (container `batches`, partition `/id`): a batch's call, written before it
+ * is sent, and each item's claim on the batch that carries it. A retried item finds its claim
+ * and waits on that batch's transaction; a batch whose sender crashed before sending is sent by
+ * the first of its items to come back, with the same operation id and the same data.
+ */
+export type BatchDoc =
+    | { id: string; kind: 'batch'; operationId: string; items: string[]; to: string; data: string; createdAt: string }
+    | { id: string; kind: 'claim'; batch: string; createdAt: string };
+
+export interface BatcherOptions {
+    /** At most this many items in one transaction. */
+    maxItems: number;
+    /** A queued item waits at most this long for the batch before it while that batch is being sent. */
+    maxWaitMs: number;
+    /** Names the batches' operation ids and labels (e.g. `anchor:<contract>`). */
+    name: string;
+}
+
+interface Queued<T> {
+    operationId: string;
+    item: T;
+    timeoutMs?: number;
+    resolve(outcome: TxOutcome): void;
+    reject(err: unknown): void;
+}
+
+/**
+ * Gathers calls of one kind to one contract (the core's anchors, say) into one transaction each
+ * time: an item that arrives while nothing is being sent goes at once (no added latency at low
+ * load); items that arrive while a batch is being sent wait for it, at most `maxWaitMs`, and go
+ * together, at most `maxItems` at a time. Each item keeps its own operation id: asked again, it
+ * learns the outcome of the batch that carried it and nothing is sent twice.
+ */
+export class CallBatcher<T> {
+    readonly #queue: Queued<T>[] = [];
+    #sending = 0;
+    #timer?: NodeJS.Timeout;
+
+    constructor(
+        private readonly deps: {
+            pipeline: Pick<TransactionPipeline, 'submit' | 'wait'>;
+            store: Repository<BatchDoc>;
+            from: () => Promise<ChainSender>;
+            /** The one call that carries these items. */
+            build: (items: T[]) => ContractCall;
+        },
+        private readonly opts: BatcherOptions,
+    ) {}
+
+    /** Sends the item (in a batch) and resolves with the outcome of the transaction that carried it. */
+    async send(operationId: string, item: T, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
+        const claim = await this.deps.store.read(claimId(operationId), claimId(operationId));
+        if (claim?.item.kind === 'claim') return this.#settle(claim.item.batch, opts.timeoutMs);
+        const outcome = new Promise<TxOutcome>((resolve, reject) => this.#queue.push({ operationId, item, timeoutMs: opts.timeoutMs, resolve, reject }));
+        this.#schedule();
+        return outcome;
+    }
+
+    /** How many items wait for a batch (for logs and tests). */
+    get queued(): number {
+        return this.#queue.length;
+    }
+
+    #schedule(): void {
+        if (this.#queue.length === 0) return;
+        if (this.#sending === 0 || this.#queue.length >= this.opts.maxItems) {
+            clearTimeout(this.#timer);
+            this.#timer = undefined;
+            void this.#flush();
+        } else {
+            this.#timer ??= setTimeout(() => {
+                this.#timer = undefined;
+                void this.#flush();
+            }, this.opts.maxWaitMs);
+        }
+    }
+
+    async #flush(): Promise<void> {
+        const taken = this.#queue.splice(0, this.opts.maxItems);
+        if (taken.length === 0) return;
+        this.#sending++;
+        try {
+            const { batchId, items } = await this.#write(taken);
+            if (items.length) {
+                const operationId = await this.#send(batchId);
+                // Handed to the pipeline: the next batch may form while this one is mined.
+                const timeoutMs = Math.max(...items.map((q) => q.timeoutMs ?? 0)) || undefined;
+                const outcome = this.deps.pipeline.wait(operationId, { timeoutMs });
+                for (const q of items) outcome.then(q.resolve, q.reject);
+            }
+        } catch (err) {
+            for (const q of taken) q.reject(err);
+        } finally {
+            this.#sending--;
+            this.#schedule();
+        }
+    }
+
+    /**
+     * Writes the batch, then each item's claim (create-only). An item claimed by another batch
+     * meanwhile (its retry elsewhere) follows that batch, and this one is written again without it.
+     */
+    async #write(taken: Queued<T>[]): Promise<{ batchId: string; items: Queued<T>[] }> {
+        const batchId = `batch:${this.opts.name}:${randomUUID()}`;
+        let items = taken;
+        const doc = (list: Queued<T>[]): BatchDoc => ({ id: batchId, kind: 'batch', operationId: batchId, items: list.map((q) => q.operationId), ...this.#call(list), createdAt: new Date().toISOString() });
+        const stored = await this.deps.store.create(doc(items));
+        const elsewhere: Queued<T>[] = [];
+        for (const q of taken) {
+            try {
+                await this.deps.store.create({ id: claimId(q.operationId), kind: 'claim', batch: batchId, createdAt: new Date().toISOString() });
+            } catch (err) {
+                if (!(err instanceof Conflict)) throw err;
+                elsewhere.push(q);
+            }
+        }
+        for (const q of elsewhere) {
+            const claim = await this.deps.store.read(claimId(q.operationId), claimId(q.operationId));
+            this.#settle((claim!.item as Extract<BatchDoc, { kind: 'claim' }>).batch).then(q.resolve, q.reject);
+        }
+        items = taken.filter((q) => !elsewhere.includes(q));
+        // Nothing claimed this batch's items yet but this writer: written again without the others (an empty one is never sent).
+        if (elsewhere.length && items.length) await this.deps.store.replace(doc(items), stored.etag);
+        return { batchId, items };
+    }
+
+    #call(items: Queued<T>[]): { to: string; data: string } {
+        const { to, data } = this.deps.build(items.map((q) => q.item));
+        return { to, data };
+    }
+
+    /** Hands the stored batch to the pipeline (the same operation id and data every time: sent once). */
+    async #send(batchId: string): Promise<string> {
+        const batch = (await this.deps.store.read(batchId, batchId))?.item;
+        if (!batch || batch.kind !== 'batch') throw new Error(`Batch ${batchId} is not stored`);
+        const tx = await this.deps.pipeline.submit({ operationId: batch.operationId, from: await this.deps.from(), to: batch.to, data: batch.data, label: `${this.opts.name} (${batch.items.length} items)` });
+        return tx.operationId;
+    }
+
+    /** The outcome of the batch that carries an item, sending it first if its sender never did. */
+    async #settle(batchId: string, timeoutMs?: number): Promise<TxOutcome> {
+        return this.deps.pipeline.wait(await this.#send(batchId), { timeoutMs });
+    }
+}
+
+const claimId = (operationId: string) => `claim:${operationId}`;

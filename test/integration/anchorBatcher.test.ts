@@ -1,0 +1,116 @@
+import { Wallet, id as keccakId } from 'ethers';
+import { ENERGY_EXCHANGE_V2 } from '../../shared/chain/artifact';
+import { CallBatcher, type BatchDoc } from '../../shared/chain/batcher';
+import { EnergyExchange, type AnchorInput } from '../../shared/chain/energyExchange';
+import type { ChainSender, TxDoc } from '../../shared/chain/pipeline';
+import { ContractVersions, type ContractVersion } from '../../shared/chain/versions';
+import { CosmosRepository } from '../../shared/documents/cosmosRepository';
+import { startChainWorld, type ChainWorld } from '../harness/chainWorld';
+
+/**
+ * The batcher of anchors on anvil, with its records in the document store: at low load an anchor
+ * goes at once, under load anchors share transactions, and an item asked again (a retried
+ * activity, another process, a sender that crashed before sending) never sends twice.
+ */
+describe('anchors batched into shared transactions', () => {
+    let world: ChainWorld;
+    let operator: ChainSender;
+    let exchange: EnergyExchange;
+    let store: CosmosRepository<BatchDoc>;
+    let seq = 0;
+    const parties = [Wallet.createRandom().address, Wallet.createRandom().address];
+
+    const batcher = (maxItems = 100, maxWaitMs = 200) =>
+        new CallBatcher<AnchorInput>({ pipeline: world.pipeline, store, from: async () => operator, build: (items) => exchange.createProposals(items) }, { maxItems, maxWaitMs, name: `anchor:${exchange.ref.address}` });
+    const anchor = (): { operationId: string; input: AnchorInput } => {
+        const id = keccakId(`batched proposal ${++seq}`);
+        const input = { chainProposalId: id, parties, assets: [], expiresAt: new Date(Date.now() + 3_600_000).toISOString(), termsHash: keccakId(`terms ${seq}`) };
+        return { operationId: `proposal:${seq}:create`, input };
+    };
+    /** Transactions the operator sent: what the batches cost. */
+    const operatorNonce = async () => Number(BigInt(await world.provider.rpc<string>('eth_getTransactionCount', [operator.address, 'latest'])));
+
+    beforeAll(async () => {
+        world = await startChainWorld({ mining: 'instant', pipeline: { abis: [ENERGY_EXCHANGE_V2.abi] } });
+        operator = await world.funded(1000);
+        const versions = new ContractVersions(new CosmosRepository<ContractVersion>(world.db.database.container('contracts'), (v) => v.id), world.provider);
+        const v = await versions.deploy(ENERGY_EXCHANGE_V2, world.pipeline, operator, 'test');
+        exchange = new EnergyExchange({ version: v.version, address: v.address! }, v.abi, world.provider);
+        store = new CosmosRepository<BatchDoc>(world.db.database.container('batches'), (d) => d.id);
+    }, 120_000);
+    afterAll(async () => {
+        await world?.stop();
+    });
+
+    it('sends an anchor at once when nothing else is being sent, in a transaction of its own', async () => {
+        const b = batcher(100, 60_000);
+        const before = await operatorNonce();
+        const { operationId, input } = anchor();
+        const outcome = await b.send(operationId, input, { timeoutMs: 30_000 });
+        expect(outcome.state).toBe('confirmed');
+        expect(await exchange.statusOf(input.chainProposalId)).toBe('Open');
+        expect((await operatorNonce()) - before).toBe(1);
+    });
+
+    it('carries anchors that arrive together in fewer transactions, each proposal anchored, at most maxItems a transaction', async () => {
+        const b = batcher(10, 200);
+        const before = await operatorNonce();
+        const items = Array.from({ length: 40 }, anchor);
+        const outcomes = await Promise.all(items.map(({ operationId, input }) => b.send(operationId, input, { timeoutMs: 60_000 })));
+        expect(outcomes.every((o) => o.state === 'confirmed')).toBe(true);
+        for (const { input } of items) expect(await exchange.statusOf(input.chainProposalId)).toBe('Open');
+        const sent = (await operatorNonce()) - before;
+        const hashes = new Set(outcomes.map((o) => o.hash));
+        expect(hashes.size).toBe(sent);
+        // The first goes alone (nothing was being sent); the rest wait for it and go at most ten a transaction.
+        expect(sent).toBeGreaterThanOrEqual(1 + 39 / 10);
+        expect(sent).toBeLessThan(items.length / 2);
+        const perTx = [...hashes].map((h) => outcomes.filter((o) => o.hash === h).length);
+        expect(Math.max(...perTx)).toBeLessThanOrEqual(10);
+    });
+
+    it('answers an item asked again with the outcome of the batch that carried it, sending nothing', async () => {
+        const b = batcher();
+        const { operationId, input } = anchor();
+        const first = await b.send(operationId, input, { timeoutMs: 30_000 });
+        const before = await operatorNonce();
+        // The retried activity, in this process or another one.
+        expect(await b.send(operationId, input, { timeoutMs: 30_000 })).toMatchObject({ state: 'confirmed', hash: first.hash });
+        expect(await batcher().send(operationId, input, { timeoutMs: 30_000 })).toMatchObject({ state: 'confirmed', hash: first.hash });
+        expect(await operatorNonce()).toBe(before);
+    });
+
+    it('sends the batch a crashed sender wrote but never sent, once, when one of its items comes back', async () => {
+        const [x, y] = [anchor(), anchor()];
+        const batchId = `batch:crashed:${seq}`;
+        const call = exchange.createProposals([x.input, y.input]);
+        // What a sender leaves when it dies after writing the batch and its claims, before handing it to the pipeline.
+        await store.create({ id: batchId, kind: 'batch', operationId: batchId, items: [x.operationId, y.operationId], to: call.to, data: call.data, createdAt: new Date().toISOString() });
+        for (const item of [x, y]) await store.create({ id: `claim:${item.operationId}`, kind: 'claim', batch: batchId, createdAt: new Date().toISOString() });
+        const before = await operatorNonce();
+        const [ox, oy] = await Promise.all([batcher().send(x.operationId, x.input, { timeoutMs: 30_000 }), batcher().send(y.operationId, y.input, { timeoutMs: 30_000 })]);
+        expect(ox).toMatchObject({ state: 'confirmed', hash: oy.hash });
+        expect((await operatorNonce()) - before).toBe(1);
+        for (const item of [x, y]) expect(await exchange.statusOf(item.input.chainProposalId)).toBe('Open');
+        const tx = (await world.db.database.container('transactions').item(batchId, batchId).read<TxDoc>()).resource;
+        expect(tx?.state).toBe('confirmed');
+    });
+
+    it('lets one of two processes carry an item both were asked for at once; the other follows it', async () => {
+        const [one, two] = [batcher(), batcher()];
+        const shared = anchor();
+        const [own1, own2] = [anchor(), anchor()];
+        const before = await operatorNonce();
+        const outcomes = await Promise.all([one.send(shared.operationId, shared.input, { timeoutMs: 30_000 }), two.send(shared.operationId, shared.input, { timeoutMs: 30_000 }), one.send(own1.operationId, own1.input, { timeoutMs: 30_000 }), two.send(own2.operationId, own2.input, { timeoutMs: 30_000 })]);
+        expect(outcomes.every((o) => o.state === 'confirmed')).toBe(true);
+        expect(outcomes[0]!.hash).toBe(outcomes[1]!.hash);
+        for (const item of [shared, own1, own2]) expect(await exchange.statusOf(item.input.chainProposalId)).toBe('Open');
+        // The claim names one batch, and it carries the shared anchor.
+        const claim = (await store.read(`claim:${shared.operationId}`, `claim:${shared.operationId}`))!.item as Extract<BatchDoc, { kind: 'claim' }>;
+        const carrying = (await store.read(claim.batch, claim.batch))!.item as Extract<BatchDoc, { kind: 'batch' }>;
+        expect(carrying.items).toContain(shared.operationId);
+        // Each process sends the first item it is asked for at once and the next after it: the shared anchor once, then each own one.
+        // Sent twice, it would cost a fourth transaction.
+        expect((await operatorNonce()) - before).toBe(3);
+    });
+});
