@@ -15,6 +15,11 @@
  *
  *   npm run bench:chain [-- --calls 1000 --rounds 3]
  *
+ * - v2 batched: N two-party proposals on EnergyExchangeV2, anchored through the batcher of
+ *   anchors and signed (EIP-712, signatures made beforehand) through a batcher of signatures,
+ *   with the Cosmos stand-in as the store, timed until every proposal is Completed; reported
+ *   as completed proposals per second against the raw transactions per second.
+ *
  * The chain and the document store are the devhost's own: the storage sidecar (anvil with a
  * block per transaction and one every second, the Cosmos stand-in) in a process of its own,
  * as under `npm start`.
@@ -28,8 +33,10 @@ import { getAddress, hexlify, keccak256, ZeroAddress, Wallet, id as keccakId, ty
 import pino from 'pino';
 import { LocalLedger } from '../devhost/services/ledger';
 import { LocalStorage } from '../devhost/services/storage';
-import { ENERGY_EXCHANGE } from '../shared/chain/artifact';
-import { EnergyExchange } from '../shared/chain/energyExchange';
+import { ENERGY_EXCHANGE, ENERGY_EXCHANGE_V2 } from '../shared/chain/artifact';
+import { CallBatcher, type BatchDoc } from '../shared/chain/batcher';
+import { EnergyExchange, type AnchorInput, type TermsSignature } from '../shared/chain/energyExchange';
+import { proposalTypedData, termsDigest, termsStructHash } from '../shared/proposals/terms';
 import { TransactionPipeline, type NonceLeaseDoc, type TxDoc } from '../shared/chain/pipeline';
 import { FailoverProvider } from '../shared/chain/provider';
 import { ensureDatabase } from '../shared/documents/containers';
@@ -169,9 +176,58 @@ async function main(): Promise<void> {
             }
         });
 
+    /**
+     * CALLS two-party proposals on EnergyExchangeV2 through the batchers, with the devhost's store:
+     * anchored through the core's batcher of anchors, then each party's EIP-712 signature (made
+     * beforehand, as the raw transactions are) submitted through a batcher of signatures; timed
+     * from the first anchor to the last signature confirmed, every proposal Completed on-chain.
+     */
+    const batched = (round: number) =>
+        onFreshChain(async ({ url, fund }) => {
+            const provider = new FailoverProvider({ urls: [url], chainId: 31337 });
+            const pipeline = new TransactionPipeline(provider, cosmosStores, { chainId: 31337, maxFeePerGasCap: 500n * GWEI, pollIntervalMs: 100, abis: [ENERGY_EXCHANGE_V2.abi] });
+            try {
+                const [operatorWallet, submitterWallet] = [Wallet.createRandom(), Wallet.createRandom()];
+                for (const w of [operatorWallet, submitterWallet]) await fund(w.address);
+                const operator = { address: operatorWallet.address, signer: operatorWallet };
+                const tag = `batched-${round}-${operator.address}`;
+                const address = (await pipeline.send({ operationId: `deploy-${tag}`, from: operator, data: ENERGY_EXCHANGE_V2.bytecode }, { timeoutMs: 60_000 })).contractAddress!;
+                const v2 = new EnergyExchange({ version: 2, address }, ENERGY_EXCHANGE_V2.abi, provider);
+                const [a, b] = [Wallet.createRandom(), Wallet.createRandom()];
+                const deadline = new Date(Date.now() + 30 * 86_400_000).toISOString();
+                const proposals = await Promise.all(
+                    Array.from({ length: CALLS }, async (_, i) => {
+                        const td = proposalTypedData(
+                            { chainId: keccakId(`${tag}-${i}`), parties: [{ account: a.address }, { account: b.address }], terms: { product: 'baseload', direction: 'sell', quantityMWh: 10, priceGbpPerMWh: 70, deliveryStart: '2027-01-01T00:00:00Z', deliveryEnd: '2027-01-01T00:30:00Z' }, assets: [{ sha256: keccakId(`doc-${i}`).slice(2), algorithm: 'sha256' }], expiresAt: deadline },
+                            v2.signingDomain(31337),
+                        );
+                        const digest = termsDigest(td);
+                        return { anchor: { chainProposalId: td.message.id, parties: [a.address, b.address], assets: [], expiresAt: deadline, termsHash: termsStructHash(td) }, signatures: [a, b].map((w) => ({ chainProposalId: td.message.id, party: w.address, signature: w.signingKey.sign(digest).serialized })) };
+                    }),
+                );
+                const store = new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id);
+                const anchors = new CallBatcher<AnchorInput>({ pipeline, store, from: async () => operator, build: (items) => v2.createProposals(items) }, { maxItems: 100, maxWaitMs: 250, name: `anchor:${tag}` });
+                const submitter = { address: submitterWallet.address, signer: submitterWallet };
+                const signatures = new CallBatcher<TermsSignature>({ pipeline, store, from: async () => submitter, build: (items) => v2.submitSignatures(items) }, { maxItems: 200, maxWaitMs: 250, name: `sign:${tag}` });
+                const start = performance.now();
+                const anchored = await Promise.all(proposals.map((p, i) => anchors.send(`${tag}:create:${i}`, p.anchor, { timeoutMs: 600_000 })));
+                const signed = await Promise.all(proposals.flatMap((p, i) => p.signatures.map((sig, k) => signatures.send(`${tag}:sign:${i}:${k}`, sig, { timeoutMs: 600_000 }))));
+                const ms = performance.now() - start;
+                if ([...anchored, ...signed].some((o) => o.state !== 'confirmed')) throw new Error(`${tag}: not every batch was confirmed`);
+                const completed = (await Promise.all(proposals.map((p) => v2.statusOf(p.anchor.chainProposalId)))).filter((st) => st === 'Completed').length;
+                if (completed !== CALLS) throw new Error(`${tag}: ${completed} of ${CALLS} proposals completed`);
+                const transactions = new Set([...anchored, ...signed].map((o) => o.hash)).size;
+                await pipeline.flushed();
+                return { ms, transactions };
+            } finally {
+                await pipeline.close();
+                provider.destroy();
+            }
+        });
+
     try {
         console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GB, node ${process.version}; ${CALLS} createProposal per measurement, each on a fresh anvil, ${ROUNDS} rounds`);
-        const rates = { raw: [] as number[], cosmos: [] as number[], memory: [] as number[], given: [] as number[] };
+        const rates = { raw: [] as number[], cosmos: [] as number[], memory: [] as number[], given: [] as number[], proposals: [] as number[] };
         const rate = (ms: number) => CALLS / (ms / 1000);
         for (let round = 1; round <= ROUNDS; round++) {
             const r = await raw(round);
@@ -182,8 +238,10 @@ async function main(): Promise<void> {
             rates.cosmos.push(rate(c.ms));
             rates.memory.push(rate(m.ms));
             rates.given.push(rate(g.ms));
+            const p = await batched(round);
+            rates.proposals.push(rate(p.ms));
             console.log(
-                `round ${round}: raw ${rate(r.ms).toFixed(0)} tx/s · pipeline: Cosmos stand-in ${rate(c.ms).toFixed(0)} tx/s, store in memory ${rate(m.ms).toFixed(0)} tx/s, store in memory and gas given ${rate(g.ms).toFixed(0)} tx/s`,
+                `round ${round}: raw ${rate(r.ms).toFixed(0)} tx/s · pipeline: Cosmos stand-in ${rate(c.ms).toFixed(0)} tx/s, store in memory ${rate(m.ms).toFixed(0)} tx/s, store in memory and gas given ${rate(g.ms).toFixed(0)} tx/s · v2 batched: ${rate(p.ms).toFixed(0)} proposals/s completed in ${p.transactions} transactions`,
             );
         }
         const rawMedian = median(rates.raw);
@@ -191,6 +249,7 @@ async function main(): Promise<void> {
         console.log(`pipeline, devhost store (Cosmos stand-in):       ${median(rates.cosmos).toFixed(0)} tx/s (median), ratio ${(median(rates.cosmos) / rawMedian).toFixed(2)}`);
         console.log(`pipeline, store in memory:                        ${median(rates.memory).toFixed(0)} tx/s (median), ratio ${(median(rates.memory) / rawMedian).toFixed(2)}`);
         console.log(`pipeline, store in memory, gas limit given:       ${median(rates.given).toFixed(0)} tx/s (median), ratio ${(median(rates.given) / rawMedian).toFixed(2)}`);
+        console.log(`two-party proposals on v2 through the batchers:   ${median(rates.proposals).toFixed(0)} completed proposals/s (median), ratio to raw tx/s ${(median(rates.proposals) / rawMedian).toFixed(2)} (three transactions a proposal: at most 0.33)`);
     } finally {
         await storage.stop();
         rmSync(dir, { recursive: true, force: true });
