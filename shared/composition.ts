@@ -277,7 +277,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             return proposals;
         },
         signingSagas: () => new SigningSagas({ proposals: built.proposals(), exchanges: gateway().exchanges, audit: built.audit, remindBeforeSeconds: settings.FLEXCHANGE_PROPOSAL_REMIND_BEFORE_SECONDS }),
-        verification: () => new ProposalVerification({ proposals: built.proposals(), assets, maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES, chainId: settings.FLEXCHANGE_CHAIN_ID }),
+        verification: () => new ProposalVerification({ proposals: built.proposals(), assets, maxBytes: settings.FLEXCHANGE_ASSET_MAX_BYTES }),
         memberSigning: () => {
             const g = gateway();
             // A member signs on the contract the core's record names, with the ABI the core recorded for that version (kept once fetched).

@@ -65,11 +65,6 @@ export class CallBatcher<T> {
         return outcome;
     }
 
-    /** How many items wait for a batch (for logs and tests). */
-    get queued(): number {
-        return this.#queue.length;
-    }
-
     #schedule(): void {
         if (this.#queue.length === 0) return;
         if (this.#sending === 0 || this.#queue.length >= this.opts.maxItems) {

@@ -34,6 +34,14 @@ export interface AnchoredAsset {
     location: string;
 }
 
+/** The EIP-712 domain that binds signed terms to one contract on one chain. */
+export interface SigningDomain {
+    name: string;
+    version: string;
+    chainId: number;
+    verifyingContract: string;
+}
+
 /** Where a piece of work's contract is: the version it pinned and its address. */
 export interface ContractRef {
     version: number;
@@ -112,7 +120,7 @@ export class EnergyExchange {
      * contracts check signatures under it; for version 1 it names the contract the terms were
      * anchored on, for any party to check against.
      */
-    signingDomain(chainId: number): { name: string; version: string; chainId: number; verifyingContract: string } {
+    signingDomain(chainId: number): SigningDomain {
         return { name: 'Flexchange EnergyExchange', version: this.bindsTerms ? '2' : '1', chainId, verifyingContract: this.ref.address };
     }
 
@@ -228,6 +236,9 @@ export interface VersionSource {
 
 /** Every version of the contract: the one a piece of work pinned, the one new work uses, all of them (for the event pump). */
 export class EnergyExchanges {
+    /** Ready versions by number: a version's address and ABI never change once it is ready, so each is read once per process. */
+    readonly #ready = new Map<number, Promise<VersionRecord>>();
+
     constructor(
         private readonly versions: VersionSource,
         private readonly ledger: LedgerReader,
@@ -235,7 +246,13 @@ export class EnergyExchanges {
 
     /** Exactly the pinned version (work that started on N stays on N). */
     async at(ref: ContractRef): Promise<EnergyExchange> {
-        const v = await this.versions.byVersion(ref.version);
+        let pending = this.#ready.get(ref.version);
+        if (!pending) {
+            pending = this.versions.byVersion(ref.version);
+            this.#ready.set(ref.version, pending);
+            pending.catch(() => this.#ready.delete(ref.version));
+        }
+        const v = await pending;
         if (!v.address || getAddress(v.address) !== getAddress(ref.address)) throw new Error(`Contract version ${ref.version} is at ${v.address}, not ${ref.address}`);
         return new EnergyExchange(ref, v.abi, this.ledger);
     }

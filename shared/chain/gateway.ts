@@ -10,7 +10,7 @@ import { readKeystoreAddress } from './operator';
 import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type PipelineLog, type TxDoc } from './pipeline';
 import { FailoverProvider } from './provider';
 import { AccountKeys, KeystoreSigner } from './signers';
-import { ContractVersions, type ContractArtifact, type ContractVersion } from './versions';
+import { ContractVersions, type ContractVersion } from './versions';
 
 /** Everything that talks to the ledger, built once per process from settings. */
 export interface ChainGateway {
@@ -20,7 +20,6 @@ export interface ChainGateway {
     /** The contract port: every version's calls, reads and events. */
     exchanges: EnergyExchanges;
     accounts: AccountKeys;
-    artifact: ContractArtifact;
     /** The chain event pump over every recorded contract version, handing events to `handler`. */
     eventPump(handler: ChainEventHandler): ChainEventPump;
     /** The core's operator account (contract owner, treasury), in keystore custody in the core's vault. */
@@ -64,7 +63,6 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
                 { confirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS },
             ),
         accounts,
-        artifact: ENERGY_EXCHANGE,
         operator: () => {
             operator ??= (async () => {
                 const name = settings.FLEXCHANGE_OPERATOR_KEY;

@@ -158,7 +158,7 @@ export class Proposals {
         }
         const exchange = await this.deps.exchanges.at(p.contract!);
         // A contract that binds terms anchors their EIP-712 hash: what the parties' signatures are checked against.
-        const termsHash = exchange.bindsTerms ? termsStructHash(proposalTypedData(p, exchange.signingDomain(this.deps.chainId))) : undefined;
+        const termsHash = exchange.bindsTerms ? termsStructHash(this.typedDataOn(p, exchange)) : undefined;
         const input = { chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt, termsHash };
         // On v2 anchors share transactions: the batcher carries this one with those that arrive meanwhile.
         const batcher = exchange.bindsTerms ? this.deps.anchors?.(exchange) : undefined;
@@ -253,8 +253,13 @@ export class Proposals {
      */
     async termsOf(p: Proposal): Promise<{ typedData: ProposalTypedData; digest: string } | null> {
         if (!p.contract) return null;
-        const typedData = proposalTypedData(p, (await this.exchangeOf(p)).signingDomain(this.deps.chainId));
+        const typedData = this.typedDataOn(p, await this.exchangeOf(p));
         return { typedData, digest: termsDigest(typedData) };
+    }
+
+    /** A proposal's terms (or terms put in its place, to check them) as typed data under `exchange`'s signing domain on this chain. */
+    typedDataOn(p: Proposal, exchange: EnergyExchange): ProposalTypedData {
+        return proposalTypedData(p, exchange.signingDomain(this.deps.chainId));
     }
 
     /** The contract the proposal was anchored on (its pinned version). */

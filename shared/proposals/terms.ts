@@ -1,4 +1,5 @@
 import { TypedDataEncoder, type TypedDataField } from 'ethers';
+import type { SigningDomain } from '../chain/energyExchange';
 
 /**
  * A proposal's terms as EIP-712 typed data: what the parties agree to, in one structure any
@@ -56,12 +57,7 @@ export interface ProposalTerms {
 }
 
 /** The EIP-712 domain of the contract a proposal is anchored on (`EnergyExchange.signingDomain`). */
-export interface SigningDomain {
-    name: string;
-    version: string;
-    chainId: number;
-    verifyingContract: string;
-}
+export type { SigningDomain };
 
 export interface ProposalTypedData {
     domain: SigningDomain;

@@ -4,7 +4,7 @@ import type { Assets } from '../assets/assets';
 import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../errors';
 import type { EnergyExchange } from '../chain/energyExchange';
 import { newProposal, type Proposal, type Proposals } from './proposals';
-import { proposalTypedData, termsStructHash } from './terms';
+import { termsStructHash } from './terms';
 
 /** `{ "assetId" }`: verify a document already uploaded instead of sending it. */
 export const verifyByAsset = z.object({ assetId: z.string().uuid() }).strict();
@@ -48,7 +48,7 @@ export interface TermsVerification {
  * proposal's documents (`?assetId=` picks one; otherwise any may match).
  */
 export class ProposalVerification {
-    constructor(private readonly deps: { proposals: Proposals; assets: Assets; maxBytes: number; chainId: number }) {}
+    constructor(private readonly deps: { proposals: Proposals; assets: Assets; maxBytes: number }) {}
 
     async verify(proposalId: string, caller: { orgId?: string; isOperator: boolean }, req: VerifyRequest): Promise<Verification | TermsVerification> {
         const p = await this.deps.proposals.getFor(proposalId, caller);
@@ -75,7 +75,7 @@ export class ProposalVerification {
      */
     async #anchored(p: Proposal, exchange: EnergyExchange, indexes: number[]): Promise<{ hash: string; algorithm: string; index: number }[]> {
         if (!exchange.bindsTerms) return Promise.all(indexes.map(async (i) => ({ ...(await exchange.asset(p.chainId, i)), index: i })));
-        const ours = termsStructHash(proposalTypedData(p, exchange.signingDomain(this.deps.chainId)));
+        const ours = termsStructHash(this.deps.proposals.typedDataOn(p, exchange));
         const held = (await exchange.termsHash(p.chainId)) === ours;
         return indexes.map((i) => ({ hash: held ? p.assets[i]!.sha256 : '', algorithm: p.assets[i]!.algorithm, index: i }));
     }
@@ -84,7 +84,7 @@ export class ProposalVerification {
     async #terms(p: Proposal, terms: Proposal['terms']): Promise<TermsVerification> {
         const exchange = await this.deps.proposals.exchangeOf(p);
         if (!exchange.bindsTerms) throw new Conflict(`Proposal ${p.id} is on contract version ${p.contract!.version}, which holds no terms on the ledger (version 2 does): verify its documents instead`, 'wrong_state');
-        const termsHash = termsStructHash(proposalTypedData({ ...p, terms }, exchange.signingDomain(this.deps.chainId)));
+        const termsHash = termsStructHash(this.deps.proposals.typedDataOn({ ...p, terms }, exchange));
         const onChainTermsHash = await ledgerRead(`the terms' hash of proposal ${p.id}`, () => exchange.termsHash(p.chainId));
         return { match: termsHash === onChainTermsHash, termsHash, onChainTermsHash, txHash: p.anchor!.txHash, blockNumber: p.anchor!.blockNumber };
     }
