@@ -1,5 +1,6 @@
 import { getAddress, Interface, type InterfaceAbi } from 'ethers';
-import { Invalid } from '../errors';
+import { AppError, Invalid, Upstream } from '../errors';
+import { decodeRevert, revertDataOf } from './reverts';
 
 /**
  * The one port to the EnergyExchange contract. Everything the app asks of the contract goes
@@ -212,9 +213,22 @@ export class EnergyExchange {
         return { to: this.ref.address, data: this.#iface.encodeFunctionData(fn, args), abi: this.abi };
     }
 
+    /** A view call; the contract refusing is a `ContractRevert` (409), a node that answers nonsense an `Upstream` (502). */
     async #read<T>(fn: string, args: unknown[]): Promise<T> {
-        const raw = await this.ledger.rpc<string>('eth_call', [{ to: this.ref.address, data: this.#iface.encodeFunctionData(fn, args) }, 'latest']);
-        return this.#iface.decodeFunctionResult(fn, raw) as unknown as T;
+        let raw: string;
+        try {
+            raw = await this.ledger.rpc<string>('eth_call', [{ to: this.ref.address, data: this.#iface.encodeFunctionData(fn, args) }, 'latest']);
+        } catch (err) {
+            if (err instanceof AppError) throw err;
+            const revert = decodeRevert(revertDataOf(err), [this.abi]);
+            if (revert) throw revert;
+            throw new Upstream(`The ledger did not answer ${fn} of contract version ${this.ref.version}: ${(err as Error).message}`, { cause: err });
+        }
+        try {
+            return this.#iface.decodeFunctionResult(fn, raw) as unknown as T;
+        } catch (err) {
+            throw new Upstream(`The ledger's answer to ${fn} of contract version ${this.ref.version} at ${this.ref.address} is not what its ABI describes (${raw.slice(0, 20)}…)`, { cause: err });
+        }
     }
 }
 

@@ -80,7 +80,13 @@ describe('proposal signing saga across core and member deployments', () => {
     /** Signs once the member's own copy of the proposal has arrived (on v2 a member signs only terms it holds itself). */
     const signWhenCopied = async (org: (typeof orgs)[number], id: string) => {
         await waitFor(async () => ((await fetch(`${org.memberUrl}/proposals/${id}`, json(org.trader))).status === 200 ? true : undefined), 30_000, 250);
-        return sign(org, id);
+        const res = await sign(org, id);
+        // On a failure, what the member answered and what the devhost logged about it.
+        if (res.status !== 202) {
+            console.log(`sign ${id} by ${org.orgId}: ${res.status} ${await res.clone().text()}`);
+            console.log(JSON.stringify(host.logs().filter((l) => l.level === 'error' || l.level === 'warn' || (typeof l.level === 'number' && l.level >= 40)).slice(-10)));
+        }
+        return res;
     };
 
     const stateDir = tempDir('flexchange-state-');

@@ -211,6 +211,9 @@ describe('EnergyExchangeV2 on a ledger', () => {
         }
         await expect(exchange.cancelProposal.staticCall(keccakId('nothing'))).rejects.toMatchObject({ revert: { name: 'ProposalNotFound' } });
         await expect(exchange.signingDigest(keccakId('nothing'))).rejects.toMatchObject({ revert: { name: 'ProposalNotFound' } });
+        // Through the port, a view the contract refuses is a 409 naming the error, not an unclassified failure.
+        const port = new EnergyExchange({ version: 2, address: String(exchange.target) }, artifact.abi as InterfaceAbi, { rpc: (m, p) => provider.send(m, p ?? []) });
+        await expect(port.signingDigest(keccakId('nothing'))).rejects.toMatchObject({ status: 409, code: 'contract_revert', errorName: 'ProposalNotFound' });
     });
 
     it('reports the gas per two-party proposal, anchored and signed in batches of 1, 10 and 100', async () => {
