@@ -15,6 +15,12 @@ export class MemoryRepository<T extends { id: string }> implements Repository<T>
         if (this.#items.has(item.id)) throw new Conflict(`An item with id ${item.id} exists`);
         return this.#put(item);
     }
+
+    async createEach(items: T[]): Promise<boolean[]> {
+        const out: boolean[] = [];
+        for (const item of items) out.push(await this.create(item).then(() => true, (err: unknown) => (err instanceof Conflict ? false : Promise.reject(err))));
+        return out;
+    }
     async read(id: string): Promise<Stored<T> | undefined> {
         await Promise.resolve();
         return this.#items.get(id);

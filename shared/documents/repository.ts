@@ -28,6 +28,11 @@ export type PatchOperation =
 export interface Repository<T extends { id: string }> {
     /** Fails with `Conflict` when an item with that id (or unique key) exists in the partition. */
     create(item: T): Promise<Stored<T>>;
+    /**
+     * Creates each item that does not exist yet (create-only), in as few round trips as the store
+     * allows: true for each one created, false for each that existed, in order. Any other failure rejects.
+     */
+    createEach(items: T[]): Promise<boolean[]>;
     read(id: string, partitionKey: string): Promise<Stored<T> | undefined>;
     /** With `etag`, fails with `Conflict` when the item changed since it was read; `NotFound` when it is gone. */
     replace(item: T, etag?: string): Promise<Stored<T>>;

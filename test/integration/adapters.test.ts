@@ -49,6 +49,19 @@ describe('adapters against the embedded services', () => {
             await expect(repo.create({ id: 'a1', orgId: 'org-1', name: 'Again', status: 'x' })).rejects.toBeInstanceOf(Conflict);
         });
 
+        it('creates many in bulk, create-only: each answered created or already there, in order, past a hundred', async () => {
+            const org = (i: number): Org => ({ id: `bulk-${i}`, orgId: `bulk-org-${i % 7}`, name: `Bulk ${i}`, status: 'active' });
+            expect(await repo.createEach([org(0), org(1)])).toEqual([true, true]);
+            // 250 items over several partitions, two of them already there, one twice in the same call.
+            const items = [...Array.from({ length: 250 }, (_, i) => org(i)), org(3)];
+            const outcome = await repo.createEach(items);
+            expect(outcome.slice(0, 4)).toEqual([false, false, true, true]);
+            expect(outcome.slice(4, 250).every((x) => x)).toBe(true);
+            expect(outcome[250]).toBe(false);
+            expect((await repo.read('bulk-249', 'bulk-org-4'))?.item).toEqual(org(249));
+            expect(await repo.createEach([])).toEqual([]);
+        });
+
         it('turns a stale ETag (412) into Conflict, on replace, patch and delete', async () => {
             const first = await repo.create({ id: 'e1', orgId: 'org-1', name: 'v1', status: 'active' });
             const second = await repo.replace({ ...first.item, name: 'v2' }, first.etag);

@@ -216,6 +216,32 @@ describe('EnergyExchangeV2 on a ledger', () => {
         await expect(port.signingDigest(keccakId('nothing'))).rejects.toMatchObject({ status: 409, code: 'contract_revert', errorName: 'ProposalNotFound' });
     });
 
+    it('sends its batches with gas limits the port knows beforehand, which hold for two parties and for eight', async () => {
+        const port = new EnergyExchange({ version: 2, address: String(exchange.target) }, artifact.abi as InterfaceAbi, { rpc: (m, p) => provider.send(m, p ?? []) });
+        const eight = [...parties, ...Array.from({ length: 4 }, () => Wallet.createRandom())];
+        /** Sends the port's call with the port's gas limit: it must succeed, use no more, and not ask for far more. */
+        const sent = async (call: { to: string; data: string; gasLimit?: bigint }) => {
+            expect(call.gasLimit).toBeDefined();
+            const receipt = (await (await operator.sendTransaction({ to: call.to, data: call.data, gasLimit: call.gasLimit })).wait())!;
+            expect(receipt.status).toBe(1);
+            expect(receipt.gasUsed).toBeLessThanOrEqual(call.gasLimit!);
+            expect(receipt.gasUsed * 4n).toBeGreaterThan(call.gasLimit!);
+            return receipt;
+        };
+        for (const members of [parties.slice(0, 2), eight]) {
+            for (const size of [1, 30]) {
+                const batch = await Promise.all(Array.from({ length: size }, () => terms(members)));
+                const anchored = await sent(port.createProposals(batch.map((x) => ({ chainProposalId: x.id, parties: members.map((m) => m.address), assets: [], expiresAt: new Date(x.anchor.deadline * 1000).toISOString(), termsHash: x.anchor.termsHash }))));
+                expect(events(anchored as ContractTransactionReceipt).filter((e) => e.name === 'ProposalCreated')).toHaveLength(size);
+                // All but the last party in one batch, then the last party's alone: the one that reads every party slot and completes.
+                const signatures = async (who: HDNodeWallet[]) => (await Promise.all(batch.flatMap((x) => who.map(async (m) => ({ chainProposalId: x.id, party: m.address, signature: await signed(m, x.td) })))));
+                await sent(port.submitSignatures(await signatures(members.slice(0, -1))));
+                const last = await sent(port.submitSignatures(await signatures(members.slice(-1))));
+                expect(events(last as ContractTransactionReceipt).filter((e) => e.name === 'ProposalCompleted')).toHaveLength(size);
+            }
+        }
+    }, 120_000);
+
     it('reports the gas per two-party proposal, anchored and signed in batches of 1, 10 and 100', async () => {
         const figures: string[] = [];
         for (const size of [1, 10, 100]) {

@@ -25,6 +25,12 @@ export class MemoryRepository<T extends { id: string }> implements Repository<T>
         return this.#store(item);
     }
 
+    async createEach(items: T[]): Promise<boolean[]> {
+        const out: boolean[] = [];
+        for (const item of items) out.push(await this.create(item).then(() => true, (err: unknown) => (err instanceof Conflict ? false : Promise.reject(err))));
+        return out;
+    }
+
     async read(id: string, partitionKey: string): Promise<Stored<T> | undefined> {
         const found = this.#items.get(this.#key(id, partitionKey));
         return found && structuredClone(found);
