@@ -23,7 +23,8 @@ import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type Mem
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import { ContractAdmin } from './chain/contractAdmin';
 import { CallBatcher, type BatchDoc } from './chain/batcher';
-import type { AnchorInput, EnergyExchange } from './chain/energyExchange';
+import type { AnchorInput, ContractCall, EnergyExchange, TermsSignature } from './chain/energyExchange';
+import type { ChainSender } from './chain/pipeline';
 import { SigningSagas } from './proposals/signingSagas';
 import { ProposalVerification } from './proposals/verification';
 import { MemberSigning } from './proposals/memberSigning';
@@ -183,19 +184,21 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         floorWei: parseEther(String(settings.FLEXCHANGE_TREASURY_FLOOR_ETH)),
         windowSeconds: settings.FLEXCHANGE_TOPUP_WINDOW_SECONDS,
     };
-    // One batcher of anchors per v2 contract, in this process: concurrent sagas' anchors share transactions.
-    const anchorBatchers = new Map<string, CallBatcher<AnchorInput>>();
-    const anchorBatcher = (g: ChainGateway, exchange: EnergyExchange) => {
-        let batcher = anchorBatchers.get(exchange.ref.address);
+    // One batcher per v2 contract, call and sender, in this process: concurrent anchors (core) or one account's signatures (member) share transactions.
+    const batchers = new Map<string, unknown>();
+    const batcherOf = <T>(g: ChainGateway, name: string, from: () => Promise<ChainSender>, build: (items: T[]) => ContractCall): CallBatcher<T> => {
+        let batcher = batchers.get(name) as CallBatcher<T> | undefined;
         if (!batcher) {
-            batcher = new CallBatcher<AnchorInput>(
-                { pipeline: g.pipeline, store: new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id), from: () => g.operator(), build: (items) => exchange.createProposals(items) },
-                { maxItems: settings.FLEXCHANGE_CHAIN_BATCH_MAX_ITEMS, maxWaitMs: settings.FLEXCHANGE_CHAIN_BATCH_MAX_WAIT_MS, name: `anchor:${exchange.ref.address.toLowerCase()}` },
+            batcher = new CallBatcher<T>(
+                { pipeline: g.pipeline, store: new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id), from, build },
+                { maxItems: settings.FLEXCHANGE_CHAIN_BATCH_MAX_ITEMS, maxWaitMs: settings.FLEXCHANGE_CHAIN_BATCH_MAX_WAIT_MS, name },
             );
-            anchorBatchers.set(exchange.ref.address, batcher);
+            batchers.set(name, batcher);
         }
         return batcher;
     };
+    const anchorBatcher = (g: ChainGateway, exchange: EnergyExchange) =>
+        batcherOf<AnchorInput>(g, `anchor:${exchange.ref.address.toLowerCase()}`, () => g.operator(), (items) => exchange.createProposals(items));
     const built: Services = {
         settings,
         cosmos,
@@ -287,6 +290,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 accounts: built.memberAccounts(),
                 signerOf: (key) => g.accounts.signer(key),
                 pipeline: g.pipeline,
+                signatures: (exchange, from) => batcherOf<TermsSignature>(g, `sign:${exchange.ref.address.toLowerCase()}:${from.address.toLowerCase()}`, async () => from, (items) => exchange.submitSignatures(items)),
                 ledger: g.provider,
                 copies: built.memberProposals(),
                 chainId: settings.FLEXCHANGE_CHAIN_ID,

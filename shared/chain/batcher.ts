@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Repository } from '../documents/repository';
 import type { ContractCall } from './energyExchange';
-import type { ChainSender, TransactionPipeline, TxOutcome } from './pipeline';
+import type { ChainSender, TransactionPipeline, TxOutcome, TxSummary } from './pipeline';
 
 /**
  * What a batcher keeps (container `batches`, partition `/id`): a batch's call, written before it
@@ -27,17 +27,18 @@ export interface BatcherOptions {
 interface Queued<T> {
     operationId: string;
     item: T;
-    timeoutMs?: number;
-    resolve(outcome: TxOutcome): void;
+    requireFunds: boolean;
+    resolve(tx: TxSummary): void;
     reject(err: unknown): void;
 }
 
 /**
- * Gathers calls of one kind to one contract (the core's anchors, say) into one transaction each
- * time: an item that arrives while nothing is being sent goes at once (no added latency at low
- * load); items that arrive while a batch is being sent wait for it, at most `maxWaitMs`, and go
- * together, at most `maxItems` at a time. Each item keeps its own operation id: asked again, it
- * learns the outcome of the batch that carried it and nothing is sent twice.
+ * Gathers calls of one kind to one contract from one sender (the core's anchors, a member
+ * account's signatures) into one transaction each time: an item that arrives while nothing is
+ * being sent goes at once (no added latency at low load); items that arrive while a batch is being
+ * sent wait until a batch has been handed to the pipeline, at most `maxWaitMs`, and go together, at
+ * most `maxItems` at a time. Each item keeps its own operation id: asked again, it learns the
+ * transaction of the batch that carried it and nothing is sent twice.
  */
 export class CallBatcher<T> {
     readonly #queue: Queued<T>[] = [];
@@ -56,14 +57,21 @@ export class CallBatcher<T> {
     ) {}
 
     /**
-     * Sends the item (in a batch) and resolves with the outcome of the transaction that carried it.
+     * Hands the item (in a batch) to the pipeline and resolves with the transaction that carries it.
      * An item carried before (its claim exists) is not looked up first: its claim, refused when the
-     * batch is written, says which batch to follow. That keeps a new item to one write.
+     * batch is written, says which batch to follow. That keeps a new item to one write (in bulk).
+     * `requireFunds`: the batch is refused (`InsufficientFunds`, nothing sent) when its sender cannot pay for it.
      */
-    async send(operationId: string, item: T, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
-        const outcome = new Promise<TxOutcome>((resolve, reject) => this.#queue.push({ operationId, item, timeoutMs: opts.timeoutMs, resolve, reject }));
+    submit(operationId: string, item: T, opts: { requireFunds?: boolean } = {}): Promise<TxSummary> {
+        const handed = new Promise<TxSummary>((resolve, reject) => this.#queue.push({ operationId, item, requireFunds: opts.requireFunds ?? false, resolve, reject }));
         this.#schedule();
-        return outcome;
+        return handed;
+    }
+
+    /** `submit`, then the outcome of the transaction that carried the item. */
+    async send(operationId: string, item: T, opts: { timeoutMs?: number } = {}): Promise<TxOutcome> {
+        const tx = await this.submit(operationId, item);
+        return this.deps.pipeline.wait(tx.operationId, { timeoutMs: opts.timeoutMs });
     }
 
     /** `handedOver`: a batch has just gone to the pipeline, and the items that waited for it go now. */
@@ -88,11 +96,9 @@ export class CallBatcher<T> {
         try {
             const { batch, items } = await this.#write(taken);
             if (items.length) {
-                const operationId = await this.#send(batch);
                 // Handed to the pipeline: the next batch may form while this one is mined.
-                const timeoutMs = Math.max(...items.map((q) => q.timeoutMs ?? 0)) || undefined;
-                const outcome = this.deps.pipeline.wait(operationId, { timeoutMs });
-                for (const q of items) outcome.then(q.resolve, q.reject);
+                const tx = await this.#send(batch, items.some((q) => q.requireFunds));
+                for (const q of items) q.resolve(tx);
             }
         } catch (err) {
             for (const q of taken) q.reject(err);
@@ -104,22 +110,19 @@ export class CallBatcher<T> {
 
     /**
      * Writes the batch, then each item's claim (create-only). An item claimed by another batch
-     * meanwhile (its retry elsewhere) follows that batch, and this one is written again without it.
+     * meanwhile (its retry elsewhere, or an earlier attempt) follows that batch, and this one is
+     * written again without it.
      */
     async #write(taken: Queued<T>[]): Promise<{ batch: BatchOf; items: Queued<T>[] }> {
         const batchId = `batch:${this.opts.name}:${randomUUID()}`;
-        let items = taken;
         const doc = (list: Queued<T>[]): BatchOf => ({ id: batchId, kind: 'batch', operationId: batchId, items: list.map((q) => q.operationId), ...this.#call(list), createdAt: new Date().toISOString() });
-        const stored = await this.deps.store.create(doc(items));
+        const stored = await this.deps.store.create(doc(taken));
         // The claims in bulk (each its own document): a batch's claims cost a request per hundred, not one per item.
         const createdAt = new Date().toISOString();
         const claimed = await this.deps.store.createEach(taken.map((q) => ({ id: claimId(q.operationId), kind: 'claim', batch: batchId, createdAt })));
         const elsewhere = taken.filter((_, i) => !claimed[i]);
-        for (const q of elsewhere) {
-            const claim = await this.deps.store.read(claimId(q.operationId), claimId(q.operationId));
-            this.#settle((claim!.item as Extract<BatchDoc, { kind: 'claim' }>).batch).then(q.resolve, q.reject);
-        }
-        items = taken.filter((q) => !elsewhere.includes(q));
+        for (const q of elsewhere) this.#follow(q).then(q.resolve, q.reject);
+        const items = taken.filter((_, i) => claimed[i]);
         // Nothing claimed this batch's items yet but this writer: written again without the others (an empty one is never sent).
         if (elsewhere.length && items.length) return { batch: (await this.deps.store.replace(doc(items), stored.etag)).item as BatchOf, items };
         return { batch: stored.item as BatchOf, items };
@@ -131,16 +134,24 @@ export class CallBatcher<T> {
     }
 
     /** Hands the stored batch to the pipeline (the same operation id and data every time: sent once). */
-    async #send(batch: BatchOf): Promise<string> {
-        const tx = await this.deps.pipeline.submit({ operationId: batch.operationId, from: await this.deps.from(), to: batch.to, data: batch.data, ...(batch.gasLimit ? { gasLimit: BigInt(batch.gasLimit) } : {}), label: `${this.opts.name} (${batch.items.length} items)` });
-        return tx.operationId;
+    async #send(batch: BatchOf, requireFunds: boolean): Promise<TxSummary> {
+        return this.deps.pipeline.submit({
+            operationId: batch.operationId,
+            from: await this.deps.from(),
+            to: batch.to,
+            data: batch.data,
+            ...(batch.gasLimit ? { gasLimit: BigInt(batch.gasLimit) } : {}),
+            ...(requireFunds ? { requireFunds } : {}),
+            label: `${this.opts.name} (${batch.items.length} items)`,
+        });
     }
 
-    /** The outcome of the batch that carries an item, sending it first if its sender never did. */
-    async #settle(batchId: string, timeoutMs?: number): Promise<TxOutcome> {
-        const batch = (await this.deps.store.read(batchId, batchId))?.item;
-        if (!batch || batch.kind !== 'batch') throw new Error(`Batch ${batchId} is not stored`);
-        return this.deps.pipeline.wait(await this.#send(batch), { timeoutMs });
+    /** The transaction of the batch that claimed an item before, handed to the pipeline first if its sender never did. */
+    async #follow(q: Queued<T>): Promise<TxSummary> {
+        const claim = (await this.deps.store.read(claimId(q.operationId), claimId(q.operationId)))?.item;
+        const batch = claim?.kind === 'claim' ? (await this.deps.store.read(claim.batch, claim.batch))?.item : undefined;
+        if (!batch || batch.kind !== 'batch') throw new Error(`The batch that claimed ${q.operationId} is not stored`);
+        return this.#send(batch, q.requireFunds);
     }
 }
 

@@ -1,8 +1,9 @@
 import { getAddress, type InterfaceAbi } from 'ethers';
 import { z } from 'zod';
 import type { FundedSubmission, MemberAccounts } from '../accounts/memberAccounts';
-import { EnergyExchange, type ContractCall, type ContractRef, type LedgerReader } from '../chain/energyExchange';
-import type { TransactionPipeline } from '../chain/pipeline';
+import type { CallBatcher } from '../chain/batcher';
+import { EnergyExchange, type ContractRef, type LedgerReader, type TermsSignature } from '../chain/energyExchange';
+import type { ChainCall, ChainSender, TransactionPipeline } from '../chain/pipeline';
 import type { AccountKeyRef, VaultAccountSigner } from '../chain/signers';
 import { Conflict, Forbidden, NotFound, Upstream } from '../errors';
 import { ethAddress } from '../validation';
@@ -69,6 +70,8 @@ export class MemberSigning {
             accounts: Pick<MemberAccounts, 'keyOf' | 'submitFunded'>;
             signerOf: (key: AccountKeyRef) => VaultAccountSigner;
             pipeline: Pick<TransactionPipeline, 'submit'>;
+            /** This account's signatures on this v2 contract share transactions: the batcher in front of the pipeline. */
+            signatures: (exchange: EnergyExchange, from: ChainSender) => Pick<CallBatcher<TermsSignature>, 'submit'>;
             ledger: LedgerReader;
             copies: Pick<MemberProposalCopies, 'get'>;
             /** The ledger's chain id (EIP-155), part of the terms' signing domain. */
@@ -86,15 +89,24 @@ export class MemberSigning {
         if (!p.contract || p.status === 'Anchoring') throw new Conflict('The proposal is not on the ledger yet (Anchoring): sign once it is AwaitingSignatures', 'wrong_state');
         if (p.status !== 'AwaitingSignatures') throw new Conflict(`The proposal is ${p.status} and takes no more signatures (on the ledger: ProposalNotOpen)`, 'wrong_state');
         const signer = this.deps.signerOf(key);
+        const from = { address: key.address, signer };
         const exchange = await this.#exchange(p.contract);
-        const call: ContractCall = exchange.bindsTerms ? await this.#termsSigned(p, exchange, signer) : exchange.sign(p.chainProposalId);
         const operationId = `proposal:${p.proposalId}:sign:${key.address.toLowerCase()}`;
-        const submitted = await this.deps.accounts.submitFunded(this.deps.pipeline, { operationId, from: { address: key.address, signer }, ...call, label: `sign ${p.proposalId}` }, log);
+        let submitted;
+        if (exchange.bindsTerms) {
+            // v2: the signature joins this account's others in one submitSignatures (sent at once when none is being sent).
+            const signature = await this.#termsSigned(p, exchange, signer);
+            const batcher = this.deps.signatures(exchange, from);
+            const viaBatcher = { submit: (call: ChainCall) => batcher.submit(operationId, signature, { requireFunds: call.requireFunds }) };
+            submitted = await this.deps.accounts.submitFunded(viaBatcher, { operationId, from, ...exchange.submitSignatures([signature]), label: `sign ${p.proposalId}` }, log);
+        } else {
+            submitted = await this.deps.accounts.submitFunded(this.deps.pipeline, { operationId, from, ...exchange.sign(p.chainProposalId), label: `sign ${p.proposalId}` }, log);
+        }
         return { proposalId: p.proposalId, account: key.address, ...submitted };
     }
 
     /** The party's signature of the terms, once the digest on the ledger is the digest of this member's own copy of them. */
-    async #termsSigned(p: CoreProposalView, exchange: EnergyExchange, signer: VaultAccountSigner): Promise<ContractCall> {
+    async #termsSigned(p: CoreProposalView, exchange: EnergyExchange, signer: VaultAccountSigner): Promise<TermsSignature> {
         const onLedger = await exchange.signingDigest(p.chainProposalId);
         const copy = copiedTerms.safeParse(await this.deps.copies.get(p.proposalId).catch(() => undefined));
         if (!copy.success) throw new Conflict('This deployment has no copy of the proposal’s terms yet (its proposal.created event has not arrived): sign once it has', 'wrong_state');
@@ -102,7 +114,7 @@ export class MemberSigning {
         const ours = termsDigest(proposalTypedData({ chainId: chainProposalId, ...rest } as TermsSource, exchange.signingDomain(this.deps.chainId)));
         if (ours !== onLedger) throw new Conflict(`The terms on the ledger are not the terms this organisation holds: ledger digest ${onLedger}, this deployment's copy ${ours}; nothing was signed`, 'terms_mismatch');
         const signature = (await signer.signDigest(onLedger)).serialized;
-        return exchange.submitSignatures([{ chainProposalId: p.chainProposalId, party: signer.ref.address, signature }]);
+        return { chainProposalId: p.chainProposalId, party: signer.ref.address, signature };
     }
 
     /** The contract at the proposal's pinned version, with the ABI the core recorded for it (fetched once per version). */

@@ -1,8 +1,9 @@
 import { Wallet, id as keccakId } from 'ethers';
 import { ENERGY_EXCHANGE_V2 } from '../../shared/chain/artifact';
 import { CallBatcher, type BatchDoc } from '../../shared/chain/batcher';
-import { EnergyExchange, type AnchorInput } from '../../shared/chain/energyExchange';
-import type { ChainSender, TxDoc } from '../../shared/chain/pipeline';
+import { EnergyExchange, type AnchorInput, type TermsSignature } from '../../shared/chain/energyExchange';
+import { proposalTypedData, termsDigest, termsStructHash } from '../../shared/proposals/terms';
+import { InsufficientFunds, type ChainSender, type TxDoc } from '../../shared/chain/pipeline';
 import { ContractVersions, type ContractVersion } from '../../shared/chain/versions';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import { startChainWorld, type ChainWorld } from '../harness/chainWorld';
@@ -94,6 +95,38 @@ describe('anchors batched into shared transactions', () => {
         for (const item of [x, y]) expect(await exchange.statusOf(item.input.chainProposalId)).toBe('Open');
         const tx = (await world.db.database.container('transactions').item(batchId, batchId).read<TxDoc>()).resource;
         expect(tx?.state).toBe('confirmed');
+    });
+
+    it('gathers one account’s signatures; short of ether it refuses and sends nothing, and once funded the same items go in the batch that claimed them', async () => {
+        const wallet = Wallet.createRandom();
+        const member: ChainSender = { address: wallet.address, signer: wallet };
+        const signatures = new CallBatcher<TermsSignature>({ pipeline: world.pipeline, store, from: async () => member, build: (items) => exchange.submitSignatures(items) }, { maxItems: 10, maxWaitMs: 200, name: `sign:${exchange.ref.address}:${member.address}` });
+        const signers = [Wallet.createRandom(), Wallet.createRandom()];
+        const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
+        const proposals = Array.from({ length: 3 }, (_, i) => {
+            const id = keccakId(`signed proposal ${++seq}`);
+            const td = proposalTypedData({ chainId: id, parties: signers.map((w) => ({ account: w.address })), terms: { product: 'baseload', direction: 'sell', quantityMWh: 1 + i, priceGbpPerMWh: 70, deliveryStart: '2027-01-01T00:00:00Z', deliveryEnd: '2027-01-01T00:30:00Z' }, assets: [{ sha256: 'ab'.repeat(32), algorithm: 'sha256' }], expiresAt }, exchange.signingDomain(31337));
+            return { id, td, items: signers.map((w, k) => ({ operationId: `proposal:${seq}:sign:${k}`, item: { chainProposalId: id, party: w.address, signature: w.signingKey.sign(termsDigest(td)).serialized } })) };
+        });
+        for (const outcome of await Promise.all(proposals.map(({ id, td }) => batcher().send(`proposal:${id}:create`, { chainProposalId: id, parties: signers.map((w) => w.address), assets: [], expiresAt, termsHash: termsStructHash(td) }, { timeoutMs: 30_000 })))) {
+            expect(outcome.state).toBe('confirmed');
+        }
+        const all = proposals.flatMap((p) => p.items);
+        const nonce = async () => Number(BigInt(await world.provider.rpc<string>('eth_getTransactionCount', [member.address, 'latest'])));
+        // No ether: every item is refused before anything is signed or sent.
+        const refused = await Promise.all(all.map((x) => signatures.submit(x.operationId, x.item, { requireFunds: true }).then(() => null, (err: unknown) => err)));
+        expect(refused.every((err) => err instanceof InsufficientFunds)).toBe(true);
+        expect(await nonce()).toBe(0);
+        await world.provider.rpc('anvil_setBalance', [member.address, '0x' + (10n ** 20n).toString(16)]);
+        const outcomes = await Promise.all(all.map((x) => signatures.send(x.operationId, x.item, { timeoutMs: 30_000 })));
+        expect(outcomes.every((o) => o.state === 'confirmed')).toBe(true);
+        for (const { id } of proposals) expect(await exchange.statusOf(id)).toBe('Completed');
+        // Asked again, each item answers with the transaction that carried it; nothing more is sent.
+        const sent = await nonce();
+        expect(sent).toBeLessThan(all.length);
+        const again = await Promise.all(all.map((x) => signatures.submit(x.operationId, x.item, { requireFunds: true })));
+        expect(again.map((t) => t.hash).sort()).toEqual(outcomes.map((o) => o.hash).sort());
+        expect(await nonce()).toBe(sent);
     });
 
     it('lets one of two processes carry an item both were asked for at once; the other follows it', async () => {

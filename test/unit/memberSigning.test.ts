@@ -33,19 +33,28 @@ describe('member signing', () => {
     let copy: Record<string, unknown> | undefined;
     let ledgerDigest = '0x' + '00'.repeat(32);
     const submitted: { to?: string; data: string; operationId: string }[] = [];
+    /** What went to the account's batcher of signatures (v2). */
+    const batched: { contract: string; from: string; operationId: string; item: { chainProposalId: string; party: string; signature: string }; requireFunds?: boolean }[] = [];
     const signing = (answer: { status: number; body: unknown }, abi: InterfaceAbi = ENERGY_EXCHANGE.abi) =>
         new MemberSigning({
             orgId: 'windco',
             core: { request: async (_m: string, path: string) => (path.startsWith('contracts/') ? { status: 200, body: { version: 1, address: contract, abi } } : answer) } satisfies CoreReader,
             accounts: {
                 keyOf: async (a: string) => (a.toLowerCase() === account.toLowerCase() ? { custody: 'keystore', name: 'k1', address: account } : undefined),
-                submitFunded: async (_pipeline, call) => {
+                // As the real one: through what it is given (the pipeline on v1, this account's batcher on v2), asking for funds first.
+                submitFunded: async (via, call) => {
                     submitted.push(call);
-                    return { tx: { operationId: call.operationId, hash: '0x' + '1'.repeat(64), state: 'pending' } as never, status: 'submitted' };
+                    return { tx: await via.submit({ ...call, requireFunds: true }), status: 'submitted' };
                 },
             },
             signerOf: (ref) => Object.assign(wallet, { ref, signDigest: async (d: string) => wallet.signingKey.sign(d) }) as unknown as VaultAccountSigner,
-            pipeline: { submit: async () => undefined as never },
+            pipeline: { submit: async (call) => ({ operationId: call.operationId, sender: account, nonce: 0, hash: '0x' + '1'.repeat(64), state: 'pending' }) },
+            signatures: (exchange, from) => ({
+                submit: async (operationId, item, opts) => {
+                    batched.push({ contract: exchange.ref.address, from: from.address, operationId, item, requireFunds: opts?.requireFunds });
+                    return { operationId: 'batch:1', sender: from.address, nonce: 0, hash: '0x' + '2'.repeat(64), state: 'pending' };
+                },
+            }),
             ledger: { rpc: async <T>(method: string) => (method === 'eth_call' ? (AbiCoder.defaultAbiCoder().encode(['bytes32'], [ledgerDigest]) as T) : Promise.reject(new Error(`unexpected ${method}`))) },
             copies: { get: async () => (copy ? (copy as never) : Promise.reject(new Error('no copy'))) },
             chainId: 31337,
@@ -79,11 +88,14 @@ describe('member signing', () => {
         const [id, party, signature] = items[0]!;
         expect([id, party]).toEqual([chainProposalId(proposalId), account]);
         expect(recoverAddress(ledgerDigest, signature)).toBe(account);
+        // The signature goes through the party account's batcher for this contract, under the item's own operation id.
+        expect(batched.at(-1)).toEqual({ contract, from: account, operationId: call.operationId, item: { chainProposalId: id, party, signature }, requireFunds: true });
     });
 
     it('on v2, refuses with both digests and sends nothing when the ledger’s terms are not its own copy’s, or it has no copy yet', async () => {
         copy = view({ terms: { ...terms, priceGbpPerMWh: 71.24 } });
         const before = submitted.length;
+        const batchedBefore = batched.length;
         const mismatch = await failure(signing({ status: 200, body: view() }, ENERGY_EXCHANGE_V2.abi).sign(proposalId, account));
         expect([mismatch.status, mismatch.code]).toEqual([409, 'terms_mismatch']);
         expect(mismatch.message).toContain(ledgerDigest);
@@ -92,6 +104,7 @@ describe('member signing', () => {
         const none = await failure(signing({ status: 200, body: view() }, ENERGY_EXCHANGE_V2.abi).sign(proposalId, account));
         expect([none.status, none.code]).toEqual([409, 'wrong_state']);
         expect(submitted).toHaveLength(before);
+        expect(batched).toHaveLength(batchedBefore);
     });
 
     it('refuses an answer from the core that is not a proposal view (502), instead of acting on it', async () => {
