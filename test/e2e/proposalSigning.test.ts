@@ -1,5 +1,8 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
+import { CosmosClient } from '@azure/cosmos';
 import type { AddressInfo } from 'node:net';
 import { TypedDataEncoder, type TypedDataDomain, type TypedDataField } from 'ethers';
 import { devToken, removeDir, repoRoot, RunningDevhost, startDevhost, tempDir, waitFor } from '../harness/devhost';
@@ -106,6 +109,70 @@ describe('proposal signing saga across core and member deployments', () => {
         removeDir(stateDir);
     });
 
+    it('upgrades to EnergyExchangeV2: a v1 proposal finishes on v1, a new one is signed over its terms (EIP-712) on v2 and its document verifies', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const before = (await (await propose(north, [north, south], [Buffer.from(`%PDF v1 ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
+        const onV1 = await until(before.proposalId, 'AwaitingSignatures');
+        const upgrade = await api('contracts', json(admin, { artifact: 'EnergyExchangeV2' }));
+        expect(upgrade.status).toBe(201);
+        const v2 = (await upgrade.json()) as { version: number; address: string };
+        const document = Buffer.from(`%PDF v2 ${randomBytes(4).toString('hex')}`);
+        const after = (await (await propose(north, [north, south], [document])).json()) as { proposalId: string };
+        const onV2 = await until(after.proposalId, 'AwaitingSignatures');
+        expect(onV2.contract).toEqual({ version: v2.version, address: v2.address });
+        expect(onV1.contract!.version).toBeLessThan(v2.version);
+        expect(onV1.contract!.address).not.toBe(v2.address);
+        expect(((await view(after.proposalId)) as ProposalView & { typedData: { domain: { version: string } } }).typedData.domain.version).toBe('2');
+        for (const org of [north, south]) expect((await sign(org, before.proposalId)).status).toBe(202);
+        // On v2 a member signs only terms it holds itself: its copy comes with proposal.created.
+        for (const org of [north, south]) expect((await signWhenCopied(org, after.proposalId)).status).toBe(202);
+        expect((await until(before.proposalId, 'Completed')).contract).toEqual(onV1.contract);
+        const done = await until(after.proposalId, 'Completed');
+        expect(done.contract).toEqual(onV2.contract);
+        expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
+        const verified = await api(`proposals/${after.proposalId}/verify`, { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': 'application/pdf' }, body: document });
+        expect(((await verified.json()) as { match: boolean }).match).toBe(true);
+        // The terms themselves check against the hash v2 holds; changed terms do not; v1 holds no terms.
+        const { terms } = (await view(after.proposalId)) as ProposalView & { terms: { priceGbpPerMWh: number } };
+        const checkTerms = (id: string, t: object) => api(`proposals/${id}/verify`, json(south.trader, { terms: t }));
+        const same = (await (await checkTerms(after.proposalId, terms)).json()) as { match: boolean; termsHash: string; onChainTermsHash: string };
+        expect(same.match).toBe(true);
+        expect(same.termsHash).toBe(same.onChainTermsHash);
+        const changed = (await (await checkTerms(after.proposalId, { ...terms, priceGbpPerMWh: terms.priceGbpPerMWh + 1 })).json()) as { match: boolean; termsHash: string; onChainTermsHash: string };
+        expect(changed).toMatchObject({ match: false, onChainTermsHash: same.onChainTermsHash });
+        expect(changed.termsHash).not.toBe(same.termsHash);
+        expect((await checkTerms(before.proposalId, terms)).status).toBe(409);
+    }, 150_000);
+
+    it('on v2, a member whose own copy of the terms differs from the ledger’s answers 409 with both digests and sends nothing', async () => {
+        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
+        const { proposalId } = (await (await propose(north, [north, south], [Buffer.from(`%PDF tampered ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
+        const open = (await until(proposalId, 'AwaitingSignatures')) as ProposalView & { termsDigest: string };
+        expect(open.contract?.version).toBe(2);
+        await waitFor(async () => ((await fetch(`${north.memberUrl}/proposals/${proposalId}`, json(north.trader))).status === 200 ? true : undefined), 30_000, 250);
+        // North's deployment holds other terms than the ledger (its store changed behind it: a price one penny higher).
+        const info = JSON.parse(readFileSync(path.join(host.stateDir, 'storage.json'), 'utf8')) as { cosmos: { endpoint: string; key: string }; ledger: { url: string } };
+        const cosmos = new CosmosClient({ endpoint: info.cosmos.endpoint, key: info.cosmos.key, connectionPolicy: { enableEndpointDiscovery: false } });
+        const copies = cosmos.database(`member-${north.orgId}`).container('proposals');
+        const { resource: copy } = await copies.item(proposalId, proposalId).read<{ proposal: { terms: { priceGbpPerMWh: number } } }>();
+        copy!.proposal.terms.priceGbpPerMWh += 0.01;
+        await copies.item(proposalId, proposalId).replace(copy!);
+        const sentBy = async (account: string) => Number(BigInt(((await (await fetch(info.ledger.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_getTransactionCount', params: [account, 'pending'] }) })).json()) as { result: string }).result));
+        const nonce = await sentBy(north.account);
+        const refused = await sign(north, proposalId);
+        expect(refused.status).toBe(409);
+        const problem = (await refused.json()) as { code: string; detail: string };
+        expect(problem.code).toBe('terms_mismatch');
+        expect(problem.detail).toContain(open.termsDigest);
+        expect(problem.detail).toMatch(/copy 0x[0-9a-f]{64}/);
+        expect(await sentBy(north.account)).toBe(nonce);
+        expect((await view(proposalId)).parties.every((p) => !p.signed)).toBe(true);
+        // South's copy is the ledger's: it signs.
+        expect((await signWhenCopied(south, proposalId)).status).toBe(202);
+        expect((await api(`proposals/${proposalId}/rejection`, json(north.trader, { reason: 'our copy of the terms differs' }))).status).toBe(202);
+        await until(proposalId, 'Rejected');
+    }, 90_000);
+
     it('goes from POST /proposals to Completed with each of three parties signing through its own member deployment; documents verify', async () => {
         const [north, south, east] = orgs as [(typeof orgs)[0], (typeof orgs)[0], (typeof orgs)[0]];
         const contract = Buffer.from(`%PDF-1.7 master agreement ${randomBytes(8).toString('hex')}`);
@@ -123,12 +190,13 @@ describe('proposal signing saga across core and member deployments', () => {
         expect((await api('proposals', json(north.trader, { ...body, expiresAt: new Date(Date.now() + 7200_000).toISOString() }, { 'idempotency-key': 'deal-1' }))).status).toBe(422);
 
         const open = await until(proposalId, 'AwaitingSignatures');
-        expect(open.contract?.version).toBe(1);
+        // The upgrade test before this one made EnergyExchangeV2 the active version: the parties sign the terms themselves.
+        expect(open.contract?.version).toBe(2);
         expect(open.anchor?.txHash).toMatch(/^0x[0-9a-f]{64}$/);
         // The other party sees it, with its terms as EIP-712 typed data it can check with ethers; an outsider does not.
         const seen = (await view(proposalId, south.trader)) as ProposalView & { chainProposalId: string; typedData: { domain: TypedDataDomain; types: Record<string, TypedDataField[]>; message: Record<string, unknown> }; termsDigest: string };
         expect(seen.proposalId).toBe(proposalId);
-        expect(seen.typedData.domain).toEqual({ name: 'Flexchange EnergyExchange', version: '1', chainId: 31337, verifyingContract: open.contract!.address });
+        expect(seen.typedData.domain).toEqual({ name: 'Flexchange EnergyExchange', version: '2', chainId: 31337, verifyingContract: open.contract!.address });
         expect(seen.typedData.message).toMatchObject({ id: seen.chainProposalId, parties: seen.parties.map((p) => p.account), quantityKWh: String(body.terms.quantityMWh * 1000) });
         expect(seen.termsDigest).toBe(TypedDataEncoder.hash(seen.typedData.domain, seen.typedData.types, seen.typedData.message));
         const outsider = await devToken(host, { roles: ['Org.Trader'], orgId: 'nobody', email: 'eve@nobody.example' });
@@ -140,7 +208,7 @@ describe('proposal signing saga across core and member deployments', () => {
         expect((await sign(south, proposalId, north.account)).status).toBe(403);
         expect((await fetch(`${north.memberUrl}/proposals/${proposalId}/signature`, json(south.trader, { account: south.account }))).status).toBe(403);
 
-        const first = await sign(north, proposalId);
+        const first = await signWhenCopied(north, proposalId);
         expect(first.status).toBe(202);
         const firstTx = ((await first.json()) as { txHash: string }).txHash;
         // The same signature asked for again is the same transaction, not a second one.
@@ -151,8 +219,8 @@ describe('proposal signing saga across core and member deployments', () => {
         await waitFor(async () => ((await view(proposalId)).saga?.customStatus?.signed?.length ? true : undefined), 30_000, 250);
         expect((await view(proposalId)).saga?.customStatus?.signed).toEqual([north.account.toLowerCase()]);
 
-        expect((await sign(south, proposalId)).status).toBe(202);
-        expect((await sign(east, proposalId)).status).toBe(202);
+        expect((await signWhenCopied(south, proposalId)).status).toBe(202);
+        expect((await signWhenCopied(east, proposalId)).status).toBe(202);
         const done = await until(proposalId, 'Completed');
         expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
         expect(done.parties.find((p) => p.orgId === north.orgId)?.txHash).toBe(firstTx);
@@ -268,8 +336,8 @@ describe('proposal signing saga across core and member deployments', () => {
             const res = await propose(north, [north, south], [Buffer.from(`%PDF ordered ${randomBytes(4).toString('hex')}`)]);
             const { proposalId } = (await res.json()) as { proposalId: string };
             await until(proposalId, 'AwaitingSignatures');
-            expect((await sign(north, proposalId)).status).toBe(202);
-            expect((await sign(south, proposalId)).status).toBe(202);
+            expect((await signWhenCopied(north, proposalId)).status).toBe(202);
+            expect((await signWhenCopied(south, proposalId)).status).toBe(202);
             await until(proposalId, 'Completed');
             const mine = () => got.filter((g) => g.eventId.includes(proposalId));
             await waitFor(() => mine().some((g) => g.type === 'proposal.completed' && g.status === 200), 60_000, 200);
@@ -331,41 +399,6 @@ describe('proposal signing saga across core and member deployments', () => {
         expect(await bad({ ...base, expiresAt: new Date(Date.now() - 1000).toISOString(), parties: [{ orgId: north.orgId, account: north.account }, { orgId: south.orgId, account: south.account }], assets: [southAsset] })).toEqual(expect.arrayContaining(['expiresAt']));
         expect(await bad({ ...base, parties: [{ orgId: north.orgId, account: north.account }], assets: [] })).toEqual(expect.arrayContaining(['parties', 'assets']));
     }, 90_000);
-    it('upgrades to EnergyExchangeV2: a v1 proposal finishes on v1, a new one is signed over its terms (EIP-712) on v2 and its document verifies', async () => {
-        const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
-        const before = (await (await propose(north, [north, south], [Buffer.from(`%PDF v1 ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
-        const onV1 = await until(before.proposalId, 'AwaitingSignatures');
-        const upgrade = await api('contracts', json(admin, { artifact: 'EnergyExchangeV2' }));
-        expect(upgrade.status).toBe(201);
-        const v2 = (await upgrade.json()) as { version: number; address: string };
-        const document = Buffer.from(`%PDF v2 ${randomBytes(4).toString('hex')}`);
-        const after = (await (await propose(north, [north, south], [document])).json()) as { proposalId: string };
-        const onV2 = await until(after.proposalId, 'AwaitingSignatures');
-        expect(onV2.contract).toEqual({ version: v2.version, address: v2.address });
-        expect(onV1.contract!.version).toBeLessThan(v2.version);
-        expect(onV1.contract!.address).not.toBe(v2.address);
-        expect(((await view(after.proposalId)) as ProposalView & { typedData: { domain: { version: string } } }).typedData.domain.version).toBe('2');
-        for (const org of [north, south]) expect((await sign(org, before.proposalId)).status).toBe(202);
-        // On v2 a member signs only terms it holds itself: its copy comes with proposal.created.
-        for (const org of [north, south]) expect((await signWhenCopied(org, after.proposalId)).status).toBe(202);
-        expect((await until(before.proposalId, 'Completed')).contract).toEqual(onV1.contract);
-        const done = await until(after.proposalId, 'Completed');
-        expect(done.contract).toEqual(onV2.contract);
-        expect(done.parties.every((p) => p.signed && /^0x[0-9a-f]{64}$/.test(p.txHash ?? ''))).toBe(true);
-        const verified = await api(`proposals/${after.proposalId}/verify`, { method: 'POST', headers: { authorization: `Bearer ${south.trader}`, 'content-type': 'application/pdf' }, body: document });
-        expect(((await verified.json()) as { match: boolean }).match).toBe(true);
-        // The terms themselves check against the hash v2 holds; changed terms do not; v1 holds no terms.
-        const { terms } = (await view(after.proposalId)) as ProposalView & { terms: { priceGbpPerMWh: number } };
-        const checkTerms = (id: string, t: object) => api(`proposals/${id}/verify`, json(south.trader, { terms: t }));
-        const same = (await (await checkTerms(after.proposalId, terms)).json()) as { match: boolean; termsHash: string; onChainTermsHash: string };
-        expect(same.match).toBe(true);
-        expect(same.termsHash).toBe(same.onChainTermsHash);
-        const changed = (await (await checkTerms(after.proposalId, { ...terms, priceGbpPerMWh: terms.priceGbpPerMWh + 1 })).json()) as { match: boolean; termsHash: string; onChainTermsHash: string };
-        expect(changed).toMatchObject({ match: false, onChainTermsHash: same.onChainTermsHash });
-        expect(changed.termsHash).not.toBe(same.termsHash);
-        expect((await checkTerms(before.proposalId, terms)).status).toBe(409);
-    }, 150_000);
-
     it('completes a proposal whose devhost was restarted while it waited for signatures', async () => {
         const [north, south] = orgs as [(typeof orgs)[0], (typeof orgs)[0]];
         const { proposalId } = (await (await propose(north, [north, south], [Buffer.from(`%PDF restart ${randomBytes(4).toString('hex')}`)])).json()) as { proposalId: string };
