@@ -52,6 +52,9 @@ const arg = (name: string, fallback: string) => {
 const CALLS = Number(arg('calls', '1000'));
 const ROUNDS = Number(arg('rounds', '3'));
 /** Which measurements run beside the raw reference: `pipeline` (single transactions), `batched` (v2 proposals). */
+/** Items per transaction in the v2 line: anchors (the core's default setting) and signatures (one submitter here, two per proposal). */
+const ANCHOR_BATCH = Number(arg('anchor-batch', '100'));
+const SIGNATURE_BATCH = Number(arg('signature-batch', '200'));
 const ONLY = new Set(arg('only', 'pipeline,batched').split(','));
 const GWEI = 10n ** 9n;
 /** Call data only: the contract's address is each run's own. */
@@ -208,9 +211,9 @@ async function main(): Promise<void> {
                     }),
                 );
                 const store = new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id);
-                const anchors = new CallBatcher<AnchorInput>({ pipeline, store, from: async () => operator, build: (items) => v2.createProposals(items) }, { maxItems: 100, maxWaitMs: 250, name: `anchor:${tag}` });
+                const anchors = new CallBatcher<AnchorInput>({ pipeline, store, from: async () => operator, build: (items) => v2.createProposals(items) }, { maxItems: ANCHOR_BATCH, maxWaitMs: 250, name: `anchor:${tag}` });
                 const submitter = { address: submitterWallet.address, signer: submitterWallet };
-                const signatures = new CallBatcher<TermsSignature>({ pipeline, store, from: async () => submitter, build: (items) => v2.submitSignatures(items) }, { maxItems: 200, maxWaitMs: 250, name: `sign:${tag}` });
+                const signatures = new CallBatcher<TermsSignature>({ pipeline, store, from: async () => submitter, build: (items) => v2.submitSignatures(items) }, { maxItems: SIGNATURE_BATCH, maxWaitMs: 250, name: `sign:${tag}` });
                 const start = performance.now();
                 const cpu = process.cpuUsage();
                 const anchored = await Promise.all(proposals.map((p, i) => anchors.send(`${tag}:create:${i}`, p.anchor, { timeoutMs: 600_000 })));
