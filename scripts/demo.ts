@@ -250,7 +250,7 @@ async function main(): Promise<void> {
                     return v?.status === 'AwaitingSignatures' ? v : undefined;
                 });
             },
-            (p) => `proposal ${p.proposalId}; created in tx ${p.anchor?.txHash} (block ${p.anchor?.blockNumber}) on contract v${p.contract?.version} ${p.contract?.address}`,
+            (p) => `proposal ${p.proposalId}; created in tx ${p.anchor?.txHash} (block ${p.anchor?.blockNumber}) on contract version ${p.contract?.version} at ${p.contract?.address}`,
         );
 
         const completed = await step(
@@ -321,7 +321,7 @@ async function main(): Promise<void> {
         for (const line of [
             `proposal        ${CORE}/proposals/${completed.proposalId}   (Bearer: npm run -s token -- --role Org.Trader --org ${a.orgId})`,
             `events          ${CORE}/orgs/${a.orgId}/events?after=0`,
-            `contract        v${contract.version} at ${contract.address} on the ledger at ${LEDGER}`,
+            `contract        version ${contract.version} at ${contract.address} on the ledger at ${LEDGER}`,
             `mails           ${CONSOLE}/dev/mail`,
             `member APIs     ${a.memberUrl}/docs · ${b.memberUrl}/docs`,
             `core API        ${CORE}/docs`,
