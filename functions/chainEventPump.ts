@@ -7,9 +7,12 @@ import { checkSagaEvent, PROPOSAL_EVENT, proposalInstanceId } from '../shared/pr
 import { deploymentRole } from './http/route';
 
 /**
- * The core's chain event pump: every 5 seconds, the contract events past the
- * confirmation depth since the checkpoint, decoded, handed to the handler, then the
- * checkpoint. Runs never overlap (the host does not start a timer while it runs).
+ * The core's chain event pump: every 5 seconds a run that follows the chain for
+ * `FLEXCHANGE_CHAIN_PUMP_FOLLOW_MS`, reading the contract events past the confirmation depth
+ * as soon as the head moves (polled every `FLEXCHANGE_CHAIN_PUMP_POLL_MS`), decoded, handed to
+ * the handler, then the checkpoint. Runs never overlap (the host does not start a timer while
+ * it runs; in Azure a timer runs on one instance at a time), and a run that finds the
+ * checkpoint moved by someone else stops.
  * A party's `ProposalSigned` is raised on the proposal's signing saga (at least once: the
  * saga drops a repeat), or reconciled into the record when the saga has ended; every event is logged.
  */
@@ -21,7 +24,7 @@ if (deploymentRole() === 'core') app.timer('chainEventPump', {
         const client = df.getClient(context);
         const services = getServices();
         const router = signatureRouter(services.proposals(), (id, sig) => raiseSigned(client, id, sig), (m) => context.log(m));
-        const runs = await services.chainEventPump(router).catchUp();
+        const runs = await services.chainEventPump(router).follow({ forMs: services.settings.FLEXCHANGE_CHAIN_PUMP_FOLLOW_MS, pollMs: services.settings.FLEXCHANGE_CHAIN_PUMP_POLL_MS });
         const handled = runs.reduce((n, r) => n + r.events, 0);
         const rewound = runs.find((r) => r.rewoundTo !== undefined);
         if (handled || rewound) context.log(`chain events pumped ${JSON.stringify({ events: handled, to: runs.at(-1)?.to, rewoundTo: rewound?.rewoundTo })}`);

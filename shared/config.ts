@@ -133,6 +133,10 @@ const settingsSchema = z.object({
     FLEXCHANGE_CHAIN_ID: z.coerce.number().int().positive(),
     /** Blocks deep before a transaction or a contract event counts (1 = in a block). */
     FLEXCHANGE_CHAIN_CONFIRMATIONS: z.coerce.number().int().min(1).max(64).default(1),
+    /** Each 5-second run of the chain event pump follows the chain this long (below 5000: runs never overlap). */
+    FLEXCHANGE_CHAIN_PUMP_FOLLOW_MS: z.coerce.number().int().min(0).max(4500).default(4000),
+    /** While following, the pump asks for the head this often and reads events as soon as it moves. */
+    FLEXCHANGE_CHAIN_PUMP_POLL_MS: z.coerce.number().int().min(50).max(5000).default(250),
     /** Upper bound of maxFeePerGas, in gwei. */
     FLEXCHANGE_CHAIN_MAX_FEE_GWEI: z.coerce.number().positive().max(100_000).default(500),
     /** A transaction not mined after this long is re-signed with higher fees. */

@@ -166,6 +166,26 @@ export class ChainEventPump {
         return runs;
     }
 
+    /**
+     * Follows the chain for `forMs`: catches up at once, then asks for the head every `pollMs` and
+     * catches up again as soon as it moves (a block's events reach the handler within a poll of
+     * being mined, not at the next timer). Only the head is polled while nothing happens. Stops
+     * early when `signal` aborts (the host shutting down).
+     */
+    async follow(opts: { forMs: number; pollMs: number; signal?: AbortSignal }): Promise<PumpRun[]> {
+        const until = Date.now() + opts.forMs;
+        const runs = await this.catchUp();
+        let seen = Number(BigInt(await this.provider.rpc<string>('eth_blockNumber')));
+        while (!opts.signal?.aborted && Date.now() + opts.pollMs < until && !runs.at(-1)?.lostRace) {
+            await new Promise((resolve) => setTimeout(resolve, opts.pollMs));
+            const head = Number(BigInt(await this.provider.rpc<string>('eth_blockNumber')));
+            if (head === seen) continue;
+            seen = head;
+            runs.push(...(await this.catchUp()));
+        }
+        return runs;
+    }
+
     async #save(checkpoint: PumpCheckpoint, etag: string | undefined): Promise<boolean> {
         try {
             if (etag) await this.checkpoints.replace(checkpoint, etag);

@@ -147,6 +147,30 @@ describe('chain event pump', () => {
         expect(got.slice(seenBefore + 1).map((e) => [e.name, e.args.party])).toEqual([['ProposalSigned', p2.address]]);
     });
 
+    it('follows the chain: what is mined while it follows is handed over in the same call, and the logs are read only when the head moved', async () => {
+        const v = await versions.latestActive();
+        const { got, handler } = recorder();
+        const follower = pump('follow', handler);
+        await follower.catchUp();
+        const before = got.length;
+        const runOnce = jest.spyOn(follower, 'runOnce');
+        const following = follower.follow({ forMs: 3000, pollMs: 100 });
+        await new Promise((r) => setTimeout(r, 300));
+        const id = await proposeAndSign(v);
+        const runs = await following;
+        expect(got.filter((e) => e.args.id === id).map((e) => e.name)).toEqual(['ProposalCreated', 'ProposalSigned']);
+        expect(runs.reduce((sum, r) => sum + r.events, 0)).toBe(got.length - before);
+        // About thirty polls of the head; a run (checkpoint, block hashes, logs) only at the start and for each of the two new blocks.
+        expect(runOnce.mock.calls.length).toBeGreaterThanOrEqual(2);
+        expect(runOnce.mock.calls.length).toBeLessThanOrEqual(3);
+        // Told to stop, it stops after its first catch-up.
+        const stop = new AbortController();
+        stop.abort();
+        runOnce.mockClear();
+        await follower.follow({ forMs: 3000, pollMs: 100, signal: stop.signal });
+        expect(runOnce).toHaveBeenCalledTimes(1);
+    });
+
     it('lets one of two racing pumps move the checkpoint; the other’s run is reported, not lost', async () => {
         const v = await versions.latestActive();
         const one = recorder();
