@@ -42,6 +42,8 @@ interface Queued<T> {
  */
 export class CallBatcher<T> {
     readonly #queue: Queued<T>[] = [];
+    /** Items queued or in a batch being written, by operation id. */
+    readonly #pending = new Map<string, Promise<TxSummary>>();
     #sending = 0;
     #timer?: NodeJS.Timeout;
 
@@ -63,7 +65,13 @@ export class CallBatcher<T> {
      * `requireFunds`: the batch is refused (`InsufficientFunds`, nothing sent) when its sender cannot pay for it.
      */
     submit(operationId: string, item: T, opts: { requireFunds?: boolean } = {}): Promise<TxSummary> {
+        // Asked again while it is still queued or being written here (a repeated request): the same hand-over, not a second item.
+        const pending = this.#pending.get(operationId);
+        if (pending) return pending;
         const handed = new Promise<TxSummary>((resolve, reject) => this.#queue.push({ operationId, item, requireFunds: opts.requireFunds ?? false, resolve, reject }));
+        this.#pending.set(operationId, handed);
+        const done = () => this.#pending.delete(operationId);
+        handed.then(done, done);
         this.#schedule();
         return handed;
     }
@@ -93,15 +101,18 @@ export class CallBatcher<T> {
         const taken = this.#queue.splice(0, this.opts.maxItems);
         if (taken.length === 0) return;
         this.#sending++;
+        // The items this batch answers for: all it took until the claims say some follow another batch.
+        let mine = taken;
         try {
             const { batch, items } = await this.#write(taken);
+            mine = items;
             if (items.length) {
                 // Handed to the pipeline: the next batch may form while this one is mined.
                 const tx = await this.#send(batch, items.some((q) => q.requireFunds));
                 for (const q of items) q.resolve(tx);
             }
         } catch (err) {
-            for (const q of taken) q.reject(err);
+            for (const q of mine) q.reject(err);
         } finally {
             this.#sending--;
             this.#schedule(true);

@@ -6,6 +6,7 @@ import { proposalTypedData, termsDigest, termsStructHash } from '../../shared/pr
 import { InsufficientFunds, type ChainSender, type TxDoc } from '../../shared/chain/pipeline';
 import { ContractVersions, type ContractVersion } from '../../shared/chain/versions';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
+import type { Repository } from '../../shared/documents/repository';
 import { startChainWorld, type ChainWorld } from '../harness/chainWorld';
 
 /**
@@ -79,6 +80,34 @@ describe('anchors batched into shared transactions', () => {
         expect(await b.send(operationId, input, { timeoutMs: 30_000 })).toMatchObject({ state: 'confirmed', hash: first.hash });
         expect(await batcher().send(operationId, input, { timeoutMs: 30_000 })).toMatchObject({ state: 'confirmed', hash: first.hash });
         expect(await operatorNonce()).toBe(before);
+    });
+
+    it('carries an item asked for twice at once in one process once: both answers name the same transaction', async () => {
+        // The store as the batcher uses it, its claim writes recorded.
+        const claimWrites: number[] = [];
+        const watched: Repository<BatchDoc> = {
+            create: (d) => store.create(d),
+            createEach: (docs) => (claimWrites.push(docs.length), store.createEach(docs)),
+            read: (id, pk) => store.read(id, pk),
+            replace: (d, etag) => store.replace(d, etag),
+            upsert: (d) => store.upsert(d),
+            delete: (id, pk, etag) => store.delete(id, pk, etag),
+            query: (q, o) => store.query(q, o),
+            patch: (id, pk, ops, etag) => store.patch(id, pk, ops, etag),
+        };
+        const b = new CallBatcher<AnchorInput>({ pipeline: world.pipeline, store: watched, from: async () => operator, build: (items) => exchange.createProposals(items) }, { maxItems: 100, maxWaitMs: 200, name: `anchor:${exchange.ref.address}` });
+        const before = await operatorNonce();
+        const busy = anchor();
+        const twice = anchor();
+        // The first goes at once; the same item asked twice meanwhile waits for it, queued once.
+        const [, one, two] = await Promise.all([b.send(busy.operationId, busy.input, { timeoutMs: 30_000 }), b.submit(twice.operationId, twice.input), b.submit(twice.operationId, twice.input)]);
+        expect(two.hash).toBe(one.hash);
+        const batch = (await store.read(one.operationId, one.operationId))!.item as Extract<BatchDoc, { kind: 'batch' }>;
+        expect(batch.items).toEqual([twice.operationId]);
+        // One claim for it, never a second item in the batch to write and take out again.
+        expect(claimWrites).toEqual([1, 1]);
+        expect((await world.pipeline.wait(one.operationId, { timeoutMs: 30_000 })).state).toBe('confirmed');
+        expect((await operatorNonce()) - before).toBe(2);
     });
 
     it('sends the batch a crashed sender wrote but never sent, once, when one of its items comes back', async () => {
