@@ -114,7 +114,10 @@ export class TransactionPipeline {
     async close(): Promise<void> {
         this.#submission.close();
         this.#polling.stop();
-        await Promise.race([this.flushed(), sleep(10_000)]);
+        // At most 10 s for the final records; the timer goes with the wait, so it holds no process open.
+        const giveUp = new AbortController();
+        await Promise.race([this.flushed(), sleep(10_000, undefined, { signal: giveUp.signal }).catch(() => undefined)]);
+        giveUp.abort();
         await this.#leases.releaseAll();
         for (const t of this.#tracked.values()) for (const w of t.waiters) w.reject(new Unavailable('The transaction pipeline closed'));
         this.#tracked.clear();
