@@ -117,6 +117,8 @@ export interface DecodedEvent {
 /** The EnergyExchange contract at one version and address. */
 export class EnergyExchange {
     readonly #iface: Interface;
+    /** Version 2 and later: the parties sign the terms (EIP-712) and the contract checks the signatures; version 1: a party's account calls `sign`. */
+    readonly bindsTerms: boolean;
 
     constructor(
         readonly ref: ContractRef,
@@ -124,11 +126,7 @@ export class EnergyExchange {
         private readonly ledger: LedgerReader,
     ) {
         this.#iface = new Interface(abi);
-    }
-
-    /** Version 2 and later: the parties sign the terms (EIP-712) and the contract checks the signatures; version 1: a party's account calls `sign`. */
-    get bindsTerms(): boolean {
-        return this.#iface.getFunction('submitSignatures') !== null;
+        this.bindsTerms = this.#iface.getFunction('submitSignatures') !== null;
     }
 
     /**
@@ -268,8 +266,8 @@ export interface VersionSource {
 
 /** Every version of the contract: the one a piece of work pinned, the one new work uses, all of them (for the event pump). */
 export class EnergyExchanges {
-    /** Ready versions by number: a version's address and ABI never change once it is ready, so each is read once per process. */
-    readonly #ready = new Map<number, Promise<VersionRecord>>();
+    /** Ready versions by number: a version's address and ABI never change once it is ready, so each is read (and its ABI parsed) once per process. */
+    readonly #ready = new Map<number, Promise<EnergyExchange>>();
 
     constructor(
         private readonly versions: VersionSource,
@@ -280,19 +278,22 @@ export class EnergyExchanges {
     async at(ref: ContractRef): Promise<EnergyExchange> {
         let pending = this.#ready.get(ref.version);
         if (!pending) {
-            pending = this.versions.byVersion(ref.version);
+            pending = this.versions.byVersion(ref.version).then((v) => {
+                if (!v.address) throw new Error(`Contract version ${ref.version} has no address yet`);
+                return new EnergyExchange({ version: v.version, address: v.address }, v.abi, this.ledger);
+            });
             this.#ready.set(ref.version, pending);
             pending.catch(() => this.#ready.delete(ref.version));
         }
-        const v = await pending;
-        if (!v.address || getAddress(v.address) !== getAddress(ref.address)) throw new Error(`Contract version ${ref.version} is at ${v.address}, not ${ref.address}`);
-        return new EnergyExchange(ref, v.abi, this.ledger);
+        const exchange = await pending;
+        if (getAddress(exchange.ref.address) !== getAddress(ref.address)) throw new Error(`Contract version ${ref.version} is at ${exchange.ref.address}, not ${ref.address}`);
+        return exchange;
     }
 
     /** The version new work is anchored on; undefined while none is active. */
     async latest(): Promise<EnergyExchange | undefined> {
         const v = await this.versions.latestActiveIfAny();
-        return v?.address ? new EnergyExchange({ version: v.version, address: v.address }, v.abi, this.ledger) : undefined;
+        return v?.address ? this.at({ version: v.version, address: v.address }) : undefined;
     }
 
     /** Every deployed version, with the block it was deployed in (where reading its logs starts). */

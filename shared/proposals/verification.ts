@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Assets } from '../assets/assets';
-import { AppError, Conflict, Invalid, NotFound, TooLarge, Upstream } from '../errors';
+import { Conflict, Invalid, NotFound, TooLarge } from '../errors';
 import type { EnergyExchange } from '../chain/energyExchange';
 import { newProposal, type Proposal, type Proposals } from './proposals';
 import { termsStructHash } from './terms';
@@ -54,15 +54,17 @@ export class ProposalVerification {
         const p = await this.deps.proposals.getFor(proposalId, caller);
         if (!p.anchor || !p.contract) throw new Conflict('The proposal is not anchored yet', 'wrong_state');
         if (req.body.length > this.deps.maxBytes) throw new TooLarge(`Documents are limited to ${this.deps.maxBytes} bytes`);
-        const terms = isJson(req) && !req.assetId ? verifyTerms.safeParse(safeJson(req.body)) : undefined;
+        // A JSON body is read once: `{ terms }`, `{ assetId }`, or a JSON document to hash as sent.
+        const json = isJson(req) && !req.assetId ? safeJson(req.body) : undefined;
+        const terms = json === undefined ? undefined : verifyTerms.safeParse(json);
         if (terms?.success) return this.#terms(p, terms.data.terms);
-        const { content, wanted } = await this.#document(req, caller);
+        const { content, wanted } = await this.#document(req, json, caller);
         if (content.length === 0) throw new Invalid('Send the document as the body, or { "assetId" }');
         const indexes = p.assets.map((a, i) => ({ a, i })).filter(({ a }) => !wanted || a.assetId === wanted);
         if (indexes.length === 0) throw new NotFound('That asset is not part of this proposal');
         const computed = createHash('sha256').update(content).digest('hex');
         const exchange = await this.deps.proposals.exchangeOf(p);
-        const onChain = await ledgerRead(`the anchored documents of proposal ${p.id}`, () => this.#anchored(p, exchange, indexes.map(({ i }) => i)));
+        const onChain = await this.#anchored(p, exchange, indexes.map(({ i }) => i));
         const hit = onChain.find((x) => x.hash === computed);
         const shown = hit ?? onChain[0]!;
         return { match: Boolean(hit), algorithm: shown.algorithm, onChainHash: shown.hash, computedHash: computed, assetId: p.assets[shown.index]!.assetId, txHash: p.anchor.txHash, blockNumber: p.anchor.blockNumber };
@@ -85,28 +87,17 @@ export class ProposalVerification {
         const exchange = await this.deps.proposals.exchangeOf(p);
         if (!exchange.bindsTerms) throw new Conflict(`Proposal ${p.id} is on contract version ${p.contract!.version}, which holds no terms on the ledger (version 2 does): verify its documents instead`, 'wrong_state');
         const termsHash = termsStructHash(this.deps.proposals.typedDataOn({ ...p, terms }, exchange));
-        const onChainTermsHash = await ledgerRead(`the terms' hash of proposal ${p.id}`, () => exchange.termsHash(p.chainId));
+        const onChainTermsHash = await exchange.termsHash(p.chainId);
         return { match: termsHash === onChainTermsHash, termsHash, onChainTermsHash, txHash: p.anchor!.txHash, blockNumber: p.anchor!.blockNumber };
     }
 
     /** The document to hash: the body as sent, or the uploaded asset a JSON `{ assetId }` names. */
-    async #document(req: VerifyRequest, caller: { orgId?: string; isOperator: boolean }): Promise<{ content: Buffer; wanted?: string }> {
-        if (!isJson(req) || req.assetId) return { content: req.body, wanted: req.assetId };
-        const parsed = verifyByAsset.safeParse(safeJson(req.body));
+    async #document(req: VerifyRequest, json: unknown, caller: { orgId?: string; isOperator: boolean }): Promise<{ content: Buffer; wanted?: string }> {
+        if (json === undefined) return { content: req.body, wanted: req.assetId };
+        const parsed = verifyByAsset.safeParse(json);
         if (!parsed.success) return { content: req.body };
         const asset = await this.deps.assets.get(parsed.data.assetId, caller.orgId, { operator: caller.isOperator });
         return { content: await this.deps.assets.content(asset), wanted: parsed.data.assetId };
-    }
-}
-
-/** A ledger read; a failure that is not ours is the ledger's (502). */
-async function ledgerRead<T>(what: string, read: () => Promise<T>): Promise<T> {
-    try {
-        return await read();
-    } catch (err) {
-        if (err instanceof AppError) throw err;
-        const e = err as { code?: string; shortMessage?: string; message?: string };
-        throw new Upstream(`The ledger did not answer for ${what}: ${e.code ?? ''} ${e.shortMessage ?? e.message ?? ''}`.trim(), { cause: err });
     }
 }
 
