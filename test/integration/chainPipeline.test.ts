@@ -185,6 +185,28 @@ describe('transaction pipeline', () => {
             await expect(pipeline(chain).wait(`sign-again-${proposalId}`)).resolves.toMatchObject({ state: 'reverted', hash: twice.hash, revert: { errorName: 'AlreadySigned' } });
         });
 
+        it('sees a transaction mined while a poll found nothing watched (between its submission and its tracking)', async () => {
+            // The store is slow to record this one transaction: polls run meanwhile with nothing watched and the
+            // lease held. Once mined, another block follows before the next poll. Before the fix, scanning had
+            // stopped and restarted at that later head, and the receipt was only found by the re-broadcast 5 s on.
+            class SlowCreate extends CosmosRepository<TxDoc> {
+                override async create(doc: TxDoc) {
+                    if (doc.id.startsWith('slow-')) await new Promise((r) => setTimeout(r, 800));
+                    return super.create(doc);
+                }
+            }
+            const provider = new FailoverProvider({ urls: [chain.url], chainId: 31337, timeoutMs: 3000, retries: 1, backoffMs: 100 });
+            const slow = new TransactionPipeline(provider, { transactions: new SlowCreate(db.database.container('transactions'), (d) => d.id), leases }, { chainId: 31337, maxFeePerGasCap: 200n * GWEI, pollIntervalMs: 100, rebroadcastAfterMs: 30_000, abis: [artifact.abi] });
+            pipelines.push(slow);
+            const sender = await funded(chain);
+            const first = await slow.send({ operationId: `fast-${sender.address}`, from: sender, to: sender.address, data: '0x' }, { timeoutMs: 10_000 });
+            expect(first.state).toBe('confirmed');
+            const submitted = await slow.submit({ operationId: `slow-${sender.address}`, from: sender, to: sender.address, data: '0x' });
+            await chain.rpc('evm_mine');
+            const done = await slow.wait(submitted.operationId, { timeoutMs: 3000 });
+            expect(done).toMatchObject({ state: 'confirmed', hash: submitted.hash, nonce: 1 });
+        });
+
         it('lets two instances share a sender without ever using one nonce twice', async () => {
             const sender = await funded(chain);
             const a = pipeline(chain, { instanceId: 'instance-a', idleReleaseMs: 200, leaseMs: 5000 });

@@ -60,6 +60,11 @@ export class ReceiptWatch {
         }
         this.#head = head;
         this.#seen.clear();
+        if (this.#scanned < 0) {
+            // Scanning starts at this head: a transaction tracked while it was idle may be mined below it
+            // already (a poll found nothing watched between its submission and its tracking). Looked up by hash.
+            for (const t of this.tracked.values()) if (!t.mined) t.needsLookup = true;
+        }
         this.startAt(head);
         await this.#scan(head);
         await this.#lookups();

@@ -103,8 +103,6 @@ export class Submission {
             if (balance < needed) throw new InsufficientFunds(sender, balance, needed);
         }
         const state = await this.leases.lease(sender, call.from.signer);
-        // Receipts are matched block by block from here on (the fee data's head, a second old at most).
-        this.receipts.startAt(fees.head);
 
         // Synchronous from the lease check to the assignment: one nonce, one operation.
         const nonce = this.leases.assign(state);
@@ -144,6 +142,9 @@ export class Submission {
             throw err;
         }
         const tracked = this.tracked.track(created.item, created.etag, call.from.signer, call.abi, false);
+        // Receipts are matched block by block from the fee data's head (a second old at most, before the
+        // broadcast). Set once it is tracked, so no poll finds nothing watched in between and stops scanning.
+        this.receipts.startAt(fees.head);
         await this.broadcaster.sendInOrder(tracked);
         return summary(created.item);
     }
