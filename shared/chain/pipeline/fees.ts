@@ -1,4 +1,6 @@
-import { keccak256, type AbstractSigner, type TransactionRequest } from 'ethers';
+import { BaseWallet, keccak256, type AbstractSigner, type TransactionRequest } from 'ethers';
+import { VaultAccountSigner } from '../signers';
+import { signType2, type DigestSigning } from '../txCodec';
 import type { FailoverProvider } from '../provider';
 import type { TxAttempt } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
@@ -10,9 +12,31 @@ export interface Fees {
 }
 
 /** A type-2 transaction signed at these fees: the attempt as it is recorded (hash, raw bytes, fees, when). */
-export async function signAttempt(signer: AbstractSigner, tx: Omit<TransactionRequest, 'type' | 'maxFeePerGas' | 'maxPriorityFeePerGas'>, fees: Fees): Promise<TxAttempt> {
+export async function signAttempt(signer: AbstractSigner, tx: UnsignedCall, fees: Fees): Promise<TxAttempt> {
+    const record = { maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
+    const byDigest = digestSigning(signer);
+    if (byDigest && (tx.to === undefined || tx.to === null || typeof tx.to === 'string')) {
+        const { raw, hash } = await signType2(
+            { chainId: BigInt(tx.chainId ?? 0), nonce: BigInt(tx.nonce ?? 0), to: tx.to, data: tx.data ?? undefined, value: BigInt(tx.value ?? 0), gasLimit: BigInt(tx.gasLimit ?? 0), ...fees },
+            byDigest,
+        );
+        return { hash, raw, ...record };
+    }
     const raw = await signer.signTransaction({ ...tx, type: 2, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas });
-    return { hash: keccak256(raw), raw, maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
+    return { hash: keccak256(raw), raw, ...record };
+}
+
+/** What `signAttempt` signs: every field but the type and the fees, given. */
+export type UnsignedCall = Omit<TransactionRequest, 'type' | 'maxFeePerGas' | 'maxPriorityFeePerGas'> & Required<Pick<TransactionRequest, 'chainId' | 'nonce' | 'gasLimit'>>;
+
+/**
+ * Signers whose key signs a digest (the vault's signers, an ethers wallet) sign through the
+ * Buffer-based encoder (`txCodec`); any other signer signs the transaction itself.
+ */
+function digestSigning(signer: AbstractSigner): DigestSigning | undefined {
+    if (signer instanceof VaultAccountSigner) return (digest) => signer.signDigest(digest);
+    if (signer instanceof BaseWallet) return (digest) => signer.signingKey.sign(digest);
+    return undefined;
 }
 
 /**
