@@ -1,6 +1,7 @@
 import { getAddress, Interface, type InterfaceAbi } from 'ethers';
 import { AppError, Invalid, Upstream } from '../errors';
 import { decodeRevert, revertDataOf } from './reverts';
+import { CREATE_PROPOSALS, encodeCreateProposals, encodeSubmitSignatures, SUBMIT_SIGNATURES } from './batchCalldata';
 
 /**
  * The one port to the EnergyExchange contract. Everything the app asks of the contract goes
@@ -147,19 +148,21 @@ export class EnergyExchange {
 
     /** `createProposals` (v2): the operator anchors a batch, each proposal with its terms' hash; one that does not hold is skipped on-chain. */
     createProposals(items: AnchorInput[]): ContractCall {
-        const call = this.#call('createProposals', [
-            items.map((p) => {
-                if (!p.termsHash) throw new Error(`Contract version ${this.ref.version} binds the terms: anchoring needs their hash`);
-                return { id: p.chainProposalId, termsHash: p.termsHash, parties: p.parties, deadline: deadlineOf(p) };
-            }),
-        ]);
+        const batch = items.map((p) => {
+            if (!p.termsHash) throw new Error(`Contract version ${this.ref.version} binds the terms: anchoring needs their hash`);
+            return { id: p.chainProposalId, termsHash: p.termsHash, parties: p.parties, deadline: deadlineOf(p) };
+        });
+        const fn = this.#iface.getFunction('createProposals');
+        const call = fn?.format('sighash') === CREATE_PROPOSALS ? { to: this.ref.address, data: encodeCreateProposals(fn, batch), abi: this.abi } : this.#call('createProposals', [batch]);
         const gas = items.reduce<bigint>((sum, p) => sum + V2_GAS.anchorBase + V2_GAS.perSlot * BigInt(2 + p.parties.length), V2_GAS.call);
         return { ...call, gasLimit: gas };
     }
 
     /** `submitSignatures` (v2): parties' signatures of their proposals' terms, from any account; an item that does not hold is skipped on-chain. */
     submitSignatures(items: TermsSignature[]): ContractCall {
-        const call = this.#call('submitSignatures', [items.map((x) => ({ id: x.chainProposalId, party: x.party, signature: x.signature }))]);
+        const batch = items.map((x) => ({ id: x.chainProposalId, party: x.party, signature: x.signature }));
+        const fn = this.#iface.getFunction('submitSignatures');
+        const call = fn?.format('sighash') === SUBMIT_SIGNATURES ? { to: this.ref.address, data: encodeSubmitSignatures(fn, batch), abi: this.abi } : this.#call('submitSignatures', [batch]);
         return { ...call, gasLimit: V2_GAS.call + V2_GAS.signature * BigInt(items.length) };
     }
 
