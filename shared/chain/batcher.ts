@@ -35,7 +35,8 @@ interface Queued<T> {
 /**
  * Gathers calls of one kind to one contract from one sender (the core's anchors, a member
  * account's signatures) into one transaction each time: an item that arrives while nothing is
- * being sent goes at once (no added latency at low load); items that arrive while a batch is being
+ * being sent goes at once, with whatever else was asked for in the same turn of the event loop
+ * (no added latency at low load); items that arrive while a batch is being
  * sent wait until a batch has been handed to the pipeline, at most `maxWaitMs`, and go together, at
  * most `maxItems` at a time. Each item keeps its own operation id: asked again, it learns the
  * transaction of the batch that carried it and nothing is sent twice.
@@ -46,6 +47,7 @@ export class CallBatcher<T> {
     readonly #pending = new Map<string, Promise<TxSummary>>();
     #sending = 0;
     #timer?: NodeJS.Timeout;
+    #immediate?: NodeJS.Immediate;
 
     constructor(
         private readonly deps: {
@@ -82,13 +84,24 @@ export class CallBatcher<T> {
         return this.deps.pipeline.wait(tx.operationId, { timeoutMs: opts.timeoutMs });
     }
 
-    /** `handedOver`: a batch has just gone to the pipeline, and the items that waited for it go now. */
+    /**
+     * `handedOver`: a batch has just gone to the pipeline, and the items that waited for it go now.
+     * Nothing being sent: what is queued goes at the end of this turn of the event loop, so items
+     * asked for together (a burst) go together instead of the first alone and the rest behind it.
+     */
     #schedule(handedOver = false): void {
         if (this.#queue.length === 0) return;
-        if (handedOver || this.#sending === 0 || this.#queue.length >= this.opts.maxItems) {
+        if (handedOver || this.#sending === 0) {
             clearTimeout(this.#timer);
             this.#timer = undefined;
-            void this.#flush();
+            this.#immediate ??= setImmediate(() => {
+                this.#immediate = undefined;
+                while (this.#queue.length) void this.#flush();
+            });
+        } else if (this.#queue.length >= this.opts.maxItems) {
+            // Busy: each full batch goes at once; the rest waits for a hand-over or the timer.
+            while (this.#queue.length >= this.opts.maxItems) void this.#flush();
+            this.#schedule();
         } else {
             this.#timer ??= setTimeout(() => {
                 this.#timer = undefined;
