@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Page, Repository, Stored } from '../shared/documents/repository';
+import type { Page, PatchOperation, Repository, Stored } from '../shared/documents/repository';
 import { Conflict, NotFound } from '../shared/errors';
 
 /**
@@ -45,8 +45,17 @@ export class MemoryRepository<T extends { id: string }> implements Repository<T>
             .filter((i) => (p['@sender'] === undefined || i.sender === p['@sender']) && (p['@from'] === undefined || (i.nonce ?? 0) >= Number(p['@from'])) && (p['@mined'] === undefined || (i.nonce ?? 0) >= Number(p['@mined'])));
         return { items };
     }
-    async patch(): Promise<Stored<T>> {
-        throw new Error('patch is not supported by the memory repository');
+    async patch(id: string, _partitionKey: string, operations: PatchOperation[], etag?: string): Promise<Stored<T>> {
+        // Top-level `set` only: what the chain pipeline writes when a transaction is final.
+        const current = await this.read(id);
+        if (!current) throw new NotFound(`No item ${id}`);
+        if (etag !== undefined && current.etag !== etag) throw new Conflict(`Item ${id} changed`);
+        const next: Record<string, unknown> = { ...current.item };
+        for (const o of operations) {
+            if (o.op !== 'set' || !/^\/[A-Za-z0-9_]+$/.test(o.path)) throw new Error(`patch ${o.op} ${o.path} is not served here`);
+            next[o.path.slice(1)] = o.value;
+        }
+        return this.replace(next as T, etag);
     }
     #put(item: T): Stored<T> {
         const stored = { item, etag: randomUUID() };

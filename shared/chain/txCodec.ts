@@ -98,9 +98,10 @@ export function signedType2(tx: Type2Fields, sig: Pick<Signature, 'yParity' | 'r
 /** Something that signs a 32-byte digest with the sender's key (a vault signer, or an ethers Wallet's signing key). */
 export type DigestSigning = (digest: string) => Signature | Promise<Signature>;
 
-/** The raw transaction and its hash, signed by `signDigest` over the type-2 digest. */
-export async function signType2(tx: Type2Fields, signDigest: DigestSigning): Promise<{ raw: string; hash: string }> {
+/** The raw transaction, its hash and its signature, signed by `signDigest` over the type-2 digest. */
+export async function signType2(tx: Type2Fields, signDigest: DigestSigning): Promise<{ raw: string; hash: string; signature: { r: string; s: string; yParity: 0 | 1 } }> {
     const digest = await keccak(unsignedType2(tx));
-    const signed = signedType2(tx, await signDigest(`0x${digest.toString('hex')}`));
-    return { raw: `0x${signed.toString('hex')}`, hash: `0x${(await keccak(signed)).toString('hex')}` };
+    const sig = await signDigest(`0x${digest.toString('hex')}`);
+    const signed = signedType2(tx, sig);
+    return { raw: `0x${signed.toString('hex')}`, hash: `0x${(await keccak(signed)).toString('hex')}`, signature: { r: sig.r, s: sig.s, yParity: sig.yParity } };
 }

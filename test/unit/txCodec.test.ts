@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { encryptKeystoreJson, hexlify, keccak256, Signature, Transaction, Wallet } from 'ethers';
 import { signAttempt } from '../../shared/chain/pipeline/fees';
+import { rawOf, type TxDoc } from '../../shared/chain/pipeline/records';
 import { KeystoreSigner } from '../../shared/chain/signers';
 import { hexBytes, keccak, rlp, signedType2, unsignedType2, type Type2Fields } from '../../shared/chain/txCodec';
 import type { SecretStore } from '../../shared/vault/vault';
@@ -57,11 +58,18 @@ describe('type-2 transaction codec', () => {
         const call = { chainId: 31337n, nonce: 5, to: Wallet.createRandom().address, data: bytes(1_000), value: 3n, gasLimit: 90_000n };
         const fees = { maxFeePerGas: 7n * 10n ** 9n, maxPriorityFeePerGas: 10n ** 9n };
         const expected = await wallet.signTransaction({ ...call, type: 2, ...fees });
+        const doc = { id: 'op', sender: wallet.address, nonce: call.nonce, chainId: 31337, to: call.to, data: call.data, value: '3', gasLimit: '90000', attempts: [], state: 'pending', createdAt: '', updatedAt: '' } satisfies TxDoc;
         for (const signer of [wallet, vaultSigner]) {
             const attempt = await signAttempt(signer, call, fees);
-            expect(attempt.raw).toBe(expected);
+            // The record keeps the signature, not the bytes again; they are rebuilt to broadcast.
+            expect(attempt.raw).toBeUndefined();
             expect(attempt.hash).toBe(keccak256(expected));
-            expect(Transaction.from(attempt.raw).from).toBe(wallet.address);
+            expect(await rawOf(doc, attempt)).toBe(expected);
+            expect(Transaction.from(await rawOf(doc, attempt)).from).toBe(wallet.address);
+            // A record that does not rebuild to its hash is not sent.
+            await expect(rawOf({ ...doc, data: doc.data + '00' }, attempt)).rejects.toThrow('does not rebuild to its hash');
         }
+        // Records written before kept the signed bytes, and still broadcast them.
+        expect(await rawOf(doc, { hash: keccak256(expected), raw: expected, ...fees, maxFeePerGas: '7', maxPriorityFeePerGas: '1', sentAt: '' })).toBe(expected);
     });
 });

@@ -1,5 +1,6 @@
 import type { FailoverProvider } from '../provider';
 import { errorMessage } from './nodeErrors';
+import { rawOf } from './records';
 import type { PipelineLog, PipelineSettings } from './settings';
 import type { Tracked, TrackedTransactions } from './tracking';
 
@@ -40,8 +41,15 @@ export class Broadcaster {
     async broadcast(t: Tracked): Promise<void> {
         const attempt = t.doc.attempts.at(-1)!;
         t.lastBroadcast = Date.now();
+        let raw: string;
         try {
-            await this.provider.rpc('eth_sendRawTransaction', [attempt.raw]);
+            raw = await rawOf(t.doc, attempt);
+        } catch (err) {
+            this.log?.error({ operationId: t.doc.id, nonce: t.doc.nonce, err: errorMessage(err) }, 'chain: the signed transaction cannot be rebuilt from its record; not sent');
+            return;
+        }
+        try {
+            await this.provider.rpc('eth_sendRawTransaction', [raw]);
         } catch (err) {
             const message = errorMessage(err);
             // Known to the node already, or mined already: the receipt will tell.

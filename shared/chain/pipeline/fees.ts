@@ -16,11 +16,11 @@ export async function signAttempt(signer: AbstractSigner, tx: UnsignedCall, fees
     const record = { maxFeePerGas: fees.maxFeePerGas.toString(), maxPriorityFeePerGas: fees.maxPriorityFeePerGas.toString(), sentAt: new Date().toISOString() };
     const byDigest = digestSigning(signer);
     if (byDigest && (tx.to === undefined || tx.to === null || typeof tx.to === 'string')) {
-        const { raw, hash } = await signType2(
+        const { hash, signature } = await signType2(
             { chainId: BigInt(tx.chainId ?? 0), nonce: BigInt(tx.nonce ?? 0), to: tx.to, data: tx.data ?? undefined, value: BigInt(tx.value ?? 0), gasLimit: BigInt(tx.gasLimit ?? 0), ...fees },
             byDigest,
         );
-        return { hash, raw, ...record };
+        return { hash, signature, ...record };
     }
     const raw = await signer.signTransaction({ ...tx, type: 2, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas });
     return { hash: keccak256(raw), raw, ...record };

@@ -1,5 +1,5 @@
 import type { InterfaceAbi } from 'ethers';
-import type { Repository } from '../../documents/repository';
+import type { PatchOperation, Repository } from '../../documents/repository';
 import { AppError, Conflict, Unavailable } from '../../errors';
 import type { FailoverProvider } from '../provider';
 import { ContractRevert, decodeRevert, revertDataOf } from '../reverts';
@@ -67,7 +67,7 @@ export class Outcomes {
     }
 
     /**
-     * Final: the waiters get the outcome now; the record is written behind (a few writes at
+     * Final: the waiters get the outcome now; the record's outcome fields are written behind (a patch, not the whole record with its call data; a few writes at
      * a time, retried). Until it is, the stored state says pending, which any instance
      * resolves again from the receipt: nothing is lost if this process stops first.
      */
@@ -101,14 +101,12 @@ export class Outcomes {
             this.#writing++;
             const done = (async () => {
                 try {
-                    await this.txs.replace(job.doc, job.etag);
+                    await this.txs.patch(job.doc.id, job.doc.id, finalFields(job.doc), job.etag);
                 } catch (err) {
                     if (err instanceof Conflict) {
+                        // Changed since: another instance made it final first, or added an attempt (kept: only the outcome is written).
                         const current = await this.txs.read(job.doc.id, job.doc.id);
-                        if (current && current.item.state === 'pending') {
-                            const attempts = current.item.attempts.length > job.doc.attempts.length ? current.item.attempts : job.doc.attempts;
-                            this.#writeBehind.push({ doc: { ...job.doc, attempts }, etag: current.etag, tries: job.tries + 1 });
-                        }
+                        if (current && current.item.state === 'pending') this.#writeBehind.push({ doc: job.doc, etag: current.etag, tries: job.tries + 1 });
                         return;
                     }
                     if (job.tries < 20) {
@@ -158,4 +156,12 @@ export class Outcomes {
         const r = revert ?? (doc.revert ? new ContractRevert(doc.revert.name, doc.revert.args as ContractRevert['args'], '0x') : undefined);
         return { ...summary(doc), state: doc.state as 'confirmed' | 'reverted', hash: doc.hash!, blockNumber: doc.blockNumber!, blockHash: doc.blockHash!, gasUsed: doc.gasUsed!, contractAddress: doc.contractAddress, revert: r };
     }
+}
+
+/** The fields a final record adds to the pending one, as patch operations (at most 8: Cosmos DB takes 10 a request). */
+function finalFields(doc: TxDoc): PatchOperation[] {
+    const fields = { state: doc.state, hash: doc.hash, blockNumber: doc.blockNumber, blockHash: doc.blockHash, gasUsed: doc.gasUsed, contractAddress: doc.contractAddress, revert: doc.revert, updatedAt: doc.updatedAt };
+    return Object.entries(fields)
+        .filter(([, value]) => value !== undefined)
+        .map(([field, value]) => ({ op: 'set', path: `/${field}`, value }));
 }

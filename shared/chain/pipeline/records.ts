@@ -1,4 +1,5 @@
 import type { ContractRevert } from '../reverts';
+import { keccak, signedType2 } from '../txCodec';
 
 /**
  * What the pipeline stores and hands back: an operation's transaction as a record, the
@@ -7,9 +8,16 @@ import type { ContractRevert } from '../reverts';
 
 export type TxState = 'pending' | 'confirmed' | 'reverted';
 
+/**
+ * One signing of an operation's transaction at some fees. The signed bytes are the record's fields
+ * and these fees, with `signature`: rebuilt to broadcast (`rawOf`), so the call data is stored once
+ * (a batch call is 25–50 KB). `raw` is kept instead for a signer that signs whole transactions
+ * only, and is what records written before had.
+ */
 export interface TxAttempt {
     hash: string;
-    raw: string;
+    signature?: { r: string; s: string; yParity: 0 | 1 };
+    raw?: string;
     maxFeePerGas: string;
     maxPriorityFeePerGas: string;
     sentAt: string;
@@ -72,4 +80,17 @@ export interface TxOutcome extends TxSummary {
 
 export function summary(doc: TxDoc): TxSummary {
     return { operationId: doc.id, sender: doc.sender, nonce: doc.nonce, hash: doc.hash ?? doc.attempts.at(-1)!.hash, state: doc.state };
+}
+
+/** The signed transaction of an attempt, as broadcast: its stored bytes, or rebuilt from the record and checked against its hash. */
+export async function rawOf(doc: TxDoc, attempt: TxAttempt): Promise<string> {
+    if (attempt.raw) return attempt.raw;
+    if (!attempt.signature) throw new Error(`The attempt ${attempt.hash} of ${doc.id} has neither its signed bytes nor its signature`);
+    const signed = signedType2(
+        { chainId: doc.chainId, nonce: doc.nonce, maxPriorityFeePerGas: BigInt(attempt.maxPriorityFeePerGas), maxFeePerGas: BigInt(attempt.maxFeePerGas), gasLimit: BigInt(doc.gasLimit), to: doc.to, value: BigInt(doc.value), data: doc.data },
+        attempt.signature,
+    );
+    const hash = `0x${(await keccak(signed)).toString('hex')}`;
+    if (hash !== attempt.hash) throw new Error(`The attempt ${attempt.hash} of ${doc.id} does not rebuild to its hash (${hash})`);
+    return `0x${signed.toString('hex')}`;
 }
