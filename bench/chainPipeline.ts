@@ -29,6 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import { Session } from 'node:inspector/promises';
 import { getAddress, hexlify, keccak256, ZeroAddress, Wallet, id as keccakId, type TransactionRequest } from 'ethers';
 import pino from 'pino';
 import { LocalLedger } from '../devhost/services/ledger';
@@ -44,6 +45,7 @@ import { CosmosRepository } from '../shared/documents/cosmosRepository';
 import { jsonRpc } from '../shared/ledger/jsonRpc';
 import { tempDir } from '../test/harness/devhost';
 import { MemoryRepository } from './memoryRepository';
+import { storeTimings, timed } from './timedRepository';
 
 const arg = (name: string, fallback: string) => {
     const i = process.argv.indexOf(`--${name}`);
@@ -56,9 +58,17 @@ const ROUNDS = Number(arg('rounds', '3'));
 const ANCHOR_BATCH = Number(arg('anchor-batch', '100'));
 const SIGNATURE_BATCH = Number(arg('signature-batch', '200'));
 const ONLY = new Set(arg('only', 'pipeline,batched').split(','));
+/** `--profile <file>`: a V8 CPU profile of the batched line's timed window (the last round's), for Chrome DevTools or `bench/profileSummary.ts`. */
+const PROFILE = arg('profile', '');
 const GWEI = 10n ** 9n;
 /** Call data only: the contract's address is each run's own. */
 const exchange = new EnergyExchange({ version: 1, address: ZeroAddress }, ENERGY_EXCHANGE.abi, { rpc: () => Promise.reject(new Error('encoding only')) });
+/** The pipeline's warnings with BENCH_DEBUG set, its errors always. */
+const benchLog = {
+    info: (o: object, m: string) => process.env.BENCH_DEBUG === 'info' && console.log(`  ${(performance.now() / 1000).toFixed(3)} info`, m, JSON.stringify(o).slice(0, 200)),
+    warn: (o: object, m: string) => process.env.BENCH_DEBUG && console.log(`  ${(performance.now() / 1000).toFixed(3)} warn`, m, JSON.stringify(o).slice(0, 300)),
+    error: (o: object, m: string) => console.log('  error', m, JSON.stringify(o).slice(0, 300)),
+};
 const randomAddress = () => getAddress(hexlify(randomBytes(20)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -148,8 +158,7 @@ async function main(): Promise<void> {
         onFreshChain(async ({ url, fund }) => {
             const provider = new FailoverProvider({ urls: [url], chainId: 31337 });
             const stores = store === 'cosmos' ? cosmosStores : { transactions: new MemoryRepository<TxDoc>(), leases: new MemoryRepository<NonceLeaseDoc>() };
-            const log = { info: () => undefined, warn: (o: object, m: string) => process.env.BENCH_DEBUG && console.log('  warn', m, JSON.stringify(o).slice(0, 300)), error: (o: object, m: string) => console.log('  error', m, JSON.stringify(o).slice(0, 300)) };
-            const pipeline = new TransactionPipeline(provider, stores, { chainId: 31337, maxFeePerGasCap: 500n * GWEI, pollIntervalMs: 100, abis: [ENERGY_EXCHANGE.abi], log });
+            const pipeline = new TransactionPipeline(provider, stores, { chainId: 31337, maxFeePerGasCap: 500n * GWEI, pollIntervalMs: 100, abis: [ENERGY_EXCHANGE.abi], log: benchLog });
             try {
                 const wallet = Wallet.createRandom();
                 await fund(wallet.address);
@@ -190,7 +199,9 @@ async function main(): Promise<void> {
     const batched = (round: number) =>
         onFreshChain(async ({ url, fund }) => {
             const provider = new FailoverProvider({ urls: [url], chainId: 31337 });
-            const pipeline = new TransactionPipeline(provider, cosmosStores, { chainId: 31337, maxFeePerGasCap: 500n * GWEI, pollIntervalMs: 100, abis: [ENERGY_EXCHANGE_V2.abi] });
+            // The stores timed (BENCH_DEBUG prints their calls, latency and bytes per round).
+            const stores = { transactions: timed('tx', cosmosStores.transactions), leases: timed('lease', cosmosStores.leases) };
+            const pipeline = new TransactionPipeline(provider, stores, { chainId: 31337, maxFeePerGasCap: 500n * GWEI, pollIntervalMs: 100, abis: [ENERGY_EXCHANGE_V2.abi], log: benchLog });
             try {
                 const [operatorWallet, submitterWallet] = [Wallet.createRandom(), Wallet.createRandom()];
                 for (const w of [operatorWallet, submitterWallet]) await fund(w.address);
@@ -210,17 +221,45 @@ async function main(): Promise<void> {
                         return { anchor: { chainProposalId: td.message.id, parties: [a.address, b.address], assets: [], expiresAt: deadline, termsHash: termsStructHash(td) }, signatures: [a, b].map((w) => ({ chainProposalId: td.message.id, party: w.address, signature: w.signingKey.sign(digest).serialized })) };
                     }),
                 );
-                const store = new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id);
+                const store = timed('batch', new CosmosRepository<BatchDoc>(database.container('batches'), (d) => d.id));
                 const anchors = new CallBatcher<AnchorInput>({ pipeline, store, from: async () => operator, build: (items) => v2.createProposals(items) }, { maxItems: ANCHOR_BATCH, maxWaitMs: 250, name: `anchor:${tag}` });
                 const submitter = { address: submitterWallet.address, signer: submitterWallet };
                 const signatures = new CallBatcher<TermsSignature>({ pipeline, store, from: async () => submitter, build: (items) => v2.submitSignatures(items) }, { maxItems: SIGNATURE_BATCH, maxWaitMs: 250, name: `sign:${tag}` });
+                const profiler = PROFILE ? new Session() : undefined;
+                if (profiler) {
+                    profiler.connect();
+                    await profiler.post('Profiler.enable');
+                    await profiler.post('Profiler.start');
+                }
+                storeTimings.clear();
                 const start = performance.now();
                 const cpu = process.cpuUsage();
                 const anchored = await Promise.all(proposals.map((p, i) => anchors.send(`${tag}:create:${i}`, p.anchor, { timeoutMs: 600_000 })));
                 const anchoredMs = performance.now() - start;
-                const signed = await Promise.all(proposals.flatMap((p, i) => p.signatures.map((sig, k) => signatures.send(`${tag}:sign:${i}:${k}`, sig, { timeoutMs: 600_000 }))));
+                // Each signature's hand-over and outcome timed (printed for a slow phase with BENCH_DEBUG).
+                const times = new Map<string, { handed: number; done: number; items: number }>();
+                const signed = await Promise.all(
+                    proposals.flatMap((p, i) =>
+                        p.signatures.map(async (sig, k) => {
+                            const tx = await signatures.submit(`${tag}:sign:${i}:${k}`, sig);
+                            const handed = performance.now() - start;
+                            const outcome = await pipeline.wait(tx.operationId, { timeoutMs: 600_000 });
+                            const t = times.get(tx.operationId) ?? { handed, done: 0, items: 0 };
+                            times.set(tx.operationId, { handed: Math.min(t.handed, handed), done: Math.max(t.done, performance.now() - start), items: t.items + 1 });
+                            return outcome;
+                        }),
+                    ),
+                );
                 const ms = performance.now() - start;
+                if (process.env.BENCH_DEBUG && ms - anchoredMs > 2000)
+                    for (const [op, t] of [...times].sort((x, y) => x[1].handed - y[1].handed)) console.log(`  ${op.slice(-8)}: ${t.items} items handed over at ${t.handed.toFixed(0)} ms, confirmed at ${t.done.toFixed(0)} ms`);
                 const used = process.cpuUsage(cpu);
+                if (process.env.BENCH_DEBUG) for (const [k, e] of storeTimings) console.log(`  ${k}: ${e.calls} calls, ${e.ms.toFixed(0)} ms summed, ${(e.ms / e.calls).toFixed(1)} ms each, ${(e.bytes / 1024).toFixed(0)} KB sent`);
+                if (profiler) {
+                    const { profile } = await profiler.post('Profiler.stop');
+                    writeFileSync(PROFILE, JSON.stringify(profile));
+                    profiler.disconnect();
+                }
                 const split = `anchors ${anchoredMs.toFixed(0)} ms, signatures ${(ms - anchoredMs).toFixed(0)} ms, this process's CPU ${((used.user + used.system) / 1000).toFixed(0)} ms`;
                 if ([...anchored, ...signed].some((o) => o.state !== 'confirmed')) throw new Error(`${tag}: not every batch was confirmed`);
                 const completed = (await Promise.all(proposals.map((p) => v2.statusOf(p.anchor.chainProposalId)))).filter((st) => st === 'Completed').length;
