@@ -251,7 +251,7 @@ async function main(): Promise<void> {
                     ),
                 );
                 const ms = performance.now() - start;
-                if (process.env.BENCH_DEBUG && ms - anchoredMs > 2000)
+                if (process.env.BENCH_DEBUG && ms - anchoredMs > Number(process.env.BENCH_SLOW_MS ?? 1000))
                     for (const [op, t] of [...times].sort((x, y) => x[1].handed - y[1].handed)) console.log(`  ${op.slice(-8)}: ${t.items} items handed over at ${t.handed.toFixed(0)} ms, confirmed at ${t.done.toFixed(0)} ms`);
                 const used = process.cpuUsage(cpu);
                 if (process.env.BENCH_DEBUG) for (const [k, e] of storeTimings) console.log(`  ${k}: ${e.calls} calls, ${e.ms.toFixed(0)} ms summed, ${(e.ms / e.calls).toFixed(1)} ms each, ${(e.bytes / 1024).toFixed(0)} KB sent`);
