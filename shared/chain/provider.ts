@@ -50,7 +50,29 @@ export class FailoverProvider extends JsonRpcApiProvider {
         return this.urls[this.#current];
     }
 
+    /**
+     * The node's answers, a read it refused because its head moved under it asked again (up to 3
+     * times, 25 ms apart, doubling): anvil answers a call at `latest` while it mines with
+     * "BlockOutOfRangeError", and nodes behind a load balancer answer "header not found"; ethers
+     * would report either as a call exception without revert data (seen as 502s under load).
+     */
     override async _send(payload: JsonRpcPayload | JsonRpcPayload[]): Promise<(JsonRpcResult | JsonRpcError)[]> {
+        const requests = Array.isArray(payload) ? payload : [payload];
+        const results = await this.#post(payload);
+        for (let attempt = 0; attempt < 3; attempt++) {
+            const again = requests.filter((q) => READS.has(q.method) && results.some((r) => r.id === q.id && 'error' in r && HEAD_MOVED.test(String(r.error?.message))));
+            if (again.length === 0) break;
+            await new Promise((r) => setTimeout(r, 25 * 2 ** attempt));
+            const answers = await this.#post(again);
+            for (const a of answers) {
+                const at = results.findIndex((r) => r.id === a.id);
+                if (at >= 0) results[at] = a;
+            }
+        }
+        return results;
+    }
+
+    async #post(payload: JsonRpcPayload | JsonRpcPayload[]): Promise<(JsonRpcResult | JsonRpcError)[]> {
         const body = JSON.stringify(payload);
         const failures: string[] = [];
         for (let round = 0; round <= this.#retries; round++) {
@@ -88,6 +110,11 @@ export class FailoverProvider extends JsonRpcApiProvider {
         return (await this.send(method, params)) as T;
     }
 }
+
+/** Reads of the chain's state, safe to ask again. */
+const READS = new Set(['eth_call', 'eth_estimateGas', 'eth_getBalance', 'eth_getCode', 'eth_getStorageAt', 'eth_getTransactionCount', 'eth_getLogs', 'eth_getBlockByNumber', 'eth_getBlockReceipts']);
+/** A node refusing a read because its head moved while it answered (transient). */
+const HEAD_MOVED = /BlockOutOfRangeError|header not found/i;
 
 /** Credentials in a URL (https://user:key@host) stay out of messages. */
 function redact(url: string): string {
