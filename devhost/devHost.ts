@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { readAppFolder } from './appFolder';
+import { HUB_SETTING, taskHubName } from './durable/hubName';
 import { DevConsole } from './console';
 import { LocalIdentity } from './services/identity';
 import { LocalKeyVault, localVaultName, VAULT_NAME_RE } from './services/keyVault';
@@ -66,6 +67,8 @@ interface AppSlot {
     worker: Worker;
     info: RunningApp;
     vault?: LocalKeyVault;
+    /** Its task hub (lower case: the storage names it becomes are case-insensitive). */
+    hub: string;
     stopped?: Promise<void>;
 }
 
@@ -202,6 +205,13 @@ export class DevHost {
             AzureWebJobsScriptRoot: folder.dir,
             FLEXCHANGE_DEVHOST_APP: config.name,
         });
+        // Two instances on one task hub would take each other's work items and histories.
+        const hub = taskHubName(folder.hostJson, env, config.name).toLowerCase();
+        const sharing = [...this.#slots.values()].find((s) => s.hub === hub);
+        if (sharing) {
+            await vault?.stop();
+            throw new Error(`App "${config.name}" would share the task hub "${hub}" with "${sharing.config.name}": give it a hub of its own (host.json extensions.durableTask.hubName, or ${HUB_SETTING})`);
+        }
         const data: AppWorkerData = { name: config.name, folder: folder.dir, port, stateDir: this.stateDir };
         const ext = path.extname(__filename);
         const worker = new Worker(path.join(__dirname, 'worker', `appWorker${ext}`), { workerData: data, env, stdout: false, stderr: false });
@@ -233,7 +243,7 @@ export class DevHost {
         };
         const notes = await this.#profile.instanceStarted?.({ name: config.name, role: info.role, orgId: info.orgId, url: info.url, settings: env, vaultUrl: vault?.url }, this.#world());
         if (notes) info.notes = notes;
-        const slot: AppSlot = { config, worker, info, vault };
+        const slot: AppSlot = { config, worker, info, vault, hub };
         if (vault) this.services[`vault:${config.name}`] = vault.url;
         this.#slots.set(config.name, slot);
         worker.on('error', (err) => this.#log.error({ app: config.name, err: { message: err.message, stack: err.stack } }, 'app worker crashed'));

@@ -5,6 +5,7 @@
  */
 import { CosmosClient } from '@azure/cosmos';
 import type { DevhostProfile } from '../devhost/profile';
+import { memberResourceNames } from '../shared/deployment/resourceNames';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
 import { ensureDatabase } from '../shared/documents/containers';
 import { ensureOperator } from './operator';
@@ -21,11 +22,14 @@ export const profile: DevhostProfile = {
     appRegistration: { audience: 'api://flexchange', roles: APP_ROLES },
     memberRoles: ['Deployment.Member'],
 
-    // The member's watchdog watches its own node; its transactions go through that node first,
-    // the shared chain directly when the node does not answer.
-    memberSettings({ node, ledgerUrl }): Record<string, string> {
-        if (!node || !ledgerUrl) return {};
+    // Its own task hub (the folder's settings name the core's: two apps on one hub take each other's
+    // work), as infra/member.json gets it. The member's watchdog watches its own node; its transactions
+    // go through that node first, the shared chain directly when the node does not answer.
+    memberSettings({ orgId, node, ledgerUrl }): Record<string, string> {
+        const taskHub = { FLEXCHANGE_TASK_HUB: memberResourceNames(orgId).taskHub };
+        if (!node || !ledgerUrl) return taskHub;
         return {
+            ...taskHub,
             FLEXCHANGE_NODES: JSON.stringify([{ nodeId: node.nodeId, rpcUrl: node.rpcUrl, enode: node.enode }]),
             FLEXCHANGE_LEDGER_RPC_URLS: `${node.rpcUrl},${ledgerUrl}`,
         };

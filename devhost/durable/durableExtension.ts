@@ -4,11 +4,11 @@ import type { AppContext, BindingExtension } from '../worker/extension';
 import type { RegisteredFunction } from '../worker/functionRuntime';
 import { BackendSettings, DurableBackend, DurableFunctions, EntityBatchResult } from './backend';
 import { clientRoutes, managementUrlsFor, WEBHOOK_BASE } from './clientApi';
+import { taskHubName } from './hubName';
 import { TaskHubStore } from './taskHubStore';
 
 type Kind = 'orchestration' | 'activity' | 'entity';
 const TRIGGER_KIND: Record<string, Kind> = { orchestrationtrigger: 'orchestration', activitytrigger: 'activity', entitytrigger: 'entity' };
-const HUB_SETTING = 'AzureFunctionsJobHost__extensions__durableTask__hubName';
 
 /** The value an invocation returned, as JSON text. */
 export function typedDataToJson(data: RpcTypedData | null | undefined): string {
@@ -50,9 +50,7 @@ export class DurableExtension implements BindingExtension {
 
     constructor(app: AppContext) {
         this.#app = app;
-        const configured = app.settings[HUB_SETTING] ?? (this.#config().hubName as string | undefined);
-        const base = configured ? app.resolve(configured) : `TestHubName${app.name.replace(/[^A-Za-z0-9]/g, '')}`;
-        this.hubName = base.replace(/[^A-Za-z0-9]/g, '').slice(0, 45);
+        this.hubName = taskHubName(app.folder.hostJson, app.settings, app.name);
     }
 
     #config(): Record<string, unknown> {

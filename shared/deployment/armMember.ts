@@ -36,6 +36,7 @@ export function memberParameters(settings: Settings, orgId: string): Record<stri
         cosmosAccountName: names.cosmosAccount,
         functionAppName: names.functionApp,
         scaleSetName: names.scaleSet,
+        taskHub: names.taskHub,
         orgId,
         chainId: settings.FLEXCHANGE_CHAIN_ID,
         genesisJsonBase64: settings.FLEXCHANGE_MEMBER_GENESIS_B64,

@@ -35,7 +35,12 @@ export interface MemberResourceNames {
     scaleSet: string;
     /** Azure: infra/member.json `namePrefix` of the other, resource-group-scoped names (3-11 lowercase letters or digits). */
     namePrefix: string;
+    /** The member app's Durable task hub (`FLEXCHANGE_TASK_HUB`, host.json `hubName`): `member<id letters and digits><hash of the id>`. */
+    taskHub: string;
 }
+
+/** The core's Durable task hub (`FLEXCHANGE_TASK_HUB` of the core; members' hubs are `member…`). */
+export const CORE_TASK_HUB = 'flexchangecore';
 
 export interface ResourceNameOptions {
     /** The prefix of members' resource groups (`FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX`). */
@@ -62,6 +67,8 @@ const RULES = {
     cosmosAccount: { max: 44, valid: /^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$/ },
     /** Function app (Microsoft.Web/sites): 2-60, letters, digits and hyphens, not starting or ending with a hyphen. */
     functionApp: { max: 60, valid: /^[a-z0-9][a-z0-9-]{0,58}[a-z0-9]$/ },
+    /** Durable Functions task hub (Azure Storage provider): 3-45 letters and digits, starting with a letter. */
+    taskHub: { max: 45, valid: /^[A-Za-z][A-Za-z0-9]{2,44}$/ },
     /** VM scale set (Linux): 1-64, letters, digits, `_`, `.`, `-`; starts with a letter or digit, ends with a letter, digit or `_`. */
     scaleSet: { max: 64, valid: /^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/ },
 } as const;
@@ -114,5 +121,7 @@ export function memberResourceNames(orgId: string, opts: ResourceNameOptions = {
         functionApp: hashed('func-', s, global, RULES.functionApp.max),
         scaleSet: withId('geth-', orgId, RULES.scaleSet),
         namePrefix: `fx${sha256(orgId).slice(0, 8)}`,
+        // Letters and digits only, so ids that differ in their hyphens alone would meet: the hash keeps them apart.
+        taskHub: `member${s.replace(/-/g, '').slice(0, RULES.taskHub.max - 'member'.length - 10)}${sha256(orgId).slice(0, 10)}`,
     };
 }

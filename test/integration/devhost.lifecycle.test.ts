@@ -127,6 +127,21 @@ describe('devhost lifecycle: hooks, several app instances, graceful shutdown', (
         removeDir(blocker.stateDir);
     });
 
+    it('refuses to start an instance on the task hub of another (they would take each other\'s work), and starts it on its own', async () => {
+        const hub = 'AzureFunctionsJobHost__extensions__durableTask__hubName';
+        const host = await startDevhost(['--app', basic, '--name', 'core', '--set', `${hub}=Shared-Hub`]);
+        try {
+            const put = (name: string, hubName: string) => fetch(`${host.consoleUrl}/dev/apps/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ orgId: name, settings: { [hub]: hubName } }) });
+            const refused = await put('b', 'sharedhub');
+            expect(refused.status).toBe(500);
+            expect(((await refused.json()) as { detail: string }).detail).toMatch(/would share the task hub "sharedhub" with "core"/);
+            expect((await put('c', 'OtherHub')).status).toBe(201);
+        } finally {
+            await host.stop();
+        }
+        removeDir(host.stateDir);
+    });
+
     it('starts member instances on the next ports, skipping the ports of its own services (the issuer after the apps)', async () => {
         // Three consecutive free ports: the core, then the issuer right after it, where the first member would go.
         let base = 0;

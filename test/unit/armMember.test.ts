@@ -1,5 +1,6 @@
 import { loadSettings } from '../../shared/config';
 import { MEMBER_TEMPLATE, memberParameters } from '../../shared/deployment/armMember';
+import { memberResourceNames } from '../../shared/deployment/resourceNames';
 
 type Param = { type: string; defaultValue?: unknown; minLength?: number; maxLength?: number; minValue?: number; maxValue?: number };
 
@@ -40,6 +41,7 @@ describe('member deployment parameters', () => {
                 }
             }
             expect(params.namePrefix).toMatch(/^[a-z0-9]{3,11}$/);
+            expect(params.taskHub).toBe(memberResourceNames(orgId).taskHub);
             expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api', coreServiceBusNamespace: 'fx-core.servicebus.windows.net' });
         }
         expect(memberParameters(settings, 'acme').namePrefix).not.toBe(memberParameters(settings, 'globex').namePrefix);

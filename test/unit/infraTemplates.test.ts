@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadSettings } from '../../shared/config';
 import { CONTAINERS } from '../../shared/documents/containers';
+import { CORE_TASK_HUB } from '../../shared/deployment/resourceNames';
 
 /**
  * Static checks of the ARM templates in infra/ (no Azure, no network): structure,
@@ -328,6 +329,10 @@ describe.each(templateFiles)('template %s', (file) => {
         expect(settings.get('FLEXCHANGE_CREDENTIAL')).toBe('managed-identity');
         const role = file.startsWith('member') ? 'member' : 'core';
         expect(settings.get('FLEXCHANGE_ROLE')).toBe(role);
+        // host.json's %SETTING% references (the task hub): set, the core's fixed, each member's its own.
+        const hostJson = readFileSync(path.join(__dirname, '..', '..', 'host.json'), 'utf8');
+        for (const [, name] of hostJson.matchAll(/%([A-Za-z0-9_]+)%/g)) expect([name, settings.get(name)]).toEqual([name, expect.any(String)]);
+        expect(settings.get('FLEXCHANGE_TASK_HUB')).toBe(role === 'core' ? CORE_TASK_HUB : "[if(empty(parameters('taskHub')), concat('member', parameters('namePrefix')), parameters('taskHub'))]");
         const loaded = loadSettings(settingsEnv(settings));
         expect(loaded.FLEXCHANGE_ROLE).toBe(role);
         expect(loaded.FLEXCHANGE_CREDENTIAL).toBe('managed-identity');

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { memberResourceNames, type MemberResourceNames } from '../../shared/deployment/resourceNames';
+import { CORE_TASK_HUB, memberResourceNames, type MemberResourceNames } from '../../shared/deployment/resourceNames';
 import { orgIdFor } from '../../shared/registration/registrations';
 import { localVaultName } from '../../devhost/services/keyVault';
 
@@ -23,6 +23,8 @@ const RULES: Record<Exclude<keyof MemberResourceNames, 'orgId'>, Rule> = {
     functionApp: { min: 2, max: 60, re: /^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$/ },
     scaleSet: { min: 1, max: 64, re: /^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$/ },
     namePrefix: { min: 3, max: 11, re: /^[a-z0-9]+$/ },
+    // Durable Functions task hubs (Azure Storage provider): letters and digits, starting with a letter.
+    taskHub: { min: 3, max: 45, re: /^[A-Za-z][A-Za-z0-9]*$/ },
 };
 /** Names with these rules must also have no two hyphens in a row. */
 const NO_DOUBLE_HYPHEN = new Set(['localVault', 'keyVault']);
@@ -107,6 +109,13 @@ describe('member resource names', () => {
             resourceGroup: 'rg-flexchange-acme-energy-3f2a9c',
             deployment: 'flexchange-member-acme-energy-3f2a9c',
         });
+    });
+
+    it('gives ids that differ only in their hyphens task hubs of their own (a hub name holds letters and digits only)', () => {
+        const [a, b] = [memberResourceNames('grid-co-1a2b3c'), memberResourceNames('gridco-1a2b3c')];
+        expect(a.taskHub).toMatch(/^membergridco1a2b3c[0-9a-f]{10}$/);
+        expect(a.taskHub).not.toBe(b.taskHub);
+        expect(a.taskHub).not.toBe(CORE_TASK_HUB);
     });
 
     it('the windco / gridco case: an id with a hyphen at its 14th character names a valid vault', () => {
