@@ -211,7 +211,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         audit: new AuditTrail(new CosmosRepository<AuditRecord>(database.container('audit'), (r) => r.orgId)),
         limiter: new RateLimiter(new CosmosRepository<RateWindow>(database.container('ratelimits'), (w) => w.key)),
         usage: new UsageMeter(new CosmosRepository<UsageCounter>(database.container('usage'), (c) => c.orgId)),
-        tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: settings.FLEXCHANGE_AUTH_AUDIENCE, jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
+        tokens: new TokenValidator({ issuer: settings.FLEXCHANGE_AUTH_ISSUER, audience: [settings.FLEXCHANGE_AUTH_AUDIENCE, ...(settings.FLEXCHANGE_AUTH_AUDIENCES ?? [])], jwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI }),
         registrations: () => {
             registrations ??= new Registrations(new CosmosRepository(database.container('registrations'), (d) => d.id), secrets);
             return registrations;

@@ -127,7 +127,14 @@ const settingsSchema = z.object({
 
     FLEXCHANGE_AUTH_ISSUER: url,
     FLEXCHANGE_AUTH_JWKS_URI: url,
+    /** The API's audience: what tokens for it are asked for (`<audience>/.default`), and accepted. */
     FLEXCHANGE_AUTH_AUDIENCE: z.string().min(1).default('api://flexchange'),
+    /**
+     * Other audiences accepted, comma-separated. Entra ID v2 access tokens (the app registration's
+     * `requestedAccessTokenVersion` 2) carry the API application's client id as `aud`, not its
+     * identifier URI: list the client id here.
+     */
+    FLEXCHANGE_AUTH_AUDIENCES: list(z.string().min(1)).optional(),
 
     FLEXCHANGE_LEDGER_RPC_URLS: list(z.string().url()),
     FLEXCHANGE_CHAIN_ID: z.coerce.number().int().positive(),

@@ -17,7 +17,8 @@ export interface Principal {
 
 export interface TokenValidatorOptions {
     issuer: string;
-    audience: string;
+    /** The audience, or audiences, a token may carry (e.g. the API's identifier URI and its client id). */
+    audience: string | string[];
     jwksUri: string;
     /** Seconds of clock difference tolerated on exp, nbf and iat. */
     clockToleranceSeconds?: number;
@@ -72,7 +73,7 @@ export class TokenValidator {
             payload = jwt.verify(token, key, {
                 algorithms: ['RS256'],
                 issuer: this.#opts.issuer,
-                audience: this.#opts.audience,
+                audience: typeof this.#opts.audience === 'string' ? this.#opts.audience : (this.#opts.audience as [string, ...string[]]),
                 clockTolerance: this.#opts.clockToleranceSeconds,
                 complete: false,
             }) as JwtPayload;

@@ -46,6 +46,8 @@ export function memberParameters(settings: Settings, orgId: string): Record<stri
         authIssuer: settings.FLEXCHANGE_AUTH_ISSUER,
         authJwksUri: settings.FLEXCHANGE_AUTH_JWKS_URI,
         apiAudience: settings.FLEXCHANGE_AUTH_AUDIENCE,
+        // The member accepts the core's tokens as the core does (a v2 token names the API by its client id).
+        apiAudiences: (settings.FLEXCHANGE_AUTH_AUDIENCES ?? []).join(','),
         chainConfirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS,
     };
 }

@@ -93,6 +93,17 @@ describe('bearer token validation', () => {
         await refused(sign(claims({ iss: 'https://login.microsoftonline.com/evil/v2.0' })), /not valid for this API/);
     });
 
+    it('accepts each configured audience (an Entra ID v2 token names the API by its client id) and no other', async () => {
+        const clientId = '3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b';
+        const both = new TokenValidator({ issuer: identity.url, audience: [audience, clientId], jwksUri: identity.jwksUri, clockToleranceSeconds: 5 });
+        const v2 = claims({ aud: clientId, iss: identity.url, ver: '2.0', azp: 'core-app' });
+        expect(await both.validate(`Bearer ${sign(v2)}`)).toMatchObject({ oid: 'user-1', clientId: 'core-app' });
+        expect((await both.validate(`Bearer ${sign(claims())}`)).oid).toBe('user-1');
+        await expect(both.validate(`Bearer ${sign(claims({ aud: 'api://someone-else' }))}`)).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/not valid for this API/) });
+        // The single-audience validator (no client id configured) refuses the v2 token: the setting is what makes it pass.
+        await refused(sign(v2), /not valid for this API/);
+    });
+
     it('refuses a tampered token', async () => {
         const [h, p, s] = sign(claims()).split('.');
         const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), roles: ['Flexchange.Admin'] })).toString('base64url');

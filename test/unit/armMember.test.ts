@@ -6,7 +6,7 @@ type Param = { type: string; defaultValue?: unknown; minLength?: number; maxLeng
 
 /** What the core sends with infra/member.json fits what the template declares. */
 describe('member deployment parameters', () => {
-    const settings = loadSettings({
+    const rawSettings = {
         COSMOS_ENDPOINT: 'https://core.documents.azure.com:443/',
         AzureWebJobsStorage: 'UseDevelopmentStorage=true',
         FLEXCHANGE_KEYVAULT_URL: 'https://core.vault.azure.net',
@@ -20,7 +20,8 @@ describe('member deployment parameters', () => {
         FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: '00000000-1111-2222-3333-444444444444',
         FLEXCHANGE_MEMBER_GENESIS_B64: Buffer.from('{"config":{}}').toString('base64'),
         FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
-    });
+    };
+    const settings = loadSettings(rawSettings);
     const declared = (MEMBER_TEMPLATE as { parameters: Record<string, Param> }).parameters;
 
     it('gives every required parameter, only declared ones, within their bounds', () => {
@@ -45,5 +46,9 @@ describe('member deployment parameters', () => {
             expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api', coreServiceBusNamespace: 'fx-core.servicebus.windows.net' });
         }
         expect(memberParameters(settings, 'acme').namePrefix).not.toBe(memberParameters(settings, 'globex').namePrefix);
+        // The member accepts what the core accepts: the API's client id (Entra ID v2 tokens) as well as its identifier URI.
+        expect(memberParameters(settings, 'acme').apiAudiences).toBe('');
+        const withClientId = loadSettings({ ...rawSettings, FLEXCHANGE_AUTH_AUDIENCES: '3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b, api://flexchange' });
+        expect(memberParameters(withClientId, 'acme').apiAudiences).toBe('3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b,api://flexchange');
     });
 });

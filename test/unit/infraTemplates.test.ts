@@ -332,6 +332,9 @@ describe.each(templateFiles)('template %s', (file) => {
         // host.json's %SETTING% references (the task hub): set, the core's fixed, each member's its own.
         const hostJson = readFileSync(path.join(__dirname, '..', '..', 'host.json'), 'utf8');
         for (const [, name] of hostJson.matchAll(/%([A-Za-z0-9_]+)%/g)) expect([name, settings.get(name)]).toEqual([name, expect.any(String)]);
+        // Entra ID v2 tokens name the API by its client id: accepted beside the identifier URI when the operator gives it.
+        expect(settings.get('FLEXCHANGE_AUTH_AUDIENCES')).toBe("[if(empty(parameters('apiAudiences')), parameters('apiAudience'), parameters('apiAudiences'))]");
+        expect(t.parameters.apiAudiences).toMatchObject({ type: 'string', defaultValue: '' });
         expect(settings.get('FLEXCHANGE_TASK_HUB')).toBe(role === 'core' ? CORE_TASK_HUB : "[if(empty(parameters('taskHub')), concat('member', parameters('namePrefix')), parameters('taskHub'))]");
         const loaded = loadSettings(settingsEnv(settings));
         expect(loaded.FLEXCHANGE_ROLE).toBe(role);
