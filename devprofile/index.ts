@@ -5,13 +5,12 @@
  */
 import { CosmosClient } from '@azure/cosmos';
 import type { DevhostProfile } from '../devhost/profile';
+import { APP_ROLES } from '../shared/auth/appRoles';
 import { memberResourceNames } from '../shared/deployment/resourceNames';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
 import { ensureDatabase } from '../shared/documents/containers';
 import { ensureOperator } from './operator';
 
-/** App roles of API.md ("Identity and roles"). */
-const APP_ROLES = ['Flexchange.Admin', 'Flexchange.Approver', 'Org.Admin', 'Org.Trader', 'Deployment.Member', 'Deployment.Core'] as const;
 
 /** The core's directory (database `flexchange`), one per Cosmos endpoint the devhost runs. */
 const directories = new Map<string, Promise<CosmosDirectory>>();
@@ -19,7 +18,8 @@ const directories = new Map<string, Promise<CosmosDirectory>>();
 const isCore = (role: string | undefined) => (role ?? 'core') === 'core';
 
 export const profile: DevhostProfile = {
-    appRegistration: { audience: 'api://flexchange', roles: APP_ROLES },
+    // The app roles the app registration declares in Azure (scripts/azure/appRegistration.ts).
+    appRegistration: { audience: 'api://flexchange', roles: APP_ROLES.map((r) => r.value) },
     memberRoles: ['Deployment.Member'],
 
     // Its own task hub (the folder's settings name the core's: two apps on one hub take each other's

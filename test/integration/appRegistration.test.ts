@@ -1,0 +1,151 @@
+import type { AccessToken, TokenCredential } from '@azure/core-auth';
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { APP_ROLES, appRoleId } from '../../shared/auth/appRoles';
+import { ensureAppRegistration, GRAPH_PERMISSIONS, MICROSOFT_GRAPH_APP_ID } from '../../scripts/azure/appRegistration';
+
+/**
+ * The app registration script against a local Microsoft Graph fake (Graph cannot run here): it
+ * checks each request's token, path and body, and keeps applications, service principals and app
+ * role assignments in memory as Graph would.
+ */
+describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
+    const CORE_MI = 'c0c0c0c0-1111-2222-3333-444444444444';
+    type App = { id: string; appId: string; displayName: string; identifierUris: string[]; api: Record<string, unknown>; appRoles: { id: string; value: string }[] };
+    type Sp = { id: string; appId: string; appRoles: { id: string; value: string; allowedMemberTypes: string[] }[] };
+    const apps = new Map<string, App>();
+    const sps = new Map<string, Sp>();
+    const assignments: { id: string; principalId: string; resourceId: string; appRoleId: string }[] = [];
+    const writes: string[] = [];
+    const bad: string[] = [];
+    let server: http.Server;
+    let graphUrl: string;
+
+    const graphSp: Sp = {
+        id: randomUUID(),
+        appId: MICROSOFT_GRAPH_APP_ID,
+        appRoles: ['AppRoleAssignment.ReadWrite.All', 'Application.Read.All', 'User.Read.All', 'User.Invite.All', 'Directory.ReadWrite.All'].map((value) => ({ id: randomUUID(), value, allowedMemberTypes: ['Application'] })),
+    };
+
+    beforeAll(async () => {
+        sps.set(graphSp.id, graphSp);
+        server = http.createServer((req, res) => {
+            let text = '';
+            req.on('data', (c) => (text += c));
+            req.on('end', () => {
+                const url = new URL(req.url!, 'http://graph');
+                const body = text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
+                const send = (status: number, value?: unknown) => {
+                    res.writeHead(status, { 'content-type': 'application/json' });
+                    res.end(value === undefined ? '' : JSON.stringify(value));
+                };
+                if (req.headers.authorization !== 'Bearer graph-token') return send(401, { error: { code: 'InvalidAuthenticationToken' } });
+                if (req.method !== 'GET') writes.push(`${req.method} ${url.pathname}`);
+                const filter = url.searchParams.get('$filter') ?? '';
+                let m: RegExpExecArray | null;
+                if (req.method === 'GET' && url.pathname === '/v1.0/applications') {
+                    m = /^identifierUris\/any\(u:u eq '(.+)'\)$/.exec(filter);
+                    if (!m) bad.push(`applications filter ${filter}`);
+                    return send(200, { value: [...apps.values()].filter((a) => a.identifierUris.includes(m?.[1] ?? '')) });
+                }
+                if (req.method === 'POST' && url.pathname === '/v1.0/applications') {
+                    const app = { ...(body as Omit<App, 'id' | 'appId'>), id: randomUUID(), appId: randomUUID() } as App;
+                    if ((app.api as { requestedAccessTokenVersion?: number }).requestedAccessTokenVersion !== 2) bad.push('application without v2 tokens');
+                    apps.set(app.id, app);
+                    return send(201, app);
+                }
+                if (req.method === 'PATCH' && (m = /^\/v1\.0\/applications\/([^/]+)$/.exec(url.pathname))) {
+                    const app = apps.get(m[1]!);
+                    if (!app) return send(404, { error: { code: 'Request_ResourceNotFound' } });
+                    Object.assign(app, body);
+                    return send(204);
+                }
+                if (req.method === 'GET' && url.pathname === '/v1.0/servicePrincipals') {
+                    m = /^appId eq '(.+)'$/.exec(filter);
+                    if (!m) bad.push(`servicePrincipals filter ${filter}`);
+                    return send(200, { value: [...sps.values()].filter((s) => s.appId === m?.[1]) });
+                }
+                if (req.method === 'POST' && url.pathname === '/v1.0/servicePrincipals') {
+                    const app = [...apps.values()].find((a) => a.appId === body?.appId);
+                    if (!app) return send(400, { error: { code: 'Request_BadRequest' } });
+                    const sp = { id: randomUUID(), appId: app.appId, appRoles: app.appRoles.map((r) => ({ ...r, allowedMemberTypes: [] })) };
+                    sps.set(sp.id, sp);
+                    return send(201, sp);
+                }
+                if ((m = /^\/v1\.0\/servicePrincipals\/([^/]+)\/appRoleAssignments$/.exec(url.pathname))) {
+                    const principalId = m[1]!;
+                    if (req.method === 'GET') return send(200, { value: assignments.filter((a) => a.principalId === principalId) });
+                    if (body?.principalId !== principalId || !sps.has(String(body.resourceId))) bad.push(`assignment ${JSON.stringify(body)}`);
+                    const resource = sps.get(String(body?.resourceId));
+                    if (!resource?.appRoles.some((r) => r.id === body?.appRoleId)) return send(400, { error: { code: 'Request_BadRequest', message: 'unknown appRoleId' } });
+                    if (assignments.some((a) => a.principalId === principalId && a.resourceId === body?.resourceId && a.appRoleId === body?.appRoleId)) return send(409, { error: { code: 'Request_BadRequest', message: 'Permission being assigned already exists' } });
+                    const a = { id: randomUUID(), principalId, resourceId: String(body?.resourceId), appRoleId: String(body?.appRoleId) };
+                    assignments.push(a);
+                    return send(201, a);
+                }
+                bad.push(`${req.method} ${url.pathname}`);
+                send(404, { error: { code: 'NotFound' } });
+            });
+        });
+        await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+        graphUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+    afterAll(() => new Promise<void>((r) => server.close(() => r())));
+    beforeEach(() => {
+        writes.length = 0;
+    });
+
+    const credential: TokenCredential = { getToken: async (): Promise<AccessToken> => ({ token: 'graph-token', expiresOnTimestamp: Date.now() + 3_600_000 }) };
+    const run = (identifierUri = 'api://flexchange') => ensureAppRegistration(credential, { identifierUri, displayName: 'Flexchange API', corePrincipalId: CORE_MI, graphUrl, inviteRedirectUrl: 'https://flexchange.example/welcome' });
+
+    it('creates the registration, its roles, v2 tokens, its service principal and the core identity\'s grants, and prints the settings', async () => {
+        const result = await run();
+        expect(bad).toEqual([]);
+        expect(writes).toEqual(['POST /v1.0/applications', 'POST /v1.0/servicePrincipals', ...Array(GRAPH_PERMISSIONS.length + 1).fill(`POST /v1.0/servicePrincipals/${CORE_MI}/appRoleAssignments`)]);
+        const app = [...apps.values()][0]!;
+        expect(app.appRoles.map((r) => r.value)).toEqual(APP_ROLES.map((r) => r.value));
+        expect(app.appRoles.map((r) => r.id)).toEqual(APP_ROLES.map((r) => appRoleId(r.value)));
+        const held = assignments.filter((a) => a.principalId === CORE_MI);
+        expect(held.filter((a) => a.resourceId === graphSp.id).map((a) => graphSp.appRoles.find((r) => r.id === a.appRoleId)!.value).sort()).toEqual([...GRAPH_PERMISSIONS].sort());
+        expect(held.filter((a) => a.resourceId === result.servicePrincipalId).map((a) => a.appRoleId)).toEqual([appRoleId('Deployment.Core')]);
+        expect(result.settings).toEqual({
+            FLEXCHANGE_AUTH_AUDIENCE: 'api://flexchange',
+            FLEXCHANGE_AUTH_AUDIENCES: app.appId,
+            FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID: result.servicePrincipalId,
+            FLEXCHANGE_GRAPH_APP_ROLE_IDS: JSON.stringify(Object.fromEntries(APP_ROLES.map((r) => [r.value, appRoleId(r.value)]))),
+            FLEXCHANGE_INVITE_REDIRECT_URL: 'https://flexchange.example/welcome',
+        });
+    });
+
+    it('changes nothing on a second run and prints the same settings', async () => {
+        const before = await run();
+        writes.length = 0;
+        const again = await run();
+        expect(writes).toEqual([]);
+        expect(again.changes).toEqual([]);
+        expect(again.settings).toEqual(before.settings);
+    });
+
+    it('adds the roles an existing registration lacks and asks for v2 tokens, keeping the ids it has', async () => {
+        const id = randomUUID();
+        const kept = { id: randomUUID(), value: 'Org.Trader', displayName: 'Trader', description: 'x', allowedMemberTypes: ['User'], isEnabled: true };
+        apps.set(id, { id, appId: randomUUID(), displayName: 'Old', identifierUris: ['api://older'], api: { requestedAccessTokenVersion: null, oauth2PermissionScopes: [] }, appRoles: [kept] });
+        const result = await run('api://older');
+        expect(bad).toEqual([]);
+        expect(writes[0]).toBe(`PATCH /v1.0/applications/${id}`);
+        const app = apps.get(id)!;
+        expect(app.api).toEqual({ requestedAccessTokenVersion: 2, oauth2PermissionScopes: [] });
+        expect(app.appRoles.find((r) => r.value === 'Org.Trader')!.id).toBe(kept.id);
+        expect(app.appRoles.map((r) => r.value).sort()).toEqual(APP_ROLES.map((r) => r.value).sort());
+        expect(JSON.parse(result.settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS!)['Org.Trader']).toBe(kept.id);
+        writes.length = 0;
+        expect((await run('api://older')).changes).toEqual([]);
+        expect(writes).toEqual([]);
+    });
+
+    it('refuses a core principal id that is not an object id, before calling Graph', async () => {
+        await expect(ensureAppRegistration(credential, { identifierUri: 'api://flexchange', displayName: 'x', corePrincipalId: 'core', graphUrl })).rejects.toThrow('--core-principal-id');
+        expect(writes).toEqual([]);
+    });
+});
