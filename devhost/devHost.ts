@@ -188,6 +188,10 @@ export class DevHost {
             delete env.FLEXCHANGE_ACS_CONNECTION_STRING;
         }
         if (this.#console?.url) env.FLEXCHANGE_DEVHOST_CONSOLE_URL = this.#console.url;
+        // A member instance (also one named on the command line) gets what the profile derives for members
+        // (e.g. a task hub of its own), under the instance's own settings.
+        const asConfigured = { ...env, ...(config.settings ?? {}) };
+        if (asConfigured.FLEXCHANGE_ROLE === 'member' && asConfigured.FLEXCHANGE_ORG_ID) Object.assign(env, this.#profile.memberSettings?.({ name: config.name, orgId: asConfigured.FLEXCHANGE_ORG_ID }) ?? {});
         Object.assign(env, config.settings ?? {});
         // A member belongs to the core running here (it asks the core who its callers are, and registers its accounts there).
         const core = [...this.#slots.values()].find((s) => (s.info.role ?? 'core') === 'core');

@@ -17,7 +17,10 @@ export interface DevhostProfile {
     readonly appRegistration?: AppRegistration;
     /** The app roles a member instance's own identity is granted (Entra ID: an app role assignment). */
     readonly memberRoles?: readonly string[];
-    /** Settings of a member instance started at run time for its own node, under `--member-set` and the request's own. */
+    /**
+     * Settings of a member instance: for one started at run time (with its own node), under `--member-set`
+     * and the request's own; for one named on the command line (no node), under its `--set` values.
+     */
     memberSettings?(member: MemberInstance): Record<string, string>;
     /** Work the local world needs done once an instance answers; what it returns is shown with the instance (label → value). */
     instanceStarted?(instance: StartedInstance, world: LocalWorld): Promise<Record<string, string> | void>;
