@@ -1,5 +1,5 @@
 import { Conflict, NotFound } from '../../../shared/errors';
-import type { Page, PatchOperation, Repository, Stored } from '../../../shared/documents/repository';
+import type { Page, Repository, Stored } from '../../../shared/documents/repository';
 import type { SecretStore } from '../../../shared/vault/vault';
 
 /**
@@ -58,17 +58,8 @@ export class MemoryRepository<T extends { id: string }> implements Repository<T>
         throw new Error('MemoryRepository serves no queries');
     }
 
-    async patch(id: string, partitionKey: string, operations: PatchOperation[], etag?: string): Promise<Stored<T>> {
-        // Top-level `set` only: what the chain pipeline writes when a transaction is final.
-        const current = await this.read(id, partitionKey);
-        if (!current) throw new NotFound(`No item ${id}`);
-        if (etag !== undefined && current.etag !== etag) throw new Conflict(`Item ${id} changed`);
-        const next: Record<string, unknown> = { ...current.item };
-        for (const o of operations) {
-            if (o.op !== 'set' || !/^\/[A-Za-z0-9_]+$/.test(o.path)) throw new Error(`patch ${o.op} ${o.path} is not served here`);
-            next[o.path.slice(1)] = o.value;
-        }
-        return this.replace(next as T, etag);
+    async patch(): Promise<Stored<T>> {
+        throw new Error('MemoryRepository serves no patches');
     }
 }
 
