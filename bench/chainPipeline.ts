@@ -32,6 +32,7 @@ import os from 'node:os';
 import { Session } from 'node:inspector/promises';
 import { getAddress, hexlify, keccak256, ZeroAddress, Wallet, id as keccakId, type TransactionRequest } from 'ethers';
 import pino from 'pino';
+import { EVM_VERSION } from '../contracts/evm';
 import { LocalLedger } from '../devhost/services/ledger';
 import { LocalStorage } from '../devhost/services/storage';
 import { ENERGY_EXCHANGE, ENERGY_EXCHANGE_V2 } from '../shared/chain/artifact';
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
 
     /** One measurement on a chain of its own (anvil slows down as its history grows: each starts alike). */
     const onFreshChain = async <T>(fn: (chain: { url: string; rpc: <R>(method: string, params?: unknown[]) => Promise<R>; fund: (address: string) => Promise<unknown> }) => Promise<T>): Promise<T> => {
-        const ledger = new LocalLedger(path.join(dir, `chain-${++chains}`), { mining: 'interval', stateIntervalSeconds: 86_400 });
+        const ledger = new LocalLedger(path.join(dir, `chain-${++chains}`), { mining: 'interval', stateIntervalSeconds: 86_400, hardfork: EVM_VERSION });
         await ledger.start(0);
         const rpc = async <R>(method: string, params: unknown[] = []): Promise<R> => {
             for (let attempt = 0; ; attempt++) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import solc from 'solc';
+import { EVM_VERSION } from './evm';
 
 /** The committed build output of EnergyExchange.sol: what deployment records (address + ABI) and what the tests deploy. */
 export interface Artifact {
@@ -43,7 +44,6 @@ export const SOURCE_PATH = sourcePathOf('EnergyExchange');
 export const ARTIFACT_FILE = artifactFileOf('EnergyExchange');
 
 const OPTIMIZER = { enabled: true, runs: 200 };
-const EVM_VERSION = 'cancun';
 
 interface SolcError {
     severity: 'error' | 'warning' | 'info';

@@ -137,7 +137,7 @@ export class DevHost {
             await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
-                const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS);
+                const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS, { ledger: this.#profile.ledger });
                 Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table, cosmos: info.cosmos.endpoint, ledger: info.ledger.url });
             }
             for (const app of this.#opts.apps) await this.addApp(app);

@@ -17,6 +17,8 @@ export interface DevhostProfile {
     readonly appRegistration?: AppRegistration;
     /** The app roles a member instance's own identity is granted (Entra ID: an app role assignment). */
     readonly memberRoles?: readonly string[];
+    /** The local chain: the EVM hardfork it runs (anvil `--hardfork`), the one the app's contracts are built for. Default: anvil's newest. */
+    readonly ledger?: { readonly hardfork?: string };
     /**
      * Settings of a member instance: for one started at run time (with its own node), under `--member-set`
      * and the request's own; for one named on the command line (no node), under its `--set` values.

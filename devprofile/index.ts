@@ -5,6 +5,7 @@
  */
 import { CosmosClient } from '@azure/cosmos';
 import type { DevhostProfile } from '../devhost/profile';
+import { EVM_VERSION } from '../contracts/evm';
 import { APP_ROLES } from '../shared/auth/appRoles';
 import { memberResourceNames } from '../shared/deployment/resourceNames';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
@@ -21,6 +22,8 @@ export const profile: DevhostProfile = {
     // The app roles the app registration declares in Azure (scripts/azure/appRegistration.ts).
     appRegistration: { audience: 'api://flexchange', roles: APP_ROLES.map((r) => r.value) },
     memberRoles: ['Deployment.Member'],
+    // The chain runs the hardfork the contracts are built for (contracts/evm.ts), as the consortium's does.
+    ledger: { hardfork: EVM_VERSION },
 
     // Its own task hub (the folder's settings name the core's: two apps on one hub take each other's
     // work), as infra/member.json gets it. The member's watchdog watches its own node; its transactions

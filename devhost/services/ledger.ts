@@ -31,6 +31,8 @@ export interface LedgerOptions {
     mining?: 'interval' | 'instant' | 'blocktime' | 'manual';
     /** Seconds between state dumps (default 5). */
     stateIntervalSeconds?: number;
+    /** The EVM hardfork anvil runs (`--hardfork`, e.g. `cancun`): the app's chain's, from its profile. Default: anvil's newest. */
+    hardfork?: string;
 }
 
 export class LocalLedger {
@@ -62,6 +64,7 @@ export class LocalLedger {
             ...miningArgs(this.#opts.mining ?? 'interval'),
             '--state', stateFile,
             '--state-interval', String(this.#opts.stateIntervalSeconds ?? 5),
+            ...(this.#opts.hardfork ? ['--hardfork', this.#opts.hardfork] : []),
         ];
         let stderr = '';
         let stdout = '';

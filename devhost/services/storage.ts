@@ -50,7 +50,8 @@ export class LocalStorage {
         this.#log = logger;
     }
 
-    async start(ports: StoragePorts): Promise<StorageInfo> {
+    /** `ledger.hardfork`: the EVM hardfork the local chain runs (the app profile's); a sidecar already running keeps its own. */
+    async start(ports: StoragePorts, opts: { ledger?: { hardfork?: string } } = {}): Promise<StorageInfo> {
         const existing = readInfo(this.#stateDir);
         if (existing && existing.ledger && alive(existing.pid) && (await answers(existing.queue))) {
             this.info = existing;
@@ -61,7 +62,7 @@ export class LocalStorage {
         rmSync(storageInfoFile(this.#stateDir), { force: true });
         const ext = path.extname(__filename);
         const script = path.join(__dirname, `storageProcess${ext}`);
-        const child = spawn(process.execPath, [...process.execArgv, script, this.#stateDir, String(ports.blob), String(ports.queue), String(ports.table), String(ports.cosmos), String(ports.ledger)], {
+        const child = spawn(process.execPath, [...process.execArgv, script, this.#stateDir, String(ports.blob), String(ports.queue), String(ports.table), String(ports.cosmos), String(ports.ledger), opts.ledger?.hardfork ?? ''], {
             stdio: ['ignore', 'ignore', 'pipe'],
             detached: false,
         });

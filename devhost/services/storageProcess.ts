@@ -65,7 +65,7 @@ export function connectionString(account: string, key: string, urls: { blob: str
 }
 
 async function main(): Promise<void> {
-    const [stateDir, blobPort, queuePort, tablePort, cosmosPort, ledgerPort] = process.argv.slice(2);
+    const [stateDir, blobPort, queuePort, tablePort, cosmosPort, ledgerPort, hardfork] = process.argv.slice(2);
     const location = path.join(stateDir, 'azurite');
     mkdirSync(location, { recursive: true });
     const { account, key } = loadOrCreateAccount(stateDir);
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     const urls = { blob: url(blob), queue: url(queue), table: url(table) };
 
     const cosmos = new LocalCosmos(stateDir, loadOrCreateSecret(stateDir, 'cosmos-key'));
-    const ledger = new LocalLedger(stateDir);
+    const ledger = new LocalLedger(stateDir, { hardfork: hardfork || undefined });
     try {
         await cosmos.start(Number(cosmosPort));
         await ledger.start(Number(ledgerPort));

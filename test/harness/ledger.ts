@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs';
+import { EVM_VERSION } from '../../contracts/evm';
 import { LocalLedger, type LedgerOptions } from '../../devhost/services/ledger';
 import { jsonRpc } from '../../shared/ledger/jsonRpc';
 import { tempDir } from './devhost';
@@ -13,10 +14,10 @@ export interface TestLedger {
     stop(): Promise<void>;
 }
 
-/** A fresh anvil of its own (chain id 31337, no dev accounts) on a free port, for tests that need to control mining or crash the node. */
+/** A fresh anvil of its own (chain id 31337, no dev accounts, the consortium's hardfork) on a free port, for tests that need to control mining or crash the node. */
 export async function startLedger(opts: LedgerOptions = {}): Promise<TestLedger> {
     const dir = tempDir();
-    const ledger = new LocalLedger(dir, opts);
+    const ledger = new LocalLedger(dir, { hardfork: EVM_VERSION, ...opts });
     await ledger.start(0);
     const rpc = <T>(method: string, params: unknown[] = []) => jsonRpc<T>(ledger.url, method, params, 30_000);
     return {

@@ -7,6 +7,7 @@ import { ensureDatabase } from '../../shared/documents/containers';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import { LocalIssuerCredential } from '../../shared/vault/credential';
 import { KeyVaultKeyStore, KeyVaultSecretStore } from '../../shared/vault/keyVault';
+import { EVM_VERSION } from '../../contracts/evm';
 import { jsonRpc } from '../../shared/ledger/jsonRpc';
 import { fixture, flexchangeProfile, removeDir, RunningDevhost, startDevhost, tempDir } from '../harness/devhost';
 
@@ -60,6 +61,8 @@ describe('local services keep everything across a clean restart', () => {
         const key = await a.keys.createSecp256k1Key('trader-key');
         const keyAddress = computeAddress(`0x${key.publicKey.toString('hex')}`);
         const probe = '0x00000000000000000000000000000000000f1e00';
+        // The chain runs the hardfork the contracts are built for (the profile's), not anvil's newest.
+        expect((await jsonRpc<{ hardFork: string }>(a.info.ledger.url, 'anvil_nodeInfo')).hardFork.toLowerCase()).toBe(EVM_VERSION);
         await jsonRpc(a.info.ledger.url, 'anvil_setBalance', [probe, '0x1234']);
         const heightBefore = Number(BigInt(await jsonRpc<string>(a.info.ledger.url, 'eth_blockNumber')));
         // The operator's key is an encrypted keystore in the vault, its password a separate secret.

@@ -2,6 +2,7 @@ import { Interface, type InterfaceAbi } from 'ethers';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ARTIFACT_FILE, artifactFileOf, compileContract, compileEnergyExchange, type Artifact } from '../../contracts/build';
+import { EVM_VERSION } from '../../contracts/evm';
 
 const REBUILD = 'The committed contracts/artifacts/EnergyExchange.json is stale: run `npm run contracts:build` and commit the result.';
 
@@ -22,7 +23,7 @@ describe('EnergyExchange artifact', () => {
     it('was built from the current source, with the installed compiler and settings', () => {
         same('sourceSha256', committed.sourceSha256, fresh.sourceSha256);
         same('compiler', committed.compiler, fresh.compiler);
-        expect(committed.compiler).toEqual({ version: expect.stringMatching(/^0\.8\.37\+/), optimizer: { enabled: true, runs: 200 }, evmVersion: 'cancun' });
+        expect(committed.compiler).toEqual({ version: expect.stringMatching(/^0\.8\.37\+/), optimizer: { enabled: true, runs: 200 }, evmVersion: EVM_VERSION });
     });
 
     it('carries the ABI and bytecode the source compiles to', () => {
