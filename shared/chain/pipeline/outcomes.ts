@@ -67,9 +67,10 @@ export class Outcomes {
     }
 
     /**
-     * Final: the waiters get the outcome now; the record's outcome fields are written behind (a patch, not the whole record with its call data; a few writes at
-     * a time, retried). Until it is, the stored state says pending, which any instance
-     * resolves again from the receipt: nothing is lost if this process stops first.
+     * Final: the waiters get the outcome now; the record's outcome fields are written behind
+     * (a patch, not the whole record with its call data again; a few writes at a time,
+     * retried). Until it is, the stored state says pending, which any instance resolves
+     * again from the receipt: nothing is lost if this process stops first.
      */
     async settle(t: Tracked, mined: Mined): Promise<void> {
         let revert: ContractRevert | undefined;
