@@ -94,6 +94,15 @@ export function readAppFolder(folder: string): AppFolder {
 }
 
 /** Parses a host.json TimeSpan ("hh:mm:ss" or "d.hh:mm:ss") into milliseconds. */
+/** `%SETTING%` references in a binding or host.json value, resolved from the app's settings; a missing one throws. */
+export function resolveSettingReferences(value: string, settings: Record<string, string | undefined>): string {
+    return value.replace(/%([^%]+)%/g, (_m, key: string) => {
+        const v = settings[key];
+        if (v === undefined) throw new Error(`App setting "${key}" referenced as %${key}% is not set`);
+        return v;
+    });
+}
+
 export function parseTimeSpan(value: string | undefined): number | undefined {
     if (!value) return undefined;
     const m = /^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$/.exec(value.trim());

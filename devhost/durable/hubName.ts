@@ -1,4 +1,4 @@
-import type { HostJson } from '../appFolder';
+import { resolveSettingReferences, type HostJson } from '../appFolder';
 
 /** The app setting that overrides host.json's `extensions.durableTask.hubName` (as in Azure). */
 export const HUB_SETTING = 'AzureFunctionsJobHost__extensions__durableTask__hubName';
@@ -11,12 +11,6 @@ export const HUB_SETTING = 'AzureFunctionsJobHost__extensions__durableTask__hubN
 export function taskHubName(hostJson: HostJson, settings: Record<string, string | undefined>, instance: string): string {
     const durable = (hostJson.extensions as Record<string, unknown> | undefined)?.durableTask as Record<string, unknown> | undefined;
     const configured = settings[HUB_SETTING] ?? (durable?.hubName as string | undefined);
-    const base = configured
-        ? configured.replace(/%([^%]+)%/g, (_m, key: string) => {
-              const v = settings[key];
-              if (v === undefined) throw new Error(`App setting "${key}" referenced as %${key}% is not set`);
-              return v;
-          })
-        : `TestHubName${instance.replace(/[^A-Za-z0-9]/g, '')}`;
+    const base = configured ? resolveSettingReferences(configured, settings) : `TestHubName${instance.replace(/[^A-Za-z0-9]/g, '')}`;
     return base.replace(/[^A-Za-z0-9]/g, '').slice(0, 45);
 }

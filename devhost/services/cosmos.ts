@@ -120,8 +120,7 @@ export class LocalCosmos {
         this.#saving = (async () => {
             this.#dirty = false;
             const started = performance.now();
-            const account = accounts.get(this.#port);
-            if (!account) throw new Error(`The document database on port ${this.#port} has no account to snapshot`);
+            const account = this.#account();
             const snapshot: Snapshot = { savedAt: new Date().toISOString(), databases: [] };
             for (const db of account.databases._data.values()) {
                 const entry: Snapshot['databases'][number] = { id: String(db.read().id), containers: [] };
@@ -139,21 +138,25 @@ export class LocalCosmos {
         return this.#saving;
     }
 
+    /** The server's in-memory model (captured when it started listening). */
+    #account(): StandInAccount {
+        const account = accounts.get(this.#port);
+        if (!account) throw new Error(`The document database on port ${this.#port} has no account in memory`);
+        return account;
+    }
+
     async #restore(): Promise<void> {
         if (!existsSync(this.#file)) return;
         const snapshot = JSON.parse(readFileSync(this.#file, 'utf8')) as Snapshot;
         const client = this.client();
-        const account = accounts.get(this.#port);
+        const account = this.#account();
         for (const db of snapshot.databases) {
             const { database } = await client.databases.createIfNotExists({ id: db.id });
             for (const c of db.containers) {
                 const { container } = await database.containers.createIfNotExists(c.definition as { id: string });
                 // Items straight into the server's model (one HTTP upsert each took 10 s for 30,000 items).
-                const documents = account?.database(db.id).collection(container.id).documents;
-                for (const item of c.items) {
-                    if (documents) documents.upsert(item);
-                    else await container.items.upsert(item);
-                }
+                const documents = account.database(db.id).collection(container.id).documents;
+                for (const item of c.items) documents.upsert(item);
             }
         }
     }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { AppFolder, readAppFolder } from '../appFolder';
+import { AppFolder, readAppFolder, resolveSettingReferences } from '../appFolder';
 import type { RpcInvocationResponse, RpcParameterBinding, RpcTypedData } from './coreTypes';
 import type { AppContext, BindingExtension, ExtensionFactory, InvokeOptions, SystemRoute } from './extension';
 import { FunctionRuntime, RegisteredFunction } from './functionRuntime';
@@ -64,11 +64,7 @@ export class AppHost implements AppContext {
     }
 
     resolve(value: string): string {
-        return value.replace(/%([^%]+)%/g, (_m, key: string) => {
-            const v = this.settings[key];
-            if (v === undefined) throw new Error(`App setting "${key}" referenced as %${key}% is not set`);
-            return v;
-        });
+        return resolveSettingReferences(value, this.settings);
     }
 
     async start(folderPath: string): Promise<FunctionSummary[]> {

@@ -73,7 +73,7 @@ export class TokenValidator {
             payload = jwt.verify(token, key, {
                 algorithms: ['RS256'],
                 issuer: this.#opts.issuer,
-                audience: typeof this.#opts.audience === 'string' ? this.#opts.audience : (this.#opts.audience as [string, ...string[]]),
+                audience: this.#opts.audience as string | [string, ...string[]],
                 clockTolerance: this.#opts.clockToleranceSeconds,
                 complete: false,
             }) as JwtPayload;

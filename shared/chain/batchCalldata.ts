@@ -59,9 +59,13 @@ function tupleArray(tuples: Buffer[]): Buffer {
     return Buffer.concat([word(tuples.length), ...offsets, ...tuples]);
 }
 
-/** A function whose only argument is one dynamic array: the selector, the array's offset (one word), the array. */
-function call(selector: string, array: Buffer): string {
-    return `${selector}${word(WORD).toString('hex')}${array.toString('hex')}`;
+/**
+ * A call of `fn`, whose only argument is one dynamic array of tuples (`shape`, or it is refused):
+ * the selector, the array's offset (one word), the array of the tuples `tuple` encodes.
+ */
+function tupleArrayCall<I>(fn: FunctionFragment, shape: string, encoder: string, items: I[], tuple: (item: I, i: number) => Buffer): string {
+    if (fn.format('sighash') !== shape) throw new Error(`${encoder} cannot encode ${fn.format('sighash')}`);
+    return `${fn.selector}${word(WORD).toString('hex')}${tupleArray(items.map(tuple)).toString('hex')}`;
 }
 
 export interface NewProposalItem {
@@ -79,33 +83,21 @@ export interface PartySignatureItem {
 
 /** `createProposals(NewProposal[])`: each item id, terms hash, the offset of its parties (4 words in), deadline, the parties. */
 export function encodeCreateProposals(fn: FunctionFragment, items: NewProposalItem[]): string {
-    if (fn.format('sighash') !== CREATE_PROPOSALS) throw new Error(`encodeCreateProposals cannot encode ${fn.format('sighash')}`);
-    return call(
-        fn.selector,
-        tupleArray(
-            items.map((p, i) =>
-                Buffer.concat([
-                    bytes32(p.id, `item ${i}: id`),
-                    bytes32(p.termsHash, `item ${i}: termsHash`),
-                    word(4 * WORD),
-                    uint64(p.deadline, `item ${i}: deadline`),
-                    word(p.parties.length),
-                    ...p.parties.map((a, k) => address(a, `item ${i}: party ${k}`)),
-                ]),
-            ),
-        ),
+    return tupleArrayCall(fn, CREATE_PROPOSALS, 'encodeCreateProposals', items, (p, i) =>
+        Buffer.concat([
+            bytes32(p.id, `item ${i}: id`),
+            bytes32(p.termsHash, `item ${i}: termsHash`),
+            word(4 * WORD),
+            uint64(p.deadline, `item ${i}: deadline`),
+            word(p.parties.length),
+            ...p.parties.map((a, k) => address(a, `item ${i}: party ${k}`)),
+        ]),
     );
 }
 
 /** `submitSignatures(PartySignature[])`: each item id, party, the offset of its signature (3 words in), the signature. */
 export function encodeSubmitSignatures(fn: FunctionFragment, items: PartySignatureItem[]): string {
-    if (fn.format('sighash') !== SUBMIT_SIGNATURES) throw new Error(`encodeSubmitSignatures cannot encode ${fn.format('sighash')}`);
-    return call(
-        fn.selector,
-        tupleArray(
-            items.map((x, i) =>
-                Buffer.concat([bytes32(x.id, `item ${i}: id`), address(x.party, `item ${i}: party`), word(3 * WORD), dynamicBytes(hexBytes(x.signature, `item ${i}: signature`))]),
-            ),
-        ),
+    return tupleArrayCall(fn, SUBMIT_SIGNATURES, 'encodeSubmitSignatures', items, (x, i) =>
+        Buffer.concat([bytes32(x.id, `item ${i}: id`), address(x.party, `item ${i}: party`), word(3 * WORD), dynamicBytes(hexBytes(x.signature, `item ${i}: signature`))]),
     );
 }

@@ -1,4 +1,4 @@
-import { getAddress, Interface, type InterfaceAbi } from 'ethers';
+import { getAddress, Interface, type FunctionFragment, type InterfaceAbi } from 'ethers';
 import { AppError, Invalid, Upstream } from '../errors';
 import { decodeRevert, revertDataOf } from './reverts';
 import { CREATE_PROPOSALS, encodeCreateProposals, encodeSubmitSignatures, SUBMIT_SIGNATURES } from './batchCalldata';
@@ -118,6 +118,8 @@ export interface DecodedEvent {
 /** The EnergyExchange contract at one version and address. */
 export class EnergyExchange {
     readonly #iface: Interface;
+    /** The batch calls this ABI has in the shapes `batchCalldata.ts` encodes (found once: they are encoded per batch). */
+    readonly #batchFns: { create?: FunctionFragment; submit?: FunctionFragment };
     /** Version 2 and later: the parties sign the terms (EIP-712) and the contract checks the signatures; version 1: a party's account calls `sign`. */
     readonly bindsTerms: boolean;
 
@@ -128,6 +130,11 @@ export class EnergyExchange {
     ) {
         this.#iface = new Interface(abi);
         this.bindsTerms = this.#iface.getFunction('submitSignatures') !== null;
+        const shaped = (name: string, shape: string) => {
+            const fn = this.#iface.getFunction(name);
+            return fn?.format('sighash') === shape ? fn : undefined;
+        };
+        this.#batchFns = { create: shaped('createProposals', CREATE_PROPOSALS), submit: shaped('submitSignatures', SUBMIT_SIGNATURES) };
     }
 
     /**
@@ -152,8 +159,8 @@ export class EnergyExchange {
             if (!p.termsHash) throw new Error(`Contract version ${this.ref.version} binds the terms: anchoring needs their hash`);
             return { id: p.chainProposalId, termsHash: p.termsHash, parties: p.parties, deadline: deadlineOf(p) };
         });
-        const fn = this.#iface.getFunction('createProposals');
-        const call = fn?.format('sighash') === CREATE_PROPOSALS ? { to: this.ref.address, data: encodeCreateProposals(fn, batch), abi: this.abi } : this.#call('createProposals', [batch]);
+        const fn = this.#batchFns.create;
+        const call = fn ? { to: this.ref.address, data: encodeCreateProposals(fn, batch), abi: this.abi } : this.#call('createProposals', [batch]);
         const gas = items.reduce<bigint>((sum, p) => sum + V2_GAS.anchorBase + V2_GAS.perSlot * BigInt(2 + p.parties.length), V2_GAS.call);
         return { ...call, gasLimit: gas };
     }
@@ -161,8 +168,8 @@ export class EnergyExchange {
     /** `submitSignatures` (v2): parties' signatures of their proposals' terms, from any account; an item that does not hold is skipped on-chain. */
     submitSignatures(items: TermsSignature[]): ContractCall {
         const batch = items.map((x) => ({ id: x.chainProposalId, party: x.party, signature: x.signature }));
-        const fn = this.#iface.getFunction('submitSignatures');
-        const call = fn?.format('sighash') === SUBMIT_SIGNATURES ? { to: this.ref.address, data: encodeSubmitSignatures(fn, batch), abi: this.abi } : this.#call('submitSignatures', [batch]);
+        const fn = this.#batchFns.submit;
+        const call = fn ? { to: this.ref.address, data: encodeSubmitSignatures(fn, batch), abi: this.abi } : this.#call('submitSignatures', [batch]);
         return { ...call, gasLimit: V2_GAS.call + V2_GAS.signature * BigInt(items.length) };
     }
 
