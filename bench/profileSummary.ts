@@ -1,6 +1,6 @@
 /**
  * Where a V8 CPU profile's time went: self time by function (with its file) and by package,
- * the largest first.
+ * and each sample charged to the nearest function of the project's own code; the largest first.
  *
  *   npx tsx bench/profileSummary.ts <file.cpuprofile> [--top 30]
  */
@@ -51,5 +51,17 @@ const show = (title: string, m: Map<string, number>) => {
     console.log(`${title} (self time, of ${(total / 1000).toFixed(0)} ms sampled)`);
     for (const [k, us] of [...m].sort((a, b) => b[1] - a[1]).slice(0, TOP)) console.log(`  ${(us / 1000).toFixed(1).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)} %  ${k}`);
 };
+// Each sample's time charged to the nearest frame of the project's own code on its stack
+// (library and native time included): which of our calls costs what.
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+const ours = new Map<string, number>();
+for (const [id, us] of selfUs) {
+    let at: number | undefined = id;
+    while (at !== undefined && packageOf(byId.get(at)!.callFrame.url) !== 'flexchange') at = parentOf.get(at);
+    const frame = at === undefined ? undefined : byId.get(at)!.callFrame;
+    add(ours, frame ? `${frame.functionName || '(anonymous)'}  ${frame.url.split('/').slice(-2).join('/')}:${frame.lineNumber + 1}` : `(outside the project: ${byId.get(id)!.callFrame.functionName || packageOf(byId.get(id)!.callFrame.url)})`, us);
+}
 show('by package', pkgs);
 show('by function', fns);
+show('by nearest project function (library time included)', ours);

@@ -140,6 +140,12 @@ const settingsSchema = z.object({
     FLEXCHANGE_CHAIN_ID: z.coerce.number().int().positive(),
     /** Blocks deep before a transaction or a contract event counts (1 = in a block). */
     FLEXCHANGE_CHAIN_CONFIRMATIONS: z.coerce.number().int().min(1).max(64).default(1),
+    /**
+     * While transactions are in flight, the pipeline asks the node for its head this often and
+     * reads new blocks' receipts as soon as it moves (a poll with no new block is one small call):
+     * a fraction of the block interval.
+     */
+    FLEXCHANGE_CHAIN_POLL_MS: z.coerce.number().int().min(20).max(5000).default(250),
     /** Each 5-second run of the chain event pump follows the chain this long (below 5000: runs never overlap). */
     FLEXCHANGE_CHAIN_PUMP_FOLLOW_MS: z.coerce.number().int().min(0).max(4500).default(4000),
     /** While following, the pump asks for the head this often and reads events as soon as it moves. */

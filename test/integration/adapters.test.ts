@@ -49,6 +49,12 @@ describe('adapters against the embedded services', () => {
             await expect(repo.create({ id: 'a1', orgId: 'org-1', name: 'Again', status: 'x' })).rejects.toBeInstanceOf(Conflict);
         });
 
+        it('makes its containers with version 2 partition key hashing, as the templates do', async () => {
+            const client = new CosmosClient({ endpoint: info.cosmos.endpoint, key: info.cosmos.key, connectionPolicy: { enableEndpointDiscovery: false } });
+            const { resource } = await client.database('adapters').container('accounts').read();
+            expect(resource?.partitionKey).toMatchObject({ paths: ['/orgId'], kind: 'Hash', version: 2 });
+        });
+
         it('creates many in bulk, create-only: each answered created or already there, in order, past a hundred', async () => {
             const org = (i: number): Org => ({ id: `bulk-${i}`, orgId: `bulk-org-${i % 7}`, name: `Bulk ${i}`, status: 'active' });
             expect(await repo.createEach([org(0), org(1)])).toEqual([true, true]);

@@ -252,6 +252,32 @@ describe('transaction pipeline', () => {
         expect(await chain.rpc('eth_getTransactionReceipt', [first.hash])).toBeNull();
     }, 60_000);
 
+    it('takes over a sender whose instance stopped with transactions pending: finds their records, re-sends them when the node lost them, and carries on after them', async () => {
+        const chain = await ledger({ mining: 'manual' });
+        const sender = await funded(chain);
+        const a = pipeline(chain, { instanceId: 'stopping', leaseMs: 5000 });
+        const left = await Promise.all(range(3).map((i) => a.submit({ operationId: `left-${i}-${sender.address}`, from: sender, to: sender.address, data: '0x' })));
+        await a.close();
+        // The node restarts with an empty mempool: only the records know these three.
+        await chain.rpc('anvil_dropAllTransactions');
+        expect(await nonceOf(chain, sender.address, 'pending')).toBe(0);
+        const logged: { o: object; m: string }[] = [];
+        const log = { info: (o: object, m: string) => logged.push({ o, m }), warn: () => undefined, error: () => undefined };
+        const b = pipeline(chain, { instanceId: 'taking-over', rebroadcastAfterMs: 300, log });
+        const next = await b.submit({ operationId: `after-${sender.address}`, from: sender, to: sender.address, data: '0x' });
+        expect(next.nonce).toBe(3);
+        expect(logged).toContainEqual({ o: { sender: sender.address, adopted: 3 }, m: 'chain: pending transactions adopted' });
+        const miner = setInterval(() => void chain.mine().catch(() => undefined), 300);
+        try {
+            const outcomes = await Promise.all([...left.map((t) => b.wait(t.operationId, { timeoutMs: 30_000 })), b.wait(next.operationId, { timeoutMs: 30_000 })]);
+            expect(outcomes.map((o) => [o.state, o.nonce])).toEqual(range(4).map((n) => ['confirmed', n]));
+            expect(outcomes.slice(0, 3).map((o) => o.hash)).toEqual(left.map((t) => t.hash));
+        } finally {
+            clearInterval(miner);
+        }
+        expect(await nonceOf(chain, sender.address)).toBe(4);
+    }, 60_000);
+
     it('ends every operation mined exactly once when the node is killed mid-flight and restarted', async () => {
         const chain = await ledger({ mining: 'blocktime', stateIntervalSeconds: 1 });
         const port = Number(new URL(chain.url).port);

@@ -361,6 +361,8 @@ describe.each(templateFiles)('template %s', (file) => {
         const containers = one(t, 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers');
         expect(containers.copy.count).toBe("[length(variables('cosmosContainers'))]");
         expect(t.variables.cosmosContainers).toEqual(CONTAINERS.map((c) => ({ id: c.id, partitionKey: (c.partitionKey as { paths: string[] }).paths[0] })));
+        // Version 2 hashing, as shared/documents/containers.ts makes them locally (it cannot be changed later).
+        expect(containers.properties.resource.partitionKey).toMatchObject({ kind: 'Hash', version: 2 });
     });
 
     it('grants the app identity its data roles with deterministic assignment names', () => {

@@ -167,7 +167,8 @@ export class NonceLeases {
         let continuationToken: string | undefined;
         do {
             const page = await this.txs.query(
-                { query: 'SELECT * FROM c WHERE c.sender = @sender AND c.nonce >= @from', parameters: [{ name: '@sender', value: sender }, { name: '@from', value: from }] },
+                // The nonces only: a record carries its call data (up to a batch's worth), which this needs none of.
+                { query: 'SELECT c.id, c.nonce FROM c WHERE c.sender = @sender AND c.nonce >= @from', parameters: [{ name: '@sender', value: sender }, { name: '@from', value: from }] },
                 { continuationToken, maxItemCount: 500 },
             );
             for (const d of page.items) if (d.nonce > max) max = d.nonce;

@@ -20,6 +20,7 @@ export interface PipelineOptions {
     replaceAfterMs?: number;
     /** Re-send the raw transaction after this long unmined (default 5 s). */
     rebroadcastAfterMs?: number;
+    /** While anything is in flight, the head is asked for this often; receipts read when it moves (default 500 ms). */
     pollIntervalMs?: number;
     /** Nonce lease length (default 30 s); renewed at a third of it while in use. */
     leaseMs?: number;
