@@ -68,10 +68,12 @@ export class KeystoreSigner extends VaultAccountSigner {
     }
 
     override connect(provider: MaybeProvider): KeystoreSigner {
-        return new KeystoreSigner(this.ref, this.secrets, provider);
+        const connected = new KeystoreSigner(this.ref, this.secrets, provider);
+        connected.#wallet = this.#wallet;
+        return connected;
     }
 
-    /** Decrypted once per process; the decrypted key must derive the recorded address. */
+    /** Decrypted once per signer (`AccountKeys` keeps one per account); the decrypted key must derive the recorded address. */
     #unlock(): Promise<Wallet> {
         this.#wallet ??= (async () => {
             const [keystore, password] = await Promise.all([this.secrets.get(this.ref.name), this.secrets.get(`${this.ref.name}-password`)]);
@@ -156,10 +158,18 @@ async function resolvedTransaction(request: TransactionRequest): Promise<Transac
 
 /** Creates and opens accounts in the deployment's own vault. */
 export class AccountKeys {
+    /**
+     * One signer per account in this process, so that a keystore is decrypted once, not for every
+     * signature (its scrypt takes about a second of CPU at the default cost, and a member signing a
+     * burst of proposals did nothing else). An account unused for `idleMs` is forgotten, and its
+     * decrypted key with it.
+     */
+    readonly #signers = new Map<string, { signer: VaultAccountSigner; usedAt: number }>();
+
     constructor(
         private readonly secrets: SecretStore,
         private readonly keys: KeyStore,
-        private readonly opts: { provider?: Provider; scryptN?: number } = {},
+        private readonly opts: { provider?: Provider; scryptN?: number; idleMs?: number } = {},
     ) {}
 
     /**
@@ -183,9 +193,20 @@ export class AccountKeys {
         return { custody, name, address: wallet.address };
     }
 
-    /** The signer of a recorded account. */
+    /** The signer of a recorded account (the same one while it is in use). */
     signer(ref: AccountKeyRef): VaultAccountSigner {
+        const now = Date.now();
+        const idleMs = this.opts.idleMs ?? 15 * 60_000;
+        for (const [k, e] of this.#signers) if (now - e.usedAt > idleMs) this.#signers.delete(k);
+        const key = `${ref.custody}:${ref.name}:${getAddress(ref.address)}`;
+        const known = this.#signers.get(key);
+        if (known) {
+            known.usedAt = now;
+            return known.signer;
+        }
         const provider = this.opts.provider ?? null;
-        return ref.custody === 'keyvault' ? new KeyVaultSigner(ref, this.keys, provider) : new KeystoreSigner(ref, this.secrets, provider);
+        const signer = ref.custody === 'keyvault' ? new KeyVaultSigner(ref, this.keys, provider) : new KeystoreSigner(ref, this.secrets, provider);
+        this.#signers.set(key, { signer, usedAt: now });
+        return signer;
     }
 }

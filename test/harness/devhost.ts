@@ -66,7 +66,9 @@ export function spawnDevhost(opts: {
     /** Keep only the newest N log lines (long benchmark runs); all of them by default. */
     keepLines?: number;
 }): SpawnedDevhost {
-    const args = [...opts.entry, 'start', ...FREE_PORTS, '--state', opts.stateDir, ...(opts.storage ? FREE_STORAGE_PORTS : ['--no-storage']), ...opts.appArgs];
+    // DEVHOST_CPU_PROFILE_DIR (benchmarks): a V8 CPU profile of the devhost and of each app worker thread, written there on exit.
+    const profile = process.env.DEVHOST_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DEVHOST_CPU_PROFILE_DIR}`] : [];
+    const args = [...profile, ...opts.entry, 'start', ...FREE_PORTS, '--state', opts.stateDir, ...(opts.storage ? FREE_STORAGE_PORTS : ['--no-storage']), ...opts.appArgs];
     const spawnedAt = Date.now();
     const child = spawn(opts.node ?? process.execPath, args, {
         cwd: repoRoot,
