@@ -1,3 +1,4 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import jwt, { JwtHeader, JwtPayload } from 'jsonwebtoken';
 import jwksRsa, { JwksClient } from 'jwks-rsa';
 import { Unauthorized } from '../errors';
@@ -32,6 +33,8 @@ export interface TokenValidatorOptions {
  */
 export class TokenValidator {
     readonly #jwks: JwksClient;
+    /** The issuer's public keys parsed once (jsonwebtoken would parse the PEM on every request), by PEM. */
+    readonly #parsed = new Map<string, KeyObject>();
     readonly #opts: Required<TokenValidatorOptions>;
 
     constructor(opts: TokenValidatorOptions) {
@@ -62,9 +65,15 @@ export class TokenValidator {
         // Only RS256: `none`, HMAC (which a public key could forge) and everything else are refused before any key lookup.
         if (!header || header.alg !== 'RS256') throw new Unauthorized('The token must be signed with RS256');
         if (!header.kid) throw new Unauthorized('The token has no key id');
-        let key: string;
+        let key: KeyObject;
         try {
-            key = (await this.#jwks.getSigningKey(header.kid)).getPublicKey();
+            const pem = (await this.#jwks.getSigningKey(header.kid)).getPublicKey();
+            key = this.#parsed.get(pem) ?? createPublicKey(pem);
+            if (!this.#parsed.has(pem)) {
+                // As many as the JWKS cache holds: a rotated-out key is parsed again if it ever comes back.
+                if (this.#parsed.size >= 10) this.#parsed.delete(this.#parsed.keys().next().value!);
+                this.#parsed.set(pem, key);
+            }
         } catch {
             throw new Unauthorized('The token was not signed by a known key');
         }
