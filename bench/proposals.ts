@@ -5,7 +5,12 @@
  * transaction rate (pre-signed transfers broadcast in nonce order) divided by the three
  * transactions a proposal takes (create, two signatures).
  *
- *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32]
+ *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32 --counts]
+ *
+ * `--counts`: per completed proposal, what the system did for it in each level (from the devhost's
+ * `GET /dev/counts`, summed over the core and the members): Durable work items, document store
+ * and storage requests (reads, writes), ledger calls, HTTP calls between deployments and to the
+ * vaults and the issuer, and requests served; so a change that doubles one of them is seen.
  */
 import { randomBytes } from 'node:crypto';
 import { Wallet, parseEther, type TransactionRequest } from 'ethers';
@@ -48,6 +53,37 @@ async function rawRate(ledger: string, count: number): Promise<number> {
     return (count / (Date.now() - started)) * 1000;
 }
 
+type Counts = { apps: Record<string, { served: number; durable: Record<string, number>; calls: Record<string, { reads: number; writes: number }> }> };
+
+/** The devhost's counts summed over its app instances, by what they name. */
+function summed(c: Counts): Map<string, number> {
+    const out = new Map<string, number>();
+    const add = (k: string, n: number) => out.set(k, (out.get(k) ?? 0) + n);
+    for (const app of Object.values(c.apps)) {
+        add('served', app.served);
+        for (const [k, n] of Object.entries(app.durable)) add(`durable.${k}`, n);
+        for (const [dest, n] of Object.entries(app.calls)) {
+            const kind = dest.startsWith('app:') ? 'deployments' : dest.startsWith('node:') || dest === 'ledger' ? 'ledger' : dest.startsWith('vault:') ? 'vault' : dest;
+            add(`${kind}.reads`, n.reads);
+            add(`${kind}.writes`, n.writes);
+        }
+    }
+    return out;
+}
+
+/** One line per layer: what `after` adds to `before`, per completed proposal. */
+function countsPerProposal(before: Counts, after: Counts, proposals: number, clientRequests: number): string[] {
+    const [b, a] = [summed(before), summed(after)];
+    const d = (k: string) => ((a.get(k) ?? 0) - (b.get(k) ?? 0)) / proposals;
+    const rw = (k: string) => `${(d(`${k}.reads`) + d(`${k}.writes`)).toFixed(1)} (${d(`${k}.reads`).toFixed(1)} reads, ${d(`${k}.writes`).toFixed(1)} writes)`;
+    return [
+        `   Durable work items ${(d('durable.episodes') + d('durable.activities') + d('durable.entityOperations')).toFixed(1)} (${d('durable.episodes').toFixed(1)} orchestrator episodes, ${d('durable.activities').toFixed(1)} activities, ${d('durable.entityOperations').toFixed(1)} entity operations)`,
+        `   document store (Cosmos) ${rw('cosmos')}; storage: queues ${rw('queue')}, tables ${rw('table')}, blobs ${rw('blob')}`,
+        `   ledger JSON-RPC requests ${(d('ledger.reads') + d('ledger.writes')).toFixed(1)}; HTTP between deployments ${rw('deployments')}; vault ${rw('vault')}; issuer ${rw('issuer')}`,
+        `   requests served by the deployments ${d('served').toFixed(1)}, of them from this bench ${(clientRequests / proposals).toFixed(1)} (its status polls every 200 ms included)`,
+    ];
+}
+
 async function main(): Promise<void> {
     const perLevel = arg('proposals', 32);
     const stateDir = tempDir('flexchange-bench-');
@@ -67,14 +103,22 @@ async function main(): Promise<void> {
         const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { services: { ledger: string } };
         const ledger = services.services.ledger;
 
-        const status = async (id: string) => ((await (await fetch(`${core}/proposals/${id}`, { headers: { authorization: `Bearer ${a.trader}` } })).json()) as { status: string }).status;
+        const COUNTS = process.argv.includes('--counts');
+        const countsNow = async (): Promise<Counts> => (await (await fetch(`${host.consoleUrl}/dev/counts`)).json()) as Counts;
+        let clientRequests = 0;
+        // This bench's own requests to the deployments, to tell them from the deployments' calls to each other.
+        const counted = (input: string, init?: RequestInit) => {
+            clientRequests++;
+            return fetch(input, init);
+        };
+        const status = async (id: string) => ((await (await counted(`${core}/proposals/${id}`, { headers: { authorization: `Bearer ${a.trader}` } })).json()) as { status: string }).status;
         let retried = 0;
         let awaitedCopy = 0;
         const sign = async (org: typeof a, id: string) => {
             // As a client should: a 503 is retried (the signature is one operation however often it is asked for);
             // on v2 a member signs only terms it holds, so a 409 wrong_state before its copy arrived is asked again shortly.
             for (let attempt = 0, copyWaits = 0; ; ) {
-                const res = await fetch(`${org.memberUrl}/proposals/${id}/signature`, { method: 'POST', headers: { authorization: `Bearer ${org.trader}`, 'content-type': 'application/json' }, body: JSON.stringify({ account: org.account }) });
+                const res = await counted(`${org.memberUrl}/proposals/${id}/signature`, { method: 'POST', headers: { authorization: `Bearer ${org.trader}`, 'content-type': 'application/json' }, body: JSON.stringify({ account: org.account }) });
                 if (res.status === 202) return;
                 const text = await res.text();
                 if (res.status === 409 && /no copy/.test(text) && copyWaits++ < 100) {
@@ -89,7 +133,7 @@ async function main(): Promise<void> {
         };
         const one = async (): Promise<number> => {
             const started = Date.now();
-            const res = await fetch(`${core}/proposals`, {
+            const res = await counted(`${core}/proposals`, {
                 method: 'POST',
                 headers: { authorization: `Bearer ${a.trader}`, 'content-type': 'application/json' },
                 body: JSON.stringify({
@@ -114,6 +158,8 @@ async function main(): Promise<void> {
         const levels = levelsArg >= 0 ? process.argv[levelsArg + 1]!.split(',').map(Number) : [1, 8, 32];
         for (const concurrency of levels) {
             const total = Math.max(perLevel, concurrency);
+            const before = COUNTS ? await countsNow() : undefined;
+            clientRequests = 0;
             let next = 0;
             const latencies: number[] = [];
             const started = Date.now();
@@ -129,6 +175,7 @@ async function main(): Promise<void> {
             latencies.sort((x, y) => x - y);
             const rate = total / seconds;
             console.log(`${String(concurrency).padStart(2)} proposers: ${total} completed in ${seconds.toFixed(1)} s → ${rate.toFixed(2)} proposals/s (ratio to the raw limit ${(rate / (raw / 3)).toFixed(4)}); end-to-end p50 ${(latencies[Math.floor(latencies.length / 2)]! / 1000).toFixed(1)} s, p99 ${(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]! / 1000).toFixed(1)} s; signatures retried after a 503: ${retried}; asked again until the member's copy arrived: ${awaitedCopy}`);
+            if (before) for (const line of countsPerProposal(before, await countsNow(), total, clientRequests)) console.log(line);
             retried = 0;
             awaitedCopy = 0;
         }

@@ -18,6 +18,7 @@ import { registerDevRoutes, type MemberAppRequest, type MemberApps, type VaultFa
 import { loadProfile, type DevhostProfile, type LocalWorld } from './profile';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
+import type { AppCounts, CallCount } from './worker/counts';
 
 export interface AppInstanceConfig {
     /** Unique within the devhost; also the instance's name in logs and in `/dev/services`. */
@@ -133,7 +134,7 @@ export class DevHost {
             await this.mail.start(this.#opts.smtpPort ?? 2525);
             Object.assign(this.#console.services, { issuer: this.identity.url, smtp: this.mail.url, mail: `${this.#console.url}/dev/mail` });
             const enterPrincipal = this.#profile.enterPrincipal?.bind(this.#profile);
-            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, enterPrincipal: enterPrincipal && ((p) => enterPrincipal(p, this.#world())), memberApps: this.#memberApps(), nodes: this.#nodes, vaults: this.#vaultFaults() });
+            registerDevRoutes(this.#console, { identity: this.identity, mail: this.mail, enterPrincipal: enterPrincipal && ((p) => enterPrincipal(p, this.#world())), memberApps: this.#memberApps(), nodes: this.#nodes, vaults: this.#vaultFaults(), counts: () => this.counts() });
             await this.#startBus();
             if (this.#opts.storage !== false) {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
@@ -266,6 +267,50 @@ export class DevHost {
             }
         });
         return info;
+    }
+
+    /**
+     * What each app instance has done since it started (`GET /dev/counts`): the requests it served,
+     * its Durable work and the HTTP requests it made, by destination, each named after the devhost's
+     * service, app or node listening there (`ledger`, `cosmos`, `app:<name>`, `node:<id>`, ...).
+     */
+    async counts(): Promise<{ apps: Record<string, AppCounts> }> {
+        const names = new Map<string, string>();
+        const port = (url: string) => {
+            const u = new URL(url);
+            return u.port || (u.protocol === 'https:' ? '443' : '80');
+        };
+        for (const [name, url] of Object.entries(this.services)) if (/^(https?|amqp):/.test(url)) names.set(port(url), name);
+        for (const node of this.#nodes.list()) names.set(port(node.rpcUrl), `node:${node.nodeId}`);
+        for (const slot of this.#slots.values()) names.set(String(slot.info.port), `app:${slot.config.name}`);
+        const apps: Record<string, AppCounts> = {};
+        await Promise.all(
+            [...this.#slots.values()].map(async ({ worker, config }) => {
+                const counts = await new Promise<AppCounts | undefined>((resolve) => {
+                    const timer = setTimeout(() => done(undefined), 2000);
+                    const onMessage = (m: AppWorkerMessage) => m.type === 'counts' && done(m.counts);
+                    const done = (c: AppCounts | undefined) => {
+                        clearTimeout(timer);
+                        worker.off('message', onMessage);
+                        resolve(c);
+                    };
+                    worker.on('message', onMessage);
+                    worker.postMessage({ type: 'counts' });
+                });
+                if (!counts) return;
+                const calls: Record<string, CallCount> = {};
+                for (const [destination, c] of Object.entries(counts.calls)) {
+                    const [host, p] = [destination.slice(0, destination.lastIndexOf(':')), destination.slice(destination.lastIndexOf(':') + 1)];
+                    const local = /^(localhost|127\.0\.0\.1|\[::1\])$/.test(host);
+                    const name = (local && names.get(p)) || destination;
+                    const sum = (calls[name] ??= { reads: 0, writes: 0 });
+                    sum.reads += c.reads;
+                    sum.writes += c.writes;
+                }
+                apps[config.name] = { ...counts, calls };
+            }),
+        );
+        return { apps };
     }
 
     stop(): Promise<void> {

@@ -106,7 +106,7 @@ const nodeFault = z
 
 export function registerDevRoutes(
     console: DevConsole,
-    services: { identity: LocalIdentity; mail: MailSink; enterPrincipal?: (principal: DevPrincipal) => Promise<void>; memberApps?: MemberApps; nodes?: LocalNodes; vaults?: VaultFaults },
+    services: { identity: LocalIdentity; mail: MailSink; enterPrincipal?: (principal: DevPrincipal) => Promise<void>; memberApps?: MemberApps; nodes?: LocalNodes; vaults?: VaultFaults; counts?: () => Promise<unknown> },
 ): void {
     const tokenSchema = tokenRequest(services.identity.roles);
     // An app instance's vault taken down and brought back on the same port (an outage as the app sees it).
@@ -162,6 +162,12 @@ export function registerDevRoutes(
         const app = services.memberApps?.get(name);
         if (!app) return sendProblem(res, 404, 'Not found', `No app instance "${name}"`);
         sendJson(res, 200, app);
+    });
+
+    // What each app instance has done since it started (benchmarks: `bench:proposals --counts`).
+    console.route('GET', /^\/dev\/counts$/, async (_req, res) => {
+        if (!services.counts) return sendProblem(res, 404, 'Not found', 'This devhost counts nothing');
+        sendJson(res, 200, await services.counts());
     });
 
     console.route('POST', /^\/dev\/token$/, async (req, res) => {

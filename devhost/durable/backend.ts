@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { appCounts } from '../worker/counts';
 import { event, EventType, failureOf, FailureDetails } from './history';
 import { entitySchedulerId, isDuplicateCompletion, OrchestratorOutcome, OutboxItem, ParentInfo, parentNotification, planEpisode, TimerSettings } from './episode';
 import type { QueueClient } from '@azure/storage-queue';
@@ -304,6 +305,7 @@ export class DurableBackend {
         const renew = setInterval(() => void this.store.renew(this.store.workItems, m, this.#settings.visibilitySeconds).catch(() => undefined), Math.max(1000, (this.#settings.visibilitySeconds * 1000) / 3));
         let completion: HistoryEvent;
         const now = () => new Date().toISOString();
+        appCounts.durable.activities++;
         try {
             const result = activity.name === 'BuiltIn::HttpActivity'
                 ? await durableHttp(activity.input)
@@ -441,6 +443,7 @@ export class DurableBackend {
     }
 
     async #episode(m: ReceivedMessage, inst: InstanceRecord): Promise<void> {
+        appCounts.durable.episodes++;
         const msg = m.message;
         const newEvent = msg.event!;
         const { events: history, messageIds } = await this.#history(inst.instanceId, inst.executionId);
@@ -607,6 +610,7 @@ export class DurableBackend {
     // ---------------------------------------------------------------- entities
 
     async #processEntity(m: ReceivedMessage): Promise<void> {
+        appCounts.durable.entityOperations++;
         const target = m.message.instanceId;
         const request = JSON.parse(String(m.message.event?.Input ?? '{}')) as { op: string; signal: boolean; input?: string; id: string; parent?: string; parentExecution?: string };
         const [, name, ...rest] = target.split('@');

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../log';
 import { AppHost } from './appHost';
+import { appCounts, startCounting, type AppCounts } from './counts';
 
 export interface AppWorkerData {
     name: string;
@@ -17,14 +18,17 @@ export interface AppWorkerData {
 export type AppWorkerMessage =
     | { type: 'ready'; port: number; functions: { name: string; trigger: string; detail: string }[] }
     | { type: 'failed'; message: string }
-    | { type: 'stopped' };
+    | { type: 'stopped' }
+    | { type: 'counts'; counts: AppCounts };
 
 const data = workerData as AppWorkerData;
+startCounting();
 const logger = createLogger({ app: data.name });
 const host = new AppHost({ name: data.name, port: data.port, stateDir: data.stateDir, logger });
 const post = (m: AppWorkerMessage) => parentPort!.postMessage(m);
 
 parentPort!.on('message', (msg: { type: string }) => {
+    if (msg.type === 'counts') post({ type: 'counts', counts: appCounts });
     if (msg.type === 'shutdown') {
         host.stop()
             .catch((err: Error) => logger.error({ err: { message: err.message, stack: err.stack } }, 'error while stopping'))

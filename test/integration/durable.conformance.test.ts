@@ -39,6 +39,25 @@ describe('Durable Functions in the devhost', () => {
     }, 30000, 100);
     const eventTypes = (s: { history: { EventType: string }[] }) => s.history.map((h) => h.EventType);
 
+    it('counts what the instance did (GET /dev/counts): requests served, Durable work items, and its calls by service', async () => {
+        type Counts = { apps: Record<string, { served: number; durable: { episodes: number; activities: number; entityOperations: number }; calls: Record<string, { reads: number; writes: number }> }> };
+        const counts = async () => ((await (await fetch(`${host.consoleUrl}/dev/counts`)).json()) as Counts).apps.durable;
+        const before = await counts();
+        const id = await start('sequence');
+        await until(id, ['Completed']);
+        const after = await counts();
+        // The start and at least one status poll were served; three activities ran, in at least four episodes.
+        expect(after.served - before.served).toBeGreaterThanOrEqual(2);
+        expect(after.durable.activities - before.durable.activities).toBe(3);
+        expect(after.durable.episodes - before.durable.episodes).toBeGreaterThanOrEqual(4);
+        // The task hub lives in the devhost's storage: its queue and table traffic is named after the service.
+        for (const service of ['queue', 'table']) {
+            const [b, a] = [before.calls[service] ?? { reads: 0, writes: 0 }, after.calls[service]!];
+            expect(a.reads + a.writes).toBeGreaterThan(b.reads + b.writes);
+        }
+        expect(Object.keys(after.calls).every((k) => !/^(localhost|127\.0\.0\.1):/.test(k))).toBe(true);
+    });
+
     it('runs a sequence of activities and records its history in order', async () => {
         const id = await start('sequence');
         const done = await until(id, ['Completed']);
