@@ -63,9 +63,10 @@ function summed(c: Counts): Map<string, number> {
         add('served', app.served);
         for (const [k, n] of Object.entries(app.durable)) add(`durable.${k}`, n);
         for (const [dest, n] of Object.entries(app.calls)) {
-            const kind = dest.startsWith('app:') ? 'deployments' : dest.startsWith('node:') || dest === 'ledger' ? 'ledger' : dest.startsWith('vault:') ? 'vault' : dest;
+            const kind = dest.startsWith('app:') ? 'deployments' : dest.startsWith('node:') || dest === 'ledger' ? 'ledger' : dest.startsWith('vault:') ? 'vault' : dest.split('/')[0]!;
             add(`${kind}.reads`, n.reads);
             add(`${kind}.writes`, n.writes);
+            if (dest.startsWith('cosmos/')) add(dest, n.reads + n.writes);
         }
     }
     return out;
@@ -81,6 +82,21 @@ function countsPerProposal(before: Counts, after: Counts, proposals: number, cli
         `   document store (Cosmos) ${rw('cosmos')}; storage: queues ${rw('queue')}, tables ${rw('table')}, blobs ${rw('blob')}`,
         `   ledger JSON-RPC requests ${(d('ledger.reads') + d('ledger.writes')).toFixed(1)}; HTTP between deployments ${rw('deployments')}; vault ${rw('vault')}; issuer ${rw('issuer')}`,
         `   requests served by the deployments ${d('served').toFixed(1)}, of them from this bench ${(clientRequests / proposals).toFixed(1)} (its status polls every 200 ms included)`,
+        `   document store by container: ${[...a.keys()]
+            .filter((k) => k.startsWith('cosmos/'))
+            .map((k) => [k.slice('cosmos/'.length), d(k)] as const)
+            .filter(([, n]) => n >= 0.05)
+            .sort((x, y) => y[1] - x[1])
+            .map(([k, n]) => `${k} ${n.toFixed(1)}`)
+            .join(', ')}`,
+        `   by deployment: ${Object.keys(after.apps)
+            .map((name) => {
+                const [x, y] = [before.apps[name], after.apps[name]!];
+                const cosmos = (c?: { calls: Record<string, { reads: number; writes: number }> }) => Object.entries(c?.calls ?? {}).reduce((s, [k, n]) => (k.split('/')[0] === 'cosmos' ? s + n.reads + n.writes : s), 0);
+                const work = (c?: { durable: Record<string, number> }) => Object.values(c?.durable ?? {}).reduce((s, n) => s + n, 0);
+                return `${name.replace(/^member-/, '')} Cosmos ${((cosmos(y) - cosmos(x)) / proposals).toFixed(1)}, Durable ${((work(y) - work(x)) / proposals).toFixed(1)}, served ${((y.served - (x?.served ?? 0)) / proposals).toFixed(1)}`;
+            })
+            .join('; ')}`,
     ];
 }
 

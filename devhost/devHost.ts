@@ -272,7 +272,7 @@ export class DevHost {
     /**
      * What each app instance has done since it started (`GET /dev/counts`): the requests it served,
      * its Durable work and the HTTP requests it made, by destination, each named after the devhost's
-     * service, app or node listening there (`ledger`, `cosmos`, `app:<name>`, `node:<id>`, ...).
+     * service, app or node listening there (`ledger`, `cosmos/<container>`, `app:<name>`, `node:<id>`, ...).
      */
     async counts(): Promise<{ apps: Record<string, AppCounts> }> {
         const names = new Map<string, string>();
@@ -300,9 +300,10 @@ export class DevHost {
                 if (!counts) return;
                 const calls: Record<string, CallCount> = {};
                 for (const [destination, c] of Object.entries(counts.calls)) {
-                    const [host, p] = [destination.slice(0, destination.lastIndexOf(':')), destination.slice(destination.lastIndexOf(':') + 1)];
+                    const [where, container] = destination.split('/');
+                    const [host, p] = [where!.slice(0, where!.lastIndexOf(':')), where!.slice(where!.lastIndexOf(':') + 1)];
                     const local = /^(localhost|127\.0\.0\.1|\[::1\])$/.test(host);
-                    const name = (local && names.get(p)) || destination;
+                    const name = `${(local && names.get(p)) || where}${container ? `/${container}` : ''}`;
                     const sum = (calls[name] ??= { reads: 0, writes: 0 });
                     sum.reads += c.reads;
                     sum.writes += c.writes;

@@ -1,7 +1,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { ClientRequest } from 'node:http';
 
-/** Requests to one destination (`host:port`), reads (GET, HEAD, a Cosmos query) and the rest. */
+/** Requests to one destination (`host:port`, `/<container>` added for a Cosmos container), reads (GET, HEAD, a Cosmos query) and the rest. */
 export interface CallCount {
     reads: number;
     writes: number;
@@ -46,7 +46,9 @@ export function startCounting(): void {
     diagnostics_channel.subscribe('http.client.request.start', (message) => {
         const request = (message as { request: ClientRequest }).request;
         const host = String(request.getHeader('host') ?? request.host);
-        count(destinationOf(host, request.protocol), READS.has(request.method) || request.getHeader('x-ms-documentdb-isquery') !== undefined);
+        // A document store request names its container in the path (`/dbs/<db>/colls/<container>/...`): counted per container.
+        const container = /^\/dbs\/[^/]+\/colls\/([^/?]+)/.exec(request.path)?.[1];
+        count(`${destinationOf(host, request.protocol)}${container ? `/${container}` : ''}`, READS.has(request.method) || request.getHeader('x-ms-documentdb-isquery') !== undefined);
     });
     diagnostics_channel.subscribe('undici:request:create', (message) => {
         const request = (message as { request: { origin: string; method: string } }).request;
