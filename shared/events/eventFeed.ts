@@ -1,5 +1,5 @@
 import type { Repository } from '../documents/repository';
-import { Conflict } from '../errors';
+import { Conflict, NotFound } from '../errors';
 import { checkEvent, type EventEnvelope, type EventPublisher } from './events';
 
 /** An event in one organisation's feed (container `events`, partition `/orgId`), numbered in that feed. */
@@ -72,14 +72,21 @@ export class EventFeed {
         return { items, next: last };
     }
 
+    /** The next number of the organisation's feed: one increment, the counter made first only when it is missing. */
     async #next(orgId: string): Promise<number> {
+        const increment = async () => ((await this.repo.patch('_sequence', orgId, [{ op: 'incr', path: '/value', value: 1 }])).item as FeedSequence).value;
+        try {
+            return await increment();
+        } catch (err) {
+            if (!(err instanceof NotFound)) throw err;
+        }
         try {
             await this.repo.create({ id: '_sequence', kind: 'sequence', orgId, value: 0 });
         } catch (err) {
+            // Made meanwhile by a concurrent first append: its counter is the one to increment.
             if (!(err instanceof Conflict)) throw err;
         }
-        const { item } = await this.repo.patch('_sequence', orgId, [{ op: 'incr', path: '/value', value: 1 }]);
-        return (item as FeedSequence).value;
+        return increment();
     }
 }
 
