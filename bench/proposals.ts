@@ -13,6 +13,7 @@
  * vaults and the issuer, and requests served; so a change that doubles one of them is seen.
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { Wallet, parseEther, type TransactionRequest } from 'ethers';
 import { devToken, removeDir, repoRoot, startDevhost, tempDir, waitFor } from '../test/harness/devhost';
 import { onboard } from '../test/harness/journeys';
@@ -191,7 +192,12 @@ async function main(): Promise<void> {
             latencies.sort((x, y) => x - y);
             const rate = total / seconds;
             console.log(`${String(concurrency).padStart(2)} proposers: ${total} completed in ${seconds.toFixed(1)} s → ${rate.toFixed(2)} proposals/s (ratio to the raw limit ${(rate / (raw / 3)).toFixed(4)}); end-to-end p50 ${(latencies[Math.floor(latencies.length / 2)]! / 1000).toFixed(1)} s, p99 ${(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]! / 1000).toFixed(1)} s; signatures retried after a 503: ${retried}; asked again until the member's copy arrived: ${awaitedCopy}`);
-            if (before) for (const line of countsPerProposal(before, await countsNow(), total, clientRequests)) console.log(line);
+            if (before) {
+                const after = await countsNow();
+                for (const line of countsPerProposal(before, after, total, clientRequests)) console.log(line);
+                // BENCH_COUNTS_JSON=<file>: the raw counts before and after each level, for a closer look.
+                if (process.env.BENCH_COUNTS_JSON) writeFileSync(`${process.env.BENCH_COUNTS_JSON}.${concurrency}.json`, JSON.stringify({ proposals: total, before, after }, null, 1));
+            }
             retried = 0;
             awaitedCopy = 0;
         }

@@ -1,7 +1,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { ClientRequest } from 'node:http';
 
-/** Requests to one destination (`host:port`, `/<container>` added for a Cosmos container), reads (GET, HEAD, a Cosmos query) and the rest. */
+/** Requests to one destination (`host:port`, `/<container>` added for a Cosmos container), reads (GET, HEAD, a Cosmos query or query plan) and the rest. */
 export interface CallCount {
     reads: number;
     writes: number;
@@ -48,7 +48,9 @@ export function startCounting(): void {
         const host = String(request.getHeader('host') ?? request.host);
         // A document store request names its container in the path (`/dbs/<db>/colls/<container>/...`): counted per container.
         const container = /^\/dbs\/[^/]+\/colls\/([^/?]+)/.exec(request.path)?.[1];
-        count(`${destinationOf(host, request.protocol)}${container ? `/${container}` : ''}`, READS.has(request.method) || request.getHeader('x-ms-documentdb-isquery') !== undefined);
+        // A query, and the query plan the Cosmos SDK asks for beside each query's first page, are reads.
+        const read = READS.has(request.method) || request.getHeader('x-ms-documentdb-isquery') !== undefined || request.getHeader('x-ms-cosmos-is-query-plan-request') !== undefined;
+        count(`${destinationOf(host, request.protocol)}${container ? `/${container}` : ''}`, read);
     });
     diagnostics_channel.subscribe('undici:request:create', (message) => {
         const request = (message as { request: { origin: string; method: string } }).request;
