@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import jwt, { JwtHeader, JwtPayload } from 'jsonwebtoken';
 import jwksRsa, { JwksClient } from 'jwks-rsa';
+import { setBounded } from '../boundedMap';
 import { Unauthorized } from '../errors';
 
 /** The caller, as the token says. Its organisation comes from the directory, never from the token or the request. */
@@ -68,12 +69,10 @@ export class TokenValidator {
         let key: KeyObject;
         try {
             const pem = (await this.#jwks.getSigningKey(header.kid)).getPublicKey();
-            key = this.#parsed.get(pem) ?? createPublicKey(pem);
-            if (!this.#parsed.has(pem)) {
-                // As many as the JWKS cache holds: a rotated-out key is parsed again if it ever comes back.
-                if (this.#parsed.size >= 10) this.#parsed.delete(this.#parsed.keys().next().value!);
-                this.#parsed.set(pem, key);
-            }
+            const parsed = this.#parsed.get(pem);
+            key = parsed ?? createPublicKey(pem);
+            // As many as the JWKS cache holds: a rotated-out key is parsed again if it ever comes back.
+            if (!parsed) setBounded(this.#parsed, pem, key, 10);
         } catch {
             throw new Unauthorized('The token was not signed by a known key');
         }

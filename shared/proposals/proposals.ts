@@ -15,6 +15,7 @@ import { withEvent } from './proposalEvents';
 import { proposalTypedData, termsDigest, termsStructHash, type ProposalTypedData } from './terms';
 import { chainProposalId, isTerminal, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
 import { isOpen, PROPOSAL_LIFECYCLE, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
+import { setBounded } from '../boundedMap';
 
 export * from './model';
 export { withEvent } from './proposalEvents';
@@ -26,7 +27,7 @@ export { withEvent } from './proposalEvents';
  */
 export class Proposals {
     /**
-     * Typed data and digests already worked out, by proposal, contract and chain: a proposal's terms
+     * Typed data and digests already worked out, by proposal and contract (on this chain): a proposal's terms
      * never change once it is created, and each read of a proposal shows them (EIP-712 hashing in
      * JavaScript was the largest single cost of `GET /proposals/{id}`). The oldest go past 2,000.
      */
@@ -261,13 +262,12 @@ export class Proposals {
     async termsOf(p: Proposal): Promise<{ typedData: ProposalTypedData; digest: string } | null> {
         if (!p.contract) return null;
         const exchange = await this.exchangeOf(p);
-        const key = `${p.id}:${exchange.ref.address}:${this.deps.chainId}`;
+        const key = `${p.id}:${exchange.ref.address}`;
         const known = this.#terms.get(key);
         if (known) return structuredClone(known);
         const typedData = this.typedDataOn(p, exchange);
         const terms = { typedData, digest: termsDigest(typedData) };
-        if (this.#terms.size >= 2000) this.#terms.delete(this.#terms.keys().next().value!);
-        this.#terms.set(key, structuredClone(terms));
+        setBounded(this.#terms, key, structuredClone(terms), 2000);
         return terms;
     }
 

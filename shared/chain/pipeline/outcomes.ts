@@ -1,4 +1,5 @@
 import type { InterfaceAbi } from 'ethers';
+import { setBounded } from '../../boundedMap';
 import type { PatchOperation, Repository } from '../../documents/repository';
 import { AppError, Conflict, Unavailable } from '../../errors';
 import type { FailoverProvider } from '../provider';
@@ -88,8 +89,7 @@ export class Outcomes {
         };
         this.tracked.untrack(t);
         const outcome = this.outcomeOf(doc, revert);
-        this.#settled.set(doc.id, { doc, outcome });
-        if (this.#settled.size > 10_000) this.#settled.delete(this.#settled.keys().next().value!);
+        setBounded(this.#settled, doc.id, { doc, outcome }, 10_000);
         this.#writeBehind.push({ doc, etag: t.etag, tries: 0 });
         void this.#drainWrites();
         for (const w of t.waiters) w.resolve(outcome);
