@@ -27,7 +27,7 @@ const signatureAccepted = z.object({
 /**
  * POST /api/proposals/{id}/signature (member, Org.Trader): signs the proposal on-chain with this
  * organisation's party account (its key in this deployment's vault) → 202 with the transaction.
- * The proposal is read from the core; an account that is not this organisation's party → 403; a
+ * The proposal is this organisation's own copy (the core's events; read from the core while none has arrived), its status checked on the ledger; an account that is not this organisation's party → 403; a
  * proposal not AwaitingSignatures → 409 `wrong_state`. An account short of ether for the transaction
  * is topped up by the core first (its policy); one the policy will not fund → 409 `account_unfunded`.
  */

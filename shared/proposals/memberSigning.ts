@@ -52,9 +52,10 @@ export interface SignatureSubmitted extends FundedSubmission {
 
 /**
  * A member signs a proposal on-chain with its organisation's party account, its key in this
- * deployment's vault. The proposal is read from the core and checked: a proposal the
- * organisation is not party to → 404, an account that is not its party account or not
- * this deployment's → 403, a proposal not AwaitingSignatures → 409 `wrong_state`. On a contract
+ * deployment's vault. The proposal is this member's own copy (the core's events), its status
+ * checked on the ledger; only while no copy has arrived is it read from the core. Checked: a
+ * proposal the organisation is not party to → 404, an account that is not its party account or not
+ * this deployment's → 403, a proposal not AwaitingSignatures (in the copy or on the ledger) → 409 `wrong_state`. On a contract
  * that binds terms (v2) it signs only what it verified: the digest the ledger holds must be the
  * digest of the terms in this member's own copy (409 `terms_mismatch` with both digests
  * otherwise, nothing sent); the party's key signs that digest and the account submits the
@@ -80,7 +81,14 @@ export class MemberSigning {
     ) {}
 
     async sign(proposalId: string, account: string, log?: (message: string) => void): Promise<SignatureSubmitted> {
-        const p = await this.#proposal(proposalId);
+        if (!/^[0-9a-f-]{36}$/i.test(proposalId)) throw new NotFound('No such proposal');
+        // The member's own copy carries all the core would answer; the ledger, not the copy, says whether it is still open.
+        const copy = await this.deps.copies.get(proposalId).catch((err: unknown) => {
+            if (err instanceof NotFound) return undefined;
+            throw err;
+        });
+        const copied = copy && coreProposalView.safeParse(copy);
+        const p = copied?.success ? copied.data : await this.#proposal(proposalId);
         const party = p.parties.find((x) => x.orgId === this.deps.orgId);
         if (!party) throw new NotFound('No such proposal');
         if (party.account.toLowerCase() !== account.toLowerCase()) throw new Forbidden(`${account} is not your organisation's account on this proposal`);
@@ -91,11 +99,15 @@ export class MemberSigning {
         const signer = this.deps.signerOf(key);
         const from = { address: key.address, signer };
         const exchange = await this.#exchange(p.contract);
+        if (copied?.success) {
+            const onLedger = await exchange.statusOf(p.chainProposalId);
+            if (onLedger !== 'Open') throw new Conflict(`The proposal is ${onLedger === 'None' ? 'not' : onLedger} on the ledger and takes no more signatures (ProposalNotOpen)`, 'wrong_state');
+        }
         const operationId = `proposal:${p.proposalId}:sign:${key.address.toLowerCase()}`;
         let submitted;
         if (exchange.bindsTerms) {
             // v2: the signature joins this account's others in one submitSignatures (sent at once when none is being sent).
-            const signature = await this.#termsSigned(p, exchange, signer);
+            const signature = await this.#termsSigned(p, copy, exchange, signer);
             const batcher = this.deps.signatures(exchange, from);
             const viaBatcher = { submit: (call: ChainCall) => batcher.submit(operationId, signature, { requireFunds: call.requireFunds }) };
             submitted = await this.deps.accounts.submitFunded(viaBatcher, { operationId, from, ...exchange.submitSignatures([signature]), label: `sign ${p.proposalId}` }, log);
@@ -106,9 +118,9 @@ export class MemberSigning {
     }
 
     /** The party's signature of the terms, once the digest on the ledger is the digest of this member's own copy of them. */
-    async #termsSigned(p: CoreProposalView, exchange: EnergyExchange, signer: VaultAccountSigner): Promise<TermsSignature> {
+    async #termsSigned(p: CoreProposalView, held: unknown, exchange: EnergyExchange, signer: VaultAccountSigner): Promise<TermsSignature> {
         const onLedger = await exchange.signingDigest(p.chainProposalId);
-        const copy = copiedTerms.safeParse(await this.deps.copies.get(p.proposalId).catch(() => undefined));
+        const copy = copiedTerms.safeParse(held);
         if (!copy.success) throw new Conflict('This deployment has no copy of the proposal’s terms yet (its proposal.created event has not arrived): sign once it has', 'wrong_state');
         const { chainProposalId, ...rest } = copy.data;
         const ours = termsDigest(proposalTypedData({ chainId: chainProposalId, ...rest } as TermsSource, exchange.signingDomain(this.deps.chainId)));
@@ -138,7 +150,6 @@ export class MemberSigning {
 
     /** The proposal as the core has it; an answer that is not a proposal view is the core's fault (502), not ours. */
     async #proposal(proposalId: string): Promise<CoreProposalView> {
-        if (!/^[0-9a-f-]{36}$/i.test(proposalId)) throw new NotFound('No such proposal');
         const res = await this.deps.core.request('GET', `proposals/${encodeURIComponent(proposalId)}`);
         if (res.status === 404) throw new NotFound('No such proposal');
         if (res.status !== 200) throw new Upstream(`The core answered ${res.status} for the proposal`);

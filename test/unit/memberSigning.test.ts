@@ -2,7 +2,7 @@ import { AbiCoder, Interface, recoverAddress, Wallet, ZeroAddress, type Interfac
 import { ENERGY_EXCHANGE, ENERGY_EXCHANGE_V2 } from '../../shared/chain/artifact';
 import { EnergyExchange } from '../../shared/chain/energyExchange';
 import type { VaultAccountSigner } from '../../shared/chain/signers';
-import { AppError } from '../../shared/errors';
+import { AppError, NotFound } from '../../shared/errors';
 import { MemberSigning, type CoreReader } from '../../shared/proposals/memberSigning';
 import { chainProposalId } from '../../shared/proposals/proposals';
 import { proposalTypedData, termsDigest } from '../../shared/proposals/terms';
@@ -32,13 +32,23 @@ describe('member signing', () => {
     /** What the member's copy holds when the core's events reached it. */
     let copy: Record<string, unknown> | undefined;
     let ledgerDigest = '0x' + '00'.repeat(32);
+    /** The proposal's status on the ledger (`statusOf`: 0 None, 1 Open, 2 Completed, 3 Cancelled). */
+    let ledgerStatus = 1;
+    /** What the member asked its core for. */
+    const asked: string[] = [];
+    const statusOf = new Interface(ENERGY_EXCHANGE_V2.abi).getFunction('statusOf')!.selector;
     const submitted: { to?: string; data: string; operationId: string }[] = [];
     /** What went to the account's batcher of signatures (v2). */
     const batched: { contract: string; from: string; operationId: string; item: { chainProposalId: string; party: string; signature: string }; requireFunds?: boolean }[] = [];
     const signing = (answer: { status: number; body: unknown }, abi: InterfaceAbi = ENERGY_EXCHANGE.abi) =>
         new MemberSigning({
             orgId: 'windco',
-            core: { request: async (_m: string, path: string) => (path.startsWith('contracts/') ? { status: 200, body: { version: 1, address: contract, abi } } : answer) } satisfies CoreReader,
+            core: {
+                request: async (_m: string, path: string) => {
+                    asked.push(path);
+                    return path.startsWith('contracts/') ? { status: 200, body: { version: 1, address: contract, abi } } : answer;
+                },
+            } satisfies CoreReader,
             accounts: {
                 keyOf: async (a: string) => (a.toLowerCase() === account.toLowerCase() ? { custody: 'keystore', name: 'k1', address: account } : undefined),
                 // As the real one: through what it is given (the pipeline on v1, this account's batcher on v2), asking for funds first.
@@ -55,8 +65,14 @@ describe('member signing', () => {
                     return { operationId: 'batch:1', sender: from.address, nonce: 0, hash: '0x' + '2'.repeat(64), state: 'pending' };
                 },
             }),
-            ledger: { rpc: async <T>(method: string) => (method === 'eth_call' ? (AbiCoder.defaultAbiCoder().encode(['bytes32'], [ledgerDigest]) as T) : Promise.reject(new Error(`unexpected ${method}`))) },
-            copies: { get: async () => (copy ? (copy as never) : Promise.reject(new Error('no copy'))) },
+            ledger: {
+                rpc: async <T>(method: string, params?: unknown[]) => {
+                    if (method !== 'eth_call') throw new Error(`unexpected ${method}`);
+                    const data = (params?.[0] as { data: string }).data;
+                    return (data.startsWith(statusOf) ? AbiCoder.defaultAbiCoder().encode(['uint8'], [ledgerStatus]) : AbiCoder.defaultAbiCoder().encode(['bytes32'], [ledgerDigest])) as T;
+                },
+            },
+            copies: { get: async () => (copy ? (copy as never) : Promise.reject(new NotFound('No such proposal'))) },
             chainId: 31337,
         });
     const failure = async (p: Promise<unknown>) => {
@@ -126,5 +142,33 @@ describe('member signing', () => {
         expect([ended.status, ended.code]).toEqual([409, 'wrong_state']);
         const stranger = view({ parties: [{ orgId: 'gridco', account, signed: false }] });
         expect((await failure(signing({ status: 200, body: stranger }).sign(proposalId, account))).status).toBe(404);
+    });
+    it('signs from its own copy without asking the core, once the ledger holds the proposal open; refuses what the copy or the ledger says is closed', async () => {
+        copy = view();
+        ledgerStatus = 1;
+        asked.length = 0;
+        const before = submitted.length;
+        // The core would answer 500: it is not asked for the proposal (only for the contract's ABI, once per version).
+        const member = signing({ status: 500, body: {} });
+        expect(await member.sign(proposalId, account)).toMatchObject({ proposalId, account, status: 'submitted' });
+        expect(submitted).toHaveLength(before + 1);
+        expect(asked).toEqual(['contracts/1']);
+        // The ledger is the truth: a copy not yet told of the end is refused all the same, nothing sent.
+        for (const [status, word] of [[3, 'Cancelled'], [2, 'Completed'], [0, 'not']] as const) {
+            ledgerStatus = status;
+            const closed = await failure(member.sign(proposalId, account));
+            expect([closed.status, closed.code]).toEqual([409, 'wrong_state']);
+            expect(closed.message).toContain(`is ${word} on the ledger`);
+        }
+        ledgerStatus = 1;
+        copy = view({ status: 'Rejected' });
+        const ended = await failure(member.sign(proposalId, account));
+        expect([ended.status, ended.code]).toEqual([409, 'wrong_state']);
+        // Not this organisation's party account, in its own copy either.
+        copy = view();
+        expect((await failure(member.sign(proposalId, other))).status).toBe(403);
+        expect(submitted).toHaveLength(before + 1);
+        expect(asked).toEqual(['contracts/1']);
+        copy = undefined;
     });
 });
