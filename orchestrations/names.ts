@@ -32,6 +32,7 @@ export const ACTIVITIES = {
     proposalPublish: 'proposalPublish',
     proposalRemind: 'proposalRemind',
     proposalSigned: 'proposalSigned',
+    proposalSignedLast: 'proposalSignedLast',
     provisionMemberSubscription: 'provisionMemberSubscription',
     registrationConclude: 'registrationConclude',
     registrationNotifyApprovers: 'registrationNotifyApprovers',

@@ -4,18 +4,20 @@ import { z } from 'zod';
 import { getServices } from '../shared/composition';
 import { activityRetry } from './retry';
 import { AppError } from '../shared/errors';
-import { PROPOSAL_EVENT, PROPOSAL_SAGA, type ProposalSagaEvent, type ProposalSigningInput } from '../shared/proposals/sagaContract';
+import { PROPOSAL_EVENT, PROPOSAL_SAGA, SAGA_STEPS, type ProposalSagaEvent, type ProposalSigningInput } from '../shared/proposals/sagaContract';
 import { PROPOSAL_EVENT_TYPES, SAGA_OUTCOMES, type ProposalStatus } from '../shared/proposals/vocabulary';
 import { ethAddress, parseInput } from '../shared/validation';
 import { ACTIVITIES } from './names';
 
 /**
  * The `proposalSigning` saga (instance `proposal-<id>`): pin the latest contract version and
- * anchor the proposal on it; publish `proposal.created` to every party; then wait for each
+ * anchor the proposal on it, publishing `proposal.created` to every party; then wait for each
  * party's on-chain signature or a rejection (`ProposalEvent`: signatures raised by the chain
- * event pump), or the deadline, reminding the parties' traders once on the way. All signed → Completed;
- * rejected or expired → cancelled on-chain. Every ledger call goes through the pipeline with
- * an operation id of its own, so a retried activity never sends a second transaction.
+ * event pump), or the deadline, reminding the parties' traders once on the way. All signed → Completed
+ * (the last signature and the conclusion are one step); rejected or expired → cancelled on-chain.
+ * Every ledger call goes through the pipeline with an operation id of its own, so a retried
+ * activity never sends a second transaction. A saga started before `steps: 2` replays the steps
+ * it was started with: a publish step after the anchor, a conclude step after the last signature.
  */
 export { PROPOSAL_EVENT, proposalInstanceId, type PartySigned, type ProposalSagaEvent, type ProposalSigningInput, type Rejection } from '../shared/proposals/sagaContract';
 
@@ -33,7 +35,8 @@ export const proposalSigningSaga: OrchestrationHandler = function* (context: Orc
         return 'Failed';
     }
     if (anchored.status === 'Failed') return 'Failed';
-    yield context.df.callActivityWithRetry(ACTIVITIES.proposalPublish, retry, { proposalId: id, type: 'proposal.created' });
+    const folded = input.steps === SAGA_STEPS;
+    if (!folded) yield context.df.callActivityWithRetry(ACTIVITIES.proposalPublish, retry, { proposalId: id, type: 'proposal.created' });
 
     const pending = new Set(anchored.accounts.map((a) => a.toLowerCase()));
     const signed: string[] = [];
@@ -63,7 +66,13 @@ export const proposalSigningSaga: OrchestrationHandler = function* (context: Orc
         if (!pending.has(account)) continue; // a redelivered event, or not a party
         pending.delete(account);
         signed.push(account);
-        yield context.df.callActivityWithRetry(ACTIVITIES.proposalSigned, retry, { proposalId: id, account: e.account, txHash: e.txHash, blockNumber: e.blockNumber });
+        const signature = { proposalId: id, account: e.account, txHash: e.txHash, blockNumber: e.blockNumber };
+        if (folded && pending.size === 0) {
+            context.df.setCustomStatus({ signed: [...signed], pending: [] });
+            const status: ProposalStatus = yield context.df.callActivityWithRetry(ACTIVITIES.proposalSignedLast, retry, signature);
+            return status;
+        }
+        yield context.df.callActivityWithRetry(ACTIVITIES.proposalSigned, retry, signature);
         if (pending.size > 0) continue;
         context.df.setCustomStatus({ signed: [...signed], pending: [] });
         const status: ProposalStatus = yield context.df.callActivityWithRetry(ACTIVITIES.proposalConclude, retry, { proposalId: id, outcome: 'Completed' });
@@ -99,7 +108,7 @@ df.app.activity(ACTIVITIES.proposalFail, {
 
 const publishInput = z.object({ proposalId: z.string().uuid(), type: z.enum(PROPOSAL_EVENT_TYPES) }).strict();
 
-/** Publishes what the proposal's last step recorded (its events are written with the step's change, numbered). */
+/** Publishes what the proposal's last step recorded (its events are written with the step's change, numbered): a step of sagas started before `steps: 2`. */
 df.app.activity(ACTIVITIES.proposalPublish, {
     handler: async (raw: unknown) => {
         const { proposalId } = parseInput(publishInput, raw);
@@ -116,6 +125,15 @@ df.app.activity(ACTIVITIES.proposalSigned, {
         const { proposalId, ...sig } = parseInput(signedInput, raw);
         await getServices().proposals().recordSignature(proposalId, sig);
         return { account: sig.account };
+    },
+});
+
+/** Records the last party's signature, tells every party, and ends the proposal as the ledger holds it (Completed). */
+df.app.activity(ACTIVITIES.proposalSignedLast, {
+    handler: async (raw: unknown) => {
+        const { proposalId, ...sig } = parseInput(signedInput, raw);
+        const p = await getServices().proposals().recordLastSignature(proposalId, sig);
+        return p.status;
     },
 });
 

@@ -7,8 +7,8 @@ import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipel
 import type { CallBatcher } from '../chain/batcher';
 import type { AnchorInput, ChainSignature, ContractCall, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
 import { ContractRevert } from '../chain/reverts';
-import type { Repository } from '../documents/repository';
-import { updateExisting } from '../documents/updateExisting';
+import type { Repository, Stored } from '../documents/repository';
+import { updateExistingStored } from '../documents/updateExisting';
 import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventPublisher } from '../events/events';
 import { withEvent } from './proposalEvents';
@@ -117,9 +117,14 @@ export class Proposals {
     }
 
     async get(id: string): Promise<Proposal> {
+        return (await this.#read(id)).item;
+    }
+
+    /** The proposal with its ETag, for the steps that change it next (each write then starts from what it has). */
+    async #read(id: string): Promise<Stored<Proposal>> {
         const found = await this.repo.read(id, id);
         if (!found || found.item.kind !== 'proposal') throw new NotFound('No such proposal');
-        return found.item;
+        return found;
     }
 
     /** The proposal, for a party or the operator (anyone else: `NotFound`). */
@@ -152,18 +157,29 @@ export class Proposals {
     }
 
     async update(id: string, change: (p: Proposal) => Proposal | undefined): Promise<Proposal> {
-        return updateExisting(this.repo, id, change, { missing: () => new NotFound('No such proposal'), conflict: () => new AppError('The proposal is being changed; try again', 409, 'conflict') });
+        return (await this.#update(id, change)).item;
+    }
+
+    /** A change under the proposal's ETag, starting from `known` (as this step last read or wrote it) when given: no read unless someone changed it meanwhile. */
+    #update(id: string, change: (p: Proposal) => Proposal | undefined, known?: Stored<Proposal>): Promise<Stored<Proposal>> {
+        return updateExistingStored(this.repo, id, change, {
+            missing: () => new NotFound('No such proposal'),
+            conflict: () => new AppError('The proposal is being changed; try again', 409, 'conflict'),
+            is: (doc): doc is Proposal => doc.kind === 'proposal',
+            known,
+        });
     }
 
     /** Pins the latest active contract version (once) and anchors the proposal on it; `proposal.created` is recorded with the anchor. */
     async anchor(id: string): Promise<Proposal> {
-        let p = await this.get(id);
-        if (p.anchor) return this.publishPending(id);
-        if (!p.contract) {
+        let stored = await this.#read(id);
+        if (stored.item.anchor) return this.publishPending(id, stored);
+        if (!stored.item.contract) {
             const latest = await this.deps.exchanges.latest();
             if (!latest) throw new Unavailable('No contract version is deployed yet (POST /api/contracts)');
-            p = await this.update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: latest.ref }));
+            stored = await this.#update(id, (cur) => (cur.contract ? undefined : { ...cur, contract: latest.ref }), stored);
         }
+        const p = stored.item;
         const exchange = await this.deps.exchanges.at(p.contract!);
         // A contract that binds terms anchors their EIP-712 hash: what the parties' signatures are checked against.
         const termsHash = exchange.bindsTerms ? termsStructHash(this.typedDataOn(p, exchange)) : undefined;
@@ -175,24 +191,35 @@ export class Proposals {
         const skipped = outcome.state === 'confirmed' && exchange.bindsTerms && (await exchange.statusOf(p.chainId)) === 'None';
         if (outcome.state !== 'confirmed' || skipped) {
             const reason = `The ledger refused the proposal: ${skipped ? 'skipped by createProposals (see its ProposalSkipped event)' : (outcome.revert?.errorName ?? 'reverted')}`;
-            await this.update(id, (cur) => ({ ...cur, status: 'Failed', reason }));
+            await this.#update(id, (cur) => ({ ...cur, status: 'Failed', reason }), stored);
             throw new AppError(reason, 502, 'anchor_failed');
         }
-        await this.update(id, (cur) =>
-            cur.anchor ? undefined : withEvent({ ...cur, status: cur.status === 'Anchoring' ? 'AwaitingSignatures' : cur.status, anchor: { txHash: outcome.hash, blockNumber: outcome.blockNumber } }, 'proposal.created'),
+        stored = await this.#update(
+            id,
+            (cur) => (cur.anchor ? undefined : withEvent({ ...cur, status: cur.status === 'Anchoring' ? 'AwaitingSignatures' : cur.status, anchor: { txHash: outcome.hash, blockNumber: outcome.blockNumber } }, 'proposal.created')),
+            stored,
         );
-        return this.publishPending(id);
+        return this.publishPending(id, stored);
     }
 
     /** Records a party's on-chain signature (from the chain event pump) with its `proposal.signed`; a repeat changes nothing. */
     async recordSignature(id: string, sig: ChainSignature): Promise<{ proposal: Proposal; changed: boolean }> {
         let changed = false;
-        await this.update(id, (cur) => {
+        const stored = await this.#update(id, (cur) => {
             const next = withSignatures(cur, [sig]);
             changed = next !== cur;
             return changed ? next : undefined;
         });
-        return { proposal: await this.publishPending(id), changed };
+        return { proposal: await this.publishPending(id, stored), changed };
+    }
+
+    /**
+     * The last party's signature: recorded with its `proposal.signed`, then the proposal concluded
+     * `Completed` as the ledger holds it (`conclude`), in one step of the saga.
+     */
+    async recordLastSignature(id: string, sig: ChainSignature): Promise<Proposal> {
+        await this.recordSignature(id, sig);
+        return this.conclude(id, 'Completed');
     }
 
     /**
@@ -202,12 +229,13 @@ export class Proposals {
      * (from its logs, with `proposal.signed` for those not seen yet) before the outcome's event.
      */
     async conclude(id: string, outcome: SagaOutcome, detail: { reason?: string; rejectedBy?: { orgId: string; by: string } } = {}): Promise<Proposal> {
-        const p = await this.get(id);
-        if (isTerminal(p.status)) return this.publishPending(id);
+        const stored = await this.#read(id);
+        const p = stored.item;
+        if (isTerminal(p.status)) return this.publishPending(id, stored);
         if (!p.anchor || !p.contract) {
             if (outcome === 'Completed') throw new Conflict('A proposal that is not anchored cannot be complete', 'wrong_state');
-            await this.update(id, (cur) => (isTerminal(cur.status) ? undefined : withEvent({ ...cur, status: outcome, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }, outcomeEvent(outcome))));
-            return this.publishPending(id);
+            const ended = await this.#update(id, (cur) => (isTerminal(cur.status) ? undefined : withEvent({ ...cur, status: outcome, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy }, outcomeEvent(outcome))), stored);
+            return this.publishPending(id, ended);
         }
         let chain = await this.onChain(p);
         let cancel: { txHash: string; blockNumber: number } | undefined;
@@ -221,13 +249,17 @@ export class Proposals {
         }
         const ending: ProposalStatus | undefined = chain.status === 'Completed' ? 'Completed' : chain.status === 'Cancelled' && outcome !== 'Completed' ? outcome : undefined;
         if (!ending) throw new AppError(`The ledger holds the proposal as ${chain.status}, not ${outcome === 'Completed' ? 'completed' : 'closed'}; will look again`, 503, 'ledger_behind');
-        await this.update(id, (cur) => {
-            if (isTerminal(cur.status)) return undefined;
-            const signed = withSignatures(cur, chain.signatures);
-            const closing = ending === 'Completed' ? {} : { cancel: cancel ?? cur.cancel, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy };
-            return withEvent({ ...signed, status: ending, ...closing }, outcomeEvent(ending));
-        });
-        return this.publishPending(id);
+        const ended = await this.#update(
+            id,
+            (cur) => {
+                if (isTerminal(cur.status)) return undefined;
+                const signed = withSignatures(cur, chain.signatures);
+                const closing = ending === 'Completed' ? {} : { cancel: cancel ?? cur.cancel, reason: detail.reason ?? cur.reason, rejectedBy: detail.rejectedBy ?? cur.rejectedBy };
+                return withEvent({ ...signed, status: ending, ...closing }, outcomeEvent(ending));
+            },
+            stored,
+        );
+        return this.publishPending(id, ended);
     }
 
     /**
@@ -236,17 +268,22 @@ export class Proposals {
      * announced, and a proposal the ledger completed is `Completed`, whatever the record said.
      */
     async reconcile(id: string): Promise<{ proposal: Proposal; changed: boolean }> {
-        const p = await this.get(id);
+        const stored = await this.#read(id);
+        const p = stored.item;
         if (!p.anchor || !p.contract) return { proposal: p, changed: false };
         const chain = await this.onChain(p);
         let changed = false;
-        await this.update(id, (cur) => {
-            let next = withSignatures(cur, chain.signatures);
-            if (chain.status === 'Completed' && next.status !== 'Completed') next = withEvent({ ...next, status: 'Completed' }, 'proposal.completed');
-            changed = next !== cur;
-            return changed ? next : undefined;
-        });
-        return { proposal: await this.publishPending(id), changed };
+        const next = await this.#update(
+            id,
+            (cur) => {
+                let next = withSignatures(cur, chain.signatures);
+                if (chain.status === 'Completed' && next.status !== 'Completed') next = withEvent({ ...next, status: 'Completed' }, 'proposal.completed');
+                changed = next !== cur;
+                return changed ? next : undefined;
+            },
+            stored,
+        );
+        return { proposal: await this.publishPending(id, next), changed };
     }
 
     /** What the ledger holds for this proposal now. */
@@ -285,15 +322,18 @@ export class Proposals {
     /**
      * Publishes the proposal's recorded events that are not out yet, in their order, then takes
      * them out of its outbox. Two callers at once publish an event twice at worst (consumers
-     * dedupe by id), never one before an earlier one.
+     * dedupe by id), never one before an earlier one. `known`: the proposal as the caller just
+     * read or wrote it (its outbox is then read from that, and taken out under its ETag).
      */
-    async publishPending(id: string): Promise<Proposal> {
-        const p = await this.get(id);
+    async publishPending(id: string, known?: Stored<Proposal>): Promise<Proposal> {
+        const stored = known ?? (await this.#read(id));
+        const p = stored.item;
         const pending = [...(p.events?.outbox ?? [])].sort((a, b) => (a.sequence ?? 0) - (b.sequence ?? 0));
         if (pending.length === 0) return p;
         for (const event of pending) await this.deps.events().publish(event);
         const done = new Set(pending.map((e) => e.id));
-        return this.update(id, (cur) => (cur.events?.outbox.some((e) => done.has(e.id)) ? { ...cur, events: { ...cur.events, outbox: cur.events.outbox.filter((e) => !done.has(e.id)) } } : undefined));
+        const published = await this.#update(id, (cur) => (cur.events?.outbox.some((e) => done.has(e.id)) ? { ...cur, events: { ...cur.events, outbox: cur.events.outbox.filter((e) => !done.has(e.id)) } } : undefined), stored);
+        return published.item;
     }
 
     /** A party's trader asks for the proposal to be rejected: checked here, carried out by the saga. */

@@ -14,7 +14,17 @@ export interface ProposalSigningInput {
     expiresAt: string;
     /** When the traders of parties that have not signed are reminded (skipped when not before the deadline). */
     remindAt: string;
+    /**
+     * The saga's steps. 2 (every saga started now): the anchoring step publishes `proposal.created`
+     * itself, and the last signature is recorded and concluded in one step. Absent: the steps of a saga
+     * started before (a publish step after the anchor, a conclude step after the last signature),
+     * which it keeps on replay to the end.
+     */
+    steps?: typeof SAGA_STEPS;
 }
+
+/** The steps of the sagas started now (see `ProposalSigningInput.steps`). */
+export const SAGA_STEPS = 2;
 
 /** The one external event the saga waits for: a party's signature (from the chain event pump) or a rejection. */
 export const PROPOSAL_EVENT = 'ProposalEvent';

@@ -2,7 +2,7 @@ import type { AuditRecord, AuditTrail } from '../audit/auditTrail';
 import type { EnergyExchanges } from '../chain/energyExchange';
 import { Conflict } from '../errors';
 import type { NewProposal, Proposal, Proposals } from './proposals';
-import { checkSagaEvent, PROPOSAL_EVENT, PROPOSAL_SAGA, proposalInstanceId, type ProposalSigningInput } from './sagaContract';
+import { checkSagaEvent, PROPOSAL_EVENT, PROPOSAL_SAGA, proposalInstanceId, SAGA_STEPS, type ProposalSigningInput } from './sagaContract';
 
 /** The part of a Durable client the proposal routes use (the Functions binding's client is one). */
 export interface SagaClient {
@@ -35,7 +35,7 @@ export class SigningSagas {
         const instanceId = proposalInstanceId(proposal.id);
         if (!created && (await durable.getStatus(instanceId).catch(() => undefined))) return proposal;
         const remindAt = new Date(Date.parse(proposal.expiresAt) - this.deps.remindBeforeSeconds * 1000).toISOString();
-        const sagaInput: ProposalSigningInput = { proposalId: proposal.id, expiresAt: proposal.expiresAt, remindAt };
+        const sagaInput: ProposalSigningInput = { proposalId: proposal.id, expiresAt: proposal.expiresAt, remindAt, steps: SAGA_STEPS };
         await durable.startNew(PROPOSAL_SAGA, { instanceId, input: sagaInput }).catch((err: unknown) => {
             // Started by a concurrent retry of the same request: one saga either way.
             if (!/already exists|409/.test(String((err as Error).message))) throw err;

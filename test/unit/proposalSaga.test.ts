@@ -1,5 +1,5 @@
 import { PROPOSAL_EVENT, proposalSigningSaga, type ProposalSagaEvent } from '../../orchestrations/proposalSigning';
-import { checkSagaEvent } from '../../shared/proposals/sagaContract';
+import { checkSagaEvent, SAGA_STEPS } from '../../shared/proposals/sagaContract';
 import { OrchestrationReplay } from '../harness/orchestrationReplay';
 
 const PROPOSAL = '8d5f1f3a-3c1b-4a57-9f0e-2b0c6d1e7a10';
@@ -15,24 +15,45 @@ const EXPIRES_AT = '2027-01-01T02:00:00.000Z';
  * order of signatures, duplicates, a rejection, the reminder and the deadline, and how the
  * ledger's answer to its conclusion becomes its result.
  */
-describe('the proposal signing saga, replayed', () => {
+describe.each([
+    ['started now (steps: 2)', SAGA_STEPS],
+    ['started before steps: 2, replayed to its end', undefined],
+] as const)('the proposal signing saga, %s, replayed', (_, steps) => {
+    const input = (opts: { remindAt?: string; expiresAt?: string } = {}) => ({ proposalId: PROPOSAL, expiresAt: opts.expiresAt ?? EXPIRES_AT, remindAt: opts.remindAt ?? REMIND_AT, ...(steps ? { steps } : {}) });
+
     /** A saga started and anchored for parties A and B, waiting for signatures. */
     async function waiting(opts: { remindAt?: string; expiresAt?: string } = {}): Promise<OrchestrationReplay> {
-        const saga = new OrchestrationReplay(proposalSigningSaga, `proposal-${PROPOSAL}`, {
-            proposalId: PROPOSAL,
-            expiresAt: opts.expiresAt ?? EXPIRES_AT,
-            remindAt: opts.remindAt ?? REMIND_AT,
-        });
+        const saga = new OrchestrationReplay(proposalSigningSaga, `proposal-${PROPOSAL}`, input(opts));
         await saga.start();
         expect(saga.only('proposalAnchor').input).toEqual({ proposalId: PROPOSAL });
         await saga.complete(saga.activities[0]!, { status: 'AwaitingSignatures', accounts: [A, B] });
-        expect(saga.only('proposalPublish').input).toEqual({ proposalId: PROPOSAL, type: 'proposal.created' });
-        await saga.complete(saga.activities[0]!, { status: 'AwaitingSignatures' });
+        if (!steps) {
+            // Before steps 2, publishing proposal.created was a step of its own.
+            expect(saga.only('proposalPublish').input).toEqual({ proposalId: PROPOSAL, type: 'proposal.created' });
+            await saga.complete(saga.activities[0]!, { status: 'AwaitingSignatures' });
+        }
         expect(saga.activities).toEqual([]);
         expect(saga.outcome.customStatus).toEqual({ signed: [], pending: [A, B] });
         // Waiting for the first signature, with the reminder's timer set.
         expect(saga.timers.map((t) => t.fireAt)).toEqual([REMIND_AT]);
         return saga;
+    }
+
+    /**
+     * The last signature raised: recorded and concluded in one step (steps 2), or recorded, then
+     * concluded in a step of its own; the step's answer is what the ledger holds.
+     */
+    async function lastSigned(saga: OrchestrationReplay, account: string, block: number, ledger = 'Completed'): Promise<void> {
+        if (steps) {
+            expect(saga.only('proposalSignedLast').input).toEqual({ proposalId: PROPOSAL, account, txHash: txHash(block), blockNumber: block });
+            await saga.complete(saga.activities[0]!, ledger);
+        } else {
+            expect(saga.only('proposalSigned').input).toEqual({ proposalId: PROPOSAL, account, txHash: txHash(block), blockNumber: block });
+            await saga.complete(saga.activities[0]!, { account });
+            expect(saga.only('proposalConclude').input).toEqual({ proposalId: PROPOSAL, outcome: 'Completed' });
+            await saga.complete(saga.activities[0]!, ledger);
+        }
+        expect(saga.outcome).toMatchObject({ isDone: true, output: ledger, customStatus: { pending: [] } });
     }
 
     it('records signatures in the order they arrive (B before A) and completes after the last', async () => {
@@ -42,11 +63,10 @@ describe('the proposal signing saga, replayed', () => {
         await saga.complete(saga.activities[0]!, { account: B });
         expect(saga.outcome.customStatus).toEqual({ signed: [B], pending: [A] });
         await saga.raise(PROPOSAL_EVENT, signed(A, 12));
-        expect(saga.only('proposalSigned').input).toMatchObject({ account: A, blockNumber: 12 });
-        await saga.complete(saga.activities[0]!, { account: A });
-        expect(saga.only('proposalConclude').input).toEqual({ proposalId: PROPOSAL, outcome: 'Completed' });
-        await saga.complete(saga.activities[0]!, 'Completed');
-        expect(saga.outcome).toMatchObject({ isDone: true, output: 'Completed' });
+        await lastSigned(saga, A, 12);
+        expect(saga.history.filter((e) => e.EventType === 4).map((e) => e.Name)).toEqual(
+            steps ? ['proposalAnchor', 'proposalSigned', 'proposalSignedLast'] : ['proposalAnchor', 'proposalPublish', 'proposalSigned', 'proposalSigned', 'proposalConclude'],
+        );
     });
 
     it('drops a signature delivered twice and one from an account that is no party', async () => {
@@ -60,11 +80,10 @@ describe('the proposal signing saga, replayed', () => {
         expect(saga.activities).toEqual([]);
         expect(saga.outcome).toMatchObject({ isDone: false, customStatus: { signed: [A], pending: [B] } });
         // Addresses compare without case.
-        await saga.raise(PROPOSAL_EVENT, signed(B.toUpperCase().replace('0X', '0x'), 12));
-        await saga.complete(saga.only('proposalSigned'), { account: B });
-        await saga.complete(saga.only('proposalConclude'), 'Completed');
-        expect(saga.outcome).toMatchObject({ isDone: true, output: 'Completed' });
-        expect(saga.history.filter((e) => e.EventType === 4 && e.Name === 'proposalSigned')).toHaveLength(2);
+        const upper = B.toUpperCase().replace('0X', '0x');
+        await saga.raise(PROPOSAL_EVENT, signed(upper, 12));
+        await lastSigned(saga, upper, 12);
+        expect(saga.history.filter((e) => e.EventType === 4 && String(e.Name).startsWith('proposalSigned'))).toHaveLength(2);
     });
 
     it('concludes a rejection through the ledger, and ends with what the ledger says (Rejected, or Completed when the last signature won the race)', async () => {
@@ -100,14 +119,12 @@ describe('the proposal signing saga, replayed', () => {
         await saga.raise(PROPOSAL_EVENT, signed(A, 20));
         await saga.complete(saga.only('proposalSigned'), { account: A });
         await saga.raise(PROPOSAL_EVENT, signed(B, 21));
-        await saga.complete(saga.only('proposalSigned'), { account: B });
-        await saga.complete(saga.only('proposalConclude'), 'Completed');
-        expect(saga.outcome).toMatchObject({ isDone: true, output: 'Completed' });
-        expect(saga.history.filter((e) => e.EventType === 4 && e.Name === 'proposalConclude')).toHaveLength(1);
+        await lastSigned(saga, B, 21);
+        expect(saga.history.filter((e) => e.EventType === 4 && (e.Name === 'proposalConclude' || e.Name === 'proposalSignedLast'))).toHaveLength(1);
     });
 
     it('ends Failed when the ledger refuses the anchor, publishing nothing', async () => {
-        const saga = new OrchestrationReplay(proposalSigningSaga, `proposal-${PROPOSAL}`, { proposalId: PROPOSAL, expiresAt: EXPIRES_AT, remindAt: REMIND_AT });
+        const saga = new OrchestrationReplay(proposalSigningSaga, `proposal-${PROPOSAL}`, input());
         await saga.start();
         await saga.complete(saga.only('proposalAnchor'), { status: 'Failed', accounts: [] });
         expect(saga.activities).toEqual([]);

@@ -1,4 +1,5 @@
-import { updateExisting } from '../../shared/documents/updateExisting';
+import { updateExisting, updateExistingStored } from '../../shared/documents/updateExisting';
+import type { Repository } from '../../shared/documents/repository';
 import { Conflict, NotFound } from '../../shared/errors';
 import { MemoryRepository } from './fakes/memoryStores';
 
@@ -45,5 +46,33 @@ describe('updating a record that must exist', () => {
         expect(racing.n).toBe(22);
         const forever = updateExisting(repo, 't1', (t) => (void repo.upsert({ ...t, n: t.n + 10 }), { ...t, n: t.n + 1 }), opts);
         await expect(forever).rejects.toThrow('The thing is being changed; try again');
+    });
+    it('starts from the record the caller holds (no read) while it is current, and reads again when it is stale or gone', async () => {
+        const repo = new MemoryRepository<Doc>((d) => d.id);
+        let reads = 0;
+        const counted: Repository<Doc> = {
+            create: (d) => repo.create(d),
+            createEach: (d) => repo.createEach(d),
+            read: (id, pk) => (reads++, repo.read(id, pk)),
+            replace: (d, etag) => repo.replace(d, etag),
+            upsert: (d) => repo.upsert(d),
+            delete: (id, pk, etag) => repo.delete(id, pk, etag),
+            query: () => repo.query(),
+            patch: () => repo.patch(),
+        };
+        await repo.create({ id: 't1', kind: 'thing', n: 1, updatedAt: OLD });
+        const first = (await repo.read('t1', 't1')) as { item: Thing; etag: string };
+        const second = await updateExistingStored(counted, 't1', (t) => ({ ...t, n: t.n + 1 }), { ...opts, known: first });
+        expect([second.item.n, reads]).toEqual([2, 0]);
+        // The next step goes on from what the last one wrote: still no read.
+        const third = await updateExistingStored(counted, 't1', (t) => ({ ...t, n: t.n * 10 }), { ...opts, known: second });
+        expect([third.item.n, reads]).toEqual([20, 0]);
+        // Stale (someone wrote since): its ETag is refused, the record read again and the change made on that.
+        await repo.upsert({ ...third.item, n: 100 });
+        const fourth = await updateExistingStored(counted, 't1', (t) => ({ ...t, n: t.n + 1 }), { ...opts, known: third });
+        expect([fourth.item.n, reads]).toEqual([101, 1]);
+        // Gone since: read again, and `missing`.
+        await repo.delete('t1', 't1');
+        await expect(updateExistingStored(counted, 't1', (t) => ({ ...t, n: 0 }), { ...opts, known: fourth })).rejects.toThrow('No such thing');
     });
 });
