@@ -1,5 +1,5 @@
 import type { Directory } from '../directory/directory';
-import { updateItem, type Repository } from '../documents/repository';
+import { updateStored, type Repository, type Stored } from '../documents/repository';
 import { Conflict, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
 import type { MailSender } from '../mail/mailSender';
@@ -33,7 +33,7 @@ export class MemberProposalCopies {
         const proposal = event.data as MemberProposalCopy['proposal'];
         if (typeof proposal.proposalId !== 'string' || typeof proposal.updatedAt !== 'string') return { applied: false };
         let applied = false;
-        await updateItem(
+        const stored = await updateStored(
             this.repo,
             proposal.proposalId,
             proposal.proposalId,
@@ -44,7 +44,7 @@ export class MemberProposalCopies {
             },
             { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`) },
         );
-        if (event.type === 'proposal.created' || (ENDING_EVENTS as readonly string[]).includes(event.type)) await this.#notify(proposal.proposalId, event);
+        if (event.type === 'proposal.created' || (ENDING_EVENTS as readonly string[]).includes(event.type)) await this.#notify(proposal.proposalId, event, stored);
         return { applied };
     }
 
@@ -59,9 +59,12 @@ export class MemberProposalCopies {
         return found.item.proposal;
     }
 
-    /** Mails the member's traders about the event once (marked after sending: at least once, never on every redelivery). */
-    async #notify(id: string, event: EventEnvelope): Promise<void> {
-        const copy = await this.repo.read(id, id);
+    /**
+     * Mails the member's traders about the event once (marked after sending: at least once, never on every
+     * redelivery). `known`: the copy as the event just left it (read again only when there is none).
+     */
+    async #notify(id: string, event: EventEnvelope, known: Stored<MemberProposalCopy> | undefined): Promise<void> {
+        const copy = known ?? (await this.repo.read(id, id));
         if (!copy || copy.item.notified.includes(event.type)) return;
         const traders = (await this.deps.directory.listUsers(this.deps.orgId)).filter((u) => u.roles.includes('Org.Trader') && u.email);
         if (traders.length > 0) {
