@@ -5,7 +5,7 @@
  * transaction rate (pre-signed transfers broadcast in nonce order) divided by the three
  * transactions a proposal takes (create, two signatures).
  *
- *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32 --counts]
+ *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32 --counts [--idle 60]]
  *
  * `--counts`: per completed proposal, what the system did for it in each level (from the devhost's
  * `GET /dev/counts`, summed over the core and the members): Durable work items, document store
@@ -54,7 +54,7 @@ async function rawRate(ledger: string, count: number): Promise<number> {
     return (count / (Date.now() - started)) * 1000;
 }
 
-type Counts = { apps: Record<string, { served: number; durable: Record<string, number>; calls: Record<string, { reads: number; writes: number }> }> };
+type Counts = { apps: Record<string, { served: number; invocations?: Record<string, number>; durable: Record<string, number>; calls: Record<string, { reads: number; writes: number }> }> };
 
 /** The devhost's counts summed over its app instances, by what they name. */
 function summed(c: Counts): Map<string, number> {
@@ -62,6 +62,10 @@ function summed(c: Counts): Map<string, number> {
     const add = (k: string, n: number) => out.set(k, (out.get(k) ?? 0) + n);
     for (const app of Object.values(c.apps)) {
         add('served', app.served);
+        for (const [trigger, n] of Object.entries(app.invocations ?? {})) {
+            add('invocations', n);
+            add(`invocations.${trigger.replace(/Trigger$/, '')}`, n);
+        }
         for (const [k, n] of Object.entries(app.durable)) add(`durable.${k}`, n);
         for (const [dest, n] of Object.entries(app.calls)) {
             const kind = dest.startsWith('app:') ? 'deployments' : dest.startsWith('node:') || dest === 'ledger' ? 'ledger' : dest.startsWith('vault:') ? 'vault' : dest.split('/')[0]!;
@@ -82,6 +86,13 @@ function countsPerProposal(before: Counts, after: Counts, proposals: number, cli
         `   Durable work items ${(d('durable.episodes') + d('durable.activities') + d('durable.entityOperations')).toFixed(1)} (${d('durable.episodes').toFixed(1)} orchestrator episodes, ${d('durable.activities').toFixed(1)} activities, ${d('durable.entityOperations').toFixed(1)} entity operations)`,
         `   document store (Cosmos) ${rw('cosmos')}; storage: queues ${rw('queue')}, tables ${rw('table')}, blobs ${rw('blob')}`,
         `   ledger JSON-RPC requests ${(d('ledger.reads') + d('ledger.writes')).toFixed(1)}; HTTP between deployments ${rw('deployments')}; vault ${rw('vault')}; issuer ${rw('issuer')}`,
+        `   function executions ${d('invocations').toFixed(1)} (${[...a.keys()]
+            .filter((k) => k.startsWith('invocations.'))
+            .map((k) => [k.slice('invocations.'.length), d(k)] as const)
+            .filter(([, n]) => n >= 0.05)
+            .sort((x, y) => y[1] - x[1])
+            .map(([k, n]) => `${k} ${n.toFixed(1)}`)
+            .join(', ')})`,
         `   requests served by the deployments ${d('served').toFixed(1)}, of them from this bench ${(clientRequests / proposals).toFixed(1)} (its status polls every 200 ms included)`,
         `   document store by container: ${[...a.keys()]
             .filter((k) => k.startsWith('cosmos/'))
@@ -98,6 +109,22 @@ function countsPerProposal(before: Counts, after: Counts, proposals: number, cli
                 return `${name.replace(/^member-/, '')} Cosmos ${((cosmos(y) - cosmos(x)) / proposals).toFixed(1)}, Durable ${((work(y) - work(x)) / proposals).toFixed(1)}, served ${((y.served - (x?.served ?? 0)) / proposals).toFixed(1)}`;
             })
             .join('; ')}`,
+    ];
+}
+
+/** What the deployments did in an idle window, scaled to a day, per deployment. */
+function idlePerDay(before: Counts, after: Counts, seconds: number): string[] {
+    const perDay = 86_400 / seconds;
+    return [
+        `idle ${seconds} s, per day:`,
+        ...Object.keys(after.apps).map((name) => {
+            const [x, y] = [before.apps[name], after.apps[name]!];
+            const calls = (kind: string) => Object.entries(y.calls).reduce((s, [k, n]) => (k.split('/')[0] === kind ? s + n.reads + n.writes - (x?.calls[k]?.reads ?? 0) - (x?.calls[k]?.writes ?? 0) : s), 0);
+            const work = Object.entries(y.durable).reduce((s, [k, n]) => s + n - (x?.durable[k] ?? 0), 0);
+            const f = (n: number) => Math.round(n * perDay).toLocaleString('en-GB');
+            const executions = Object.entries(y.invocations ?? {}).reduce((s, [k, n]) => s + n - (x?.invocations?.[k] ?? 0), 0);
+            return `   ${name.replace(/^member-/, '')}: function executions ${f(executions)}, served ${f(y.served - (x?.served ?? 0))}, Durable work items ${f(work)}, queue requests ${f(calls('queue'))}, table ${f(calls('table'))}, Cosmos ${f(calls('cosmos'))}, ledger ${f(calls('ledger') + calls('node'))}`;
+        }),
     ];
 }
 
@@ -168,6 +195,16 @@ async function main(): Promise<void> {
             return Date.now() - started;
         };
 
+        // `--idle <s>` (with --counts): what the deployments do with no proposal at all for that long (timers, queue polls), per day.
+        const idleArg = process.argv.indexOf('--idle');
+        if (COUNTS && idleArg >= 0) {
+            const seconds = Number(process.argv[idleArg + 1]);
+            const before = await countsNow();
+            await new Promise((r) => setTimeout(r, seconds * 1000));
+            const after = await countsNow();
+            for (const line of idlePerDay(before, after, seconds)) console.log(line);
+            if (process.env.BENCH_COUNTS_JSON) writeFileSync(`${process.env.BENCH_COUNTS_JSON}.idle.json`, JSON.stringify({ seconds, before, after }, null, 1));
+        }
         console.log(`machine: ${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim()}, node ${process.version}; ${perLevel} proposals per level (at least the level's concurrency); contract ${artifact}`);
         const raw = await rawRate(ledger, 1000);
         console.log(`ledger raw: ${raw.toFixed(0)} tx/s (1,000 pre-signed transfers) → ${(raw / 3).toFixed(0)} proposals/s at 3 transactions each`);
@@ -196,7 +233,7 @@ async function main(): Promise<void> {
                 const after = await countsNow();
                 for (const line of countsPerProposal(before, after, total, clientRequests)) console.log(line);
                 // BENCH_COUNTS_JSON=<file>: the raw counts before and after each level, for a closer look.
-                if (process.env.BENCH_COUNTS_JSON) writeFileSync(`${process.env.BENCH_COUNTS_JSON}.${concurrency}.json`, JSON.stringify({ proposals: total, before, after }, null, 1));
+                if (process.env.BENCH_COUNTS_JSON) writeFileSync(`${process.env.BENCH_COUNTS_JSON}.${concurrency}.json`, JSON.stringify({ proposals: total, seconds, clientRequests, before, after }, null, 1));
             }
             retried = 0;
             awaitedCopy = 0;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { AppFolder, readAppFolder, resolveSettingReferences } from '../appFolder';
 import type { RpcInvocationResponse, RpcParameterBinding, RpcTypedData } from './coreTypes';
+import { countInvocation } from './counts';
 import type { AppContext, BindingExtension, ExtensionFactory, InvokeOptions, SystemRoute } from './extension';
 import { FunctionRuntime, RegisteredFunction } from './functionRuntime';
 import { HttpExtension } from './httpExtension';
@@ -143,6 +144,7 @@ export class AppHost implements AppContext {
         trigger: { data: RpcTypedData; triggerMetadata?: Record<string, RpcTypedData> },
         options?: InvokeOptions,
     ): Promise<RpcInvocationResponse> {
+        countInvocation(fn.triggerType);
         const inputData: RpcParameterBinding[] = [{ name: fn.triggerName, data: trigger.data }];
         for (const [name, binding] of Object.entries(fn.metadata.bindings)) {
             if (name === fn.triggerName || binding.direction === 'out') continue;

@@ -14,11 +14,18 @@ export interface CallCount {
  */
 export interface AppCounts {
     served: number;
+    /** Function executions by trigger type (`httpTrigger`, `timerTrigger`, `serviceBusTrigger`, `orchestrationTrigger`, `activityTrigger`, …): what Azure bills as executions. */
+    invocations: Record<string, number>;
     durable: { episodes: number; activities: number; entityOperations: number };
     calls: Record<string, CallCount>;
 }
 
-export const appCounts: AppCounts = { served: 0, durable: { episodes: 0, activities: 0, entityOperations: 0 }, calls: {} };
+export const appCounts: AppCounts = { served: 0, invocations: {}, durable: { episodes: 0, activities: 0, entityOperations: 0 }, calls: {} };
+
+/** One function execution, by its trigger type. */
+export function countInvocation(triggerType: string): void {
+    appCounts.invocations[triggerType] = (appCounts.invocations[triggerType] ?? 0) + 1;
+}
 
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
 

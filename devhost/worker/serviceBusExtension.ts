@@ -75,6 +75,17 @@ export class ServiceBusExtension implements BindingExtension {
         return client;
     }
 
+    /**
+     * Messages one trigger processes at once, as the Functions host takes it: an app setting
+     * `AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls`, else host.json
+     * `extensions.serviceBus.maxConcurrentCalls`, else the extension's default (16 per core; here 16).
+     */
+    #maxConcurrentCalls(): number {
+        const configured = (this.#app.folder.hostJson.extensions?.serviceBus as { maxConcurrentCalls?: unknown } | undefined)?.maxConcurrentCalls;
+        const value = Number(this.#app.settings.AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls ?? configured);
+        return Number.isInteger(value) && value > 0 ? value : 16;
+    }
+
     addFunction(fn: RegisteredFunction): void {
         const b = fn.metadata.bindings[fn.triggerName];
         const queue = typeof b.queueName === 'string' ? this.#app.resolve(b.queueName) : undefined;
@@ -120,7 +131,7 @@ export class ServiceBusExtension implements BindingExtension {
                         this.#app.logger.warn({ function: l.fn.metadata.name, entity: l.entity, err: { message: args.error.message } }, 'service bus receiver error');
                     },
                 },
-                { autoCompleteMessages: false, maxConcurrentCalls: Number(b.maxConcurrentCalls) || 4 },
+                { autoCompleteMessages: false, maxConcurrentCalls: this.#maxConcurrentCalls() },
             );
             l.close = () => sub.close();
         }

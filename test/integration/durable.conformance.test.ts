@@ -39,8 +39,8 @@ describe('Durable Functions in the devhost', () => {
     }, 30000, 100);
     const eventTypes = (s: { history: { EventType: string }[] }) => s.history.map((h) => h.EventType);
 
-    it('counts what the instance did (GET /dev/counts): requests served, Durable work items, and its calls by service', async () => {
-        type Counts = { apps: Record<string, { served: number; durable: { episodes: number; activities: number; entityOperations: number }; calls: Record<string, { reads: number; writes: number }> }> };
+    it('counts what the instance did (GET /dev/counts): requests served, function executions by trigger, Durable work items, and its calls by service', async () => {
+        type Counts = { apps: Record<string, { served: number; invocations: Record<string, number>; durable: { episodes: number; activities: number; entityOperations: number }; calls: Record<string, { reads: number; writes: number }> }> };
         const counts = async () => ((await (await fetch(`${host.consoleUrl}/dev/counts`)).json()) as Counts).apps.durable;
         const before = await counts();
         const id = await start('sequence');
@@ -50,6 +50,10 @@ describe('Durable Functions in the devhost', () => {
         expect(after.served - before.served).toBeGreaterThanOrEqual(2);
         expect(after.durable.activities - before.durable.activities).toBe(3);
         expect(after.durable.episodes - before.durable.episodes).toBeGreaterThanOrEqual(4);
+        // Each activity and each episode is a function execution (what Azure bills), counted by its trigger.
+        const ran = (trigger: string) => (after.invocations[trigger] ?? 0) - (before.invocations[trigger] ?? 0);
+        expect(ran('activityTrigger')).toBe(3);
+        expect(ran('orchestrationTrigger')).toBe(after.durable.episodes - before.durable.episodes);
         // The task hub lives in the devhost's storage: its queue and table traffic is named after the service.
         for (const service of ['queue', 'table']) {
             const [b, a] = [before.calls[service] ?? { reads: 0, writes: 0 }, after.calls[service]!];
