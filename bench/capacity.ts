@@ -8,7 +8,7 @@
  *   npx tsx bench/capacity.ts --counts /tmp/cap [--level 1] [--members 10] [--block-seconds 2]
  *
  * Per proposal it takes the counts of one level (`<prefix>.<level>.json`: the core's and each
- * member's function executions, storage and Cosmos requests, per completed proposal), and per day
+ * member's function executions, Durable work items and Cosmos requests, per completed proposal), and per day
  * of idleness the counts of the idle window (`<prefix>.idle.json`: timers and queue polls with
  * no proposal). The bench's own status polls are requests the core served: they stay in, as a
  * client that watches its proposal makes them too.
@@ -81,12 +81,27 @@ const run = JSON.parse(readFileSync(`${prefix}.${level}.json`, 'utf8')) as { pro
 
 interface Load {
     executions: number;
-    queueReads: number;
-    queueWrites: number;
-    tables: number;
+    episodes: number;
+    activities: number;
     cosmosReads: number;
     cosmosWrites: number;
 }
+
+/**
+ * Task hub storage as the Durable extension's Azure Storage provider spends it (the devhost's own
+ * backend takes shortcuts a single local process may take, so its storage counts are not Azure's):
+ * each orchestrator episode receives and deletes its control message, reads the history (no extended
+ * sessions for the Node worker), appends to it in one batch and updates the instance row; each
+ * activity is a work-item message sent, received and deleted, and its completion a control message
+ * sent. Receives are counted one per message (sparse traffic does not fill a batch of 32). An idle
+ * instance polls its control queues (`partitionCount`) and the work-item queue every
+ * `maxQueuePollingInterval` (host.json: 4 and 1 s).
+ */
+const PROVIDER = {
+    perEpisode: { queueReads: 1, queueWrites: 1, tables: 3 },
+    perActivity: { queueReads: 1, queueWrites: 3, tables: 0 },
+    idleQueueReadsPerDay: (4 + 1) * 86_400,
+};
 
 /** What `after` adds to `before` for the apps `pick` selects, averaged over them, divided by `per`. */
 function load(before: Counts, after: Counts, pick: (name: string) => boolean, per: number): Load {
@@ -95,9 +110,8 @@ function load(before: Counts, after: Counts, pick: (name: string) => boolean, pe
     const calls = (a: AppCounts, kind: string, rw: 'reads' | 'writes') => Object.entries(a.calls).reduce((s, [k, c]) => (k.split('/')[0] === kind ? s + c[rw] : s), 0);
     return {
         executions: sum((a) => Object.values(a.invocations ?? {}).reduce((s, n) => s + n, 0)),
-        queueReads: sum((a) => calls(a, 'queue', 'reads')),
-        queueWrites: sum((a) => calls(a, 'queue', 'writes')),
-        tables: sum((a) => calls(a, 'table', 'reads') + calls(a, 'table', 'writes')),
+        episodes: sum((a) => a.durable.episodes ?? 0),
+        activities: sum((a) => a.durable.activities ?? 0),
         cosmosReads: sum((a) => calls(a, 'cosmos', 'reads')),
         cosmosWrites: sum((a) => calls(a, 'cosmos', 'writes')),
     };
@@ -127,17 +141,18 @@ function day(role: 'core' | 'member', proposals: number) {
     const [i, p] = [idleOf[role], perProposal[role]];
     const at = (k: keyof Load) => i[k] + proposals * p[k];
     const executions = at('executions');
+    const storage = (k: 'queueReads' | 'queueWrites' | 'tables') => at('episodes') * PROVIDER.perEpisode[k] + at('activities') * PROVIDER.perActivity[k] + (k === 'queueReads' ? PROVIDER.idleQueueReadsPerDay : 0);
     const busySeconds = Math.min(86_400, Math.max(role === 'core' ? ASSUME.pumpBusyShare * 86_400 : 0, executions * ASSUME.secondsPerExecution));
     const ru = at('cosmosReads') * ASSUME.ruPerRead + at('cosmosWrites') * ASSUME.ruPerWrite;
     // Service Bus: the core sends each event to each party; each member receives and completes its own.
     const busOps = role === 'core' ? proposals * ASSUME.eventsPerProposal * ASSUME.parties : proposals * ASSUME.eventsPerProposal * 2;
     const month = {
         functions: 30 * ((executions / 1e6) * PRICE.flexPerMillionExecutions + busySeconds * ASSUME.instanceGb * PRICE.flexPerGbSecond),
-        storage: 30 * ((at('queueWrites') / 1e4) * PRICE.queueWritePer10k + (at('queueReads') / 1e4) * PRICE.queueReadPer10k + (at('tables') / 1e4) * PRICE.tablePer10k),
+        storage: 30 * ((storage('queueWrites') / 1e4) * PRICE.queueWritePer10k + (storage('queueReads') / 1e4) * PRICE.queueReadPer10k + (storage('tables') / 1e4) * PRICE.tablePer10k),
         cosmos: 30 * (ru / 1e6) * PRICE.cosmosPerMillionRu,
         serviceBus: role === 'core' ? PRICE.serviceBusBase + Math.max(0, (30 * busOps - 13e6) / 1e6) * PRICE.serviceBusPerMillionOps : 0,
     };
-    return { executions, busySeconds, queue: at('queueReads') + at('queueWrites'), tables: at('tables'), cosmos: at('cosmosReads') + at('cosmosWrites'), ru, busOps, month, total: Object.values(month).reduce((s, n) => s + n, 0) };
+    return { executions, busySeconds, queue: storage('queueReads') + storage('queueWrites'), tables: storage('tables'), cosmos: at('cosmosReads') + at('cosmosWrites'), ru, busOps, month, total: Object.values(month).reduce((s, n) => s + n, 0) };
 }
 
 /** The ledger at `proposals` a day: batch sizes, transactions, gas and how full its blocks are. */
@@ -161,8 +176,9 @@ function ledger(proposals: number) {
 
 const volumes = [0, 1_000, 100_000, 1_000_000];
 console.log(`counts: ${prefix}.idle.json (${idle.seconds} s idle) and ${prefix}.${level}.json (${run.proposals} proposals at ${level} proposers${run.clientRequests ? `; the client's requests, its status reads included, ${fmt(run.clientRequests / run.proposals, 1)} a proposal` : ''})`);
-console.log(`per proposal: core ${fmt(perProposal.core.executions, 1)} executions, ${fmt(perProposal.core.queueReads + perProposal.core.queueWrites, 1)} queue and ${fmt(perProposal.core.tables, 1)} table requests, ${fmt(perProposal.core.cosmosReads + perProposal.core.cosmosWrites, 1)} Cosmos requests; each member party ${fmt(perProposal.member.executions, 1)} executions, ${fmt(perProposal.member.queueReads + perProposal.member.queueWrites, 1)} queue, ${fmt(perProposal.member.tables, 1)} table, ${fmt(perProposal.member.cosmosReads + perProposal.member.cosmosWrites, 1)} Cosmos`);
-console.log(`idle, per day: core ${fmt(idleOf.core.executions)} executions, ${fmt(idleOf.core.queueReads + idleOf.core.queueWrites)} queue, ${fmt(idleOf.core.tables)} table, ${fmt(idleOf.core.cosmosReads + idleOf.core.cosmosWrites)} Cosmos requests; a member ${fmt(idleOf.member.executions)}, ${fmt(idleOf.member.queueReads + idleOf.member.queueWrites)}, ${fmt(idleOf.member.tables)}, ${fmt(idleOf.member.cosmosReads + idleOf.member.cosmosWrites)}`);
+const describe = (l: Load) => `${fmt(l.executions, 1)} executions (${fmt(l.episodes, 1)} orchestrator episodes, ${fmt(l.activities, 1)} activities), ${fmt(l.cosmosReads, 1)} Cosmos reads and ${fmt(l.cosmosWrites, 1)} writes`;
+console.log(`per proposal: core ${describe(perProposal.core)}; each member party ${describe(perProposal.member)}`);
+console.log(`idle, per day: core ${describe(idleOf.core)}; a member ${describe(idleOf.member)}`);
 console.log('');
 console.log(`| proposals a day | ledger: batch (anchors / an account's signatures), transactions a day, gas a proposal, gas a day, blocks full | core: executions, storage (queue / table), Cosmos requests (RU), Service Bus operations a day | core a month | a member (${ASSUME.parties} parties among ${ASSUME.members} organisations: its share): executions, storage (queue / table), Cosmos requests (RU) a day | a member a month |`);
 console.log('|---|---|---|---|---|---|');
