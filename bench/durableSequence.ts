@@ -127,6 +127,9 @@ async function main(): Promise<void> {
         console.log(`durable: ${n} orchestrations x 5 activities (started in ${((startedAll - started) / 1000).toFixed(1)} s)`);
         console.log(`  throughput         ${(n / seconds).toFixed(1)} orchestrations/s, ${((n * 5) / seconds).toFixed(0)} activities/s (${seconds.toFixed(1)} s in all)`);
         console.log(`  activity dispatch  p50 ${percentile(latencies, 50)} ms  p99 ${percentile(latencies, 99)} ms  max ${latencies[latencies.length - 1]} ms`);
+        // Anything the backend warned about during the run (an episode that failed and was retried shows here).
+        const warnings = host.logs().filter((l) => Number(l.level) >= 40);
+        if (warnings.length > 0) console.log(`  warnings           ${warnings.length}: ${[...new Set(warnings.map((l) => String(l.msg)))].slice(0, 5).join(' | ')}`);
         const after = await counts();
         const d = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as ReturnType<typeof storageOps>;
         const ops = d.queueReads + d.queueWrites + d.tableReads + d.tableWrites + d.blobs;

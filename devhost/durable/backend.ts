@@ -35,6 +35,10 @@ export interface BackendSettings {
 }
 
 const HISTORY_CACHE_SIZE = 2000;
+const INSTANCE_CACHE_SIZE = 5000;
+
+/** A message for an instance: received from the control queue, or the completion of a work item run here (`local`: its outbox row). */
+type Held = ReceivedMessage & { local?: string };
 const MAX_HELD_CONTROL_MESSAGES = 256;
 const TERMINAL: RuntimeStatus[] = ['Completed', 'Failed', 'Terminated', 'Canceled'];
 const OUT_OF_PROC_MARKER = '$OutOfProcData$:';
@@ -48,8 +52,22 @@ export type OperationResult = 'accepted' | 'gone' | 'notfound';
  * the task hub in Azure Storage. Orchestrator episodes run one at a time per instance;
  * activities run in parallel up to `maxConcurrentActivityFunctions`.
  *
+ * This backend is its task hub's only worker (the devhost refuses two instances on one
+ * hub), which lets it skip storage round trips the Azure Storage provider makes for
+ * workers that share a hub, with the same guarantees:
+ * - a work item an episode schedules runs in this process straight away: its outbox row,
+ *   committed with the episode, stays until the episode that applies its completion
+ *   removes it in the same table transaction; after a crash the row is sent to the
+ *   work-item queue like any other, and the activity runs again;
+ * - instance rows are kept in memory (they are written by this backend only) and
+ *   written when what a status query shows changes (runtime status, output, custom
+ *   status), not on every episode; the last update time and history length follow
+ *   with the next such write, or at a graceful stop;
+ * - an idle queue is polled every `maxPollingIntervalMs`: everything this process sends
+ *   wakes its own loops at once.
+ *
  * Delivery: activities run at least once. A work item whose activity finished but
- * whose completion was not yet sent when the host died runs again after restart;
+ * whose completion was not yet recorded when the host died runs again after restart;
  * its second completion is ignored by the orchestration. Orchestrator episodes are
  * replays and may run any number of times.
  */
@@ -61,7 +79,13 @@ export class DurableBackend {
     #stopped = false;
     readonly #wakers = new Set<() => void>();
     readonly #loops: Promise<void>[] = [];
-    readonly #instanceQueues = new Map<string, ReceivedMessage[]>();
+    readonly #instanceQueues = new Map<string, Held[]>();
+    /** Work items scheduled by this process's episodes, waiting for an activity slot. */
+    readonly #localWork: { instanceId: string; rowKey: string; message: HubMessage }[] = [];
+    /** Outbox rows of work items run here and not yet applied (a flush of the outbox leaves them). */
+    readonly #localRows = new Set<string>();
+    /** Instance rows as this backend last wrote or read them, and whether the stored row lags behind. */
+    readonly #instances = new Map<string, { record: InstanceRecord; stale: boolean }>();
     readonly #busyInstances = new Set<string>();
     readonly #episodes = new Set<Promise<void>>();
     readonly #activities = new Set<Promise<void>>();
@@ -83,7 +107,7 @@ export class DurableBackend {
         this.#renewTimer = setInterval(() => void this.#renewHeld(), Math.max(1000, (this.#settings.visibilitySeconds * 1000) / 3));
     }
 
-    /** Stops receiving; episodes and activities under way finish. */
+    /** Stops receiving; episodes and activities under way finish, and instance rows that lag are written. */
     async stop(): Promise<void> {
         this.#stopped = true;
         this.nudge();
@@ -92,6 +116,53 @@ export class DurableBackend {
             await Promise.allSettled([...this.#episodes, ...this.#activities]);
         }
         clearInterval(this.#renewTimer);
+        for (const [id, entry] of this.#instances) {
+            if (!entry.stale) continue;
+            await this.#writeInstance({ ...entry.record, etag: undefined }).catch((err: Error) => this.#log.warn({ instanceId: id, err: { message: err.message } }, 'durable: instance row not brought up to date at stop'));
+        }
+    }
+
+    // ---------------------------------------------------------------- instance rows
+
+    async #instance(instanceId: string): Promise<InstanceRecord | undefined> {
+        const cached = this.#instances.get(instanceId);
+        if (cached) return { ...cached.record };
+        const stored = await this.store.getInstance(instanceId);
+        if (stored) this.#keepInstance(stored, false);
+        return stored;
+    }
+
+    #keepInstance(record: InstanceRecord, stale: boolean): void {
+        this.#instances.delete(record.instanceId);
+        this.#instances.set(record.instanceId, { record: { ...record }, stale });
+        // The oldest go; one that lags is written first.
+        while (this.#instances.size > INSTANCE_CACHE_SIZE) {
+            const [id, oldest] = this.#instances.entries().next().value!;
+            this.#instances.delete(id);
+            if (oldest.stale) void this.#writeInstance({ ...oldest.record, etag: undefined }).catch(() => undefined);
+        }
+    }
+
+    /** Writes the instance row (under its ETag when the record carries one) and keeps what was written. */
+    async #writeInstance(record: InstanceRecord): Promise<void> {
+        const etag = await this.store.putInstance(record);
+        this.#keepInstance({ ...record, etag }, false);
+    }
+
+    /**
+     * An episode's change of the instance row: written when what a status query shows changes
+     * (runtime status, output, custom status) or the row was never written for this execution;
+     * otherwise kept here and written with the next such change.
+     */
+    async #updateInstance(before: InstanceRecord, next: InstanceRecord): Promise<void> {
+        const visible = (r: InstanceRecord) => [r.executionId, r.runtimeStatus, r.output, r.customStatus, r.input].join('\u0000');
+        if (visible(before) === visible(next) && this.#instances.has(next.instanceId)) this.#keepInstance({ ...next, etag: undefined }, true);
+        else await this.#writeInstance({ ...next, etag: undefined });
+    }
+
+    /** Instance rows, the ones this backend holds newer than the table's as it holds them. */
+    async *listInstances(): AsyncGenerator<InstanceRecord> {
+        for await (const inst of this.store.listInstances()) yield this.#instances.has(inst.instanceId) ? { ...this.#instances.get(inst.instanceId)!.record } : inst;
     }
 
     /** Something was sent: poll now instead of after the idle back-off. */
@@ -104,10 +175,10 @@ export class DurableBackend {
     async startNew(name: string, instanceId: string | undefined, inputJson: string | undefined, version?: string): Promise<string> {
         if (!this.#fns.has('orchestration', name)) throw new NotFoundError(`No orchestrator function named "${name}"`);
         const id = instanceId ?? randomUUID().replace(/-/g, '');
-        const existing = await this.store.getInstance(id);
-        if (existing && !TERMINAL.includes(existing.runtimeStatus)) {
-            throw new ConflictError(`An instance with ID '${id}' already exists and is ${existing.runtimeStatus}`);
-        }
+        const running = (existing: InstanceRecord) => new ConflictError(`An instance with ID '${id}' already exists and is ${existing.runtimeStatus}`);
+        // Known here, or not: then the row is created at once, and read only when one is there already.
+        let existing = this.#instances.get(id)?.record;
+        if (existing && !TERMINAL.includes(existing.runtimeStatus)) throw running(existing);
         const executionId = randomUUID().replace(/-/g, '');
         const now = new Date().toISOString();
         const record: InstanceRecord = {
@@ -120,8 +191,20 @@ export class DurableBackend {
             lastUpdatedTime: now,
             historyLength: 0,
         };
-        if (existing) await this.store.putInstance({ ...record, etag: existing.etag });
-        else if (!(await this.store.createInstance(record))) throw new ConflictError(`An instance with ID '${id}' was created at the same time`);
+        if (!existing) {
+            const etag = await this.store.createInstance(record);
+            if (etag !== false) this.#keepInstance({ ...record, etag }, false);
+            else {
+                existing = await this.store.getInstance(id);
+                if (!existing) throw new ConflictError(`An instance with ID '${id}' was created and removed at the same time`);
+                this.#keepInstance(existing, false);
+                if (!TERMINAL.includes(existing.runtimeStatus)) throw running(existing);
+            }
+        }
+        // An ended instance is started again in its row, under the row's ETag (a concurrent start of the same id fails).
+        if (existing) await this.#writeInstance({ ...record, etag: existing.etag });
+        // A new execution's history is empty: its first episode need not read it.
+        this.#remember(id, executionId, [], []);
         await this.store.send(this.store.control, {
             id: randomUUID(),
             instanceId: id,
@@ -149,7 +232,7 @@ export class DurableBackend {
     }
 
     async #sendToInstance(instanceId: string, ev: HistoryEvent): Promise<OperationResult> {
-        const inst = await this.store.getInstance(instanceId);
+        const inst = await this.#instance(instanceId);
         if (!inst) return 'notfound';
         if (TERMINAL.includes(inst.runtimeStatus)) return 'gone';
         await this.store.send(this.store.control, { id: randomUUID(), instanceId, event: ev });
@@ -158,7 +241,7 @@ export class DurableBackend {
     }
 
     async getInstance(instanceId: string): Promise<InstanceRecord | undefined> {
-        return this.store.getInstance(instanceId);
+        return this.#instance(instanceId);
     }
 
     async getHistory(instance: InstanceRecord): Promise<HistoryEvent[]> {
@@ -166,9 +249,10 @@ export class DurableBackend {
     }
 
     async purge(instanceId: string): Promise<boolean> {
-        const inst = await this.store.getInstance(instanceId);
+        const inst = await this.#instance(instanceId);
         if (!inst || !TERMINAL.includes(inst.runtimeStatus)) return false;
         this.#forget(instanceId);
+        this.#instances.delete(instanceId);
         return this.store.deleteInstance(instanceId);
     }
 
@@ -180,7 +264,7 @@ export class DurableBackend {
     }
 
     async readEntity(name: string, key: string): Promise<{ exists: boolean; state?: string }> {
-        const inst = await this.store.getInstance(entitySchedulerId(name, key));
+        const inst = await this.#instance(entitySchedulerId(name, key));
         if (!inst || inst.input === undefined) return { exists: false };
         const entity = JSON.parse(inst.input) as { exists: boolean; state?: string };
         return entity;
@@ -221,23 +305,36 @@ export class DurableBackend {
                 continue;
             }
             if (received.length === 0) {
+                // Whatever this process sends wakes the loop (a nudge); what comes due by itself (a timer,
+                // a message hidden for a while) is seen within the polling interval.
                 await this.#sleep(idle);
-                idle = Math.min(this.#settings.maxPollingIntervalMs, idle * 2);
+                idle = this.#settings.maxPollingIntervalMs;
                 continue;
             }
-            idle = 10;
+            // A full batch: more may be waiting. Otherwise look again shortly, then at the interval.
+            idle = received.length >= free ? 0 : 10;
             received.forEach(take);
         }
     }
 
     #controlLoop(): Promise<void> {
         // Received control messages wait per instance (kept invisible by renewal); hold a bounded number.
-        return this.#pollLoop('control', this.store.control, () => MAX_HELD_CONTROL_MESSAGES - this.#heldCount(), (m) => {
-            const q = this.#instanceQueues.get(m.message.instanceId) ?? [];
-            q.push(m);
-            this.#instanceQueues.set(m.message.instanceId, q);
-            this.#drainInstance(m.message.instanceId);
-        });
+        return this.#pollLoop('control', this.store.control, () => MAX_HELD_CONTROL_MESSAGES - this.#heldCount(), (m) => this.#hold(m));
+    }
+
+    /** A message for its instance, processed after those before it. */
+    #hold(m: Held): void {
+        const q = this.#instanceQueues.get(m.message.instanceId) ?? [];
+        q.push(m);
+        this.#instanceQueues.set(m.message.instanceId, q);
+        this.#drainInstance(m.message.instanceId);
+    }
+
+    /** Done with a message: a received one is deleted from the control queue; a local completion that was not applied takes its work item's outbox row with it. */
+    async #settle(m: Held): Promise<void> {
+        if (m.local === undefined) return this.store.delete(this.store.control, m);
+        this.#localRows.delete(m.local);
+        await this.store.removeOutboxRow(m.message.instanceId, m.local);
     }
 
     #heldCount(): number {
@@ -259,8 +356,9 @@ export class DurableBackend {
         this.#busyInstances.add(instanceId);
         const run = this.#process(next)
             .catch((err: Error) => {
-                // The message stays in the queue and comes back after its visibility timeout.
+                // The message stays in the queue and comes back after its visibility timeout; a local completion is held that long too.
                 this.#log.error({ instanceId, err: { message: err.message, stack: err.stack } }, 'durable: episode failed; the message will be retried');
+                if (next.local !== undefined) setTimeout(() => this.#hold(next), this.#settings.visibilitySeconds * 1000).unref();
             })
             .finally(() => {
                 this.#busyInstances.delete(instanceId);
@@ -278,6 +376,7 @@ export class DurableBackend {
     async #renewHeld(): Promise<void> {
         for (const q of this.#instanceQueues.values()) {
             for (const m of q) {
+                if (m.local !== undefined) continue;
                 try {
                     await this.store.renew(this.store.control, m, this.#settings.visibilitySeconds);
                 } catch {
@@ -288,7 +387,8 @@ export class DurableBackend {
     }
 
     #workItemLoop(): Promise<void> {
-        return this.#pollLoop('work-item', this.store.workItems, () => this.#settings.maxConcurrentActivityFunctions - this.#activities.size, (m) => {
+        // Work items in the queue: those a crash left in outboxes (sent again at start), or sent by another process.
+        return this.#pollLoop('work-item', this.store.workItems, () => this.#settings.maxConcurrentActivityFunctions - this.#activities.size - this.#localWork.length, (m) => {
             const run = this.#runWorkItem(m)
                 .catch((err: Error) => this.#log.error({ err: { message: err.message } }, 'durable: work item failed; it will be retried'))
                 .finally(() => this.#activities.delete(run));
@@ -304,27 +404,46 @@ export class DurableBackend {
         }
         const renew = setInterval(() => void this.store.renew(this.store.workItems, m, this.#settings.visibilitySeconds).catch(() => undefined), Math.max(1000, (this.#settings.visibilitySeconds * 1000) / 3));
         let completion: HistoryEvent;
-        const now = () => new Date().toISOString();
-        appCounts.durable.activities++;
         try {
-            const result = activity.name === 'BuiltIn::HttpActivity'
-                ? await durableHttp(activity.input)
-                : await this.#fns.runActivity(activity.name, activity.input);
-            completion = event(EventType.TaskCompleted, { TaskScheduledId: activity.taskScheduledId, Result: result }, now());
-        } catch (err) {
-            const failure = failureOf(err);
-            completion = event(EventType.TaskFailed, {
-                TaskScheduledId: activity.taskScheduledId,
-                Reason: `Activity function '${activity.name}' failed: ${failure.ErrorMessage}`,
-                Details: failure.StackTrace ?? failure.ErrorMessage,
-                FailureDetails: failure,
-            }, now());
+            completion = await this.#runActivity(activity);
         } finally {
             clearInterval(renew);
         }
         await this.store.send(this.store.control, { id: randomUUID(), instanceId, executionId, event: completion });
         await this.store.delete(this.store.workItems, m);
         this.nudge();
+    }
+
+    /** Runs work items this process's episodes scheduled while activity slots are free; each completion goes straight to its instance. */
+    #runLocalWork(): void {
+        while (this.#localWork.length > 0 && this.#activities.size < this.#settings.maxConcurrentActivityFunctions) {
+            const item = this.#localWork.shift()!;
+            const run = this.#runActivity(item.message.activity!)
+                .then((completion) => this.#hold({ message: { id: randomUUID(), instanceId: item.instanceId, executionId: item.message.executionId, event: completion }, messageId: '', popReceipt: '', local: item.rowKey }))
+                .finally(() => {
+                    this.#activities.delete(run);
+                    this.#runLocalWork();
+                });
+            this.#activities.add(run);
+        }
+    }
+
+    /** Runs an activity; its completion (or failure) as the history event the orchestration receives. */
+    async #runActivity(activity: NonNullable<HubMessage['activity']>): Promise<HistoryEvent> {
+        const now = () => new Date().toISOString();
+        appCounts.durable.activities++;
+        try {
+            const result = activity.name === 'BuiltIn::HttpActivity' ? await durableHttp(activity.input) : await this.#fns.runActivity(activity.name, activity.input);
+            return event(EventType.TaskCompleted, { TaskScheduledId: activity.taskScheduledId, Result: result }, now());
+        } catch (err) {
+            const failure = failureOf(err);
+            return event(EventType.TaskFailed, {
+                TaskScheduledId: activity.taskScheduledId,
+                Reason: `Activity function '${activity.name}' failed: ${failure.ErrorMessage}`,
+                Details: failure.StackTrace ?? failure.ErrorMessage,
+                FailureDetails: failure,
+            }, now());
+        }
     }
 
     // ---------------------------------------------------------------- episodes
@@ -365,7 +484,7 @@ export class DurableBackend {
         return new Date(t).toISOString();
     }
 
-    async #process(m: ReceivedMessage): Promise<void> {
+    async #process(m: Held): Promise<void> {
         const msg = m.message;
         if (msg.instanceId.startsWith('@')) {
             await this.#processEntity(m);
@@ -373,10 +492,10 @@ export class DurableBackend {
         }
         const ev = msg.event;
         if (!ev) {
-            await this.store.delete(this.store.control, m);
+            await this.#settle(m);
             return;
         }
-        let inst = await this.store.getInstance(msg.instanceId);
+        let inst = await this.#instance(msg.instanceId);
 
         if (ev.EventType === EventType.ExecutionStarted) {
             const orchestration = ev.OrchestrationInstance as { InstanceId: string; ExecutionId: string };
@@ -395,19 +514,22 @@ export class DurableBackend {
                     parentInstanceId: parent?.OrchestrationInstance.InstanceId,
                     historyLength: 0,
                 };
-                if (!(await this.store.createInstance(inst))) inst = await this.store.getInstance(msg.instanceId);
+                const etag = await this.store.createInstance(inst);
+                if (etag === false) inst = await this.store.getInstance(msg.instanceId);
+                else this.#keepInstance({ ...inst, etag }, false);
             } else if (inst.executionId !== orchestration.ExecutionId) {
                 if (ev.ParentInstance && !TERMINAL.includes(inst.runtimeStatus)) {
                     await this.#failParentOfDuplicate(ev, inst);
-                    await this.store.delete(this.store.control, m);
+                    await this.#settle(m);
                     return;
                 }
                 if (ev.ParentInstance || ev.ContinuedAsNew) {
                     inst = { ...inst, executionId: orchestration.ExecutionId, runtimeStatus: 'Pending', input: ev.Input as string | undefined, output: undefined, customStatus: inst.customStatus, historyLength: 0, lastUpdatedTime: new Date().toISOString() };
-                    await this.store.putInstance(inst);
+                    await this.#writeInstance(inst);
+                    inst = (await this.#instance(msg.instanceId))!;
                 } else {
                     // A start for an execution that has since been replaced: stale.
-                    await this.store.delete(this.store.control, m);
+                    await this.#settle(m);
                     return;
                 }
             }
@@ -418,12 +540,13 @@ export class DurableBackend {
 
         if (!inst || (msg.executionId && msg.executionId !== inst.executionId) || TERMINAL.includes(inst.runtimeStatus)) {
             this.#log.debug({ instanceId: msg.instanceId, eventType: ev.EventType }, 'durable: message for an instance that is gone or finished; dropped');
-            await this.store.delete(this.store.control, m);
+            await this.#settle(m);
             return;
         }
         if (inst.runtimeStatus === 'Pending' || inst.runtimeStatus === 'ContinuedAsNew') {
             // Its (next) execution has not started yet: look again shortly.
-            await this.store.renew(this.store.control, m, 1);
+            if (m.local !== undefined) setTimeout(() => this.#hold(m), 1000).unref();
+            else await this.store.renew(this.store.control, m, 1);
             return;
         }
         if (ev.EventType === EventType.ExecutionTerminated) {
@@ -436,13 +559,14 @@ export class DurableBackend {
         }
         if (inst.runtimeStatus === 'Suspended') {
             // Held until the instance is resumed.
-            await this.store.renew(this.store.control, m, 2);
+            if (m.local !== undefined) setTimeout(() => this.#hold(m), 2000).unref();
+            else await this.store.renew(this.store.control, m, 2);
             return;
         }
         await this.#episode(m, inst);
     }
 
-    async #episode(m: ReceivedMessage, inst: InstanceRecord): Promise<void> {
+    async #episode(m: Held, inst: InstanceRecord): Promise<void> {
         appCounts.durable.episodes++;
         const msg = m.message;
         const newEvent = msg.event!;
@@ -450,16 +574,16 @@ export class DurableBackend {
         if (messageIds.has(msg.id)) {
             // Applied before a crash; finish what may not have been finished.
             await this.#reconcile(inst, history);
-            await this.store.delete(this.store.control, m);
+            await this.#settle(m);
             return;
         }
         if (newEvent.EventType === EventType.ExecutionStarted && history.length > 0) {
-            await this.store.delete(this.store.control, m);
+            await this.#settle(m);
             return;
         }
         if (isDuplicateCompletion(history, newEvent)) {
             this.#log.debug({ instanceId: inst.instanceId, eventType: newEvent.EventType }, 'durable: duplicate completion ignored');
-            await this.store.delete(this.store.control, m);
+            await this.#settle(m);
             return;
         }
 
@@ -510,22 +634,29 @@ export class DurableBackend {
             });
         }
         const appended = [{ event: started }, { event: arriving, messageId: msg.id }, ...plan.events.map((e) => ({ event: e }))];
-        const committed = await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, appended, outbox);
+        // A local completion's work item leaves the outbox with the episode that applies it.
+        const committed = await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, appended, outbox, m.local === undefined ? [] : [m.local]);
+        if (m.local !== undefined) this.#localRows.delete(m.local);
         this.#remember(inst.instanceId, inst.executionId, [...history, ...appended.map((a) => a.event)], [msg.id]);
 
         const status: RuntimeStatus = plan.completion ? plan.completion.status : 'Running';
-        await this.store.putInstance({
+        await this.#updateInstance(inst, {
             ...inst,
             runtimeStatus: status,
             output: plan.completion?.output,
             customStatus: plan.customStatus === undefined ? inst.customStatus : JSON.stringify(plan.customStatus),
             lastUpdatedTime: now,
             historyLength: history.length + appended.length,
-            etag: undefined,
         });
-        await this.store.sendCommitted(committed);
-        await this.store.delete(this.store.control, m);
-        if (outbox.length > 0) this.nudge();
+        // Work items due now run here; the rest (timers, messages to other instances) go to the queues.
+        const local = await this.store.sendCommitted(committed, (row) => row.queue === 'workItems' && !row.visibleAt && !this.#stopped);
+        if (m.local === undefined) await this.store.delete(this.store.control, m);
+        for (const row of local) {
+            this.#localRows.add(row.rowKey);
+            this.#localWork.push({ instanceId: inst.instanceId, rowKey: row.rowKey, message: row.message });
+        }
+        this.#runLocalWork();
+        if (outbox.length > local.length) this.nudge();
     }
 
     async #runOrchestrator(name: string, triggerInput: Record<string, unknown>): Promise<OrchestratorOutcome> {
@@ -550,7 +681,7 @@ export class DurableBackend {
         const completed = [...history].reverse().find((e) => e.EventType === EventType.ExecutionCompleted);
         if (completed && !TERMINAL.includes(inst.runtimeStatus) && inst.runtimeStatus !== 'ContinuedAsNew') {
             const status = completed.OrchestrationStatus as RuntimeStatus;
-            await this.store.putInstance({
+            await this.#writeInstance({
                 ...inst,
                 runtimeStatus: status,
                 output: status === 'Failed' ? JSON.stringify(completed.Result) : (completed.Result as string | undefined),
@@ -559,13 +690,13 @@ export class DurableBackend {
                 etag: undefined,
             });
         } else if (inst.runtimeStatus === 'Pending' && history.length > 0) {
-            await this.store.putInstance({ ...inst, runtimeStatus: 'Running', historyLength: history.length, etag: undefined });
+            await this.#writeInstance({ ...inst, runtimeStatus: 'Running', historyLength: history.length, etag: undefined });
         }
-        await this.store.flushOutbox(inst.instanceId);
+        await this.store.flushOutbox(inst.instanceId, this.#localRows);
         this.nudge();
     }
 
-    async #terminate(m: ReceivedMessage, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
+    async #terminate(m: Held, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
         this.#forget(inst.instanceId);
         const { events: history } = await this.store.loadHistory(inst.instanceId, inst.executionId);
         const now = this.#timestamp();
@@ -579,23 +710,24 @@ export class DurableBackend {
             { event: event(EventType.ExecutionCompleted, { OrchestrationStatus: 'Terminated', Result: reason }, now) },
         ];
         const committed = await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, events, outbox);
-        await this.store.putInstance({ ...inst, runtimeStatus: 'Terminated', output: reason, lastUpdatedTime: now, historyLength: history.length + 2, etag: undefined });
+        await this.#writeInstance({ ...inst, runtimeStatus: 'Terminated', output: reason, lastUpdatedTime: now, historyLength: history.length + 2, etag: undefined });
         await this.store.sendCommitted(committed);
-        await this.store.delete(this.store.control, m);
+        await this.#settle(m);
+        if (committed.rows.length > 0) this.nudge();
     }
 
-    async #suspendOrResume(m: ReceivedMessage, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
+    async #suspendOrResume(m: Held, inst: InstanceRecord, ev: HistoryEvent): Promise<void> {
         const suspend = ev.EventType === EventType.ExecutionSuspended;
         if ((suspend && inst.runtimeStatus === 'Suspended') || (!suspend && inst.runtimeStatus !== 'Suspended')) {
-            await this.store.delete(this.store.control, m);
+            await this.#settle(m);
             return;
         }
         this.#forget(inst.instanceId);
         const { events: history } = await this.store.loadHistory(inst.instanceId, inst.executionId);
         const now = this.#timestamp();
         await this.store.commitEpisode(inst.instanceId, inst.executionId, history.length, [{ event: { ...ev, Timestamp: now }, messageId: m.message.id }], []);
-        await this.store.putInstance({ ...inst, runtimeStatus: suspend ? 'Suspended' : 'Running', lastUpdatedTime: now, historyLength: history.length + 1, etag: undefined });
-        await this.store.delete(this.store.control, m);
+        await this.#writeInstance({ ...inst, runtimeStatus: suspend ? 'Suspended' : 'Running', lastUpdatedTime: now, historyLength: history.length + 1, etag: undefined });
+        await this.#settle(m);
         if (!suspend) this.nudge();
     }
 
@@ -616,10 +748,12 @@ export class DurableBackend {
         const [, name, ...rest] = target.split('@');
         const key = rest.join('@');
         const now = new Date().toISOString();
-        let inst = await this.store.getInstance(target);
+        let inst = await this.#instance(target);
         if (!inst) {
             inst = { instanceId: target, name, executionId: 'entity', runtimeStatus: 'Running', createdTime: now, lastUpdatedTime: now, historyLength: 0 };
-            if (!(await this.store.createInstance(inst))) inst = (await this.store.getInstance(target))!;
+            const etag = await this.store.createInstance(inst);
+            if (etag === false) inst = (await this.store.getInstance(target))!;
+            else this.#keepInstance({ ...inst, etag }, false);
         }
         const { messageIds } = await this.store.loadHistory(target, inst.executionId);
         if (messageIds.has(m.message.id)) {
@@ -663,7 +797,7 @@ export class DurableBackend {
         // The processed request is recorded with the outbox in one transaction; the state follows.
         const { events } = await this.store.loadHistory(target, inst.executionId);
         const committed = await this.store.commitEpisode(target, inst.executionId, events.length, [{ event: event(EventType.EventRaised, { Name: request.op }, now), messageId: m.message.id }], outbox);
-        await this.store.putInstance({
+        await this.#writeInstance({
             ...inst,
             input: JSON.stringify({ exists: result.entityExists, state: result.entityExists ? result.entityState ?? null : undefined }),
             lastUpdatedTime: now,

@@ -84,7 +84,7 @@ export function clientRoutes(backend: DurableBackend, hub: () => string, origin:
             const prefix = q.get('instanceIdPrefix');
             const top = Number(q.get('top')) || PAGE_SIZE;
             const all: InstanceRecord[] = [];
-            for await (const inst of backend.store.listInstances()) {
+            for await (const inst of backend.listInstances()) {
                 if (inst.instanceId.startsWith('@')) continue; // entities are not orchestrations
                 if (from && inst.createdTime < new Date(from).toISOString()) continue;
                 if (to && inst.createdTime > new Date(to).toISOString()) continue;
@@ -110,7 +110,7 @@ export function clientRoutes(backend: DurableBackend, hub: () => string, origin:
             const statuses = q.get('runtimeStatus')?.split(',').filter(Boolean);
             let n = 0;
             const victims: string[] = [];
-            for await (const inst of backend.store.listInstances()) {
+            for await (const inst of backend.listInstances()) {
                 if (inst.instanceId.startsWith('@')) continue;
                 if (from && inst.createdTime < new Date(from).toISOString()) continue;
                 if (inst.createdTime > new Date(to).toISOString()) continue;

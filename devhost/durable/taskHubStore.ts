@@ -106,22 +106,21 @@ export class TaskHubStore {
         }
     }
 
-    /** Creates the instance row; returns false when one exists (callers decide whether it may be replaced). */
-    async createInstance(record: InstanceRecord): Promise<boolean> {
+    /** Creates the instance row; returns its ETag, or false when one exists (callers decide whether it may be replaced). */
+    async createInstance(record: InstanceRecord): Promise<string | false> {
         try {
-            await this.instances.createEntity(await this.#toInstanceEntity(record));
-            return true;
+            return (await this.instances.createEntity(await this.#toInstanceEntity(record))).etag ?? '';
         } catch (err) {
             if ((err as { statusCode?: number }).statusCode === 409) return false;
             throw err;
         }
     }
 
-    /** Replaces the instance row, guarded by its ETag when known. */
-    async putInstance(record: InstanceRecord): Promise<void> {
+    /** Replaces the instance row, guarded by its ETag when known; returns the new ETag. */
+    async putInstance(record: InstanceRecord): Promise<string> {
         const entity = await this.#toInstanceEntity(record);
-        if (record.etag) await this.instances.updateEntity(entity, 'Replace', { etag: record.etag });
-        else await this.instances.upsertEntity(entity, 'Replace');
+        const res = record.etag ? await this.instances.updateEntity(entity, 'Replace', { etag: record.etag }) : await this.instances.upsertEntity(entity, 'Replace');
+        return res.etag ?? '';
     }
 
     async *listInstances(filter?: string): AsyncGenerator<InstanceRecord> {
@@ -161,7 +160,9 @@ export class TaskHubStore {
     /**
      * Commits an episode: new history rows (each with the id of the message it came
      * from) and the outbox of messages to send, in transactions of the instance's
-     * partition, history and outbox of the same chunk together.
+     * partition, history and outbox of the same chunk together. `done`: outbox rows of
+     * work items run in this process whose completion this episode applies, removed in
+     * the same transaction (so the work item is re-sent after a crash until then).
      */
     async commitEpisode(
         instanceId: string,
@@ -169,9 +170,10 @@ export class TaskHubStore {
         startIndex: number,
         events: { event: HistoryEvent; messageId?: string }[],
         outbox: { queue: 'control' | 'workItems'; message: HubMessage; visibleAt?: string }[],
+        done: string[] = [],
     ): Promise<CommittedOutbox> {
         const committed: CommittedOutbox = { instanceId, rows: [] };
-        const actions: TransactionAction[] = [];
+        const actions: TransactionAction[] = done.map((rowKey) => ['delete', { partitionKey: instanceId, rowKey }]);
         for (let i = 0; i < events.length; i++) {
             const rowKey = `${historyPrefix(executionId)}${String(startIndex + i).padStart(8, '0')}`;
             const entity: Record<string, unknown> & { partitionKey: string; rowKey: string } = { partitionKey: instanceId, rowKey, EventType: events[i].event.EventType };
@@ -194,20 +196,35 @@ export class TaskHubStore {
         return committed;
     }
 
-    /** Sends the messages an episode just committed, in order, then removes their outbox rows. */
-    async sendCommitted(committed: CommittedOutbox): Promise<void> {
-        if (committed.rows.length === 0) return;
-        for (const row of committed.rows) {
+    /**
+     * Sends the messages an episode just committed, in order, then removes their outbox rows; the rows
+     * `keep` selects (work items the caller runs itself) are neither sent nor removed, and are returned.
+     */
+    async sendCommitted(committed: CommittedOutbox, keep: (row: CommittedOutbox['rows'][number]) => boolean = () => false): Promise<CommittedOutbox['rows']> {
+        const kept = committed.rows.filter(keep);
+        const sent = committed.rows.filter((r) => !kept.includes(r));
+        if (sent.length === 0) return kept;
+        for (const row of sent) {
             await this.send(row.queue === 'workItems' ? this.workItems : this.control, row.message, row.visibleAt);
         }
-        const deletes: TransactionAction[] = committed.rows.map((r) => ['delete', { partitionKey: committed.instanceId, rowKey: r.rowKey }]);
+        const deletes: TransactionAction[] = sent.map((r) => ['delete', { partitionKey: committed.instanceId, rowKey: r.rowKey }]);
         for (let i = 0; i < deletes.length; i += 100) await this.history.submitTransaction(deletes.slice(i, i + 100));
+        return kept;
     }
 
-    /** Sends an instance's outbox messages and removes their rows. */
-    async flushOutbox(instanceId: string): Promise<number> {
+    /** Removes one outbox row (a work item run here whose completion was dropped); gone already is fine. */
+    async removeOutboxRow(instanceId: string, rowKey: string): Promise<void> {
+        try {
+            await this.history.deleteEntity(instanceId, rowKey);
+        } catch (err) {
+            if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+        }
+    }
+
+    /** Sends an instance's outbox messages and removes their rows, but for the rows `skip` names (work items running here). */
+    async flushOutbox(instanceId: string, skip: ReadonlySet<string> = new Set()): Promise<number> {
         const filter = odata`PartitionKey eq ${instanceId} and RowKey ge ${OUTBOX} and RowKey lt ${`${OUTBOX}~`}`;
-        return this.#flush(filter);
+        return this.#flush(filter, skip);
     }
 
     /** After a crash: sends every outbox message that was committed but not yet sent. */
@@ -215,9 +232,10 @@ export class TaskHubStore {
         return this.#flush(odata`RowKey ge ${OUTBOX} and RowKey lt ${`${OUTBOX}~`}`);
     }
 
-    async #flush(filter: string): Promise<number> {
+    async #flush(filter: string, skip: ReadonlySet<string> = new Set()): Promise<number> {
         let n = 0;
         for await (const e of this.history.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
+            if (skip.has(e.rowKey!)) continue;
             const message = JSON.parse(await this.#readPayload(e, 'Message')) as HubMessage;
             const queue = e.Queue === 'workItems' ? this.workItems : this.control;
             await this.send(queue, message, typeof e.VisibleAt === 'string' && e.VisibleAt ? e.VisibleAt : undefined);
