@@ -62,7 +62,8 @@ export interface SignatureSubmitted extends FundedSubmission {
  * signature. One operation per proposal and account, so a retried request is the same transaction.
  */
 export class MemberSigning {
-    readonly #abis = new Map<number, Promise<InterfaceAbi>>();
+    /** The contract at each version, built once (its ABI fetched from the core and parsed once per version). */
+    readonly #exchanges = new Map<number, Promise<EnergyExchange>>();
 
     constructor(
         private readonly deps: {
@@ -131,13 +132,15 @@ export class MemberSigning {
 
     /** The contract at the proposal's pinned version, with the ABI the core recorded for it (fetched once per version). */
     async #exchange(ref: ContractRef): Promise<EnergyExchange> {
-        let abi = this.#abis.get(ref.version);
-        if (!abi) {
-            abi = this.#contractAbi(ref);
-            this.#abis.set(ref.version, abi);
-            abi.catch(() => this.#abis.delete(ref.version));
+        let exchange = this.#exchanges.get(ref.version);
+        if (!exchange) {
+            exchange = this.#contractAbi(ref).then((abi) => new EnergyExchange(ref, abi, this.deps.ledger));
+            this.#exchanges.set(ref.version, exchange);
+            exchange.catch(() => this.#exchanges.delete(ref.version));
         }
-        return new EnergyExchange(ref, await abi, this.deps.ledger);
+        const known = await exchange;
+        if (getAddress(known.ref.address) !== getAddress(ref.address)) throw new Upstream(`The core places contract version ${ref.version} at ${known.ref.address}, the proposal at ${ref.address}`);
+        return known;
     }
 
     async #contractAbi(ref: ContractRef): Promise<InterfaceAbi> {
