@@ -270,7 +270,8 @@ export interface VersionRecord {
 /** The registry of versions, as far as the port needs it (`ContractVersions`). */
 export interface VersionSource {
     byVersion(version: number): Promise<VersionRecord>;
-    latestActiveIfAny(): Promise<VersionRecord | undefined>;
+    /** The version new work uses, as its number and address only (no ABI: that is read once per version by `byVersion`). */
+    latestActiveRef(): Promise<{ version: number; address?: string } | undefined>;
     list(): Promise<VersionRecord[]>;
 }
 
@@ -302,7 +303,7 @@ export class EnergyExchanges {
 
     /** The version new work is anchored on; undefined while none is active. */
     async latest(): Promise<EnergyExchange | undefined> {
-        const v = await this.versions.latestActiveIfAny();
+        const v = await this.versions.latestActiveRef();
         return v?.address ? this.at({ version: v.version, address: v.address }) : undefined;
     }
 

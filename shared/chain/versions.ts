@@ -98,6 +98,15 @@ export class ContractVersions {
     }
 
     /**
+     * The number and address of the version new work uses, if any: one small query, where
+     * `latestActiveIfAny` reads every version whole, ABIs included (each new proposal asks twice).
+     */
+    async latestActiveRef(): Promise<{ version: number; address?: string } | undefined> {
+        const page = await this.repo.query({ query: 'SELECT TOP 1 c.version, c.address FROM c WHERE c.state = "ready" AND c.active = true ORDER BY c.version DESC' }, { maxItemCount: 1 });
+        return (page.items as unknown as { version: number; address?: string }[])[0];
+    }
+
+    /**
      * Takes a version out of new work (or back in). Work already on it carries on: `byVersion`
      * still resolves it; only `latestActive` skips it.
      */
