@@ -1,0 +1,41 @@
+import { decodeRlp, getAddress, Wallet } from 'ethers';
+import { EVM_VERSION } from '../../contracts/evm';
+import { buildGenesis, milestonesFor, qbftExtraData } from '../../contracts/genesis';
+
+const validators = Array.from({ length: 4 }, () => Wallet.createRandom().address.toLowerCase());
+
+/** The consortium ledger's genesis (`npm run ledger:genesis`): QBFT's extraData, and milestones that are the contracts' EVM version. */
+describe('the ledger genesis', () => {
+    it('names the validators in QBFT extraData: vanity, validators, no votes, round 0, no seals', () => {
+        const genesis = buildGenesis({ chainId: 4242, validators, timestamp: 1_800_000_000, alloc: { [validators[0]!]: '100' } });
+        const [vanity, listed, votes, round, seals] = decodeRlp(genesis.extraData as string) as [string, string[], unknown[], string, unknown[]];
+        expect(vanity).toBe(`0x${'00'.repeat(32)}`);
+        expect(listed.map((v) => getAddress(v))).toEqual(validators.map((v) => getAddress(v)));
+        expect([votes, round, seals]).toEqual([[], '0x', []]);
+        expect(genesis).toMatchObject({
+            config: { chainId: 4242, qbft: { blockperiodseconds: 2, epochlength: 30000, requesttimeoutseconds: 4 } },
+            timestamp: '0x6b49d200',
+            gasLimit: '0x01c9c380',
+            difficulty: '0x1',
+            alloc: { [validators[0]!.slice(2)]: { balance: '0x056bc75e2d63100000' } },
+        });
+    });
+
+    it('activates from block 0 exactly the forks of the EVM version the contracts are compiled for', () => {
+        const config = buildGenesis({ chainId: 1, validators, timestamp: 0 }).config as Record<string, unknown>;
+        expect(EVM_VERSION).toBe('cancun');
+        expect(config).toMatchObject({ londonBlock: 0, shanghaiTime: 0, cancunTime: 0 });
+        expect(config).not.toHaveProperty('pragueTime');
+        // An older consortium EVM: no time-based fork, so no PUSH0 the chain would refuse.
+        expect(Object.keys(milestonesFor('paris'))).not.toContain('shanghaiTime');
+        expect(Object.keys(milestonesFor('shanghai'))).toEqual(expect.arrayContaining(['londonBlock', 'shanghaiTime']));
+        expect(() => milestonesFor('prague')).toThrow('No genesis milestones for EVM version "prague"');
+    });
+
+    it('refuses fewer than 4 validators, the same one twice, a bad chain id or address', () => {
+        expect(() => buildGenesis({ chainId: 1, validators: validators.slice(0, 3) })).toThrow('at least 4 validators');
+        expect(() => buildGenesis({ chainId: 1, validators: [...validators, validators[0]!.toUpperCase().replace('0X', '0x')] })).toThrow('each validator once');
+        expect(() => buildGenesis({ chainId: 0, validators })).toThrow('chainId');
+        expect(() => qbftExtraData(['0x1234'])).toThrow();
+    });
+});
