@@ -187,6 +187,22 @@ const settingsSchema = z.object({
     /** The consortium's genesis block (base64 of genesis.json) and the nodes' SSH public key, for infra/member.json. */
     FLEXCHANGE_MEMBER_GENESIS_B64: z.string().min(1).optional(),
     FLEXCHANGE_MEMBER_NODE_SSH_KEY: z.string().regex(/^ssh-(ed25519|rsa) /, 'an OpenSSH public key').optional(),
+    /**
+     * Azure: the IPv4 range members' VNets are allocated from, a /20 each (`10.64.0.0/10`: 1,024 members), so no two
+     * overlap and each can be peered with the core's. It must lie inside FLEXCHANGE_NODE_NETWORK_RANGES (members' nodes are there).
+     */
+    FLEXCHANGE_MEMBER_ADDRESS_SPACE: z
+        .string()
+        .optional()
+        .transform((s, ctx) => {
+            if (!s) return undefined;
+            try {
+                return parseRange(s);
+            } catch (err) {
+                ctx.addIssue({ code: 'custom', message: (err as Error).message });
+                return z.NEVER;
+            }
+        }),
     /** Devhost only (set by it): its console, where member deployments are started as app instances. */
     FLEXCHANGE_DEVHOST_CONSOLE_URL: url.optional(),
 

@@ -12,7 +12,7 @@ export interface ArmMemberDeploymentOptions {
     /** `infra/member.json`. */
     template: Record<string, unknown>;
     /** The template's parameters for one organisation (no secrets: the template takes none). */
-    parameters(orgId: string): Record<string, unknown>;
+    parameters(orgId: string): Promise<Record<string, unknown>> | Record<string, unknown>;
 }
 
 const FINAL_FAILURES = ['Failed', 'Canceled'];
@@ -45,7 +45,7 @@ export class ArmDeploymentController implements DeploymentController {
             });
             if (existing && !FINAL_FAILURES.includes(existing.properties?.provisioningState ?? '')) return stateOf(id, existing);
             await this.client.resourceGroups.createOrUpdate(rg, { location: this.opts.location, tags: { 'flexchange-org': spec.orgId, 'flexchange-role': 'member' } });
-            const parameters = Object.fromEntries(Object.entries(this.opts.parameters(spec.orgId)).map(([k, v]) => [k, { value: v }]));
+            const parameters = Object.fromEntries(Object.entries(await this.opts.parameters(spec.orgId)).map(([k, v]) => [k, { value: v }]));
             // The PUT only: the deployment runs in Azure; the workflow polls its state with durable timers.
             await this.client.deployments.beginCreateOrUpdate(rg, name, { properties: { mode: 'Incremental', template: this.opts.template, parameters } });
             return { id, status: 'Running' };

@@ -3,30 +3,48 @@ import type { TokenCredential } from '@azure/core-auth';
 import memberTemplate from '../../infra/member.json';
 import type { Settings } from '../config';
 import { Unavailable } from '../errors';
+import { contains } from '../net/addresses';
 import { ArmDeploymentController } from './armDeploymentController';
+import type { MemberNetwork } from './memberNetworks';
 import { memberResourceNames } from './resourceNames';
 
+/** Where a member's network comes from: its own address range (allocated once), and the consortium's nodes to boot from. */
+export interface MemberNetworkSource {
+    allocate(orgId: string): Promise<MemberNetwork>;
+    /** enode URLs of the consortium's registered nodes. */
+    bootnodes(): Promise<string[]>;
+}
+
 /** The Azure deployment controller from settings: infra/member.json with the parameters it needs (none secret). */
-export function armDeploymentController(settings: Settings, credential: TokenCredential): ArmDeploymentController {
+export function armDeploymentController(settings: Settings, credential: TokenCredential, network: MemberNetworkSource): ArmDeploymentController {
     const subscription = settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID;
     const genesis = settings.FLEXCHANGE_MEMBER_GENESIS_B64;
     const sshKey = settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY;
-    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE) {
-        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL and FLEXCHANGE_SERVICEBUS_NAMESPACE');
+    const space = settings.FLEXCHANGE_MEMBER_ADDRESS_SPACE;
+    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !space) {
+        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE and FLEXCHANGE_MEMBER_ADDRESS_SPACE');
+    }
+    // Members' nodes live in their VNets: the core accepts and probes nodes only inside the consortium's node network.
+    if (!settings.FLEXCHANGE_NODE_NETWORK_RANGES.some((r) => contains(r, space))) {
+        throw new Unavailable(`FLEXCHANGE_MEMBER_ADDRESS_SPACE ${space.text} is not inside FLEXCHANGE_NODE_NETWORK_RANGES (${settings.FLEXCHANGE_NODE_NETWORK_RANGES.map((r) => r.text).join(', ') || 'none'}): members' nodes there could not be registered`);
     }
     return new ArmDeploymentController(new ResourceManagementClient(credential, subscription), {
         resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX,
         scope: subscription,
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
-        parameters: (orgId) => memberParameters(settings, orgId),
+        parameters: async (orgId) => memberParameters(settings, orgId, { ...(await network.allocate(orgId)), bootnodes: await network.bootnodes() }),
     });
 }
 
 export const MEMBER_TEMPLATE = memberTemplate as Record<string, unknown>;
 
-/** The parameters of infra/member.json for one organisation. */
-export function memberParameters(settings: Settings, orgId: string): Record<string, unknown> {
+/**
+ * The parameters of infra/member.json for one organisation: its names, the consortium's chain and
+ * identity settings, and its network: its own address range, the consortium's nodes to boot from, and
+ * the consortium's node network as the only peers allowed to its nodes' p2p port.
+ */
+export function memberParameters(settings: Settings, orgId: string, network: MemberNetwork & { bootnodes: string[] }): Record<string, unknown> {
     // Every name from one place (resourceNames.ts); the globally unique ones within the member subscription.
     const names = memberResourceNames(orgId, { resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX, scope: settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID });
     return {
@@ -49,5 +67,10 @@ export function memberParameters(settings: Settings, orgId: string): Record<stri
         // The member accepts the core's tokens as the core does (a v2 token names the API by its client id).
         apiAudiences: (settings.FLEXCHANGE_AUTH_AUDIENCES ?? []).join(','),
         chainConfirmations: settings.FLEXCHANGE_CHAIN_CONFIRMATIONS,
+        vnetAddressPrefix: network.vnetAddressPrefix,
+        functionsSubnetPrefix: network.functionsSubnetPrefix,
+        nodesSubnetPrefix: network.nodesSubnetPrefix,
+        bootnodes: network.bootnodes.join(','),
+        allowedPeerAddressPrefixes: settings.FLEXCHANGE_NODE_NETWORK_RANGES.map((r) => r.text),
     };
 }

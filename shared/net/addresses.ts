@@ -52,6 +52,22 @@ export function parseRange(text: string): IpRange {
     return { family: ip.family, network: (ip.value >> BigInt(host)) << BigInt(host), prefix, text: text.trim() };
 }
 
+/** The `index`th range of prefix `prefix` inside `range` (IPv4: `10.64.0.0/10`, 20, 3 → `10.64.48.0/20`). */
+export function subrange(range: IpRange, prefix: number, index: number): IpRange {
+    if (range.family !== 4) throw new Error('Subranges are IPv4 only');
+    if (prefix < range.prefix || prefix > 32) throw new Error(`A /${prefix} does not fit in ${range.text}`);
+    const count = 2 ** (prefix - range.prefix);
+    if (!Number.isInteger(index) || index < 0 || index >= count) throw new Error(`${range.text} holds ${count} ranges of /${prefix}; there is no number ${index}`);
+    const network = range.network + (BigInt(index) << BigInt(32 - prefix));
+    const text = `${[24n, 16n, 8n, 0n].map((shift) => String((network >> shift) & 255n)).join('.')}/${prefix}`;
+    return { family: 4, network, prefix, text };
+}
+
+/** Whether `inner` lies wholly inside `outer`. */
+export function contains(outer: IpRange, inner: IpRange): boolean {
+    return outer.family === inner.family && inner.prefix >= outer.prefix && inRange({ family: inner.family, value: inner.network }, outer);
+}
+
 export function inRange(ip: IpAddress, range: IpRange): boolean {
     const a = unmapped(ip);
     if (a.family !== range.family) return false;

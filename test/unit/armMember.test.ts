@@ -1,5 +1,5 @@
 import { loadSettings } from '../../shared/config';
-import { MEMBER_TEMPLATE, memberParameters } from '../../shared/deployment/armMember';
+import { armDeploymentController, MEMBER_TEMPLATE, memberParameters } from '../../shared/deployment/armMember';
 import { memberResourceNames } from '../../shared/deployment/resourceNames';
 
 type Param = { type: string; defaultValue?: unknown; minLength?: number; maxLength?: number; minValue?: number; maxValue?: number };
@@ -20,18 +20,23 @@ describe('member deployment parameters', () => {
         FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: '00000000-1111-2222-3333-444444444444',
         FLEXCHANGE_MEMBER_GENESIS_B64: Buffer.from('{"config":{}}').toString('base64'),
         FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
+        FLEXCHANGE_NODE_NETWORK_RANGES: '10.30.0.0/16,10.64.0.0/10',
+        FLEXCHANGE_MEMBER_ADDRESS_SPACE: '10.64.0.0/10',
     };
+    const network = { vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', bootnodes: [`enode://${'ab'.repeat(64)}@10.30.2.4:30303`, `enode://${'cd'.repeat(64)}@10.30.2.5:30303`] };
     const settings = loadSettings(rawSettings);
     const declared = (MEMBER_TEMPLATE as { parameters: Record<string, Param> }).parameters;
 
     it('gives every required parameter, only declared ones, within their bounds', () => {
         for (const orgId of ['acme-energy-9248f1', 'a', 'a-very-long-organisation-name-0123456789']) {
-            const params = memberParameters(settings, orgId);
+            const params = memberParameters(settings, orgId, network);
             for (const [name, p] of Object.entries(declared)) if (p.defaultValue === undefined) expect([name, params[name]]).toEqual([name, expect.anything()]);
             for (const [name, value] of Object.entries(params)) {
                 const p = declared[name];
                 expect([name, p]).toEqual([name, expect.anything()]);
-                if (p.type === 'int') {
+                if (p.type === 'array') {
+                    expect(Array.isArray(value)).toBe(true);
+                } else if (p.type === 'int') {
                     expect(Number.isInteger(value)).toBe(true);
                     if (p.minValue !== undefined) expect(value as number).toBeGreaterThanOrEqual(p.minValue);
                     if (p.maxValue !== undefined) expect(value as number).toBeLessThanOrEqual(p.maxValue);
@@ -44,11 +49,22 @@ describe('member deployment parameters', () => {
             expect(params.namePrefix).toMatch(/^[a-z0-9]{3,11}$/);
             expect(params.taskHub).toBe(memberResourceNames(orgId).taskHub);
             expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api', coreServiceBusNamespace: 'fx-core.servicebus.windows.net' });
+            // Its own address range, the consortium's nodes to boot from, and only the consortium's node network as p2p peers.
+            expect(params).toMatchObject({ vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', bootnodes: network.bootnodes.join(','), allowedPeerAddressPrefixes: ['10.30.0.0/16', '10.64.0.0/10'] });
         }
-        expect(memberParameters(settings, 'acme').namePrefix).not.toBe(memberParameters(settings, 'globex').namePrefix);
+        expect(memberParameters(settings, 'acme', network).namePrefix).not.toBe(memberParameters(settings, 'globex', network).namePrefix);
         // The member accepts what the core accepts: the API's client id (Entra ID v2 tokens) as well as its identifier URI.
-        expect(memberParameters(settings, 'acme').apiAudiences).toBe('');
+        expect(memberParameters(settings, 'acme', network).apiAudiences).toBe('');
         const withClientId = loadSettings({ ...rawSettings, FLEXCHANGE_AUTH_AUDIENCES: '3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b, api://flexchange' });
-        expect(memberParameters(withClientId, 'acme').apiAudiences).toBe('3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b,api://flexchange');
+        expect(memberParameters(withClientId, 'acme', network).apiAudiences).toBe('3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b,api://flexchange');
+    });
+
+    it('refuses to deploy members without an address space, or with one outside the consortium node network', () => {
+        const source = { allocate: async () => network, bootnodes: async () => [] };
+        const credential = { getToken: async () => ({ token: 't', expiresOnTimestamp: Date.now() + 60_000 }) };
+        expect(() => armDeploymentController(settings, credential, source)).not.toThrow();
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '' }), credential, source)).toThrow('FLEXCHANGE_MEMBER_ADDRESS_SPACE');
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '172.16.0.0/12' }), credential, source)).toThrow('172.16.0.0/12 is not inside FLEXCHANGE_NODE_NETWORK_RANGES (10.30.0.0/16, 10.64.0.0/10)');
+        expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: 'ten-dot-something' })).toThrow();
     });
 });
