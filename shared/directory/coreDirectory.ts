@@ -32,9 +32,22 @@ export class CoreDirectory implements Directory {
         return entry;
     }
 
-    /** The organisation's users as the core lists them (read-only here: users are managed on the core). */
+    /**
+     * The organisation's users as the core lists them (read-only here: users are managed on the core),
+     * kept as long as a caller's entry is: mails about a burst of proposals ask once, not once each.
+     */
     async listUsers(orgId: string): Promise<DirectoryEntry[]> {
         if (orgId !== this.orgId) return [];
+        if (this.#users && this.#users.until > Date.now()) return this.#users.list;
+        const list = this.#fetchUsers();
+        this.#users = { list, until: Date.now() + this.cacheMs };
+        list.catch(() => (this.#users = undefined));
+        return list;
+    }
+
+    #users?: { list: Promise<DirectoryEntry[]>; until: number };
+
+    async #fetchUsers(): Promise<DirectoryEntry[]> {
         const res = await this.core.request('GET', `orgs/${encodeURIComponent(this.orgId)}/users`);
         if (res.status !== 200) throw new Upstream(`The core refused the user list (${res.status})`);
         const items = (res.body as { items: { userId: string; orgId: string; email?: string; name?: string; roles: string[]; createdAt: string }[] }).items;
