@@ -14,22 +14,14 @@
  */
 import { zip, type Zippable } from 'fflate';
 import ignore from 'ignore';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import fg from 'fast-glob';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 interface LockEntry {
     dev?: boolean;
     optional?: boolean;
     devOptional?: boolean;
-}
-
-function walk(root: string, rel: string, out: string[]): void {
-    const abs = path.join(root, rel);
-    for (const entry of readdirSync(abs, { withFileTypes: true })) {
-        const child = rel ? `${rel}/${entry.name}` : entry.name;
-        if (entry.isDirectory()) walk(root, child, out);
-        else if (entry.isFile()) out.push(child);
-    }
 }
 
 /** The installed packages production needs (their folders under the root), from the lockfile. */
@@ -44,16 +36,14 @@ export function productionPackages(root: string): string[] {
 /** Every file of the release package, relative to the root, in a stable order. */
 export function packageFiles(root: string): string[] {
     if (!existsSync(path.join(root, 'dist'))) throw new Error('No dist/: run `npm run build` first');
-    const app: string[] = [];
-    walk(root, 'dist', app);
+    const files = (cwd: string, ignore: string[] = []) => fg.sync('**', { cwd: path.join(root, cwd), dot: true, onlyFiles: true, followSymbolicLinks: false, ignore }).map((f) => `${cwd}/${f}`);
+    const app = files('dist');
     const packages = productionPackages(root);
     const modules: string[] = [];
     for (const pkg of packages) {
         if (!existsSync(path.join(root, pkg))) throw new Error(`${pkg} is in package-lock.json but not installed: run \`npm ci\``);
-        const inside: string[] = [];
-        walk(root, pkg, inside);
         // A nested node_modules belongs to the packages in it, each listed in the lockfile on its own.
-        modules.push(...inside.filter((f) => !f.slice(pkg.length + 1).includes('node_modules/')));
+        modules.push(...files(pkg, ['**/node_modules/**']));
     }
     const funcignore = ignore().add(readFileSync(path.join(root, '.funcignore'), 'utf8'));
     return [...app, 'host.json', 'package.json', ...modules].filter((f) => !funcignore.ignores(f)).sort();

@@ -33,7 +33,7 @@ import type { EventPublisher } from './events/events';
 import { ServiceBusEventPublisher } from './events/serviceBusPublisher';
 import { DevhostDeploymentController } from './deployment/deploymentController';
 import { armDeploymentController } from './deployment/armMember';
-import { MemberNetworks, type NetworkClaim } from './deployment/memberNetworks';
+import type { NetworkClaim } from './deployment/memberNetworks';
 import type { Organization } from './registration/organizations';
 import { Registrations } from './registration/registrations';
 import { Onboarding } from './registration/onboarding';
@@ -230,10 +230,8 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             }),
         deployments: () => {
             if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL);
-            const space = settings.FLEXCHANGE_MEMBER_ADDRESS_SPACE;
-            const networks = space && new MemberNetworks(new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id), space);
             return armDeploymentController(settings, credential, {
-                allocate: (orgId) => (networks ? networks.allocate(orgId) : Promise.reject(new Unavailable('FLEXCHANGE_MEMBER_ADDRESS_SPACE is not set'))),
+                claims: new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id),
                 bootnodes: () => built.nodes.staticNodes(),
             });
         },

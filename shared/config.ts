@@ -10,6 +10,19 @@ const list = (item: z.ZodString) =>
         .pipe(z.array(item).min(1));
 
 /** Which deployment an app instance is (ARCHITECTURE.md, "Two deployment roles"). */
+/** Comma-separated CIDR ranges (a bare address: a range of one), parsed once; one that does not parse is a settings error. */
+const cidrRanges = z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+        try {
+            return s.split(',').map((x) => x.trim()).filter(Boolean).map(parseRange);
+        } catch (err) {
+            ctx.addIssue({ code: 'custom', message: (err as Error).message });
+            return z.NEVER;
+        }
+    });
+
 const deploymentRoleSetting = z.enum(['core', 'member']).default('core');
 export type DeploymentRole = z.infer<typeof deploymentRoleSetting>;
 
@@ -60,17 +73,7 @@ const settingsSchema = z.object({
      * address is a range of one). A node's rpcUrl must be an address inside them, and the consortium watchdog
      * probes only such nodes. Empty: no rpcUrl is accepted and no member node is probed. The devhost sets loopback.
      */
-    FLEXCHANGE_NODE_NETWORK_RANGES: z
-        .string()
-        .default('')
-        .transform((s, ctx) => {
-            try {
-                return s.split(',').map((x) => x.trim()).filter(Boolean).map(parseRange);
-            } catch (err) {
-                ctx.addIssue({ code: 'custom', message: (err as Error).message });
-                return z.NEVER;
-            }
-        }),
+    FLEXCHANGE_NODE_NETWORK_RANGES: cidrRanges,
     /** Core: the nodes one organisation may register (more: 409). */
     FLEXCHANGE_NODE_MAX_PER_ORG: z.coerce.number().int().min(1).max(1000).default(8),
     /**
@@ -191,18 +194,7 @@ const settingsSchema = z.object({
      * Azure: the IPv4 range members' VNets are allocated from, a /20 each (`10.64.0.0/10`: 1,024 members), so no two
      * overlap and each can be peered with the core's. It must lie inside FLEXCHANGE_NODE_NETWORK_RANGES (members' nodes are there).
      */
-    FLEXCHANGE_MEMBER_ADDRESS_SPACE: z
-        .string()
-        .optional()
-        .transform((s, ctx) => {
-            if (!s) return undefined;
-            try {
-                return parseRange(s);
-            } catch (err) {
-                ctx.addIssue({ code: 'custom', message: (err as Error).message });
-                return z.NEVER;
-            }
-        }),
+    FLEXCHANGE_MEMBER_ADDRESS_SPACE: cidrRanges.refine((r) => r.length <= 1, 'one CIDR range').transform((r) => r[0]),
     /** Devhost only (set by it): its console, where member deployments are started as app instances. */
     FLEXCHANGE_DEVHOST_CONSOLE_URL: url.optional(),
 

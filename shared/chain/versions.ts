@@ -92,14 +92,15 @@ export class ContractVersions {
         return latest;
     }
 
-    /** The version new work would use, if any (routes refuse work that needs one up front). */
+    /** The version new work would use, if any, whole (its ABI included). */
     async latestActiveIfAny(): Promise<ContractVersion | undefined> {
-        return (await this.list()).filter((v) => v.state === 'ready' && v.active).at(-1);
+        const ref = await this.latestActiveRef();
+        return ref && this.byVersion(ref.version);
     }
 
     /**
-     * The number and address of the version new work uses, if any: one small query, where
-     * `latestActiveIfAny` reads every version whole, ABIs included (each new proposal asks twice).
+     * The number and address of the version new work uses (the highest ready and active one), if any: one
+     * small query, not every version read whole with its ABI (each new proposal asks twice).
      */
     async latestActiveRef(): Promise<{ version: number; address?: string } | undefined> {
         const page = await this.repo.query({ query: 'SELECT TOP 1 c.version, c.address FROM c WHERE c.state = "ready" AND c.active = true ORDER BY c.version DESC' }, { maxItemCount: 1 });

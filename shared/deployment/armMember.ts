@@ -5,12 +5,13 @@ import type { Settings } from '../config';
 import { Unavailable } from '../errors';
 import { contains } from '../net/addresses';
 import { ArmDeploymentController } from './armDeploymentController';
-import type { MemberNetwork } from './memberNetworks';
+import type { Repository } from '../documents/repository';
+import { MemberNetworks, type MemberNetwork, type NetworkClaim } from './memberNetworks';
 import { memberResourceNames } from './resourceNames';
 
-/** Where a member's network comes from: its own address range (allocated once), and the consortium's nodes to boot from. */
+/** Where a member's network comes from: the claims its address range is allocated under, and the consortium's nodes to boot from. */
 export interface MemberNetworkSource {
-    allocate(orgId: string): Promise<MemberNetwork>;
+    claims: Repository<NetworkClaim>;
     /** enode URLs of the consortium's registered nodes. */
     bootnodes(): Promise<string[]>;
 }
@@ -28,12 +29,13 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
     if (!settings.FLEXCHANGE_NODE_NETWORK_RANGES.some((r) => contains(r, space))) {
         throw new Unavailable(`FLEXCHANGE_MEMBER_ADDRESS_SPACE ${space.text} is not inside FLEXCHANGE_NODE_NETWORK_RANGES (${settings.FLEXCHANGE_NODE_NETWORK_RANGES.map((r) => r.text).join(', ') || 'none'}): members' nodes there could not be registered`);
     }
+    const networks = new MemberNetworks(network.claims, space);
     return new ArmDeploymentController(new ResourceManagementClient(credential, subscription), {
         resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX,
         scope: subscription,
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
-        parameters: async (orgId) => memberParameters(settings, orgId, { ...(await network.allocate(orgId)), bootnodes: await network.bootnodes() }),
+        parameters: async (orgId) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }),
     });
 }
 

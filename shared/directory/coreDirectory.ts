@@ -10,6 +10,7 @@ import type { Directory, DirectoryEntry } from './directory';
  */
 export class CoreDirectory implements Directory {
     readonly #cache = new Map<string, { entry?: DirectoryEntry; until: number }>();
+    #users?: { list: Promise<DirectoryEntry[]>; until: number };
 
     constructor(
         private readonly core: DeploymentClient,
@@ -44,8 +45,6 @@ export class CoreDirectory implements Directory {
         list.catch(() => (this.#users = undefined));
         return list;
     }
-
-    #users?: { list: Promise<DirectoryEntry[]>; until: number };
 
     async #fetchUsers(): Promise<DirectoryEntry[]> {
         const res = await this.core.request('GET', `orgs/${encodeURIComponent(this.orgId)}/users`);

@@ -1,6 +1,8 @@
 import { loadSettings } from '../../shared/config';
 import { armDeploymentController, MEMBER_TEMPLATE, memberParameters } from '../../shared/deployment/armMember';
+import type { NetworkClaim } from '../../shared/deployment/memberNetworks';
 import { memberResourceNames } from '../../shared/deployment/resourceNames';
+import { MemoryRepository } from './fakes/memoryStores';
 
 type Param = { type: string; defaultValue?: unknown; minLength?: number; maxLength?: number; minValue?: number; maxValue?: number };
 
@@ -60,7 +62,7 @@ describe('member deployment parameters', () => {
     });
 
     it('refuses to deploy members without an address space, or with one outside the consortium node network', () => {
-        const source = { allocate: async () => network, bootnodes: async () => [] };
+        const source = { claims: new MemoryRepository<NetworkClaim>((c) => c.id), bootnodes: async () => [] };
         const credential = { getToken: async () => ({ token: 't', expiresOnTimestamp: Date.now() + 60_000 }) };
         expect(() => armDeploymentController(settings, credential, source)).not.toThrow();
         expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '' }), credential, source)).toThrow('FLEXCHANGE_MEMBER_ADDRESS_SPACE');
