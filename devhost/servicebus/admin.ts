@@ -196,7 +196,7 @@ export class ServiceBusAdminServer {
         const description: Xml = {
             $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
             LockDuration: duration(sub.lockDurationMs),
-            RequiresSession: 'false',
+            RequiresSession: String(sub.requiresSession),
             DefaultMessageTimeToLive: sub.defaultTtlMs === undefined ? NEVER : duration(sub.defaultTtlMs),
             DeadLetteringOnMessageExpiration: 'false',
             DeadLetteringOnFilterEvaluationExceptions: 'false',
@@ -292,10 +292,10 @@ function subscriptionConfig(name: string, d: Xml): SubscriptionConfig {
     const unsupported = (field: string, why: string) => {
         throw new EntityError(400, 'BadRequest', `${field} is not supported by the local Service Bus (${why})`);
     };
-    if (text(d.RequiresSession) === 'true') unsupported('RequiresSession', 'no sessions');
     if (text(d.DeadLetteringOnMessageExpiration) === 'true') unsupported('DeadLetteringOnMessageExpiration', 'expired messages are dropped');
     if (text(d.ForwardTo) || text(d.ForwardDeadLetteredMessagesTo)) unsupported('Auto-forwarding', 'no forwarding');
     const config: SubscriptionConfig = { name };
+    if (text(d.RequiresSession) === 'true') config.requiresSession = true;
     const lock = text(d.LockDuration);
     if (lock) config.lockDurationSeconds = seconds(lock, 'LockDuration');
     const max = text(d.MaxDeliveryCount);

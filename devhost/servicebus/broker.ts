@@ -32,12 +32,22 @@ export type { RuleConfig, CorrelationFilterConfig } from './filters';
  *   update-disposition);
  * - scheduled messages, time to live, duplicate detection by `messageId`;
  * - link credit, including drain, so many receivers share an entity and each
- *   message goes to exactly one of them.
+ *   message goes to exactly one of them;
+ * - sessions on queues and subscriptions declared with `requiresSession`:
+ *   messages without a session id are refused; `acceptSession` locks the named
+ *   session for one receiver (a second gets `session-cannot-be-locked`);
+ *   `acceptNextSession` gets the free session with the oldest message, or is
+ *   held until one has messages (answered with `com.microsoft:timeout` at the
+ *   client's operation timeout, as Azure does); messages go out in order within
+ *   a session, locked by the session's lock, which `renew-session-lock`
+ *   extends; an expired lock detaches the receiver with `session-lock-lost`;
+ *   a closed or lost receiver's unsettled messages come back (delivery count
+ *   + 1); session state (`get-` / `set-session-state`, 256 KB) is kept with
+ *   the entity; `get-message-sessions` lists sessions with messages or state.
  *
  * Expired messages are dropped, as with Azure's default
  * `deadLetteringOnMessageExpiration: false`; there is no setting to dead-letter
- * them instead. Not served: sessions (session receivers are refused with
- * `amqp:not-implemented`), rule changes over AMQP (`add-rule`, ...),
+ * them instead. Not served: rule changes over AMQP (`add-rule`, ...),
  * transactions and auto-forwarding. Subscriptions and rules are created and
  * deleted at run time through the methods below, which admin.ts serves as the
  * administration client's HTTP/ATOM API; those changes are kept in
@@ -65,7 +75,16 @@ const STATE_FORMAT = 1;
 const DEAD_LETTER_CONDITION = 'com.microsoft:dead-letter';
 const LOCK_LOST = 'com.microsoft:message-lock-lost';
 const NOT_FOUND = 'com.microsoft:message-not-found';
+const SESSION_LOCK_LOST = 'com.microsoft:session-lock-lost';
+const SESSION_CANNOT_BE_LOCKED = 'com.microsoft:session-cannot-be-locked';
+const SESSION_FILTER = 'com.microsoft:session-filter';
 const MESSAGE_STATE = { active: 0, deferred: 1, scheduled: 2 } as const;
+// Azure's limit for a session's state (Standard tier).
+const MAX_SESSION_STATE_BYTES = 256 * 1024;
+// How long a receiver asking for the next session is held when none is free (Azure answers at the client's operation timeout).
+const DEFAULT_ACCEPT_WAIT_MS = 60_000;
+// .NET ticks (100 ns since 0001-01-01) at the Unix epoch: how Service Bus writes `com.microsoft:locked-until-utc`.
+const EPOCH_TICKS = 621_355_968_000_000_000n;
 
 type MessageState = keyof typeof MESSAGE_STATE;
 
@@ -81,6 +100,8 @@ interface StoredMessage {
     expiresAt?: number;
     lockToken?: string;
     lockedUntil?: number;
+    /** Its session, in an entity that requires sessions. */
+    sessionId?: string;
 }
 
 interface PersistedMessage {
@@ -92,6 +113,23 @@ interface PersistedMessage {
     scheduledAt?: number;
     expiresAt?: number;
     locked?: true;
+    session?: string;
+}
+
+/**
+ * A session of an entity that requires sessions: its messages are delivered in
+ * order to the one receiver that holds its lock, which renews it or loses it.
+ */
+interface MessageSession {
+    id: string;
+    /** Sequence numbers of its active, unlocked messages, ascending. */
+    readonly ready: number[];
+    /** Its messages in any state; the session is forgotten when this is 0 and it has no state and no holder. */
+    messages: number;
+    /** Session state (binary, set by the receiver holding the lock); persisted. */
+    state?: Buffer;
+    holder?: Consumer;
+    lockedUntil?: number;
 }
 
 /** One state file; `dirty` = memory has changes the file has not. */
@@ -112,6 +150,10 @@ class Store {
     /** Scheduled messages of a queue (a topic keeps its own until they are due). */
     readonly scheduled = new Map<number, StoredMessage>();
     readonly consumers: Consumer[] = [];
+    /** Sessions by id (entities that require sessions only). */
+    readonly sessions = new Map<string, MessageSession>();
+    /** Receivers asking for the next free session, held unanswered until one has messages (or their wait ends). */
+    readonly waiting: Consumer[] = [];
     nextConsumer = 0;
     pumping = false;
     dlq?: Store;
@@ -122,40 +164,84 @@ class Store {
         readonly unit: Unit,
         readonly maxDeliveryCount: number,
         readonly lockDurationMs: number,
+        readonly requiresSession = false,
     ) {}
 
     get isDeadLetterQueue(): boolean {
         return this.dlq === undefined;
     }
 
-    #position(seq: number): number {
-        let lo = 0;
-        let hi = this.ready.length;
-        while (lo < hi) {
-            const mid = (lo + hi) >>> 1;
-            if (this.ready[mid] < seq) lo = mid + 1;
-            else hi = mid;
+    /** The session of that id, created on first use. */
+    session(id: string): MessageSession {
+        let s = this.sessions.get(id);
+        if (!s) {
+            s = { id, ready: [], messages: 0 };
+            this.sessions.set(id, s);
         }
-        return lo;
+        return s;
+    }
+
+    /** Forgets a session nobody holds that has no messages and no state. */
+    forgetIfIdle(s: MessageSession): void {
+        if (s.messages === 0 && !s.holder && s.state === undefined) this.sessions.delete(s.id);
+    }
+
+    add(m: StoredMessage): void {
+        this.messages.set(m.seq, m);
+        if (this.requiresSession) this.session(m.sessionId!).messages++;
+        this.unit.dirty = true;
     }
 
     markReady(seq: number): void {
-        const i = this.#position(seq);
-        if (this.ready[i] !== seq) this.ready.splice(i, 0, seq);
+        insertSorted(this.ready, seq);
+        if (this.requiresSession) insertSorted(this.session(this.messages.get(seq)!.sessionId!).ready, seq);
     }
 
     unready(seq: number): void {
-        const i = this.#position(seq);
-        if (this.ready[i] === seq) this.ready.splice(i, 1);
+        removeSorted(this.ready, seq);
+        const sessionId = this.requiresSession ? this.messages.get(seq)?.sessionId : undefined;
+        if (sessionId !== undefined) {
+            const s = this.sessions.get(sessionId);
+            if (s) removeSorted(s.ready, seq);
+        }
     }
 
     remove(m: StoredMessage): void {
+        if (!this.messages.has(m.seq)) return;
+        this.unready(m.seq);
         this.messages.delete(m.seq);
         this.scheduled.delete(m.seq);
-        this.unready(m.seq);
         if (m.lockToken) this.locks.delete(m.lockToken);
+        if (this.requiresSession) {
+            const s = this.sessions.get(m.sessionId!);
+            if (s) {
+                s.messages--;
+                this.forgetIfIdle(s);
+            }
+        }
         this.unit.dirty = true;
     }
+}
+
+function position(list: number[], seq: number): number {
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (list[mid] < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+function insertSorted(list: number[], seq: number): void {
+    const i = position(list, seq);
+    if (list[i] !== seq) list.splice(i, 0, seq);
+}
+
+function removeSorted(list: number[], seq: number): void {
+    const i = position(list, seq);
+    if (list[i] === seq) list.splice(i, 1);
 }
 
 interface QueueEntity {
@@ -200,6 +286,10 @@ interface Consumer {
     granted: number;
     /** Deliveries handed to the link, in the same count. */
     sent: number;
+    /** The session it holds (session receivers). */
+    session?: MessageSession;
+    /** A receiver held for the next free session: when its wait ends unanswered. */
+    waitUntil?: number;
 }
 
 /** rhea internals the broker relies on (rhea 3.0.x); its typings leave them out. */
@@ -209,8 +299,10 @@ interface LinkInternals {
     _draining: boolean;
     _drained: boolean;
     _get_drain(): boolean;
-    local: { attach: { snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number } };
+    local: { attach: { snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number; properties?: Record<string, unknown> } };
     session: { outgoing: { available(): number } };
+    /** rhea opens a link as soon as its attach arrives; the broker takes that back to hold a receiver waiting for a session. */
+    state: { local_open: boolean; open_requests: number };
 }
 interface DeliveryInternals {
     settled: boolean;
@@ -270,7 +362,7 @@ export class LocalServiceBus {
         const { queues, topics } = resolveEntities(withChanges(opts.entities, this.#changes, this.#log));
         for (const q of queues) {
             const unit = new Unit(path.join(this.#dir, fileName('queue', q.name)), () => this.#snapshotQueue(entity));
-            const store = this.#newStore(q.name, unit, q.maxDeliveryCount, q.lockDurationMs);
+            const store = this.#newStore(q.name, unit, q.maxDeliveryCount, q.lockDurationMs, q.requiresSession);
             const entity: QueueEntity = { kind: 'queue', config: q, store, nextSeq: 1, duplicates: new Map(), unit };
             this.#queues.set(lower(q.name), entity);
             this.#units.push(unit);
@@ -476,7 +568,7 @@ export class LocalServiceBus {
 
     #addSubscription(t: TopicEntity, s: ResolvedSubscription): void {
         const subUnit = new Unit(path.join(this.#dir, fileName('subscription', t.config.name, s.name)), () => this.#snapshotStore(sub.store, { kind: 'subscription', topic: t.config.name, name: s.name }));
-        const sub: SubscriptionEntity = { config: s, store: this.#newStore(`${t.config.name}/Subscriptions/${s.name}`, subUnit, s.maxDeliveryCount, s.lockDurationMs) };
+        const sub: SubscriptionEntity = { config: s, store: this.#newStore(`${t.config.name}/Subscriptions/${s.name}`, subUnit, s.maxDeliveryCount, s.lockDurationMs, s.requiresSession) };
         t.subscriptions.set(lower(s.name), sub);
         this.#units.push(subUnit);
     }
@@ -585,8 +677,16 @@ export class LocalServiceBus {
         else if (node.entity.kind === 'queue') store = node.entity.store;
         else return link.close({ condition: 'amqp:not-allowed', description: `Cannot receive from the topic '${address}'; receive from one of its subscriptions (<topic>/Subscriptions/<name>)` });
         const filter = (link.source as { filter?: Record<string, unknown> } | undefined)?.filter;
-        if (filter && Object.keys(filter).some((k) => /session-filter/i.test(k))) {
-            return link.close({ condition: 'amqp:not-implemented', description: 'Sessions are not supported by the local Service Bus' });
+        const sessionKey = filter ? Object.keys(filter).find((k) => lower(k) === SESSION_FILTER) : undefined;
+        if (store.requiresSession && sessionKey === undefined) {
+            return link.close({ condition: 'amqp:not-allowed', description: `It is not possible for an entity that requires sessions to create a non-sessionful message receiver ('${store.path}'). Use acceptSession or acceptNextSession.` });
+        }
+        if (!store.requiresSession && sessionKey !== undefined) {
+            return link.close({ condition: 'amqp:not-allowed', description: `It is not possible for an entity that does not require sessions to create a sessionful message receiver ('${store.path}').` });
+        }
+        const requested = sessionKey === undefined ? undefined : filter![sessionKey];
+        if (requested !== undefined && requested !== null && typeof requested !== 'string') {
+            return link.close({ condition: 'amqp:invalid-field', description: 'The session filter must be a session id (a string) or null for the next available session' });
         }
         const internals = link as unknown as LinkInternals;
         // Answer with the settle modes asked for: settled (1) = receive-and-delete, second (1) = peek-lock settled by our reply.
@@ -601,9 +701,110 @@ export class LocalServiceBus {
             return true;
         };
         const consumer: Consumer = { link, store, receiveAndDelete: link.snd_settle_mode === 1, granted: 0, sent: 0 };
+        if (sessionKey !== undefined) {
+            const now = Date.now();
+            let session: MessageSession | undefined;
+            if (typeof requested === 'string') {
+                session = store.session(requested);
+                if (this.#held(store, session, now)) {
+                    return link.close({ condition: SESSION_CANNOT_BE_LOCKED, description: `The requested session '${requested}' cannot be accepted. It may be locked by another receiver.` });
+                }
+            } else {
+                session = this.#nextFreeSession(store, now);
+            }
+            this.#consumers.set(link, consumer);
+            if (!session) {
+                // No session has messages now: hold the attach unanswered until one has, as Azure does, or until the wait ends.
+                internals.state.local_open = false;
+                internals.state.open_requests = 0;
+                const asked = toNumber((link.properties as Record<string, unknown> | undefined)?.['com.microsoft:timeout']);
+                consumer.waitUntil = now + Math.max(500, Math.min(asked ?? DEFAULT_ACCEPT_WAIT_MS, DEFAULT_ACCEPT_WAIT_MS) - 1000);
+                store.waiting.push(consumer);
+                this.#log.debug({ address }, 'service bus: session receiver waiting for the next session');
+                return;
+            }
+            this.#grant(store, consumer, session, now);
+        }
         store.consumers.push(consumer);
         this.#consumers.set(link, consumer);
-        this.#log.debug({ address, mode: consumer.receiveAndDelete ? 'receiveAndDelete' : 'peekLock' }, 'service bus: receiver attached');
+        this.#log.debug({ address, mode: consumer.receiveAndDelete ? 'receiveAndDelete' : 'peekLock', session: consumer.session?.id }, 'service bus: receiver attached');
+    }
+
+    // -- sessions ----------------------------------------------------------
+
+    /** True if a live receiver holds the session's lock; an expired lock is taken back first. */
+    #held(store: Store, session: MessageSession, now: number): boolean {
+        if (!session.holder) return false;
+        if (session.lockedUntil! > now) return true;
+        this.#loseSession(store, session);
+        return false;
+    }
+
+    /** The free session whose oldest ready message is the oldest (FIFO across sessions). */
+    #nextFreeSession(store: Store, now: number): MessageSession | undefined {
+        let best: MessageSession | undefined;
+        for (const session of store.sessions.values()) {
+            if (session.ready.length === 0 || this.#held(store, session, now)) continue;
+            if (!best || session.ready[0] < best.ready[0]) best = session;
+        }
+        return best;
+    }
+
+    /** Locks the session for the receiver and says so in the attach it answers with (session id in the filter, lock expiry in .NET ticks). */
+    #grant(store: Store, c: Consumer, session: MessageSession, now: number): void {
+        session.holder = c;
+        session.lockedUntil = now + store.lockDurationMs;
+        c.session = session;
+        c.waitUntil = undefined;
+        c.link.set_source({ address: c.link.source?.address, filter: { [SESSION_FILTER]: session.id } });
+        const internals = c.link as unknown as LinkInternals;
+        internals.local.attach.properties = { ...internals.local.attach.properties, 'com.microsoft:locked-until-utc': types.wrap_long(dotnetTicks(session.lockedUntil) as unknown as number) };
+        this.#log.debug({ entity: store.path, session: session.id }, 'service bus: session accepted');
+    }
+
+    /** The receiver holding the session is gone or lost its lock: the session is free and the messages it had locked come back. */
+    #releaseSession(store: Store, session: MessageSession): void {
+        session.holder = undefined;
+        session.lockedUntil = undefined;
+        for (const m of [...store.locks.values()]) if (m.sessionId === session.id) this.#abandon(store, m, undefined, true);
+        store.forgetIfIdle(session);
+        this.#changed(store);
+    }
+
+    #loseSession(store: Store, session: MessageSession): void {
+        const c = session.holder;
+        if (!c) return;
+        this.#log.debug({ entity: store.path, session: session.id }, 'service bus: session lock expired');
+        this.#dropConsumer(c);
+        try {
+            c.link.close({ condition: SESSION_LOCK_LOST, description: `The session lock has expired on the session '${session.id}'. Accept the session again.` });
+        } catch {
+            // the connection is already gone
+        }
+    }
+
+    /** A receiver held for the next session whose wait ended: answered with no session and a timeout, as Azure does. */
+    #endWait(store: Store, c: Consumer): void {
+        store.waiting.splice(store.waiting.indexOf(c), 1);
+        this.#consumers.delete(c.link);
+        try {
+            c.link.open();
+            c.link.close({ condition: 'com.microsoft:timeout', description: `No session of '${store.path}' had messages to receive within the wait; try again.` });
+        } catch {
+            // the connection is already gone
+        }
+    }
+
+    /** The session a management request names, which the asking receiver must hold. */
+    #heldSession(store: Store, body: Record<string, unknown>, linkName: unknown, now: number): MessageSession {
+        if (!store.requiresSession) throw new BrokerError('amqp:not-allowed', `'${store.path}' does not require sessions`, 400);
+        const id = body['session-id'];
+        if (typeof id !== 'string') throw new BrokerError('com.microsoft:argument-error', 'The request needs a "session-id"', 400);
+        const session = store.sessions.get(id);
+        if (!session || !this.#held(store, session, now) || (typeof linkName === 'string' && session.holder!.link.name !== linkName)) {
+            throw new BrokerError(SESSION_LOCK_LOST, `The session lock has expired on the session '${id}', or another receiver holds it. Accept the session again.`, 410);
+        }
+        return session;
     }
 
     /** Our receiver = the client's sender (messages into an entity, or $cbs / $management requests). */
@@ -622,7 +823,11 @@ export class LocalServiceBus {
         this.#consumers.delete(c.link);
         const i = c.store.consumers.indexOf(c);
         if (i >= 0) c.store.consumers.splice(i, 1);
-        // Messages it holds stay locked until their locks expire, as in Azure; they can still be settled through $management.
+        const w = c.store.waiting.indexOf(c);
+        if (w >= 0) c.store.waiting.splice(w, 1);
+        // A session receiver's messages are locked by its session lock, which ends with it.
+        if (c.session?.holder === c) this.#releaseSession(c.store, c.session);
+        // Other messages it holds stay locked until their locks expire, as in Azure; they can still be settled through $management.
     }
 
     #onCredit(link: Sender): void {
@@ -648,6 +853,7 @@ export class LocalServiceBus {
     }
 
     #pump(store: Store): void {
+        if (store.requiresSession) return this.#pumpSessions(store);
         if (store.pumping || store.consumers.length === 0) return;
         store.pumping = true;
         try {
@@ -678,6 +884,39 @@ export class LocalServiceBus {
         }
     }
 
+    /** Sessions: waiting receivers get the free sessions that have messages; each holder gets its session's messages in order. */
+    #pumpSessions(store: Store): void {
+        if (store.pumping) return;
+        store.pumping = true;
+        try {
+            const now = Date.now();
+            while (store.waiting.length > 0) {
+                const session = this.#nextFreeSession(store, now);
+                if (!session) break;
+                const c = store.waiting.shift()!;
+                this.#grant(store, c, session, now);
+                c.link.open();
+                store.consumers.push(c);
+            }
+            for (const c of store.consumers) {
+                const session = c.session!;
+                while (session.ready.length > 0 && this.#available(c)) {
+                    const seq = session.ready[0];
+                    store.unready(seq);
+                    const m = store.messages.get(seq);
+                    if (!m || m.state !== 'active' || m.lockToken) continue;
+                    if (m.expiresAt !== undefined && m.expiresAt <= now) {
+                        this.#expire(store, m);
+                        continue;
+                    }
+                    this.#deliver(store, c, m, now);
+                }
+            }
+        } finally {
+            store.pumping = false;
+        }
+    }
+
     #deliver(store: Store, c: Consumer, m: StoredMessage, now: number): void {
         const annotations: Record<string, Typed> = {
             'x-opt-sequence-number': types.wrap_long(m.seq),
@@ -688,7 +927,7 @@ export class LocalServiceBus {
             token = randomUUID();
             store.remove(m);
         } else {
-            token = this.#lock(store, m, now);
+            token = this.#lock(store, m, now, c.session?.lockedUntil);
             annotations['x-opt-locked-until'] = types.wrap_timestamp(m.lockedUntil!);
         }
         const payload = messageForDelivery(m.raw, m.deliveryCount, annotations);
@@ -700,10 +939,11 @@ export class LocalServiceBus {
         this.#changed();
     }
 
-    #lock(store: Store, m: StoredMessage, now: number): string {
+    /** Locks a message; in a session, until the session's lock ends (`until`). */
+    #lock(store: Store, m: StoredMessage, now: number, until = now + store.lockDurationMs): string {
         const token = randomUUID();
         m.lockToken = token;
-        m.lockedUntil = now + store.lockDurationMs;
+        m.lockedUntil = until;
         store.locks.set(token, m);
         store.unready(m.seq);
         // Persisted (without waiting) so that a crash still counts this delivery.
@@ -859,18 +1099,35 @@ export class LocalServiceBus {
         return false;
     }
 
+    /** Azure refuses a message without a session id for a queue, or a subscription it would reach, that requires sessions. */
+    #requireSessionId(entity: SendEntity, info: ArrivingMessage): void {
+        if (info.routable.sessionId !== undefined) return;
+        const needs =
+            entity.kind === 'queue'
+                ? entity.store.requiresSession
+                : [...entity.subscriptions.values()].some((sub) => sub.store.requiresSession && sub.config.filters.some((rule) => rule.matches(info.routable)));
+        if (needs) {
+            throw new BrokerError(
+                'amqp:not-allowed',
+                `The SessionId was not set on a message, and it cannot be sent to the entity '${entity.config.name}'. Entities that have session support enabled can only receive messages that have the SessionId set to a valid value.`,
+                400,
+            );
+        }
+    }
+
     /**
      * Takes one arriving message into an entity: scheduled, or stored in the queue
      * / every matching subscription. Returns the stored messages, which become
      * visible once they are on disk.
      */
     #accept(entity: SendEntity, raw: Buffer, info: ArrivingMessage, seq: number, now: number): [Store, StoredMessage][] {
+        const sessionId = info.routable.sessionId;
         if (info.scheduledAt !== undefined && info.scheduledAt > now) {
             const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'scheduled', scheduledAt: info.scheduledAt };
             if (entity.kind === 'queue') {
-                entity.store.messages.set(seq, m);
+                if (entity.store.requiresSession) m.sessionId = sessionId;
+                entity.store.add(m);
                 entity.store.scheduled.set(seq, m);
-                entity.store.unit.dirty = true;
             } else {
                 entity.scheduled.set(seq, m);
                 entity.unit.dirty = true;
@@ -880,8 +1137,8 @@ export class LocalServiceBus {
         if (entity.kind === 'queue') {
             const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs);
             const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
-            entity.store.messages.set(seq, m);
-            entity.store.unit.dirty = true;
+            if (entity.store.requiresSession) m.sessionId = sessionId;
+            entity.store.add(m);
             return [[entity.store, m]];
         }
         const out: [Store, StoredMessage][] = [];
@@ -890,8 +1147,15 @@ export class LocalServiceBus {
             if (!sub.config.filters.some((rule) => rule.matches(info.routable))) continue;
             const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs, sub.config.defaultTtlMs);
             const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
-            sub.store.messages.set(seq, m);
-            sub.store.unit.dirty = true;
+            if (sub.store.requiresSession) {
+                // Checked at send time; a subscription made session-enabled since a message was scheduled drops it, as it cannot be received.
+                if (sessionId === undefined) {
+                    this.#log.warn({ topic: entity.config.name, subscription: sub.config.name, seq }, 'service bus: a message without a session id was not routed to a subscription that requires sessions');
+                    continue;
+                }
+                m.sessionId = sessionId;
+            }
+            sub.store.add(m);
             out.push([sub.store, m]);
         }
         if (out.length === 0) this.#log.debug({ topic: entity.config.name, seq }, 'service bus: no subscription matched; message dropped');
@@ -936,6 +1200,7 @@ export class LocalServiceBus {
             }
             const now = Date.now();
             const stored: [Store, StoredMessage][] = [];
+            for (const { info } of parsed) this.#requireSessionId(entity, info);
             for (const { raw, info } of parsed) {
                 if (this.#duplicate(entity, info, now)) {
                     this.#log.debug({ entity: entity.config.name, messageId: info.routable.messageId }, 'service bus: duplicate message dropped');
@@ -982,10 +1247,11 @@ export class LocalServiceBus {
 
     async #onManagement(connection: Connection, node: Extract<Node, { kind: 'management' }>, request: Message, delivery: Delivery): Promise<void> {
         delivery.accept();
-        const operation = String((request.application_properties as Record<string, unknown> | undefined)?.operation ?? '');
+        const props = (request.application_properties ?? {}) as Record<string, unknown>;
+        const operation = String(props.operation ?? '');
         const body = (request.body ?? {}) as Record<string, unknown>;
         try {
-            const { status, body: out } = await this.#management(node, operation, body);
+            const { status, body: out } = await this.#management(node, operation, body, props['associated-link-name']);
             this.#reply(connection, request, { statusCode: status, statusDescription: status === 204 ? 'No Content' : 'OK' }, out);
         } catch (err) {
             const e = err instanceof BrokerError ? err : new BrokerError('amqp:internal-error', (err as Error).message);
@@ -994,7 +1260,7 @@ export class LocalServiceBus {
         }
     }
 
-    async #management(node: Extract<Node, { kind: 'management' }>, operation: string, body: Record<string, unknown>): Promise<{ status: number; body?: unknown }> {
+    async #management(node: Extract<Node, { kind: 'management' }>, operation: string, body: Record<string, unknown>, linkName: unknown): Promise<{ status: number; body?: unknown }> {
         const needStore = (): Store => {
             if (!node.store) throw new BrokerError('amqp:not-allowed', `${operation} is not available on '${node.path}'; use a queue or a subscription`, 400);
             return node.store;
@@ -1009,8 +1275,9 @@ export class LocalServiceBus {
                 const store = needStore();
                 const from = toNumber(body['from-sequence-number']) ?? 1;
                 const count = Math.max(1, toNumber(body['message-count']) ?? 1);
+                const sessionId = typeof body['session-id'] === 'string' ? body['session-id'] : undefined;
                 const found = [...store.messages.values()]
-                    .filter((m) => m.seq >= from)
+                    .filter((m) => m.seq >= from && (sessionId === undefined || m.sessionId === sessionId))
                     .sort((a, b) => a.seq - b.seq)
                     .slice(0, count);
                 if (found.length === 0) return { status: 204 };
@@ -1030,6 +1297,7 @@ export class LocalServiceBus {
                     } catch (err) {
                         throw new BrokerError('com.microsoft:argument-error', `A scheduled message could not be decoded: ${(err as Error).message}`, 400);
                     }
+                    this.#requireSessionId(entity, message.info);
                     const seq = entity.nextSeq++;
                     entity.unit.dirty = true;
                     seqs.push(seq);
@@ -1067,11 +1335,13 @@ export class LocalServiceBus {
             }
             case 'com.microsoft:receive-by-sequence-number': {
                 const store = needStore();
+                // A session receiver's deferred messages are locked by its session lock.
+                const session = store.requiresSession ? this.#heldSession(store, body, linkName, now) : undefined;
                 const receiveAndDelete = toNumber(body['receiver-settle-mode']) === 0;
                 const wanted = asArray(body['sequence-numbers']).map(toNumber);
                 const found = wanted.map((seq) => {
                     const m = seq === undefined ? undefined : store.messages.get(seq);
-                    if (!m || m.state !== 'deferred' || m.lockToken) {
+                    if (!m || m.state !== 'deferred' || m.lockToken || (session && m.sessionId !== session.id)) {
                         throw new BrokerError(NOT_FOUND, `Failed to lock one or more specified messages. The message with sequence number ${String(seq)} is not deferred, is locked, or does not exist.`, 404);
                     }
                     return m;
@@ -1081,7 +1351,7 @@ export class LocalServiceBus {
                         store.remove(m);
                         return { message: this.#encode(m) };
                     }
-                    const token = this.#lock(store, m, now);
+                    const token = this.#lock(store, m, now, session?.lockedUntil);
                     return { 'lock-token': types.wrap_uuid(string_to_uuid(token)), message: this.#encode(m) };
                 });
                 await this.#persist();
@@ -1106,6 +1376,41 @@ export class LocalServiceBus {
                 await this.#persist();
                 return { status: 200 };
             }
+            case 'com.microsoft:renew-session-lock': {
+                const store = needStore();
+                const session = this.#heldSession(store, body, linkName, now);
+                session.lockedUntil = now + store.lockDurationMs;
+                for (const m of store.locks.values()) if (m.sessionId === session.id) m.lockedUntil = session.lockedUntil;
+                return { status: 200, body: { expiration: types.wrap_timestamp(session.lockedUntil) } };
+            }
+            case 'com.microsoft:set-session-state': {
+                const store = needStore();
+                const session = this.#heldSession(store, body, linkName, now);
+                const state = body['session-state'];
+                if (state === null || state === undefined) session.state = undefined;
+                else if (!Buffer.isBuffer(state)) throw new BrokerError('com.microsoft:argument-error', 'The session state must be binary', 400);
+                else if (state.length > MAX_SESSION_STATE_BYTES) throw new BrokerError('amqp:link:message-size-exceeded', `The session state of ${state.length} bytes exceeds the limit of ${MAX_SESSION_STATE_BYTES} bytes`, 400);
+                else session.state = Buffer.from(state);
+                store.unit.dirty = true;
+                await this.#persist();
+                return { status: 200 };
+            }
+            case 'com.microsoft:get-session-state': {
+                const store = needStore();
+                const session = this.#heldSession(store, body, linkName, now);
+                return { status: 200, body: { 'session-state': session.state ?? null } };
+            }
+            case 'com.microsoft:get-message-sessions': {
+                const store = needStore();
+                if (!store.requiresSession) throw new BrokerError('amqp:not-allowed', `'${store.path}' does not require sessions`, 400);
+                const skip = Math.max(0, toNumber(body.skip) ?? 0);
+                const top = Math.max(0, toNumber(body.top) ?? Number.MAX_SAFE_INTEGER);
+                // Sessions with messages or state; the broker does not keep when each was last updated, so all of them count.
+                const ids = [...store.sessions.values()].filter((x) => x.messages > 0 || x.state !== undefined).map((x) => x.id);
+                const page = ids.slice(skip, skip + top);
+                if (page.length === 0) return { status: 204 };
+                return { status: 200, body: { skip: types.wrap_int(skip + page.length), 'sessions-ids': page } };
+            }
             default:
                 throw new BrokerError('amqp:not-implemented', `The management operation "${operation}" is not supported by the local Service Bus`, 501);
         }
@@ -1129,6 +1434,10 @@ export class LocalServiceBus {
         const now = Date.now();
         const sweep = ++this.#ticks % SWEEP_EVERY_TICKS === 0;
         for (const store of this.#stores) {
+            if (store.requiresSession) {
+                for (const session of [...store.sessions.values()]) if (session.holder && session.lockedUntil! <= now) this.#loseSession(store, session);
+                for (const c of [...store.waiting]) if (c.waitUntil! <= now) this.#endWait(store, c);
+            }
             for (const m of store.locks.values()) {
                 if (m.lockedUntil! > now) continue;
                 this.#log.debug({ entity: store.path, seq: m.seq }, 'service bus: lock expired');
@@ -1182,8 +1491,9 @@ export class LocalServiceBus {
 
     // -- persistence -------------------------------------------------------
 
-    #newStore(name: string, unit: Unit, maxDeliveryCount: number, lockDurationMs: number): Store {
-        const store = new Store(name, unit, maxDeliveryCount, lockDurationMs);
+    #newStore(name: string, unit: Unit, maxDeliveryCount: number, lockDurationMs: number, requiresSession: boolean): Store {
+        const store = new Store(name, unit, maxDeliveryCount, lockDurationMs, requiresSession);
+        // A dead-letter queue never requires sessions, as in Azure.
         store.dlq = new Store(`${name}/$DeadLetterQueue`, unit, Number.POSITIVE_INFINITY, lockDurationMs);
         this.#stores.push(store, store.dlq);
         return store;
@@ -1228,7 +1538,10 @@ export class LocalServiceBus {
     }
 
     #snapshotStore(store: Store, head: Record<string, string>): object {
-        return { format: STATE_FORMAT, ...head, messages: [...store.messages.values()].map(persisted), deadLetters: [...store.dlq!.messages.values()].map(persisted) };
+        const snapshot: Record<string, unknown> = { format: STATE_FORMAT, ...head, messages: [...store.messages.values()].map(persisted), deadLetters: [...store.dlq!.messages.values()].map(persisted) };
+        const states = [...store.sessions.values()].filter((x) => x.state !== undefined).map((x) => ({ id: x.id, state: x.state!.toString('base64') }));
+        if (states.length) snapshot.sessionStates = states;
+        return snapshot;
     }
 
     #load(): void {
@@ -1252,7 +1565,16 @@ export class LocalServiceBus {
         const fill = (store: Store, list: unknown) => {
             for (const p of asArray(list) as PersistedMessage[]) {
                 const m = restored(p);
-                store.messages.set(m.seq, m);
+                if (store.requiresSession) {
+                    m.sessionId ??= inspectMessage(m.raw).routable.sessionId;
+                    if (m.sessionId === undefined) {
+                        // The entity was declared session-enabled after this message was stored: it could never be received, so it is dead-lettered.
+                        store.dlq!.add({ ...m, state: 'active', raw: withApplicationProperties(m.raw, { DeadLetterReason: 'SessionIdIsMissing', DeadLetterErrorDescription: 'The entity now requires sessions and the message has no session id.' }) });
+                        store.dlq!.markReady(m.seq);
+                        continue;
+                    }
+                }
+                store.add(m);
                 if (m.state === 'scheduled') store.scheduled.set(m.seq, m);
                 if (p.locked) {
                     // The lock died with the broker: that delivery counts as failed.
@@ -1267,12 +1589,18 @@ export class LocalServiceBus {
                 if (m.state === 'active') store.markReady(m.seq);
             }
         };
+        const fillSessions = (store: Store, list: unknown) => {
+            for (const x of asArray(list) as { id?: unknown; state?: unknown }[]) {
+                if (typeof x.id === 'string' && typeof x.state === 'string' && store.requiresSession) store.session(x.id).state = Buffer.from(x.state, 'base64');
+            }
+        };
         const maxSeq = (stores: Store[]) => Math.max(0, ...stores.flatMap((s) => [...s.messages.keys(), ...s.dlq!.messages.keys()]));
         for (const q of this.#queues.values()) {
             const data = read(q.unit);
             if (!data) continue;
-            fill(q.store, data.messages);
             fill(q.store.dlq!, data.deadLetters);
+            fill(q.store, data.messages);
+            fillSessions(q.store, data.sessionStates);
             q.nextSeq = Math.max(Number(data.nextSeq) || 1, maxSeq([q.store]) + 1);
             for (const [k, t] of asArray(data.duplicates) as [string, number][]) q.duplicates.set(k, t);
         }
@@ -1283,8 +1611,9 @@ export class LocalServiceBus {
                 const subUnit = sub.store.unit;
                 const subData = read(subUnit);
                 if (!subData) continue;
-                fill(sub.store, subData.messages);
                 fill(sub.store.dlq!, subData.deadLetters);
+                fill(sub.store, subData.messages);
+                fillSessions(sub.store, subData.sessionStates);
             }
             if (data) {
                 for (const p of asArray(data.scheduled) as PersistedMessage[]) {
@@ -1318,12 +1647,13 @@ function persisted(m: StoredMessage): PersistedMessage {
     if (m.scheduledAt !== undefined) p.scheduledAt = m.scheduledAt;
     if (m.expiresAt !== undefined) p.expiresAt = m.expiresAt;
     if (m.lockToken) p.locked = true;
+    if (m.sessionId !== undefined) p.session = m.sessionId;
     return p;
 }
 
 function restored(p: PersistedMessage): StoredMessage {
     if (typeof p.seq !== 'number' || typeof p.raw !== 'string' || !(p.state in MESSAGE_STATE)) throw new Error(`a malformed message entry (seq ${String(p.seq)})`);
-    return { seq: p.seq, raw: Buffer.from(p.raw, 'base64'), enqueuedAt: p.enqueuedAt, deliveryCount: p.deliveryCount ?? 0, state: p.state, scheduledAt: p.scheduledAt, expiresAt: p.expiresAt };
+    return { seq: p.seq, raw: Buffer.from(p.raw, 'base64'), enqueuedAt: p.enqueuedAt, deliveryCount: p.deliveryCount ?? 0, state: p.state, scheduledAt: p.scheduledAt, expiresAt: p.expiresAt, sessionId: typeof p.session === 'string' ? p.session : undefined };
 }
 
 /** A link a disposition can still go out on (a stop or a disconnect may have come while the state was written). */
@@ -1344,6 +1674,13 @@ function toNumber(v: unknown): number | undefined {
     if (typeof v === 'number') return v;
     if (Buffer.isBuffer(v) && v.length === 8) return Number(v.readBigInt64BE(0));
     return undefined;
+}
+
+/** Milliseconds since the epoch as .NET ticks, the 8 bytes Service Bus sends for `com.microsoft:locked-until-utc`. */
+function dotnetTicks(ms: number): Buffer {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(BigInt(Math.round(ms)) * 10_000n + EPOCH_TICKS);
+    return b;
 }
 
 function lockTokens(body: Record<string, unknown>): string[] {

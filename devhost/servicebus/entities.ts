@@ -18,6 +18,8 @@ export interface QueueConfig {
     defaultMessageTimeToLiveSeconds?: number;
     /** Set = duplicate detection on (by `messageId`) with this window. */
     duplicateDetectionWindowSeconds?: number;
+    /** Sessions (Azure's `requiresSession`): messages must carry a session id and are received through session receivers. Default false. */
+    requiresSession?: boolean;
 }
 
 export interface SubscriptionConfig {
@@ -25,6 +27,7 @@ export interface SubscriptionConfig {
     maxDeliveryCount?: number;
     lockDurationSeconds?: number;
     defaultMessageTimeToLiveSeconds?: number;
+    requiresSession?: boolean;
     /** None = Azure's `$Default` rule, which matches every message; an empty list matches nothing (as in Azure). */
     rules?: RuleConfig[];
 }
@@ -46,6 +49,7 @@ export interface ResolvedLockEntity {
     maxDeliveryCount: number;
     lockDurationMs: number;
     defaultTtlMs?: number;
+    requiresSession: boolean;
 }
 
 export interface ResolvedQueue extends ResolvedLockEntity {
@@ -104,7 +108,9 @@ function lockSettings(o: Record<string, unknown>, where: string): ResolvedLockEn
     // Sub-second locks are allowed (Azure's minimum is 5 s) so that tests of lock expiry stay short.
     const lockSeconds = optionalNumber(o, 'lockDurationSeconds', where, { min: 0.1, max: MAX_LOCK_SECONDS }) ?? DEFAULT_LOCK_SECONDS;
     const ttl = optionalNumber(o, 'defaultMessageTimeToLiveSeconds', where, { min: 0.1 });
-    return { maxDeliveryCount, lockDurationMs: Math.round(lockSeconds * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000) };
+    const requiresSession = o.requiresSession ?? false;
+    if (typeof requiresSession !== 'boolean') fail(where, `requiresSession must be true or false (got ${JSON.stringify(requiresSession)})`);
+    return { maxDeliveryCount, lockDurationMs: Math.round(lockSeconds * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000), requiresSession };
 }
 
 /**
@@ -138,7 +144,7 @@ export function resolveEntities(raw: unknown): { queues: ResolvedQueue[]; topics
     const queues = queuesRaw.map((q: unknown, i: number): ResolvedQueue => {
         const where = `queues[${i}]`;
         if (!isObject(q)) fail(where, 'expected an object');
-        onlyKeys(q, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'duplicateDetectionWindowSeconds'], where);
+        onlyKeys(q, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'duplicateDetectionWindowSeconds', 'requiresSession'], where);
         const name = entityName(q, where);
         claim(name, `queue "${name}"`);
         const w = `queue "${name}"`;
@@ -179,7 +185,7 @@ export const DEFAULT_RULE: RuleConfig = { name: '$Default', sql: '1=1' };
  */
 export function resolveSubscription(topic: string, s: unknown, where: string): ResolvedSubscription {
     if (!isObject(s)) fail(where, 'expected an object');
-    onlyKeys(s, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'rules'], where);
+    onlyKeys(s, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'requiresSession', 'rules'], where);
     if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME_RE.test(s.name)) {
         fail(where, `name must be 1-50 letters, digits, '.', '-' or '_', starting and ending with a letter or digit (got ${JSON.stringify(s.name)})`);
     }

@@ -142,7 +142,11 @@ describe('member subscriptions', () => {
     it('refuses what it cannot honour with the status Azure uses, and bad organisation ids before any call', async () => {
         await expect(adminClient.createSubscription('flexchange-events', 'member-globex')).rejects.toMatchObject({ statusCode: 409, code: 'MessageEntityAlreadyExistsError' });
         await expect(adminClient.createSubscription('no-such-topic', 'x')).rejects.toMatchObject({ statusCode: 404 });
-        await expect(adminClient.createSubscription('flexchange-events', 'sessions', { requiresSession: true })).rejects.toMatchObject({ statusCode: 400 });
+        await expect(adminClient.createSubscription('flexchange-events', 'expiring', { deadLetteringOnMessageExpiration: true })).rejects.toMatchObject({ statusCode: 400 });
+        // Sessions are served: the subscription is created and reported as requiring them.
+        await expect(adminClient.createSubscription('flexchange-events', 'sessions', { requiresSession: true })).resolves.toMatchObject({ requiresSession: true });
+        await expect(adminClient.getSubscription('flexchange-events', 'sessions')).resolves.toMatchObject({ requiresSession: true });
+        await adminClient.deleteSubscription('flexchange-events', 'sessions');
         await expect(adminClient.createRule('flexchange-events', 'member-globex', 'bad', { sqlExpression: 'LIKE LIKE' })).rejects.toMatchObject({ statusCode: 400 });
         await expect(adminClient.getSubscription('flexchange-events', 'nobody')).rejects.toMatchObject({ statusCode: 404 });
         expect(() => memberSubscriptionName('no spaces please')).toThrow(Invalid);
