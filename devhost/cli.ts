@@ -141,7 +141,7 @@ export function parseStartArgs(argv: string[]): StartArgs {
 
 function printTable(host: DevHost): void {
     const lines = ['', 'Flexchange devhost', `  console   ${host.consoleUrl}`, `  state     ${host.stateDir}`];
-    for (const [name, url] of Object.entries(host.services)) lines.push(`  ${name.padEnd(9)} ${url}`);
+    for (const [name, url] of Object.entries(host.services)) lines.push(`  ${name.padEnd(13)} ${url}`);
     for (const app of host.apps) {
         lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}${Object.entries(app.notes ?? {}).map(([label, value]) => `  ${label} ${value}`).join('')}`);
         for (const fn of app.functions) lines.push(`    ${fn.name.padEnd(28)} ${fn.detail}`);

@@ -10,6 +10,7 @@ import { LocalIdentity } from './services/identity';
 import { LocalKeyVault, localVaultName, VAULT_NAME_RE } from './services/keyVault';
 import { ServiceBusAdminServer } from './servicebus/admin';
 import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
+import { devCertificate } from './services/devCertificate';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
 import { LocalNodes } from './services/localNodes';
@@ -366,8 +367,14 @@ export class DevHost {
         this.#console!.services.bus = `amqp://127.0.0.1:${this.#bus.port}`;
         // Subscriptions and rules at run time, over the administration client's HTTP/ATOM API.
         this.#busAdmin = new ServiceBusAdminServer(this.#bus, this.#log.child({ component: 'servicebus-admin' }));
-        await this.#busAdmin.start(opt?.adminPort ?? 5300);
+        // The administration API is also served over TLS on the broker's port, where the SDK goes from a connection string.
+        const tls = devCertificate(path.join(this.stateDir, 'servicebus', 'tls'));
+        await this.#busAdmin.start(opt?.adminPort ?? 5300, tls);
+        const admin = this.#busAdmin;
+        this.#bus.serveTls((stream) => admin.acceptTls(stream));
         this.#console!.services.busAdmin = this.#busAdmin.url;
+        this.#console!.services.busHttps = `https://127.0.0.1:${this.#bus.port} (trust ${path.relative(process.cwd(), tls.caFile) || tls.caFile})`;
+        this.#console!.services.busConnection = this.#bus.connectionString;
     }
 
     /** The devhost's services, as the app's profile sees them. */

@@ -1,20 +1,31 @@
 import { parseXML, stringifyXML } from '@azure/core-xml';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { EntityError, type LocalServiceBus } from './broker';
-import type { ResolvedSubscription, SubscriptionConfig } from './entities';
+import type { QueueConfig, ResolvedQueue, ResolvedSubscription, ResolvedTopic, SubscriptionConfig, TopicConfig } from './entities';
 import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './filters';
 
 /**
- * The administration API of the local Service Bus: the subset of Azure's
- * HTTPS/ATOM management API that `ServiceBusAdministrationClient` uses for
- * subscriptions and their rules (get, create, delete, list rules, create and
- * delete a rule, runtime properties). Queues and topics stay declared in the
- * entities file, as ARM declares them in Azure.
+ * The administration API of the local Service Bus: Azure's HTTPS/ATOM
+ * management API as `ServiceBusAdministrationClient` uses it. Queues and topics
+ * (list with paging, get with runtime properties, create, update, delete),
+ * subscriptions (the same), rules (list, get, create, update, delete) and the
+ * namespace's properties. Entities declared in the entities file are the ones
+ * ARM creates in Azure; changes made here are kept by the broker and outlive a
+ * restart (`$admin-changes.json`).
  *
- * It speaks plain HTTP on loopback; the SDK always builds `https://` URLs, so the
- * app's adapter rewrites the origin for the devhost only (shared/events/memberSubscriptions.ts).
+ * Two ways in:
+ * - https on the broker's own port, which is where the SDK goes from a
+ *   connection string (`https://<endpoint host:port>`): the broker hands TLS
+ *   connections over (LocalServiceBus.serveTls); the certificate is the
+ *   devhost's local CA's (devhost/services/devCertificate.ts), so a client
+ *   trusts `.flexchange/servicebus/tls/ca.pem` (NODE_EXTRA_CA_CERTS);
+ * - plain HTTP on its own loopback port, which the app's adapter uses by
+ *   rewriting the SDK's origin for the devhost only
+ *   (shared/events/memberSubscriptions.ts), so the app needs no CA.
  * Requests must carry a SharedAccessSignature (as the SDK sends from a
  * connection string); as on AMQP, the key is not checked.
  */
@@ -26,6 +37,9 @@ const XSD_NS = 'http://www.w3.org/2001/XMLSchema';
 const MAX_BODY_BYTES = 256 * 1024;
 // .NET's TimeSpan.MaxValue: what Azure reports for "never".
 const NEVER = 'P10675199DT2H48M5.4775807S';
+const NAMESPACE_NAME = 'flexchange-local';
+// Azure's default duplicate detection window (reported even when detection is off, as Azure does).
+const DEFAULT_DUPLICATE_WINDOW_MS = 10 * 60_000;
 
 type Xml = Record<string, unknown>;
 
@@ -33,6 +47,8 @@ export class ServiceBusAdminServer {
     readonly #bus: LocalServiceBus;
     readonly #log: Logger;
     readonly #created = new Map<string, string>();
+    readonly #updated = new Map<string, string>();
+    #https?: HttpsServer;
     readonly #startedAt = new Date().toISOString();
     readonly #sockets = new Set<Socket>();
     #server?: Server;
@@ -53,14 +69,23 @@ export class ServiceBusAdminServer {
         return `http://127.0.0.1:${this.port}`;
     }
 
-    async start(port: number): Promise<void> {
-        const server = createServer((req, res) => {
+    /**
+     * Starts the plain-HTTP endpoint on `port` and, given a certificate, makes the API ready for TLS connections
+     * handed over by the broker (acceptTls): the https://<broker host:port> the SDK derives from a connection string.
+     */
+    async start(port: number, tls?: { cert: string; key: string }): Promise<void> {
+        const handle = (req: IncomingMessage, res: ServerResponse) => {
             this.#handle(req, res).catch((err: unknown) => {
                 this.#log.error({ err }, 'service bus admin: request failed');
                 if (!res.headersSent) this.#error(res, 500, 'InternalServerError', 'The local Service Bus could not complete the request');
                 else res.destroy();
             });
-        });
+        };
+        const server = createServer(handle);
+        if (tls) {
+            this.#https = createHttpsServer({ cert: tls.cert, key: tls.key }, handle);
+            this.#https.on('tlsClientError', (err) => this.#log.debug({ err }, 'service bus admin: TLS handshake failed'));
+        }
         server.on('connection', (s: Socket) => {
             this.#sockets.add(s);
             s.once('close', () => this.#sockets.delete(s));
@@ -74,10 +99,21 @@ export class ServiceBusAdminServer {
         this.#log.info({ port: this.#port }, 'service bus admin: listening');
     }
 
+    /** A TLS connection the broker took on its port (see LocalServiceBus.serveTls). */
+    acceptTls(stream: Duplex): void {
+        if (!this.#https) {
+            stream.destroy();
+            return;
+        }
+        this.#https.emit('connection', stream);
+    }
+
     async stop(): Promise<void> {
         const server = this.#server;
         if (!server) return;
         this.#server = undefined;
+        this.#https?.close();
+        this.#https = undefined;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const s of this.#sockets) s.destroy();
         await closed;
@@ -94,6 +130,17 @@ export class ServiceBusAdminServer {
         const skip = Math.max(0, Number(url.searchParams.get('$skip') ?? 0) || 0);
         const top = Math.max(1, Number(url.searchParams.get('$top') ?? 100) || 100);
         try {
+            if (path.toLowerCase() === '$namespaceinfo') {
+                if (method !== 'GET') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on the namespace`);
+                return this.#xml(res, 200, stringifyXML(this.#namespaceEntry(req), { rootName: 'entry' }));
+            }
+            const resources = /^\$Resources\/(Queues|Topics)$/i.exec(path);
+            if (resources) {
+                if (method !== 'GET') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on an entity collection`);
+                const queues = resources[1].toLowerCase() === 'queues';
+                const entries = queues ? this.#bus.queues().map((q) => this.#queueEntry(req, q)) : this.#bus.topics().map((t) => this.#topicEntry(req, t));
+                return this.#feed(req, res, `$Resources/${queues ? 'Queues' : 'Topics'}`, queues ? 'Queues' : 'Topics', entries, skip, top);
+            }
             const list = /^(.+)\/Subscriptions$/i.exec(path);
             if (list) {
                 if (method !== 'GET') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a subscription collection`);
@@ -102,7 +149,7 @@ export class ServiceBusAdminServer {
                 return this.#feed(req, res, `${topic}/Subscriptions`, 'Subscriptions', entries, skip, top);
             }
             const m = /^(.+)\/Subscriptions\/([^/]+)(?:\/(Rules)(?:\/([^/]+))?)?$/i.exec(path);
-            if (!m) return this.#error(res, 404, 'MessageEntityNotFoundError', `The local Service Bus serves subscriptions and rules only (<topic>/Subscriptions/<name>[/Rules/<rule>]); '${path}' is not one of them.`);
+            if (!m) return await this.#entity(req, res, method, path);
             const [, topic, subName, rulesSegment, ruleName] = m;
             if (ruleName !== undefined) return await this.#rule(req, res, method, topic, subName, ruleName);
             if (rulesSegment) {
@@ -117,6 +164,150 @@ export class ServiceBusAdminServer {
         }
     }
 
+    /** A queue or a topic: `/<name>` (names may contain '/'). */
+    async #entity(req: IncomingMessage, res: ServerResponse, method: string, name: string): Promise<void> {
+        const isQueue = this.#bus.queues().some((q) => q.name.toLowerCase() === name.toLowerCase());
+        const isTopic = !isQueue && this.#bus.topics().some((t) => t.name.toLowerCase() === name.toLowerCase());
+        if (method === 'GET') {
+            if (isQueue) return this.#xml(res, 200, stringifyXML(this.#queueEntry(req, this.#bus.queue(name)), { rootName: 'entry' }));
+            if (isTopic) return this.#xml(res, 200, stringifyXML(this.#topicEntry(req, this.#bus.topic(name)), { rootName: 'entry' }));
+            throw new EntityError(404, 'MessageEntityNotFoundError', `The messaging entity '${name}' does not exist.`);
+        }
+        if (method === 'DELETE') {
+            if (isQueue) this.#bus.deleteQueue(name);
+            else if (isTopic) this.#bus.deleteTopic(name);
+            else throw new EntityError(404, 'MessageEntityNotFoundError', `The messaging entity '${name}' does not exist.`);
+            this.#created.delete(`entity:${name.toLowerCase()}`);
+            return this.#xml(res, 200, '');
+        }
+        if (method !== 'PUT') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a queue or topic`);
+        const update = req.headers['if-match'] !== undefined;
+        const { root, description } = await this.#bodyOf(req, ['QueueDescription', 'TopicDescription']);
+        const key = `entity:${name.toLowerCase()}`;
+        if (root === 'QueueDescription') {
+            if (update && !isQueue) throw new EntityError(404, 'MessageEntityNotFoundError', `The queue '${name}' does not exist.`);
+            const config = queueConfig(name, description);
+            const q = update ? this.#bus.updateQueue(config) : this.#bus.createQueue(config);
+            this.#touch(key, update);
+            return this.#xml(res, update ? 200 : 201, stringifyXML(this.#queueEntry(req, q), { rootName: 'entry' }));
+        }
+        if (update && !isTopic) throw new EntityError(404, 'MessageEntityNotFoundError', `The topic '${name}' does not exist.`);
+        const config = topicConfig(name, description);
+        const t = update ? this.#bus.updateTopic(config) : this.#bus.createTopic(config);
+        this.#touch(key, update);
+        return this.#xml(res, update ? 200 : 201, stringifyXML(this.#topicEntry(req, t), { rootName: 'entry' }));
+    }
+
+    /** Remembers when an entity was created (and last updated), for the times the SDK reports. */
+    #touch(key: string, update: boolean): void {
+        const now = new Date().toISOString();
+        if (!update) this.#created.set(key, now);
+        this.#updated.set(key, now);
+    }
+
+    #times(key: string): { created: string; updated: string } {
+        const created = this.#created.get(key) ?? this.#startedAt;
+        return { created, updated: this.#updated.get(key) ?? created };
+    }
+
+    #namespaceEntry(req: IncomingMessage): Xml {
+        return {
+            $: { xmlns: ATOM_NS },
+            id: `${this.#origin(req)}/$namespaceinfo?api-version=2021-05`,
+            title: { $: { type: 'text' }, _: NAMESPACE_NAME },
+            updated: this.#startedAt,
+            content: {
+                $: { type: 'application/xml' },
+                NamespaceInfo: {
+                    $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
+                    CreatedTime: this.#startedAt,
+                    MessagingSKU: 'Standard',
+                    ModifiedTime: this.#startedAt,
+                    Name: NAMESPACE_NAME,
+                    NamespaceType: 'Messaging',
+                },
+            },
+        };
+    }
+
+    #queueEntry(req: IncomingMessage, q: ResolvedQueue): Xml {
+        const counts = this.#bus.queueCounts(q.name);
+        const { created, updated } = this.#times(`entity:${q.name.toLowerCase()}`);
+        const description: Xml = {
+            $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
+            LockDuration: duration(q.lockDurationMs),
+            MaxSizeInMegabytes: '1024',
+            RequiresDuplicateDetection: String(q.duplicateWindowMs !== undefined),
+            RequiresSession: String(q.requiresSession),
+            DefaultMessageTimeToLive: q.defaultTtlMs === undefined ? NEVER : duration(q.defaultTtlMs),
+            DeadLetteringOnMessageExpiration: 'false',
+            DuplicateDetectionHistoryTimeWindow: duration(q.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS),
+            MaxDeliveryCount: String(q.maxDeliveryCount),
+            EnableBatchedOperations: 'true',
+            SizeInBytes: '0',
+            MessageCount: String(counts.active + counts.deadLetter + counts.scheduled),
+            IsAnonymousAccessible: 'false',
+            AuthorizationRules: '',
+            Status: 'Active',
+            CreatedAt: created,
+            UpdatedAt: updated,
+            AccessedAt: new Date().toISOString(),
+            SupportOrdering: 'true',
+            CountDetails: countDetails(counts.active, counts.deadLetter, counts.scheduled),
+            AutoDeleteOnIdle: NEVER,
+            EnablePartitioning: 'false',
+            EntityAvailabilityStatus: 'Available',
+            EnableExpress: 'false',
+            MaxMessageSizeInKilobytes: '256',
+        };
+        return this.#entry(req, q.name, created, updated, 'QueueDescription', description);
+    }
+
+    #topicEntry(req: IncomingMessage, t: ResolvedTopic): Xml {
+        const counts = this.#bus.topicCounts(t.name);
+        const { created, updated } = this.#times(`entity:${t.name.toLowerCase()}`);
+        const description: Xml = {
+            $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
+            DefaultMessageTimeToLive: t.defaultTtlMs === undefined ? NEVER : duration(t.defaultTtlMs),
+            MaxSizeInMegabytes: '1024',
+            RequiresDuplicateDetection: String(t.duplicateWindowMs !== undefined),
+            DuplicateDetectionHistoryTimeWindow: duration(t.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS),
+            EnableBatchedOperations: 'true',
+            SizeInBytes: '0',
+            FilteringMessagesBeforePublishing: 'false',
+            IsAnonymousAccessible: 'false',
+            AuthorizationRules: '',
+            Status: 'Active',
+            CreatedAt: created,
+            UpdatedAt: updated,
+            AccessedAt: new Date().toISOString(),
+            SupportOrdering: 'true',
+            CountDetails: countDetails(0, 0, counts.scheduled),
+            SubscriptionCount: String(counts.subscriptions),
+            AutoDeleteOnIdle: NEVER,
+            EnablePartitioning: 'false',
+            IsExpress: 'false',
+            EntityAvailabilityStatus: 'Available',
+            EnableSubscriptionPartitioning: 'false',
+            EnableExpress: 'false',
+            MaxMessageSizeInKilobytes: '256',
+        };
+        return this.#entry(req, t.name, created, updated, 'TopicDescription', description);
+    }
+
+    #entry(req: IncomingMessage, path: string, created: string, updated: string, kind: string, description: Xml): Xml {
+        return {
+            $: { xmlns: ATOM_NS },
+            id: `${this.#origin(req)}/${path}?api-version=2021-05`,
+            title: { $: { type: 'text' }, _: path },
+            published: created,
+            updated,
+            author: { name: NAMESPACE_NAME },
+            link: { $: { rel: 'self', href: `${this.#origin(req)}/${path}?api-version=2021-05` } },
+            content: { $: { type: 'application/xml' }, [kind]: description },
+        };
+    }
+
     async #subscription(req: IncomingMessage, res: ServerResponse, method: string, topic: string, name: string): Promise<void> {
         const key = `${topic.toLowerCase()}/${name.toLowerCase()}`;
         if (method === 'GET') return this.#xml(res, 200, stringifyXML(this.#subscriptionEntry(req, topic, this.#bus.subscription(topic, name)), { rootName: 'entry' }));
@@ -126,9 +317,13 @@ export class ServiceBusAdminServer {
             return this.#xml(res, 200, '');
         }
         if (method !== 'PUT') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a subscription`);
-        if (req.headers['if-match']) return this.#error(res, 400, 'BadRequest', 'Updating a subscription is not supported by the local Service Bus; delete and create it, or change its rules.');
         const body = await this.#body(req, 'SubscriptionDescription');
         const config = subscriptionConfig(name, body);
+        if (req.headers['if-match']) {
+            // An update keeps the rules: the SDK sends the subscription's settings only.
+            const updated = this.#bus.updateSubscription(topic, config);
+            return this.#xml(res, 200, stringifyXML(this.#subscriptionEntry(req, topic, updated), { rootName: 'entry' }));
+        }
         const created = this.#bus.createSubscription(topic, config);
         this.#created.set(key, new Date().toISOString());
         return this.#xml(res, 201, stringifyXML(this.#subscriptionEntry(req, topic, created), { rootName: 'entry' }));
@@ -146,14 +341,22 @@ export class ServiceBusAdminServer {
             return this.#xml(res, 200, '');
         }
         if (method !== 'PUT') return this.#error(res, 405, 'BadRequest', `${method} is not allowed on a rule`);
-        if (req.headers['if-match']) return this.#error(res, 400, 'BadRequest', 'Updating a rule is not supported by the local Service Bus; delete and create it.');
         const body = await this.#body(req, 'RuleDescription');
         const rule = ruleConfig(name, body);
+        if (req.headers['if-match']) {
+            const updated = this.#bus.updateRule(topic, sub, rule);
+            return this.#xml(res, 200, stringifyXML(this.#ruleEntry(req, topic, sub, updated), { rootName: 'entry' }));
+        }
         this.#bus.createRule(topic, sub, rule);
         return this.#xml(res, 201, stringifyXML(this.#ruleEntry(req, topic, sub, rule), { rootName: 'entry' }));
     }
 
     async #body(req: IncomingMessage, root: string): Promise<Xml> {
+        return (await this.#bodyOf(req, [root])).description;
+    }
+
+    /** The description in an Atom entry's content, of one of the kinds given. */
+    async #bodyOf(req: IncomingMessage, roots: string[]): Promise<{ root: string; description: Xml }> {
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const chunk of req) {
@@ -168,9 +371,9 @@ export class ServiceBusAdminServer {
             throw new EntityError(400, 'BadRequest', `The request body is not valid XML: ${(err as Error).message}`);
         }
         const content = (parsed.entry as Xml | undefined)?.content as Xml | undefined;
-        const description = content?.[root];
-        if (!description || typeof description !== 'object') throw new EntityError(400, 'BadRequest', `Expected an Atom entry with a ${root} in its content`);
-        return description as Xml;
+        const root = roots.find((r) => content && typeof content[r] === 'object' && content[r] !== null);
+        if (!root) throw new EntityError(400, 'BadRequest', `Expected an Atom entry with a ${roots.join(' or ')} in its content`);
+        return { root, description: content![root] as Xml };
     }
 
     /** A page of entries as an Atom feed; a `next` link when more remain (the SDK pages with $skip / $top). */
@@ -207,14 +410,7 @@ export class ServiceBusAdminServer {
             CreatedAt: created,
             UpdatedAt: created,
             AccessedAt: now,
-            CountDetails: {
-                $: { 'xmlns:d2p1': 'http://schemas.microsoft.com/netservices/2011/06/servicebus' },
-                'd2p1:ActiveMessageCount': String(counts.active),
-                'd2p1:DeadLetterMessageCount': String(counts.deadLetter),
-                'd2p1:ScheduledMessageCount': '0',
-                'd2p1:TransferMessageCount': '0',
-                'd2p1:TransferDeadLetterMessageCount': '0',
-            },
+            CountDetails: countDetails(counts.active, counts.deadLetter, 0),
             AutoDeleteOnIdle: NEVER,
             EntityAvailabilityStatus: 'Available',
         };
@@ -287,13 +483,71 @@ export class ServiceBusAdminServer {
     }
 }
 
-/** The subscription the SDK's SubscriptionDescription asks for, refusing what the local broker cannot honour. */
-function subscriptionConfig(name: string, d: Xml): SubscriptionConfig {
+function countDetails(active: number, deadLetter: number, scheduled: number): Xml {
+    return {
+        $: { 'xmlns:d2p1': 'http://schemas.microsoft.com/netservices/2011/06/servicebus' },
+        'd2p1:ActiveMessageCount': String(active),
+        'd2p1:DeadLetterMessageCount': String(deadLetter),
+        'd2p1:ScheduledMessageCount': String(scheduled),
+        'd2p1:TransferMessageCount': '0',
+        'd2p1:TransferDeadLetterMessageCount': '0',
+    };
+}
+
+/** Refuses settings the local broker cannot honour (their defaults pass: the SDK's update sends every setting back). */
+function refuseUnsupported(kind: string, d: Xml): void {
     const unsupported = (field: string, why: string) => {
-        throw new EntityError(400, 'BadRequest', `${field} is not supported by the local Service Bus (${why})`);
+        throw new EntityError(400, 'BadRequest', `${field} is not supported by the local Service Bus for a ${kind} (${why})`);
     };
     if (text(d.DeadLetteringOnMessageExpiration) === 'true') unsupported('DeadLetteringOnMessageExpiration', 'expired messages are dropped');
     if (text(d.ForwardTo) || text(d.ForwardDeadLetteredMessagesTo)) unsupported('Auto-forwarding', 'no forwarding');
+    const idle = text(d.AutoDeleteOnIdle);
+    if (idle && idle !== NEVER && seconds(idle, 'AutoDeleteOnIdle') < 10 * 365 * 86400) unsupported('AutoDeleteOnIdle', 'entities are never deleted for idleness');
+    const status = text(d.Status);
+    if (status && status !== 'Active') unsupported(`Status ${status}`, 'entities are always active');
+}
+
+/** Time to live and duplicate detection, as queues and topics share them. */
+function ttlAndDuplicates(d: Xml, config: { defaultMessageTimeToLiveSeconds?: number; duplicateDetectionWindowSeconds?: number }): void {
+    const ttl = text(d.DefaultMessageTimeToLive);
+    if (ttl && ttl !== NEVER) {
+        const s = seconds(ttl, 'DefaultMessageTimeToLive');
+        if (s < 10 * 365 * 86400) config.defaultMessageTimeToLiveSeconds = s;
+    }
+    if (text(d.RequiresDuplicateDetection) === 'true') {
+        const window = text(d.DuplicateDetectionHistoryTimeWindow);
+        config.duplicateDetectionWindowSeconds = window ? seconds(window, 'DuplicateDetectionHistoryTimeWindow') : DEFAULT_DUPLICATE_WINDOW_MS / 1000;
+    }
+}
+
+/** The queue a QueueDescription asks for. */
+function queueConfig(name: string, d: Xml): QueueConfig {
+    refuseUnsupported('queue', d);
+    const config: QueueConfig = { name };
+    if (text(d.RequiresSession) === 'true') config.requiresSession = true;
+    const lock = text(d.LockDuration);
+    if (lock) config.lockDurationSeconds = seconds(lock, 'LockDuration');
+    const max = text(d.MaxDeliveryCount);
+    if (max) {
+        const n = Number(max);
+        if (!Number.isInteger(n)) throw new EntityError(400, 'BadRequest', `MaxDeliveryCount must be an integer (got ${max})`);
+        config.maxDeliveryCount = n;
+    }
+    ttlAndDuplicates(d, config);
+    return config;
+}
+
+/** The topic a TopicDescription asks for. */
+function topicConfig(name: string, d: Xml): Omit<TopicConfig, 'subscriptions'> {
+    refuseUnsupported('topic', d);
+    const config: Omit<TopicConfig, 'subscriptions'> = { name };
+    ttlAndDuplicates(d, config);
+    return config;
+}
+
+/** The subscription the SDK's SubscriptionDescription asks for, refusing what the local broker cannot honour. */
+function subscriptionConfig(name: string, d: Xml): SubscriptionConfig {
+    refuseUnsupported('subscription', d);
     const config: SubscriptionConfig = { name };
     if (text(d.RequiresSession) === 'true') config.requiresSession = true;
     const lock = text(d.LockDuration);

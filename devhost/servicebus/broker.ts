@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../files';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { Duplex } from 'node:stream';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { create_container, message as rheaMessageUtil, string_to_uuid, uuid_to_string, type Connection, type Container, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
-import { resolveEntities, resolveSubscription, RULE_NAME_RE, type EntitiesConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type SubscriptionConfig } from './entities';
+import { resolveEntities, resolveQueue, resolveSubscription, resolveTopicSettings, RULE_NAME_RE, type EntitiesConfig, type QueueConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type SubscriptionConfig, type TopicConfig } from './entities';
 import { compileRule, type RuleConfig } from './filters';
 
 export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig } from './entities';
@@ -47,11 +48,13 @@ export type { RuleConfig, CorrelationFilterConfig } from './filters';
  *
  * Expired messages are dropped, as with Azure's default
  * `deadLetteringOnMessageExpiration: false`; there is no setting to dead-letter
- * them instead. Not served: rule changes over AMQP (`add-rule`, ...),
- * transactions and auto-forwarding. Subscriptions and rules are created and
- * deleted at run time through the methods below, which admin.ts serves as the
- * administration client's HTTP/ATOM API; those changes are kept in
- * `$admin-changes.json` and outlive a restart.
+ * them instead. Not served: rule actions, transactions and auto-forwarding.
+ * Rules change over AMQP too (the rule manager's `add-rule`, `remove-rule`,
+ * `enumerate-rules`). Queues, topics, subscriptions and rules are created,
+ * updated and deleted at run time through the methods below, which admin.ts
+ * serves as the administration client's HTTP/ATOM API (on this broker's port
+ * over TLS, see serveTls, and on its own plain-HTTP port); those changes are
+ * kept in `$admin-changes.json` and outlive a restart.
  *
  * Persistence: one JSON file per queue, topic and subscription under `dir`,
  * replaced atomically (temp + fsync + rename). A sender's transfer is settled
@@ -162,8 +165,9 @@ class Store {
         /** The address, as shown in logs and errors. */
         readonly path: string,
         readonly unit: Unit,
-        readonly maxDeliveryCount: number,
-        readonly lockDurationMs: number,
+        /** Changed by an update through the administration API. */
+        public maxDeliveryCount: number,
+        public lockDurationMs: number,
         readonly requiresSession = false,
     ) {}
 
@@ -344,7 +348,7 @@ export class LocalServiceBus {
     readonly #sockets = new Set<Socket>();
     readonly #changesFile: string;
     /** Subscriptions created, changed or deleted at run time (null = deleted), by `topic/subscription` in lower case. */
-    readonly #changes: Map<string, { topic: string; subscription: SubscriptionConfig | null }>;
+    readonly #changes: Changes;
     #flushWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
     #flushScheduled = false;
     #container?: Container;
@@ -352,6 +356,7 @@ export class LocalServiceBus {
     #timer?: NodeJS.Timeout;
     #ticks = 0;
     #port = 0;
+    #https?: (stream: Duplex) => void;
 
     constructor(opts: { dir: string; entities: EntitiesConfig; logger: Logger }) {
         this.#dir = opts.dir;
@@ -360,20 +365,34 @@ export class LocalServiceBus {
         this.#changes = readChanges(this.#changesFile);
         // Checked here so that a bad declaration fails at construction, before anything listens.
         const { queues, topics } = resolveEntities(withChanges(opts.entities, this.#changes, this.#log));
-        for (const q of queues) {
-            const unit = new Unit(path.join(this.#dir, fileName('queue', q.name)), () => this.#snapshotQueue(entity));
-            const store = this.#newStore(q.name, unit, q.maxDeliveryCount, q.lockDurationMs, q.requiresSession);
-            const entity: QueueEntity = { kind: 'queue', config: q, store, nextSeq: 1, duplicates: new Map(), unit };
-            this.#queues.set(lower(q.name), entity);
-            this.#units.push(unit);
-        }
-        for (const t of topics) {
-            const unit = new Unit(path.join(this.#dir, fileName('topic', t.name)), () => this.#snapshotTopic(entity));
-            const entity: TopicEntity = { kind: 'topic', config: t, nextSeq: 1, duplicates: new Map(), scheduled: new Map(), subscriptions: new Map(), unit };
-            this.#units.push(unit);
-            for (const s of t.subscriptions) this.#addSubscription(entity, s);
-            this.#topics.set(lower(t.name), entity);
-        }
+        for (const q of queues) this.#addQueue(q);
+        for (const t of topics) this.#addTopic(t);
+    }
+
+    #addQueue(q: ResolvedQueue): QueueEntity {
+        const unit = new Unit(path.join(this.#dir, fileName('queue', q.name)), () => this.#snapshotQueue(entity));
+        const store = this.#newStore(q.name, unit, q.maxDeliveryCount, q.lockDurationMs, q.requiresSession);
+        const entity: QueueEntity = { kind: 'queue', config: q, store, nextSeq: 1, duplicates: new Map(), unit };
+        this.#queues.set(lower(q.name), entity);
+        this.#units.push(unit);
+        return entity;
+    }
+
+    #addTopic(t: ResolvedTopic): TopicEntity {
+        const unit = new Unit(path.join(this.#dir, fileName('topic', t.name)), () => this.#snapshotTopic(entity));
+        const entity: TopicEntity = { kind: 'topic', config: { ...t, subscriptions: [] }, nextSeq: 1, duplicates: new Map(), scheduled: new Map(), subscriptions: new Map(), unit };
+        this.#units.push(unit);
+        for (const s of t.subscriptions) this.#addSubscription(entity, s);
+        this.#topics.set(lower(t.name), entity);
+        return entity;
+    }
+
+    /**
+     * Serves TLS connections on the broker's port (the administration API, see admin.ts): each is handed over
+     * as a stream that replays its first bytes. Without this, a TLS connection is closed.
+     */
+    serveTls(accept: (stream: Duplex) => void): void {
+        this.#https = accept;
     }
 
     /** The port the broker listens on (after start). */
@@ -411,11 +430,26 @@ export class LocalServiceBus {
             this.#forget();
             throw err;
         }
+        // One port, two protocols, as Azure's namespace endpoint: AMQP, and (TLS) the administration API the SDK
+        // derives from the connection string (https://<endpoint host:port>). The first byte tells them apart.
+        const acceptAmqp = server.listeners('connection') as ((socket: Socket) => void)[];
+        server.removeAllListeners('connection');
         server.on('connection', (socket: Socket) => {
             // Request / response on $management is small frames both ways: Nagle plus delayed ACKs would add ~40 ms to each.
             socket.setNoDelay(true);
             this.#sockets.add(socket);
             socket.once('close', () => this.#sockets.delete(socket));
+            socket.once('error', () => socket.destroy());
+            socket.once('data', (first: Buffer) => {
+                if (first[0] === TLS_HANDSHAKE) {
+                    if (this.#https) return this.#https(replayed(socket, first));
+                    return socket.destroy();
+                }
+                socket.pause();
+                socket.unshift(first);
+                for (const accept of acceptAmqp) accept.call(server, socket);
+                socket.resume();
+            });
         });
         this.#container = container;
         this.#server = server;
@@ -470,6 +504,177 @@ export class LocalServiceBus {
 
     // -- administration (subscriptions and rules at run time) ------------------
 
+    /** The queues as they are now (declared, then changed at run time). */
+    queues(): ResolvedQueue[] {
+        return [...this.#queues.values()].map((q) => q.config);
+    }
+
+    queue(name: string): ResolvedQueue {
+        return this.#queue(name).config;
+    }
+
+    /** Message counts of a queue: active, dead-lettered, scheduled. */
+    queueCounts(name: string): { active: number; deadLetter: number; scheduled: number } {
+        const q = this.#queue(name);
+        let active = 0;
+        for (const m of q.store.messages.values()) if (m.state === 'active') active++;
+        return { active, deadLetter: q.store.dlq!.messages.size, scheduled: q.store.scheduled.size };
+    }
+
+    /** Creates a queue (409 if a queue or topic has the name). */
+    createQueue(config: QueueConfig): ResolvedQueue {
+        this.#nameFree(config.name);
+        const resolved = this.#check(() => resolveQueue(config, `queue "${config.name}"`));
+        this.#addQueue(resolved);
+        this.#recordEntityChange('queue', resolved.name, config);
+        this.#log.info({ queue: resolved.name }, 'service bus: queue created');
+        return resolved;
+    }
+
+    /** Changes a queue's settings; whether it requires sessions is fixed at creation, as in Azure. Its messages stay. */
+    updateQueue(config: QueueConfig): ResolvedQueue {
+        const q = this.#queue(config.name);
+        const resolved = this.#check(() => resolveQueue({ ...config, name: q.config.name }, `queue "${q.config.name}"`));
+        if (resolved.requiresSession !== q.config.requiresSession) throw new EntityError(400, 'BadRequest', `RequiresSession of the queue '${q.config.name}' cannot be changed after it is created.`);
+        q.config = resolved;
+        q.store.maxDeliveryCount = resolved.maxDeliveryCount;
+        q.store.lockDurationMs = q.store.dlq!.lockDurationMs = resolved.lockDurationMs;
+        this.#recordEntityChange('queue', resolved.name, { ...config, name: resolved.name });
+        this.#log.info({ queue: resolved.name }, 'service bus: queue updated');
+        return resolved;
+    }
+
+    /** Deletes a queue with its messages; its links are detached. */
+    deleteQueue(name: string): void {
+        const q = this.#queue(name);
+        this.#queues.delete(lower(name));
+        this.#dropStore(q.store, `The queue '${q.config.name}' was deleted`);
+        this.#detachSenders(q, `The queue '${q.config.name}' was deleted`);
+        this.#units.splice(this.#units.indexOf(q.unit), 1);
+        rmSync(q.unit.file, { force: true });
+        this.#recordEntityChange('queue', q.config.name, null);
+        this.#log.info({ queue: q.config.name }, 'service bus: queue deleted');
+    }
+
+    /** The topics as they are now, with their settings (their subscriptions: see subscriptions()). */
+    topics(): ResolvedTopic[] {
+        return [...this.#topics.values()].map((t) => t.config);
+    }
+
+    topic(name: string): ResolvedTopic {
+        return this.#topic(name).config;
+    }
+
+    topicCounts(name: string): { scheduled: number; subscriptions: number } {
+        const t = this.#topic(name);
+        return { scheduled: t.scheduled.size, subscriptions: t.subscriptions.size };
+    }
+
+    createTopic(config: Omit<TopicConfig, 'subscriptions'>): ResolvedTopic {
+        this.#nameFree(config.name);
+        const settings = this.#check(() => resolveTopicSettings(config, `topic "${config.name}"`));
+        const t = this.#addTopic({ kind: 'topic', ...settings, subscriptions: [] });
+        this.#recordEntityChange('topic', settings.name, { ...config, subscriptions: [] });
+        this.#log.info({ topic: settings.name }, 'service bus: topic created');
+        return t.config;
+    }
+
+    updateTopic(config: Omit<TopicConfig, 'subscriptions'>): ResolvedTopic {
+        const t = this.#topic(config.name);
+        const settings = this.#check(() => resolveTopicSettings({ ...config, name: t.config.name }, `topic "${t.config.name}"`));
+        t.config = { ...t.config, ...settings };
+        this.#recordEntityChange('topic', settings.name, { ...config, name: settings.name, subscriptions: [] });
+        this.#log.info({ topic: settings.name }, 'service bus: topic updated');
+        return t.config;
+    }
+
+    /** Deletes a topic with its subscriptions and their messages. */
+    deleteTopic(name: string): void {
+        const t = this.#topic(name);
+        for (const sub of [...t.subscriptions.values()]) this.deleteSubscription(t.config.name, sub.config.name);
+        this.#topics.delete(lower(name));
+        this.#detachSenders(t, `The topic '${t.config.name}' was deleted`);
+        this.#units.splice(this.#units.indexOf(t.unit), 1);
+        rmSync(t.unit.file, { force: true });
+        this.#recordEntityChange('topic', t.config.name, null);
+        this.#log.info({ topic: t.config.name }, 'service bus: topic deleted');
+    }
+
+    /** Changes a subscription's settings; its rules and messages stay, and whether it requires sessions is fixed. */
+    updateSubscription(topic: string, config: SubscriptionConfig): ResolvedSubscription {
+        const t = this.#topic(topic);
+        const sub = this.#subscription(topic, config.name);
+        const rules = sub.config.declared.rules;
+        const resolved = this.#check(() => resolveSubscription(t.config.name, { ...config, name: sub.config.name, rules }, `subscription "${t.config.name}/${sub.config.name}"`));
+        if (resolved.requiresSession !== sub.config.requiresSession) throw new EntityError(400, 'BadRequest', `RequiresSession of the subscription '${t.config.name}/${sub.config.name}' cannot be changed after it is created.`);
+        sub.config = resolved;
+        sub.store.maxDeliveryCount = resolved.maxDeliveryCount;
+        sub.store.lockDurationMs = sub.store.dlq!.lockDurationMs = resolved.lockDurationMs;
+        this.#recordChange(t, sub.config.name, sub.config.declared);
+        this.#log.info({ topic: t.config.name, subscription: sub.config.name }, 'service bus: subscription updated');
+        return resolved;
+    }
+
+    /** Replaces a rule of that name (404 if there is none). */
+    updateRule(topic: string, subscription: string, rule: RuleConfig): RuleConfig {
+        const sub = this.#subscription(topic, subscription);
+        const rules = sub.config.declared.rules ?? [];
+        const i = rules.findIndex((r) => lower(r.name) === lower(rule.name));
+        if (i < 0) throw new EntityError(404, 'MessageEntityNotFoundError', `The rule '${rule.name}' does not exist on subscription '${topic}/${sub.config.name}'.`);
+        const matches = this.#check(() => compileRule(rule));
+        const named = { ...rule, name: rules[i].name };
+        this.#changeRules(
+            topic,
+            sub,
+            rules.map((r, k) => (k === i ? named : r)),
+            sub.config.filters.map((f) => (lower(f.name) === lower(rule.name) ? { name: named.name, matches } : f)),
+        );
+        return named;
+    }
+
+    #queue(name: string): QueueEntity {
+        const q = this.#queues.get(lower(name));
+        if (!q) throw new EntityError(404, 'MessageEntityNotFoundError', `The queue '${name}' does not exist.`);
+        return q;
+    }
+
+    /** Queues and topics share one namespace, case-insensitively. */
+    #nameFree(name: string): void {
+        if (typeof name === 'string' && (this.#queues.has(lower(name)) || this.#topics.has(lower(name)))) {
+            throw new EntityError(409, 'MessageEntityAlreadyExistsError', `The messaging entity '${name}' already exists.`);
+        }
+    }
+
+    /** Detaches the receivers of a store and its dead-letter queue, and forgets both. */
+    #dropStore(store: Store, why: string): void {
+        for (const s of [store, store.dlq!]) {
+            for (const c of [...s.consumers, ...s.waiting]) {
+                this.#dropConsumer(c);
+                try {
+                    c.link.close({ condition: 'amqp:not-found', description: why });
+                } catch {
+                    // the connection is already gone
+                }
+            }
+            const i = this.#stores.indexOf(s);
+            if (i >= 0) this.#stores.splice(i, 1);
+        }
+    }
+
+    /** Detaches the links that send to an entity (or ask its $management). */
+    #detachSenders(entity: SendEntity, why: string): void {
+        for (const [link, node] of [...this.#receivers]) {
+            if ((node.kind === 'send' && node.entity === entity) || (node.kind === 'management' && (node.entity === entity || (entity.kind === 'queue' && (node.store === entity.store || node.store === entity.store.dlq))))) {
+                this.#receivers.delete(link);
+                try {
+                    link.close({ condition: 'amqp:not-found', description: why });
+                } catch {
+                    // the connection is already gone
+                }
+            }
+        }
+    }
+
     /** A topic's subscriptions as they are now (declared, then changed at run time). */
     subscriptions(topic: string): ResolvedSubscription[] {
         return [...this.#topic(topic).subscriptions.values()].map((s) => s.config);
@@ -503,13 +708,7 @@ export class LocalServiceBus {
         const t = this.#topic(topic);
         const sub = this.#subscription(topic, name);
         t.subscriptions.delete(lower(name));
-        for (const store of [sub.store, sub.store.dlq!]) {
-            for (const c of [...store.consumers]) {
-                this.#dropConsumer(c);
-                c.link.close({ condition: 'amqp:not-found', description: `The subscription '${t.config.name}/${sub.config.name}' was deleted` });
-            }
-            this.#stores.splice(this.#stores.indexOf(store), 1);
-        }
+        this.#dropStore(sub.store, `The subscription '${t.config.name}/${sub.config.name}' was deleted`);
         this.#units.splice(this.#units.indexOf(sub.store.unit), 1);
         rmSync(sub.store.unit.file, { force: true });
         this.#recordChange(t, sub.config.name, null);
@@ -575,9 +774,24 @@ export class LocalServiceBus {
 
     /** Records a run-time change on disk before it is answered, so that it outlives a restart. */
     #recordChange(t: TopicEntity, name: string, subscription: SubscriptionConfig | null): void {
-        this.#changes.set(`${lower(t.config.name)}/${lower(name)}`, { topic: t.config.name, subscription });
+        this.#changes.subscriptions.set(`${lower(t.config.name)}/${lower(name)}`, { topic: t.config.name, name, subscription });
+        this.#writeChanges();
+    }
+
+    #recordEntityChange(kind: 'queue', name: string, config: QueueConfig | null): void;
+    #recordEntityChange(kind: 'topic', name: string, config: TopicConfig | null): void;
+    #recordEntityChange(kind: 'queue' | 'topic', name: string, config: QueueConfig | TopicConfig | null): void {
+        const map = kind === 'queue' ? this.#changes.queues : this.#changes.topics;
+        map.set(lower(name), { name, config } as never);
+        this.#writeChanges();
+    }
+
+    #writeChanges(): void {
         mkdirSync(this.#dir, { recursive: true });
-        writeAtomically(this.#changesFile, JSON.stringify({ format: STATE_FORMAT, subscriptions: [...this.#changes.values()] }, null, 2));
+        writeAtomically(
+            this.#changesFile,
+            JSON.stringify({ format: STATE_FORMAT, queues: [...this.#changes.queues.values()], topics: [...this.#changes.topics.values()], subscriptions: [...this.#changes.subscriptions.values()] }, null, 2),
+        );
     }
 
     // -- AMQP plumbing -----------------------------------------------------
@@ -1376,6 +1590,10 @@ export class LocalServiceBus {
                 await this.#persist();
                 return { status: 200 };
             }
+            case 'com.microsoft:add-rule':
+            case 'com.microsoft:remove-rule':
+            case 'com.microsoft:enumerate-rules':
+                return this.#ruleOperation(node.path, operation, body);
             case 'com.microsoft:renew-session-lock': {
                 const store = needStore();
                 const session = this.#heldSession(store, body, linkName, now);
@@ -1413,6 +1631,35 @@ export class LocalServiceBus {
             }
             default:
                 throw new BrokerError('amqp:not-implemented', `The management operation "${operation}" is not supported by the local Service Bus`, 501);
+        }
+    }
+
+    /** The rule manager's operations on a subscription's `$management` (the same rules the administration API changes). */
+    #ruleOperation(address: string, operation: string, body: Record<string, unknown>): { status: number; body?: unknown } {
+        const m = /^(?:(?:amqps?|sb):\/\/[^/]+\/)?\/*(.+)\/subscriptions\/([^/]+)\/\$management$/i.exec(address);
+        if (!m) throw new BrokerError('amqp:not-allowed', `${operation} is only available on a subscription, not on '${address}'`, 400);
+        const [, topic, subscription] = m;
+        try {
+            if (operation === 'com.microsoft:enumerate-rules') {
+                const rules = this.subscription(topic, subscription).declared.rules ?? [];
+                const skip = Math.max(0, toNumber(body.skip) ?? 0);
+                const top = Math.max(0, toNumber(body.top) ?? rules.length);
+                const page = rules.slice(skip, skip + top);
+                if (page.length === 0) return { status: 204 };
+                return { status: 200, body: { rules: page.map((r) => ({ 'rule-description': amqpRuleDescription(r) })) } };
+            }
+            const name = body['rule-name'];
+            if (typeof name !== 'string' || !name) throw new BrokerError('com.microsoft:argument-error', 'The request needs a "rule-name"', 400);
+            if (operation === 'com.microsoft:remove-rule') {
+                this.deleteRule(topic, subscription, name);
+                return { status: 200 };
+            }
+            this.createRule(topic, subscription, ruleOfAmqp(name, body['rule-description']));
+            return { status: 200 };
+        } catch (err) {
+            if (!(err instanceof EntityError)) throw err;
+            const condition = err.status === 404 ? 'amqp:not-found' : err.status === 409 ? 'com.microsoft:entity-already-exists' : 'com.microsoft:argument-error';
+            throw new BrokerError(condition, err.message, err.status);
         }
     }
 
@@ -1676,6 +1923,54 @@ function toNumber(v: unknown): number | undefined {
     return undefined;
 }
 
+// Service Bus's AMQP descriptors for rule descriptions (as @azure/core-amqp's Constants.descriptorCodes name them).
+const RULE_DESCRIPTOR = { rule: 1335734829060, emptyAction: 1335734829061, sqlFilter: 83483426822, trueFilter: 83483426823, falseFilter: 83483426824, correlationFilter: 83483426825 };
+
+/** A rule as `enumerate-rules` answers it: a described rule-description list (filter, action, name). */
+function amqpRuleDescription(rule: RuleConfig): Typed {
+    const described = (code: number, items: Typed[]) => types.described(types.wrap_ulong(code), types.wrap_list(items));
+    const str = (v: string | undefined) => (v === undefined ? types.Null() : types.wrap_string(v));
+    let filter: Typed;
+    if (rule.sql !== undefined) {
+        filter = rule.sql === '1=1' ? described(RULE_DESCRIPTOR.trueFilter, []) : rule.sql === '1=0' ? described(RULE_DESCRIPTOR.falseFilter, []) : described(RULE_DESCRIPTOR.sqlFilter, [types.wrap_string(rule.sql), types.wrap_int(20)]);
+    } else {
+        const c = rule.correlation ?? {};
+        const props = c.properties && Object.keys(c.properties).length ? types.wrap_map(c.properties) : types.Null();
+        filter = described(RULE_DESCRIPTOR.correlationFilter, [str(c.correlationId), str(c.messageId), str(c.to), str(c.replyTo), str(c.subject ?? c.label), str(c.sessionId), str(c.replyToSessionId), str(c.contentType), props]);
+    }
+    return described(RULE_DESCRIPTOR.rule, [filter, described(RULE_DESCRIPTOR.emptyAction, []), types.wrap_string(rule.name)]);
+}
+
+/** The rule an `add-rule` request describes (a SQL or correlation filter; rule actions are refused, as by the administration API). */
+function ruleOfAmqp(name: string, description: unknown): RuleConfig {
+    if (!isRecord(description)) throw new BrokerError('com.microsoft:argument-error', 'The request needs a "rule-description"', 400);
+    if (description['sql-rule-action'] !== undefined && description['sql-rule-action'] !== null) {
+        throw new BrokerError('com.microsoft:argument-error', 'Rule actions are not supported by the local Service Bus', 400);
+    }
+    const sql = description['sql-filter'];
+    if (isRecord(sql)) {
+        if (typeof sql.expression !== 'string' || !sql.expression) throw new BrokerError('com.microsoft:argument-error', 'A SQL filter needs an expression', 400);
+        return { name, sql: sql.expression };
+    }
+    const c = description['correlation-filter'];
+    if (!isRecord(c)) throw new BrokerError('com.microsoft:argument-error', 'The rule description needs a "sql-filter" or a "correlation-filter"', 400);
+    const correlation: NonNullable<RuleConfig['correlation']> = {};
+    const put = (key: 'correlationId' | 'messageId' | 'to' | 'replyTo' | 'subject' | 'sessionId' | 'replyToSessionId' | 'contentType', field: string) => {
+        const v = c[field];
+        if (typeof v === 'string' && v !== '') correlation[key] = v;
+    };
+    put('correlationId', 'correlation-id');
+    put('messageId', 'message-id');
+    put('to', 'to');
+    put('replyTo', 'reply-to');
+    put('subject', 'label');
+    put('sessionId', 'session-id');
+    put('replyToSessionId', 'reply-to-session-id');
+    put('contentType', 'content-type');
+    if (isRecord(c.properties) && Object.keys(c.properties).length) correlation.properties = c.properties as NonNullable<typeof correlation.properties>;
+    return { name, correlation };
+}
+
 /** Milliseconds since the epoch as .NET ticks, the 8 bytes Service Bus sends for `com.microsoft:locked-until-utc`. */
 function dotnetTicks(ms: number): Buffer {
     const b = Buffer.alloc(8);
@@ -1692,6 +1987,37 @@ function lockLost(): BrokerError {
 }
 
 const CHANGES_FILE = '$admin-changes.json';
+// The first byte of a TLS ClientHello record; an AMQP connection starts with 'A'.
+const TLS_HANDSHAKE = 0x16;
+
+/**
+ * The socket as a stream whose first chunk is `first` again. A TLS server cannot take the socket itself: it
+ * reads the socket's handle directly and would miss the bytes the broker read to tell the protocols apart.
+ */
+function replayed(socket: Socket, first: Buffer): Duplex {
+    const stream = new Duplex({
+        read() {
+            socket.resume();
+        },
+        write(chunk: Buffer, _encoding, done) {
+            socket.write(chunk, done);
+        },
+        final(done) {
+            socket.end(done);
+        },
+        destroy(err, done) {
+            socket.destroy();
+            done(err);
+        },
+    });
+    stream.push(first);
+    socket.on('data', (chunk: Buffer) => {
+        if (!stream.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => stream.push(null));
+    socket.on('close', () => stream.destroy());
+    return stream;
+}
 
 /** An administration request the broker refuses: the HTTP status and Service Bus error code admin.ts answers with. */
 export class EntityError extends Error {
@@ -1704,32 +2030,63 @@ export class EntityError extends Error {
     }
 }
 
-function readChanges(file: string): Map<string, { topic: string; subscription: SubscriptionConfig | null }> {
-    const changes = new Map<string, { topic: string; subscription: SubscriptionConfig | null }>();
+interface SubscriptionChange {
+    topic: string;
+    name: string;
+    subscription: SubscriptionConfig | null;
+}
+
+/** Entities created, changed or deleted at run time (null = deleted), by lower-case name (`topic/subscription` for subscriptions). */
+interface Changes {
+    queues: Map<string, { name: string; config: QueueConfig | null }>;
+    topics: Map<string, { name: string; config: TopicConfig | null }>;
+    subscriptions: Map<string, SubscriptionChange>;
+}
+
+function readChanges(file: string): Changes {
+    const changes: Changes = { queues: new Map(), topics: new Map(), subscriptions: new Map() };
     if (!existsSync(file)) return changes;
-    let data: { format?: unknown; subscriptions?: unknown };
+    let data: { format?: unknown; queues?: unknown; topics?: unknown; subscriptions?: unknown };
     try {
         data = JSON.parse(readFileSync(file, 'utf8')) as typeof data;
         if (data.format !== STATE_FORMAT) throw new Error(`unknown format ${String(data.format)}`);
     } catch (err) {
         throw new Error(`Cannot read the local Service Bus run-time changes ${file}: ${(err as Error).message}. Move it away to start with the declared entities only.`);
     }
-    for (const c of asArray(data.subscriptions) as { topic: string; subscription: SubscriptionConfig | null; name?: string }[]) {
+    for (const c of asArray(data.queues) as { name?: unknown; config?: QueueConfig | null }[]) {
+        if (typeof c.name === 'string') changes.queues.set(lower(c.name), { name: c.name, config: c.config ?? null });
+    }
+    for (const c of asArray(data.topics) as { name?: unknown; config?: TopicConfig | null }[]) {
+        if (typeof c.name === 'string') changes.topics.set(lower(c.name), { name: c.name, config: c.config ?? null });
+    }
+    for (const c of asArray(data.subscriptions) as Partial<SubscriptionChange>[]) {
         const name = c.subscription?.name ?? c.name;
         if (typeof c.topic !== 'string' || typeof name !== 'string') continue;
-        changes.set(`${lower(c.topic)}/${lower(name)}`, c.subscription === null ? { topic: c.topic, subscription: null } : c);
+        changes.subscriptions.set(`${lower(c.topic)}/${lower(name)}`, { topic: c.topic, name, subscription: c.subscription ?? null });
     }
     return changes;
 }
 
 /** The declared entities with the run-time changes applied: a change replaces the declaration of the same name. */
-function withChanges(entities: EntitiesConfig, changes: Map<string, { topic: string; subscription: SubscriptionConfig | null }>, log: Logger): EntitiesConfig {
-    if (changes.size === 0) return entities;
+function withChanges(entities: EntitiesConfig, changes: Changes, log: Logger): EntitiesConfig {
+    const queues = [...(entities.queues ?? [])];
+    for (const [key, change] of changes.queues) {
+        const i = queues.findIndex((q) => lower(q.name) === key);
+        if (i >= 0) queues.splice(i, 1);
+        if (change.config) queues.push(change.config);
+    }
     const topics = (entities.topics ?? []).map((t) => ({ ...t, subscriptions: [...(t.subscriptions ?? [])] }));
-    for (const [key, change] of changes) {
+    for (const [key, change] of changes.topics) {
+        const i = topics.findIndex((t) => lower(t.name) === key);
+        // A changed topic keeps its declared subscriptions (a deleted one recorded their deletion too).
+        const declared = i >= 0 ? topics[i].subscriptions : [];
+        if (i >= 0) topics.splice(i, 1);
+        if (change.config) topics.push({ ...change.config, subscriptions: declared });
+    }
+    for (const [key, change] of changes.subscriptions) {
         const t = topics.find((x) => lower(x.name) === lower(change.topic));
         if (!t) {
-            log.warn({ topic: change.topic }, 'service bus: a run-time change names a topic that is no longer declared; ignored');
+            if (change.subscription) log.warn({ topic: change.topic }, 'service bus: a run-time change names a topic that no longer exists; ignored');
             continue;
         }
         const name = key.slice(key.lastIndexOf('/') + 1);
@@ -1737,5 +2094,5 @@ function withChanges(entities: EntitiesConfig, changes: Map<string, { topic: str
         if (i >= 0) t.subscriptions.splice(i, 1);
         if (change.subscription) t.subscriptions.push(change.subscription);
     }
-    return { ...entities, topics };
+    return { ...entities, queues, topics };
 }

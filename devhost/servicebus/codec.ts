@@ -25,6 +25,7 @@ interface RheaTypes {
     wrap_boolean(v: boolean): Typed;
     wrap_timestamp(v: number): Typed;
     wrap_symbol(v: string): Typed;
+    wrap_string(v: string): Typed;
     wrap_uuid(v: Buffer): Typed;
     wrap_list(v: Typed[]): Typed;
     wrap_map(v: Record<string, unknown>): Typed;

@@ -133,35 +133,18 @@ export function resolveEntities(raw: unknown): { queues: ResolvedQueue[]; topics
         if (other) fail(where, `the name "${name}" is already used by ${other} (names are case-insensitive)`);
         taken.set(key, where);
     };
-    const entityName = (o: Record<string, unknown>, where: string): string => {
-        const name = o.name;
-        if (typeof name !== 'string' || !ENTITY_NAME_RE.test(name) || name.includes('//') || RESERVED.test(name)) {
-            fail(where, `name must be 1-260 letters, digits, '.', '-', '_' or '/', start and end with a letter or digit, and not use a reserved segment ($..., Subscriptions) (got ${JSON.stringify(name)})`);
-        }
-        return name;
-    };
-
     const queues = queuesRaw.map((q: unknown, i: number): ResolvedQueue => {
-        const where = `queues[${i}]`;
-        if (!isObject(q)) fail(where, 'expected an object');
-        onlyKeys(q, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'duplicateDetectionWindowSeconds', 'requiresSession'], where);
-        const name = entityName(q, where);
-        claim(name, `queue "${name}"`);
-        const w = `queue "${name}"`;
-        const dup = optionalNumber(q, 'duplicateDetectionWindowSeconds', w, { min: 1 });
-        return { kind: 'queue', name, ...lockSettings(q, w), duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000) };
+        const queue = resolveQueue(q, `queues[${i}]`);
+        claim(queue.name, `queue "${queue.name}"`);
+        return queue;
     });
 
     const topics = topicsRaw.map((t: unknown, i: number): ResolvedTopic => {
         const where = `topics[${i}]`;
-        if (!isObject(t)) fail(where, 'expected an object');
-        onlyKeys(t, ['name', 'duplicateDetectionWindowSeconds', 'defaultMessageTimeToLiveSeconds', 'subscriptions'], where);
-        const name = entityName(t, where);
+        const { name, duplicateWindowMs, defaultTtlMs } = resolveTopicSettings(t, where, true);
         claim(name, `topic "${name}"`);
         const w = `topic "${name}"`;
-        const dup = optionalNumber(t, 'duplicateDetectionWindowSeconds', w, { min: 1 });
-        const ttl = optionalNumber(t, 'defaultMessageTimeToLiveSeconds', w, { min: 0.1 });
-        const subsRaw = t.subscriptions ?? [];
+        const subsRaw = (t as Record<string, unknown>).subscriptions ?? [];
         if (!Array.isArray(subsRaw)) fail(w, '"subscriptions" must be an array');
         const subNames = new Set<string>();
         const subscriptions = subsRaw.map((s: unknown, j: number): ResolvedSubscription => {
@@ -170,9 +153,38 @@ export function resolveEntities(raw: unknown): { queues: ResolvedQueue[]; topics
             subNames.add(sub.name.toLowerCase());
             return sub;
         });
-        return { kind: 'topic', name, duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000), subscriptions };
+        return { kind: 'topic', name, duplicateWindowMs, defaultTtlMs, subscriptions };
     });
     return { queues, topics };
+}
+
+function entityName(o: Record<string, unknown>, where: string): string {
+    const name = o.name;
+    if (typeof name !== 'string' || !ENTITY_NAME_RE.test(name) || name.includes('//') || RESERVED.test(name)) {
+        fail(where, `name must be 1-260 letters, digits, '.', '-', '_' or '/', start and end with a letter or digit, and not use a reserved segment ($..., Subscriptions) (got ${JSON.stringify(name)})`);
+    }
+    return name;
+}
+
+/** Checks one queue (from the entities file, or created through the administration API). */
+export function resolveQueue(q: unknown, where: string): ResolvedQueue {
+    if (!isObject(q)) fail(where, 'expected an object');
+    onlyKeys(q, ['name', 'maxDeliveryCount', 'lockDurationSeconds', 'defaultMessageTimeToLiveSeconds', 'duplicateDetectionWindowSeconds', 'requiresSession'], where);
+    const name = entityName(q, where);
+    const w = `queue "${name}"`;
+    const dup = optionalNumber(q, 'duplicateDetectionWindowSeconds', w, { min: 1 });
+    return { kind: 'queue', name, ...lockSettings(q, w), duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000) };
+}
+
+/** Checks a topic's own settings (its subscriptions are checked one by one, see resolveSubscription). */
+export function resolveTopicSettings(t: unknown, where: string, withSubscriptions = false): { name: string; duplicateWindowMs?: number; defaultTtlMs?: number } {
+    if (!isObject(t)) fail(where, 'expected an object');
+    onlyKeys(t, ['name', 'duplicateDetectionWindowSeconds', 'defaultMessageTimeToLiveSeconds', ...(withSubscriptions ? ['subscriptions'] : [])], where);
+    const name = entityName(t, where);
+    const w = `topic "${name}"`;
+    const dup = optionalNumber(t, 'duplicateDetectionWindowSeconds', w, { min: 1 });
+    const ttl = optionalNumber(t, 'defaultMessageTimeToLiveSeconds', w, { min: 0.1 });
+    return { name, duplicateWindowMs: dup === undefined ? undefined : Math.round(dup * 1000), defaultTtlMs: ttl === undefined ? undefined : Math.round(ttl * 1000) };
 }
 
 /** Azure's rule for a subscription created without one: every message matches. */
