@@ -11,6 +11,8 @@ import { LocalKeyVault, localVaultName, VAULT_NAME_RE } from './services/keyVaul
 import { ServiceBusAdminServer } from './servicebus/admin';
 import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
 import { devCertificate } from './services/devCertificate';
+import { resolveEntities } from './servicebus/entities';
+import playgroundEntities from './servicebus/playground.entities.json';
 import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
 import { LocalNodes } from './services/localNodes';
@@ -358,7 +360,7 @@ export class DevHost {
         if (!file || !existsSync(file)) return;
         let entities: EntitiesConfig;
         try {
-            entities = JSON.parse(readFileSync(file, 'utf8')) as EntitiesConfig;
+            entities = withPlayground(JSON.parse(readFileSync(file, 'utf8')) as EntitiesConfig);
         } catch (err) {
             throw new Error(`Cannot read the Service Bus entities file ${file}: ${(err as Error).message}`);
         }
@@ -524,4 +526,15 @@ export class DevHost {
     #writeRuntimeFile(): void {
         writeFileAtomic(path.join(this.stateDir, 'devhost.json'), JSON.stringify({ pid: process.pid, console: this.consoleUrl, apps: this.apps }, null, 2));
     }
+}
+
+/** The app's entities plus the devhost's playground queues (devhost/servicebus/playground.entities.json); the app's names win. */
+function withPlayground(entities: EntitiesConfig): EntitiesConfig {
+    resolveEntities(playgroundEntities);
+    const playground = playgroundEntities as EntitiesConfig;
+    const taken = new Set([...(entities.queues ?? []), ...(entities.topics ?? [])].map((e) => e.name.toLowerCase()));
+    return {
+        queues: [...(entities.queues ?? []), ...playground.queues.filter((q) => !taken.has(q.name.toLowerCase()))],
+        topics: [...(entities.topics ?? []), ...playground.topics.filter((t) => !taken.has(t.name.toLowerCase()))],
+    };
 }

@@ -445,7 +445,7 @@ export class ServiceBusAdminServer {
             const props = Object.entries(c.properties ?? {});
             if (props.length) {
                 filter.Properties = {
-                    KeyValueOfstringanyType: props.map(([k, v]) => ({ Key: k, Value: { $: { 'i:type': `d6p1:${xsdType(v)}`, 'xmlns:d6p1': XSD_NS }, _: String(v) } })),
+                    KeyValueOfstringanyType: props.map(([k, v]) => ({ Key: k, Value: { $: { 'i:type': `d6p1:${xsdType(v)}`, 'xmlns:d6p1': XSD_NS }, _: v instanceof Date ? v.toISOString() : String(v) } })),
                 };
             }
         }
@@ -461,7 +461,7 @@ export class ServiceBusAdminServer {
                 RuleDescription: {
                     $: { xmlns: SB_NS, 'xmlns:i': XSI_NS },
                     Filter: filter,
-                    Action: { $: { 'i:type': 'EmptyRuleAction' } },
+                    Action: rule.action === undefined ? { $: { 'i:type': 'EmptyRuleAction' } } : { $: { 'i:type': 'SqlRuleAction' }, SqlExpression: rule.action, CompatibilityLevel: '20' },
                     CreatedAt: now,
                     Name: rule.name,
                 },
@@ -571,20 +571,24 @@ function subscriptionConfig(name: string, d: Xml): SubscriptionConfig {
 
 /** A rule from a RuleDescription: SQL, correlation, true and false filters; rule actions are refused. */
 function ruleConfig(name: string, d: Xml): RuleConfig {
-    const action = d.Action as Xml | undefined;
-    if (action && typeof action === 'object' && (typeOf(action) === 'SqlRuleAction' || text(action.SqlExpression))) {
-        throw new EntityError(400, 'BadRequest', 'Rule actions are not supported by the local Service Bus');
+    const a = d.Action as Xml | undefined;
+    let action: string | undefined;
+    if (a && typeof a === 'object' && (typeOf(a) === 'SqlRuleAction' || text(a.SqlExpression))) {
+        if (keyValues(a.Parameters).length) throw new EntityError(400, 'BadRequest', 'SQL action parameters are not supported by the local Service Bus');
+        action = text(a.SqlExpression);
+        if (!action) throw new EntityError(400, 'BadRequest', 'A SqlRuleAction needs a SqlExpression');
     }
+    const withAction = (rule: RuleConfig): RuleConfig => (action === undefined ? rule : { ...rule, action });
     const f = d.Filter as Xml | undefined;
-    if (!f || typeof f !== 'object') return { name, sql: '1=1' };
+    if (!f || typeof f !== 'object') return withAction({ name, sql: '1=1' });
     const kind = typeOf(f);
-    if (kind === 'TrueFilter') return { name, sql: '1=1' };
-    if (kind === 'FalseFilter') return { name, sql: '1=0' };
+    if (kind === 'TrueFilter') return withAction({ name, sql: '1=1' });
+    if (kind === 'FalseFilter') return withAction({ name, sql: '1=0' });
     if (kind === 'SqlFilter' || text(f.SqlExpression)) {
         if (keyValues(f.Parameters).length) throw new EntityError(400, 'BadRequest', 'SQL filter parameters are not supported by the local Service Bus');
         const sql = text(f.SqlExpression);
         if (!sql) throw new EntityError(400, 'BadRequest', 'A SqlFilter needs a SqlExpression');
-        return { name, sql };
+        return withAction({ name, sql });
     }
     const correlation: CorrelationFilterConfig = {};
     const put = (key: keyof Omit<CorrelationFilterConfig, 'properties'>, field: string) => {
@@ -601,7 +605,7 @@ function ruleConfig(name: string, d: Xml): RuleConfig {
     put('contentType', 'ContentType');
     const props = keyValues(f.Properties);
     if (props.length) correlation.properties = Object.fromEntries(props);
-    return { name, correlation };
+    return withAction({ name, correlation });
 }
 
 /** KeyValueOfstringanyType entries with their xsd types (l28:string, l28:long, l28:double, l28:boolean). */
@@ -627,6 +631,11 @@ function keyValues(v: unknown): [string, PropertyValue][] {
             }
             case 'boolean':
                 return [key, literal === 'true'];
+            case 'dateTime': {
+                const d = new Date(literal);
+                if (!Number.isFinite(d.getTime())) throw new EntityError(400, 'BadRequest', `The filter property '${key}' is not a date`);
+                return [key, d];
+            }
             default:
                 throw new EntityError(400, 'BadRequest', `The filter property '${key}' has a type the local Service Bus does not support (${type})`);
         }
@@ -652,6 +661,7 @@ function text(v: unknown): string | undefined {
 }
 
 function xsdType(v: PropertyValue): string {
+    if (v instanceof Date) return 'dateTime';
     if (typeof v === 'boolean') return 'boolean';
     if (typeof v === 'number') return Number.isInteger(v) && Math.abs(v) < 2 ** 31 ? 'int' : 'double';
     return 'string';

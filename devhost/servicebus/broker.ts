@@ -6,9 +6,9 @@ import { Duplex } from 'node:stream';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { create_container, message as rheaMessageUtil, string_to_uuid, uuid_to_string, type Connection, type Container, type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
-import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
+import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, replaceApplicationProperties, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
 import { resolveEntities, resolveQueue, resolveSubscription, resolveTopicSettings, RULE_NAME_RE, type EntitiesConfig, type QueueConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type SubscriptionConfig, type TopicConfig } from './entities';
-import { compileRule, type RuleConfig } from './filters';
+import { compileRuleWithAction, normalizeRule, toStorable, type RuleConfig } from './filters';
 
 export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig } from './entities';
 export type { RuleConfig, CorrelationFilterConfig } from './filters';
@@ -48,7 +48,8 @@ export type { RuleConfig, CorrelationFilterConfig } from './filters';
  *
  * Expired messages are dropped, as with Azure's default
  * `deadLetteringOnMessageExpiration: false`; there is no setting to dead-letter
- * them instead. Not served: rule actions, transactions and auto-forwarding.
+ * them instead. Rule actions are the `SET` / `REMOVE` subset of filters.ts.
+ * Not served: transactions and auto-forwarding.
  * Rules change over AMQP too (the rule manager's `add-rule`, `remove-rule`,
  * `enumerate-rules`). Queues, topics, subscriptions and rules are created,
  * updated and deleted at run time through the methods below, which admin.ts
@@ -621,13 +622,13 @@ export class LocalServiceBus {
         const rules = sub.config.declared.rules ?? [];
         const i = rules.findIndex((r) => lower(r.name) === lower(rule.name));
         if (i < 0) throw new EntityError(404, 'MessageEntityNotFoundError', `The rule '${rule.name}' does not exist on subscription '${topic}/${sub.config.name}'.`);
-        const matches = this.#check(() => compileRule(rule));
-        const named = { ...rule, name: rules[i].name };
+        const named = normalizeRule({ ...rule, name: rules[i].name });
+        const compiled = this.#check(() => compileRuleWithAction(named));
         this.#changeRules(
             topic,
             sub,
             rules.map((r, k) => (k === i ? named : r)),
-            sub.config.filters.map((f) => (lower(f.name) === lower(rule.name) ? { name: named.name, matches } : f)),
+            sub.config.filters.map((f) => (lower(f.name) === lower(rule.name) ? { name: named.name, ...compiled } : f)),
         );
         return named;
     }
@@ -721,9 +722,10 @@ export class LocalServiceBus {
         const rules = sub.config.declared.rules ?? [];
         if (rules.some((r) => lower(r.name) === lower(rule.name))) throw new EntityError(409, 'MessageEntityAlreadyExistsError', `The rule '${rule.name}' already exists on subscription '${topic}/${sub.config.name}'.`);
         if (!RULE_NAME_RE.test(rule.name)) throw new EntityError(400, 'BadRequest', `The rule name '${rule.name}' is not valid (1-50 letters, digits, '.', '-', '_', '$').`);
-        const matches = this.#check(() => compileRule(rule));
-        this.#changeRules(topic, sub, [...rules, rule], [...sub.config.filters, { name: rule.name, matches }]);
-        return rule;
+        const normalized = normalizeRule(rule);
+        const compiled = this.#check(() => compileRuleWithAction(normalized));
+        this.#changeRules(topic, sub, [...rules, normalized], [...sub.config.filters, { name: rule.name, ...compiled }]);
+        return normalized;
     }
 
     deleteRule(topic: string, subscription: string, ruleName: string): void {
@@ -790,7 +792,7 @@ export class LocalServiceBus {
         mkdirSync(this.#dir, { recursive: true });
         writeAtomically(
             this.#changesFile,
-            JSON.stringify({ format: STATE_FORMAT, queues: [...this.#changes.queues.values()], topics: [...this.#changes.topics.values()], subscriptions: [...this.#changes.subscriptions.values()] }, null, 2),
+            JSON.stringify(toStorable({ format: STATE_FORMAT, queues: [...this.#changes.queues.values()], topics: [...this.#changes.topics.values()], subscriptions: [...this.#changes.subscriptions.values()] }), null, 2),
         );
     }
 
@@ -1357,20 +1359,26 @@ export class LocalServiceBus {
         }
         const out: [Store, StoredMessage][] = [];
         for (const sub of entity.subscriptions.values()) {
-            // Azure: a message goes to a subscription when any of its rules matches (no rules: nothing does).
-            if (!sub.config.filters.some((rule) => rule.matches(info.routable))) continue;
-            const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs, sub.config.defaultTtlMs);
-            const m: StoredMessage = { seq, raw, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
-            if (sub.store.requiresSession) {
+            // Azure: a message goes to a subscription when any of its rules matches (no rules: nothing does); rules
+            // without an action give it one copy together, each matching rule with an action a copy of its own, with
+            // the action applied and the rule's name in `RuleName`.
+            const matched = sub.config.filters.filter((rule) => rule.matches(info.routable));
+            if (matched.length === 0) continue;
+            if (sub.store.requiresSession && sessionId === undefined) {
                 // Checked at send time; a subscription made session-enabled since a message was scheduled drops it, as it cannot be received.
-                if (sessionId === undefined) {
-                    this.#log.warn({ topic: entity.config.name, subscription: sub.config.name, seq }, 'service bus: a message without a session id was not routed to a subscription that requires sessions');
-                    continue;
-                }
-                m.sessionId = sessionId;
+                this.#log.warn({ topic: entity.config.name, subscription: sub.config.name, seq }, 'service bus: a message without a session id was not routed to a subscription that requires sessions');
+                continue;
             }
-            sub.store.add(m);
-            out.push([sub.store, m]);
+            const copies: Buffer[] = matched.some((rule) => !rule.action) ? [raw] : [];
+            for (const rule of matched) if (rule.action) copies.push(replaceApplicationProperties(raw, { ...rule.action(info.routable), RuleName: rule.name }));
+            const ttl = this.#ttl(info.ttlMs, entity.config.defaultTtlMs, sub.config.defaultTtlMs);
+            copies.forEach((copy, i) => {
+                // The first copy has the topic's sequence number; each further copy takes the next one.
+                const m: StoredMessage = { seq: i === 0 ? seq : entity.nextSeq++, raw: copy, enqueuedAt: now, deliveryCount: 0, state: 'active', expiresAt: ttl === undefined ? undefined : now + ttl };
+                if (sub.store.requiresSession) m.sessionId = sessionId;
+                sub.store.add(m);
+                out.push([sub.store, m]);
+            });
         }
         if (out.length === 0) this.#log.debug({ topic: entity.config.name, seq }, 'service bus: no subscription matched; message dropped');
         return out;
@@ -1924,7 +1932,7 @@ function toNumber(v: unknown): number | undefined {
 }
 
 // Service Bus's AMQP descriptors for rule descriptions (as @azure/core-amqp's Constants.descriptorCodes name them).
-const RULE_DESCRIPTOR = { rule: 1335734829060, emptyAction: 1335734829061, sqlFilter: 83483426822, trueFilter: 83483426823, falseFilter: 83483426824, correlationFilter: 83483426825 };
+const RULE_DESCRIPTOR = { rule: 1335734829060, emptyAction: 1335734829061, sqlAction: 1335734829062, sqlFilter: 83483426822, trueFilter: 83483426823, falseFilter: 83483426824, correlationFilter: 83483426825 };
 
 /** A rule as `enumerate-rules` answers it: a described rule-description list (filter, action, name). */
 function amqpRuleDescription(rule: RuleConfig): Typed {
@@ -1938,19 +1946,24 @@ function amqpRuleDescription(rule: RuleConfig): Typed {
         const props = c.properties && Object.keys(c.properties).length ? types.wrap_map(c.properties) : types.Null();
         filter = described(RULE_DESCRIPTOR.correlationFilter, [str(c.correlationId), str(c.messageId), str(c.to), str(c.replyTo), str(c.subject ?? c.label), str(c.sessionId), str(c.replyToSessionId), str(c.contentType), props]);
     }
-    return described(RULE_DESCRIPTOR.rule, [filter, described(RULE_DESCRIPTOR.emptyAction, []), types.wrap_string(rule.name)]);
+    const action = rule.action === undefined ? described(RULE_DESCRIPTOR.emptyAction, []) : described(RULE_DESCRIPTOR.sqlAction, [types.wrap_string(rule.action), types.wrap_int(20)]);
+    return described(RULE_DESCRIPTOR.rule, [filter, action, types.wrap_string(rule.name)]);
 }
 
 /** The rule an `add-rule` request describes (a SQL or correlation filter; rule actions are refused, as by the administration API). */
 function ruleOfAmqp(name: string, description: unknown): RuleConfig {
     if (!isRecord(description)) throw new BrokerError('com.microsoft:argument-error', 'The request needs a "rule-description"', 400);
-    if (description['sql-rule-action'] !== undefined && description['sql-rule-action'] !== null) {
-        throw new BrokerError('com.microsoft:argument-error', 'Rule actions are not supported by the local Service Bus', 400);
+    const rawAction = description['sql-rule-action'];
+    let action: string | undefined;
+    if (rawAction !== undefined && rawAction !== null) {
+        if (!isRecord(rawAction) || typeof rawAction.expression !== 'string') throw new BrokerError('com.microsoft:argument-error', 'A SQL rule action needs an expression', 400);
+        action = rawAction.expression;
     }
+    const withAction = (rule: RuleConfig): RuleConfig => (action === undefined ? rule : { ...rule, action });
     const sql = description['sql-filter'];
     if (isRecord(sql)) {
         if (typeof sql.expression !== 'string' || !sql.expression) throw new BrokerError('com.microsoft:argument-error', 'A SQL filter needs an expression', 400);
-        return { name, sql: sql.expression };
+        return withAction({ name, sql: sql.expression });
     }
     const c = description['correlation-filter'];
     if (!isRecord(c)) throw new BrokerError('com.microsoft:argument-error', 'The rule description needs a "sql-filter" or a "correlation-filter"', 400);
@@ -1968,7 +1981,7 @@ function ruleOfAmqp(name: string, description: unknown): RuleConfig {
     put('replyToSessionId', 'reply-to-session-id');
     put('contentType', 'content-type');
     if (isRecord(c.properties) && Object.keys(c.properties).length) correlation.properties = c.properties as NonNullable<typeof correlation.properties>;
-    return { name, correlation };
+    return withAction({ name, correlation });
 }
 
 /** Milliseconds since the epoch as .NET ticks, the 8 bytes Service Bus sends for `com.microsoft:locked-until-utc`. */

@@ -204,6 +204,14 @@ export function withApplicationProperties(raw: Buffer, patch: Record<string, unk
     return assemble([...sections.filter((s) => s.code !== APPLICATION_PROPERTIES), section]);
 }
 
+/** The message with exactly these application properties (a rule action's copy); only that section is re-encoded. */
+export function replaceApplicationProperties(raw: Buffer, props: Record<string, unknown>): Buffer {
+    const sections = readSections(raw).filter((s) => s.code !== APPLICATION_PROPERTIES);
+    const kept = Object.fromEntries(Object.entries(props).filter(([, v]) => v !== undefined && v !== null));
+    const section = { code: APPLICATION_PROPERTIES, bytes: encodeTyped(types.described(types.wrap_ulong(APPLICATION_PROPERTIES), types.wrap_map(kept))) };
+    return assemble([...sections, section]);
+}
+
 const PROPERTY_FIELDS = ['message_id', 'user_id', 'to', 'subject', 'reply_to', 'correlation_id', 'content_type', 'content_encoding', 'absolute_expiry_time', 'creation_time', 'group_id', 'group_sequence', 'reply_to_group_id'];
 
 /**

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { compileRule, type MessageFilter, type RuleConfig } from './filters';
+import { compileRuleWithAction, normalizeRule, type MessageAction, type MessageFilter, type RuleConfig } from './filters';
 
 /**
  * The entities the local Service Bus serves, declared up front in the same terms
@@ -60,7 +60,7 @@ export interface ResolvedQueue extends ResolvedLockEntity {
 
 export interface ResolvedSubscription extends ResolvedLockEntity {
     name: string;
-    filters: { name: string; matches: MessageFilter }[];
+    filters: { name: string; matches: MessageFilter; action?: MessageAction }[];
     /** The subscription as declared, its rules spelled out (`$Default` when none were given). */
     declared: SubscriptionConfig;
 }
@@ -209,15 +209,15 @@ export function resolveSubscription(topic: string, s: unknown, where: string): R
     const rules = rulesRaw.map((r: unknown, k: number): RuleConfig => {
         const rw = `${subWhere} rules[${k}]`;
         if (!isObject(r)) fail(rw, 'expected an object');
-        onlyKeys(r, ['name', 'correlation', 'sql'], rw);
+        onlyKeys(r, ['name', 'correlation', 'sql', 'action'], rw);
         if (typeof r.name !== 'string' || !RULE_NAME_RE.test(r.name)) fail(rw, `name must be 1-50 characters (got ${JSON.stringify(r.name)})`);
         if (ruleNames.has(r.name.toLowerCase())) fail(rw, `duplicate rule "${r.name}"`);
         ruleNames.add(r.name.toLowerCase());
-        return r as unknown as RuleConfig;
+        return normalizeRule(r as unknown as RuleConfig);
     });
     const filters = rules.map((r) => {
         try {
-            return { name: r.name, matches: compileRule(r) };
+            return { name: r.name, ...compileRuleWithAction(r) };
         } catch (err) {
             fail(`${subWhere} rule "${r.name}"`, (err as Error).message);
         }

@@ -13,10 +13,18 @@
  * `sys.ReplyTo`, `sys.SessionId`, `sys.ReplyToSessionId`, `sys.ContentType`.
  * Missing properties are "unknown" as in SQL: a comparison with one is neither
  * true nor false, and only a filter that evaluates to true matches.
+ *
+ * Rule actions (compileAction): `SET prop = <literal or property>` and
+ * `REMOVE prop` on application properties; a matching rule with an action
+ * gives the subscription a copy of its own (see the broker's routing).
  */
 
-/** A value of an application property a rule compares with. */
-export type PropertyValue = string | number | boolean;
+/**
+ * A value of an application property a rule compares with or sets. A date is
+ * a `Date` in memory and `{ "$date": "<ISO 8601>" }` in JSON (the entities file,
+ * the broker's saved changes), see toStorable.
+ */
+export type PropertyValue = string | number | boolean | Date;
 
 /** A correlation filter: every field given must equal the message's (application properties by key). */
 export interface CorrelationFilterConfig {
@@ -33,12 +41,17 @@ export interface CorrelationFilterConfig {
     contentType?: string;
 }
 
-/** A subscription rule as declared: a correlation filter or a SQL filter of the supported subset. */
+/** A subscription rule as declared: a correlation filter or a SQL filter of the supported subset, and optionally a SQL action. */
 export interface RuleConfig {
     name: string;
     correlation?: CorrelationFilterConfig;
     sql?: string;
+    /** `SET prop = <literal or property>` and `REMOVE prop` statements, `;`-separated, on application properties. */
+    action?: string;
 }
+
+/** A compiled action: the application properties of the copy a matching rule produces. */
+export type MessageAction = (m: RoutableMessage) => Record<string, unknown>;
 
 /** What filters look at: the routed message's properties. */
 export interface RoutableMessage {
@@ -412,13 +425,96 @@ export function compileCorrelationFilter(c: CorrelationFilterConfig): MessageFil
     const props: [string, PropertyValue][] = [];
     if (c.properties !== undefined) {
         if (typeof c.properties !== 'object' || c.properties === null || Array.isArray(c.properties)) throw new Error('correlation "properties" must be an object');
-        for (const [k, v] of Object.entries(c.properties)) {
-            if (!['string', 'number', 'boolean'].includes(typeof v)) throw new Error(`correlation property "${k}" must be a string, number or boolean`);
+        for (const [k, raw] of Object.entries(c.properties)) {
+            const v = propertyValue(raw);
+            if (v === undefined) throw new Error(`correlation property "${k}" must be a string, number, boolean or date`);
             props.push([k, v]);
         }
     }
     if (system.length === 0 && props.length === 0) throw new Error('a correlation filter needs at least one field');
-    return (m) => system.every(([field, v]) => m[field] === v) && props.every(([k, v]) => m.applicationProperties[k] === v);
+    const same = (a: unknown, b: PropertyValue) => (b instanceof Date ? a instanceof Date && a.getTime() === b.getTime() : a === b);
+    return (m) => system.every(([field, v]) => m[field] === v) && props.every(([k, v]) => same(m.applicationProperties[k], v));
+}
+
+/** A property value as given in memory or in JSON (`{ "$date": ... }`), or undefined if it is not one. */
+export function propertyValue(v: unknown): PropertyValue | undefined {
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
+    if (v instanceof Date && Number.isFinite(v.getTime())) return v;
+    if (typeof v === 'object' && v !== null && typeof (v as { $date?: unknown }).$date === 'string') {
+        const d = new Date((v as { $date: string }).$date);
+        return Number.isFinite(d.getTime()) ? d : undefined;
+    }
+    return undefined;
+}
+
+/** A rule with its correlation property values in memory form (dates as `Date`). */
+export function normalizeRule(rule: RuleConfig): RuleConfig {
+    const props = rule.correlation?.properties;
+    if (!props) return rule;
+    const out: Record<string, PropertyValue> = {};
+    for (const [k, v] of Object.entries(props)) out[k] = propertyValue(v) ?? v;
+    return { ...rule, correlation: { ...rule.correlation, properties: out } };
+}
+
+/** A value with its dates as `{ "$date": ISO }`, for JSON that reads back the same (see propertyValue). */
+export function toStorable(value: unknown): unknown {
+    if (value instanceof Date) return { $date: value.toISOString() };
+    if (Array.isArray(value)) return value.map(toStorable);
+    if (typeof value === 'object' && value !== null && !Buffer.isBuffer(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toStorable(v)]));
+    return value;
+}
+
+/**
+ * Compiles a SQL rule action: `SET <property> = <literal | property>` and
+ * `REMOVE <property>` on application properties, statements separated by `;`
+ * (Service Bus's action language also has arithmetic, functions and `sys.`
+ * assignments, which are refused by name).
+ */
+export function compileAction(sql: string): MessageAction {
+    if (typeof sql !== 'string' || !sql.trim()) throw new SqlFilterError('the SQL action is empty');
+    const statements: ({ k: 'set'; name: string; value: Operand } | { k: 'remove'; name: string })[] = [];
+    for (const text of sql.split(/;(?=(?:[^']*'[^']*')*[^']*$)/)) {
+        if (!text.trim()) continue;
+        const m = /^\s*(SET|REMOVE)\s+(.+?)\s*(?:=\s*([\s\S]+?))?\s*$/i.exec(text);
+        if (!m) throw new SqlFilterError(`expected SET <property> = <value> or REMOVE <property> in ${JSON.stringify(text.trim())}`);
+        const verb = m[1].toUpperCase();
+        const target = parseOperand(m[2], text);
+        if (target.k !== 'user') throw new SqlFilterError(`only application properties can be set or removed by the local Service Bus (got ${JSON.stringify(m[2])})`);
+        if (verb === 'REMOVE') {
+            if (m[3] !== undefined) throw new SqlFilterError(`REMOVE takes a property only, in ${JSON.stringify(text.trim())}`);
+            statements.push({ k: 'remove', name: target.name });
+        } else {
+            if (m[3] === undefined) throw new SqlFilterError(`SET needs "= <value>" in ${JSON.stringify(text.trim())}`);
+            statements.push({ k: 'set', name: target.name, value: parseOperand(m[3], text) });
+        }
+    }
+    if (statements.length === 0) throw new SqlFilterError('the SQL action is empty');
+    return (m) => {
+        const props = { ...m.applicationProperties };
+        for (const st of statements) {
+            const existing = Object.keys(props).find((k) => k.toLowerCase() === st.name.toLowerCase()) ?? st.name;
+            if (st.k === 'remove') delete props[existing];
+            else {
+                const v = valueOf(st.value, { ...m, applicationProperties: props });
+                if (v === undefined) delete props[existing];
+                else props[existing] = v;
+            }
+        }
+        return props;
+    };
+}
+
+/** One operand of an action statement: a literal or a property, in the filter language's syntax. */
+function parseOperand(text: string, statement: string): Operand {
+    const refuse = () => new SqlFilterError(`${JSON.stringify(text.trim())} in ${JSON.stringify(statement.trim())} is not a literal or a property (expressions are not supported by the local Service Bus)`);
+    let expr: Expr;
+    try {
+        expr = parseSqlFilter(`${text} = 0`);
+    } catch {
+        throw refuse();
+    }
+    if (expr.k !== 'cmp') throw refuse();
+    return expr.l;
 }
 
 export function compileRule(rule: RuleConfig): MessageFilter {
@@ -426,4 +522,10 @@ export function compileRule(rule: RuleConfig): MessageFilter {
     const hasSql = rule.sql !== undefined;
     if (hasCorrelation === hasSql) throw new Error('a rule needs exactly one of "correlation" or "sql"');
     return hasSql ? compileSqlFilter(rule.sql!) : compileCorrelationFilter(rule.correlation!);
+}
+
+/** A rule's filter and, when it has one, its action. */
+export function compileRuleWithAction(rule: RuleConfig): { matches: MessageFilter; action?: MessageAction } {
+    const matches = compileRule(rule);
+    return rule.action === undefined ? { matches } : { matches, action: compileAction(rule.action) };
 }

@@ -195,7 +195,7 @@ test('the rule manager changes a subscription\'s rules over AMQP, and routing fo
     await rules.createRule('red', { sqlExpression: "color = 'red'" });
     await rules.createRule('order', { correlationId: 'c-1', applicationProperties: { kind: 'order' } });
     await expect(rules.createRule('red', { sqlExpression: '1=1' })).rejects.toThrow(/already exists/);
-    await expect(rules.createRule('act', { sqlExpression: '1=1' }, { sqlExpression: 'SET x = 1' })).rejects.toThrow(/Rule actions are not supported/);
+    await expect(rules.createRule('act', { sqlExpression: '1=1' }, { sqlExpression: 'SET x = 1 + 2' })).rejects.toThrow(/expressions are not supported/);
     const listed = [];
     for await (const r of rules.listRules()) listed.push(r);
     expect(listed).toEqual([
@@ -219,4 +219,52 @@ test('the rule manager changes a subscription\'s rules over AMQP, and routing fo
     await receiver.close();
     await sb.close();
     await client.deleteTopic('ruled');
+});
+
+test('a rule with an action gives its own copy, changed by the action and named in RuleName; correlation dates match', async () => {
+    const client = adminClient();
+    await client.createTopic('painted');
+    await client.createSubscription('painted', 'blue', { defaultRuleOptions: { name: 'BlueRule', filter: { sqlExpression: "Color = 'Blue'" }, action: { sqlExpression: "SET Color = 'BlueProcessed'; SET Seen = Color; REMOVE Secret" } } });
+    // A plain rule too: a message that matches both lands twice (once as sent, once as the action made it).
+    await client.createRule('painted', 'blue', 'Everything', { sqlExpression: '1=1' });
+    const sb = new ServiceBusClient(bus.connectionString);
+    const rules = sb.createRuleManager('painted', 'blue');
+    await rules.createRule('Millennium', { applicationProperties: { since: new Date('2000-01-01T00:00:00Z') } }, { sqlExpression: "SET Era = 'new'" });
+    const listed: { name: string; action: unknown }[] = [];
+    for await (const r of rules.listRules()) listed.push({ name: r.name, action: r.action });
+    expect(listed).toEqual([
+        { name: 'BlueRule', action: { sqlExpression: "SET Color = 'BlueProcessed'; SET Seen = Color; REMOVE Secret" } },
+        { name: 'Everything', action: {} },
+        { name: 'Millennium', action: { sqlExpression: "SET Era = 'new'" } },
+    ]);
+    expect((await client.getRule('painted', 'blue', 'BlueRule')).action).toEqual({ sqlExpression: "SET Color = 'BlueProcessed'; SET Seen = Color; REMOVE Secret" });
+    await expect(client.createRule('painted', 'blue', 'Bad', { sqlExpression: '1=1' }, { sqlExpression: 'SET sys.Label = 1' })).rejects.toMatchObject({ statusCode: 400 });
+
+    const sender = sb.createSender('painted');
+    await sender.sendMessages([
+        { body: 'blue', applicationProperties: { Color: 'Blue', Secret: 's' } },
+        { body: 'dated', applicationProperties: { Color: 'Red', since: new Date('2000-01-01T00:00:00Z') } },
+    ]);
+    await sender.close();
+    const receiver = sb.createReceiver('painted', 'blue', { receiveMode: 'receiveAndDelete' });
+    const got: { body: unknown; props: Record<string, unknown> }[] = [];
+    while (got.length < 4) for (const m of await receiver.receiveMessages(10, { maxWaitTimeInMs: 1000 })) got.push({ body: m.body, props: m.applicationProperties ?? {} });
+    expect(got.map((g) => [g.body, g.props.RuleName ?? null, g.props.Color])).toEqual([
+        ['blue', null, 'Blue'],
+        ['blue', 'BlueRule', 'BlueProcessed'],
+        ['dated', null, 'Red'],
+        ['dated', 'Millennium', 'Red'],
+    ]);
+    expect(got[1].props).toMatchObject({ Seen: 'BlueProcessed' });
+    expect(got[1].props).not.toHaveProperty('Secret');
+    expect(got[3].props.Era).toBe('new');
+    await receiver.close();
+    await sb.close();
+
+    // Kept across a restart, dates included.
+    await stop();
+    await start();
+    const after = adminClient();
+    expect((await after.getRule('painted', 'blue', 'Millennium')).filter).toMatchObject({ applicationProperties: { since: new Date('2000-01-01T00:00:00Z') } });
+    await after.deleteTopic('painted');
 });
