@@ -7,6 +7,8 @@ export interface ListedApp {
     role?: string;
     orgId?: string;
     url: string;
+    /** The release package it runs from (member deployments). */
+    package?: { container: string; blob: string; sha256: string };
 }
 
 export interface ConsoleHost {
@@ -34,7 +36,7 @@ export class DevConsole {
         this.#log = opts.logger;
         this.route('GET', /^\/dev\/services$/, (_req, res) => {
             sendJson(res, 200, {
-                apps: this.#host.apps.map(({ name, role, orgId, url }) => ({ name, role, orgId, url })),
+                apps: this.#host.apps.map(({ name, role, orgId, url, package: pkg }) => ({ name, role, orgId, url, ...(pkg ? { package: pkg } : {}) })),
                 services: this.services,
             });
         });

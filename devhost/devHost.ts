@@ -1,4 +1,7 @@
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { unzipSync } from 'fflate';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFileAtomic } from './files';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -17,6 +20,7 @@ import { MailSink } from './services/mailSink';
 import { loadOrCreateSecret } from './services/storageProcess';
 import { LocalNodes } from './services/localNodes';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
+import { currentPackage } from './releasePackage';
 import { registerDevRoutes, type MemberAppRequest, type MemberApps, type VaultFaults } from './devRoutes';
 import { loadProfile, type DevhostProfile, type LocalWorld } from './profile';
 import { StateLock } from './stateLock';
@@ -33,6 +37,10 @@ export interface AppInstanceConfig {
     settings?: Record<string, string>;
     /** Its vault's name (a member's, as the app derived it); default: from the instance name. */
     vaultName?: string;
+    /** The release package `folder` was unpacked from (shown with the running app). */
+    package?: { container: string; blob: string; sha256: string };
+    /** Where its local.settings.json is read, when the code runs from elsewhere (a member run from the release package keeps the source folder's local settings, as its template would give it app settings). */
+    settingsFolder?: string;
 }
 
 export interface DevHostOptions {
@@ -52,6 +60,13 @@ export interface DevHostOptions {
     memberSettings?: Record<string, string>;
     /** The app's devhost profile module (default: the one the first app's package.json names, if any). */
     profile?: string;
+    /**
+     * Members run from the release package (default: when the first app folder has a `.funcignore` and a
+     * `package-lock.json`, and storage runs): the devhost makes it (devhost/releasePackage.ts), puts it in
+     * Azurite (`releases/flexchange.zip`, the core's FLEXCHANGE_RELEASE_PACKAGE) and runs each member from the
+     * copy the core placed in the member's deployment container.
+     */
+    releasePackage?: boolean;
     logger: Logger;
 }
 
@@ -64,6 +79,8 @@ export interface RunningApp {
     url: string;
     port: number;
     functions: { name: string; trigger: string; detail: string }[];
+    /** The release package it runs from (a member deployment), as placed in its deployment container. */
+    package?: { container: string; blob: string; sha256: string };
 }
 
 interface AppSlot {
@@ -143,6 +160,7 @@ export class DevHost {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
                 const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS, { ledger: this.#profile.ledger });
                 Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table, cosmos: info.cosmos.endpoint, ledger: info.ledger.url });
+                await this.#publishRelease();
             }
             for (const app of this.#opts.apps) await this.addApp(app);
             // Member deployments made at run time come back with the devhost.
@@ -166,7 +184,7 @@ export class DevHost {
         for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
         // Precedence: the environment < the folder's local.settings.json < the addresses of the devhost's
         // own services (so a sample configuration still reaches the local world) < --set for this instance.
-        Object.assign(env, folder.settings);
+        Object.assign(env, config.settingsFolder ? readAppFolder(config.settingsFolder).settings : folder.settings);
         const storage = this.#storage?.info;
         if (storage) {
             env.AzureWebJobsStorage = storage.connectionString;
@@ -200,6 +218,8 @@ export class DevHost {
         // A member belongs to the core running here (it asks the core who its callers are, and registers its accounts there).
         const core = [...this.#slots.values()].find((s) => (s.info.role ?? 'core') === 'core');
         if (env.FLEXCHANGE_ROLE === 'member' && !env.FLEXCHANGE_CORE_URL && core) env.FLEXCHANGE_CORE_URL = core.info.url;
+        // The core places this package in each member's deployment container (members run from it).
+        if (this.#release && env.FLEXCHANGE_ROLE !== 'member') env.FLEXCHANGE_RELEASE_PACKAGE ??= `${this.#release.container}/${this.#release.blob}`;
         // Each app instance has a vault of its own: a member's keys never share a vault with another's.
         let vault: LocalKeyVault | undefined;
         if (this.identity && !config.settings?.FLEXCHANGE_KEYVAULT_URL) {
@@ -248,6 +268,7 @@ export class DevHost {
             url: `http://localhost:${actualPort}${folder.routePrefix ? `/${folder.routePrefix}` : ''}`,
             port: actualPort,
             functions: ready.functions,
+            ...(config.package ? { package: config.package } : {}),
         };
         const notes = await this.#profile.instanceStarted?.({ name: config.name, role: info.role, orgId: info.orgId, url: info.url, settings: env, vaultUrl: vault?.url }, this.#world());
         if (notes) info.notes = notes;
@@ -411,6 +432,8 @@ export class DevHost {
     }
 
     readonly #memberStarts = new Map<string, Promise<RunningApp>>();
+    /** The release package members run from (see #publishRelease). */
+    #release?: { container: string; blob: string; sha256: string };
 
     /** Stops an app's vault (its URL stays the app's), and starts it again on the same port. */
     #vaultFaults(): VaultFaults {
@@ -480,9 +503,13 @@ export class DevHost {
         const ledgerUrl = this.#storage?.info?.ledger.url;
         const node = ledgerUrl ? await this.#nodes.ensure(`${request.orgId}-node-0`) : undefined;
         const nodeSettings = this.#profile.memberSettings?.({ name, orgId: request.orgId, node: node && { nodeId: node.nodeId, rpcUrl: node.rpcUrl, enode: node.enode }, ledgerUrl }) ?? {};
+        // From the release package the core placed in the member's deployment container, when it placed one.
+        const release = request.package ? await this.#unpackRelease(request.package) : undefined;
         return this.addApp({
             name,
-            folder: template.folder,
+            folder: release?.dir ?? template.folder,
+            package: release && request.package && { ...request.package, sha256: release.sha256 },
+            settingsFolder: release ? template.folder : undefined,
             vaultName: request.names?.vault,
             settings: {
                 ...nodeSettings,
@@ -494,6 +521,65 @@ export class DevHost {
                 COSMOS_DATABASE: request.names?.cosmosDatabase ?? `member-${request.orgId}`,
             },
         });
+    }
+
+    /**
+     * The release package of the first app folder, made (or reused, devhost/releasePackage.ts) and put in
+     * Azurite where the core finds it (FLEXCHANGE_RELEASE_PACKAGE), as the operator's deployment puts it in the
+     * core's deployment container in Azure.
+     */
+    async #publishRelease(): Promise<void> {
+        const folder = this.#opts.apps[0]?.folder;
+        const storage = this.#storage?.info;
+        const wanted = this.#opts.releasePackage ?? (folder !== undefined && existsSync(path.join(folder, '.funcignore')) && existsSync(path.join(folder, 'package-lock.json')));
+        if (!wanted || !folder || !storage) return;
+        const started = Date.now();
+        const made = await currentPackage(path.resolve(folder));
+        const container = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(RELEASE_CONTAINER);
+        await container.createIfNotExists();
+        const blob = container.getBlockBlobClient(RELEASE_BLOB);
+        const existing = await blob.getProperties().catch(() => undefined);
+        if (existing?.metadata?.sha256 !== made.sha256) await blob.uploadFile(made.out, { metadata: { sha256: made.sha256 }, blobHTTPHeaders: { blobContentType: 'application/zip' } });
+        this.#release = { container: RELEASE_CONTAINER, blob: RELEASE_BLOB, sha256: made.sha256 };
+        this.#log.info({ package: path.relative(process.cwd(), made.out), sha256: made.sha256, built: made.built, ms: Date.now() - started }, 'release package ready for members');
+    }
+
+    /**
+     * The release package in a member's deployment container, unpacked under `<state>/releases/<sha256>/` (once
+     * per content: members of one release share it, read only).
+     */
+    async #unpackRelease(ref: { container: string; blob: string }): Promise<{ dir: string; sha256: string }> {
+        const storage = this.#storage?.info;
+        if (!storage) throw new Error('Members run from a release package only with local storage');
+        const client = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(ref.container).getBlockBlobClient(ref.blob);
+        let zipped: Buffer;
+        try {
+            zipped = await client.downloadToBuffer();
+        } catch (err) {
+            throw new Error(`The release package ${ref.container}/${ref.blob} cannot be read: ${(err as Error).message}`);
+        }
+        const sha256 = createHash('sha256').update(zipped).digest('hex');
+        const dir = path.join(this.stateDir, 'releases', sha256);
+        if (existsSync(path.join(dir, 'package.json'))) return { dir, sha256 };
+        const tmp = `${dir}.${process.pid}.tmp`;
+        rmSync(tmp, { recursive: true, force: true });
+        let files: Record<string, Uint8Array>;
+        try {
+            files = unzipSync(zipped);
+        } catch (err) {
+            throw new Error(`The release package ${ref.container}/${ref.blob} is not a zip: ${(err as Error).message}`);
+        }
+        for (const [name, data] of Object.entries(files)) {
+            if (name.endsWith('/')) continue;
+            const target = path.resolve(tmp, name);
+            if (!target.startsWith(`${tmp}${path.sep}`)) throw new Error(`The release package ${ref.container}/${ref.blob} names a file outside its folder: ${name}`);
+            mkdirSync(path.dirname(target), { recursive: true });
+            writeFileSync(target, data);
+        }
+        rmSync(dir, { recursive: true, force: true });
+        renameSync(tmp, dir);
+        this.#log.info({ package: `${ref.container}/${ref.blob}`, sha256, files: Object.keys(files).length, dir }, 'release package unpacked');
+        return { dir, sha256 };
     }
 
     /** Entries written before names came with the request have none: their vault keeps its name (its state file), the database stays `member-<orgId>`. */
@@ -538,3 +624,7 @@ function withPlayground(entities: EntitiesConfig): EntitiesConfig {
         topics: [...(entities.topics ?? []), ...playground.topics.filter((t) => !taken.has(t.name.toLowerCase()))],
     };
 }
+
+/** Where the devhost puts the release package for the core (FLEXCHANGE_RELEASE_PACKAGE), in Azurite. */
+const RELEASE_CONTAINER = 'releases';
+const RELEASE_BLOB = 'flexchange.zip';

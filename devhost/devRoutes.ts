@@ -71,6 +71,14 @@ export const memberAppRequest = z
             })
             .strict()
             .optional(),
+        /** The release package the core placed in the member's deployment container (Azurite): the instance runs from it, as a Flex Consumption app runs from its deployment container. */
+        package: z
+            .object({
+                container: z.string().regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/, 'a blob container name'),
+                blob: z.string().min(1).max(1024),
+            })
+            .strict()
+            .optional(),
     })
     .strict();
 export type MemberAppRequest = z.infer<typeof memberAppRequest>;

@@ -229,7 +229,11 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 initialGrantWei: parseEther(String(settings.FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH)),
             }),
         deployments: () => {
-            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL);
+            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) {
+                const release = settings.FLEXCHANGE_RELEASE_PACKAGE;
+                const [container, ...rest] = release?.split('/') ?? [];
+                return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, release ? { blobs, source: { container, name: rest.join('/') } } : undefined);
+            }
             return armDeploymentController(settings, credential, {
                 claims: new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id),
                 bootnodes: () => built.nodes.staticNodes(),

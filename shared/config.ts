@@ -197,6 +197,11 @@ const settingsSchema = z.object({
     FLEXCHANGE_MEMBER_ADDRESS_SPACE: cidrRanges.refine((r) => r.length <= 1, 'one CIDR range').transform((r) => r[0]),
     /** Devhost only (set by it): its console, where member deployments are started as app instances. */
     FLEXCHANGE_DEVHOST_CONSOLE_URL: url.optional(),
+    /** The release package (`<container>/<blob>` in AzureWebJobsStorage) onboarding places in each member's deployment container; without it, members run from the devhost's source folder. */
+    FLEXCHANGE_RELEASE_PACKAGE: z
+        .string()
+        .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]\/[^/].{0,1023}$/, 'a <container>/<blob> path')
+        .optional(),
 
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
     /** Azure: the namespace (`<name>.servicebus.windows.net`) the administration client reaches with the app's identity. */

@@ -124,6 +124,15 @@ export class AzureBlobStore implements BlobStore {
         return `${client.url}?${sas}`;
     }
 
+    async copy(from: { container: string; name: string }, to: { container: string; name: string }): Promise<StoredBlob> {
+        const source = (await this.#container(from.container)).getBlockBlobClient(from.name);
+        const target = (await this.#container(to.container)).getBlockBlobClient(to.name);
+        // Within the account: the service copies (a large package never passes through the app); metadata (its sha256) goes along.
+        const poller = await this.#call('copy', () => target.beginCopyFromURL(source.url));
+        await this.#call('copy', () => poller.pollUntilDone());
+        return this.#describe(to.container, to.name, await this.#call('copy', () => target.getProperties()));
+    }
+
     #describe(container: string, name: string, props: { contentLength?: number; contentType?: string; etag?: string; metadata?: Record<string, string> }): StoredBlob {
         return {
             container,

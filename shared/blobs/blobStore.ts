@@ -21,6 +21,8 @@ export interface BlobStore {
     delete(container: string, name: string): Promise<boolean>;
     /** A read-only link valid for `minutes`, for downloads that bypass the API. */
     readLink(container: string, name: string, minutes: number): Promise<string>;
+    /** Copies a blob within the account, replacing the target (the same bytes again is harmless); the target's container is made if needed. */
+    copy(from: { container: string; name: string }, to: { container: string; name: string }): Promise<StoredBlob>;
 }
 
 /** Hashes a stream while passing it through, and enforces a size limit. */

@@ -1,5 +1,15 @@
+import type { BlobStore } from '../blobs/blobStore';
 import { Unavailable, Upstream } from '../errors';
 import { memberResourceNames } from './resourceNames';
+
+/** The release package onboarding hands a member (FLEXCHANGE_RELEASE_PACKAGE), and the store it is copied in. */
+export interface ReleasePackage {
+    blobs: BlobStore;
+    source: { container: string; name: string };
+}
+
+/** The blob a member's app runs from, in its deployment container (the name Flex Consumption deployments use). */
+export const RELEASED_PACKAGE_BLOB = 'released-package.zip';
 
 /** What `memberDeployment` asks for: one member deployment per organisation, named after it. */
 export interface MemberDeploymentSpec {
@@ -30,11 +40,18 @@ export interface DeploymentController {
 
 export const memberAppName = (orgId: string) => memberResourceNames(orgId).app;
 
-/** The devhost: a member instance of the same app on the next port (console `PUT /dev/apps/{name}`). */
+/**
+ * The devhost: a member instance of the same app on the next port (console `PUT /dev/apps/{name}`). With a
+ * release package, the controller first places it in the member's deployment container (Azurite), and the
+ * devhost runs the member from it, as Azure runs a Flex Consumption app from its deployment container.
+ */
 export class DevhostDeploymentController implements DeploymentController {
     readonly kind = 'devhost' as const;
 
-    constructor(private readonly consoleUrl: string) {
+    constructor(
+        private readonly consoleUrl: string,
+        private readonly release?: ReleasePackage,
+    ) {
         const u = new URL(consoleUrl);
         if (u.protocol !== 'http:' || !['localhost', '127.0.0.1', '[::1]'].includes(u.hostname)) throw new Error('The devhost console must be http on loopback');
     }
@@ -43,7 +60,13 @@ export class DevhostDeploymentController implements DeploymentController {
         // The devhost takes the names the app derives (one naming rule, resourceNames.ts) rather than making its own.
         const names = memberResourceNames(spec.orgId);
         const name = names.app;
-        const res = await this.#call('PUT', name, { orgId: spec.orgId, names: { vault: names.localVault, cosmosDatabase: names.cosmosDatabase } });
+        let pkg: { container: string; blob: string } | undefined;
+        if (this.release) {
+            // Replacing the blob with the same release again is harmless: a repeated start places it once more.
+            const placed = await this.release.blobs.copy(this.release.source, { container: names.deploymentContainer, name: RELEASED_PACKAGE_BLOB });
+            pkg = { container: placed.container, blob: placed.name };
+        }
+        const res = await this.#call('PUT', name, { orgId: spec.orgId, names: { vault: names.localVault, cosmosDatabase: names.cosmosDatabase }, ...(pkg ? { package: pkg } : {}) });
         if (!res.ok) return { id: name, status: 'Failed', error: await this.#problem(res) };
         const app = (await res.json()) as { url: string; identity?: { principalId: string } };
         return { id: name, status: 'Succeeded', url: app.url, principalId: app.identity?.principalId };

@@ -27,6 +27,8 @@ export interface MemberResourceNames {
     keyVault: string;
     /** Azure: the member's storage account. */
     storageAccount: string;
+    /** The blob container the member's app runs from (Flex Consumption's deployment container; in the devhost, in Azurite): the core places the release package there. */
+    deploymentContainer: string;
     /** Azure: the member's Cosmos DB account. */
     cosmosAccount: string;
     /** Azure: the member's function app. */
@@ -63,6 +65,8 @@ const RULES = {
     resourceGroup: { max: 90, valid: /^[A-Za-z0-9_.()-]*[A-Za-z0-9_()]$/ },
     /** ARM deployment: 1-64, letters, digits, `_`, `-`, `.`, `(`, `)` (here not ending with `-`). */
     deployment: { max: 64, valid: /^[A-Za-z0-9_.()-]*[A-Za-z0-9_.()]$/ },
+    /** Blob container: 3-63, lowercase letters, digits and single hyphens, starting and ending with a letter or digit. */
+    blobContainer: { max: 63, valid: /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/ },
     /** Cosmos DB account: 3-44, lowercase letters, digits and hyphens, starting and ending with a letter or digit. */
     cosmosAccount: { max: 44, valid: /^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$/ },
     /** Function app (Microsoft.Web/sites): 2-60, letters, digits and hyphens, not starting or ending with a hyphen. */
@@ -117,6 +121,7 @@ export function memberResourceNames(orgId: string, opts: ResourceNameOptions = {
         deployment: withId('flexchange-member-', orgId, RULES.deployment),
         keyVault: hashed('kv-', s, global, RULES.keyVault.max),
         storageAccount: `st${s.replace(/-/g, '')}`.slice(0, 24 - global.length) + global,
+        deploymentContainer: withId('app-package-', orgId, RULES.blobContainer),
         cosmosAccount: hashed('cosmos-', s, global, RULES.cosmosAccount.max),
         functionApp: hashed('func-', s, global, RULES.functionApp.max),
         scaleSet: withId('geth-', orgId, RULES.scaleSet),

@@ -1,3 +1,9 @@
+import { BlobServiceClient } from '@azure/storage-blob';
+import { unzipSync, zipSync } from 'fflate';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { memberResourceNames } from '../../shared/deployment/resourceNames';
 import { removeDir, repoRoot, RunningDevhost, startDevhost, waitFor } from '../harness/devhost';
 
 interface Mail {
@@ -31,6 +37,12 @@ describe('registration and approval', () => {
             body: JSON.stringify({ organization: { name, legalId, country: 'GB', contactEmail: `ops@${email.split('@')[1]}` }, applicant: { name: 'Applicant', email } }),
         });
         return { status: res.status, body: (await res.json()) as { registrationId: string; status: string; statusUrl: string; code?: string } };
+    };
+    /** A blob in the devhost's Azurite, with the SHA-256 of its content. */
+    const storedBlob = async (container: string, name: string) => {
+        const { connectionString } = JSON.parse(readFileSync(path.join(host.stateDir, 'storage.json'), 'utf8')) as { connectionString: string };
+        const content = await BlobServiceClient.fromConnectionString(connectionString).getContainerClient(container).getBlockBlobClient(name).downloadToBuffer();
+        return { size: content.length, sha256: createHash('sha256').update(content).digest('hex'), content };
     };
     const mails = async () => (await (await fetch(`${host.consoleUrl}/dev/mail`)).json()) as Mail[];
     const linkFor = async (approver: string, org: string, subject = /^Approve/) =>
@@ -75,8 +87,14 @@ describe('registration and approval', () => {
         expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'member-deployment', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
         // The member deployment: an app instance of its own on the next port, in the member role, for this organisation.
         const memberUrl = (done.steps.find((s) => s.step === 'member-deployment') as { detail?: string }).detail!;
-        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string }[] };
-        expect(services.apps).toContainEqual({ name: `member-${done.orgId}`, role: 'member', orgId: done.orgId, url: memberUrl });
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string; role?: string; orgId?: string; url: string; package?: { container: string; blob: string; sha256: string } }[] };
+        // It runs from the release package, which the core placed in the member's deployment container (Azurite).
+        const release = await storedBlob('releases', 'flexchange.zip');
+        expect(release.sha256).toMatch(/^[0-9a-f]{64}$/);
+        const packageRef = { container: memberResourceNames(done.orgId!).deploymentContainer, blob: 'released-package.zip', sha256: release.sha256 };
+        expect(services.apps).toContainEqual({ name: `member-${done.orgId}`, role: 'member', orgId: done.orgId, url: memberUrl, package: packageRef });
+        expect((await storedBlob(packageRef.container, packageRef.blob)).sha256).toBe(release.sha256);
+        expect(existsSync(path.join(host.stateDir, 'releases', release.sha256, 'dist', 'functions'))).toBe(true);
         expect(new URL(memberUrl).port).not.toBe(new URL(host.origin('core')).port);
         const health = await fetch(`${memberUrl}/health`);
         expect(health.status).toBe(200);
@@ -184,6 +202,32 @@ describe('registration and approval', () => {
             expect((await fetch(`${member.url}/health`)).status).toBe(200);
         }
     }, 120_000);
+
+    it('a member started from a release package that lacks a production dependency fails visibly, and nothing of it stays', async () => {
+        const { content } = await storedBlob('releases', 'flexchange.zip');
+        const files = unzipSync(content);
+        const removed = Object.keys(files).filter((f) => f.startsWith('node_modules/ethers/'));
+        expect(removed.length).toBeGreaterThan(100);
+        for (const f of removed) delete files[f];
+        const { connectionString } = JSON.parse(readFileSync(path.join(host.stateDir, 'storage.json'), 'utf8')) as { connectionString: string };
+        const container = BlobServiceClient.fromConnectionString(connectionString).getContainerClient('app-package-broken');
+        await container.createIfNotExists();
+        const broken = zipSync(files, { level: 0 });
+        await container.getBlockBlobClient('released-package.zip').uploadData(broken);
+
+        const res = await fetch(`${host.consoleUrl}/dev/apps/member-broken`, {
+            method: 'PUT',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ orgId: 'broken', package: { container: 'app-package-broken', blob: 'released-package.zip' } }),
+        });
+        expect(res.status).toBe(500);
+        const problem = (await res.json()) as { title: string; detail: string };
+        expect(problem.title).toBe('The member app did not start');
+        expect(problem.detail).toMatch(/failed to start: .*Cannot find module 'ethers'/s);
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()) as { apps: { name: string }[] };
+        expect(services.apps.map((a) => a.name)).not.toContain('member-broken');
+        expect((await fetch(`${host.consoleUrl}/dev/apps/member-broken`)).status).toBe(404);
+    }, 60_000);
 
     it('refuses a second open application for the same legal id, and a tampered or unknown link', async () => {
         const first = await apply('Globex Power', 'GB-2002', 'gus@globex.example');

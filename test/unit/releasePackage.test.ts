@@ -2,7 +2,7 @@ import fg from 'fast-glob';
 import { builtinModules } from 'node:module';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { packageFiles, productionPackages } from '../../scripts/package';
+import { packageFiles, productionPackages } from '../../devhost/releasePackage';
 
 const root = path.resolve(__dirname, '..', '..');
 

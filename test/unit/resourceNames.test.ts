@@ -19,6 +19,8 @@ const RULES: Record<Exclude<keyof MemberResourceNames, 'orgId'>, Rule> = {
     resourceGroup: { min: 1, max: 90, re: /^[-\w.()]*[-\w()]$/ },
     deployment: { min: 1, max: 64, re: /^[-\w.()]+$/ },
     storageAccount: { min: 3, max: 24, re: /^[a-z0-9]+$/ },
+    // Blob containers: lowercase letters, digits and hyphens, starting and ending with a letter or digit.
+    deploymentContainer: { min: 3, max: 63, re: /^[a-z0-9][a-z0-9-]*[a-z0-9]$/ },
     cosmosAccount: { min: 3, max: 44, re: /^[a-z0-9][a-z0-9-]*[a-z0-9]$/ },
     functionApp: { min: 2, max: 60, re: /^[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]$/ },
     scaleSet: { min: 1, max: 64, re: /^[A-Za-z0-9](?:[\w.-]*[A-Za-z0-9_])?$/ },
@@ -27,7 +29,7 @@ const RULES: Record<Exclude<keyof MemberResourceNames, 'orgId'>, Rule> = {
     taskHub: { min: 3, max: 45, re: /^[A-Za-z][A-Za-z0-9]*$/ },
 };
 /** Names with these rules must also have no two hyphens in a row. */
-const NO_DOUBLE_HYPHEN = new Set(['localVault', 'keyVault']);
+const NO_DOUBLE_HYPHEN = new Set(['localVault', 'keyVault', 'deploymentContainer']);
 
 function problems(names: MemberResourceNames): string[] {
     const out: string[] = [];
