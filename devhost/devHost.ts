@@ -539,7 +539,8 @@ export class DevHost {
         await container.createIfNotExists();
         const blob = container.getBlockBlobClient(RELEASE_BLOB);
         const existing = await blob.getProperties().catch(() => undefined);
-        if (existing?.metadata?.sha256 !== made.sha256) await blob.uploadFile(made.out, { metadata: { sha256: made.sha256 }, blobHTTPHeaders: { blobContentType: 'application/zip' } });
+        // One request each way (no parallel blocks): Azurite pipes parallel blocks into one socket's listeners.
+        if (existing?.metadata?.sha256 !== made.sha256) await blob.uploadData(readFileSync(made.out), { metadata: { sha256: made.sha256 }, blobHTTPHeaders: { blobContentType: 'application/zip' } });
         this.#release = { container: RELEASE_CONTAINER, blob: RELEASE_BLOB, sha256: made.sha256 };
         this.#log.info({ package: path.relative(process.cwd(), made.out), sha256: made.sha256, built: made.built, ms: Date.now() - started }, 'release package ready for members');
     }
@@ -554,7 +555,9 @@ export class DevHost {
         const client = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(ref.container).getBlockBlobClient(ref.blob);
         let zipped: Buffer;
         try {
-            zipped = await client.downloadToBuffer();
+            const chunks: Buffer[] = [];
+            for await (const chunk of (await client.download()).readableStreamBody!) chunks.push(chunk as Buffer);
+            zipped = Buffer.concat(chunks);
         } catch (err) {
             throw new Error(`The release package ${ref.container}/${ref.blob} cannot be read: ${(err as Error).message}`);
         }

@@ -88,6 +88,13 @@ export function credentialFor(settings: Settings): TokenCredential {
     );
 }
 
+/** The host storage's blob service: with its connection string (the devhost), or with the app's identity (Azure, as the Functions host reads AzureWebJobsStorage__*). */
+export function blobServiceFor(settings: Settings, credential: TokenCredential): BlobServiceClient {
+    if (settings.AzureWebJobsStorage) return BlobServiceClient.fromConnectionString(settings.AzureWebJobsStorage);
+    const endpoint = settings.AzureWebJobsStorage__blobServiceUri ?? `https://${settings.AzureWebJobsStorage__accountName}.blob.core.windows.net`;
+    return new BlobServiceClient(endpoint, credential);
+}
+
 /** Microsoft Graph when the app registration is configured (Azure), the document store alone otherwise. */
 function directoryFor(settings: Settings, store: Directory, credential: TokenCredential): Directory {
     const sp = settings.FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID;
@@ -115,11 +122,13 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         // The local server advertises https locations it does not serve: talk to the given endpoint only.
         ...(local ? { connectionPolicy: { enableEndpointDiscovery: false } } : {}),
     });
-    const blobService = BlobServiceClient.fromConnectionString(settings.AzureWebJobsStorage);
+    const blobService = blobServiceFor(settings, credential);
     const blobs = new AzureBlobStore(blobService);
     const secrets = new KeyVaultSecretStore(settings.FLEXCHANGE_KEYVAULT_URL, credential);
     const keys = new KeyVaultKeyStore(settings.FLEXCHANGE_KEYVAULT_URL, credential);
-    const mail: MailSender = settings.FLEXCHANGE_ACS_CONNECTION_STRING
+    const mail: MailSender = settings.FLEXCHANGE_ACS_ENDPOINT
+        ? new AcsMailSender({ endpoint: settings.FLEXCHANGE_ACS_ENDPOINT, credential }, settings.FLEXCHANGE_MAIL_FROM)
+        : settings.FLEXCHANGE_ACS_CONNECTION_STRING
         ? new AcsMailSender(settings.FLEXCHANGE_ACS_CONNECTION_STRING, settings.FLEXCHANGE_MAIL_FROM)
         : new SmtpMailSender(settings.FLEXCHANGE_SMTP_URL!, settings.FLEXCHANGE_MAIL_FROM);
 
@@ -131,7 +140,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         vaultCheck(secrets.client),
         settings.FLEXCHANGE_SERVICEBUS_CONNECTION
             ? busCheck(settings.FLEXCHANGE_SERVICEBUS_CONNECTION, EVENTS_TOPIC)
-            : notConfigured('bus', 'FLEXCHANGE_SERVICEBUS_CONNECTION is not set'),
+            : settings.FLEXCHANGE_SERVICEBUS_NAMESPACE
+              ? busCheck({ namespace: settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential }, EVENTS_TOPIC)
+              : notConfigured('bus', 'neither FLEXCHANGE_SERVICEBUS_CONNECTION nor FLEXCHANGE_SERVICEBUS_NAMESPACE is set'),
     ];
     const database = cosmos.database(settings.COSMOS_DATABASE);
     let ensured: Promise<void> | undefined;

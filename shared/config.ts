@@ -122,7 +122,12 @@ const settingsSchema = z.object({
     COSMOS_KEY: z.string().min(1).optional(),
     COSMOS_DATABASE: z.string().regex(/^[A-Za-z0-9_-]{1,255}$/).default('flexchange'),
 
-    AzureWebJobsStorage: z.string().min(1),
+    /** The host's storage as a connection string (the devhost's Azurite); in Azure, identity-based: the two below. */
+    AzureWebJobsStorage: z.string().min(1).optional(),
+    /** Azure (Flex Consumption, managed identity): the host storage account's name; its blob endpoint is derived. */
+    AzureWebJobsStorage__accountName: z.string().regex(/^[a-z0-9]{3,24}$/, 'a storage account name').optional(),
+    /** Azure: the host storage's blob endpoint, when given rather than derived from the account name. */
+    AzureWebJobsStorage__blobServiceUri: url.optional(),
     FLEXCHANGE_KEYVAULT_URL: url,
     /** How the app gets tokens for Key Vault and other Azure resources. */
     FLEXCHANGE_CREDENTIAL: z.enum(['managed-identity', 'local-issuer']).default('managed-identity'),
@@ -167,6 +172,8 @@ const settingsSchema = z.object({
 
     FLEXCHANGE_SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must be an smtp:// or smtps:// URL').optional(),
     FLEXCHANGE_ACS_CONNECTION_STRING: z.string().min(1).optional(),
+    /** Azure: the Communication Services endpoint, reached with the app's identity (no access key). */
+    FLEXCHANGE_ACS_ENDPOINT: url.optional(),
     FLEXCHANGE_MAIL_FROM: z.string().email().default('noreply@flexchange.local'),
 
     /** Who decides registrations: comma-separated e-mail addresses (each gets a link of their own). */
@@ -255,8 +262,11 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     if (s.FLEXCHANGE_ROLE === 'member' && !s.FLEXCHANGE_CORE_URL) {
         throw new ConfigError('Invalid settings: FLEXCHANGE_CORE_URL is required when FLEXCHANGE_ROLE is member');
     }
-    if (!s.FLEXCHANGE_SMTP_URL && !s.FLEXCHANGE_ACS_CONNECTION_STRING) {
-        throw new ConfigError('Invalid settings: set FLEXCHANGE_SMTP_URL or FLEXCHANGE_ACS_CONNECTION_STRING to send mail');
+    if (!s.FLEXCHANGE_SMTP_URL && !s.FLEXCHANGE_ACS_CONNECTION_STRING && !s.FLEXCHANGE_ACS_ENDPOINT) {
+        throw new ConfigError('Invalid settings: set FLEXCHANGE_SMTP_URL, FLEXCHANGE_ACS_ENDPOINT or FLEXCHANGE_ACS_CONNECTION_STRING to send mail');
+    }
+    if (!s.AzureWebJobsStorage && !s.AzureWebJobsStorage__accountName && !s.AzureWebJobsStorage__blobServiceUri) {
+        throw new ConfigError('Invalid settings: set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__accountName / AzureWebJobsStorage__blobServiceUri (managed identity)');
     }
     if (s.FLEXCHANGE_CREDENTIAL === 'local-issuer' && !s.FLEXCHANGE_CLIENT_ID) {
         throw new ConfigError('Invalid settings: FLEXCHANGE_CLIENT_ID is required when FLEXCHANGE_CREDENTIAL is local-issuer');

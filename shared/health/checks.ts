@@ -1,3 +1,4 @@
+import type { TokenCredential } from '@azure/core-auth';
 import type { CosmosClient } from '@azure/cosmos';
 import type { SecretClient } from '@azure/keyvault-secrets';
 import type { BlobServiceClient } from '@azure/storage-blob';
@@ -48,12 +49,14 @@ export const storageCheck = (service: BlobServiceClient): HealthCheck => answers
 export const vaultCheck = (client: SecretClient): HealthCheck => answersCheck('vault', async () => void (await client.listPropertiesOfSecrets().byPage({ maxPageSize: 1 }).next()));
 
 /** The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists). */
-export function busCheck(connectionString: string, topic: string): HealthCheck {
+/** The events topic answers: with the connection string (the devhost), or at the namespace with the app's identity (Azure). */
+export function busCheck(connection: string | { namespace: string; credential: TokenCredential }, topic: string): HealthCheck {
     return {
         name: 'bus',
         async check() {
             const { ServiceBusClient } = await import('@azure/service-bus');
-            const client = new ServiceBusClient(connectionString, { retryOptions: { maxRetries: 0, timeoutInMs: 1500 } });
+            const options = { retryOptions: { maxRetries: 0, timeoutInMs: 1500 } };
+            const client = typeof connection === 'string' ? new ServiceBusClient(connection, options) : new ServiceBusClient(connection.namespace, connection.credential, options);
             try {
                 const sender = client.createSender(topic);
                 await sender.createMessageBatch();

@@ -1,4 +1,5 @@
 import { EmailClient } from '@azure/communication-email';
+import type { TokenCredential } from '@azure/core-auth';
 import { isUnreachable, Unavailable, Upstream } from '../errors';
 import type { Mail, MailSender } from './mailSender';
 
@@ -6,13 +7,18 @@ import type { Mail, MailSender } from './mailSender';
 export class AcsMailSender implements MailSender {
     readonly #client: EmailClient;
 
+    /** With a connection string (access key), or with the app's identity at the resource's endpoint (Azure: no key in any setting). */
     constructor(
-        connectionString: string,
+        connection: string | { endpoint: string; credential: TokenCredential },
         private readonly from: string,
     ) {
-        // Plain http only for a local endpoint (the test fake); the service itself is https.
-        const local = /endpoint=http:\/\/(127\.0\.0\.1|localhost)[:/]/i.test(connectionString);
-        this.#client = new EmailClient(connectionString, local ? { allowInsecureConnection: true } : {});
+        if (typeof connection === 'string') {
+            // Plain http only for a local endpoint (the test fake); the service itself is https.
+            const local = /endpoint=http:\/\/(127\.0\.0\.1|localhost)[:/]/i.test(connection);
+            this.#client = new EmailClient(connection, local ? { allowInsecureConnection: true } : {});
+        } else {
+            this.#client = new EmailClient(connection.endpoint, connection.credential);
+        }
     }
 
     async send(mail: Mail): Promise<{ messageId: string }> {
