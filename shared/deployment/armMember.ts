@@ -72,6 +72,7 @@ export function memberParameters(settings: Settings, orgId: string, network: Mem
         vnetAddressPrefix: network.vnetAddressPrefix,
         functionsSubnetPrefix: network.functionsSubnetPrefix,
         nodesSubnetPrefix: network.nodesSubnetPrefix,
+        privateEndpointsSubnetPrefix: network.privateEndpointsSubnetPrefix,
         bootnodes: network.bootnodes.join(','),
         allowedPeerAddressPrefixes: settings.FLEXCHANGE_NODE_NETWORK_RANGES.map((r) => r.text),
     };

@@ -19,6 +19,8 @@ export interface MemberNetwork {
     vnetAddressPrefix: string;
     functionsSubnetPrefix: string;
     nodesSubnetPrefix: string;
+    /** The private endpoints of its storage, Key Vault and Cosmos DB. */
+    privateEndpointsSubnetPrefix: string;
 }
 
 /** Each member's VNet is a /20 of the consortium's member address space: room for its two /24 subnets and more. */
@@ -77,6 +79,6 @@ export class MemberNetworks {
 
     #network(index: number): MemberNetwork {
         const vnet = subrange(this.space, MEMBER_VNET_PREFIX, index);
-        return { vnetAddressPrefix: vnet.text, functionsSubnetPrefix: subrange(vnet, 24, 1).text, nodesSubnetPrefix: subrange(vnet, 24, 2).text };
+        return { vnetAddressPrefix: vnet.text, functionsSubnetPrefix: subrange(vnet, 24, 1).text, nodesSubnetPrefix: subrange(vnet, 24, 2).text, privateEndpointsSubnetPrefix: subrange(vnet, 24, 3).text };
     }
 }

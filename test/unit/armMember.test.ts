@@ -25,7 +25,7 @@ describe('member deployment parameters', () => {
         FLEXCHANGE_NODE_NETWORK_RANGES: '10.30.0.0/16,10.64.0.0/10',
         FLEXCHANGE_MEMBER_ADDRESS_SPACE: '10.64.0.0/10',
     };
-    const network = { vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', bootnodes: [`enode://${'ab'.repeat(64)}@10.30.2.4:30303`, `enode://${'cd'.repeat(64)}@10.30.2.5:30303`] };
+    const network = { vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', privateEndpointsSubnetPrefix: '10.64.51.0/24', bootnodes: [`enode://${'ab'.repeat(64)}@10.30.2.4:30303`, `enode://${'cd'.repeat(64)}@10.30.2.5:30303`] };
     const settings = loadSettings(rawSettings);
     const declared = (MEMBER_TEMPLATE as { parameters: Record<string, Param> }).parameters;
 
@@ -52,7 +52,7 @@ describe('member deployment parameters', () => {
             expect(params.taskHub).toBe(memberResourceNames(orgId).taskHub);
             expect(params).toMatchObject({ orgId, chainId: 4242, coreApiUrl: 'https://core.flexchange.example/api', coreServiceBusNamespace: 'fx-core.servicebus.windows.net' });
             // Its own address range, the consortium's nodes to boot from, and only the consortium's node network as p2p peers.
-            expect(params).toMatchObject({ vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', bootnodes: network.bootnodes.join(','), allowedPeerAddressPrefixes: ['10.30.0.0/16', '10.64.0.0/10'] });
+            expect(params).toMatchObject({ vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', privateEndpointsSubnetPrefix: '10.64.51.0/24', bootnodes: network.bootnodes.join(','), allowedPeerAddressPrefixes: ['10.30.0.0/16', '10.64.0.0/10'] });
         }
         expect(memberParameters(settings, 'acme', network).namePrefix).not.toBe(memberParameters(settings, 'globex', network).namePrefix);
         // The member accepts what the core accepts: the API's client id (Entra ID v2 tokens) as well as its identifier URI.

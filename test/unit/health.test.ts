@@ -198,7 +198,7 @@ describe('settings', () => {
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1' })).toThrow(/FLEXCHANGE_CORE_URL is required/);
         expect(loadSettings({ ...baseline, FLEXCHANGE_ROLE: 'member', FLEXCHANGE_ORG_ID: 'org-1', FLEXCHANGE_CORE_URL: 'https://core.example/api' }).FLEXCHANGE_ORG_ID).toBe('org-1');
         const { FLEXCHANGE_ACS_CONNECTION_STRING: _acs, ...noMail } = baseline;
-        expect(() => loadSettings(noMail)).toThrow(/FLEXCHANGE_SMTP_URL or FLEXCHANGE_ACS_CONNECTION_STRING/);
+        expect(() => loadSettings(noMail)).toThrow(/FLEXCHANGE_SMTP_URL, FLEXCHANGE_ACS_ENDPOINT or FLEXCHANGE_ACS_CONNECTION_STRING/);
         expect(() => loadSettings({ ...baseline, FLEXCHANGE_CREDENTIAL: 'local-issuer' })).toThrow(/FLEXCHANGE_CLIENT_ID is required/);
     });
 });

@@ -246,6 +246,8 @@ const ROLE = {
     keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7',
     keyVaultCryptoOfficer: '14b46e9e-c2b7-41b4-b07b-48a6ebf60603',
     serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419',
+    monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb',
+    contributor: 'b24988ac-6180-42a0-ab88-20f7382dd24c',
 };
 
 /** Values for settings a template computes at deployment time, to run them through the app's own validation. */
@@ -255,6 +257,8 @@ const sample: Record<string, string> = {
     FLEXCHANGE_CORE_URL: 'https://core.flexchange.example',
     FLEXCHANGE_MAIL_FROM: 'DoNotReply@example.azurecomm.net',
     FLEXCHANGE_LEDGER_RPC_URLS: 'http://10.20.2.4:8545',
+    AzureWebJobsStorage__accountName: 'stfxcore1234',
+    FLEXCHANGE_ACS_ENDPOINT: 'https://fx-acs.europe.communication.azure.com',
 };
 const settingsEnv = (settings: Map<string, string>) =>
     Object.fromEntries([...settings].map(([name, value]) => [name, isExpression(value) ? (sample[name] ?? 'deployment-time-value') : value]));
@@ -305,27 +309,98 @@ describe.each(templateFiles)('template %s', (file) => {
         expect(templateProblems(t)).toEqual([]);
     });
 
-    it('runs the app on Linux Elastic Premium, Node 22, with a system identity, HTTPS only and VNet integration', () => {
+    // Follows Microsoft's Flex Consumption ARM sample (Azure-Samples/azure-functions-flex-consumption-samples, IaC/armtemplate/azuredeploy.json).
+    it('runs the app on Flex Consumption (FC1), Node 22, from its deployment container, with a system identity, HTTPS only and VNet integration', () => {
         const plan = one(t, 'Microsoft.Web/serverfarms');
-        expect(plan.sku).toMatchObject({ name: 'EP1', tier: 'ElasticPremium' });
+        expect(plan.sku).toEqual({ name: 'FC1', tier: 'FlexConsumption' });
+        expect(plan.kind).toBe('functionapp');
         expect(plan.properties.reserved).toBe(true);
         const site = one(t, 'Microsoft.Web/sites');
         expect(site.kind).toBe('functionapp,linux');
         expect(site.identity).toEqual({ type: 'SystemAssigned' });
-        expect(site.properties).toMatchObject({ httpsOnly: true, vnetRouteAllEnabled: true });
+        expect(site.properties.httpsOnly).toBe(true);
         expect(site.properties.virtualNetworkSubnetId).toContain("variables('functionsSubnetName')");
-        expect(site.properties.siteConfig).toMatchObject({ linuxFxVersion: 'Node|22', minTlsVersion: '1.2', ftpsState: 'Disabled' });
+        const config = site.properties.functionAppConfig;
+        expect(config.runtime).toEqual({ name: 'node', version: '22' });
+        expect(config.deployment.storage).toMatchObject({ type: 'blobContainer', authentication: { type: 'SystemAssignedIdentity' } });
+        expect(config.deployment.storage.value).toContain("variables('deploymentContainer')");
+        expect(config.scaleAndConcurrency).toEqual({ maximumInstanceCount: "[parameters('maximumInstanceCount')]", instanceMemoryMB: "[parameters('instanceMemoryMB')]", alwaysReady: [{ name: 'http', instanceCount: "[parameters('alwaysReadyHttp')]" }] });
+        expect(one(t, 'Microsoft.Storage/storageAccounts/blobServices/containers').name).toContain("variables('deploymentContainer')");
+        // What Flex Consumption refuses or ignores is not there.
+        expect(site.properties.siteConfig.linuxFxVersion).toBeUndefined();
+        expect(site.properties.siteConfig.minTlsVersion).toBe('1.2');
         const vnet = one(t, 'Microsoft.Network/virtualNetworks');
         const functionsSubnet = vnet.properties.subnets.find((s: Obj) => s.name === "[variables('functionsSubnetName')]");
         expect(t.variables.functionsSubnetName).toBe('functions');
         expect(functionsSubnet.properties.addressPrefix).toBe("[parameters('functionsSubnetPrefix')]");
-        expect(functionsSubnet.properties.delegations).toEqual([{ name: 'serverFarms', properties: { serviceName: 'Microsoft.Web/serverFarms' } }]);
+        expect(functionsSubnet.properties.delegations).toEqual([{ name: 'flexConsumption', properties: { serviceName: 'Microsoft.App/environments' } }]);
+    });
+
+    it('sets no key, SAS or connection string: storage, mail, Service Bus and monitoring go by the app identity', () => {
+        const settings = appSettings(t);
+        for (const name of ['AzureWebJobsStorage', 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING', 'FLEXCHANGE_ACS_CONNECTION_STRING', 'FLEXCHANGE_SERVICEBUS_CONNECTION', 'FUNCTIONS_WORKER_RUNTIME', 'FUNCTIONS_EXTENSION_VERSION']) expect([name, settings.has(name)]).toEqual([name, false]);
+        for (const [name, value] of settings) {
+            expect([name, /listKeys\(|listConnectionStrings\(|AccountKey=|SharedAccessKey|sig=/i.test(value)]).toEqual([name, false]);
+        }
+        expect(settings.get('AzureWebJobsStorage__accountName')).toBe("[variables('storageName')]");
+        expect(settings.get('FLEXCHANGE_ACS_ENDPOINT')).toContain("reference(resourceId('Microsoft.Communication/communicationServices'");
+        // Application Insights' connection string names the resource; with local auth off, ingestion needs the identity's token.
+        expect(settings.get('APPLICATIONINSIGHTS_AUTHENTICATION_STRING')).toBe('Authorization=AAD');
+        expect(one(t, 'Microsoft.Insights/components').properties.DisableLocalAuth).toBe(true);
+        // The Service Bus trigger's connection by namespace (`<connection>__fullyQualifiedNamespace`), with the identity.
+        expect(settings.has('AzureWebJobsServiceBus__fullyQualifiedNamespace')).toBe(true);
+        // And no resource of the template hands one out.
+        expect(JSON.stringify(t)).not.toMatch(/listKeys\(|AuthorizationRules/);
+    });
+
+    it('keeps storage, Key Vault and Cosmos DB off the public network, reached through private endpoints with private DNS', () => {
+        expect(one(t, 'Microsoft.Storage/storageAccounts').properties).toMatchObject({ publicNetworkAccess: 'Disabled', allowSharedKeyAccess: false, networkAcls: { defaultAction: 'Deny' } });
+        expect(one(t, 'Microsoft.KeyVault/vaults').properties).toMatchObject({ publicNetworkAccess: 'Disabled', networkAcls: { defaultAction: 'Deny' } });
+        expect(one(t, 'Microsoft.DocumentDB/databaseAccounts').properties).toMatchObject({ publicNetworkAccess: 'Disabled', disableLocalAuth: true });
+        const links = t.variables.privateLinks as Obj[];
+        expect(links.map((l) => [l.groupId, l.id.match(/resourceId\('([^']+)'/)[1]])).toEqual([
+            ['blob', 'Microsoft.Storage/storageAccounts'],
+            ['queue', 'Microsoft.Storage/storageAccounts'],
+            ['table', 'Microsoft.Storage/storageAccounts'],
+            ['vault', 'Microsoft.KeyVault/vaults'],
+            ['Sql', 'Microsoft.DocumentDB/databaseAccounts'],
+        ]);
+        expect(links.map((l) => l.zone)).toEqual([
+            "[format('privatelink.blob.{0}', environment().suffixes.storage)]",
+            "[format('privatelink.queue.{0}', environment().suffixes.storage)]",
+            "[format('privatelink.table.{0}', environment().suffixes.storage)]",
+            'privatelink.vaultcore.azure.net',
+            'privatelink.documents.azure.com',
+        ]);
+        for (const type of ['Microsoft.Network/privateDnsZones', 'Microsoft.Network/privateDnsZones/virtualNetworkLinks', 'Microsoft.Network/privateEndpoints', 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups']) {
+            expect([type, one(t, type).copy.count]).toEqual([type, "[length(variables('privateLinks'))]"]);
+        }
+        const endpoint = one(t, 'Microsoft.Network/privateEndpoints');
+        expect(endpoint.properties.subnet.id).toContain("variables('privateEndpointsSubnetName')");
+        expect(endpoint.properties.privateLinkServiceConnections[0].properties).toEqual({ privateLinkServiceId: "[variables('privateLinks')[copyIndex()].id]", groupIds: ["[variables('privateLinks')[copyIndex()].groupId]"] });
+        const subnet = one(t, 'Microsoft.Network/virtualNetworks').properties.subnets.find((s: Obj) => s.name === "[variables('privateEndpointsSubnetName')]");
+        expect(subnet.properties).toEqual({ addressPrefix: "[parameters('privateEndpointsSubnetPrefix')]", privateEndpointNetworkPolicies: 'Disabled' });
+    });
+
+    it('alerts on ALERT lines, failed functions and nodes going down, and sends diagnostics to the one workspace', () => {
+        const alerts = t.variables.alerts as Obj[];
+        expect(alerts.map((a) => [a.name, a.query])).toEqual([
+            ['alert-lines', "traces | where message startswith 'ALERT '"],
+            ['failed-functions', 'requests | where success == false'],
+            ['node-down', "traces | where message has 'node.down' or message has '\"to\":\"down\"'"],
+        ]);
+        const rule = one(t, 'Microsoft.Insights/scheduledQueryRules');
+        expect(rule.copy.count).toBe("[length(variables('alerts'))]");
+        expect(rule.properties.scopes).toEqual(["[resourceId('Microsoft.Insights/components', variables('insightsName'))]"]);
+        expect(rule.properties.criteria.allOf[0]).toMatchObject({ timeAggregation: 'Count', operator: 'GreaterThan', threshold: 0 });
+        expect(one(t, 'Microsoft.Insights/actionGroups').condition).toBe("[not(empty(parameters('alertEmail')))]");
+        const diagnosed = ofType(t, 'Microsoft.Insights/diagnosticSettings').map((d) => /^\[format\('([^{]+)\/\{0\}/.exec(d.scope)![1]);
+        expect(diagnosed).toEqual(expect.arrayContaining(['Microsoft.Web/sites', 'Microsoft.KeyVault/vaults', 'Microsoft.DocumentDB/databaseAccounts', 'Microsoft.Storage/storageAccounts']));
+        for (const d of ofType(t, 'Microsoft.Insights/diagnosticSettings')) expect(d.properties.workspaceId).toBe("[resourceId('Microsoft.OperationalInsights/workspaces', variables('workspaceName'))]");
     });
 
     it('sets every application setting the app needs to start, with valid fixed values', () => {
         const settings = appSettings(t);
-        expect(settings.get('FUNCTIONS_EXTENSION_VERSION')).toBe('~4');
-        expect(settings.get('FUNCTIONS_WORKER_RUNTIME')).toBe('node');
         expect(settings.get('FLEXCHANGE_CREDENTIAL')).toBe('managed-identity');
         const role = file.startsWith('member') ? 'member' : 'core';
         expect(settings.get('FLEXCHANGE_ROLE')).toBe(role);
@@ -340,9 +415,7 @@ describe.each(templateFiles)('template %s', (file) => {
         expect(loaded.FLEXCHANGE_ROLE).toBe(role);
         expect(loaded.FLEXCHANGE_CREDENTIAL).toBe('managed-identity');
         expect(loaded.COSMOS_KEY).toBeUndefined();
-        // Keys come from the deployed resources (listKeys), never from parameters.
-        expect(settings.get('FLEXCHANGE_ACS_CONNECTION_STRING')).toMatch(/^\[listKeys\(resourceId\('Microsoft\.Communication\/communicationServices'/);
-        expect(settings.get('AzureWebJobsStorage')).toContain("listKeys(resourceId('Microsoft.Storage/storageAccounts'");
+        expect(loaded.AzureWebJobsStorage).toBeUndefined();
         expect(settings.get('APPLICATIONINSIGHTS_CONNECTION_STRING')).toContain("reference(resourceId('Microsoft.Insights/components'");
         expect(settings.get('COSMOS_ENDPOINT')).toContain('.documentEndpoint');
         expect(settings.get('FLEXCHANGE_KEYVAULT_URL')).toContain('.vaultUri');
@@ -369,9 +442,12 @@ describe.each(templateFiles)('template %s', (file) => {
         const grants = roleGrants(t);
         expect([...(grants.get('Microsoft.Storage/storageAccounts') ?? [])].sort()).toEqual([ROLE.storageBlobDataOwner, ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
         expect([...(grants.get('Microsoft.KeyVault/vaults') ?? [])].sort()).toEqual([ROLE.keyVaultSecretsOfficer, ROLE.keyVaultCryptoOfficer].sort());
+        // Monitoring with Entra auth, and mail with the identity.
+        expect([...(grants.get('Microsoft.Insights/components') ?? [])]).toEqual([ROLE.monitoringMetricsPublisher]);
+        expect([...(grants.get('Microsoft.Communication/communicationServices') ?? [])]).toEqual([ROLE.contributor]);
         for (const ra of ofType(t, 'Microsoft.Authorization/roleAssignments')) {
             expect(ra.name).toMatch(/^\[guid\(/);
-            expect(ra.properties.principalId).toBe("[reference(resourceId('Microsoft.Web/sites', variables('appName')), '2023-12-01', 'full').identity.principalId]");
+            expect(ra.properties.principalId).toBe("[reference(resourceId('Microsoft.Web/sites', variables('appName')), '2024-04-01', 'full').identity.principalId]");
             expect(ra.properties.principalType).toBe('ServicePrincipal');
             expect(ra.properties.roleDefinitionId).toMatch(/^\[subscriptionResourceId\('Microsoft\.Authorization\/roleDefinitions'/);
         }
@@ -420,8 +496,9 @@ describe('core template', () => {
         expect([...(roleGrants(t).get('Microsoft.ServiceBus/namespaces') ?? [])]).toEqual([ROLE.serviceBusDataOwner]);
         const settings = appSettings(t);
         expect(settings.get('FLEXCHANGE_SERVICEBUS_NAMESPACE')).toBe(settings.get('AzureWebJobsServiceBus__fullyQualifiedNamespace'));
-        expect(settings.get('FLEXCHANGE_SERVICEBUS_CONNECTION')).toMatch(/^\[listKeys\(resourceId\('Microsoft\.ServiceBus\/namespaces\/AuthorizationRules'/);
-        expect(one(t, 'Microsoft.ServiceBus/namespaces/AuthorizationRules').properties.rights).toEqual(['Listen', 'Send']);
+        // Standard has no private endpoints (infra/README.md): Entra ID only (no SAS keys) is what restricts it.
+        expect(one(t, 'Microsoft.ServiceBus/namespaces').properties).toMatchObject({ disableLocalAuth: true, minimumTlsVersion: '1.2' });
+        expect(ofType(t, 'Microsoft.ServiceBus/namespaces/AuthorizationRules')).toEqual([]);
     });
 
     it('points the app at the configured ledger and the tenant\'s issuer', () => {

@@ -19,9 +19,14 @@ describe('member networks', () => {
             expect(v.prefix).toBe(20);
             expect(contains(space, v)).toBe(true);
             for (const w of vnets.slice(i + 1)) expect(contains(v, w) || contains(w, v)).toBe(false);
-            // The function app's and the nodes' subnets are two different /24s of the VNet.
-            const [fn, nodes] = [parseRange(first[i]!.functionsSubnetPrefix), parseRange(first[i]!.nodesSubnetPrefix)];
-            expect([contains(v, fn), contains(v, nodes), fn.text === nodes.text]).toEqual([true, true, false]);
+            // The function app's, the nodes' and the private endpoints' subnets are three different /24s of the VNet.
+            const subnets = [first[i]!.functionsSubnetPrefix, first[i]!.nodesSubnetPrefix, first[i]!.privateEndpointsSubnetPrefix].map(parseRange);
+            expect(subnets.map((sn) => [sn.prefix, contains(v, sn)])).toEqual([
+                [24, true],
+                [24, true],
+                [24, true],
+            ]);
+            expect(new Set(subnets.map((sn) => sn.text)).size).toBe(3);
         }
         expect(await Promise.all(orgs.map((o) => networks.allocate(o)))).toEqual(first);
     });
