@@ -507,13 +507,32 @@ function refuseUnsupported(kind: string, d: Xml): void {
     if (status && status !== 'Active') unsupported(`Status ${status}`, 'entities are always active');
 }
 
-/** Time to live and duplicate detection, as queues and topics share them. */
-function ttlAndDuplicates(d: Xml, config: { defaultMessageTimeToLiveSeconds?: number; duplicateDetectionWindowSeconds?: number }): void {
+/** The default time to live; anything beyond ten years is "never" for a local broker. */
+function ttlOf(d: Xml, config: { defaultMessageTimeToLiveSeconds?: number }): void {
     const ttl = text(d.DefaultMessageTimeToLive);
     if (ttl && ttl !== NEVER) {
         const s = seconds(ttl, 'DefaultMessageTimeToLive');
         if (s < 10 * 365 * 86400) config.defaultMessageTimeToLiveSeconds = s;
     }
+}
+
+/** Sessions, lock duration, max delivery count and time to live, as queues and subscriptions share them. */
+function lockSettingsOf(d: Xml, config: QueueConfig | SubscriptionConfig): void {
+    if (text(d.RequiresSession) === 'true') config.requiresSession = true;
+    const lock = text(d.LockDuration);
+    if (lock) config.lockDurationSeconds = seconds(lock, 'LockDuration');
+    const max = text(d.MaxDeliveryCount);
+    if (max) {
+        const n = Number(max);
+        if (!Number.isInteger(n)) throw new EntityError(400, 'BadRequest', `MaxDeliveryCount must be an integer (got ${max})`);
+        config.maxDeliveryCount = n;
+    }
+    ttlOf(d, config);
+}
+
+/** Time to live and duplicate detection, as queues and topics share them. */
+function ttlAndDuplicates(d: Xml, config: { defaultMessageTimeToLiveSeconds?: number; duplicateDetectionWindowSeconds?: number }): void {
+    ttlOf(d, config);
     if (text(d.RequiresDuplicateDetection) === 'true') {
         const window = text(d.DuplicateDetectionHistoryTimeWindow);
         config.duplicateDetectionWindowSeconds = window ? seconds(window, 'DuplicateDetectionHistoryTimeWindow') : DEFAULT_DUPLICATE_WINDOW_MS / 1000;
@@ -524,15 +543,7 @@ function ttlAndDuplicates(d: Xml, config: { defaultMessageTimeToLiveSeconds?: nu
 function queueConfig(name: string, d: Xml): QueueConfig {
     refuseUnsupported('queue', d);
     const config: QueueConfig = { name };
-    if (text(d.RequiresSession) === 'true') config.requiresSession = true;
-    const lock = text(d.LockDuration);
-    if (lock) config.lockDurationSeconds = seconds(lock, 'LockDuration');
-    const max = text(d.MaxDeliveryCount);
-    if (max) {
-        const n = Number(max);
-        if (!Number.isInteger(n)) throw new EntityError(400, 'BadRequest', `MaxDeliveryCount must be an integer (got ${max})`);
-        config.maxDeliveryCount = n;
-    }
+    lockSettingsOf(d, config);
     ttlAndDuplicates(d, config);
     return config;
 }
@@ -549,27 +560,13 @@ function topicConfig(name: string, d: Xml): Omit<TopicConfig, 'subscriptions'> {
 function subscriptionConfig(name: string, d: Xml): SubscriptionConfig {
     refuseUnsupported('subscription', d);
     const config: SubscriptionConfig = { name };
-    if (text(d.RequiresSession) === 'true') config.requiresSession = true;
-    const lock = text(d.LockDuration);
-    if (lock) config.lockDurationSeconds = seconds(lock, 'LockDuration');
-    const max = text(d.MaxDeliveryCount);
-    if (max) {
-        const n = Number(max);
-        if (!Number.isInteger(n)) throw new EntityError(400, 'BadRequest', `MaxDeliveryCount must be an integer (got ${max})`);
-        config.maxDeliveryCount = n;
-    }
-    const ttl = text(d.DefaultMessageTimeToLive);
-    if (ttl && ttl !== NEVER) {
-        const s = seconds(ttl, 'DefaultMessageTimeToLive');
-        // Anything beyond ten years is "never" for a local broker.
-        if (s < 10 * 365 * 86400) config.defaultMessageTimeToLiveSeconds = s;
-    }
+    lockSettingsOf(d, config);
     const rule = d.DefaultRuleDescription as Xml | undefined;
     if (rule && typeof rule === 'object') config.rules = [ruleConfig(text(rule.Name) || '$Default', rule)];
     return config;
 }
 
-/** A rule from a RuleDescription: SQL, correlation, true and false filters; rule actions are refused. */
+/** A rule from a RuleDescription: SQL, correlation, true and false filters, and a SQL action (parameters refused). */
 function ruleConfig(name: string, d: Xml): RuleConfig {
     const a = d.Action as Xml | undefined;
     let action: string | undefined;

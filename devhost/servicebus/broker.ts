@@ -1086,14 +1086,7 @@ export class LocalServiceBus {
                     }
                 }
                 if (!consumer) break;
-                const seq = store.ready.shift()!;
-                const m = store.messages.get(seq);
-                if (!m || m.state !== 'active' || m.lockToken) continue;
-                if (m.expiresAt !== undefined && m.expiresAt <= now) {
-                    this.#expire(store, m);
-                    continue;
-                }
-                this.#deliver(store, consumer, m, now);
+                this.#offer(store, consumer, store.ready.shift()!, now);
             }
         } finally {
             store.pumping = false;
@@ -1119,18 +1112,20 @@ export class LocalServiceBus {
                 while (session.ready.length > 0 && this.#available(c)) {
                     const seq = session.ready[0];
                     store.unready(seq);
-                    const m = store.messages.get(seq);
-                    if (!m || m.state !== 'active' || m.lockToken) continue;
-                    if (m.expiresAt !== undefined && m.expiresAt <= now) {
-                        this.#expire(store, m);
-                        continue;
-                    }
-                    this.#deliver(store, c, m, now);
+                    this.#offer(store, c, seq, now);
                 }
             }
         } finally {
             store.pumping = false;
         }
+    }
+
+    /** Delivers a message just taken off the ready list, unless it was settled, locked or expired meanwhile. */
+    #offer(store: Store, c: Consumer, seq: number, now: number): void {
+        const m = store.messages.get(seq);
+        if (!m || m.state !== 'active' || m.lockToken) return;
+        if (m.expiresAt !== undefined && m.expiresAt <= now) return this.#expire(store, m);
+        this.#deliver(store, c, m, now);
     }
 
     #deliver(store: Store, c: Consumer, m: StoredMessage, now: number): void {
