@@ -11,7 +11,7 @@
  * a Core Tools publish would take. `test/unit/releasePackage.test.ts` checks that everything the
  * app's entry files require is in it, and no development dependency.
  */
-import { zip, type Zippable } from 'fflate';
+import { zipSync, type Zippable } from 'fflate';
 import ignore from 'ignore';
 import fg from 'fast-glob';
 import { createHash } from 'node:crypto';
@@ -56,7 +56,8 @@ export async function buildPackage(root: string, out = path.join(root, DEFAULT_P
     const files = packageFiles(root);
     const tree: Zippable = {};
     for (const f of files) tree[f] = [readFileSync(path.join(root, f)), { mtime: statSync(path.join(root, f)).mtime }];
-    const data = await new Promise<Uint8Array>((resolve, reject) => zip(tree, { level }, (err, zipped) => (err ? reject(err) : resolve(zipped))));
+    // Synchronous: fflate's asynchronous zip starts a worker thread per large file (over a hundred here).
+    const data = zipSync(tree, { level });
     mkdirSync(path.dirname(out), { recursive: true });
     const tmp = `${out}.${process.pid}.tmp`;
     writeFileSync(tmp, data);
