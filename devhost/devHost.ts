@@ -225,8 +225,15 @@ export class DevHost {
         if (this.identity && !config.settings?.FLEXCHANGE_KEYVAULT_URL) {
             vault = await this.#startVault(config.name, config.vaultName);
             env.FLEXCHANGE_KEYVAULT_URL = vault.url;
-            env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'local-issuer';
             env.FLEXCHANGE_CLIENT_ID = config.settings?.FLEXCHANGE_CLIENT_ID ?? `flexchange-${config.name}`;
+            // Its own managed identity, as App Service gives one (IDENTITY_ENDPOINT + IDENTITY_HEADER): the app's
+            // DefaultAzureCredential finds it, as in Azure. Credentials of the developer's shell stay out.
+            env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'managed-identity';
+            if (this.#console?.url) {
+                env.IDENTITY_ENDPOINT = `${this.#console.url}/dev/msi/token`;
+                env.IDENTITY_HEADER = this.identity.managedIdentity(env.FLEXCHANGE_CLIENT_ID);
+            }
+            for (const name of ['AZURE_CLIENT_ID', 'AZURE_CLIENT_SECRET', 'AZURE_TENANT_ID', 'AZURE_CLIENT_CERTIFICATE_PATH', 'AZURE_FEDERATED_TOKEN_FILE', 'AZURE_USERNAME', 'AZURE_PASSWORD', 'MSI_ENDPOINT', 'MSI_SECRET', 'IDENTITY_SERVER_THUMBPRINT', 'IMDS_ENDPOINT']) delete env[name];
         }
         Object.assign(env, {
             FUNCTIONS_WORKER_RUNTIME: 'node',

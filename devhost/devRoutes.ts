@@ -178,6 +178,13 @@ export function registerDevRoutes(
         sendJson(res, 200, await services.counts());
     });
 
+    // The App Service managed-identity endpoint (each app instance's IDENTITY_ENDPOINT, with its IDENTITY_HEADER).
+    console.route('GET', /^\/dev\/msi\/token$/, async (req, res) => {
+        const header = req.headers['x-identity-header'];
+        const { status, body } = await services.identity.managedIdentityToken(typeof header === 'string' ? header : undefined, new URL(req.url ?? '/', 'http://localhost').searchParams);
+        sendJson(res, status, body);
+    });
+
     console.route('POST', /^\/dev\/token$/, async (req, res) => {
         if (!(req.headers['content-type'] ?? 'application/json').includes('json')) {
             return sendProblem(res, 415, 'Unsupported media type', 'Send the token request as application/json');

@@ -1,5 +1,5 @@
 import jwt from 'jsonwebtoken';
-import { createHash, createPublicKey, JsonWebKey, randomUUID } from 'node:crypto';
+import { createHash, createPublicKey, JsonWebKey, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFileAtomic } from '../files';
 import path from 'node:path';
@@ -58,6 +58,8 @@ export class LocalIdentity {
     readonly #stateDir: string;
     readonly #log: Logger;
     #server?: import('oauth2-mock-server').OAuth2Server;
+    /** App Service managed-identity header secrets, to the client id of the app instance holding each. */
+    readonly #managed = new Map<string, string>();
     readonly #directory = new Map<string, DirectoryEntry>();
 
     constructor(stateDir: string, logger: Logger, registration?: AppRegistration) {
@@ -102,14 +104,7 @@ export class LocalIdentity {
         // Client credentials: the token a deployment gets for its app id, with the roles it was granted.
         server.service.on('beforeTokenSigning', (token: { payload: Record<string, unknown> }, req: { body?: Record<string, string> }) => {
             const clientId = req.body?.client_id ?? String(token.payload.client_id ?? 'unknown-client');
-            const entry = this.#directory.get(stableId(`app:${clientId}`));
-            Object.assign(token.payload, this.#claims({
-                oid: stableId(`app:${clientId}`),
-                appOnly: true,
-                roles: entry?.roles ?? [],
-                audience: req.body?.scope?.replace(/\/\.default$/, '') || this.audience,
-                clientId,
-            }));
+            Object.assign(token.payload, this.#appClaims(clientId, req.body?.scope?.replace(/\/\.default$/, '') || this.audience));
         });
         this.#server = server;
     }
@@ -153,6 +148,47 @@ export class LocalIdentity {
         });
         this.#remember({ oid, orgId: req.orgId, email: req.email, name: req.name, roles: req.roles, appOnly });
         return { access_token: token, token_type: 'Bearer', expires_in: expiresIn, oid };
+    }
+
+    /** What a deployment's app identity's token says: its object id, the roles it was granted, the audience asked for. */
+    #appClaims(clientId: string, audience: string): Record<string, unknown> {
+        const oid = stableId(`app:${clientId}`);
+        return this.#claims({ oid, appOnly: true, roles: this.#directory.get(oid)?.roles ?? [], audience, clientId });
+    }
+
+    /**
+     * The App Service managed-identity endpoint for one app instance (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`):
+     * returns the secret header value its requests must carry. `@azure/identity` (through MSAL's App Service
+     * source) then gets the app's tokens there unmodified, as in Azure.
+     */
+    managedIdentity(clientId: string): string {
+        const header = randomBytes(24).toString('hex');
+        this.#managed.set(header, clientId);
+        return header;
+    }
+
+    /** `GET <IDENTITY_ENDPOINT>?resource=…&api-version=2019-08-01` with `X-IDENTITY-HEADER`, as App Service answers it. */
+    async managedIdentityToken(header: string | undefined, query: URLSearchParams): Promise<{ status: number; body: Record<string, unknown> }> {
+        const server = this.#server;
+        if (!server) throw new Error('The identity issuer is not running');
+        const refuse = (status: number, error: string, description: string) => ({ status, body: { error, error_description: description } });
+        if (!header) return refuse(401, 'unauthorized', 'The X-IDENTITY-HEADER header is required');
+        const clientId = this.#managed.get(header);
+        if (!clientId) return refuse(403, 'forbidden', 'The X-IDENTITY-HEADER does not belong to an app instance of this devhost');
+        if (query.get('api-version') !== '2019-08-01') return refuse(400, 'invalid_request', 'api-version must be 2019-08-01');
+        const resource = query.get('resource');
+        if (!resource) return refuse(400, 'invalid_request', 'resource is required');
+        const other = query.get('client_id') ?? query.get('principal_id') ?? query.get('mi_res_id') ?? query.get('object_id');
+        if (other && other !== clientId) return refuse(400, 'invalid_request', `Only the app's system-assigned identity (${clientId}) is available here; user-assigned identities are not`);
+        const expiresIn = 3600;
+        const token = await server.issuer.buildToken({
+            expiresIn,
+            scopesOrTransform: (_header: unknown, payload: Record<string, unknown>) => {
+                delete payload.scope;
+                Object.assign(payload, this.#appClaims(clientId, resource.replace(/\/\.default$/, '')));
+            },
+        });
+        return { status: 200, body: { access_token: token, expires_on: String(Math.floor(Date.now() / 1000) + expiresIn), resource, token_type: 'Bearer', client_id: clientId } };
     }
 
     #claims(p: { oid: string; appOnly: boolean; roles: readonly string[]; audience: string; clientId: string; email?: string; name?: string }): Record<string, unknown> {
