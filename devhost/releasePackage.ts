@@ -54,6 +54,11 @@ export const DEFAULT_PACKAGE = path.join('build', 'flexchange.zip');
 /** Writes the zip; resolves to its path, its number of files, its size in bytes and its SHA-256. */
 export async function buildPackage(root: string, out = path.join(root, DEFAULT_PACKAGE), level: 1 | 6 = 6): Promise<{ out: string; files: number; bytes: number; sha256: string }> {
     const files = packageFiles(root);
+    return writePackage(root, files, out, level, fingerprint(root, files));
+}
+
+/** Zips the files and records, next to the zip, the fingerprint of what it was made of. */
+function writePackage(root: string, files: string[], out: string, level: 1 | 6, print: string): { out: string; files: number; bytes: number; sha256: string } {
     const tree: Zippable = {};
     for (const f of files) tree[f] = [readFileSync(path.join(root, f)), { mtime: statSync(path.join(root, f)).mtime }];
     // Synchronous: fflate's asynchronous zip starts a worker thread per large file (over a hundred here).
@@ -62,7 +67,7 @@ export async function buildPackage(root: string, out = path.join(root, DEFAULT_P
     const tmp = `${out}.${process.pid}.tmp`;
     writeFileSync(tmp, data);
     renameSync(tmp, out);
-    writeFileSync(`${out}.fingerprint`, fingerprint(root, files));
+    writeFileSync(`${out}.fingerprint`, print);
     return { out, files: files.length, bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
@@ -84,14 +89,15 @@ function fingerprint(root: string, files: string[]): string {
 export async function currentPackage(root: string): Promise<{ out: string; sha256: string; built: boolean }> {
     const out = path.join(root, DEFAULT_PACKAGE);
     const files = packageFiles(root);
+    const print = fingerprint(root, files);
     try {
-        if (readFileSync(`${out}.fingerprint`, 'utf8') === fingerprint(root, files)) {
+        if (readFileSync(`${out}.fingerprint`, 'utf8') === print) {
             return { out, sha256: createHash('sha256').update(readFileSync(out)).digest('hex'), built: false };
         }
     } catch {
         // no package yet, or no fingerprint: build one
     }
-    const made = await buildPackage(root, out, 1);
+    const made = writePackage(root, files, out, 1, print);
     return { out, sha256: made.sha256, built: true };
 }
 

@@ -241,9 +241,8 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             }),
         deployments: () => {
             if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) {
-                const release = settings.FLEXCHANGE_RELEASE_PACKAGE;
-                const [container, ...rest] = release?.split('/') ?? [];
-                return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, release ? { blobs, source: { container, name: rest.join('/') } } : undefined);
+                const source = settings.FLEXCHANGE_RELEASE_PACKAGE;
+                return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, source && { blobs, source });
             }
             return armDeploymentController(settings, credential, {
                 claims: new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BLOB_CONTAINER_NAME } from './deployment/resourceNames';
 import { parseRange } from './net/addresses';
 import { nodeConfig } from './nodes/watchdog';
 
@@ -9,7 +10,6 @@ const list = (item: z.ZodString) =>
         .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
         .pipe(z.array(item).min(1));
 
-/** Which deployment an app instance is (ARCHITECTURE.md, "Two deployment roles"). */
 /** Comma-separated CIDR ranges (a bare address: a range of one), parsed once; one that does not parse is a settings error. */
 const cidrRanges = z
     .string()
@@ -23,6 +23,7 @@ const cidrRanges = z
         }
     });
 
+/** Which deployment an app instance is (ARCHITECTURE.md, "Two deployment roles"). */
 const deploymentRoleSetting = z.enum(['core', 'member']).default('core');
 export type DeploymentRole = z.infer<typeof deploymentRoleSetting>;
 
@@ -207,7 +208,8 @@ const settingsSchema = z.object({
     /** The release package (`<container>/<blob>` in AzureWebJobsStorage) onboarding places in each member's deployment container; without it, members run from the devhost's source folder. */
     FLEXCHANGE_RELEASE_PACKAGE: z
         .string()
-        .regex(/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]\/[^/].{0,1023}$/, 'a <container>/<blob> path')
+        .regex(new RegExp(`^${BLOB_CONTAINER_NAME.source.slice(1, -1)}/[^/].{0,1023}$`), 'a <container>/<blob> path')
+        .transform((s) => ({ container: s.slice(0, s.indexOf('/')), name: s.slice(s.indexOf('/') + 1) }))
         .optional(),
 
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),

@@ -917,18 +917,18 @@ export class LocalServiceBus {
             return true;
         };
         const consumer: Consumer = { link, store, receiveAndDelete: link.snd_settle_mode === 1, granted: 0, sent: 0 };
-        if (sessionKey !== undefined) {
-            const now = Date.now();
-            let session: MessageSession | undefined;
-            if (typeof requested === 'string') {
-                session = store.session(requested);
-                if (this.#held(store, session, now)) {
-                    return link.close({ condition: SESSION_CANNOT_BE_LOCKED, description: `The requested session '${requested}' cannot be accepted. It may be locked by another receiver.` });
-                }
-            } else {
-                session = this.#nextFreeSession(store, now);
+        const now = Date.now();
+        let session: MessageSession | undefined;
+        if (typeof requested === 'string') {
+            session = store.session(requested);
+            if (this.#held(store, session, now)) {
+                return link.close({ condition: SESSION_CANNOT_BE_LOCKED, description: `The requested session '${requested}' cannot be accepted. It may be locked by another receiver.` });
             }
-            this.#consumers.set(link, consumer);
+        } else if (sessionKey !== undefined) {
+            session = this.#nextFreeSession(store, now);
+        }
+        this.#consumers.set(link, consumer);
+        if (sessionKey !== undefined) {
             if (!session) {
                 // No session has messages now: hold the attach unanswered until one has, as Azure does, or until the wait ends.
                 internals.state.local_open = false;
@@ -942,7 +942,6 @@ export class LocalServiceBus {
             this.#grant(store, consumer, session, now);
         }
         store.consumers.push(consumer);
-        this.#consumers.set(link, consumer);
         this.#log.debug({ address, mode: consumer.receiveAndDelete ? 'receiveAndDelete' : 'peekLock', session: consumer.session?.id }, 'service bus: receiver attached');
     }
 

@@ -58,7 +58,7 @@ export class LocalIdentity {
     readonly #stateDir: string;
     readonly #log: Logger;
     #server?: import('oauth2-mock-server').OAuth2Server;
-    /** App Service managed-identity header secrets, to the client id of the app instance holding each. */
+    /** App Service managed-identity header secrets, to the client id of the app instance holding each (one per client id). */
     readonly #managed = new Map<string, string>();
     readonly #directory = new Map<string, DirectoryEntry>();
 
@@ -162,6 +162,8 @@ export class LocalIdentity {
      * source) then gets the app's tokens there unmodified, as in Azure.
      */
     managedIdentity(clientId: string): string {
+        // An instance started again (a crashed worker) keeps its identity's header.
+        for (const [header, holder] of this.#managed) if (holder === clientId) return header;
         const header = randomBytes(24).toString('hex');
         this.#managed.set(header, clientId);
         return header;

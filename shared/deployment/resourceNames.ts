@@ -51,6 +51,9 @@ export interface ResourceNameOptions {
     scope?: string;
 }
 
+/** Blob container: 3-63, lowercase letters, digits and single hyphens, starting and ending with a letter or digit. */
+export const BLOB_CONTAINER_NAME = /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/;
+
 /** The rules each name is made to hold (Azure's "Naming rules and restrictions for Azure resources"). */
 const RULES = {
     /** The devhost's app instance names (its console routes). */
@@ -65,8 +68,7 @@ const RULES = {
     resourceGroup: { max: 90, valid: /^[A-Za-z0-9_.()-]*[A-Za-z0-9_()]$/ },
     /** ARM deployment: 1-64, letters, digits, `_`, `-`, `.`, `(`, `)` (here not ending with `-`). */
     deployment: { max: 64, valid: /^[A-Za-z0-9_.()-]*[A-Za-z0-9_.()]$/ },
-    /** Blob container: 3-63, lowercase letters, digits and single hyphens, starting and ending with a letter or digit. */
-    blobContainer: { max: 63, valid: /^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/ },
+    blobContainer: { max: 63, valid: BLOB_CONTAINER_NAME },
     /** Cosmos DB account: 3-44, lowercase letters, digits and hyphens, starting and ending with a letter or digit. */
     cosmosAccount: { max: 44, valid: /^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$/ },
     /** Function app (Microsoft.Web/sites): 2-60, letters, digits and hyphens, not starting or ending with a hyphen. */

@@ -48,8 +48,10 @@ export const storageCheck = (service: BlobServiceClient): HealthCheck => answers
 /** The vault: one page of secret names can be listed. */
 export const vaultCheck = (client: SecretClient): HealthCheck => answersCheck('vault', async () => void (await client.listPropertiesOfSecrets().byPage({ maxPageSize: 1 }).next()));
 
-/** The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists). */
-/** The events topic answers: with the connection string (the devhost), or at the namespace with the app's identity (Azure). */
+/**
+ * The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists), with the
+ * connection string (the devhost) or at the namespace with the app's identity (Azure).
+ */
 export function busCheck(connection: string | { namespace: string; credential: TokenCredential }, topic: string): HealthCheck {
     return {
         name: 'bus',
