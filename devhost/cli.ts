@@ -142,6 +142,11 @@ export function parseStartArgs(argv: string[]): StartArgs {
 function printTable(host: DevHost): void {
     const lines = ['', 'Flexchange devhost', `  console   ${host.consoleUrl}`, `  state     ${host.stateDir}`];
     for (const [name, url] of Object.entries(host.services)) lines.push(`  ${name.padEnd(13)} ${url}`);
+    const access = host.accessStatement();
+    if (access) {
+        lines.push('', '  Managed identities are checked by:', ...access.checked.map((c) => `    ${c}`));
+        if (access.keyed.length) lines.push('  and cannot be checked by (apps use keys there):', ...access.keyed.map((k) => `    ${k}`));
+    }
     for (const app of host.apps) {
         lines.push('', `  app ${app.name}${app.role ? ` (${app.role})` : ''}  ${app.url}${Object.entries(app.notes ?? {}).map(([label, value]) => `  ${label} ${value}`).join('')}`);
         for (const fn of app.functions) lines.push(`    ${fn.name.padEnd(28)} ${fn.detail}`);

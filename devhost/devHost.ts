@@ -22,7 +22,8 @@ import { LocalNodes } from './services/localNodes';
 import { DEFAULT_STORAGE_PORTS, LocalStorage, StoragePorts } from './services/storage';
 import { currentPackage } from './releasePackage';
 import { registerDevRoutes, type MemberAppRequest, type MemberApps, type VaultFaults } from './devRoutes';
-import { loadProfile, type DevhostProfile, type LocalWorld } from './profile';
+import { loadProfile, type DevhostProfile, type LocalDataGrant, type LocalWorld } from './profile';
+import { SERVICE_BUS_AUDIENCES, type BusAccessPolicy, type BusGrant } from './servicebus/access';
 import { StateLock } from './stateLock';
 import type { AppWorkerData, AppWorkerMessage } from './worker/appWorker';
 import type { AppCounts, CallCount } from './worker/counts';
@@ -93,6 +94,12 @@ interface AppSlot {
     stopped?: Promise<void>;
 }
 
+/** An instance's own vault's roles when the profile has no table. */
+const OWN_VAULT_OFFICER: readonly LocalDataGrant[] = [
+    { role: 'Key Vault Secrets Officer', scope: 'own-vault' },
+    { role: 'Key Vault Crypto Officer', scope: 'own-vault' },
+];
+
 const SHUTDOWN_GRACE_MS = 60_000;
 
 /**
@@ -111,6 +118,10 @@ export class DevHost {
     readonly #nodes: LocalNodes;
     #bus?: LocalServiceBus;
     #busAdmin?: ServiceBusAdminServer;
+    /** The CA app workers trust for the broker's TLS (amqps and its administration API). */
+    #busCa?: string;
+    /** The data roles of each instance's managed identity, by object id (the profile's dataRoles). */
+    readonly #dataGrants = new Map<string, { app: string; grants: readonly LocalDataGrant[] }>();
     identity?: LocalIdentity;
     mail?: MailSink;
     #nextPort: number;
@@ -168,6 +179,8 @@ export class DevHost {
                 if (!this.#slots.has(member.name)) await this.#startMember(member.name, member);
             }
             this.#writeRuntimeFile();
+            const access = this.accessStatement();
+            if (access) this.#log.info({ event: 'devhost.identity', ...access }, `managed identities checked by: ${access.checked.join(', ')}; not checked (keys): ${access.keyed.join('; ')}`);
             this.#log.info({ event: 'devhost.ready', console: this.consoleUrl, apps: this.apps.map(({ functions: _f, ...a }) => a) }, 'devhost ready');
         } catch (err) {
             await this.stop();
@@ -200,7 +213,18 @@ export class DevHost {
             env.FLEXCHANGE_AUTH_JWKS_URI = this.identity.jwksUri;
             env.FLEXCHANGE_AUTH_AUDIENCE ??= this.identity.audience;
         }
-        if (this.#bus) {
+        const busByIdentity = Boolean(this.#bus && this.identity && this.#profile.dataRoles);
+        if (this.#bus && busByIdentity) {
+            // As in Azure: the namespace, reached with the instance's managed identity over TLS (amqps and https),
+            // its rights those of the deployment's table. No connection string: a key would have every right.
+            // A host name, not an IP: TLS sends it as the server name (SNI), which an IP may not be (RFC 6066).
+            const namespace = `localhost:${this.#bus.port}`;
+            env.AzureWebJobsServiceBus__fullyQualifiedNamespace = namespace;
+            env.FLEXCHANGE_SERVICEBUS_NAMESPACE = namespace;
+            // Node reads NODE_EXTRA_CA_CERTS once per process; the app worker applies it to its own thread.
+            if (this.#busCa) env.NODE_EXTRA_CA_CERTS = this.#busCa;
+            for (const name of ['AzureWebJobsServiceBus', 'FLEXCHANGE_SERVICEBUS_CONNECTION', 'FLEXCHANGE_SERVICEBUS_ADMIN_URL']) delete env[name];
+        } else if (this.#bus) {
             env.AzureWebJobsServiceBus = this.#bus.connectionString;
             env.FLEXCHANGE_SERVICEBUS_CONNECTION = this.#bus.connectionString;
             if (this.#busAdmin) env.FLEXCHANGE_SERVICEBUS_ADMIN_URL = this.#busAdmin.url;
@@ -223,9 +247,13 @@ export class DevHost {
         // Each app instance has a vault of its own: a member's keys never share a vault with another's.
         let vault: LocalKeyVault | undefined;
         if (this.identity && !config.settings?.FLEXCHANGE_KEYVAULT_URL) {
-            vault = await this.#startVault(config.name, config.vaultName);
-            env.FLEXCHANGE_KEYVAULT_URL = vault.url;
             env.FLEXCHANGE_CLIENT_ID = config.settings?.FLEXCHANGE_CLIENT_ID ?? `flexchange-${config.name}`;
+            // What its identity may use: the deployment's table, else officer of its own vault.
+            const owner = this.identity.principalOf(env.FLEXCHANGE_CLIENT_ID);
+            const grants = this.#profile.dataRoles?.({ name: config.name, role: env.FLEXCHANGE_ROLE || undefined, orgId: env.FLEXCHANGE_ORG_ID || undefined }) ?? OWN_VAULT_OFFICER;
+            this.#dataGrants.set(owner, { app: config.name, grants });
+            vault = await this.#startVault(config.name, config.vaultName, owner);
+            env.FLEXCHANGE_KEYVAULT_URL = vault.url;
             // Its own managed identity, as App Service gives one (IDENTITY_ENDPOINT + IDENTITY_HEADER): the app's
             // DefaultAzureCredential finds it, as in Azure. Credentials of the developer's shell stay out.
             env.FLEXCHANGE_CREDENTIAL = config.settings?.FLEXCHANGE_CREDENTIAL ?? 'managed-identity';
@@ -392,19 +420,53 @@ export class DevHost {
         } catch (err) {
             throw new Error(`Cannot read the Service Bus entities file ${file}: ${(err as Error).message}`);
         }
-        this.#bus = new LocalServiceBus({ dir: path.join(this.stateDir, 'servicebus'), entities, logger: this.#log.child({ component: 'servicebus' }) });
+        const access = this.#busAccess();
+        this.#bus = new LocalServiceBus({ dir: path.join(this.stateDir, 'servicebus'), entities, logger: this.#log.child({ component: 'servicebus' }), access });
         await this.#bus.start(opt?.port ?? 5672);
         this.#console!.services.bus = `amqp://127.0.0.1:${this.#bus.port}`;
         // Subscriptions and rules at run time, over the administration client's HTTP/ATOM API.
-        this.#busAdmin = new ServiceBusAdminServer(this.#bus, this.#log.child({ component: 'servicebus-admin' }));
-        // The administration API is also served over TLS on the broker's port, where the SDK goes from a connection string.
+        this.#busAdmin = new ServiceBusAdminServer(this.#bus, this.#log.child({ component: 'servicebus-admin' }), access);
+        await this.#busAdmin.start(opt?.adminPort ?? 5300);
+        // TLS on the broker's port: amqps (clients built from a namespace and a credential) and the administration
+        // API, where the SDK goes from a connection string or a namespace.
         const tls = devCertificate(path.join(this.stateDir, 'servicebus', 'tls'));
-        await this.#busAdmin.start(opt?.adminPort ?? 5300, tls);
         const admin = this.#busAdmin;
-        this.#bus.serveTls((stream) => admin.acceptTls(stream));
+        this.#bus.serveTls(tls, (stream) => admin.accept(stream));
+        this.#busCa = tls.caFile;
         this.#console!.services.busAdmin = this.#busAdmin.url;
         this.#console!.services.busHttps = `https://127.0.0.1:${this.#bus.port} (trust ${path.relative(process.cwd(), tls.caFile) || tls.caFile})`;
         this.#console!.services.busConnection = this.#bus.connectionString;
+    }
+
+    /**
+     * Which local services check an instance's managed-identity token and its roles, and which cannot (their
+     * local servers take keys only), said at start-up: an access that works here against the latter proves
+     * nothing about Azure RBAC.
+     */
+    accessStatement(): { checked: string[]; keyed: string[] } | undefined {
+        if (!this.identity) return undefined;
+        const checked = ['Key Vault (each instance\'s own vault, roles from the profile)'];
+        if (this.#bus) checked.push(this.#profile.dataRoles ? 'Service Bus (amqps and its administration API, roles from the profile)' : 'Service Bus (tokens only: no profile table, instances use the connection string)');
+        const keyed: string[] = [];
+        if (this.#storage) keyed.push('storage (Azurite: account key)', 'Cosmos DB (the local server: account key)');
+        if (this.mail) keyed.push('mail (SMTP sink; Communication Services with the identity in Azure)');
+        return { checked, keyed };
+    }
+
+    /**
+     * How the broker checks Entra ID tokens: the local issuer's, for Service Bus; a principal's roles are those the
+     * table gives the instance it belongs to (none for any other principal). SAS keys keep every right (access.ts).
+     */
+    #busAccess(): BusAccessPolicy | undefined {
+        const identity = this.identity;
+        if (!identity) return undefined;
+        return {
+            principal: async (token) => {
+                const claims = await identity.claimsOf(token, SERVICE_BUS_AUDIENCES);
+                return claims && typeof claims.oid === 'string' && typeof claims.exp === 'number' ? { oid: claims.oid, expiresAt: claims.exp * 1000 } : undefined;
+            },
+            grants: (oid) => (this.#dataGrants.get(oid)?.grants ?? []).flatMap((g): BusGrant[] => (g.scope === 'service-bus' ? [{ role: g.role, entity: g.entity }] : [])),
+        };
     }
 
     /** The devhost's services, as the app's profile sees them. */
@@ -416,7 +478,8 @@ export class DevHost {
         };
     }
 
-    async #startVault(appName: string, requested?: string): Promise<LocalKeyVault> {
+    /** An app's vault: only its owner's identity gets in, with the vault roles the table gives it (Azure RBAC). */
+    async #startVault(appName: string, requested: string | undefined, owner: string): Promise<LocalKeyVault> {
         const identity = this.identity!;
         const masterKey = Buffer.from(loadOrCreateSecret(this.stateDir, 'vault-master-key'), 'base64').subarray(0, 32);
         const dir = path.join(this.stateDir, 'vaults', appName);
@@ -431,7 +494,11 @@ export class DevHost {
             dir,
             masterKey,
             tenantId: identity.tenantId,
-            verifyToken: (bearer) => identity.verify(bearer, 'https://vault.azure.net'),
+            verifyToken: async (bearer) => {
+                const claims = await identity.claimsOf(bearer, 'https://vault.azure.net');
+                return claims && typeof claims.oid === 'string' ? { oid: claims.oid, appId: typeof claims.azp === 'string' ? claims.azp : undefined } : undefined;
+            },
+            rolesOf: (caller) => (caller.oid === owner ? (this.#dataGrants.get(owner)?.grants ?? []).flatMap((g) => (g.scope === 'own-vault' ? [g.role] : [])) : []),
             logger: this.#log.child({ vault: appName }),
         });
         await vault.start(0);

@@ -28,7 +28,19 @@ export interface DevhostProfile {
     instanceStarted?(instance: StartedInstance, world: LocalWorld): Promise<Record<string, string> | void>;
     /** A principal minted with an organisation (`POST /dev/token`): entered where the app looks its callers up. */
     enterPrincipal?(principal: DevPrincipal, world: LocalWorld): Promise<void>;
+    /**
+     * The data roles an instance's managed identity holds (the deployment's table, as Azure RBAC has it): the
+     * devhost's vault and Service Bus then refuse what they do not grant. With this, instances reach the bus by
+     * namespace with their identity, as in Azure. Without it, an instance is officer of its own vault and uses
+     * the bus with a connection string.
+     */
+    dataRoles?(instance: { name: string; role?: string; orgId?: string }): readonly LocalDataGrant[];
 }
+
+/** A data role on the instance's own vault, or on the Service Bus namespace or one of its entities (`topic/Subscriptions/name`). */
+export type LocalDataGrant =
+    | { role: 'Key Vault Secrets Officer' | 'Key Vault Crypto Officer'; scope: 'own-vault' }
+    | { role: 'Azure Service Bus Data Owner' | 'Azure Service Bus Data Sender' | 'Azure Service Bus Data Receiver'; scope: 'service-bus'; entity?: string };
 
 export interface AppRegistration {
     audience: string;

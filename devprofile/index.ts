@@ -7,6 +7,7 @@ import { CosmosClient } from '@azure/cosmos';
 import type { DevhostProfile } from '../devhost/profile';
 import { EVM_VERSION } from '../contracts/evm';
 import { APP_ROLES } from '../shared/auth/appRoles';
+import { dataGrants } from '../shared/deployment/dataRoles';
 import { memberResourceNames } from '../shared/deployment/resourceNames';
 import { CosmosDirectory } from '../shared/directory/cosmosDirectory';
 import { ensureDatabase } from '../shared/documents/containers';
@@ -36,6 +37,11 @@ export const profile: DevhostProfile = {
             FLEXCHANGE_NODES: JSON.stringify([{ nodeId: node.nodeId, rpcUrl: node.rpcUrl, enode: node.enode }]),
             FLEXCHANGE_LEDGER_RPC_URLS: `${node.rpcUrl},${ledgerUrl}`,
         };
+    },
+
+    // The deployment's table (shared/deployment/dataRoles.ts), which the templates assign in Azure.
+    dataRoles({ role, orgId }) {
+        return isCore(role) ? dataGrants({ role: 'core' }) : orgId ? dataGrants({ role: 'member', orgId }) : [];
     },
 
     async instanceStarted(instance, world) {

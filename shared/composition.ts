@@ -19,7 +19,7 @@ import { ensureDatabase } from './documents/containers';
 import { busCheck, cosmosCheck, ledgerCheck, notConfigured, storageCheck, vaultCheck } from './health/checks';
 import { checkHealth, HealthCheck, HealthMonitor } from './health/health';
 import { processCheck } from './health/processCheck';
-import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
+import { memberSubscriptionName, serviceBusAdministrationClient, ServiceBusMemberSubscriptions, type MemberSubscriptions } from './events/memberSubscriptions';
 import { buildChainGateway, type ChainGateway } from './chain/gateway';
 import { ContractAdmin } from './chain/contractAdmin';
 import { CallBatcher, type BatchDoc } from './chain/batcher';
@@ -132,6 +132,8 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         ? new AcsMailSender(settings.FLEXCHANGE_ACS_CONNECTION_STRING, settings.FLEXCHANGE_MAIL_FROM)
         : new SmtpMailSender(settings.FLEXCHANGE_SMTP_URL!, settings.FLEXCHANGE_MAIL_FROM);
 
+    // A member's identity may only receive from its own subscription (shared/deployment/dataRoles.ts): that is what its check uses.
+    const busEntity = settings.FLEXCHANGE_ROLE === 'member' && settings.FLEXCHANGE_ORG_ID ? { topic: EVENTS_TOPIC, subscription: memberSubscriptionName(settings.FLEXCHANGE_ORG_ID) } : { topic: EVENTS_TOPIC };
     const checks: HealthCheck[] = [
         processCheck,
         ledgerCheck(settings.FLEXCHANGE_LEDGER_RPC_URLS),
@@ -139,9 +141,9 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         storageCheck(blobService),
         vaultCheck(secrets.client),
         settings.FLEXCHANGE_SERVICEBUS_CONNECTION
-            ? busCheck(settings.FLEXCHANGE_SERVICEBUS_CONNECTION, EVENTS_TOPIC)
+            ? busCheck(settings.FLEXCHANGE_SERVICEBUS_CONNECTION, busEntity)
             : settings.FLEXCHANGE_SERVICEBUS_NAMESPACE
-              ? busCheck({ namespace: settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential }, EVENTS_TOPIC)
+              ? busCheck({ namespace: settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential }, busEntity)
               : notConfigured('bus', 'neither FLEXCHANGE_SERVICEBUS_CONNECTION nor FLEXCHANGE_SERVICEBUS_NAMESPACE is set'),
     ];
     const database = cosmos.database(settings.COSMOS_DATABASE);

@@ -1,9 +1,9 @@
 import { parseXML, stringifyXML } from '@azure/core-xml';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { entityPath, rightsOf, SERVICE_BUS_AUDIENCES, type BusAccessPolicy } from './access';
 import { EntityError, type LocalServiceBus } from './broker';
 import type { QueueConfig, ResolvedQueue, ResolvedSubscription, ResolvedTopic, SubscriptionConfig, TopicConfig } from './entities';
 import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './filters';
@@ -19,15 +19,19 @@ import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './filte
  *
  * Two ways in:
  * - https on the broker's own port, which is where the SDK goes from a
- *   connection string (`https://<endpoint host:port>`): the broker hands TLS
- *   connections over (LocalServiceBus.serveTls); the certificate is the
- *   devhost's local CA's (devhost/services/devCertificate.ts), so a client
- *   trusts `.flexchange/servicebus/tls/ca.pem` (NODE_EXTRA_CA_CERTS);
- * - plain HTTP on its own loopback port, which the app's adapter uses by
- *   rewriting the SDK's origin for the devhost only
- *   (shared/events/memberSubscriptions.ts), so the app needs no CA.
- * Requests must carry a SharedAccessSignature (as the SDK sends from a
- * connection string); as on AMQP, the key is not checked.
+ *   connection string or a namespace (`https://<endpoint host:port>`): the
+ *   broker ends TLS and hands the HTTP inside over (LocalServiceBus.serveTls,
+ *   accept); the certificate is the devhost's local CA's
+ *   (devhost/services/devCertificate.ts), so a client trusts
+ *   `.flexchange/servicebus/tls/ca.pem` (NODE_EXTRA_CA_CERTS; the devhost's
+ *   app workers trust it for their thread);
+ * - plain HTTP on its own loopback port, for tools and the app's adapter when
+ *   it is given FLEXCHANGE_SERVICEBUS_ADMIN_URL
+ *   (shared/events/memberSubscriptions.ts).
+ * Requests carry a SharedAccessSignature (from a connection string: every
+ * right, the key is not checked, as on AMQP) or, with an access policy, an
+ * Entra ID bearer token whose principal needs the Manage right (Data Owner) on
+ * the entity or the namespace, as in Azure (401 / 403 otherwise).
  */
 
 const ATOM_NS = 'http://www.w3.org/2005/Atom';
@@ -48,15 +52,17 @@ export class ServiceBusAdminServer {
     readonly #log: Logger;
     readonly #created = new Map<string, string>();
     readonly #updated = new Map<string, string>();
-    #https?: HttpsServer;
     readonly #startedAt = new Date().toISOString();
     readonly #sockets = new Set<Socket>();
     #server?: Server;
     #port = 0;
 
-    constructor(bus: LocalServiceBus, logger: Logger) {
+    readonly #access?: BusAccessPolicy;
+
+    constructor(bus: LocalServiceBus, logger: Logger, access?: BusAccessPolicy) {
         this.#bus = bus;
         this.#log = logger;
+        this.#access = access;
     }
 
     get port(): number {
@@ -69,11 +75,8 @@ export class ServiceBusAdminServer {
         return `http://127.0.0.1:${this.port}`;
     }
 
-    /**
-     * Starts the plain-HTTP endpoint on `port` and, given a certificate, makes the API ready for TLS connections
-     * handed over by the broker (acceptTls): the https://<broker host:port> the SDK derives from a connection string.
-     */
-    async start(port: number, tls?: { cert: string; key: string }): Promise<void> {
+    /** Starts the plain-HTTP endpoint on `port`; the broker hands over the HTTP it gets over TLS with accept. */
+    async start(port: number): Promise<void> {
         const handle = (req: IncomingMessage, res: ServerResponse) => {
             this.#handle(req, res).catch((err: unknown) => {
                 this.#log.error({ err }, 'service bus admin: request failed');
@@ -82,10 +85,6 @@ export class ServiceBusAdminServer {
             });
         };
         const server = createServer(handle);
-        if (tls) {
-            this.#https = createHttpsServer({ cert: tls.cert, key: tls.key }, handle);
-            this.#https.on('tlsClientError', (err) => this.#log.debug({ err }, 'service bus admin: TLS handshake failed'));
-        }
         server.on('connection', (s: Socket) => {
             this.#sockets.add(s);
             s.once('close', () => this.#sockets.delete(s));
@@ -99,21 +98,36 @@ export class ServiceBusAdminServer {
         this.#log.info({ port: this.#port }, 'service bus admin: listening');
     }
 
-    /** A TLS connection the broker took on its port (see LocalServiceBus.serveTls). */
-    acceptTls(stream: Duplex): void {
-        if (!this.#https) {
+    /** HTTP the broker took over TLS on its port, decrypted (see LocalServiceBus.serveTls). */
+    accept(stream: Duplex): void {
+        if (!this.#server) {
             stream.destroy();
             return;
         }
-        this.#https.emit('connection', stream);
+        this.#server.emit('connection', stream);
+    }
+
+    /** A SharedAccessSignature (a connection string), or with an access policy a bearer token with Manage on what `path` names. */
+    async #authorize(auth: string, path: string): Promise<{ status: 401 | 403; message: string } | undefined> {
+        if (/^SharedAccessSignature\s/i.test(auth)) return undefined;
+        const bearer = /^Bearer\s+(\S+)$/i.exec(auth)?.[1];
+        const access = this.#access;
+        if (!bearer || !access) {
+            return { status: 401, message: access ? 'A SharedAccessSignature or a bearer token for https://servicebus.azure.net is required.' : 'A SharedAccessSignature authorization header is required (use a connection string).' };
+        }
+        const principal = await access.principal(bearer).catch(() => undefined);
+        if (!principal) return { status: 401, message: `The bearer token is not the local issuer's, is expired, or is not for ${SERVICE_BUS_AUDIENCES[0]}.` };
+        // The entity a path names: `$namespaceinfo` and `$Resources/...` the namespace, `<topic>/Subscriptions/<s>/Rules/<r>` its subscription.
+        const entity = path.startsWith('$') ? '' : entityPath(path.replace(/\/Rules(\/.*)?$/i, ''));
+        if (rightsOf(access.grants(principal.oid), entity).has('Manage')) return undefined;
+        this.#log.warn({ oid: principal.oid, entity }, 'service bus admin: Manage right missing (403)');
+        return { status: 403, message: `Unauthorized access. 'Manage' claim(s) are required to perform this operation. Resource: '${entity || 'namespace'}'.` };
     }
 
     async stop(): Promise<void> {
         const server = this.#server;
         if (!server) return;
         this.#server = undefined;
-        this.#https?.close();
-        this.#https = undefined;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const s of this.#sockets) s.destroy();
         await closed;
@@ -121,11 +135,9 @@ export class ServiceBusAdminServer {
 
     async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
         const url = new URL(req.url ?? '/', 'http://localhost');
-        const auth = req.headers.authorization ?? '';
-        if (!/^SharedAccessSignature\s/i.test(auth)) {
-            return this.#error(res, 401, 'UnauthorizedRequestError', 'A SharedAccessSignature authorization header is required (use a connection string).');
-        }
         const path = decodeURIComponent(url.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
+        const refused = await this.#authorize(req.headers.authorization ?? '', path);
+        if (refused) return this.#error(res, refused.status, 'UnauthorizedRequestError', refused.message);
         const method = req.method ?? 'GET';
         const skip = Math.max(0, Number(url.searchParams.get('$skip') ?? 0) || 0);
         const top = Math.max(1, Number(url.searchParams.get('$top') ?? 100) || 100);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../files';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { Duplex } from 'node:stream';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -9,6 +10,7 @@ import { create_container, message as rheaMessageUtil, string_to_uuid, uuid_to_s
 import { dotnetGuidBytes, encodeMessage, inspectMessage, messageForDelivery, messageIdKey, messagesOfTransfer, replaceApplicationProperties, types, withApplicationProperties, withMessageId, type ArrivingMessage, type Typed } from './codec';
 import { resolveEntities, resolveQueue, resolveSubscription, resolveTopicSettings, RULE_NAME_RE, type EntitiesConfig, type QueueConfig, type ResolvedQueue, type ResolvedSubscription, type ResolvedTopic, type SubscriptionConfig, type TopicConfig } from './entities';
 import { compileRuleWithAction, normalizeRule, toStorable, type RuleConfig } from './filters';
+import { ConnectionClaims, entityPath, managementRight, type BusAccessPolicy, type BusRight } from './access';
 
 export type { EntitiesConfig, QueueConfig, TopicConfig, SubscriptionConfig } from './entities';
 export type { RuleConfig, CorrelationFilterConfig } from './filters';
@@ -21,8 +23,14 @@ export type { RuleConfig, CorrelationFilterConfig } from './filters';
  * shared/DEVHOST.md ("Service Bus") for what the SDK expects from a broker.
  *
  * What it keeps faithful because application code depends on it:
- * - claims-based security: every `put-token` on `$cbs` is accepted (202); no
- *   key is checked, so any SharedAccessKey works;
+ * - claims-based security (`$cbs` `put-token`): without an access policy every
+ *   token is accepted; with one (see access.ts) a JWT must be the local
+ *   issuer's for Service Bus, and every link and `$management` operation needs
+ *   the Send / Listen / Manage right its principal's roles give on the entity
+ *   (`amqp:unauthorized-access` otherwise); SAS tokens (connection strings)
+ *   have every right and their key is not checked;
+ * - AMQP over TLS on the same port (what a client built from a namespace and a
+ *   credential uses: `amqps`), once serveTls gave the broker a certificate;
  * - queues, topics with subscriptions and rules (correlation filters and a SQL
  *   subset, see filters.ts), and every entity's `$DeadLetterQueue`;
  * - peek-lock with settle-second (complete, abandon, defer, dead-letter, lock
@@ -69,6 +77,8 @@ export interface LocalServiceBusOptions {
     dir: string;
     entities: EntitiesConfig;
     logger: Logger;
+    /** Checks tokens and rights (see access.ts); without it every client may do everything. */
+    access?: BusAccessPolicy;
 }
 
 // Azure's limit for a message on the Standard tier (and the emulator's); the SDK sizes batches by it.
@@ -357,11 +367,14 @@ export class LocalServiceBus {
     #timer?: NodeJS.Timeout;
     #ticks = 0;
     #port = 0;
-    #https?: (stream: Duplex) => void;
+    #tls?: { context: SecureContext; http: (stream: Duplex) => void };
+    readonly #access?: BusAccessPolicy;
+    readonly #claims = new WeakMap<Connection, ConnectionClaims>();
 
-    constructor(opts: { dir: string; entities: EntitiesConfig; logger: Logger }) {
+    constructor(opts: LocalServiceBusOptions) {
         this.#dir = opts.dir;
         this.#log = opts.logger;
+        this.#access = opts.access;
         this.#changesFile = path.join(this.#dir, CHANGES_FILE);
         this.#changes = readChanges(this.#changesFile);
         // Checked here so that a bad declaration fails at construction, before anything listens.
@@ -389,11 +402,12 @@ export class LocalServiceBus {
     }
 
     /**
-     * Serves TLS connections on the broker's port (the administration API, see admin.ts): each is handed over
-     * as a stream that replays its first bytes. Without this, a TLS connection is closed.
+     * Serves TLS on the broker's port with this certificate: AMQP over TLS (amqps) is the broker's own, any other
+     * protocol in it (the administration API's HTTP, see admin.ts) goes to `http` as the decrypted stream. Without
+     * this, a TLS connection is closed.
      */
-    serveTls(accept: (stream: Duplex) => void): void {
-        this.#https = accept;
+    serveTls(certificate: { cert: string; key: string }, http: (stream: Duplex) => void): void {
+        this.#tls = { context: createSecureContext({ cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' }), http };
     }
 
     /** The port the broker listens on (after start). */
@@ -441,15 +455,26 @@ export class LocalServiceBus {
             this.#sockets.add(socket);
             socket.once('close', () => this.#sockets.delete(socket));
             socket.once('error', () => socket.destroy());
+            const amqp = (s: Socket, first: Buffer) => {
+                s.pause();
+                s.unshift(first);
+                for (const accept of acceptAmqp) accept.call(server, s);
+                s.resume();
+            };
             socket.once('data', (first: Buffer) => {
-                if (first[0] === TLS_HANDSHAKE) {
-                    if (this.#https) return this.#https(replayed(socket, first));
-                    return socket.destroy();
-                }
-                socket.pause();
-                socket.unshift(first);
-                for (const accept of acceptAmqp) accept.call(server, socket);
-                socket.resume();
+                if (first[0] !== TLS_HANDSHAKE) return amqp(socket, first);
+                const tls = this.#tls;
+                if (!tls) return socket.destroy();
+                // Inside TLS, the first bytes tell AMQP ('AMQP' protocol header) from HTTP again.
+                const secure = new TLSSocket(replayed(socket, first) as unknown as Socket, { isServer: true, secureContext: tls.context });
+                secure.once('error', (err) => {
+                    this.#log.debug({ err: { message: err.message } }, 'service bus: TLS connection failed');
+                    secure.destroy();
+                });
+                secure.once('data', (plain: Buffer) => {
+                    if (plain.subarray(0, 4).toString('latin1') === 'AMQP') return amqp(secure, plain);
+                    tls.http(replayed(secure, plain));
+                });
             });
         });
         this.#container = container;
@@ -888,6 +913,8 @@ export class LocalServiceBus {
         link.set_target({ address: link.target?.address });
         if (node instanceof BrokerError) return link.close({ condition: node.condition, description: node.message });
         if (node.kind === 'cbs' || node.kind === 'management') return;
+        const refused = this.#refuse(link.connection, address!, 'Listen');
+        if (refused) return link.close({ condition: refused.condition, description: refused.message });
         let store: Store;
         if (node.kind === 'receive') store = node.store;
         else if (node.entity.kind === 'queue') store = node.entity.store;
@@ -1030,6 +1057,8 @@ export class LocalServiceBus {
         link.set_source({ address: link.source?.address });
         if (node instanceof BrokerError) return link.close({ condition: node.condition, description: node.message });
         if (node.kind === 'receive') return link.close({ condition: 'amqp:not-allowed', description: `Cannot send to '${address}'; send to a queue or a topic` });
+        const refused = node.kind === 'send' ? this.#refuse(link.connection, address!, 'Send') : undefined;
+        if (refused) return link.close({ condition: refused.condition, description: refused.message });
         (link as unknown as LinkInternals).local.attach.max_message_size = MAX_MESSAGE_BYTES;
         this.#receivers.set(link, node);
     }
@@ -1396,7 +1425,7 @@ export class LocalServiceBus {
             delivery.reject({ condition: 'amqp:not-found', description: 'The link is not attached to an entity' });
             return;
         }
-        if (node.kind === 'cbs') return this.#onCbs(ctx.connection, ctx.message!, delivery);
+        if (node.kind === 'cbs') return void this.#onCbs(ctx.connection, ctx.message!, delivery);
         if (node.kind === 'management') return void this.#onManagement(ctx.connection, node, ctx.message!, delivery);
         if (node.kind !== 'send') return;
         const format = (ctx as unknown as { format?: number }).format ?? 0;
@@ -1451,14 +1480,42 @@ export class LocalServiceBus {
         (d as unknown as DeliveryInternals).settled = true;
     }
 
-    #onCbs(connection: Connection, request: Message, delivery: Delivery): void {
+    async #onCbs(connection: Connection, request: Message, delivery: Delivery): Promise<void> {
         delivery.accept();
         const props = (request.application_properties ?? {}) as Record<string, unknown>;
         if (props.operation !== 'put-token') {
             return this.#reply(connection, request, { 'status-code': 400, 'status-description': `Unsupported $cbs operation ${String(props.operation)}` });
         }
-        // Every token is accepted: the local broker does not check keys.
+        const access = this.#access;
+        // Without an access policy every token is accepted: the broker checks nothing.
+        if (!access) return this.#reply(connection, request, { 'status-code': 202, 'status-description': 'Accepted' });
+        const audience = typeof props.name === 'string' ? props.name : '';
+        const token = typeof request.body === 'string' ? request.body : '';
+        let claims = this.#claims.get(connection);
+        if (!claims) this.#claims.set(connection, (claims = new ConnectionClaims()));
+        if (props.type === 'servicebus.windows.net:sastoken') {
+            // A connection string's key: the devhost's plumbing. The key is not checked; it has every right.
+            const expiry = Number(/[?&]se=(\d+)/.exec(token)?.[1]);
+            claims.put(audience, { expiresAt: Number.isFinite(expiry) ? expiry * 1000 : Date.now() + 3_600_000 });
+            return this.#reply(connection, request, { 'status-code': 202, 'status-description': 'Accepted' });
+        }
+        const principal = props.type === 'jwt' && token ? await access.principal(token).catch(() => undefined) : undefined;
+        if (!principal) {
+            this.#log.warn({ audience, type: props.type }, 'service bus: token refused on $cbs');
+            return this.#reply(connection, request, { 'status-code': 401, 'status-description': 'InvalidSignature: The token is not the local issuer\'s, is expired, or is not for https://servicebus.azure.net.' });
+        }
+        claims.put(audience, { oid: principal.oid, expiresAt: principal.expiresAt });
         this.#reply(connection, request, { 'status-code': 202, 'status-description': 'Accepted' });
+    }
+
+    /** With an access policy: the error a client gets for lacking `right` on the entity at `address`, if it does. */
+    #refuse(connection: Connection, address: string, right: BusRight): BrokerError | undefined {
+        const access = this.#access;
+        if (!access) return undefined;
+        const path = entityPath(address);
+        if (this.#claims.get(connection)?.rights(path, access).has(right)) return undefined;
+        this.#log.warn({ entity: path, right, principals: this.#claims.get(connection)?.principals() ?? [] }, 'service bus: access refused');
+        return new BrokerError('amqp:unauthorized-access', `Unauthorized access. '${right}' claim(s) are required to perform this operation. Resource: 'sb://127.0.0.1:${this.#port}/${path}'.`, 401);
     }
 
     async #onManagement(connection: Connection, node: Extract<Node, { kind: 'management' }>, request: Message, delivery: Delivery): Promise<void> {
@@ -1467,6 +1524,8 @@ export class LocalServiceBus {
         const operation = String(props.operation ?? '');
         const body = (request.body ?? {}) as Record<string, unknown>;
         try {
+            const refused = this.#refuse(connection, node.path, managementRight(operation));
+            if (refused) throw refused;
             const { status, body: out } = await this.#management(node, operation, body, props['associated-link-name']);
             this.#reply(connection, request, { statusCode: status, statusDescription: status === 204 ? 'No Content' : 'OK' }, out);
         } catch (err) {

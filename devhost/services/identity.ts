@@ -114,20 +114,30 @@ export class LocalIdentity {
     }
 
     /** True when `token` was signed by this issuer, is unexpired and is meant for `audience`. */
-    async verify(token: string, audience: string): Promise<boolean> {
+    async verify(token: string, audience: string | string[]): Promise<boolean> {
+        return (await this.claimsOf(token, audience)) !== undefined;
+    }
+
+    /** The claims of `token` when this issuer signed it, it is unexpired and meant for (one of) `audience`; else undefined. */
+    async claimsOf(token: string, audience: string | string[]): Promise<Record<string, unknown> | undefined> {
         const server = this.#server;
-        if (!server) return false;
+        if (!server) return undefined;
         const decoded = jwt.decode(token, { complete: true });
         const kid = decoded && typeof decoded === 'object' ? decoded.header.kid : undefined;
         const jwk = server.issuer.keys.toJSON(false).find((k) => (k as { kid?: string }).kid === kid);
-        if (!jwk) return false;
+        if (!jwk) return undefined;
         try {
-            jwt.verify(token, createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }), { algorithms: ['RS256'], audience, issuer: this.url });
-            return true;
+            const claims = jwt.verify(token, createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }), { algorithms: ['RS256'], audience: Array.isArray(audience) ? (audience as [string, ...string[]]) : audience, issuer: this.url });
+            return typeof claims === 'object' ? (claims as Record<string, unknown>) : undefined;
         } catch (err) {
             this.#log.debug({ err: { message: (err as Error).message } }, 'identity: token rejected');
-            return false;
+            return undefined;
         }
+    }
+
+    /** The object id of an app identity's tokens (its service principal), by client id. */
+    principalOf(clientId: string): string {
+        return stableId(`app:${clientId}`);
     }
 
     /** Mints a token for `POST /dev/token` and `npm run token`, and records the principal in the local directory seed. */

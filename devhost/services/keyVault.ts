@@ -79,10 +79,28 @@ export interface LocalKeyVaultOptions {
     masterKey: Buffer;
     /** Tenant named in the bearer challenge (`https://login.microsoftonline.com/<tenantId>`). */
     tenantId: string;
-    /** Decides whether a bearer token is accepted; without it every bearer token is. */
-    verifyToken?: (bearer: string) => Promise<boolean>;
+    /**
+     * Decides whether a bearer token is accepted: the caller it names (Entra ID's `oid`, and `azp` / `appid`),
+     * or undefined to refuse it with 401. Without it every bearer token is accepted, for everything.
+     */
+    verifyToken?: (bearer: string) => Promise<VaultCaller | undefined>;
+    /**
+     * Azure RBAC on this vault: the data roles a caller holds here. Without a role that covers the request
+     * the caller gets 403 `ForbiddenByRbac`, as from Key Vault. Without it every accepted caller may do anything.
+     */
+    rolesOf?: (caller: VaultCaller) => readonly VaultDataRole[];
     logger: Logger;
 }
+
+/** Who a bearer token names. */
+export interface VaultCaller {
+    oid: string;
+    appId?: string;
+}
+
+/** The Key Vault data roles the stand-in knows: each covers every operation on its half of the vault. */
+export type VaultDataRole = 'Key Vault Secrets Officer' | 'Key Vault Crypto Officer';
+const ROLE_FOR: Record<'secrets' | 'keys', VaultDataRole> = { secrets: 'Key Vault Secrets Officer', keys: 'Key Vault Crypto Officer' };
 
 const RESOURCE = 'https://vault.azure.net';
 const RECOVERY_LEVEL = 'Recoverable+Purgeable';
@@ -522,7 +540,8 @@ export class LocalKeyVault {
     readonly #file: string;
     readonly #masterKey: Buffer;
     readonly #tenantId: string;
-    readonly #verifyToken?: (bearer: string) => Promise<boolean>;
+    readonly #verifyToken?: (bearer: string) => Promise<VaultCaller | undefined>;
+    readonly #rolesOf?: (caller: VaultCaller) => readonly VaultDataRole[];
     readonly #log: Logger;
     #server?: http.Server;
     #port = 0;
@@ -546,6 +565,7 @@ export class LocalKeyVault {
         this.#masterKey = Buffer.from(opts.masterKey);
         this.#tenantId = opts.tenantId;
         this.#verifyToken = opts.verifyToken;
+        this.#rolesOf = opts.rolesOf;
         this.#log = opts.logger.child({ keyVault: opts.name });
     }
 
@@ -704,7 +724,8 @@ export class LocalKeyVault {
             const clientRequestId = req.headers['x-ms-client-request-id'];
             if (typeof clientRequestId === 'string') res.setHeader('x-ms-client-request-id', clientRequestId);
             // Authentication comes first: the SDK's first request is deliberately bodiless and without a token, to learn the challenge.
-            await this.#authenticate(req);
+            const caller = await this.#authenticate(req);
+            this.#authorize(caller, req.method ?? 'GET', url.pathname);
             const body = await readBody(req);
             const apiVersion = url.searchParams.get('api-version');
             if (!apiVersion) throw badParameter("The 'api-version' query parameter is missing");
@@ -737,21 +758,39 @@ export class LocalKeyVault {
         return `Bearer authorization="https://login.microsoftonline.com/${this.#tenantId}", resource="${RESOURCE}"`;
     }
 
-    async #authenticate(req: http.IncomingMessage): Promise<void> {
+    async #authenticate(req: http.IncomingMessage): Promise<VaultCaller | undefined> {
         const header = req.headers.authorization;
         const bearer = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
         if (!bearer) throw new VaultError(401, 'Unauthorized', 'AKV10000: Request is missing a Bearer or PoP token.');
-        if (!this.#verifyToken) return;
-        let accepted = false;
+        if (!this.#verifyToken) return undefined;
+        let caller: VaultCaller | undefined;
         try {
-            accepted = await this.#verifyToken(bearer);
+            caller = await this.#verifyToken(bearer);
         } catch (err) {
             this.#log.warn({ err: { message: (err as Error).message } }, 'key vault: token verifier failed; rejecting the token');
         }
-        if (!accepted) {
+        if (!caller) {
             this.#log.warn({ method: req.method, path: req.url?.split('?')[0] }, 'key vault: bearer token rejected');
             throw new VaultError(401, 'Unauthorized', 'AKV10022: The access token was rejected (invalid signature, issuer, audience or lifetime).');
         }
+        return caller;
+    }
+
+    /** Azure RBAC: the caller needs the officer role of the half of the vault (secrets or keys) the request is for. */
+    #authorize(caller: VaultCaller | undefined, method: string, pathname: string): void {
+        if (!caller || !this.#rolesOf) return;
+        const collection = pathname.split('/')[1] ?? '';
+        const half = /secrets$/.test(collection) ? 'secrets' : /keys$/.test(collection) ? 'keys' : undefined;
+        if (!half) return;
+        const role = ROLE_FOR[half];
+        if (this.#rolesOf(caller).includes(role)) return;
+        this.#log.warn({ oid: caller.oid, appId: caller.appId, method, path: pathname, needs: role }, 'key vault: caller has no role for this request (403)');
+        throw new VaultError(
+            403,
+            'Forbidden',
+            `Caller is not authorized to perform action on resource.\r\nCaller: appid=${caller.appId ?? ''};oid=${caller.oid}\r\nAction: '${method} /${collection}' needs the role '${role}'\r\nResource: 'vault ${this.name}'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\nVault: ${this.name}\r\n`,
+            'ForbiddenByRbac',
+        );
     }
 
     async #route(seg: string[], ctx: Ctx): Promise<Reply> {

@@ -3,6 +3,8 @@
  * gives each its own `process.env` (settings) and its own module registry, so the
  * core and several members run side by side in one devhost process.
  */
+import { readFileSync } from 'node:fs';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createLogger } from '../log';
 import { AppHost } from './appHost';
@@ -22,6 +24,11 @@ export type AppWorkerMessage =
     | { type: 'counts'; counts: AppCounts };
 
 const data = workerData as AppWorkerData;
+// Node reads NODE_EXTRA_CA_CERTS once, when the process starts; an instance given one (the devhost's local CA,
+// for the Service Bus's TLS) trusts it in its own thread, as a process started with it would. Nothing else changes.
+if (process.env.NODE_EXTRA_CA_CERTS) {
+    setDefaultCACertificates([...getCACertificates('default'), readFileSync(process.env.NODE_EXTRA_CA_CERTS, 'utf8')]);
+}
 startCounting();
 const logger = createLogger({ app: data.name });
 const host = new AppHost({ name: data.name, port: data.port, stateDir: data.stateDir, logger });

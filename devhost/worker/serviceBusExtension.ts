@@ -1,3 +1,4 @@
+import { DefaultAzureCredential, ManagedIdentityCredential } from '@azure/identity';
 import { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver, ServiceBusSender } from '@azure/service-bus';
 import type { RpcTypedData } from './coreTypes';
 import type { AppContext, BindingExtension } from './extension';
@@ -63,14 +64,29 @@ export class ServiceBusExtension implements BindingExtension {
         this.#app = app;
     }
 
+    /**
+     * The client for a binding's connection, as the Functions host resolves it: the setting itself (or
+     * `<name>__connectionString`) is a connection string; `<name>__fullyQualifiedNamespace` is an identity-based
+     * connection, with the app's managed identity (`<name>__credential: managedidentity`, `<name>__clientId`) or
+     * else DefaultAzureCredential, over TLS as in Azure.
+     */
     #client(connectionSetting: string | undefined): ServiceBusClient {
         const name = connectionSetting ? this.#app.resolve(connectionSetting) : DEFAULT_CONNECTION;
-        const connectionString = this.#app.settings[name] ?? this.#app.settings[`${name}__connectionString`];
-        if (!connectionString) throw new Error(`Service Bus connection setting "${name}" is not set`);
-        let client = this.#clients.get(connectionString);
+        const settings = this.#app.settings;
+        const connectionString = settings[name] ?? settings[`${name}__connectionString`];
+        const namespace = settings[`${name}__fullyQualifiedNamespace`];
+        if (!connectionString && !namespace) throw new Error(`Service Bus connection setting "${name}" is not set (nor ${name}__fullyQualifiedNamespace)`);
+        const key = connectionString ?? `namespace:${namespace}`;
+        let client = this.#clients.get(key);
         if (!client) {
-            client = new ServiceBusClient(connectionString);
-            this.#clients.set(connectionString, client);
+            if (connectionString) {
+                client = new ServiceBusClient(connectionString);
+            } else {
+                const clientId = settings[`${name}__clientId`];
+                const credential = settings[`${name}__credential`]?.toLowerCase() === 'managedidentity' ? new ManagedIdentityCredential(clientId ? { clientId } : undefined) : new DefaultAzureCredential(clientId ? { managedIdentityClientId: clientId } : undefined);
+                client = new ServiceBusClient(namespace!, credential);
+            }
+            this.#clients.set(key, client);
         }
         return client;
     }

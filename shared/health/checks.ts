@@ -52,7 +52,12 @@ export const vaultCheck = (client: SecretClient): HealthCheck => answersCheck('v
  * The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists), with the
  * connection string (the devhost) or at the namespace with the app's identity (Azure).
  */
-export function busCheck(connection: string | { namespace: string; credential: TokenCredential }, topic: string): HealthCheck {
+/**
+ * The bus, as this deployment uses it: the core sends to the events topic (a batch is made, nothing is sent);
+ * a member receives from its own subscription (one message is peeked, none is taken), which is all its
+ * identity may do there.
+ */
+export function busCheck(connection: string | { namespace: string; credential: TokenCredential }, entity: { topic: string; subscription?: string }): HealthCheck {
     return {
         name: 'bus',
         async check() {
@@ -60,10 +65,16 @@ export function busCheck(connection: string | { namespace: string; credential: T
             const options = { retryOptions: { maxRetries: 0, timeoutInMs: 1500 } };
             const client = typeof connection === 'string' ? new ServiceBusClient(connection, options) : new ServiceBusClient(connection.namespace, connection.credential, options);
             try {
-                const sender = client.createSender(topic);
+                if (entity.subscription) {
+                    const receiver = client.createReceiver(entity.topic, entity.subscription);
+                    await receiver.peekMessages(1);
+                    await receiver.close();
+                    return { status: 'up', topic: entity.topic, subscription: entity.subscription };
+                }
+                const sender = client.createSender(entity.topic);
                 await sender.createMessageBatch();
                 await sender.close();
-                return { status: 'up', topic };
+                return { status: 'up', topic: entity.topic };
             } catch (err) {
                 return { status: 'down', detail: (err as { code?: string }).code ?? 'unreachable' };
             } finally {

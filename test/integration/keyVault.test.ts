@@ -5,7 +5,7 @@ import { CryptographyClient, KeyClient, type KeyVaultKey } from '@azure/keyvault
 import { parseKeyVaultSecretIdentifier, SecretClient } from '@azure/keyvault-secrets';
 import { ethers } from 'ethers';
 import pino from 'pino';
-import { LocalKeyVault } from '../../devhost/services/keyVault';
+import { LocalKeyVault, type LocalKeyVaultOptions } from '../../devhost/services/keyVault';
 import { removeDir, tempDir } from '../harness/devhost';
 
 const TENANT = '11111111-2222-3333-4444-555555555555';
@@ -42,8 +42,8 @@ async function failure(fn: () => Promise<unknown>): Promise<RestFailure> {
 const b64u = (b: Uint8Array) => Buffer.from(b).toString('base64url');
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
-function startVault(dir: string, masterKey: Buffer, extra: { verifyToken?: (t: string) => Promise<boolean>; name?: string } = {}) {
-    return new LocalKeyVault({ name: extra.name ?? 'flexchange-dev', dir, masterKey, tenantId: TENANT, verifyToken: extra.verifyToken, logger });
+function startVault(dir: string, masterKey: Buffer, extra: Pick<LocalKeyVaultOptions, 'verifyToken' | 'rolesOf'> & { name?: string } = {}) {
+    return new LocalKeyVault({ name: extra.name ?? 'flexchange-dev', dir, masterKey, tenantId: TENANT, verifyToken: extra.verifyToken, rolesOf: extra.rolesOf, logger });
 }
 
 /** The address ethers derives from a Key Vault P-256K public JWK (0x04 || x || y). */
@@ -553,6 +553,47 @@ describe('LocalKeyVault with the real Key Vault SDKs', () => {
         });
     });
 
+    describe('Azure RBAC', () => {
+        it('gives 403 ForbiddenByRbac to a caller without the role for secrets or keys, and changes nothing', async () => {
+            const vDir = tempDir('flexchange-kv-rbac-');
+            const roles: Record<string, ('Key Vault Secrets Officer' | 'Key Vault Crypto Officer')[]> = {
+                owner: ['Key Vault Secrets Officer', 'Key Vault Crypto Officer'],
+                secretsOnly: ['Key Vault Secrets Officer'],
+            };
+            const vault = startVault(vDir, randomBytes(32), {
+                name: 'rbac-vault',
+                verifyToken: async (token) => ({ oid: token, appId: `app-${token}` }),
+                rolesOf: (caller) => roles[caller.oid] ?? [],
+            });
+            await vault.start(0);
+            try {
+                const as = (oid: string) => new SecretClient(vault.url, new FixedTokenCredential(oid), CLIENT_OPTIONS);
+                await as('owner').setSecret('kept', 'v1');
+                const stranger = await failure(() => as('stranger').getSecret('kept'));
+                expect(stranger.statusCode).toBe(403);
+                expect(stranger.code).toBe('Forbidden');
+                expect(stranger.message).toMatch(/oid=stranger.*Key Vault Secrets Officer/s);
+                expect((await failure(() => as('stranger').setSecret('kept', 'overwritten'))).statusCode).toBe(403);
+                // The raw answer: Key Vault's error shape with the inner code.
+                const raw = await fetch(`${vault.url}/secrets/kept?api-version=7.5`, { headers: { authorization: 'Bearer stranger' } });
+                expect(raw.status).toBe(403);
+                expect((await raw.json()).error.innererror.code).toBe('ForbiddenByRbac');
+                // A role covers its half of the vault only.
+                expect((await as('secretsOnly').getSecret('kept')).value).toBe('v1');
+                expect((await fetch(`${vault.url}/keys?api-version=7.5`, { headers: { authorization: 'Bearer secretsOnly' } })).status).toBe(403);
+                expect((await fetch(`${vault.url}/keys?api-version=7.5`, { headers: { authorization: 'Bearer owner' } })).status).toBe(200);
+                // Nothing the refused writes asked for happened.
+                const versions: string[] = [];
+                for await (const p of as('owner').listPropertiesOfSecretVersions('kept')) versions.push(p.version!);
+                expect(versions).toHaveLength(1);
+                expect((await as('owner').getSecret('kept')).value).toBe('v1');
+            } finally {
+                await vault.stop();
+                removeDir(vDir);
+            }
+        });
+    });
+
     describe('token verification', () => {
         it('gives 401 for a token the verifier rejects, and serves one it accepts', async () => {
             const vDir = tempDir('flexchange-kv-verify-');
@@ -561,7 +602,7 @@ describe('LocalKeyVault with the real Key Vault SDKs', () => {
                 name: 'guarded-vault',
                 verifyToken: async (token) => {
                     seen.push(token);
-                    return token === 'good-token';
+                    return token === 'good-token' ? { oid: 'good' } : undefined;
                 },
             });
             await guarded.start(0);

@@ -24,8 +24,8 @@ async function start(): Promise<void> {
     bus = new LocalServiceBus({ dir: path.join(dir, 'bus'), entities: ENTITIES, logger });
     await bus.start(0);
     admin = new ServiceBusAdminServer(bus, logger);
-    await admin.start(0, cert);
-    bus.serveTls((stream) => admin.acceptTls(stream));
+    await admin.start(0);
+    bus.serveTls(cert, (stream) => admin.accept(stream));
 }
 
 async function stop(): Promise<void> {

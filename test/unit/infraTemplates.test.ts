@@ -3,6 +3,7 @@ import path from 'node:path';
 import { loadSettings } from '../../shared/config';
 import { CONTAINERS } from '../../shared/documents/containers';
 import { CORE_TASK_HUB } from '../../shared/deployment/resourceNames';
+import { DATA_ROLE_IDS, dataGrants, type DataGrant } from '../../shared/deployment/dataRoles';
 
 /**
  * Static checks of the ARM templates in infra/ (no Azure, no network): structure,
@@ -442,6 +443,10 @@ describe.each(templateFiles)('template %s', (file) => {
         const grants = roleGrants(t);
         expect([...(grants.get('Microsoft.Storage/storageAccounts') ?? [])].sort()).toEqual([ROLE.storageBlobDataOwner, ROLE.storageQueueDataContributor, ROLE.storageTableDataContributor].sort());
         expect([...(grants.get('Microsoft.KeyVault/vaults') ?? [])].sort()).toEqual([ROLE.keyVaultSecretsOfficer, ROLE.keyVaultCryptoOfficer].sort());
+        // The table the devhost's vault checks callers against (shared/deployment/dataRoles.ts) grants exactly these, core and member alike.
+        const vaultIds = (g: DataGrant[]) => g.filter((x) => x.scope === 'own-vault').map((x) => DATA_ROLE_IDS[x.role]).sort();
+        expect(vaultIds(dataGrants({ role: 'core' }))).toEqual([...(grants.get('Microsoft.KeyVault/vaults') ?? [])].sort());
+        expect(vaultIds(dataGrants({ role: 'member', orgId: 'acme' }))).toEqual([...(grants.get('Microsoft.KeyVault/vaults') ?? [])].sort());
         // Monitoring with Entra auth, and mail with the identity.
         expect([...(grants.get('Microsoft.Insights/components') ?? [])]).toEqual([ROLE.monitoringMetricsPublisher]);
         expect([...(grants.get('Microsoft.Communication/communicationServices') ?? [])]).toEqual([ROLE.contributor]);
@@ -494,6 +499,8 @@ describe('core template', () => {
         expect(queue.properties).toMatchObject({ maxDeliveryCount: entities.queues[0].maxDeliveryCount, lockDuration: 'PT1M' });
         expect(entities.queues[0].lockDurationSeconds).toBe(60);
         expect([...(roleGrants(t).get('Microsoft.ServiceBus/namespaces') ?? [])]).toEqual([ROLE.serviceBusDataOwner]);
+        // ...which is the core's row of the table the devhost's broker checks (shared/deployment/dataRoles.ts).
+        expect(dataGrants({ role: 'core' }).filter((g) => g.scope === 'service-bus').map((g) => DATA_ROLE_IDS[g.role])).toEqual([ROLE.serviceBusDataOwner]);
         const settings = appSettings(t);
         expect(settings.get('FLEXCHANGE_SERVICEBUS_NAMESPACE')).toBe(settings.get('AzureWebJobsServiceBus__fullyQualifiedNamespace'));
         // Standard has no private endpoints (infra/README.md): Entra ID only (no SAS keys) is what restricts it.
