@@ -150,10 +150,12 @@ interface RedirectPolicy {
 
 /**
  * The administration client for the app's bus:
- * - in Azure, the namespace (`<name>.servicebus.windows.net`) with the app's managed identity;
+ * - the namespace (`<name>.servicebus.windows.net`; the devhost's `localhost:<port>`) with the
+ *   app's managed identity, as Azure and the devhost run the app;
  * - from a connection string with `UseDevelopmentEmulator=true` and an admin URL on loopback
- *   (the devhost's broker), the same client with its requests sent to that plain-HTTP endpoint.
- *   The SDK always builds https:// URLs; only this one client is redirected, and only to loopback.
+ *   (a local broker's plain-HTTP endpoint, for a process that does not trust the devhost's CA),
+ *   the same client with its requests sent there. The SDK always builds https:// URLs; only this
+ *   one client is redirected, and only to loopback.
  */
 export function serviceBusAdministrationClient(opts: { connectionString?: string; namespace?: string; adminUrl?: string; credential?: TokenCredential }): ServiceBusAdministrationClient {
     if (opts.adminUrl) {

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CATCH_ALL_FUNCTION } from '../../functions/notFound';
+import { EVENTS_TOPIC } from '../../shared/services';
+import { serviceBusAdministrationClient, ServiceBusMemberSubscriptions } from '../../shared/events/memberSubscriptions';
 import { removeDir, repoRoot, RunningDevhost, startDevhost } from '../harness/devhost';
 
 const ADMIN = 'Flexchange.Admin';
@@ -139,6 +141,9 @@ describe('authorization matrix', () => {
         const mint = async (body: Record<string, unknown>) =>
             (await (await fetch(`${host.consoleUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json()).access_token as string;
         await mint({ roles: [MEMBER], orgId: OWN, appOnly: true, name: 'flexchange-member-matrix' });
+        // ...and its Service Bus subscription, as onboarding makes it (its health check receives from it).
+        const services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()).services as Record<string, string>;
+        await new ServiceBusMemberSubscriptions(serviceBusAdministrationClient({ connectionString: services.busConnection, adminUrl: services.busAdmin }), EVENTS_TOPIC).ensure(OWN);
         for (const role of ROLES) {
             for (const appOnly of [false, true]) {
                 tokens.set(`${role}|${appOnly}`, await mint({ roles: [role], orgId: OWN, appOnly, ...(appOnly ? { name: `matrix-${role}` } : { email: `${role.toLowerCase()}@matrix.example` }) }));
