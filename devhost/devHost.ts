@@ -13,7 +13,8 @@ import { LocalIdentity } from './services/identity';
 import { LocalKeyVault, localVaultName, VAULT_NAME_RE } from './services/keyVault';
 import { ServiceBusAdminServer } from './servicebus/admin';
 import { EntitiesConfig, LocalServiceBus } from './servicebus/broker';
-import { devCertificate } from './services/devCertificate';
+import { devCertificate, type DevCertificate } from './services/devCertificate';
+import { CosmosIdentityFront } from './services/cosmosFront';
 import { resolveEntities } from './servicebus/entities';
 import playgroundEntities from './servicebus/playground.entities.json';
 import { MailSink } from './services/mailSink';
@@ -118,10 +119,12 @@ export class DevHost {
     readonly #nodes: LocalNodes;
     #bus?: LocalServiceBus;
     #busAdmin?: ServiceBusAdminServer;
-    /** The CA app workers trust for the broker's TLS (amqps and its administration API). */
-    #busCa?: string;
+    /** The local CA's certificate and the server's (the broker's TLS, the Cosmos front): made once per state folder. */
+    #tls?: DevCertificate;
+    /** The document database for instances with Entra ID: https, tokens only, each its own database (cosmosFront.ts). */
+    #cosmosFront?: CosmosIdentityFront;
     /** The data roles of each instance's managed identity, by object id (the profile's dataRoles). */
-    readonly #dataGrants = new Map<string, { app: string; grants: readonly LocalDataGrant[] }>();
+    readonly #dataGrants = new Map<string, { app: string; grants: readonly LocalDataGrant[]; databases: readonly string[] }>();
     identity?: LocalIdentity;
     mail?: MailSink;
     #nextPort: number;
@@ -171,6 +174,7 @@ export class DevHost {
                 this.#storage = new LocalStorage(this.stateDir, this.#log);
                 const info = await this.#storage.start(this.#opts.storage ?? DEFAULT_STORAGE_PORTS, { ledger: this.#profile.ledger });
                 Object.assign(this.#console.services, { blob: info.blob, queue: info.queue, table: info.table, cosmos: info.cosmos.endpoint, ledger: info.ledger.url });
+                await this.#startCosmosFront(info.cosmos.endpoint);
                 await this.#publishRelease();
             }
             for (const app of this.#opts.apps) await this.addApp(app);
@@ -199,10 +203,17 @@ export class DevHost {
         // own services (so a sample configuration still reaches the local world) < --set for this instance.
         Object.assign(env, config.settingsFolder ? readAppFolder(config.settingsFolder).settings : folder.settings);
         const storage = this.#storage?.info;
+        // With the deployment's table, instances use their managed identity where a local server can check it, as in Azure.
+        const byIdentity = Boolean(this.identity && this.#profile.dataRoles);
         if (storage) {
             env.AzureWebJobsStorage = storage.connectionString;
-            env.COSMOS_ENDPOINT = storage.cosmos.endpoint;
-            env.COSMOS_KEY = storage.cosmos.key;
+            if (byIdentity && this.#cosmosFront) {
+                env.COSMOS_ENDPOINT = this.#cosmosFront.url;
+                delete env.COSMOS_KEY;
+            } else {
+                env.COSMOS_ENDPOINT = storage.cosmos.endpoint;
+                env.COSMOS_KEY = storage.cosmos.key;
+            }
             env.FLEXCHANGE_LEDGER_RPC_URLS = storage.ledger.url;
             env.FLEXCHANGE_CHAIN_ID = String(storage.ledger.chainId);
             // The members' local nodes are relays on loopback: the devhost's node network.
@@ -213,16 +224,14 @@ export class DevHost {
             env.FLEXCHANGE_AUTH_JWKS_URI = this.identity.jwksUri;
             env.FLEXCHANGE_AUTH_AUDIENCE ??= this.identity.audience;
         }
-        const busByIdentity = Boolean(this.#bus && this.identity && this.#profile.dataRoles);
-        if (this.#bus && busByIdentity) {
+        if (byIdentity && this.#tls) env.NODE_EXTRA_CA_CERTS = this.#tls.caFile;
+        if (this.#bus && byIdentity) {
             // As in Azure: the namespace, reached with the instance's managed identity over TLS (amqps and https),
             // its rights those of the deployment's table. No connection string: a key would have every right.
             // A host name, not an IP: TLS sends it as the server name (SNI), which an IP may not be (RFC 6066).
             const namespace = `localhost:${this.#bus.port}`;
             env.AzureWebJobsServiceBus__fullyQualifiedNamespace = namespace;
             env.FLEXCHANGE_SERVICEBUS_NAMESPACE = namespace;
-            // Node reads NODE_EXTRA_CA_CERTS once per process; the app worker applies it to its own thread.
-            if (this.#busCa) env.NODE_EXTRA_CA_CERTS = this.#busCa;
             for (const name of ['AzureWebJobsServiceBus', 'FLEXCHANGE_SERVICEBUS_CONNECTION', 'FLEXCHANGE_SERVICEBUS_ADMIN_URL']) delete env[name];
         } else if (this.#bus) {
             env.AzureWebJobsServiceBus = this.#bus.connectionString;
@@ -251,7 +260,8 @@ export class DevHost {
             // What its identity may use: the deployment's table, else officer of its own vault.
             const owner = this.identity.principalOf(env.FLEXCHANGE_CLIENT_ID);
             const grants = this.#profile.dataRoles?.({ name: config.name, role: env.FLEXCHANGE_ROLE || undefined, orgId: env.FLEXCHANGE_ORG_ID || undefined }) ?? OWN_VAULT_OFFICER;
-            this.#dataGrants.set(owner, { app: config.name, grants });
+            const databases = grants.some((g) => g.scope === 'own-database') ? [env.COSMOS_DATABASE || 'flexchange'] : [];
+            this.#dataGrants.set(owner, { app: config.name, grants, databases });
             vault = await this.#startVault(config.name, config.vaultName, owner);
             env.FLEXCHANGE_KEYVAULT_URL = vault.url;
             // Its own managed identity, as App Service gives one (IDENTITY_ENDPOINT + IDENTITY_HEADER): the app's
@@ -382,6 +392,7 @@ export class DevHost {
         await this.#console?.close();
         await Promise.all([...this.#slots.values()].map((slot) => this.#stopApp(slot)));
         await this.#nodes.stopAll();
+        await this.#cosmosFront?.stop();
         await this.#storage?.stop();
         await this.#busAdmin?.stop();
         await this.#bus?.stop();
@@ -429,13 +440,38 @@ export class DevHost {
         await this.#busAdmin.start(opt?.adminPort ?? 5300);
         // TLS on the broker's port: amqps (clients built from a namespace and a credential) and the administration
         // API, where the SDK goes from a connection string or a namespace.
-        const tls = devCertificate(path.join(this.stateDir, 'servicebus', 'tls'));
+        const tls = this.#certificate();
         const admin = this.#busAdmin;
         this.#bus.serveTls(tls, (stream) => admin.accept(stream));
-        this.#busCa = tls.caFile;
         this.#console!.services.busAdmin = this.#busAdmin.url;
         this.#console!.services.busHttps = `https://127.0.0.1:${this.#bus.port} (trust ${path.relative(process.cwd(), tls.caFile) || tls.caFile})`;
         this.#console!.services.busConnection = this.#bus.connectionString;
+    }
+
+    /** The local CA and server certificate (127.0.0.1, localhost); kept where the broker's first use put them. */
+    #certificate(): DevCertificate {
+        // Node reads NODE_EXTRA_CA_CERTS once per process: app workers apply theirs to their own thread (appWorker.ts).
+        this.#tls ??= devCertificate(path.join(this.stateDir, 'servicebus', 'tls'));
+        return this.#tls;
+    }
+
+    /** The Cosmos front for instances with Entra ID, when the profile has the table (cosmosFront.ts). */
+    async #startCosmosFront(target: string): Promise<void> {
+        const identity = this.identity;
+        if (!identity || !this.#profile.dataRoles) return;
+        const front = new CosmosIdentityFront({
+            target,
+            tls: this.#certificate(),
+            verify: async (token, audiences) => {
+                const claims = await identity.claimsOf(token, audiences);
+                return typeof claims?.oid === 'string' ? claims.oid : undefined;
+            },
+            databasesOf: (oid) => this.#dataGrants.get(oid)?.databases ?? [],
+            logger: this.#log.child({ component: 'cosmos-front' }),
+        });
+        await front.start(0);
+        this.#cosmosFront = front;
+        this.#console!.services.cosmosEntra = front.url;
     }
 
     /**
@@ -447,8 +483,10 @@ export class DevHost {
         if (!this.identity) return undefined;
         const checked = ['Key Vault (each instance\'s own vault, roles from the profile)'];
         if (this.#bus) checked.push(this.#profile.dataRoles ? 'Service Bus (amqps and its administration API, roles from the profile)' : 'Service Bus (tokens only: no profile table, instances use the connection string)');
+        if (this.#cosmosFront) checked.push(`Cosmos DB (${this.#cosmosFront.url}: tokens, and each instance's own database only)`);
         const keyed: string[] = [];
-        if (this.#storage) keyed.push('storage (Azurite: account key)', 'Cosmos DB (the local server: account key)');
+        if (this.#storage) keyed.push('storage (Azurite checks no Entra ID token signature and speaks http here: account key)');
+        if (this.#storage && !this.#cosmosFront) keyed.push('Cosmos DB (the local server: account key)');
         if (this.mail) keyed.push('mail (SMTP sink; Communication Services with the identity in Azure)');
         return { checked, keyed };
     }

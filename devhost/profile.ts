@@ -37,10 +37,11 @@ export interface DevhostProfile {
     dataRoles?(instance: { name: string; role?: string; orgId?: string }): readonly LocalDataGrant[];
 }
 
-/** A data role on the instance's own vault, or on the Service Bus namespace or one of its entities (`topic/Subscriptions/name`). */
+/** A data role on the instance's own vault, its own database (COSMOS_DATABASE), or the Service Bus namespace or one of its entities (`topic/Subscriptions/name`). */
 export type LocalDataGrant =
     | { role: 'Key Vault Secrets Officer' | 'Key Vault Crypto Officer'; scope: 'own-vault' }
-    | { role: 'Azure Service Bus Data Owner' | 'Azure Service Bus Data Sender' | 'Azure Service Bus Data Receiver'; scope: 'service-bus'; entity?: string };
+    | { role: 'Azure Service Bus Data Owner' | 'Azure Service Bus Data Sender' | 'Azure Service Bus Data Receiver'; scope: 'service-bus'; entity?: string }
+    | { role: 'Cosmos DB Built-in Data Contributor'; scope: 'own-database' };
 
 export interface AppRegistration {
     audience: string;

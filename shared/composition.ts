@@ -115,7 +115,7 @@ export function deploymentClient(settings: Settings, baseUrl: string, credential
 
 export function buildServices(settings: Settings = loadSettings()): Services {
     const credential = credentialFor(settings);
-    const local = settings.COSMOS_ENDPOINT.startsWith('http://');
+    const local = ['localhost', '127.0.0.1', '[::1]'].includes(new URL(settings.COSMOS_ENDPOINT).hostname);
     const cosmos = new CosmosClient({
         endpoint: settings.COSMOS_ENDPOINT,
         ...(settings.COSMOS_KEY ? { key: settings.COSMOS_KEY } : { aadCredentials: credential }),

@@ -1,10 +1,10 @@
 import { parseXML, stringifyXML } from '@azure/core-xml';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { entityPath, rightsOf, SERVICE_BUS_AUDIENCES, type BusAccessPolicy } from './access';
 import { EntityError, type LocalServiceBus } from './broker';
+import { listenOnLoopback, type LoopbackListener } from '../services/loopbackServer';
 import type { QueueConfig, ResolvedQueue, ResolvedSubscription, ResolvedTopic, SubscriptionConfig, TopicConfig } from './entities';
 import type { CorrelationFilterConfig, PropertyValue, RuleConfig } from './filters';
 
@@ -53,7 +53,7 @@ export class ServiceBusAdminServer {
     readonly #created = new Map<string, string>();
     readonly #updated = new Map<string, string>();
     readonly #startedAt = new Date().toISOString();
-    readonly #sockets = new Set<Socket>();
+    #listener?: LoopbackListener;
     #server?: Server;
     #port = 0;
 
@@ -85,16 +85,9 @@ export class ServiceBusAdminServer {
             });
         };
         const server = createServer(handle);
-        server.on('connection', (s: Socket) => {
-            this.#sockets.add(s);
-            s.once('close', () => this.#sockets.delete(s));
-        });
-        await new Promise<void>((resolve, reject) => {
-            server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code === 'EADDRINUSE' ? `Port ${port} for the local Service Bus administration endpoint is already in use` : err.message)));
-            server.listen(port, '127.0.0.1', () => resolve());
-        });
+        this.#listener = await listenOnLoopback(server, port, 'the local Service Bus administration endpoint');
         this.#server = server;
-        this.#port = (server.address() as AddressInfo).port;
+        this.#port = this.#listener.port;
         this.#log.info({ port: this.#port }, 'service bus admin: listening');
     }
 
@@ -125,12 +118,9 @@ export class ServiceBusAdminServer {
     }
 
     async stop(): Promise<void> {
-        const server = this.#server;
-        if (!server) return;
+        if (!this.#server) return;
         this.#server = undefined;
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const s of this.#sockets) s.destroy();
-        await closed;
+        await this.#listener?.close();
     }
 
     async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -15,17 +15,22 @@ export const DATA_ROLE_IDS = {
     'Azure Service Bus Data Owner': '090c5cfd-751d-490a-894a-3ce6f1109419',
     'Azure Service Bus Data Sender': '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39',
     'Azure Service Bus Data Receiver': '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0',
+    /** A Cosmos DB SQL role (sqlRoleAssignments), not an Azure RBAC role. */
+    'Cosmos DB Built-in Data Contributor': '00000000-0000-0000-0000-000000000002',
 } as const;
 
 export type DataRole = keyof typeof DATA_ROLE_IDS;
 export type VaultRole = Extract<DataRole, `Key Vault ${string}`>;
 export type BusRole = Extract<DataRole, `Azure Service Bus ${string}`>;
+export type CosmosRole = Extract<DataRole, `Cosmos DB ${string}`>;
 
 export type DataGrant =
     /** On the deployment's own Key Vault (each deployment has one; no identity is granted another's). */
     | { role: VaultRole; scope: 'own-vault' }
     /** On the core's Service Bus namespace (no entity) or one entity of it (`<topic>/Subscriptions/<name>`, a queue, a topic). */
-    | { role: BusRole; scope: 'service-bus'; entity?: string };
+    | { role: BusRole; scope: 'service-bus'; entity?: string }
+    /** On the deployment's own document database (in Azure its own Cosmos DB account; locally its database on the shared server). */
+    | { role: CosmosRole; scope: 'own-database' };
 
 /** The Service Bus entity path of an organisation's subscription on the events topic. */
 export function memberSubscriptionPath(orgId: string): string {
@@ -33,7 +38,8 @@ export function memberSubscriptionPath(orgId: string): string {
 }
 
 /**
- * The data roles of a deployment's app identity: officer of its own vault's secrets and keys; the
+ * The data roles of a deployment's app identity: officer of its own vault's secrets and keys and
+ * data contributor of its own document database; the
  * core owns the Service Bus namespace (it publishes events and creates members' subscriptions); a
  * member only receives from its own subscription.
  */
@@ -41,6 +47,7 @@ export function dataGrants(deployment: { role: 'core' } | { role: 'member'; orgI
     const vault: DataGrant[] = [
         { role: 'Key Vault Secrets Officer', scope: 'own-vault' },
         { role: 'Key Vault Crypto Officer', scope: 'own-vault' },
+        { role: 'Cosmos DB Built-in Data Contributor', scope: 'own-database' },
     ];
     if (deployment.role === 'core') return [...vault, { role: 'Azure Service Bus Data Owner', scope: 'service-bus' }];
     return [...vault, { role: 'Azure Service Bus Data Receiver', scope: 'service-bus', entity: memberSubscriptionPath(deployment.orgId) }];

@@ -13,14 +13,14 @@ describe('devhost data access by managed identity', () => {
     let services: Record<string, string>;
 
     beforeAll(async () => {
-        const member = (org: string) => ['--app', fixture('access-app'), '--name', `member-${org}`, '--set', 'FLEXCHANGE_ROLE=member', '--set', `FLEXCHANGE_ORG_ID=${org}`];
+        const member = (org: string) => ['--app', fixture('access-app'), '--name', `member-${org}`, '--set', 'FLEXCHANGE_ROLE=member', '--set', `FLEXCHANGE_ORG_ID=${org}`, '--set', `COSMOS_DATABASE=member-${org}`];
         host = await startDevhost([
             '--profile', flexchangeProfile,
             '--servicebus-entities', `${fixture('access-app')}/entities.json`,
             '--app', fixture('access-app'), '--name', 'core', '--set', 'FLEXCHANGE_ROLE=core',
             ...member('org-a'),
             ...member('org-b'),
-        ]);
+        ], { storage: true });
         services = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()).services;
     });
     afterAll(async () => {
@@ -42,8 +42,10 @@ describe('devhost data access by managed identity', () => {
         expect(settings.FLEXCHANGE_SERVICEBUS_CONNECTION).toBeNull();
         // The devhost says at start-up what checks identities and what cannot.
         const statement = host.logs().find((l) => l.event === 'devhost.identity');
-        expect(statement).toMatchObject({ checked: [expect.stringMatching(/^Key Vault/), expect.stringMatching(/^Service Bus .*roles from the profile/)] });
-        expect(statement!.keyed).toEqual([expect.stringMatching(/^mail \(SMTP/)]);
+        expect(statement).toMatchObject({
+            checked: [expect.stringMatching(/^Key Vault/), expect.stringMatching(/^Service Bus .*roles from the profile/), expect.stringMatching(/^Cosmos DB \(https:\/\/localhost:\d+: tokens, and each instance's own database only\)/)],
+        });
+        expect(statement!.keyed).toEqual([expect.stringMatching(/^storage \(Azurite/), expect.stringMatching(/^mail \(SMTP/)]);
     });
 
     it('lets a member use its own vault and refuses it another member\'s (403 ForbiddenByRbac)', async () => {
@@ -55,6 +57,16 @@ describe('devhost data access by managed identity', () => {
         expect(other.message).toMatch(/ForbiddenByRbac|not authorized/);
         // The refused write changed nothing: org-b's secret is still its own.
         expect(await call('member-org-b', 'POST', 'vault')).toMatchObject({ ok: true, value: 'written by member-org-b' });
+    });
+
+    it('lets a member use its own database with its identity (no key) and refuses it another member\'s (403)', async () => {
+        expect(await call('member-org-a', 'POST', 'cosmos')).toMatchObject({ ok: true, by: 'member-org-a', key: null });
+        expect(await call('member-org-b', 'POST', 'cosmos')).toMatchObject({ ok: true, by: 'member-org-b' });
+        const other = await call('member-org-a', 'POST', 'cosmos?database=member-org-b');
+        expect(other).toMatchObject({ ok: false, statusCode: 403 });
+        expect(other.message).toMatch(/does not have the required RBAC permissions on database 'member-org-b'/);
+        // Nothing was written there: org-b's item is still its own.
+        expect(await call('member-org-b', 'POST', 'cosmos?read=1')).toMatchObject({ ok: true, by: 'member-org-b' });
     });
 
     it('lets a member receive from its own subscription and refuses it another\'s, and sending, on the link', async () => {

@@ -459,6 +459,8 @@ describe.each(templateFiles)('template %s', (file) => {
         const cosmosGrant = one(t, 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments');
         expect(cosmosGrant.name).toContain('guid(');
         expect(t.variables.cosmosDataContributor).toBe('00000000-0000-0000-0000-000000000002');
+        // ...the table's document-database row, which the devhost's Cosmos front checks.
+        expect(dataGrants({ role: 'member', orgId: 'acme' }).filter((g) => g.scope === 'own-database').map((g) => DATA_ROLE_IDS[g.role])).toEqual([t.variables.cosmosDataContributor]);
         expect(cosmosGrant.properties.roleDefinitionId).toContain("variables('cosmosDataContributor')");
         expect(cosmosGrant.properties.principalId).toContain('.identity.principalId');
     });
