@@ -207,7 +207,8 @@ export class DevHost {
         const byIdentity = Boolean(this.identity && this.#profile.dataRoles);
         if (storage) {
             env.AzureWebJobsStorage = storage.connectionString;
-            if (byIdentity && this.#cosmosFront) {
+            // An instance given its own COSMOS_ENDPOINT (e.g. a proxy to the server) keeps the key that endpoint takes.
+            if (byIdentity && this.#cosmosFront && !config.settings?.COSMOS_ENDPOINT) {
                 env.COSMOS_ENDPOINT = this.#cosmosFront.url;
                 delete env.COSMOS_KEY;
             } else {

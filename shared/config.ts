@@ -215,6 +215,11 @@ const settingsSchema = z.object({
     FLEXCHANGE_SERVICEBUS_CONNECTION: z.string().min(1).optional(),
     /** Azure: the namespace (`<name>.servicebus.windows.net`) the administration client reaches with the app's identity. */
     FLEXCHANGE_SERVICEBUS_NAMESPACE: z.string().min(1).optional(),
+    /** Azure: the namespace's resource id; the core grants each member's identity its roles there (shared/deployment/dataRoles.ts). */
+    FLEXCHANGE_SERVICEBUS_RESOURCE_ID: z
+        .string()
+        .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ServiceBus\/namespaces\/[^/]+$/i, 'must be a Service Bus namespace resource id (/subscriptions/…/resourceGroups/…/providers/Microsoft.ServiceBus/namespaces/…)')
+        .optional(),
     /** Devhost only: the local broker's administration endpoint (plain HTTP on loopback). */
     FLEXCHANGE_SERVICEBUS_ADMIN_URL: url.optional(),
 

@@ -1,5 +1,6 @@
 import type { ResourceManagementClient } from '@azure/arm-resources';
-import { Unavailable, Upstream } from '../errors';
+import { AppError, Unavailable, Upstream } from '../errors';
+import { DATA_ROLE_IDS, dataGrants, roleAssignmentName } from './dataRoles';
 import type { DeploymentController, DeploymentState, MemberDeploymentSpec } from './deploymentController';
 import { memberResourceNames } from './resourceNames';
 
@@ -13,7 +14,16 @@ export interface ArmMemberDeploymentOptions {
     template: Record<string, unknown>;
     /** The template's parameters for one organisation (no secrets: the template takes none). */
     parameters(orgId: string): Promise<Record<string, unknown>> | Record<string, unknown>;
+    /**
+     * The core's Service Bus namespace (resource id) and an ARM client for its subscription: a member's identity is
+     * granted what the data-role table gives it there (Data Receiver on its own subscription) once its deployment
+     * succeeded. The core's identity needs Role Based Access Control Administrator on the namespace (core.json).
+     */
+    serviceBus?: { client: ResourceManagementClient; namespaceId: string };
 }
+
+// Role assignments (Microsoft.Authorization), as the templates create theirs.
+const ROLE_ASSIGNMENTS_API = '2022-04-01';
 
 const FINAL_FAILURES = ['Failed', 'Canceled'];
 
@@ -23,7 +33,9 @@ const FINAL_FAILURES = ['Failed', 'Canceled'];
  * `@azure/arm-resources`. `start` sends the PUT and returns; `memberDeployment` polls
  * `status` with durable timers until the deployment ends, and reads the Function App's
  * host name from the template's outputs. VNet integration is part of the template
- * (the site's `virtualNetworkSubnetId` on the member's function subnet).
+ * (the site's `virtualNetworkSubnetId` on the member's function subnet). A deployment is done when its
+ * app identity also holds its Service Bus roles (#grantBus), which live in the core's namespace, outside
+ * the member's resource group.
  */
 export class ArmDeploymentController implements DeploymentController {
     readonly kind = 'azure' as const;
@@ -43,7 +55,7 @@ export class ArmDeploymentController implements DeploymentController {
                 if ((err as { statusCode?: number }).statusCode === 404) return undefined;
                 throw err;
             });
-            if (existing && !FINAL_FAILURES.includes(existing.properties?.provisioningState ?? '')) return stateOf(id, existing);
+            if (existing && !FINAL_FAILURES.includes(existing.properties?.provisioningState ?? '')) return this.#finished(id, existing);
             await this.client.resourceGroups.createOrUpdate(rg, { location: this.opts.location, tags: { 'flexchange-org': spec.orgId, 'flexchange-role': 'member' } });
             const parameters = Object.fromEntries(Object.entries(await this.opts.parameters(spec.orgId)).map(([k, v]) => [k, { value: v }]));
             // The PUT only: the deployment runs in Azure; the workflow polls its state with durable timers.
@@ -55,13 +67,56 @@ export class ArmDeploymentController implements DeploymentController {
     async status(id: string): Promise<DeploymentState> {
         const [rg, name] = id.split('/');
         if (!rg || !name) throw new Upstream(`Not a deployment id: ${id}`);
-        return this.#arm(async () => stateOf(id, await this.client.deployments.get(rg, name)));
+        return this.#arm(async () => this.#finished(id, await this.client.deployments.get(rg, name)));
+    }
+
+    /** The deployment's state; when it succeeded, after its identity got its Service Bus roles. */
+    async #finished(id: string, deployment: ArmDeployment): Promise<DeploymentState> {
+        const state = stateOf(id, deployment);
+        const orgId = (deployment.properties?.parameters as Record<string, { value?: unknown }> | undefined)?.orgId?.value;
+        if (state.status === 'Succeeded' && state.principalId && typeof orgId === 'string') await this.#grantBus(orgId, state.principalId);
+        return state;
+    }
+
+    /** The member identity's rows of the data-role table on the core's namespace, as role assignments (idempotent: named after what they assign). */
+    async #grantBus(orgId: string, principalId: string): Promise<void> {
+        const bus = this.opts.serviceBus;
+        if (!bus) return;
+        const subscription = /^\/subscriptions\/([^/]+)\//i.exec(bus.namespaceId)?.[1];
+        if (!subscription) throw new Upstream(`Not a Service Bus namespace resource id: ${bus.namespaceId}`);
+        for (const grant of dataGrants({ role: 'member', orgId })) {
+            if (grant.scope !== 'service-bus') continue;
+            // `topic/Subscriptions/name` → `…/topics/topic/subscriptions/name` (ARM's path of that entity).
+            const [topic, , entitySubscription] = (grant.entity ?? '').split('/');
+            const scope = grant.entity ? (entitySubscription ? `${bus.namespaceId}/topics/${topic}/subscriptions/${entitySubscription}` : `${bus.namespaceId}/queues/${topic}`) : bus.namespaceId;
+            const roleId = DATA_ROLE_IDS[grant.role];
+            const assignment = `${scope}/providers/Microsoft.Authorization/roleAssignments/${roleAssignmentName(scope, principalId, roleId)}`;
+            try {
+                // The client puts the id after its own `/`: without the id's leading slash the URL has one.
+                await bus.client.resources.beginCreateOrUpdateByIdAndWait(assignment.replace(/^\/+/, ''), ROLE_ASSIGNMENTS_API, {
+                    properties: {
+                        roleDefinitionId: `/subscriptions/${subscription}/providers/Microsoft.Authorization/roleDefinitions/${roleId}`,
+                        principalId,
+                        principalType: 'ServicePrincipal',
+                        description: `Flexchange member ${orgId}: ${grant.role} (shared/deployment/dataRoles.ts)`,
+                    },
+                });
+            } catch (err) {
+                const code = (err as { code?: string }).code;
+                // The same role for the same identity on the same scope under another name: granted already.
+                if (code === 'RoleAssignmentExists') continue;
+                // A new identity takes a while to replicate to Entra ID: the workflow retries.
+                if (code === 'PrincipalNotFound') throw new Unavailable(`The identity of ${orgId}'s deployment is not known to Entra ID yet`, { cause: err });
+                throw err;
+            }
+        }
     }
 
     async #arm<T>(fn: () => Promise<T>): Promise<T> {
         try {
             return await fn();
         } catch (err) {
+            if (err instanceof AppError) throw err;
             const status = (err as { statusCode?: number }).statusCode;
             if (status === undefined || status >= 500 || status === 429) throw new Unavailable('Azure Resource Manager is unreachable or busy', { cause: err });
             throw new Upstream(`Azure Resource Manager refused the deployment: ${(err as Error).message}`, { cause: err });
@@ -69,7 +124,9 @@ export class ArmDeploymentController implements DeploymentController {
     }
 }
 
-function stateOf(id: string, d: { properties?: { provisioningState?: string; outputs?: unknown; error?: { message?: string; code?: string } } }): DeploymentState {
+type ArmDeployment = { properties?: { provisioningState?: string; outputs?: unknown; parameters?: unknown; error?: { message?: string; code?: string } } };
+
+function stateOf(id: string, d: ArmDeployment): DeploymentState {
     const p = d.properties ?? {};
     const state = p.provisioningState ?? 'Running';
     if (state === 'Succeeded') {

@@ -22,8 +22,9 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
     const genesis = settings.FLEXCHANGE_MEMBER_GENESIS_B64;
     const sshKey = settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY;
     const space = settings.FLEXCHANGE_MEMBER_ADDRESS_SPACE;
-    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !space) {
-        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE and FLEXCHANGE_MEMBER_ADDRESS_SPACE');
+    const namespaceId = settings.FLEXCHANGE_SERVICEBUS_RESOURCE_ID;
+    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !namespaceId || !space) {
+        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE, FLEXCHANGE_SERVICEBUS_RESOURCE_ID and FLEXCHANGE_MEMBER_ADDRESS_SPACE');
     }
     // Members' nodes live in their VNets: the core accepts and probes nodes only inside the consortium's node network.
     if (!settings.FLEXCHANGE_NODE_NETWORK_RANGES.some((r) => contains(r, space))) {
@@ -36,6 +37,8 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
         parameters: async (orgId) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }),
+        // The namespace may sit in another subscription than the members (the core's).
+        serviceBus: { client: new ResourceManagementClient(credential, namespaceId.split('/')[2]!), namespaceId },
     });
 }
 

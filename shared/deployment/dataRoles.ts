@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { EVENTS_TOPIC } from '../services';
 import { memberResourceNames } from './resourceNames';
 
@@ -31,6 +32,16 @@ export type DataGrant =
     | { role: BusRole; scope: 'service-bus'; entity?: string }
     /** On the deployment's own document database (in Azure its own Cosmos DB account; locally its database on the shared server). */
     | { role: CosmosRole; scope: 'own-database' };
+
+/**
+ * A role assignment's name (a GUID, as ARM requires) derived from what it assigns, as the templates'
+ * `guid(scope, principal, role)`: assigning again finds the same assignment instead of a duplicate.
+ */
+export function roleAssignmentName(scope: string, principalId: string, roleId: string): string {
+    const h = createHash('sha256').update(`${scope.toLowerCase()}|${principalId.toLowerCase()}|${roleId.toLowerCase()}`).digest('hex');
+    // RFC 4122 layout, version 5 and variant bits set: a well-formed GUID.
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${((parseInt(h[16], 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 /** The Service Bus entity path of an organisation's subscription on the events topic. */
 export function memberSubscriptionPath(orgId: string): string {

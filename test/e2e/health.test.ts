@@ -153,7 +153,7 @@ describe('the Flexchange app under the devhost', () => {
     it('is listed on the console as the core app', async () => {
         const services = await (await fetch(`${host.consoleUrl}/dev/services`)).json();
         expect(services.apps).toEqual([{ name: 'core', role: 'core', url: `http://localhost:${host.apps.core.port}/api` }]);
-        expect(Object.keys(services.services).sort()).toEqual(['blob', 'bus', 'busAdmin', 'busConnection', 'busHttps', 'cosmos', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
+        expect(Object.keys(services.services).sort()).toEqual(['blob', 'bus', 'busAdmin', 'busConnection', 'busHttps', 'cosmos', 'cosmosEntra', 'issuer', 'ledger', 'mail', 'queue', 'smtp', 'table', 'vault:core']);
         // What a script needs for the Service Bus: the connection string, and the CA of the https administration API on the broker's port.
         expect(services.services.busConnection).toMatch(/^Endpoint=sb:\/\/127\.0\.0\.1:\d+;SharedAccessKeyName=[^;]+;SharedAccessKey=[^;]+;UseDevelopmentEmulator=true$/);
         expect(services.services.busHttps).toMatch(/^https:\/\/127\.0\.0\.1:\d+ \(trust .*servicebus\/tls\/ca\.pem\)$/);

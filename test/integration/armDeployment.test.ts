@@ -4,8 +4,12 @@ import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { ResourceManagementClient } from '@azure/arm-resources';
 import { createDefaultHttpClient } from '@azure/core-rest-pipeline';
 import { ArmDeploymentController } from '../../shared/deployment/armDeploymentController';
+import { Unavailable } from '../../shared/errors';
 
 const SUB = '00000000-1111-2222-3333-444444444444';
+// The core's subscription, where its Service Bus namespace is.
+const CORE_SUB = '99999999-1111-2222-3333-444444444444';
+const NAMESPACE_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-core/providers/Microsoft.ServiceBus/namespaces/fx-core`;
 
 interface Recorded {
     method: string;
@@ -24,6 +28,9 @@ class FakeArm {
     readonly requests: Recorded[] = [];
     readonly outcomes = new Map<string, { running: number; final: 'Succeeded' | 'Failed' }>();
     readonly deployments = new Map<string, { gets: number; body: Record<string, unknown> }>();
+    /** Role assignments by id (path), as ARM keeps them; `refuse` answers the next PUTs with that error code. */
+    readonly assignments = new Map<string, Record<string, unknown>>();
+    refuse: string[] = [];
     #server?: Server;
     url = '';
 
@@ -64,8 +71,17 @@ class FakeArm {
                 const plan = this.outcomes.get(dep[3]) ?? { running: 1, final: 'Succeeded' as const };
                 if (d.gets <= plan.running) return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Running' } });
                 if (plan.final === 'Failed') return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Failed', error: { code: 'DeploymentFailed', message: 'The subnet is in use' } } });
-                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', outputs: { functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` }, principalId: { type: 'String', value: '5f0c2a7e-1111-4222-8333-944455556666' } } } });
+                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', parameters: (d.body.properties as { parameters?: unknown }).parameters, outputs: { functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` }, principalId: { type: 'String', value: '5f0c2a7e-1111-4222-8333-944455556666' } } } });
             }
+        }
+        const ra = /\/providers\/Microsoft\.Authorization\/roleAssignments\/([^/]+)$/i.exec(url.pathname);
+        if (ra && req.method === 'PUT') {
+            const code = this.refuse.shift();
+            if (code) return json(400, { error: { code, message: `Principal ${(body?.properties as { principalId?: string })?.principalId} does not exist in the directory.` } });
+            const existed = this.assignments.has(url.pathname);
+            const scope = url.pathname.slice(0, url.pathname.length - ra[0].length);
+            this.assignments.set(url.pathname, { ...(body?.properties as Record<string, unknown>), scope });
+            return json(existed ? 200 : 201, { id: url.pathname, name: ra[1], type: 'Microsoft.Authorization/roleAssignments', properties: { ...(body?.properties as Record<string, unknown>), scope } });
         }
         if (url.pathname.startsWith('/operations/')) return json(200, { status: 'InProgress' });
         json(404, { error: { code: 'NotFound', message: `No fake for ${req.method} ${url.pathname}` } });
@@ -84,13 +100,20 @@ describe('ARM deployment controller', () => {
         // The client talks https, as to ARM (its bearer policy refuses anything else); after signing, this
         // one client's requests are sent to the fake's plain-HTTP port on loopback.
         const transport = createDefaultHttpClient();
-        const client = new ResourceManagementClient(credential, SUB, {
-            endpoint: arm.url.replace('http:', 'https:'),
-            $host: arm.url.replace('http:', 'https:'),
-            retryOptions: { maxRetries: 0 },
-            httpClient: { sendRequest: (request) => transport.sendRequest(Object.assign(request, { url: request.url.replace(/^https:/, 'http:'), allowInsecureConnection: true })) },
+        const clientFor = (subscription: string) =>
+            new ResourceManagementClient(credential, subscription, {
+                endpoint: arm.url.replace('http:', 'https:'),
+                $host: arm.url.replace('http:', 'https:'),
+                retryOptions: { maxRetries: 0 },
+                httpClient: { sendRequest: (request) => transport.sendRequest(Object.assign(request, { url: request.url.replace(/^https:/, 'http:'), allowInsecureConnection: true })) },
+            });
+        controller = new ArmDeploymentController(clientFor(SUB), {
+            resourceGroupPrefix: 'rg-flexchange',
+            location: 'uksouth',
+            template,
+            parameters: (orgId) => ({ orgId, namePrefix: 'fx' }),
+            serviceBus: { client: clientFor(CORE_SUB), namespaceId: NAMESPACE_ID },
         });
-        controller = new ArmDeploymentController(client, { resourceGroupPrefix: 'rg-flexchange', location: 'uksouth', template, parameters: (orgId) => ({ orgId, namePrefix: 'fx' }) });
     });
     afterAll(() => arm.stop());
 
@@ -118,6 +141,35 @@ describe('ARM deployment controller', () => {
         // Starting again finds the deployment: no second PUT.
         await expect(controller.start({ orgId: 'acme' })).resolves.toMatchObject({ status: 'Succeeded' });
         expect(arm.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/deployments/flexchange-member-acme'))).toHaveLength(1);
+    });
+
+    it('grants the member\'s identity Data Receiver on its own subscription in the core\'s namespace, once, whatever the retries', async () => {
+        const scope = `${NAMESPACE_ID}/topics/flexchange-events/subscriptions/member-acme`;
+        const assignments = [...arm.assignments].filter(([id]) => id.startsWith(`${scope}/providers/`));
+        // One assignment, however many times the deployment was read as Succeeded (status, then start again).
+        expect(assignments).toHaveLength(1);
+        const [id, props] = assignments[0]!;
+        expect(id).toMatch(/\/roleAssignments\/[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        expect(props).toEqual({
+            scope,
+            roleDefinitionId: `/subscriptions/${CORE_SUB}/providers/Microsoft.Authorization/roleDefinitions/4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0`,
+            principalId: '5f0c2a7e-1111-4222-8333-944455556666',
+            principalType: 'ServicePrincipal',
+            description: 'Flexchange member acme: Azure Service Bus Data Receiver (shared/deployment/dataRoles.ts)',
+        });
+        const puts = arm.requests.filter((r) => r.method === 'PUT' && r.path.includes('/roleAssignments/'));
+        expect(puts.every((r) => r.path === id && r.apiVersion === '2022-04-01' && r.authorization === 'Bearer arm-token')).toBe(true);
+        // Nothing on the namespace itself, the topic, or another member's subscription.
+        expect([...arm.assignments.keys()].every((k) => k.startsWith(`${NAMESPACE_ID}/topics/flexchange-events/subscriptions/member-`))).toBe(true);
+    });
+
+    it('reports a deployment whose identity Entra ID does not know yet as unavailable (retried), then grants it', async () => {
+        arm.outcomes.set('flexchange-member-initech', { running: 0, final: 'Succeeded' });
+        const started = await controller.start({ orgId: 'initech' });
+        arm.refuse.push('PrincipalNotFound');
+        await expect(controller.status(started.id)).rejects.toBeInstanceOf(Unavailable);
+        await expect(controller.status(started.id)).resolves.toMatchObject({ status: 'Succeeded', principalId: '5f0c2a7e-1111-4222-8333-944455556666' });
+        expect([...arm.assignments.keys()].filter((k) => k.includes('/subscriptions/member-initech/'))).toHaveLength(1);
     });
 
     it('ends on Failed with ARM’s reason, and a later start deploys again', async () => {

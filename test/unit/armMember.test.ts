@@ -19,6 +19,7 @@ describe('member deployment parameters', () => {
         FLEXCHANGE_SMTP_URL: 'smtp://localhost:25',
         FLEXCHANGE_PUBLIC_URL: 'https://core.flexchange.example/',
         FLEXCHANGE_SERVICEBUS_NAMESPACE: 'fx-core.servicebus.windows.net',
+        FLEXCHANGE_SERVICEBUS_RESOURCE_ID: '/subscriptions/99999999-1111-2222-3333-444444444444/resourceGroups/rg-core/providers/Microsoft.ServiceBus/namespaces/fx-core',
         FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: '00000000-1111-2222-3333-444444444444',
         FLEXCHANGE_MEMBER_GENESIS_B64: Buffer.from('{"config":{}}').toString('base64'),
         FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
@@ -68,5 +69,8 @@ describe('member deployment parameters', () => {
         expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '' }), credential, source)).toThrow('FLEXCHANGE_MEMBER_ADDRESS_SPACE');
         expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '172.16.0.0/12' }), credential, source)).toThrow('172.16.0.0/12 is not inside FLEXCHANGE_NODE_NETWORK_RANGES (10.30.0.0/16, 10.64.0.0/10)');
         expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: 'ten-dot-something' })).toThrow();
+        // Without the namespace's resource id the core could not grant a member its subscription.
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: undefined }), credential, source)).toThrow('FLEXCHANGE_SERVICEBUS_RESOURCE_ID');
+        expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: 'fx-core.servicebus.windows.net' })).toThrow(/namespace resource id/);
     });
 });

@@ -247,6 +247,7 @@ const ROLE = {
     keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7',
     keyVaultCryptoOfficer: '14b46e9e-c2b7-41b4-b07b-48a6ebf60603',
     serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419',
+    rbacAdministrator: 'f58310d9-a9f6-439a-9e8d-f62e7b41a168',
     monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb',
     contributor: 'b24988ac-6180-42a0-ab88-20f7382dd24c',
 };
@@ -260,6 +261,7 @@ const sample: Record<string, string> = {
     FLEXCHANGE_LEDGER_RPC_URLS: 'http://10.20.2.4:8545',
     AzureWebJobsStorage__accountName: 'stfxcore1234',
     FLEXCHANGE_ACS_ENDPOINT: 'https://fx-acs.europe.communication.azure.com',
+    FLEXCHANGE_SERVICEBUS_RESOURCE_ID: '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-core/providers/Microsoft.ServiceBus/namespaces/sb-fx-core',
 };
 const settingsEnv = (settings: Map<string, string>) =>
     Object.fromEntries([...settings].map(([name, value]) => [name, isExpression(value) ? (sample[name] ?? 'deployment-time-value') : value]));
@@ -500,9 +502,18 @@ describe('core template', () => {
         expect(t.variables.workQueue).toBe(entities.queues[0].name);
         expect(queue.properties).toMatchObject({ maxDeliveryCount: entities.queues[0].maxDeliveryCount, lockDuration: 'PT1M' });
         expect(entities.queues[0].lockDurationSeconds).toBe(60);
-        expect([...(roleGrants(t).get('Microsoft.ServiceBus/namespaces') ?? [])]).toEqual([ROLE.serviceBusDataOwner]);
+        expect([...(roleGrants(t).get('Microsoft.ServiceBus/namespaces') ?? [])].sort()).toEqual([ROLE.serviceBusDataOwner, ROLE.rbacAdministrator].sort());
         // ...which is the core's row of the table the devhost's broker checks (shared/deployment/dataRoles.ts).
         expect(dataGrants({ role: 'core' }).filter((g) => g.scope === 'service-bus').map((g) => DATA_ROLE_IDS[g.role])).toEqual([ROLE.serviceBusDataOwner]);
+        // The core grants each member's identity its own rows there at onboarding (armDeploymentController.ts): it may
+        // assign exactly the roles the table gives members on the bus, to service principals, and nothing else.
+        const admin = ofType(t, 'Microsoft.Authorization/roleAssignments').find((ra) => ra.properties.roleDefinitionId.includes("variables('rbacAdministratorRole')"))!;
+        expect(admin.properties.conditionVersion).toBe('2.0');
+        const memberBusRoles = dataGrants({ role: 'member', orgId: 'acme' }).filter((g) => g.scope === 'service-bus').map((g) => DATA_ROLE_IDS[g.role]);
+        expect(memberBusRoles).toEqual([t.variables.serviceBusDataReceiverRole]);
+        expect(admin.properties.condition).toContain("variables('serviceBusDataReceiverRole')");
+        expect(admin.properties.condition).toMatch(/roleAssignments\/write.*RoleDefinitionId\] ForAnyOfAnyValues:GuidEquals \{\{\{0\}\}\}.*PrincipalType.*ServicePrincipal.*roleAssignments\/delete/);
+        expect(appSettings(t).get('FLEXCHANGE_SERVICEBUS_RESOURCE_ID')).toBe("[resourceId('Microsoft.ServiceBus/namespaces', variables('serviceBusName'))]");
         const settings = appSettings(t);
         expect(settings.get('FLEXCHANGE_SERVICEBUS_NAMESPACE')).toBe(settings.get('AzureWebJobsServiceBus__fullyQualifiedNamespace'));
         // Standard has no private endpoints (infra/README.md): Entra ID only (no SAS keys) is what restricts it.
