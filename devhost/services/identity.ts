@@ -48,6 +48,12 @@ export function stableId(name: string): string {
  * signing key generated on first start and kept in the state folder, OpenID
  * discovery, JWKS, a client-credentials endpoint, and tokens shaped like Entra ID
  * v2 access tokens (iss, aud, tid, oid, roles, idtyp).
+ *
+ * Its client-credentials endpoint takes no client secret: any local process can get
+ * a token for any client id there (tests and tools act as an instance that way). The
+ * managed-identity endpoint (managedIdentityToken) is the one that checks who asks.
+ * What the vault, bus and Cosmos stand-ins check is therefore which identity a token
+ * names and what that identity may do, not that a secret was kept.
  */
 export class LocalIdentity {
     url = '';

@@ -4,6 +4,9 @@ import { loadSettings } from '../../shared/config';
 import { CONTAINERS } from '../../shared/documents/containers';
 import { CORE_TASK_HUB } from '../../shared/deployment/resourceNames';
 import { DATA_ROLE_IDS, dataGrants, type DataGrant } from '../../shared/deployment/dataRoles';
+import { armDeploymentController } from '../../shared/deployment/armMember';
+import type { NetworkClaim } from '../../shared/deployment/memberNetworks';
+import { MemoryRepository } from './fakes/memoryStores';
 
 /**
  * Static checks of the ARM templates in infra/ (no Azure, no network): structure,
@@ -21,7 +24,8 @@ const TEMPLATE_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/
 const PARAMETERS_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#';
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
 const SECRET_NAME = /(password|secret|key|token|connectionstring)/i;
-const NOT_SECRET = new Set(['adminPublicKey']);
+// SSH public keys: public by definition (the nodes' admin login; password login is off).
+const NOT_SECRET = new Set(['adminPublicKey', 'memberNodeSshPublicKey']);
 /** Key material in a literal: a template or parameter file must never carry one. */
 const SECRET_VALUE = /(AccountKey=|SharedAccessKey=|accesskey=|-----BEGIN [A-Z ]*PRIVATE KEY|"password"\s*:)/i;
 const OPEN_SOURCES = new Set(['*', 'internet', '0.0.0.0/0', 'any']);
@@ -262,6 +266,18 @@ const sample: Record<string, string> = {
     AzureWebJobsStorage__accountName: 'stfxcore1234',
     FLEXCHANGE_ACS_ENDPOINT: 'https://fx-acs.europe.communication.azure.com',
     FLEXCHANGE_SERVICEBUS_RESOURCE_ID: '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-core/providers/Microsoft.ServiceBus/namespaces/sb-fx-core',
+    // What the operator passes to core.json for member deployments (infra/README.md).
+    FLEXCHANGE_PUBLIC_URL: 'https://fx-core-func-abc123.azurewebsites.net',
+    FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: '00000000-1111-2222-3333-444444444444',
+    FLEXCHANGE_MEMBER_LOCATION: 'uksouth',
+    FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX: 'rg-flexchange',
+    FLEXCHANGE_MEMBER_GENESIS_B64: Buffer.from('{"config":{"chainId":4242}}').toString('base64'),
+    FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
+    FLEXCHANGE_MEMBER_ADDRESS_SPACE: '10.64.0.0/10',
+    FLEXCHANGE_NODE_NETWORK_RANGES: '10.10.0.0/16,10.64.0.0/10',
+    FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID: '3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b',
+    FLEXCHANGE_GRAPH_APP_ROLE_IDS: '{"Org.Admin":"4a1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"}',
+    FLEXCHANGE_INVITE_REDIRECT_URL: 'https://portal.flexchange.example/welcome',
 };
 const settingsEnv = (settings: Map<string, string>) =>
     Object.fromEntries([...settings].map(([name, value]) => [name, isExpression(value) ? (sample[name] ?? 'deployment-time-value') : value]));
@@ -422,6 +438,18 @@ describe.each(templateFiles)('template %s', (file) => {
         expect(settings.get('APPLICATIONINSIGHTS_CONNECTION_STRING')).toContain("reference(resourceId('Microsoft.Insights/components'");
         expect(settings.get('COSMOS_ENDPOINT')).toContain('.documentEndpoint');
         expect(settings.get('FLEXCHANGE_KEYVAULT_URL')).toContain('.vaultUri');
+        if (role === 'core') {
+            // Everything the ARM deployment controller needs to onboard a member is a parameter or computed here,
+            // so onboarding in Azure does not stop at `Unavailable` for a missing setting.
+            const source = { claims: new MemoryRepository<NetworkClaim>((c) => c.id), bootnodes: async () => [] };
+            const credential = { getToken: async () => ({ token: 't', expiresOnTimestamp: Date.now() + 60_000 }) };
+            expect(() => armDeploymentController(loaded, credential, source)).not.toThrow();
+            // The public URL defaults to the app's own host; the member range lies inside the node network it sets.
+            expect(settings.get('FLEXCHANGE_PUBLIC_URL')).toBe("[if(empty(parameters('publicUrl')), format('https://{0}', variables('appDefaultHostName')), parameters('publicUrl'))]");
+            expect(settings.get('FLEXCHANGE_NODE_NETWORK_RANGES')).toBe("[format('{0},{1}', parameters('vnetAddressPrefix'), parameters('memberAddressSpace'))]");
+            // The directory assigns Deployment.Member and users' roles through Graph with these (printed by scripts/azure/appRegistration.ts).
+            for (const name of ['FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID', 'FLEXCHANGE_GRAPH_APP_ROLE_IDS', 'FLEXCHANGE_INVITE_REDIRECT_URL']) expect([name, settings.get(name)]).toEqual([name, expect.stringMatching(/^\[parameters\('/)]);
+        }
     });
 
     it('hardens storage, Key Vault and Cosmos DB, and creates the containers the app uses', () => {
