@@ -246,10 +246,13 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 const source = settings.FLEXCHANGE_RELEASE_PACKAGE;
                 return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, source && { blobs, source });
             }
-            return armDeploymentController(settings, credential, {
-                claims: new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id),
-                bootnodes: () => built.nodes.staticNodes(),
-            });
+            const source = settings.FLEXCHANGE_RELEASE_PACKAGE;
+            return armDeploymentController(
+                settings,
+                credential,
+                { claims: new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id), bootnodes: () => built.nodes.staticNodes() },
+                source && { blobs, source },
+            );
         },
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
         contracts: () => {

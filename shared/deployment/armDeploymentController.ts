@@ -1,4 +1,6 @@
 import type { ResourceManagementClient } from '@azure/arm-resources';
+import type { BlobStore } from '../blobs/blobStore';
+import type { MemberPackagePublisher } from './oneDeploy';
 import { AppError, Unavailable, Upstream } from '../errors';
 import { DATA_ROLE_IDS, dataGrants, roleAssignmentName } from './dataRoles';
 import type { DeploymentController, DeploymentState, MemberDeploymentSpec } from './deploymentController';
@@ -20,6 +22,12 @@ export interface ArmMemberDeploymentOptions {
      * succeeded. The core's identity needs Role Based Access Control Administrator on the namespace (core.json).
      */
     serviceBus?: { client: ResourceManagementClient; namespaceId: string };
+    /**
+     * The release package (FLEXCHANGE_RELEASE_PACKAGE in the core's storage) and how it reaches the member's app: once
+     * the infrastructure is deployed, the package is published into the new function app (oneDeploy.ts), and the
+     * deployment is done when that publish is.
+     */
+    release?: { blobs: Pick<BlobStore, 'get'>; source: { container: string; name: string }; publisher: MemberPackagePublisher };
 }
 
 // Role assignments (Microsoft.Authorization), as the templates create theirs.
@@ -64,18 +72,37 @@ export class ArmDeploymentController implements DeploymentController {
         });
     }
 
+    /** `<resource group>/<deployment>`, then `/<publish id>` once the release package is being published into the app. */
     async status(id: string): Promise<DeploymentState> {
-        const [rg, name] = id.split('/');
-        if (!rg || !name) throw new Upstream(`Not a deployment id: ${id}`);
-        return this.#arm(async () => this.#finished(id, await this.client.deployments.get(rg, name)));
+        const [rg, name, publishId, ...rest] = id.split('/');
+        if (!rg || !name || rest.length > 0) throw new Upstream(`Not a deployment id: ${id}`);
+        return this.#arm(async () => this.#finished(`${rg}/${name}`, await this.client.deployments.get(rg, name), publishId));
     }
 
-    /** The deployment's state; when it succeeded, after its identity got its Service Bus roles. */
-    async #finished(id: string, deployment: ArmDeployment): Promise<DeploymentState> {
+    /**
+     * The deployment's state. When ARM reports it succeeded: its identity gets its Service Bus roles, then the release
+     * package is published into its app (the id carries the publish's id from poll to poll), and only then is it done.
+     */
+    async #finished(id: string, deployment: ArmDeployment, publishId?: string): Promise<DeploymentState> {
         const state = stateOf(id, deployment);
         const orgId = (deployment.properties?.parameters as Record<string, { value?: unknown }> | undefined)?.orgId?.value;
-        if (state.status === 'Succeeded' && state.principalId && typeof orgId === 'string') await this.#grantBus(orgId, state.principalId);
-        return state;
+        if (state.status !== 'Succeeded' || typeof orgId !== 'string') return state;
+        if (state.principalId) await this.#grantBus(orgId, state.principalId);
+        const release = this.opts.release;
+        if (!release) return state;
+        const app = ((deployment.properties?.outputs ?? {}) as Record<string, { value?: unknown }>).functionAppName?.value;
+        if (typeof app !== 'string' || !app) return { id, status: 'Failed', error: 'The member template reported no functionAppName to publish the app to' };
+        if (!publishId) {
+            const pkg = await release.blobs.get(release.source.container, release.source.name);
+            if (!pkg) return { id, status: 'Failed', error: `The release package ${release.source.container}/${release.source.name} is missing` };
+            const started = await release.publisher.publish(app, pkg.content, `flexchange release for ${orgId}`);
+            // Another deployment of the app is under way: publish on a later poll.
+            return started === 'busy' ? { id, status: 'Running' } : { id: `${id}/${started.id}`, status: 'Running' };
+        }
+        const published = await release.publisher.deployment(app, publishId);
+        if (published === 'Running') return { id: `${id}/${publishId}`, status: 'Running' };
+        if (published === 'Failed') return { id, status: 'Failed', error: `Publishing the release package into ${app} failed (deployment ${publishId})` };
+        return { ...state, id: `${id}/${publishId}` };
     }
 
     /** The member identity's rows of the data-role table on the core's namespace, as role assignments (idempotent: named after what they assign). */

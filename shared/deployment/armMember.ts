@@ -5,6 +5,8 @@ import type { Settings } from '../config';
 import { Unavailable } from '../errors';
 import { contains } from '../net/addresses';
 import { ArmDeploymentController } from './armDeploymentController';
+import type { ReleasePackage } from './deploymentController';
+import { OneDeployPublisher } from './oneDeploy';
 import type { Repository } from '../documents/repository';
 import { MemberNetworks, type MemberNetwork, type NetworkClaim } from './memberNetworks';
 import { memberResourceNames } from './resourceNames';
@@ -17,14 +19,14 @@ export interface MemberNetworkSource {
 }
 
 /** The Azure deployment controller from settings: infra/member.json with the parameters it needs (none secret). */
-export function armDeploymentController(settings: Settings, credential: TokenCredential, network: MemberNetworkSource): ArmDeploymentController {
+export function armDeploymentController(settings: Settings, credential: TokenCredential, network: MemberNetworkSource, release?: ReleasePackage): ArmDeploymentController {
     const subscription = settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID;
     const genesis = settings.FLEXCHANGE_MEMBER_GENESIS_B64;
     const sshKey = settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY;
     const space = settings.FLEXCHANGE_MEMBER_ADDRESS_SPACE;
     const namespaceId = settings.FLEXCHANGE_SERVICEBUS_RESOURCE_ID;
-    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !namespaceId || !space) {
-        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE, FLEXCHANGE_SERVICEBUS_RESOURCE_ID and FLEXCHANGE_MEMBER_ADDRESS_SPACE');
+    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !namespaceId || !space || !release) {
+        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE, FLEXCHANGE_SERVICEBUS_RESOURCE_ID, FLEXCHANGE_MEMBER_ADDRESS_SPACE and FLEXCHANGE_RELEASE_PACKAGE');
     }
     // Members' nodes live in their VNets: the core accepts and probes nodes only inside the consortium's node network.
     if (!settings.FLEXCHANGE_NODE_NETWORK_RANGES.some((r) => contains(r, space))) {
@@ -39,6 +41,8 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         parameters: async (orgId) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }),
         // The namespace may sit in another subscription than the members (the core's).
         serviceBus: { client: new ResourceManagementClient(credential, namespaceId.split('/')[2]!), namespaceId },
+        // The package the core runs (its own deployment container, core.json) goes into each member's app.
+        release: { ...release, publisher: new OneDeployPublisher(credential) },
     });
 }
 

@@ -5,6 +5,7 @@ import { ResourceManagementClient } from '@azure/arm-resources';
 import { createDefaultHttpClient } from '@azure/core-rest-pipeline';
 import { ArmDeploymentController } from '../../shared/deployment/armDeploymentController';
 import { Unavailable } from '../../shared/errors';
+import { OneDeployPublisher } from '../../shared/deployment/oneDeploy';
 
 const SUB = '00000000-1111-2222-3333-444444444444';
 // The core's subscription, where its Service Bus namespace is.
@@ -71,7 +72,7 @@ class FakeArm {
                 const plan = this.outcomes.get(dep[3]) ?? { running: 1, final: 'Succeeded' as const };
                 if (d.gets <= plan.running) return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Running' } });
                 if (plan.final === 'Failed') return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Failed', error: { code: 'DeploymentFailed', message: 'The subnet is in use' } } });
-                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', parameters: (d.body.properties as { parameters?: unknown }).parameters, outputs: { functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` }, principalId: { type: 'String', value: '5f0c2a7e-1111-4222-8333-944455556666' } } } });
+                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', parameters: (d.body.properties as { parameters?: unknown }).parameters, outputs: { functionAppName: { type: 'String', value: `fx-${dep[3]}` }, functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` }, principalId: { type: 'String', value: '5f0c2a7e-1111-4222-8333-944455556666' } } } });
             }
         }
         const ra = /\/providers\/Microsoft\.Authorization\/roleAssignments\/([^/]+)$/i.exec(url.pathname);
@@ -180,5 +181,125 @@ describe('ARM deployment controller', () => {
         // Starting again (a retried onboarding) finds the failed deployment and deploys again.
         await expect(controller.start({ orgId: 'globex' })).resolves.toMatchObject({ status: 'Running' });
         expect(arm.requests.filter((r) => r.method === 'PUT' && r.path.endsWith('/deployments/flexchange-member-globex'))).toHaveLength(2);
+    });
+});
+
+/**
+ * A local fake of a Flex Consumption app's SCM site (Kudu OneDeploy), as the Azure CLI talks to it: `POST
+ * /api/publish` takes the zip and answers 202 with the deployment id; `GET /api/deployments/{id}` reports Kudu's
+ * status (0–2 going, 3 failed, 4 succeeded), here after a number of polls the test chooses.
+ */
+class FakeScm {
+    readonly published: { app: string; query: URLSearchParams; authorization?: string; contentType?: string; body: Buffer }[] = [];
+    /** Per app: polls before the outcome, the outcome, and how many publishes to answer 409 (busy) first. */
+    readonly plans = new Map<string, { polls: number; final: 3 | 4; busy?: number }>();
+    readonly #polls = new Map<string, number>();
+    #server?: Server;
+    url = '';
+
+    async start(): Promise<void> {
+        this.#server = createServer((req, res) => void this.#handle(req, res));
+        await new Promise<void>((resolve) => this.#server!.listen(0, '127.0.0.1', () => resolve()));
+        this.url = `http://127.0.0.1:${(this.#server!.address() as AddressInfo).port}`;
+    }
+
+    async stop(): Promise<void> {
+        await new Promise<void>((resolve) => this.#server?.close(() => resolve()));
+    }
+
+    async #handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
+        const url = new URL(req.url ?? '/', this.url);
+        const [, app, ...rest] = url.pathname.split('/');
+        const path = `/${rest.join('/')}`;
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        const plan = this.plans.get(app!) ?? { polls: 1, final: 4 as const };
+        if (req.method === 'POST' && path === '/api/publish') {
+            if (plan.busy) {
+                plan.busy--;
+                res.writeHead(409).end('There is a deployment currently in progress.');
+                return;
+            }
+            this.published.push({ app: app!, query: url.searchParams, authorization: req.headers.authorization, contentType: req.headers['content-type'], body: Buffer.concat(chunks) });
+            res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify(`dep-${app}-${this.published.length}`));
+            return;
+        }
+        const dep = /^\/api\/deployments\/([^/]+)$/.exec(path);
+        if (req.method === 'GET' && dep) {
+            const n = (this.#polls.get(dep[1]!) ?? 0) + 1;
+            this.#polls.set(dep[1]!, n);
+            res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: dep[1], status: n <= plan.polls ? 1 : plan.final, complete: n > plan.polls }));
+            return;
+        }
+        res.writeHead(404).end();
+    }
+}
+
+/** With the release package: a member's deployment is done when its app runs the package the core runs. */
+describe('ARM deployment controller publishing the release package', () => {
+    const arm = new FakeArm();
+    const scm = new FakeScm();
+    const credential: TokenCredential = { getToken: async (scope): Promise<AccessToken> => ({ token: `token-for ${String(scope)}`, expiresOnTimestamp: Date.now() + 3600_000 }) };
+    const template = { $schema: 'https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#', contentVersion: '1.0.0.0', parameters: { orgId: { type: 'string' } }, resources: [] };
+    const zip = Buffer.from('PK\u0003\u0004 the release package');
+    const blobs = { get: async (container: string, name: string) => (container === 'app-package-core' && name === 'released-package.zip' ? { blob: { container, name } as never, content: zip } : undefined) };
+    let controller: ArmDeploymentController;
+
+    beforeAll(async () => {
+        await Promise.all([arm.start(), scm.start()]);
+        const transport = createDefaultHttpClient();
+        const client = new ResourceManagementClient(credential, SUB, {
+            endpoint: arm.url.replace('http:', 'https:'),
+            $host: arm.url.replace('http:', 'https:'),
+            retryOptions: { maxRetries: 0 },
+            httpClient: { sendRequest: (request) => transport.sendRequest(Object.assign(request, { url: request.url.replace(/^https:/, 'http:'), allowInsecureConnection: true })) },
+        });
+        controller = new ArmDeploymentController(client, {
+            resourceGroupPrefix: 'rg-flexchange',
+            location: 'uksouth',
+            template,
+            parameters: (orgId) => ({ orgId }),
+            release: { blobs, source: { container: 'app-package-core', name: 'released-package.zip' }, publisher: new OneDeployPublisher(credential, (app) => `${scm.url}/${app}`) },
+        });
+    });
+    afterAll(() => Promise.all([arm.stop(), scm.stop()]));
+
+    const run = async (orgId: string) => {
+        const ids: string[] = [];
+        let state = await controller.start({ orgId });
+        while (state.status === 'Running') {
+            ids.push(state.id);
+            state = await controller.status(state.id);
+        }
+        return { state, ids };
+    };
+
+    it('publishes the package into the new app once ARM is done, and is done when the publish is', async () => {
+        arm.outcomes.set('flexchange-member-acme', { running: 1, final: 'Succeeded' });
+        scm.plans.set('fx-flexchange-member-acme', { polls: 2, final: 4 });
+        const { state, ids } = await run('acme');
+        expect(state).toMatchObject({ status: 'Succeeded', url: 'https://fx-flexchange-member-acme.azurewebsites.net/api', principalId: '5f0c2a7e-1111-4222-8333-944455556666' });
+        // Started, ARM running, ARM done → publish started, then the publish reported going twice: the id carries the publish from poll to poll.
+        const publishing = 'rg-flexchange-acme/flexchange-member-acme/dep-fx-flexchange-member-acme-1';
+        expect(ids).toEqual(['rg-flexchange-acme/flexchange-member-acme', 'rg-flexchange-acme/flexchange-member-acme', publishing, publishing, publishing]);
+        const [pub] = scm.published;
+        expect(pub).toMatchObject({ app: 'fx-flexchange-member-acme', authorization: 'Bearer token-for https://management.azure.com/.default', contentType: 'application/zip' });
+        expect(pub!.body.equals(zip)).toBe(true);
+        expect(pub!.query.get('RemoteBuild')).toBe('false');
+        expect(scm.published).toHaveLength(1);
+    });
+
+    it('waits while another deployment of the app runs, and fails with the reason when the publish fails', async () => {
+        arm.outcomes.set('flexchange-member-globex', { running: 0, final: 'Succeeded' });
+        scm.plans.set('fx-flexchange-member-globex', { polls: 1, final: 3, busy: 1 });
+        const { state, ids } = await run('globex');
+        expect(ids[0]).toBe('rg-flexchange-globex/flexchange-member-globex');
+        // The first publish was answered busy: the next poll publishes.
+        expect(ids[1]).toBe('rg-flexchange-globex/flexchange-member-globex');
+        expect(state).toEqual({ id: 'rg-flexchange-globex/flexchange-member-globex', status: 'Failed', error: 'Publishing the release package into fx-flexchange-member-globex failed (deployment dep-fx-flexchange-member-globex-2)' });
+        // A retried onboarding starts again: the infrastructure is there, the package is published anew.
+        scm.plans.set('fx-flexchange-member-globex', { polls: 0, final: 4 });
+        await expect(run('globex')).resolves.toMatchObject({ state: { status: 'Succeeded' } });
+        expect(scm.published.filter((p) => p.app === 'fx-flexchange-member-globex')).toHaveLength(2);
     });
 });

@@ -3,6 +3,7 @@ import { armDeploymentController, MEMBER_TEMPLATE, memberParameters } from '../.
 import type { NetworkClaim } from '../../shared/deployment/memberNetworks';
 import { memberResourceNames } from '../../shared/deployment/resourceNames';
 import { MemoryRepository } from './fakes/memoryStores';
+import type { BlobStore } from '../../shared/blobs/blobStore';
 
 type Param = { type: string; defaultValue?: unknown; minLength?: number; maxLength?: number; minValue?: number; maxValue?: number };
 
@@ -65,12 +66,15 @@ describe('member deployment parameters', () => {
     it('refuses to deploy members without an address space, or with one outside the consortium node network', () => {
         const source = { claims: new MemoryRepository<NetworkClaim>((c) => c.id), bootnodes: async () => [] };
         const credential = { getToken: async () => ({ token: 't', expiresOnTimestamp: Date.now() + 60_000 }) };
-        expect(() => armDeploymentController(settings, credential, source)).not.toThrow();
-        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '' }), credential, source)).toThrow('FLEXCHANGE_MEMBER_ADDRESS_SPACE');
-        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '172.16.0.0/12' }), credential, source)).toThrow('172.16.0.0/12 is not inside FLEXCHANGE_NODE_NETWORK_RANGES (10.30.0.0/16, 10.64.0.0/10)');
+        const release = { blobs: {} as BlobStore, source: { container: 'app-package-fx-core', name: 'released-package.zip' } };
+        expect(() => armDeploymentController(settings, credential, source, release)).not.toThrow();
+        // Without the release package a member's app would stay empty: no deployment is started.
+        expect(() => armDeploymentController(settings, credential, source)).toThrow('FLEXCHANGE_RELEASE_PACKAGE');
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '' }), credential, source, release)).toThrow('FLEXCHANGE_MEMBER_ADDRESS_SPACE');
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: '172.16.0.0/12' }), credential, source, release)).toThrow('172.16.0.0/12 is not inside FLEXCHANGE_NODE_NETWORK_RANGES (10.30.0.0/16, 10.64.0.0/10)');
         expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_MEMBER_ADDRESS_SPACE: 'ten-dot-something' })).toThrow();
         // Without the namespace's resource id the core could not grant a member its subscription.
-        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: undefined }), credential, source)).toThrow('FLEXCHANGE_SERVICEBUS_RESOURCE_ID');
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: undefined }), credential, source, release)).toThrow('FLEXCHANGE_SERVICEBUS_RESOURCE_ID');
         expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: 'fx-core.servicebus.windows.net' })).toThrow(/namespace resource id/);
     });
 });

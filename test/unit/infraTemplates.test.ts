@@ -7,6 +7,7 @@ import { DATA_ROLE_IDS, dataGrants, type DataGrant } from '../../shared/deployme
 import { armDeploymentController } from '../../shared/deployment/armMember';
 import type { NetworkClaim } from '../../shared/deployment/memberNetworks';
 import { MemoryRepository } from './fakes/memoryStores';
+import type { BlobStore } from '../../shared/blobs/blobStore';
 
 /**
  * Static checks of the ARM templates in infra/ (no Azure, no network): structure,
@@ -278,6 +279,7 @@ const sample: Record<string, string> = {
     FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID: '3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b',
     FLEXCHANGE_GRAPH_APP_ROLE_IDS: '{"Org.Admin":"4a1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"}',
     FLEXCHANGE_INVITE_REDIRECT_URL: 'https://portal.flexchange.example/welcome',
+    FLEXCHANGE_RELEASE_PACKAGE: 'app-package-fx-core-func-abc123/released-package.zip',
 };
 const settingsEnv = (settings: Map<string, string>) =>
     Object.fromEntries([...settings].map(([name, value]) => [name, isExpression(value) ? (sample[name] ?? 'deployment-time-value') : value]));
@@ -443,7 +445,10 @@ describe.each(templateFiles)('template %s', (file) => {
             // so onboarding in Azure does not stop at `Unavailable` for a missing setting.
             const source = { claims: new MemoryRepository<NetworkClaim>((c) => c.id), bootnodes: async () => [] };
             const credential = { getToken: async () => ({ token: 't', expiresOnTimestamp: Date.now() + 60_000 }) };
-            expect(() => armDeploymentController(loaded, credential, source)).not.toThrow();
+            // The package members get is the one the core runs: its own deployment container's.
+            expect(settings.get('FLEXCHANGE_RELEASE_PACKAGE')).toBe("[format('{0}/released-package.zip', variables('deploymentContainer'))]");
+            expect(loaded.FLEXCHANGE_RELEASE_PACKAGE).toEqual({ container: 'app-package-fx-core-func-abc123', name: 'released-package.zip' });
+            expect(() => armDeploymentController(loaded, credential, source, { blobs: {} as BlobStore, source: loaded.FLEXCHANGE_RELEASE_PACKAGE! })).not.toThrow();
             // The public URL defaults to the app's own host; the member range lies inside the node network it sets.
             expect(settings.get('FLEXCHANGE_PUBLIC_URL')).toBe("[if(empty(parameters('publicUrl')), format('https://{0}', variables('appDefaultHostName')), parameters('publicUrl'))]");
             expect(settings.get('FLEXCHANGE_NODE_NETWORK_RANGES')).toBe("[format('{0},{1}', parameters('vnetAddressPrefix'), parameters('memberAddressSpace'))]");
