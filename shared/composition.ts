@@ -242,17 +242,12 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                 initialGrantWei: parseEther(String(settings.FLEXCHANGE_TREASURY_INITIAL_GRANT_ETH)),
             }),
         deployments: () => {
-            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) {
-                const source = settings.FLEXCHANGE_RELEASE_PACKAGE;
-                return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, source && { blobs, source });
-            }
+            // The package members run, in the core's storage: the devhost's Azurite, or the core's own deployment container.
             const source = settings.FLEXCHANGE_RELEASE_PACKAGE;
-            return armDeploymentController(
-                settings,
-                credential,
-                { claims: new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id), bootnodes: () => built.nodes.staticNodes() },
-                source && { blobs, source },
-            );
+            const release = source && { blobs, source };
+            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, release);
+            const claims = new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id);
+            return armDeploymentController(settings, credential, { claims, bootnodes: () => built.nodes.staticNodes() }, release);
         },
         organizations: new CosmosRepository<Organization>(database.container('organizations'), (o) => o.id),
         contracts: () => {
