@@ -20,23 +20,13 @@ interface Recorded {
     body?: Record<string, unknown>;
 }
 
-/**
- * A local fake of the ARM REST API that records what the real @azure/arm-resources client
- * sends and answers as ARM does: resource group PUT, deployment PUT (201, Accepted), then
- * GETs that report Running a few times and then the outcome the test chose.
- */
-class FakeArm {
-    readonly requests: Recorded[] = [];
-    readonly outcomes = new Map<string, { running: number; final: 'Succeeded' | 'Failed' }>();
-    readonly deployments = new Map<string, { gets: number; body: Record<string, unknown> }>();
-    /** Role assignments by id (path), as ARM keeps them; `refuse` answers the next PUTs with that error code. */
-    readonly assignments = new Map<string, Record<string, unknown>>();
-    refuse: string[] = [];
+/** A loopback HTTP server answering with `handle`, and the URL it listens on. */
+abstract class LocalFake {
     #server?: Server;
     url = '';
 
     async start(): Promise<void> {
-        this.#server = createServer((req, res) => void this.#handle(req, res));
+        this.#server = createServer((req, res) => void this.handle(req, res));
         await new Promise<void>((resolve) => this.#server!.listen(0, '127.0.0.1', () => resolve()));
         this.url = `http://127.0.0.1:${(this.#server!.address() as AddressInfo).port}`;
     }
@@ -45,7 +35,22 @@ class FakeArm {
         await new Promise<void>((resolve) => this.#server?.close(() => resolve()));
     }
 
-    async #handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
+    protected abstract handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void>;
+}
+
+/**
+ * A local fake of the ARM REST API that records what the real @azure/arm-resources client
+ * sends and answers as ARM does: resource group PUT, deployment PUT (201, Accepted), then
+ * GETs that report Running a few times and then the outcome the test chose.
+ */
+class FakeArm extends LocalFake {
+    readonly requests: Recorded[] = [];
+    readonly outcomes = new Map<string, { running: number; final: 'Succeeded' | 'Failed' }>();
+    readonly deployments = new Map<string, { gets: number; body: Record<string, unknown> }>();
+    /** Role assignments by id (path), as ARM keeps them; `refuse` answers the next PUTs with that error code. */
+    readonly assignments = new Map<string, Record<string, unknown>>();
+    refuse: string[] = [];
+    protected async handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
         const url = new URL(req.url ?? '/', this.url);
         const chunks: Buffer[] = [];
         for await (const c of req) chunks.push(c as Buffer);
@@ -89,6 +94,20 @@ class FakeArm {
     }
 }
 
+/**
+ * The real ARM client for `subscription`, talking https as to ARM (its bearer policy refuses anything else); after
+ * signing, its requests go to the fake's plain-HTTP port on loopback.
+ */
+function armClient(arm: LocalFake, credential: TokenCredential, subscription: string): ResourceManagementClient {
+    const transport = createDefaultHttpClient();
+    return new ResourceManagementClient(credential, subscription, {
+        endpoint: arm.url.replace('http:', 'https:'),
+        $host: arm.url.replace('http:', 'https:'),
+        retryOptions: { maxRetries: 0 },
+        httpClient: { sendRequest: (request) => transport.sendRequest(Object.assign(request, { url: request.url.replace(/^https:/, 'http:'), allowInsecureConnection: true })) },
+    });
+}
+
 /** The Azure path of memberDeployment: the real ARM client against a local fake that checks its requests. */
 describe('ARM deployment controller', () => {
     const arm = new FakeArm();
@@ -98,22 +117,12 @@ describe('ARM deployment controller', () => {
 
     beforeAll(async () => {
         await arm.start();
-        // The client talks https, as to ARM (its bearer policy refuses anything else); after signing, this
-        // one client's requests are sent to the fake's plain-HTTP port on loopback.
-        const transport = createDefaultHttpClient();
-        const clientFor = (subscription: string) =>
-            new ResourceManagementClient(credential, subscription, {
-                endpoint: arm.url.replace('http:', 'https:'),
-                $host: arm.url.replace('http:', 'https:'),
-                retryOptions: { maxRetries: 0 },
-                httpClient: { sendRequest: (request) => transport.sendRequest(Object.assign(request, { url: request.url.replace(/^https:/, 'http:'), allowInsecureConnection: true })) },
-            });
-        controller = new ArmDeploymentController(clientFor(SUB), {
+        controller = new ArmDeploymentController(armClient(arm, credential, SUB), {
             resourceGroupPrefix: 'rg-flexchange',
             location: 'uksouth',
             template,
             parameters: (orgId) => ({ orgId, namePrefix: 'fx' }),
-            serviceBus: { client: clientFor(CORE_SUB), namespaceId: NAMESPACE_ID },
+            serviceBus: { client: armClient(arm, credential, CORE_SUB), namespaceId: NAMESPACE_ID },
         });
     });
     afterAll(() => arm.stop());
@@ -189,25 +198,12 @@ describe('ARM deployment controller', () => {
  * /api/publish` takes the zip and answers 202 with the deployment id; `GET /api/deployments/{id}` reports Kudu's
  * status (0–2 going, 3 failed, 4 succeeded), here after a number of polls the test chooses.
  */
-class FakeScm {
+class FakeScm extends LocalFake {
     readonly published: { app: string; query: URLSearchParams; authorization?: string; contentType?: string; body: Buffer }[] = [];
     /** Per app: polls before the outcome, the outcome, and how many publishes to answer 409 (busy) first. */
     readonly plans = new Map<string, { polls: number; final: 3 | 4; busy?: number }>();
     readonly #polls = new Map<string, number>();
-    #server?: Server;
-    url = '';
-
-    async start(): Promise<void> {
-        this.#server = createServer((req, res) => void this.#handle(req, res));
-        await new Promise<void>((resolve) => this.#server!.listen(0, '127.0.0.1', () => resolve()));
-        this.url = `http://127.0.0.1:${(this.#server!.address() as AddressInfo).port}`;
-    }
-
-    async stop(): Promise<void> {
-        await new Promise<void>((resolve) => this.#server?.close(() => resolve()));
-    }
-
-    async #handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
+    protected async handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
         const url = new URL(req.url ?? '/', this.url);
         const [, app, ...rest] = url.pathname.split('/');
         const path = `/${rest.join('/')}`;
@@ -247,14 +243,7 @@ describe('ARM deployment controller publishing the release package', () => {
 
     beforeAll(async () => {
         await Promise.all([arm.start(), scm.start()]);
-        const transport = createDefaultHttpClient();
-        const client = new ResourceManagementClient(credential, SUB, {
-            endpoint: arm.url.replace('http:', 'https:'),
-            $host: arm.url.replace('http:', 'https:'),
-            retryOptions: { maxRetries: 0 },
-            httpClient: { sendRequest: (request) => transport.sendRequest(Object.assign(request, { url: request.url.replace(/^https:/, 'http:'), allowInsecureConnection: true })) },
-        });
-        controller = new ArmDeploymentController(client, {
+        controller = new ArmDeploymentController(armClient(arm, credential, SUB), {
             resourceGroupPrefix: 'rg-flexchange',
             location: 'uksouth',
             template,
