@@ -1,4 +1,6 @@
 import path from 'node:path';
+import type { BusRole } from './servicebus/access';
+import type { VaultDataRole } from './services/keyVault';
 
 /**
  * What an app tells the devhost about itself: the few things the local world needs done for
@@ -39,8 +41,8 @@ export interface DevhostProfile {
 
 /** A data role on the instance's own vault, its own database (COSMOS_DATABASE), or the Service Bus namespace or one of its entities (`topic/Subscriptions/name`). */
 export type LocalDataGrant =
-    | { role: 'Key Vault Secrets Officer' | 'Key Vault Crypto Officer'; scope: 'own-vault' }
-    | { role: 'Azure Service Bus Data Owner' | 'Azure Service Bus Data Sender' | 'Azure Service Bus Data Receiver'; scope: 'service-bus'; entity?: string }
+    | { role: VaultDataRole; scope: 'own-vault' }
+    | { role: BusRole; scope: 'service-bus'; entity?: string }
     | { role: 'Cosmos DB Built-in Data Contributor'; scope: 'own-database' };
 
 export interface AppRegistration {

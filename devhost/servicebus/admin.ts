@@ -55,7 +55,6 @@ export class ServiceBusAdminServer {
     readonly #startedAt = new Date().toISOString();
     #listener?: LoopbackListener;
     #server?: Server;
-    #port = 0;
 
     readonly #access?: BusAccessPolicy;
 
@@ -66,8 +65,8 @@ export class ServiceBusAdminServer {
     }
 
     get port(): number {
-        if (!this.#server) throw new Error('The local Service Bus administration endpoint is not running');
-        return this.#port;
+        if (!this.#server || !this.#listener) throw new Error('The local Service Bus administration endpoint is not running');
+        return this.#listener.port;
     }
 
     /** What the app's FLEXCHANGE_SERVICEBUS_ADMIN_URL is set to. */
@@ -87,8 +86,7 @@ export class ServiceBusAdminServer {
         const server = createServer(handle);
         this.#listener = await listenOnLoopback(server, port, 'the local Service Bus administration endpoint');
         this.#server = server;
-        this.#port = this.#listener.port;
-        this.#log.info({ port: this.#port }, 'service bus admin: listening');
+        this.#log.info({ port: this.#listener.port }, 'service bus admin: listening');
     }
 
     /** HTTP the broker took over TLS on its port, decrypted (see LocalServiceBus.serveTls). */
@@ -391,7 +389,7 @@ export class ServiceBusAdminServer {
     }
 
     #origin(req: IncomingMessage): string {
-        return `https://${req.headers.host ?? `127.0.0.1:${this.#port}`}`;
+        return `https://${req.headers.host ?? `127.0.0.1:${this.port}`}`;
     }
 
     #subscriptionEntry(req: IncomingMessage, topic: string, sub: ResolvedSubscription): Xml {

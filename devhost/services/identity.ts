@@ -1,5 +1,5 @@
 import jwt from 'jsonwebtoken';
-import { createHash, createPublicKey, JsonWebKey, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, createPublicKey, JsonWebKey, KeyObject, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFileAtomic } from '../files';
 import path from 'node:path';
@@ -67,6 +67,7 @@ export class LocalIdentity {
     /** App Service managed-identity header secrets, to the client id of the app instance holding each (one per client id). */
     readonly #managed = new Map<string, string>();
     readonly #directory = new Map<string, DirectoryEntry>();
+    readonly #publicKeys = new Map<string, KeyObject>();
 
     constructor(stateDir: string, logger: Logger, registration?: AppRegistration) {
         this.audience = registration?.audience ?? DEFAULT_AUDIENCE;
@@ -119,26 +120,33 @@ export class LocalIdentity {
         await this.#server?.stop();
     }
 
-    /** True when `token` was signed by this issuer, is unexpired and is meant for `audience`. */
-    async verify(token: string, audience: string | string[]): Promise<boolean> {
-        return (await this.claimsOf(token, audience)) !== undefined;
-    }
-
     /** The claims of `token` when this issuer signed it, it is unexpired and meant for (one of) `audience`; else undefined. */
     async claimsOf(token: string, audience: string | string[]): Promise<Record<string, unknown> | undefined> {
         const server = this.#server;
         if (!server) return undefined;
         const decoded = jwt.decode(token, { complete: true });
         const kid = decoded && typeof decoded === 'object' ? decoded.header.kid : undefined;
-        const jwk = server.issuer.keys.toJSON(false).find((k) => (k as { kid?: string }).kid === kid);
-        if (!jwk) return undefined;
+        const key = kid ? this.#publicKey(server, kid) : undefined;
+        if (!key) return undefined;
         try {
-            const claims = jwt.verify(token, createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }), { algorithms: ['RS256'], audience: Array.isArray(audience) ? (audience as [string, ...string[]]) : audience, issuer: this.url });
+            const claims = jwt.verify(token, key, { algorithms: ['RS256'], audience: Array.isArray(audience) ? (audience as [string, ...string[]]) : audience, issuer: this.url });
             return typeof claims === 'object' ? (claims as Record<string, unknown>) : undefined;
         } catch (err) {
             this.#log.debug({ err: { message: (err as Error).message } }, 'identity: token rejected');
             return undefined;
         }
+    }
+
+    /** The issuer's public key `kid`, parsed once: the vault, bus and Cosmos stand-ins check a token on every request. */
+    #publicKey(server: import('oauth2-mock-server').OAuth2Server, kid: string): KeyObject | undefined {
+        let key = this.#publicKeys.get(kid);
+        if (!key) {
+            const jwk = server.issuer.keys.toJSON(false).find((k) => (k as { kid?: string }).kid === kid);
+            if (!jwk) return undefined;
+            key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
+            this.#publicKeys.set(kid, key);
+        }
+        return key;
     }
 
     /** The object id of an app identity's tokens (its service principal), by client id. */
@@ -168,7 +176,7 @@ export class LocalIdentity {
 
     /** What a deployment's app identity's token says: its object id, the roles it was granted, the audience asked for. */
     #appClaims(clientId: string, audience: string): Record<string, unknown> {
-        const oid = stableId(`app:${clientId}`);
+        const oid = this.principalOf(clientId);
         return this.#claims({ oid, appOnly: true, roles: this.#directory.get(oid)?.roles ?? [], audience, clientId });
     }
 
@@ -228,7 +236,7 @@ export class LocalIdentity {
      * object id its tokens name (`oid`).
      */
     registerApp(clientId: string, roles: readonly string[], orgId?: string): { clientId: string; principalId: string } {
-        const oid = stableId(`app:${clientId}`);
+        const oid = this.principalOf(clientId);
         const known = this.#directory.get(oid);
         if (!known || known.roles.join() !== [...roles].sort().join() || known.orgId !== orgId) {
             this.#remember({ oid, orgId, name: clientId, roles: [...roles].sort(), appOnly: true });

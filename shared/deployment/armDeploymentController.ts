@@ -87,7 +87,8 @@ export class ArmDeploymentController implements DeploymentController {
         const state = stateOf(id, deployment);
         const orgId = (deployment.properties?.parameters as Record<string, { value?: unknown }> | undefined)?.orgId?.value;
         if (state.status !== 'Succeeded' || typeof orgId !== 'string') return state;
-        if (state.principalId) await this.#grantBus(orgId, state.principalId);
+        // Once, before the package goes in: later polls carry the publish's id.
+        if (!publishId && state.principalId) await this.#grantBus(orgId, state.principalId);
         const release = this.opts.release;
         if (!release) return state;
         const app = ((deployment.properties?.outputs ?? {}) as Record<string, { value?: unknown }>).functionAppName?.value;

@@ -49,10 +49,6 @@ export const storageCheck = (service: BlobServiceClient): HealthCheck => answers
 export const vaultCheck = (client: SecretClient): HealthCheck => answersCheck('vault', async () => void (await client.listPropertiesOfSecrets().byPage({ maxPageSize: 1 }).next()));
 
 /**
- * The bus: a sender link to the events topic attaches (so the namespace answers and the topic exists), with the
- * connection string (the devhost) or at the namespace with the app's identity (Azure).
- */
-/**
  * The bus, as this deployment uses it: the core sends to the events topic (a batch is made, nothing is sent);
  * a member receives from its own subscription (one message is peeked, none is taken), which is all its
  * identity may do there.
