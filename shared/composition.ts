@@ -245,7 +245,8 @@ export function buildServices(settings: Settings = loadSettings()): Services {
             // The package members run, in the core's storage: the devhost's Azurite, or the core's own deployment container.
             const source = settings.FLEXCHANGE_RELEASE_PACKAGE;
             const release = source && { blobs, source };
-            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, release);
+            // Into the member subscription when one is named (Azure, or ARM and its fakes from the devhost); else the devhost's app instances.
+            if (settings.FLEXCHANGE_DEVHOST_CONSOLE_URL && !settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID) return new DevhostDeploymentController(settings.FLEXCHANGE_DEVHOST_CONSOLE_URL, release);
             const claims = new CosmosRepository<NetworkClaim>(database.container('nodeClaims'), (c) => c.id);
             return armDeploymentController(settings, credential, { claims, bootnodes: () => built.nodes.staticNodes() }, release);
         },

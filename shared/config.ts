@@ -191,7 +191,10 @@ const settingsSchema = z.object({
     /** The base URL links in mails point to (default: https://<WEBSITE_HOSTNAME>). */
     FLEXCHANGE_PUBLIC_URL: url.optional(),
 
-    /** Azure: where member deployments go (ARM deployment of infra/member.json into `<prefix>-<orgId>`). */
+    /**
+     * Azure: where member deployments go (ARM deployment of infra/member.json into `<prefix>-<orgId>`). When set, members
+     * are deployed there even by a core on the devhost (otherwise the devhost starts them as app instances).
+     */
     FLEXCHANGE_MEMBER_SUBSCRIPTION_ID: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'a subscription id (GUID)').optional(),
     FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,60}$/).default('rg-flexchange'),
     FLEXCHANGE_MEMBER_LOCATION: z.string().regex(/^[a-z0-9]{2,40}$/).default('uksouth'),
@@ -203,6 +206,8 @@ const settingsSchema = z.object({
      * overlap and each can be peered with the core's. It must lie inside FLEXCHANGE_NODE_NETWORK_RANGES (members' nodes are there).
      */
     FLEXCHANGE_MEMBER_ADDRESS_SPACE: cidrRanges.refine((r) => r.length <= 1, 'one CIDR range').transform((r) => r[0]),
+    /** Azure Resource Manager (another cloud's, e.g. https://management.usgovcloudapi.net); tokens are asked for `<endpoint>/.default`. */
+    FLEXCHANGE_ARM_ENDPOINT: url.default('https://management.azure.com').transform((u) => u.replace(/\/+$/, '')),
     /** Devhost only (set by it): its console, where member deployments are started as app instances. */
     FLEXCHANGE_DEVHOST_CONSOLE_URL: url.optional(),
     /** The release package (`<container>/<blob>` in AzureWebJobsStorage) onboarding places in each member's deployment container; without it, members run from the devhost's source folder. */

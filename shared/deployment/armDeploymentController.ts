@@ -91,8 +91,13 @@ export class ArmDeploymentController implements DeploymentController {
         if (!publishId && state.principalId) await this.#grantBus(orgId, state.principalId);
         const release = this.opts.release;
         if (!release) return state;
-        const app = ((deployment.properties?.outputs ?? {}) as Record<string, { value?: unknown }>).functionAppName?.value;
-        if (typeof app !== 'string' || !app) return { id, status: 'Failed', error: 'The member template reported no functionAppName to publish the app to' };
+        const outputs = (deployment.properties?.outputs ?? {}) as Record<string, { value?: unknown }>;
+        const name = outputs.functionAppName?.value;
+        const scmHost = outputs.functionAppScmHostName?.value;
+        if (typeof name !== 'string' || !name || typeof scmHost !== 'string' || !scmHost) {
+            return { id, status: 'Failed', error: 'The member template reported no functionAppName and functionAppScmHostName to publish the app to' };
+        }
+        const app = { name, scmHost };
         if (!publishId) {
             const pkg = await release.blobs.get(release.source.container, release.source.name);
             if (!pkg) return { id, status: 'Failed', error: `The release package ${release.source.container}/${release.source.name} is missing` };
@@ -102,7 +107,7 @@ export class ArmDeploymentController implements DeploymentController {
         }
         const published = await release.publisher.deployment(app, publishId);
         if (published === 'Running') return { id: `${id}/${publishId}`, status: 'Running' };
-        if (published === 'Failed') return { id, status: 'Failed', error: `Publishing the release package into ${app} failed (deployment ${publishId})` };
+        if (published === 'Failed') return { id, status: 'Failed', error: `Publishing the release package into ${name} failed (deployment ${publishId})` };
         return { ...state, id: `${id}/${publishId}` };
     }
 

@@ -33,16 +33,19 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         throw new Unavailable(`FLEXCHANGE_MEMBER_ADDRESS_SPACE ${space.text} is not inside FLEXCHANGE_NODE_NETWORK_RANGES (${settings.FLEXCHANGE_NODE_NETWORK_RANGES.map((r) => r.text).join(', ') || 'none'}): members' nodes there could not be registered`);
     }
     const networks = new MemberNetworks(network.claims, space);
-    return new ArmDeploymentController(new ResourceManagementClient(credential, subscription), {
+    // Another cloud's ARM (or a local fake of it): its tokens are for `<endpoint>/.default`, which the client asks for itself.
+    const endpoint = settings.FLEXCHANGE_ARM_ENDPOINT;
+    const arm = (sub: string) => new ResourceManagementClient(credential, sub, { endpoint, $host: endpoint });
+    return new ArmDeploymentController(arm(subscription), {
         resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX,
         scope: subscription,
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
         parameters: async (orgId) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }),
         // The namespace may sit in another subscription than the members (the core's).
-        serviceBus: { client: new ResourceManagementClient(credential, namespaceId.split('/')[2]!), namespaceId },
+        serviceBus: { client: arm(namespaceId.split('/')[2]!), namespaceId },
         // The package the core runs (its own deployment container, core.json) goes into each member's app.
-        release: { ...release, publisher: new OneDeployPublisher(credential) },
+        release: { ...release, publisher: new OneDeployPublisher(credential, `${endpoint}/.default`) },
     });
 }
 

@@ -12,23 +12,34 @@ import { Unavailable, Upstream } from '../errors';
  */
 export interface MemberPackagePublisher {
     /** Starts publishing `zip` to the function app; `busy` when another deployment of the app is under way (try again). */
-    publish(functionApp: string, zip: Buffer, message: string): Promise<{ id: string } | 'busy'>;
-    deployment(functionApp: string, id: string): Promise<'Running' | 'Succeeded' | 'Failed'>;
+    publish(app: FunctionAppSite, zip: Buffer, message: string): Promise<{ id: string } | 'busy'>;
+    deployment(app: FunctionAppSite, id: string): Promise<'Running' | 'Succeeded' | 'Failed'>;
 }
 
-const ARM_SCOPE = 'https://management.azure.com/.default';
+/**
+ * A function app and its SCM (Kudu) host, as the member template reports them: `<app>.scm.azurewebsites.net`, or
+ * `<app>-<hash>.scm.<region>-01.azurewebsites.net` for an app with a unique default host name.
+ */
+export interface FunctionAppSite {
+    name: string;
+    scmHost: string;
+}
+
 const KUDU_FAILED = 3;
 const KUDU_SUCCESS = 4;
 
 export class OneDeployPublisher implements MemberPackagePublisher {
     constructor(
         private readonly credential: TokenCredential,
-        /** The app's SCM site (Kudu); another origin only for a local fake. */
-        private readonly scmUrl: (functionApp: string) => string = (app) => `https://${app}.scm.azurewebsites.net`,
+        /** Kudu takes ARM's tokens: `<ARM endpoint>/.default`. */
+        private readonly armScope = 'https://management.azure.com/.default',
+        /** The app's SCM site; another origin only for a local fake that serves several apps. */
+        private readonly scmUrl: (app: FunctionAppSite) => string = (app) => `https://${app.scmHost}`,
     ) {}
 
-    async publish(functionApp: string, zip: Buffer, message: string): Promise<{ id: string } | 'busy'> {
-        const url = `${this.scmUrl(functionApp)}/api/publish?RemoteBuild=false&Deployer=flexchange&message=${encodeURIComponent(message)}`;
+    async publish(app: FunctionAppSite, zip: Buffer, message: string): Promise<{ id: string } | 'busy'> {
+        const functionApp = app.name;
+        const url = `${this.scmUrl(app)}/api/publish?RemoteBuild=false&Deployer=flexchange&message=${encodeURIComponent(message)}`;
         const res = await this.#call(url, { method: 'POST', headers: { 'content-type': 'application/zip', 'cache-control': 'no-cache' }, body: zip });
         // Kudu answers 409 while another deployment of the app runs.
         if (res.status === 409) return 'busy';
@@ -38,17 +49,17 @@ export class OneDeployPublisher implements MemberPackagePublisher {
         return { id };
     }
 
-    async deployment(functionApp: string, id: string): Promise<'Running' | 'Succeeded' | 'Failed'> {
-        const res = await this.#call(`${this.scmUrl(functionApp)}/api/deployments/${encodeURIComponent(id)}`, { method: 'GET' });
+    async deployment(app: FunctionAppSite, id: string): Promise<'Running' | 'Succeeded' | 'Failed'> {
+        const res = await this.#call(`${this.scmUrl(app)}/api/deployments/${encodeURIComponent(id)}`, { method: 'GET' });
         // Just accepted: the deployment is not listed yet.
         if (res.status === 404) return 'Running';
-        if (!res.ok) throw await this.#refused(functionApp, 'deployment status', res);
+        if (!res.ok) throw await this.#refused(app.name, 'deployment status', res);
         const status = ((await res.json()) as { status?: unknown }).status;
         return status === KUDU_SUCCESS ? 'Succeeded' : status === KUDU_FAILED ? 'Failed' : 'Running';
     }
 
     async #call(url: string, init: RequestInit): Promise<Response> {
-        const token = await this.credential.getToken(ARM_SCOPE);
+        const token = await this.credential.getToken(this.armScope);
         if (!token) throw new Unavailable('No token for Azure Resource Manager');
         try {
             return await fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token.token}` }, signal: AbortSignal.timeout(300_000) });

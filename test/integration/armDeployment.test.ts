@@ -1,98 +1,15 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
 import { ResourceManagementClient } from '@azure/arm-resources';
 import { createDefaultHttpClient } from '@azure/core-rest-pipeline';
 import { ArmDeploymentController } from '../../shared/deployment/armDeploymentController';
 import { Unavailable } from '../../shared/errors';
 import { OneDeployPublisher } from '../../shared/deployment/oneDeploy';
+import { FakeArm, FakeScm, type LocalFake } from '../harness/azureFakes';
 
 const SUB = '00000000-1111-2222-3333-444444444444';
 // The core's subscription, where its Service Bus namespace is.
 const CORE_SUB = '99999999-1111-2222-3333-444444444444';
 const NAMESPACE_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-core/providers/Microsoft.ServiceBus/namespaces/fx-core`;
-
-interface Recorded {
-    method: string;
-    path: string;
-    apiVersion: string | null;
-    authorization?: string;
-    body?: Record<string, unknown>;
-}
-
-/** A loopback HTTP server answering with `handle`, and the URL it listens on. */
-abstract class LocalFake {
-    #server?: Server;
-    url = '';
-
-    async start(): Promise<void> {
-        this.#server = createServer((req, res) => void this.handle(req, res));
-        await new Promise<void>((resolve) => this.#server!.listen(0, '127.0.0.1', () => resolve()));
-        this.url = `http://127.0.0.1:${(this.#server!.address() as AddressInfo).port}`;
-    }
-
-    async stop(): Promise<void> {
-        await new Promise<void>((resolve) => this.#server?.close(() => resolve()));
-    }
-
-    protected abstract handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void>;
-}
-
-/**
- * A local fake of the ARM REST API that records what the real @azure/arm-resources client
- * sends and answers as ARM does: resource group PUT, deployment PUT (201, Accepted), then
- * GETs that report Running a few times and then the outcome the test chose.
- */
-class FakeArm extends LocalFake {
-    readonly requests: Recorded[] = [];
-    readonly outcomes = new Map<string, { running: number; final: 'Succeeded' | 'Failed' }>();
-    readonly deployments = new Map<string, { gets: number; body: Record<string, unknown> }>();
-    /** Role assignments by id (path), as ARM keeps them; `refuse` answers the next PUTs with that error code. */
-    readonly assignments = new Map<string, Record<string, unknown>>();
-    refuse: string[] = [];
-    protected async handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
-        const url = new URL(req.url ?? '/', this.url);
-        const chunks: Buffer[] = [];
-        for await (const c of req) chunks.push(c as Buffer);
-        const text = Buffer.concat(chunks).toString('utf8');
-        const body = text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
-        this.requests.push({ method: req.method!, path: url.pathname, apiVersion: url.searchParams.get('api-version'), authorization: req.headers.authorization, body });
-        const json = (status: number, data: unknown, headers: Record<string, string> = {}) => {
-            res.writeHead(status, { 'content-type': 'application/json', ...headers });
-            res.end(JSON.stringify(data));
-        };
-        const rg = /^\/subscriptions\/([^/]+)\/resourcegroups\/([^/]+)$/i.exec(url.pathname);
-        if (rg && req.method === 'PUT') return json(201, { id: url.pathname, name: rg[2], location: body?.location, properties: { provisioningState: 'Succeeded' } });
-        const dep = /^\/subscriptions\/([^/]+)\/resourcegroups\/([^/]+)\/providers\/Microsoft\.Resources\/deployments\/([^/]+)$/i.exec(url.pathname);
-        if (dep) {
-            const key = `${dep[2]}/${dep[3]}`;
-            if (req.method === 'PUT') {
-                this.deployments.set(key, { gets: 0, body: body! });
-                return json(201, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Accepted' } }, { 'azure-asyncoperation': `${this.url.replace('http:', 'https:')}/operations/${dep[3]}?api-version=2021-04-01` });
-            }
-            if (req.method === 'GET') {
-                const d = this.deployments.get(key);
-                if (!d) return json(404, { error: { code: 'DeploymentNotFound', message: `Deployment '${dep[3]}' could not be found.` } });
-                d.gets++;
-                const plan = this.outcomes.get(dep[3]) ?? { running: 1, final: 'Succeeded' as const };
-                if (d.gets <= plan.running) return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Running' } });
-                if (plan.final === 'Failed') return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Failed', error: { code: 'DeploymentFailed', message: 'The subnet is in use' } } });
-                return json(200, { id: url.pathname, name: dep[3], properties: { provisioningState: 'Succeeded', parameters: (d.body.properties as { parameters?: unknown }).parameters, outputs: { functionAppName: { type: 'String', value: `fx-${dep[3]}` }, functionAppHostName: { type: 'String', value: `fx-${dep[3]}.azurewebsites.net` }, principalId: { type: 'String', value: '5f0c2a7e-1111-4222-8333-944455556666' } } } });
-            }
-        }
-        const ra = /\/providers\/Microsoft\.Authorization\/roleAssignments\/([^/]+)$/i.exec(url.pathname);
-        if (ra && req.method === 'PUT') {
-            const code = this.refuse.shift();
-            if (code) return json(400, { error: { code, message: `Principal ${(body?.properties as { principalId?: string })?.principalId} does not exist in the directory.` } });
-            const existed = this.assignments.has(url.pathname);
-            const scope = url.pathname.slice(0, url.pathname.length - ra[0].length);
-            this.assignments.set(url.pathname, { ...(body?.properties as Record<string, unknown>), scope });
-            return json(existed ? 200 : 201, { id: url.pathname, name: ra[1], type: 'Microsoft.Authorization/roleAssignments', properties: { ...(body?.properties as Record<string, unknown>), scope } });
-        }
-        if (url.pathname.startsWith('/operations/')) return json(200, { status: 'InProgress' });
-        json(404, { error: { code: 'NotFound', message: `No fake for ${req.method} ${url.pathname}` } });
-    }
-}
 
 /**
  * The real ARM client for `subscription`, talking https as to ARM (its bearer policy refuses anything else); after
@@ -193,44 +110,6 @@ describe('ARM deployment controller', () => {
     });
 });
 
-/**
- * A local fake of a Flex Consumption app's SCM site (Kudu OneDeploy), as the Azure CLI talks to it: `POST
- * /api/publish` takes the zip and answers 202 with the deployment id; `GET /api/deployments/{id}` reports Kudu's
- * status (0–2 going, 3 failed, 4 succeeded), here after a number of polls the test chooses.
- */
-class FakeScm extends LocalFake {
-    readonly published: { app: string; query: URLSearchParams; authorization?: string; contentType?: string; body: Buffer }[] = [];
-    /** Per app: polls before the outcome, the outcome, and how many publishes to answer 409 (busy) first. */
-    readonly plans = new Map<string, { polls: number; final: 3 | 4; busy?: number }>();
-    readonly #polls = new Map<string, number>();
-    protected async handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
-        const url = new URL(req.url ?? '/', this.url);
-        const [, app, ...rest] = url.pathname.split('/');
-        const path = `/${rest.join('/')}`;
-        const chunks: Buffer[] = [];
-        for await (const c of req) chunks.push(c as Buffer);
-        const plan = this.plans.get(app!) ?? { polls: 1, final: 4 as const };
-        if (req.method === 'POST' && path === '/api/publish') {
-            if (plan.busy) {
-                plan.busy--;
-                res.writeHead(409).end('There is a deployment currently in progress.');
-                return;
-            }
-            this.published.push({ app: app!, query: url.searchParams, authorization: req.headers.authorization, contentType: req.headers['content-type'], body: Buffer.concat(chunks) });
-            res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify(`dep-${app}-${this.published.length}`));
-            return;
-        }
-        const dep = /^\/api\/deployments\/([^/]+)$/.exec(path);
-        if (req.method === 'GET' && dep) {
-            const n = (this.#polls.get(dep[1]!) ?? 0) + 1;
-            this.#polls.set(dep[1]!, n);
-            res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: dep[1], status: n <= plan.polls ? 1 : plan.final, complete: n > plan.polls }));
-            return;
-        }
-        res.writeHead(404).end();
-    }
-}
-
 /** With the release package: a member's deployment is done when its app runs the package the core runs. */
 describe('ARM deployment controller publishing the release package', () => {
     const arm = new FakeArm();
@@ -248,7 +127,7 @@ describe('ARM deployment controller publishing the release package', () => {
             location: 'uksouth',
             template,
             parameters: (orgId) => ({ orgId }),
-            release: { blobs, source: { container: 'app-package-core', name: 'released-package.zip' }, publisher: new OneDeployPublisher(credential, (app) => `${scm.url}/${app}`) },
+            release: { blobs, source: { container: 'app-package-core', name: 'released-package.zip' }, publisher: new OneDeployPublisher(credential, undefined, (app) => `${scm.url}/${app.name}`) },
         });
     });
     afterAll(() => Promise.all([arm.stop(), scm.stop()]));

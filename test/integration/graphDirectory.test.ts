@@ -1,9 +1,8 @@
 import type { AccessToken, TokenCredential } from '@azure/core-auth';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Directory, DirectoryEntry } from '../../shared/directory/directory';
 import { GraphDirectory } from '../../shared/directory/graphDirectory';
 import { Unavailable, Upstream } from '../../shared/errors';
+import { FakeGraph } from '../harness/azureFakes';
 
 /** An in-memory store behind the Graph directory (the Cosmos one is tested against the Cosmos server). */
 class MemoryDirectory implements Directory {
@@ -36,78 +35,34 @@ class MemoryDirectory implements Directory {
 describe('directory on Microsoft Graph (local fake)', () => {
     const SP = '11111111-2222-3333-4444-555555555555';
     const ROLE_IDS = { 'Org.Admin': 'aaaaaaaa-0000-0000-0000-000000000001', 'Org.Trader': 'aaaaaaaa-0000-0000-0000-000000000002', 'Deployment.Member': 'aaaaaaaa-0000-0000-0000-000000000003', 'Flexchange.Approver': 'aaaaaaaa-0000-0000-0000-000000000004' };
-    const requests: { method: string; path: string; auth?: string; body?: Record<string, unknown> }[] = [];
-    let server: http.Server;
+    const graph = new FakeGraph(SP);
+    const { requests, assignments } = graph;
     let graphUrl: string;
-    let failInvitations = 0;
-
-    /** The app role assignments Graph holds, by `principalId|appRoleId`; an invited user keeps one id per address. */
-    const assignments = new Map<string, { id: string; principalId: string; resourceId: string; appRoleId: string }>();
-    const invited = new Map<string, string>();
 
     beforeAll(async () => {
-        let n = 0;
-        server = http.createServer((req, res) => {
-            const chunks: Buffer[] = [];
-            req.on('data', (c: Buffer) => chunks.push(c));
-            req.on('end', () => {
-                const text = Buffer.concat(chunks).toString();
-                requests.push({ method: req.method!, path: req.url!, auth: req.headers.authorization, body: text ? JSON.parse(text) : undefined });
-                const json = (status: number, body: unknown) => {
-                    res.writeHead(status, { 'content-type': 'application/json' });
-                    res.end(JSON.stringify(body));
-                };
-                if (req.method === 'POST' && req.url === '/v1.0/invitations') {
-                    if (failInvitations-- > 0) return json(503, { error: { code: 'ServiceUnavailable' } });
-                    const email = String(JSON.parse(text).invitedUserEmailAddress).toLowerCase();
-                    if (!invited.has(email)) invited.set(email, `user-${++n}`);
-                    return json(201, { id: 'inv-1', invitedUser: { id: invited.get(email) }, inviteRedeemUrl: 'https://login.example/redeem' });
-                }
-                if (req.method === 'POST' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo`) {
-                    const { principalId, resourceId, appRoleId } = JSON.parse(text) as { principalId: string; resourceId: string; appRoleId: string };
-                    // As Microsoft Graph answers a role the principal already holds.
-                    if (assignments.has(`${principalId}|${appRoleId}`)) {
-                        return json(400, { error: { code: 'Request_BadRequest', message: 'Permission being assigned already exists on the object', innerError: { 'request-id': 'r-1', date: new Date().toISOString() } } });
-                    }
-                    const assignment = { id: `assignment-${++n}`, principalId, resourceId, appRoleId };
-                    assignments.set(`${principalId}|${appRoleId}`, assignment);
-                    return json(201, assignment);
-                }
-                // A principal's own assignments, filtered by resource (what Graph supports: resourceId, not appRoleId).
-                const own = /^\/v1\.0\/(users|servicePrincipals)\/([^/?]+)\/appRoleAssignments\?\$filter=resourceId(?:%20| )eq(?:%20| )([^&]+)$/.exec(req.url!);
-                if (req.method === 'GET' && own) {
-                    const [, , principalId, resourceId] = own;
-                    return json(200, { value: [...assignments.values()].filter((a) => a.principalId === decodeURIComponent(principalId!) && a.resourceId === decodeURIComponent(resourceId!)) });
-                }
-                // Role holders: two pages of assignments, then each user's mail.
-                if (req.method === 'GET' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999`) {
-                    return json(200, {
-                        value: [
-                            { principalId: 'u-approver-1', principalType: 'User', appRoleId: ROLE_IDS['Flexchange.Approver'] },
-                            { principalId: 'u-trader', principalType: 'User', appRoleId: ROLE_IDS['Org.Trader'] },
-                            { principalId: 'sp-app', principalType: 'ServicePrincipal', appRoleId: ROLE_IDS['Flexchange.Approver'] },
-                        ],
-                        '@odata.nextLink': `${graphUrl}/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999&$skiptoken=page2`,
-                    });
-                }
-                if (req.method === 'GET' && req.url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999&$skiptoken=page2`) {
-                    return json(200, { value: [{ principalId: 'u-approver-2', principalType: 'User', appRoleId: ROLE_IDS['Flexchange.Approver'] }] });
-                }
-                if (req.method === 'GET' && req.url === '/v1.0/users/u-approver-1?$select=id,mail,userPrincipalName') return json(200, { id: 'u-approver-1', mail: 'Alice@Operator.example' });
-                if (req.method === 'GET' && req.url === '/v1.0/users/u-approver-2?$select=id,mail,userPrincipalName') return json(200, { id: 'u-approver-2', mail: null, userPrincipalName: 'bob@operator.example' });
-                if (req.method === 'DELETE' && req.url!.startsWith(`/v1.0/servicePrincipals/${SP}/appRoleAssignedTo/`)) {
-                    const id = req.url!.split('/').at(-1);
-                    for (const [key, a] of assignments) if (a.id === id) assignments.delete(key);
-                    res.writeHead(204);
-                    return res.end();
-                }
-                json(404, { error: { code: 'Request_ResourceNotFound' } });
-            });
-        });
-        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-        graphUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+        // Role holders: two pages of assignments, then each user's mail.
+        graph.extra = ({ method, url }, json) => {
+            if (method !== 'GET') return false;
+            if (url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999`) {
+                json(200, {
+                    value: [
+                        { principalId: 'u-approver-1', principalType: 'User', appRoleId: ROLE_IDS['Flexchange.Approver'] },
+                        { principalId: 'u-trader', principalType: 'User', appRoleId: ROLE_IDS['Org.Trader'] },
+                        { principalId: 'sp-app', principalType: 'ServicePrincipal', appRoleId: ROLE_IDS['Flexchange.Approver'] },
+                    ],
+                    '@odata.nextLink': `${graphUrl}/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999&$skiptoken=page2`,
+                });
+            } else if (url === `/v1.0/servicePrincipals/${SP}/appRoleAssignedTo?$top=999&$skiptoken=page2`) {
+                json(200, { value: [{ principalId: 'u-approver-2', principalType: 'User', appRoleId: ROLE_IDS['Flexchange.Approver'] }] });
+            } else if (url === '/v1.0/users/u-approver-1?$select=id,mail,userPrincipalName') json(200, { id: 'u-approver-1', mail: 'Alice@Operator.example' });
+            else if (url === '/v1.0/users/u-approver-2?$select=id,mail,userPrincipalName') json(200, { id: 'u-approver-2', mail: null, userPrincipalName: 'bob@operator.example' });
+            else return false;
+            return true;
+        };
+        await graph.start();
+        graphUrl = graph.url;
     });
-    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    afterAll(() => graph.stop());
 
     const scopes: string[] = [];
     const credential: TokenCredential = {
@@ -195,7 +150,7 @@ describe('directory on Microsoft Graph (local fake)', () => {
     });
 
     it('reports Graph being down as Unavailable and a refused role as Upstream', async () => {
-        failInvitations = 1;
+        graph.failInvitations = 1;
         await expect(directory().graph.addUser('acme', { email: 'y@acme.example', roles: ['Org.Trader'] }, 'a')).rejects.toBeInstanceOf(Unavailable);
         await expect(directory().graph.addUser('acme', { email: 'z@acme.example', roles: ['Flexchange.Admin'] }, 'a')).rejects.toBeInstanceOf(Upstream);
     });

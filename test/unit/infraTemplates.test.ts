@@ -583,7 +583,7 @@ describe('member template', () => {
         expect(t.parameters.adminUsername.defaultValue).toBe('flexadmin');
         expect(t.parameters.bootnodes.defaultValue).toBe('');
         expect(t.parameters.allowedPeerAddressPrefixes).toMatchObject({ type: 'array', defaultValue: [] });
-        expect(Object.keys(t.outputs)).toEqual(expect.arrayContaining(['functionAppName', 'functionAppHostName', 'vaultUri', 'rpcFrontendIp', 'principalId']));
+        expect(Object.keys(t.outputs)).toEqual(expect.arrayContaining(['functionAppName', 'functionAppHostName', 'functionAppScmHostName', 'vaultUri', 'rpcFrontendIp', 'principalId']));
     });
 
     it('runs the app as the organisation\'s member deployment against its own nodes', () => {
@@ -594,6 +594,8 @@ describe('member template', () => {
             "[format('http://{0}:8545', reference(resourceId('Microsoft.Network/loadBalancers', variables('lbName')), '2023-11-01').frontendIPConfigurations[0].properties.privateIPAddress)]",
         );
         expect(t.outputs.rpcFrontendIp.value).toContain('frontendIPConfigurations[0].properties.privateIPAddress');
+        // Kudu's host as the platform names it (also for apps with a unique default host name): where the core publishes the release package.
+        expect(t.outputs.functionAppScmHostName.value).toContain("equals(lambdaVariables('state').hostType, 'Repository')");
     });
 
     it('allows RPC 8545 only from the functions subnet (and the load balancer probe)', () => {
