@@ -25,7 +25,8 @@ const memberDeployment: OrchestrationHandler = function* (context: Orchestration
     let state: DeploymentState = yield context.df.callActivityWithRetry(ACTIVITIES.deploymentStart, retry, { orgId });
     while (state.status === 'Running') {
         if (context.df.currentUtcDateTime.getTime() - started > GIVE_UP_AFTER_SECONDS * 1000) throw new Error(`The deployment of ${orgId} did not end within ${GIVE_UP_AFTER_SECONDS / 3600} h`);
-        yield context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + POLL_SECONDS * 1000));
+        // The controller may say when (it came from the activity's recorded output: the same on every replay).
+        yield context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + (state.pollAfterSeconds ?? POLL_SECONDS) * 1000));
         state = yield context.df.callActivityWithRetry(ACTIVITIES.deploymentStatus, retry, { id: state.id });
     }
     if (state.status === 'Failed') throw new Error(`The deployment of ${orgId} failed: ${state.error ?? 'no reason given'}`);

@@ -206,6 +206,8 @@ const settingsSchema = z.object({
      * overlap and each can be peered with the core's. It must lie inside FLEXCHANGE_NODE_NETWORK_RANGES (members' nodes are there).
      */
     FLEXCHANGE_MEMBER_ADDRESS_SPACE: cidrRanges.refine((r) => r.length <= 1, 'one CIDR range').transform((r) => r[0]),
+    /** Azure: how long onboarding waits between looks at a member's running ARM deployment and package publish. */
+    FLEXCHANGE_MEMBER_DEPLOYMENT_POLL_SECONDS: z.coerce.number().int().min(1).max(600).default(15),
     /** Azure Resource Manager (another cloud's, e.g. https://management.usgovcloudapi.net); tokens are asked for `<endpoint>/.default`. */
     FLEXCHANGE_ARM_ENDPOINT: url.default('https://management.azure.com').transform((u) => u.replace(/\/+$/, '')),
     /** Devhost only (set by it): its console, where member deployments are started as app instances. */

@@ -28,6 +28,8 @@ export interface ArmMemberDeploymentOptions {
      * deployment is done when that publish is.
      */
     release?: { blobs: Pick<BlobStore, 'get'>; source: { container: string; name: string }; publisher: MemberPackagePublisher };
+    /** How long the workflow waits between polls of a running deployment (FLEXCHANGE_MEMBER_DEPLOYMENT_POLL_SECONDS). */
+    pollSeconds?: number;
 }
 
 // Role assignments (Microsoft.Authorization), as the templates create theirs.
@@ -54,6 +56,19 @@ export class ArmDeploymentController implements DeploymentController {
     ) {}
 
     async start(spec: MemberDeploymentSpec): Promise<DeploymentState> {
+        return this.#paced(await this.#start(spec));
+    }
+
+    /** `<resource group>/<deployment>`, then `/<publish id>` once the release package is being published into the app. */
+    async status(id: string): Promise<DeploymentState> {
+        return this.#paced(await this.#status(id));
+    }
+
+    #paced(state: DeploymentState): DeploymentState {
+        return state.status === 'Running' && this.opts.pollSeconds !== undefined ? { ...state, pollAfterSeconds: this.opts.pollSeconds } : state;
+    }
+
+    async #start(spec: MemberDeploymentSpec): Promise<DeploymentState> {
         const names = memberResourceNames(spec.orgId, { resourceGroupPrefix: this.opts.resourceGroupPrefix, scope: this.opts.scope });
         const rg = names.resourceGroup;
         const name = names.deployment;
@@ -72,8 +87,7 @@ export class ArmDeploymentController implements DeploymentController {
         });
     }
 
-    /** `<resource group>/<deployment>`, then `/<publish id>` once the release package is being published into the app. */
-    async status(id: string): Promise<DeploymentState> {
+    async #status(id: string): Promise<DeploymentState> {
         const [rg, name, publishId, ...rest] = id.split('/');
         if (!rg || !name || rest.length > 0) throw new Upstream(`Not a deployment id: ${id}`);
         return this.#arm(async () => this.#finished(`${rg}/${name}`, await this.client.deployments.get(rg, name), publishId));

@@ -46,6 +46,7 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         serviceBus: { client: arm(namespaceId.split('/')[2]!), namespaceId },
         // The package the core runs (its own deployment container, core.json) goes into each member's app.
         release: { ...release, publisher: new OneDeployPublisher(credential, `${endpoint}/.default`) },
+        pollSeconds: settings.FLEXCHANGE_MEMBER_DEPLOYMENT_POLL_SECONDS,
     });
 }
 

@@ -25,6 +25,8 @@ export interface DeploymentState {
     /** The deployment's app identity (object id of its service principal): onboarding grants it `Deployment.Member` for the organisation. */
     principalId?: string;
     error?: string;
+    /** While Running: when to look again (the workflow's durable timer; default 15 s). */
+    pollAfterSeconds?: number;
 }
 
 /**

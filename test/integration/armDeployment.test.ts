@@ -128,6 +128,7 @@ describe('ARM deployment controller publishing the release package', () => {
             template,
             parameters: (orgId) => ({ orgId }),
             release: { blobs, source: { container: 'app-package-core', name: 'released-package.zip' }, publisher: new OneDeployPublisher(credential, undefined, (app) => `${scm.url}/${app.name}`) },
+            pollSeconds: 5,
         });
     });
     afterAll(() => Promise.all([arm.stop(), scm.stop()]));
@@ -136,9 +137,12 @@ describe('ARM deployment controller publishing the release package', () => {
         const ids: string[] = [];
         let state = await controller.start({ orgId });
         while (state.status === 'Running') {
+            // The workflow's next look, as the controller paces it.
+            expect(state.pollAfterSeconds).toBe(5);
             ids.push(state.id);
             state = await controller.status(state.id);
         }
+        expect(state.pollAfterSeconds).toBeUndefined();
         return { state, ids };
     };
 
