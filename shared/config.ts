@@ -206,6 +206,15 @@ const settingsSchema = z.object({
      * overlap and each can be peered with the core's. It must lie inside FLEXCHANGE_NODE_NETWORK_RANGES (members' nodes are there).
      */
     FLEXCHANGE_MEMBER_ADDRESS_SPACE: cidrRanges.refine((r) => r.length <= 1, 'one CIDR range').transform((r) => r[0]),
+    /** Azure: the Hyperledger Besu release members' nodes run (core.json: the core's validators' release), its archive's SHA-256 and where it is fetched. */
+    FLEXCHANGE_BESU_VERSION: z.string().regex(/^[0-9][0-9A-Za-z.-]{0,40}$/, 'a Besu release such as 25.11.0').optional(),
+    FLEXCHANGE_BESU_SHA256: z.string().regex(/^[0-9a-f]{64}$/, 'the SHA-256 of the release archive, 64 lowercase hex digits').optional(),
+    FLEXCHANGE_BESU_DOWNLOAD_URL: z.string().url().refine((u) => u.startsWith('https://'), 'an https URL').optional(),
+    /** Azure: the core's VNet (resource id); each member's VNet is peered with it both ways. */
+    FLEXCHANGE_CORE_VNET_ID: z
+        .string()
+        .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+$/i, 'must be a virtual network resource id')
+        .optional(),
     /** Azure: how long onboarding waits between looks at a member's running ARM deployment and package publish. */
     FLEXCHANGE_MEMBER_DEPLOYMENT_POLL_SECONDS: z.coerce.number().int().min(1).max(600).default(15),
     /** Azure Resource Manager (another cloud's, e.g. https://management.usgovcloudapi.net); tokens are asked for `<endpoint>/.default`. */

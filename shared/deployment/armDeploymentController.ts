@@ -28,12 +28,20 @@ export interface ArmMemberDeploymentOptions {
      * deployment is done when that publish is.
      */
     release?: { blobs: Pick<BlobStore, 'get'>; source: { container: string; name: string }; publisher: MemberPackagePublisher };
+    /**
+     * The core's VNet (resource id) and an ARM client for its subscription: once a member's deployment succeeded, the
+     * core peers its VNet with the member's (the member template peers back), so their ledger nodes reach each other.
+     * The core's identity needs Network Contributor on its VNet (core.json).
+     */
+    coreNetwork?: { client: ResourceManagementClient; vnetId: string };
     /** How long the workflow waits between polls of a running deployment (FLEXCHANGE_MEMBER_DEPLOYMENT_POLL_SECONDS). */
     pollSeconds?: number;
 }
 
 // Role assignments (Microsoft.Authorization), as the templates create theirs.
 const ROLE_ASSIGNMENTS_API = '2022-04-01';
+// Virtual network peerings (Microsoft.Network), as the templates create theirs.
+const VIRTUAL_NETWORKS_API = '2023-11-01';
 
 const FINAL_FAILURES = ['Failed', 'Canceled'];
 
@@ -101,11 +109,12 @@ export class ArmDeploymentController implements DeploymentController {
         const state = stateOf(id, deployment);
         const orgId = (deployment.properties?.parameters as Record<string, { value?: unknown }> | undefined)?.orgId?.value;
         if (state.status !== 'Succeeded' || typeof orgId !== 'string') return state;
+        const outputs = (deployment.properties?.outputs ?? {}) as Record<string, { value?: unknown }>;
         // Once, before the package goes in: later polls carry the publish's id.
+        if (!publishId) await this.#peerCore(orgId, outputs.vnetId?.value);
         if (!publishId && state.principalId) await this.#grantBus(orgId, state.principalId);
         const release = this.opts.release;
         if (!release) return state;
-        const outputs = (deployment.properties?.outputs ?? {}) as Record<string, { value?: unknown }>;
         const name = outputs.functionAppName?.value;
         const scmHost = outputs.functionAppScmHostName?.value;
         if (typeof name !== 'string' || !name || typeof scmHost !== 'string' || !scmHost) {
@@ -123,6 +132,17 @@ export class ArmDeploymentController implements DeploymentController {
         if (published === 'Running') return { id: `${id}/${publishId}`, status: 'Running' };
         if (published === 'Failed') return { id, status: 'Failed', error: `Publishing the release package into ${name} failed (deployment ${publishId})` };
         return { ...state, id: `${id}/${publishId}` };
+    }
+
+    /** The core's side of the peering with a member's VNet (idempotent: one peering per member, named after it). */
+    async #peerCore(orgId: string, memberVnetId: unknown): Promise<void> {
+        const core = this.opts.coreNetwork;
+        if (!core) return;
+        if (typeof memberVnetId !== 'string' || !memberVnetId) throw new Upstream(`The member template reported no vnetId for ${orgId} to peer with`);
+        const peering = `${core.vnetId}/virtualNetworkPeerings/member-${orgId}`;
+        await core.client.resources.beginCreateOrUpdateByIdAndWait(peering.replace(/^\/+/, ''), VIRTUAL_NETWORKS_API, {
+            properties: { remoteVirtualNetwork: { id: memberVnetId }, allowVirtualNetworkAccess: true, allowForwardedTraffic: false, allowGatewayTransit: false, useRemoteGateways: false },
+        });
     }
 
     /** The member identity's rows of the data-role table on the core's namespace, as role assignments (idempotent: named after what they assign). */

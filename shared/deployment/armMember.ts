@@ -25,8 +25,11 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
     const sshKey = settings.FLEXCHANGE_MEMBER_NODE_SSH_KEY;
     const space = settings.FLEXCHANGE_MEMBER_ADDRESS_SPACE;
     const namespaceId = settings.FLEXCHANGE_SERVICEBUS_RESOURCE_ID;
-    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !namespaceId || !space || !release) {
-        throw new Unavailable('Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE, FLEXCHANGE_SERVICEBUS_RESOURCE_ID, FLEXCHANGE_MEMBER_ADDRESS_SPACE and FLEXCHANGE_RELEASE_PACKAGE');
+    const besu = settings.FLEXCHANGE_BESU_VERSION && settings.FLEXCHANGE_BESU_SHA256;
+    if (!subscription || !genesis || !sshKey || !settings.FLEXCHANGE_PUBLIC_URL || !settings.FLEXCHANGE_SERVICEBUS_NAMESPACE || !namespaceId || !space || !release || !besu) {
+        throw new Unavailable(
+            'Member deployments need FLEXCHANGE_MEMBER_SUBSCRIPTION_ID, FLEXCHANGE_MEMBER_GENESIS_B64, FLEXCHANGE_MEMBER_NODE_SSH_KEY, FLEXCHANGE_PUBLIC_URL, FLEXCHANGE_SERVICEBUS_NAMESPACE, FLEXCHANGE_SERVICEBUS_RESOURCE_ID, FLEXCHANGE_MEMBER_ADDRESS_SPACE, FLEXCHANGE_RELEASE_PACKAGE, FLEXCHANGE_BESU_VERSION and FLEXCHANGE_BESU_SHA256',
+        );
     }
     // Members' nodes live in their VNets: the core accepts and probes nodes only inside the consortium's node network.
     if (!settings.FLEXCHANGE_NODE_NETWORK_RANGES.some((r) => contains(r, space))) {
@@ -44,6 +47,7 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         parameters: async (orgId) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }),
         // The namespace may sit in another subscription than the members (the core's).
         serviceBus: { client: arm(namespaceId.split('/')[2]!), namespaceId },
+        ...(settings.FLEXCHANGE_CORE_VNET_ID ? { coreNetwork: { client: arm(settings.FLEXCHANGE_CORE_VNET_ID.split('/')[2]!), vnetId: settings.FLEXCHANGE_CORE_VNET_ID } } : {}),
         // The package the core runs (its own deployment container, core.json) goes into each member's app.
         release: { ...release, publisher: new OneDeployPublisher(credential, `${endpoint}/.default`) },
         pollSeconds: settings.FLEXCHANGE_MEMBER_DEPLOYMENT_POLL_SECONDS,
@@ -86,5 +90,13 @@ export function memberParameters(settings: Settings, orgId: string, network: Mem
         privateEndpointsSubnetPrefix: network.privateEndpointsSubnetPrefix,
         bootnodes: network.bootnodes.join(','),
         allowedPeerAddressPrefixes: settings.FLEXCHANGE_NODE_NETWORK_RANGES.map((r) => r.text),
+        // The consortium's one pinned client: the release the core's validators run.
+        besuVersion: settings.FLEXCHANGE_BESU_VERSION ?? '',
+        besuSha256: settings.FLEXCHANGE_BESU_SHA256 ?? '',
+        besuDownloadUrl: settings.FLEXCHANGE_BESU_DOWNLOAD_URL ?? besuReleaseUrl(settings.FLEXCHANGE_BESU_VERSION ?? ''),
+        coreVnetId: settings.FLEXCHANGE_CORE_VNET_ID ?? '',
     };
 }
+
+/** Where a Besu release's archive is published (core.json's default of besuDownloadUrl). */
+export const besuReleaseUrl = (version: string) => `https://github.com/hyperledger/besu/releases/download/${version}/besu-${version}.tar.gz`;

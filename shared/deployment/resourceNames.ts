@@ -33,7 +33,7 @@ export interface MemberResourceNames {
     cosmosAccount: string;
     /** Azure: the member's function app. */
     functionApp: string;
-    /** Azure: the scale set of the member's geth nodes. */
+    /** Azure: the scale set of the member's ledger (Besu) nodes. */
     scaleSet: string;
     /** Azure: infra/member.json `namePrefix` of the other, resource-group-scoped names (3-11 lowercase letters or digits). */
     namePrefix: string;
@@ -126,7 +126,7 @@ export function memberResourceNames(orgId: string, opts: ResourceNameOptions = {
         deploymentContainer: withId('app-package-', orgId, RULES.blobContainer),
         cosmosAccount: hashed('cosmos-', s, global, RULES.cosmosAccount.max),
         functionApp: hashed('func-', s, global, RULES.functionApp.max),
-        scaleSet: withId('geth-', orgId, RULES.scaleSet),
+        scaleSet: withId('nodes-', orgId, RULES.scaleSet),
         namePrefix: `fx${sha256(orgId).slice(0, 8)}`,
         // Letters and digits only, so ids that differ in their hyphens alone would meet: the hash keeps them apart.
         taskHub: `member${s.replace(/-/g, '').slice(0, RULES.taskHub.max - 'member'.length - 10)}${sha256(orgId).slice(0, 10)}`,

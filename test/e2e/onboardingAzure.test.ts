@@ -14,6 +14,8 @@ import { devToken, removeDir, repoRoot, startDevhost, tempDir, waitFor, type Run
 const MEMBER_SUB = '0b5e0e4c-1111-4222-8333-444455556666';
 const CORE_SUB = '9c0a1e2d-1111-4222-8333-444455556666';
 const NAMESPACE_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-flexchange-core/providers/Microsoft.ServiceBus/namespaces/fx-core`;
+const CORE_VNET_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-flexchange-core/providers/Microsoft.Network/virtualNetworks/fx-vnet`;
+const BESU = { version: '25.11.0', sha256: 'ab'.repeat(32) };
 // The API's service principal and its app role ids, as scripts/azure/appRegistration.ts prints them.
 const API_SP = '7d3f1c2b-1111-4222-8333-444455556666';
 const ROLE_IDS = {
@@ -73,6 +75,7 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
             // Kudu's host is the app's own.
             scm.site = String(parameters.functionAppName?.value);
             return {
+                vnetId: `/subscriptions/${MEMBER_SUB}/resourceGroups/rg-member/providers/Microsoft.Network/virtualNetworks/member-vnet`,
                 functionAppName: scm.site,
                 functionAppHostName: front.host,
                 functionAppScmHostName: scm.host,
@@ -108,6 +111,9 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
                 '--set', 'FLEXCHANGE_MEMBER_ADDRESS_SPACE=10.64.0.0/10',
                 '--set', 'FLEXCHANGE_NODE_NETWORK_RANGES=127.0.0.0/8,::1/128,10.0.0.0/8',
                 '--set', `FLEXCHANGE_SERVICEBUS_RESOURCE_ID=${NAMESPACE_ID}`,
+                '--set', `FLEXCHANGE_CORE_VNET_ID=${CORE_VNET_ID}`,
+                '--set', `FLEXCHANGE_BESU_VERSION=${BESU.version}`,
+                '--set', `FLEXCHANGE_BESU_SHA256=${BESU.sha256}`,
                 '--set', `FLEXCHANGE_GRAPH_URL=${graph.url}`,
                 '--set', `FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID=${API_SP}`,
                 '--set', `FLEXCHANGE_GRAPH_APP_ROLE_IDS=${JSON.stringify(ROLE_IDS)}`,
@@ -158,6 +164,9 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
         expect(put.path).toBe(`/subscriptions/${MEMBER_SUB}/resourcegroups/${names.resourceGroup}/providers/Microsoft.Resources/deployments/${names.deployment}`);
         const parameters = (put.body!.properties as { parameters: Record<string, { value: unknown }> }).parameters;
         expect(parameters).toMatchObject({ orgId: { value: orgId }, functionAppName: { value: names.functionApp }, vnetAddressPrefix: { value: expect.stringMatching(/^10\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.0\/20$/) } });
+        // The consortium's pinned client, and the member's VNet peered with the core's both ways (the template's side, and the core's).
+        expect(parameters).toMatchObject({ besuVersion: { value: BESU.version }, besuSha256: { value: BESU.sha256 }, besuDownloadUrl: { value: `https://github.com/hyperledger/besu/releases/download/${BESU.version}/besu-${BESU.version}.tar.gz` }, coreVnetId: { value: CORE_VNET_ID } });
+        expect([...arm.peerings]).toEqual([[`${CORE_VNET_ID}/virtualNetworkPeerings/member-${orgId}`, expect.objectContaining({ remoteVirtualNetwork: { id: `/subscriptions/${MEMBER_SUB}/resourceGroups/rg-member/providers/Microsoft.Network/virtualNetworks/member-vnet` }, allowVirtualNetworkAccess: true, allowForwardedTraffic: false })]]);
         const armClaims = JSON.parse(Buffer.from(put.authorization!.split('.')[1]!, 'base64url').toString()) as { aud: string; oid: string };
         expect(armClaims.aud).toBe(arm.url);
         // The member's identity: Data Receiver on its own subscription in the core's namespace, and nothing else.

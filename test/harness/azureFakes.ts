@@ -61,6 +61,7 @@ export function sendJson(res: ServerResponse, status: number, data: unknown, hea
 
 /** What a member deployment reports once it succeeded (the member template's outputs the core reads). */
 export interface MemberOutputs {
+    vnetId: string;
     functionAppName: string;
     functionAppHostName: string;
     functionAppScmHostName: string;
@@ -79,8 +80,11 @@ export class FakeArm extends LocalFake {
     /** Role assignments by id (path), as ARM keeps them; `refuse` answers the next PUTs with that error code. */
     readonly assignments = new Map<string, Record<string, unknown>>();
     refuse: string[] = [];
+    /** VNet peerings by id (path). */
+    readonly peerings = new Map<string, Record<string, unknown>>();
     /** The outputs of a succeeded deployment, from its name and parameters. */
     outputsOf: (deployment: string, parameters: Record<string, { value?: unknown }>) => MemberOutputs = (deployment) => ({
+        vnetId: `/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-${deployment}/providers/Microsoft.Network/virtualNetworks/fx-${deployment}-vnet`,
         functionAppName: `fx-${deployment}`,
         functionAppHostName: `fx-${deployment}.azurewebsites.net`,
         functionAppScmHostName: `fx-${deployment}.scm.azurewebsites.net`,
@@ -122,6 +126,10 @@ export class FakeArm extends LocalFake {
             const scope = url.pathname.slice(0, url.pathname.length - ra[0].length);
             this.assignments.set(url.pathname, { ...(body?.properties as Record<string, unknown>), scope });
             return json(existed ? 200 : 201, { id: url.pathname, name: ra[1], type: 'Microsoft.Authorization/roleAssignments', properties: { ...(body?.properties as Record<string, unknown>), scope } });
+        }
+        if (/\/virtualNetworkPeerings\/[^/]+$/i.test(url.pathname) && req.method === 'PUT') {
+            this.peerings.set(url.pathname, body?.properties as Record<string, unknown>);
+            return json(200, { id: url.pathname, name: url.pathname.split('/').at(-1), properties: { ...(body?.properties as Record<string, unknown>), peeringState: 'Initiated', provisioningState: 'Succeeded' } });
         }
         if (url.pathname.startsWith('/operations/')) return json(200, { status: 'InProgress' });
         json(404, { error: { code: 'NotFound', message: `No fake for ${req.method} ${url.pathname}` } });

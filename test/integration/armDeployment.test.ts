@@ -10,6 +10,7 @@ const SUB = '00000000-1111-2222-3333-444444444444';
 // The core's subscription, where its Service Bus namespace is.
 const CORE_SUB = '99999999-1111-2222-3333-444444444444';
 const NAMESPACE_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-core/providers/Microsoft.ServiceBus/namespaces/fx-core`;
+const CORE_VNET_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-core/providers/Microsoft.Network/virtualNetworks/fx-core-vnet`;
 
 /**
  * The real ARM client for `subscription`, talking https as to ARM (its bearer policy refuses anything else); after
@@ -40,6 +41,7 @@ describe('ARM deployment controller', () => {
             template,
             parameters: (orgId) => ({ orgId, namePrefix: 'fx' }),
             serviceBus: { client: armClient(arm, credential, CORE_SUB), namespaceId: NAMESPACE_ID },
+            coreNetwork: { client: armClient(arm, credential, CORE_SUB), vnetId: CORE_VNET_ID },
         });
     });
     afterAll(() => arm.stop());
@@ -88,6 +90,20 @@ describe('ARM deployment controller', () => {
         expect(puts.every((r) => r.path === id && r.apiVersion === '2022-04-01' && r.authorization === 'Bearer arm-token')).toBe(true);
         // Nothing on the namespace itself, the topic, or another member's subscription.
         expect([...arm.assignments.keys()].every((k) => k.startsWith(`${NAMESPACE_ID}/topics/flexchange-events/subscriptions/member-`))).toBe(true);
+    });
+
+    it("peers the core's VNet with the member's (the template peers back), idempotently (the same peering, whatever the retries)", async () => {
+        const id = `${CORE_VNET_ID}/virtualNetworkPeerings/member-acme`;
+        expect([...arm.peerings.keys()]).toEqual([id]);
+        expect(arm.peerings.get(id)).toEqual({
+            remoteVirtualNetwork: { id: `/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-flexchange-member-acme/providers/Microsoft.Network/virtualNetworks/fx-flexchange-member-acme-vnet` },
+            allowVirtualNetworkAccess: true,
+            allowForwardedTraffic: false,
+            allowGatewayTransit: false,
+            useRemoteGateways: false,
+        });
+        const puts = arm.requests.filter((r) => r.method === 'PUT' && r.path === id);
+        expect(puts.every((r) => r.apiVersion === '2023-11-01' && r.authorization === 'Bearer arm-token')).toBe(true);
     });
 
     it('reports a deployment whose identity Entra ID does not know yet as unavailable (retried), then grants it', async () => {

@@ -26,6 +26,9 @@ describe('member deployment parameters', () => {
         FLEXCHANGE_MEMBER_NODE_SSH_KEY: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFlexchangeTestKey ops@example',
         FLEXCHANGE_NODE_NETWORK_RANGES: '10.30.0.0/16,10.64.0.0/10',
         FLEXCHANGE_MEMBER_ADDRESS_SPACE: '10.64.0.0/10',
+        FLEXCHANGE_BESU_VERSION: '25.11.0',
+        FLEXCHANGE_BESU_SHA256: 'ab'.repeat(32),
+        FLEXCHANGE_CORE_VNET_ID: '/subscriptions/99999999-1111-2222-3333-444444444444/resourceGroups/rg-core/providers/Microsoft.Network/virtualNetworks/fx-core-vnet',
     };
     const network = { vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', privateEndpointsSubnetPrefix: '10.64.51.0/24', bootnodes: [`enode://${'ab'.repeat(64)}@10.30.2.4:30303`, `enode://${'cd'.repeat(64)}@10.30.2.5:30303`] };
     const settings = loadSettings(rawSettings);
@@ -56,6 +59,15 @@ describe('member deployment parameters', () => {
             // Its own address range, the consortium's nodes to boot from, and only the consortium's node network as p2p peers.
             expect(params).toMatchObject({ vnetAddressPrefix: '10.64.48.0/20', functionsSubnetPrefix: '10.64.49.0/24', nodesSubnetPrefix: '10.64.50.0/24', privateEndpointsSubnetPrefix: '10.64.51.0/24', bootnodes: network.bootnodes.join(','), allowedPeerAddressPrefixes: ['10.30.0.0/16', '10.64.0.0/10'] });
         }
+        // The consortium's one pinned client (the core's validators' release), and the core's VNet to peer with.
+        expect(memberParameters(settings, 'acme', network)).toMatchObject({
+            besuVersion: '25.11.0',
+            besuSha256: 'ab'.repeat(32),
+            besuDownloadUrl: 'https://github.com/hyperledger/besu/releases/download/25.11.0/besu-25.11.0.tar.gz',
+            coreVnetId: rawSettings.FLEXCHANGE_CORE_VNET_ID,
+        });
+        expect(memberParameters(loadSettings({ ...rawSettings, FLEXCHANGE_BESU_DOWNLOAD_URL: 'https://mirror.example/besu.tar.gz' }), 'acme', network).besuDownloadUrl).toBe('https://mirror.example/besu.tar.gz');
+        expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_BESU_SHA256: 'not-a-digest' })).toThrow(/SHA-256/);
         expect(memberParameters(settings, 'acme', network).namePrefix).not.toBe(memberParameters(settings, 'globex', network).namePrefix);
         // The member accepts what the core accepts: the API's client id (Entra ID v2 tokens) as well as its identifier URI.
         expect(memberParameters(settings, 'acme', network).apiAudiences).toBe('');
@@ -76,5 +88,7 @@ describe('member deployment parameters', () => {
         // Without the namespace's resource id the core could not grant a member its subscription.
         expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: undefined }), credential, source, release)).toThrow('FLEXCHANGE_SERVICEBUS_RESOURCE_ID');
         expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_SERVICEBUS_RESOURCE_ID: 'fx-core.servicebus.windows.net' })).toThrow(/namespace resource id/);
+        // Without the pinned client the member's nodes would have nothing verified to run.
+        expect(() => armDeploymentController(loadSettings({ ...rawSettings, FLEXCHANGE_BESU_SHA256: undefined }), credential, source, release)).toThrow('FLEXCHANGE_BESU_SHA256');
     });
 });

@@ -25,8 +25,8 @@ const TEMPLATE_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/
 const PARAMETERS_SCHEMA = 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#';
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
 const SECRET_NAME = /(password|secret|key|token|connectionstring)/i;
-// SSH public keys: public by definition (the nodes' admin login; password login is off).
-const NOT_SECRET = new Set(['adminPublicKey', 'memberNodeSshPublicKey']);
+// Public keys: public by definition (the nodes' SSH admin login, password login off; the validators' node keys' public halves).
+const NOT_SECRET = new Set(['adminPublicKey', 'memberNodeSshPublicKey', 'validatorPublicKeys']);
 /** Key material in a literal: a template or parameter file must never carry one. */
 const SECRET_VALUE = /(AccountKey=|SharedAccessKey=|accesskey=|-----BEGIN [A-Z ]*PRIVATE KEY|"password"\s*:)/i;
 const OPEN_SOURCES = new Set(['*', 'internet', '0.0.0.0/0', 'any']);
@@ -60,9 +60,14 @@ function undeclaredReferences(t: Obj): string[] {
     for (const [at, s] of strings(t)) {
         if (!isExpression(s)) continue;
         for (const m of s.matchAll(PARAM_REF)) if (!(m[1] in (t.parameters ?? {}))) problems.push(`${at}: parameters('${m[1]}') is not declared`);
-        for (const m of s.matchAll(VAR_REF)) if (!(m[1] in (t.variables ?? {}))) problems.push(`${at}: variables('${m[1]}') is not declared`);
+        for (const m of s.matchAll(VAR_REF)) if (!(m[1] in (t.variables ?? {})) && !copiedVariables(t).has(m[1])) problems.push(`${at}: variables('${m[1]}') is not declared`);
     }
     return problems;
+}
+
+/** Variables a `copy` loop in `variables` declares. */
+function copiedVariables(t: Obj): Set<string> {
+    return new Set(((t.variables?.copy ?? []) as Obj[]).map((c) => String(c.name)));
 }
 
 /** Expressions end with `]`, and their parentheses and brackets balance outside string literals. */
@@ -133,7 +138,9 @@ function secretParameterProblems(t: Obj): string[] {
     const problems: string[] = [];
     for (const [name, def] of Object.entries<Obj>(t.parameters ?? {})) {
         if (!SECRET_NAME.test(name) || NOT_SECRET.has(name)) continue;
-        if ('defaultValue' in def) problems.push(`parameter ${name} looks secret and has a defaultValue`);
+        // An empty default (nothing to keep: e.g. no validator keys when the validators run elsewhere) holds no secret.
+        const empty = def.defaultValue === '' || (isObj(def.defaultValue) && Object.keys(def.defaultValue).length === 0);
+        if ('defaultValue' in def && !empty) problems.push(`parameter ${name} looks secret and has a defaultValue`);
         if (!['securestring', 'secureobject'].includes(String(def.type).toLowerCase())) problems.push(`parameter ${name} looks secret and is ${def.type}, not securestring/secureObject`);
     }
     return problems;
@@ -280,6 +287,10 @@ const sample: Record<string, string> = {
     FLEXCHANGE_GRAPH_APP_ROLE_IDS: '{"Org.Admin":"4a1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"}',
     FLEXCHANGE_INVITE_REDIRECT_URL: 'https://portal.flexchange.example/welcome',
     FLEXCHANGE_RELEASE_PACKAGE: 'app-package-fx-core-func-abc123/released-package.zip',
+    FLEXCHANGE_BESU_VERSION: '25.11.0',
+    FLEXCHANGE_BESU_SHA256: 'ab'.repeat(32),
+    FLEXCHANGE_BESU_DOWNLOAD_URL: 'https://github.com/hyperledger/besu/releases/download/25.11.0/besu-25.11.0.tar.gz',
+    FLEXCHANGE_CORE_VNET_ID: '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-core/providers/Microsoft.Network/virtualNetworks/fx-vnet',
 };
 const settingsEnv = (settings: Map<string, string>) =>
     Object.fromEntries([...settings].map(([name, value]) => [name, isExpression(value) ? (sample[name] ?? 'deployment-time-value') : value]));
@@ -485,7 +496,8 @@ describe.each(templateFiles)('template %s', (file) => {
         // Monitoring with Entra auth, and mail with the identity.
         expect([...(grants.get('Microsoft.Insights/components') ?? [])]).toEqual([ROLE.monitoringMetricsPublisher]);
         expect([...(grants.get('Microsoft.Communication/communicationServices') ?? [])]).toEqual([ROLE.contributor]);
-        for (const ra of ofType(t, 'Microsoft.Authorization/roleAssignments')) {
+        // The app identity's (the validators' own key readers are checked with the validators).
+        for (const ra of ofType(t, 'Microsoft.Authorization/roleAssignments').filter((a) => !a.properties.principalId.includes('Microsoft.Compute/virtualMachines'))) {
             expect(ra.name).toMatch(/^\[guid\(/);
             expect(ra.properties.principalId).toBe("[reference(resourceId('Microsoft.Web/sites', variables('appName')), '2024-04-01', 'full').identity.principalId]");
             expect(ra.properties.principalType).toBe('ServicePrincipal');
@@ -554,9 +566,72 @@ describe('core template', () => {
         expect(ofType(t, 'Microsoft.ServiceBus/namespaces/AuthorizationRules')).toEqual([]);
     });
 
+    it('runs the QBFT validators: 0, 4, 7 or 10 VMs at fixed addresses on the ledger subnet, on the pinned Besu release', () => {
+        expect(t.parameters.validatorCount).toMatchObject({ type: 'int', defaultValue: 4, allowedValues: [0, 4, 7, 10] });
+        const vms = one(t, 'Microsoft.Compute/virtualMachines');
+        expect(vms.copy.count).toBe("[parameters('validatorCount')]");
+        expect(vms.identity.type).toBe('SystemAssigned');
+        expect(vms.properties.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
+        expect(vms.properties.storageProfile.imageReference).toMatchObject({ publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server' });
+        const nic = one(t, 'Microsoft.Network/networkInterfaces');
+        expect(nic.properties.ipConfigurations[0].properties).toMatchObject({ privateIPAllocationMethod: 'Static', privateIPAddress: "[cidrHost(parameters('ledgerSubnetPrefix'), add(3, copyIndex()))]" });
+        expect(nic.properties.ipConfigurations[0].properties.publicIPAddress).toBeUndefined();
+        // Every node boots from the validators' enode URLs, at those addresses; the app's RPC defaults to them.
+        const loops = Object.fromEntries((t.variables.copy as Obj[]).map((c) => [c.name, c.input]));
+        expect(loops.validatorEnodes).toBe("[format('enode://{0}@{1}:30303', parameters('validatorPublicKeys')[copyIndex('validatorEnodes')], cidrHost(parameters('ledgerSubnetPrefix'), add(3, copyIndex('validatorEnodes'))))]");
+        expect(loops.validatorRpcUrls).toBe("[format('http://{0}:8545', cidrHost(parameters('ledgerSubnetPrefix'), add(3, copyIndex('validatorRpcUrls'))))]");
+        expect(vms.properties.osProfile.customData).toBe(
+            "[base64(format(variables('validatorCloudInit'), parameters('chainId'), join(variables('validatorEnodes'), ','), parameters('memberGenesisJsonBase64'), variables('besuUrl'), parameters('besuSha256'), variables('vaultName'), environment().suffixes.keyvaultDns, format('{0}{1}', variables('validatorSecretPrefix'), copyIndex())))]",
+        );
+        const { execStart, runcmd } = besuCloudInit(t.variables.validatorCloudInit, 8);
+        expect(execStart).toContain('--rpc-http-api=ETH,NET,WEB3,TXPOOL,QBFT ');
+        // Its key from the vault with its own identity, before Besu starts; retried until the secret is readable.
+        const key = runcmd.findIndex((c) => c.includes('metadata/identity/oauth2/token') && c.includes("'https://{5}{6}/secrets/{7}?api-version=7.4'") && c.includes('> /var/lib/besu/key'));
+        expect(key).toBeGreaterThan(0);
+        expect(runcmd.indexOf('systemctl enable --now besu.service')).toBeGreaterThan(key);
+        // The members run the same release: the core hands it on.
+        const settings = appSettings(t);
+        expect(settings.get('FLEXCHANGE_BESU_VERSION')).toBe("[parameters('besuVersion')]");
+        expect(settings.get('FLEXCHANGE_BESU_SHA256')).toBe("[parameters('besuSha256')]");
+        expect(settings.get('FLEXCHANGE_BESU_DOWNLOAD_URL')).toBe("[variables('besuUrl')]");
+    });
+
+    it('keeps each validator key in the vault, readable by that validator alone', () => {
+        expect(t.parameters.validatorKeys).toMatchObject({ type: 'secureObject', defaultValue: {} });
+        const secret = one(t, 'Microsoft.KeyVault/vaults/secrets');
+        expect(secret.copy.count).toBe("[parameters('validatorCount')]");
+        expect(secret.properties.value).toBe("[parameters('validatorKeys').keys[copyIndex()]]");
+        const readers = ofType(t, 'Microsoft.Authorization/roleAssignments').filter((a) => a.properties.principalId.includes('Microsoft.Compute/virtualMachines'));
+        expect(readers).toHaveLength(1);
+        expect(readers[0].copy.count).toBe("[parameters('validatorCount')]");
+        expect(readers[0].scope).toBe("[format('Microsoft.KeyVault/vaults/{0}/secrets/{1}{2}', variables('vaultName'), variables('validatorSecretPrefix'), copyIndex())]");
+        expect(readers[0].properties.principalId).toBe("[reference(resourceId('Microsoft.Compute/virtualMachines', format('{0}-{1}', variables('validatorName'), copyIndex())), '2024-03-01', 'full').identity.principalId]");
+        expect(readers[0].properties.roleDefinitionId).toContain("variables('keyVaultSecretsUserRole')");
+        expect(t.variables.keyVaultSecretsUserRole).toBe('4633458b-17de-408a-b874-0445c86b69e6');
+    });
+
+    it('opens the ledger subnet to RPC from the functions subnet and p2p from the consortium only, and lets the app peer its VNet', () => {
+        const rules = ruleObjects(t, t.variables.ledgerRules);
+        const allows = rules.filter(inboundAllow);
+        expect(allows.filter((r) => coversPort(t, r, RPC_PORT)).map((r) => r.properties.sourceAddressPrefix)).toEqual(["[parameters('functionsSubnetPrefix')]"]);
+        const p2p = allows.filter((r) => coversPort(t, r, P2P_PORT));
+        expect(p2p.map((r) => r.properties.protocol).sort()).toEqual(['Tcp', 'Udp']);
+        for (const r of p2p) expect(r.properties.sourceAddressPrefixes).toBe("[variables('consortiumRanges')]");
+        // The consortium: the core's network and the members' space (each member's VNet is allocated inside it).
+        expect(t.variables.consortiumRanges).toBe("[createArray(parameters('vnetAddressPrefix'), parameters('memberAddressSpace'))]");
+        expect(rules.find((r) => r.properties.priority === 4096)?.properties).toMatchObject({ access: 'Deny', sourceAddressPrefix: '*', destinationPortRange: '*' });
+        const subnet = one(t, 'Microsoft.Network/virtualNetworks').properties.subnets.find((x: Obj) => x.name === "[variables('ledgerSubnetName')]");
+        expect(subnet.properties.networkSecurityGroup.id).toBe("[resourceId('Microsoft.Network/networkSecurityGroups', variables('ledgerNsgName'))]");
+        // The core's side of each member peering (armDeploymentController.ts) needs Network Contributor on its VNet.
+        expect([...(roleGrants(t).get('Microsoft.Network/virtualNetworks') ?? [])]).toEqual([t.variables.networkContributorRole]);
+        expect(appSettings(t).get('FLEXCHANGE_CORE_VNET_ID')).toBe("[resourceId('Microsoft.Network/virtualNetworks', variables('vnetName'))]");
+    });
+
     it('points the app at the configured ledger and the tenant\'s issuer', () => {
         const settings = appSettings(t);
-        expect(settings.get('FLEXCHANGE_LEDGER_RPC_URLS')).toBe("[parameters('ledgerRpcUrls')]");
+        expect(settings.get('FLEXCHANGE_LEDGER_RPC_URLS')).toBe("[variables('ledgerRpcUrls')]");
+        // The given nodes, or the core's own validators.
+        expect(t.variables.ledgerRpcUrls).toBe("[if(empty(parameters('ledgerRpcUrls')), join(variables('validatorRpcUrls'), ','), parameters('ledgerRpcUrls'))]");
         expect(settings.get('FLEXCHANGE_CHAIN_ID')).toBe("[string(parameters('chainId'))]");
         expect(settings.get('FLEXCHANGE_AUTH_AUDIENCE')).toBe("[parameters('apiAudience')]");
         expect(settings.get('FLEXCHANGE_AUTH_ISSUER')).toContain("parameters('tenantId')");
@@ -656,25 +731,57 @@ describe('member template', () => {
         expect(profile.osProfile.adminPassword).toBeUndefined();
         expect(profile.osProfile.linuxConfiguration.disablePasswordAuthentication).toBe(true);
         expect(profile.osProfile.linuxConfiguration.ssh.publicKeys[0].keyData).toBe("[parameters('adminPublicKey')]");
-        expect(profile.storageProfile.imageReference).toMatchObject({ publisher: 'Canonical', sku: '22_04-lts-gen2' });
+        expect(profile.storageProfile.imageReference).toMatchObject({ publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server' });
         // The only public IP is the NAT gateway's (outbound only).
         for (const pip of ofType(t, 'Microsoft.Network/publicIPAddresses')) expect(pip.name).toBe("[variables('natIpName')]");
         expect(one(t, 'Microsoft.Network/natGateways').properties.publicIpAddresses[0].id).toContain("variables('natIpName')");
     });
 
-    it('starts geth from cloud-init with the RPC, p2p, network id and bootnodes flags', () => {
+    it('starts the pinned Besu release from cloud-init as a transaction node, with the network id, genesis and bootnodes', () => {
         const customData: string = one(t, 'Microsoft.Compute/virtualMachineScaleSets').properties.virtualMachineProfile.osProfile.customData;
-        expect(customData).toBe("[base64(format(variables('cloudInit'), parameters('chainId'), parameters('bootnodes'), parameters('genesisJsonBase64')))]");
-        const cloudInit: string = t.variables.cloudInit;
-        expect(cloudInit.startsWith('#cloud-config\n')).toBe(true);
-        const execStart = cloudInit.split('\n').find((l) => l.trim().startsWith('ExecStart='));
-        expect(execStart).toBeDefined();
-        for (const flag of ['--http', '--http.addr 0.0.0.0', '--http.port 8545', '--http.api eth,net,web3,txpool', '--port 30303', '--networkid {0}', '--bootnodes={1}']) expect(execStart).toContain(flag);
-        expect(cloudInit).toContain('systemctl enable --now geth.service');
-        // format() reads braces as placeholders: only {0}..{2} may appear, and no quote may end the ARM string.
-        expect(cloudInit.replace(/\{[0-2]\}/g, '')).not.toMatch(/[{}']/);
+        expect(customData).toBe("[base64(format(variables('nodeCloudInit'), parameters('chainId'), parameters('bootnodes'), parameters('genesisJsonBase64'), parameters('besuDownloadUrl'), parameters('besuSha256')))]");
+        const { execStart } = besuCloudInit(t.variables.nodeCloudInit, 5);
+        expect(execStart).toContain('--rpc-http-api=ETH,NET,WEB3,TXPOOL ');
+        expect(t.variables.nodeCloudInit).not.toContain('metadata/identity');
+        // Its own key, made by Besu on first start.
+        expect(t.parameters.besuSha256).toMatchObject({ type: 'string', minLength: 64, maxLength: 64 });
+        expect('defaultValue' in t.parameters.besuSha256).toBe(false);
+    });
+
+    it("peers its VNet with the core's when given the core's VNet, and reports its own", () => {
+        const peering = one(t, 'Microsoft.Network/virtualNetworks/virtualNetworkPeerings');
+        expect(peering.condition).toBe("[not(empty(parameters('coreVnetId')))]");
+        expect(peering.properties).toEqual({ remoteVirtualNetwork: { id: "[parameters('coreVnetId')]" }, allowVirtualNetworkAccess: true, allowForwardedTraffic: false, allowGatewayTransit: false, useRemoteGateways: false });
+        // The core peers back with this (shared/deployment/armDeploymentController.ts).
+        expect(t.outputs.vnetId.value).toBe("[resourceId('Microsoft.Network/virtualNetworks', variables('vnetName'))]");
     });
 });
+
+/**
+ * A Besu node's cloud-init (format string with `placeholders` arguments): the release archive checked against its
+ * SHA-256 before it is unpacked, no package source for the client, the consortium's genesis, and Besu started on
+ * the network id with RPC on 8545 and p2p on 30303.
+ */
+function besuCloudInit(cloudInit: string, placeholders: number): { execStart: string; runcmd: string[] } {
+    expect(cloudInit.startsWith('#cloud-config\n')).toBe(true);
+    // format() reads braces as placeholders: only {0}..{n} may appear.
+    expect(cloudInit.replace(new RegExp(`\\{[0-${placeholders - 1}]\\}`, 'g'), '')).not.toMatch(/[{}]/);
+    const lines = cloudInit.split('\n');
+    const execStart = lines.find((l) => l.trim().startsWith('ExecStart='))!;
+    for (const flag of ['/opt/besu/bin/besu ', '--network-id={0}', '--genesis-file=/etc/besu/genesis.json', '--bootnodes={1}', '--rpc-http-enabled', '--rpc-http-host=0.0.0.0', '--rpc-http-port=8545', '--p2p-port=30303', '--sync-mode=FULL', '--data-path=/var/lib/besu']) expect(execStart).toContain(flag);
+    const runcmd = lines.slice(lines.indexOf('runcmd:') + 1).filter(Boolean).map((l) => l.replace(/^  - /, ''));
+    expect(runcmd[0]).toBe('set -e');
+    const fetched = runcmd.findIndex((c) => c.startsWith('curl -fsSL') && c.includes("'{3}'"));
+    const checked = runcmd.findIndex((c) => c === "echo '{4}  /tmp/besu.tar.gz' | sha256sum -c -");
+    const unpacked = runcmd.findIndex((c) => c.includes('tar -xzf /tmp/besu.tar.gz'));
+    expect(fetched).toBeGreaterThan(0);
+    expect(checked).toBe(fetched + 1);
+    expect(unpacked).toBe(checked + 1);
+    // The client comes only from the checked archive: no PPA, no package of it.
+    expect(cloudInit).not.toMatch(/add-apt-repository|ppa:|apt-get install[^\n]*(besu|ethereum|geth)/);
+    expect(runcmd.at(-1)).toBe('systemctl enable --now besu.service');
+    return { execStart, runcmd };
+}
 
 describe.each(parameterFiles)('parameter file %s', (file) => {
     let params: Obj;
