@@ -1,4 +1,4 @@
-import { encodeRlp, getAddress, parseEther, toBeHex, zeroPadValue } from 'ethers';
+import { encodeRlp, getAddress, parseEther, toBeHex, Wallet, zeroPadValue } from 'ethers';
 import { EVM_VERSION } from './evm';
 
 /**
@@ -72,5 +72,42 @@ export function buildGenesis(opts: GenesisOptions): Record<string, unknown> {
         coinbase: '0x0000000000000000000000000000000000000000',
         extraData: qbftExtraData(validators),
         alloc,
+    };
+}
+
+/** Validator sets core.json can run (its `validatorCount`): 3f + 1 validators survive f faulty. */
+export const VALIDATOR_SET_SIZES = [4, 7, 10] as const;
+
+export interface ValidatorKey {
+    /** The node key (Besu's key file: 0x and 64 hex digits). Secret: it goes into core.json's secure `validatorKeys` only. */
+    privateKey: string;
+    address: string;
+    /** The node's public key as enode URLs name it (128 hex digits, no 0x, no 04 prefix). */
+    publicKey: string;
+}
+
+/** New node keys for the core's validators (core.json keeps them in its vault, one readable by each validator). */
+export function newValidatorKeys(count: number): ValidatorKey[] {
+    if (!(VALIDATOR_SET_SIZES as readonly number[]).includes(count)) throw new Error(`The core runs ${VALIDATOR_SET_SIZES.join(', ')} validators (core.json validatorCount), not ${count}`);
+    return Array.from({ length: count }, () => {
+        const wallet = Wallet.createRandom();
+        return { privateKey: wallet.privateKey, address: wallet.address, publicKey: wallet.signingKey.publicKey.slice(4) };
+    });
+}
+
+/**
+ * core.json's parameters for its validators and the consortium's genesis, as an ARM parameter file: the keys (secure
+ * object), their public keys (the enode URLs every node boots from), how many, and the genesis naming them.
+ */
+export function coreLedgerParameters(keys: ValidatorKey[], genesisJson: string): Record<string, unknown> {
+    return {
+        $schema: 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#',
+        contentVersion: '1.0.0.0',
+        parameters: {
+            validatorCount: { value: keys.length },
+            validatorKeys: { value: { keys: keys.map((k) => k.privateKey) } },
+            validatorPublicKeys: { value: keys.map((k) => k.publicKey) },
+            memberGenesisJsonBase64: { value: Buffer.from(genesisJson).toString('base64') },
+        },
     };
 }
