@@ -38,9 +38,17 @@ df.app.orchestration(ORCHESTRATORS.memberDeployment, memberDeployment);
 
 const orgInput = z.object({ orgId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/) }).strict();
 
-df.app.activity(ACTIVITIES.deploymentStart, { handler: async (raw: unknown) => getServices().deployments().start(parseInput(orgInput, raw)) });
+df.app.activity(ACTIVITIES.deploymentStart, {
+    handler: async (raw: unknown) => {
+        const { orgId } = parseInput(orgInput, raw);
+        const services = getServices();
+        // An organisation that keeps its own subscription gets its deployment there.
+        const subscriptionId = (await services.organizations.read(orgId, orgId))?.item.azureSubscriptionId;
+        return services.deployments().start({ orgId, ...(subscriptionId ? { subscriptionId } : {}) });
+    },
+});
 
-df.app.activity(ACTIVITIES.deploymentStatus, { handler: async (raw: unknown) => getServices().deployments().status(parseInput(z.object({ id: z.string().min(1).max(200) }).strict(), raw).id) });
+df.app.activity(ACTIVITIES.deploymentStatus, { handler: async (raw: unknown) => getServices().deployments().status(parseInput(z.object({ id: z.string().min(1).max(300) }).strict(), raw).id) });
 
 /** The organisation record learns where its member deployment answers. */
 df.app.activity(ACTIVITIES.deploymentRecord, {

@@ -11,11 +11,13 @@ export interface ArmMemberDeploymentOptions {
     resourceGroupPrefix: string;
     /** What the globally unique names are unique within (the member subscription id). */
     scope?: string;
+    /** An ARM client for an organisation's own subscription (delegated with Azure Lighthouse), when its spec names one. */
+    clientFor?: (subscriptionId: string) => ResourceManagementClient;
     location: string;
     /** `infra/member.json`. */
     template: Record<string, unknown>;
-    /** The template's parameters for one organisation (no secrets: the template takes none). */
-    parameters(orgId: string): Promise<Record<string, unknown>> | Record<string, unknown>;
+    /** The template's parameters for one organisation (no secrets: the template takes none), in its own subscription when it has one. */
+    parameters(orgId: string, subscriptionId?: string): Promise<Record<string, unknown>> | Record<string, unknown>;
     /**
      * The core's Service Bus namespace (resource id) and an ARM client for its subscription: a member's identity is
      * granted what the data-role table gives it there (Data Receiver on its own subscription) once its deployment
@@ -77,28 +79,39 @@ export class ArmDeploymentController implements DeploymentController {
     }
 
     async #start(spec: MemberDeploymentSpec): Promise<DeploymentState> {
-        const names = memberResourceNames(spec.orgId, { resourceGroupPrefix: this.opts.resourceGroupPrefix, scope: this.opts.scope });
+        const own = spec.subscriptionId;
+        const names = memberResourceNames(spec.orgId, { resourceGroupPrefix: this.opts.resourceGroupPrefix, scope: own ?? this.opts.scope });
         const rg = names.resourceGroup;
         const name = names.deployment;
-        const id = `${rg}/${name}`;
+        // In an organisation's own subscription the id says which: status polls go there too.
+        const id = `${own ? `${own}:` : ''}${rg}/${name}`;
+        const client = this.#client(own);
         return this.#arm(async () => {
-            const existing = await this.client.deployments.get(rg, name).catch((err: unknown) => {
+            const existing = await client.deployments.get(rg, name).catch((err: unknown) => {
                 if ((err as { statusCode?: number }).statusCode === 404) return undefined;
                 throw err;
             });
             if (existing && !FINAL_FAILURES.includes(existing.properties?.provisioningState ?? '')) return this.#finished(id, existing);
-            await this.client.resourceGroups.createOrUpdate(rg, { location: this.opts.location, tags: { 'flexchange-org': spec.orgId, 'flexchange-role': 'member' } });
-            const parameters = Object.fromEntries(Object.entries(await this.opts.parameters(spec.orgId)).map(([k, v]) => [k, { value: v }]));
+            await client.resourceGroups.createOrUpdate(rg, { location: this.opts.location, tags: { 'flexchange-org': spec.orgId, 'flexchange-role': 'member' } });
+            const parameters = Object.fromEntries(Object.entries(await this.opts.parameters(spec.orgId, own)).map(([k, v]) => [k, { value: v }]));
             // The PUT only: the deployment runs in Azure; the workflow polls its state with durable timers.
-            await this.client.deployments.beginCreateOrUpdate(rg, name, { properties: { mode: 'Incremental', template: this.opts.template, parameters } });
+            await client.deployments.beginCreateOrUpdate(rg, name, { properties: { mode: 'Incremental', template: this.opts.template, parameters } });
             return { id, status: 'Running' };
         });
     }
 
     async #status(id: string): Promise<DeploymentState> {
-        const [rg, name, publishId, ...rest] = id.split('/');
+        const own = /^([0-9a-f-]{36}):/.exec(id)?.[1];
+        const [rg, name, publishId, ...rest] = id.slice(own ? own.length + 1 : 0).split('/');
         if (!rg || !name || rest.length > 0) throw new Upstream(`Not a deployment id: ${id}`);
-        return this.#arm(async () => this.#finished(`${rg}/${name}`, await this.client.deployments.get(rg, name), publishId));
+        const base = `${own ? `${own}:` : ''}${rg}/${name}`;
+        return this.#arm(async () => this.#finished(base, await this.#client(own).deployments.get(rg, name), publishId));
+    }
+
+    #client(subscriptionId?: string): ResourceManagementClient {
+        if (!subscriptionId) return this.client;
+        if (!this.opts.clientFor) throw new Unavailable(`Deploying into an organisation's own subscription (${subscriptionId}) is not configured`);
+        return this.opts.clientFor(subscriptionId);
     }
 
     /**

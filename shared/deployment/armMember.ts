@@ -44,7 +44,9 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         scope: subscription,
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
-        parameters: async (orgId) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }),
+        parameters: async (orgId, own) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }, own),
+        // Organisations that keep their own subscription delegate it to the core's identity (Azure Lighthouse).
+        clientFor: arm,
         // The namespace may sit in another subscription than the members (the core's).
         serviceBus: { client: arm(namespaceId.split('/')[2]!), namespaceId },
         ...(settings.FLEXCHANGE_CORE_VNET_ID ? { coreNetwork: { client: arm(settings.FLEXCHANGE_CORE_VNET_ID.split('/')[2]!), vnetId: settings.FLEXCHANGE_CORE_VNET_ID } } : {}),
@@ -61,9 +63,9 @@ export const MEMBER_TEMPLATE = memberTemplate as Record<string, unknown>;
  * identity settings, and its network: its own address range, the consortium's nodes to boot from, and
  * the consortium's node network as the only peers allowed to its nodes' p2p port.
  */
-export function memberParameters(settings: Settings, orgId: string, network: MemberNetwork & { bootnodes: string[] }): Record<string, unknown> {
-    // Every name from one place (resourceNames.ts); the globally unique ones within the member subscription.
-    const names = memberResourceNames(orgId, { resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX, scope: settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID });
+export function memberParameters(settings: Settings, orgId: string, network: MemberNetwork & { bootnodes: string[] }, subscriptionId?: string): Record<string, unknown> {
+    // Every name from one place (resourceNames.ts); the globally unique ones within the subscription it goes into.
+    const names = memberResourceNames(orgId, { resourceGroupPrefix: settings.FLEXCHANGE_MEMBER_RESOURCE_GROUP_PREFIX, scope: subscriptionId ?? settings.FLEXCHANGE_MEMBER_SUBSCRIPTION_ID });
     return {
         namePrefix: names.namePrefix,
         vaultName: names.keyVault,

@@ -36,9 +36,9 @@ export class Onboarding {
     async organization(registrationId: string): Promise<{ orgId: string }> {
         const r = await this.#registration(registrationId);
         const now = new Date().toISOString();
-        const { name, legalId, country, contactEmail } = r.organization;
+        const { name, legalId, country, contactEmail, azureSubscriptionId } = r.organization;
         try {
-            await this.deps.organizations.create({ id: r.orgId, name, legalId, country, contactEmail, status: 'Onboarding', registrationId, createdAt: now, updatedAt: now });
+            await this.deps.organizations.create({ id: r.orgId, name, legalId, country, contactEmail, ...(azureSubscriptionId ? { azureSubscriptionId } : {}), status: 'Onboarding', registrationId, createdAt: now, updatedAt: now });
         } catch (err) {
             if (!(err instanceof Conflict)) throw err;
         }

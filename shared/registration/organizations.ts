@@ -8,6 +8,8 @@ export interface Organization {
     legalId: string;
     country: string;
     contactEmail: string;
+    /** Azure: the organisation's own subscription its member deployment goes into (delegated with Azure Lighthouse). */
+    azureSubscriptionId?: string;
     status: 'Onboarding' | 'Active' | 'Suspended';
     registrationId: string;
     /** Where its member deployment answers, once it has one. */

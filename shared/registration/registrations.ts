@@ -14,6 +14,15 @@ export const registrationRequest = z
                 legalId: z.string().trim().regex(/^[A-Za-z0-9][A-Za-z0-9 ._/-]{1,63}$/, 'letters, digits, space, ".", "_", "/", "-"; 2-64 characters'),
                 country: z.string().regex(/^[A-Z]{2}$/, 'an ISO 3166-1 alpha-2 code, e.g. GB'),
                 contactEmail: z.string().email().max(254),
+                /**
+                 * Azure: the organisation keeps its member deployment in its own subscription, delegated to the operator with
+                 * Azure Lighthouse (infra/README.md, "Organisations with their own subscription"); absent, the operator's.
+                 */
+                azureSubscriptionId: z
+                    .string()
+                    .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'an Azure subscription id (GUID)')
+                    .transform((s) => s.toLowerCase())
+                    .optional(),
             })
             .strict(),
         applicant: z.object({ name: z.string().trim().min(1).max(200), email: z.string().email().max(254) }).strict(),

@@ -12,6 +12,8 @@ import { FakeArm, FakeGraph, FakeScm, LocalFake, readBody, type Published } from
 import { devToken, removeDir, repoRoot, startDevhost, tempDir, waitFor, type RunningDevhost } from '../harness/devhost';
 
 const MEMBER_SUB = '0b5e0e4c-1111-4222-8333-444455556666';
+// The organisation keeps its member deployment in its own subscription.
+const ORG_SUB = '5ab1c0de-1111-4222-8333-444455556666';
 const CORE_SUB = '9c0a1e2d-1111-4222-8333-444455556666';
 const NAMESPACE_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-flexchange-core/providers/Microsoft.ServiceBus/namespaces/fx-core`;
 const CORE_VNET_ID = `/subscriptions/${CORE_SUB}/resourceGroups/rg-flexchange-core/providers/Microsoft.Network/virtualNetworks/fx-vnet`;
@@ -75,7 +77,7 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
             // Kudu's host is the app's own.
             scm.site = String(parameters.functionAppName?.value);
             return {
-                vnetId: `/subscriptions/${MEMBER_SUB}/resourceGroups/rg-member/providers/Microsoft.Network/virtualNetworks/member-vnet`,
+                vnetId: `/subscriptions/${ORG_SUB}/resourceGroups/rg-member/providers/Microsoft.Network/virtualNetworks/member-vnet`,
                 functionAppName: scm.site,
                 functionAppHostName: front.host,
                 functionAppScmHostName: scm.host,
@@ -128,12 +130,12 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
         removeDir(stateDir);
     });
 
-    it('deploys the member through ARM, publishes the release package into its app, grants its roles through ARM and Graph, and ends Active', async () => {
+    it('deploys the member through ARM into its own subscription, publishes the release package into its app, grants its roles through ARM and Graph, and ends Active', async () => {
         const core = host.origin('core');
         const applied = await fetch(`${core}/api/registrations`, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ organization: { name: 'Azure Wind', legalId: 'GB-7007', country: 'GB', contactEmail: 'ops@azurewind.example' }, applicant: { name: 'Wendy', email: 'wendy@azurewind.example' } }),
+            body: JSON.stringify({ organization: { name: 'Azure Wind', legalId: 'GB-7007', country: 'GB', contactEmail: 'ops@azurewind.example', azureSubscriptionId: ORG_SUB }, applicant: { name: 'Wendy', email: 'wendy@azurewind.example' } }),
         });
         expect(applied.status).toBe(202);
         const { statusUrl } = (await applied.json()) as { statusUrl: string };
@@ -146,6 +148,8 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
             const mails = (await (await fetch(`${host.consoleUrl}/dev/mail`)).json()) as { subject: string; links: string[] }[];
             return mails.find((m) => m.subject.includes('Azure Wind'))?.links.find((l) => l.includes('/api/approvals/'));
         }, 20_000);
+        // The approver sees where the member deployment goes.
+        expect(await (await fetch(local(link))).text()).toContain(`in its own Azure subscription ${ORG_SUB}`);
         expect((await fetch(local(link), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'decision=approve' })).status).toBe(200);
         const done = await waitFor(async () => {
             const s = (await (await fetch(local(statusUrl))).json()) as { status: string; orgId: string; failure?: string; steps: { step: string; detail?: string }[] };
@@ -153,7 +157,7 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
             return s.status === 'Active' ? s : undefined;
         }, 150_000, 500);
         const orgId = done.orgId;
-        const names = memberResourceNames(orgId, { scope: MEMBER_SUB });
+        const names = memberResourceNames(orgId, { scope: ORG_SUB });
         const principalId = stableId(`app:flexchange-${memberAppName(orgId)}`);
         expect(done.steps.map((s) => s.step)).toEqual(['submitted', 'approvers-notified', 'approved', 'organization', 'applicant', 'member-subscription', 'member-deployment', 'app-identity', 'first-account', 'funded', 'announced', 'active']);
         expect(done.steps.find((s) => s.step === 'member-deployment')?.detail).toBe(`https://${front.host}/api`);
@@ -161,12 +165,15 @@ describe('onboarding in Azure (ARM, Kudu and Graph fakes)', () => {
 
         // ARM: the member's resource group and deployment of infra/member.json, with the core's managed identity's token for ARM.
         const put = arm.requests.find((r) => r.method === 'PUT' && r.path.endsWith(`/deployments/${names.deployment}`))!;
-        expect(put.path).toBe(`/subscriptions/${MEMBER_SUB}/resourcegroups/${names.resourceGroup}/providers/Microsoft.Resources/deployments/${names.deployment}`);
+        expect(put.path).toBe(`/subscriptions/${ORG_SUB}/resourcegroups/${names.resourceGroup}/providers/Microsoft.Resources/deployments/${names.deployment}`);
+        // Every call about the member's own resources went to its subscription, none to the operator's member subscription.
+        expect(arm.requests.filter((r) => r.path.includes(names.resourceGroup)).every((r) => r.path.startsWith(`/subscriptions/${ORG_SUB}/`))).toBe(true);
+        expect(arm.requests.some((r) => r.path.startsWith(`/subscriptions/${MEMBER_SUB}/`))).toBe(false);
         const parameters = (put.body!.properties as { parameters: Record<string, { value: unknown }> }).parameters;
         expect(parameters).toMatchObject({ orgId: { value: orgId }, functionAppName: { value: names.functionApp }, vnetAddressPrefix: { value: expect.stringMatching(/^10\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.0\/20$/) } });
         // The consortium's pinned client, and the member's VNet peered with the core's both ways (the template's side, and the core's).
         expect(parameters).toMatchObject({ besuVersion: { value: BESU.version }, besuSha256: { value: BESU.sha256 }, besuDownloadUrl: { value: `https://github.com/hyperledger/besu/releases/download/${BESU.version}/besu-${BESU.version}.tar.gz` }, coreVnetId: { value: CORE_VNET_ID } });
-        expect([...arm.peerings]).toEqual([[`${CORE_VNET_ID}/virtualNetworkPeerings/member-${orgId}`, expect.objectContaining({ remoteVirtualNetwork: { id: `/subscriptions/${MEMBER_SUB}/resourceGroups/rg-member/providers/Microsoft.Network/virtualNetworks/member-vnet` }, allowVirtualNetworkAccess: true, allowForwardedTraffic: false })]]);
+        expect([...arm.peerings]).toEqual([[`${CORE_VNET_ID}/virtualNetworkPeerings/member-${orgId}`, expect.objectContaining({ remoteVirtualNetwork: { id: `/subscriptions/${ORG_SUB}/resourceGroups/rg-member/providers/Microsoft.Network/virtualNetworks/member-vnet` }, allowVirtualNetworkAccess: true, allowForwardedTraffic: false })]]);
         const armClaims = JSON.parse(Buffer.from(put.authorization!.split('.')[1]!, 'base64url').toString()) as { aud: string; oid: string };
         expect(armClaims.aud).toBe(arm.url);
         // The member's identity: Data Receiver on its own subscription in the core's namespace, and nothing else.

@@ -74,6 +74,7 @@ describe('registration and approval', () => {
         const html = await pageRes.text();
         expect(html).toContain('Acme Energy');
         expect(html).toContain('value="approve"');
+        expect(html).toContain("<dt>Member deployment</dt><dd>in the operator's subscription</dd>");
         await api(aliceLink);
         expect((await status(body.statusUrl)).status).toBe('PendingApproval');
 

@@ -39,7 +39,8 @@ describe('ARM deployment controller', () => {
             resourceGroupPrefix: 'rg-flexchange',
             location: 'uksouth',
             template,
-            parameters: (orgId) => ({ orgId, namePrefix: 'fx' }),
+            parameters: (orgId, own) => ({ orgId, namePrefix: 'fx', ...(own ? { names: `unique within ${own}` } : {}) }),
+            clientFor: (own) => armClient(arm, credential, own),
             serviceBus: { client: armClient(arm, credential, CORE_SUB), namespaceId: NAMESPACE_ID },
             coreNetwork: { client: armClient(arm, credential, CORE_SUB), vnetId: CORE_VNET_ID },
         });
@@ -104,6 +105,22 @@ describe('ARM deployment controller', () => {
         });
         const puts = arm.requests.filter((r) => r.method === 'PUT' && r.path === id);
         expect(puts.every((r) => r.apiVersion === '2023-11-01' && r.authorization === 'Bearer arm-token')).toBe(true);
+    });
+
+    it("deploys an organisation that keeps its own subscription there (delegated with Azure Lighthouse), and polls it there", async () => {
+        const OWN = '0b5e0e4c-1111-4222-8333-444455556666';
+        arm.outcomes.set('flexchange-member-umbrella', { running: 1, final: 'Succeeded' });
+        let state = await controller.start({ orgId: 'umbrella', subscriptionId: OWN });
+        expect(state).toEqual({ id: `${OWN}:rg-flexchange-umbrella/flexchange-member-umbrella`, status: 'Running' });
+        while (state.status === 'Running') state = await controller.status(state.id);
+        expect(state).toMatchObject({ id: `${OWN}:rg-flexchange-umbrella/flexchange-member-umbrella`, status: 'Succeeded' });
+        // Its resource group and deployment, and every look at it, in its subscription; its parameters made for it.
+        const own = arm.requests.filter((r) => r.path.includes('rg-flexchange-umbrella') && !r.path.includes('/Microsoft.Network/'));
+        expect(own.map((r) => `${r.method} ${r.path.split('/')[2]}`)).toEqual([`GET ${OWN}`, `PUT ${OWN}`, `PUT ${OWN}`, `GET ${OWN}`, `GET ${OWN}`]);
+        const put = own.find((r) => r.method === 'PUT' && r.path.endsWith('/deployments/flexchange-member-umbrella'))!;
+        expect((put.body!.properties as { parameters: unknown }).parameters).toMatchObject({ orgId: { value: 'umbrella' }, names: { value: `unique within ${OWN}` } });
+        // What the core grants stays in its own subscription: the member's role on the bus, and the core's side of the peering.
+        expect([...arm.assignments.keys()].filter((k) => k.includes('member-umbrella'))).toEqual([expect.stringMatching(new RegExp(`^/subscriptions/${CORE_SUB}/`))]);
     });
 
     it('reports a deployment whose identity Entra ID does not know yet as unavailable (retried), then grants it', async () => {

@@ -1,6 +1,6 @@
 import { AppError } from '../../shared/errors';
 import { decideApplication, retryOnboarding, submitApplication, type ApplicationTiming, type RegistrationWorkflow } from '../../shared/registration/applications';
-import { AlreadyDecided, Registrations, type Decision, type LegalIdClaim, type Registration, type RegistrationRequest } from '../../shared/registration/registrations';
+import { AlreadyDecided, registrationRequest, Registrations, type Decision, type LegalIdClaim, type Registration, type RegistrationRequest } from '../../shared/registration/registrations';
 import { MemoryRepository, MemorySecrets } from './fakes/memoryStores';
 
 const request = (legalId = 'GB-123'): RegistrationRequest => ({
@@ -89,6 +89,22 @@ describe('applying', () => {
         await w.submit();
         await expect(w.submit()).rejects.toEqual(problem('registration_exists', 409));
         expect(w.calls).toHaveLength(1);
+    });
+});
+
+describe('an organisation that keeps its own Azure subscription', () => {
+    it('names it in its application (kept lower-case, with the application); anything but a subscription id is refused', async () => {
+        const own = { ...request(), organization: { ...request().organization, azureSubscriptionId: '0B5E0E4C-1111-4222-8333-444455556666' } };
+        const parsed = registrationRequest.parse(own);
+        expect(parsed.organization.azureSubscriptionId).toBe('0b5e0e4c-1111-4222-8333-444455556666');
+        const w = world();
+        const { registration } = await w.submit(parsed);
+        expect((await w.registrations.get(registration.id)).organization.azureSubscriptionId).toBe('0b5e0e4c-1111-4222-8333-444455556666');
+        const refused = registrationRequest.safeParse({ ...request(), organization: { ...request().organization, azureSubscriptionId: '/subscriptions/x' } });
+        expect(refused.success).toBe(false);
+        expect(refused.error?.issues[0]).toMatchObject({ path: ['organization', 'azureSubscriptionId'], message: 'an Azure subscription id (GUID)' });
+        // Without one, the operator's subscription.
+        expect(registrationRequest.parse(request()).organization).not.toHaveProperty('azureSubscriptionId');
     });
 });
 

@@ -68,6 +68,10 @@ describe('member deployment parameters', () => {
         });
         expect(memberParameters(loadSettings({ ...rawSettings, FLEXCHANGE_BESU_DOWNLOAD_URL: 'https://mirror.example/besu.tar.gz' }), 'acme', network).besuDownloadUrl).toBe('https://mirror.example/besu.tar.gz');
         expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_BESU_SHA256: 'not-a-digest' })).toThrow(/SHA-256/);
+        // In an organisation's own subscription the globally unique names are unique there.
+        const own = memberParameters(settings, 'acme', network, '0b5e0e4c-1111-4222-8333-444455556666');
+        expect(own.storageAccountName).not.toBe(memberParameters(settings, 'acme', network).storageAccountName);
+        expect(own.orgId).toBe('acme');
         expect(memberParameters(settings, 'acme', network).namePrefix).not.toBe(memberParameters(settings, 'globex', network).namePrefix);
         // The member accepts what the core accepts: the API's client id (Entra ID v2 tokens) as well as its identifier URI.
         expect(memberParameters(settings, 'acme', network).apiAudiences).toBe('');
