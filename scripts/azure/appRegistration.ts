@@ -158,6 +158,23 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
     return { appId: app.appId, servicePrincipalId: apiSp.id, settings, changes };
 }
 
+/** core.json's parameters for these settings, as an ARM parameter file (nothing secret: ids and URLs). */
+export function coreRegistrationParameters(settings: Record<string, string>): Record<string, unknown> {
+    const value = (v: string | undefined) => (v === undefined ? {} : { value: v });
+    const parameters: Record<string, unknown> = {
+        apiAudience: value(settings.FLEXCHANGE_AUTH_AUDIENCE),
+        apiAudiences: value(settings.FLEXCHANGE_AUTH_AUDIENCES),
+        graphServicePrincipalId: value(settings.FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID),
+        graphAppRoleIds: value(settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS),
+        inviteRedirectUrl: value(settings.FLEXCHANGE_INVITE_REDIRECT_URL),
+    };
+    return {
+        $schema: 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#',
+        contentVersion: '1.0.0.0',
+        parameters: Object.fromEntries(Object.entries(parameters).filter(([, v]) => Object.keys(v as object).length > 0)),
+    };
+}
+
 async function main(): Promise<void> {
     const arg = (name: string) => {
         const i = process.argv.indexOf(`--${name}`);
@@ -165,7 +182,7 @@ async function main(): Promise<void> {
     };
     const corePrincipalId = arg('core-principal-id');
     if (!corePrincipalId) {
-        console.error('usage: npm run azure:app-registration -- --core-principal-id <object id> [--identifier-uri api://flexchange] [--display-name "Flexchange API"] [--invite-redirect-url <url>]');
+        console.error('usage: npm run azure:app-registration -- --core-principal-id <object id> [--identifier-uri api://flexchange] [--display-name "Flexchange API"] [--invite-redirect-url <url>] [--parameters-out <file>]');
         process.exit(2);
     }
     const { AzureCliCredential } = await import('@azure/identity');
@@ -179,6 +196,13 @@ async function main(): Promise<void> {
     console.error(result.changes.length ? `${result.changes.length} change(s) made.` : 'Everything was in place; nothing changed.');
     console.error('App settings of the core (and the member template parameter apiAudiences):');
     for (const [k, v] of Object.entries(result.settings)) console.log(`${k}=${v}`);
+    // For scripts/azure/deploy.sh: the same as core.json parameters.
+    const out = arg('parameters-out');
+    if (out) {
+        const { writeFileSync } = await import('node:fs');
+        writeFileSync(out, `${JSON.stringify(coreRegistrationParameters(result.settings), null, 2)}\n`);
+        console.error(`${out}: core.json's apiAudience, apiAudiences, graphServicePrincipalId, graphAppRoleIds${result.settings.FLEXCHANGE_INVITE_REDIRECT_URL ? ', inviteRedirectUrl' : ''}`);
+    }
 }
 
 if (require.main === module) {

@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { APP_ROLES, appRoleId } from '../../shared/auth/appRoles';
-import { ensureAppRegistration, GRAPH_PERMISSIONS, MICROSOFT_GRAPH_APP_ID } from '../../scripts/azure/appRegistration';
+import { coreRegistrationParameters, ensureAppRegistration, GRAPH_PERMISSIONS, MICROSOFT_GRAPH_APP_ID } from '../../scripts/azure/appRegistration';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 /**
  * The app registration script against a local Microsoft Graph fake (Graph cannot run here): it
@@ -116,6 +118,23 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
             FLEXCHANGE_GRAPH_APP_ROLE_IDS: JSON.stringify(Object.fromEntries(APP_ROLES.map((r) => [r.value, appRoleId(r.value)]))),
             FLEXCHANGE_INVITE_REDIRECT_URL: 'https://flexchange.example/welcome',
         });
+    });
+
+    it("gives the settings as core.json's parameters (deploy.sh deploys the core with them), each one it declares", async () => {
+        const { settings } = await run();
+        const file = coreRegistrationParameters(settings) as { parameters: Record<string, { value: string }> };
+        expect(file.parameters).toEqual({
+            apiAudience: { value: 'api://flexchange' },
+            apiAudiences: { value: settings.FLEXCHANGE_AUTH_AUDIENCES },
+            graphServicePrincipalId: { value: settings.FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID },
+            graphAppRoleIds: { value: settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS },
+            inviteRedirectUrl: { value: 'https://flexchange.example/welcome' },
+        });
+        const core = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'infra', 'core.json'), 'utf8')) as { parameters: Record<string, unknown> };
+        for (const name of Object.keys(file.parameters)) expect([name, core.parameters[name]]).toEqual([name, expect.anything()]);
+        // Without an invitation URL, no empty parameter overrides the template's.
+        const { FLEXCHANGE_INVITE_REDIRECT_URL: _none, ...without } = settings;
+        expect(Object.keys((coreRegistrationParameters(without) as { parameters: object }).parameters)).not.toContain('inviteRedirectUrl');
     });
 
     it('changes nothing on a second run and prints the same settings', async () => {
