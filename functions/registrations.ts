@@ -183,7 +183,7 @@ function applicationHtml(r: Registration, approver: string): string {
 <dt>Country</dt><dd>${esc(o.country)}</dd>
 <dt>Legal id</dt><dd>${esc(o.legalId)}</dd>
 <dt>Contact</dt><dd>${esc(o.contactEmail)}</dd>
-<dt>Member deployment</dt><dd>${o.azureSubscriptionId ? `in its own Azure subscription ${esc(o.azureSubscriptionId)} (delegated to the operator with Azure Lighthouse)` : "in the operator's subscription"}</dd>
+<dt>Member deployment</dt><dd>${o.azureSubscriptionId ? `in its own Azure subscription ${esc(o.azureSubscriptionId)} (the operator's core must have been given the rights to deploy there)` : "in the operator's subscription"}</dd>
 <dt>Applicant</dt><dd>${esc(r.applicant.name)} &lt;${esc(r.applicant.email)}&gt;</dd>
 <dt>Applied</dt><dd>${esc(r.createdAt)}</dd>
 </dl>

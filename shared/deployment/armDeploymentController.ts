@@ -11,7 +11,7 @@ export interface ArmMemberDeploymentOptions {
     resourceGroupPrefix: string;
     /** What the globally unique names are unique within (the member subscription id). */
     scope?: string;
-    /** An ARM client for an organisation's own subscription (delegated with Azure Lighthouse), when its spec names one. */
+    /** An ARM client for an organisation's own subscription, when its spec names one (the core's identity needs rights there: infra/README.md). */
     clientFor?: (subscriptionId: string) => ResourceManagementClient;
     location: string;
     /** `infra/member.json`. */

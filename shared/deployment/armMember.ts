@@ -45,7 +45,7 @@ export function armDeploymentController(settings: Settings, credential: TokenCre
         location: settings.FLEXCHANGE_MEMBER_LOCATION,
         template: MEMBER_TEMPLATE,
         parameters: async (orgId, own) => memberParameters(settings, orgId, { ...(await networks.allocate(orgId)), bootnodes: await network.bootnodes() }, own),
-        // Organisations that keep their own subscription delegate it to the core's identity (Azure Lighthouse).
+        // Organisations that keep their own subscription give the core's identity its roles there (infra/README.md).
         clientFor: arm,
         // The namespace may sit in another subscription than the members (the core's).
         serviceBus: { client: arm(namespaceId.split('/')[2]!), namespaceId },

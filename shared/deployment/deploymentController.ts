@@ -14,7 +14,7 @@ export const RELEASED_PACKAGE_BLOB = 'released-package.zip';
 /** What `memberDeployment` asks for: one member deployment per organisation, named after it. */
 export interface MemberDeploymentSpec {
     orgId: string;
-    /** Azure: the organisation's own subscription (Azure Lighthouse); absent, the operator's member subscription. The devhost has none. */
+    /** Azure: the organisation's own subscription (the core's identity has rights there: infra/README.md); absent, the operator's member subscription. The devhost has none. */
     subscriptionId?: string;
 }
 

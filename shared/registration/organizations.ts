@@ -8,7 +8,7 @@ export interface Organization {
     legalId: string;
     country: string;
     contactEmail: string;
-    /** Azure: the organisation's own subscription its member deployment goes into (delegated with Azure Lighthouse). */
+    /** Azure: the organisation's own subscription its member deployment goes into (the core's identity has rights there). */
     azureSubscriptionId?: string;
     status: 'Onboarding' | 'Active' | 'Suspended';
     registrationId: string;

@@ -15,8 +15,8 @@ export const registrationRequest = z
                 country: z.string().regex(/^[A-Z]{2}$/, 'an ISO 3166-1 alpha-2 code, e.g. GB'),
                 contactEmail: z.string().email().max(254),
                 /**
-                 * Azure: the organisation keeps its member deployment in its own subscription, delegated to the operator with
-                 * Azure Lighthouse (infra/README.md, "Organisations with their own subscription"); absent, the operator's.
+                 * Azure: the organisation keeps its member deployment in its own subscription, where it gives the core's identity
+                 * the rights to deploy (infra/README.md, "Organisations with their own subscription"); absent, the operator's.
                  */
                 azureSubscriptionId: z
                     .string()

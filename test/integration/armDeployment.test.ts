@@ -107,7 +107,7 @@ describe('ARM deployment controller', () => {
         expect(puts.every((r) => r.apiVersion === '2023-11-01' && r.authorization === 'Bearer arm-token')).toBe(true);
     });
 
-    it("deploys an organisation that keeps its own subscription there (delegated with Azure Lighthouse), and polls it there", async () => {
+    it("deploys an organisation that keeps its own subscription there, and polls it there", async () => {
         const OWN = '0b5e0e4c-1111-4222-8333-444455556666';
         arm.outcomes.set('flexchange-member-umbrella', { running: 1, final: 'Succeeded' });
         let state = await controller.start({ orgId: 'umbrella', subscriptionId: OWN });
