@@ -331,6 +331,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         nodes: new NodeRegistry(new CosmosRepository<ChainNode>(database.container('nodes'), (n) => n.orgId), new CosmosRepository<NodeClaim>(database.container('nodeClaims'), (c) => c.id), {
             ranges: settings.FLEXCHANGE_NODE_NETWORK_RANGES,
             maxPerOrg: settings.FLEXCHANGE_NODE_MAX_PER_ORG,
+            consortiumNodes: settings.FLEXCHANGE_LEDGER_BOOTNODES,
         }),
         nodeProbe,
         nodeWatchdog: () => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BLOB_CONTAINER_NAME } from './deployment/resourceNames';
 import { parseRange } from './net/addresses';
+import { ENODE_RE } from './nodes/nodeRegistry';
 import { nodeConfig } from './nodes/watchdog';
 
 const url = z.string().url();
@@ -210,6 +211,12 @@ const settingsSchema = z.object({
     FLEXCHANGE_BESU_VERSION: z.string().regex(/^[0-9][0-9A-Za-z.-]{0,40}$/, 'a Besu release such as 25.11.0').optional(),
     FLEXCHANGE_BESU_SHA256: z.string().regex(/^[0-9a-f]{64}$/, 'the SHA-256 of the release archive, 64 lowercase hex digits').optional(),
     FLEXCHANGE_BESU_DOWNLOAD_URL: z.string().url().refine((u) => u.startsWith('https://'), 'an https URL').optional(),
+    /** Core: the consortium's own nodes' enode URLs (core.json: its validators'), comma-separated: first in static-nodes and every new member's bootnodes. */
+    FLEXCHANGE_LEDGER_BOOTNODES: z
+        .string()
+        .default('')
+        .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+        .pipe(z.array(z.string().regex(ENODE_RE, 'enode://<128 hex>@<host>:<port>'))),
     /** Azure: the core's VNet (resource id); each member's VNet is peered with it both ways. */
     FLEXCHANGE_CORE_VNET_ID: z
         .string()

@@ -47,6 +47,8 @@ export interface NodeNetworkPolicy {
     ranges: IpRange[];
     /** Nodes one organisation may register (`FLEXCHANGE_NODE_MAX_PER_ORG`). */
     maxPerOrg: number;
+    /** The consortium's own nodes, not registered by any member (the core's validators: `FLEXCHANGE_LEDGER_BOOTNODES`). */
+    consortiumNodes?: string[];
 }
 
 /**
@@ -207,9 +209,13 @@ export class NodeRegistry {
         return out;
     }
 
-    /** geth's static-nodes.json: every registered node's enode URL, except those that are down. */
+    /**
+     * The nodes a node of the consortium connects to (static-nodes.json, a new member's bootnodes): the consortium's own
+     * (the validators) first, then every registered node's enode URL, except those that are down.
+     */
     async staticNodes(): Promise<string[]> {
-        return (await this.list()).filter((n) => n.status !== 'down').map((n) => n.enode);
+        const registered = (await this.list()).filter((n) => n.status !== 'down').map((n) => n.enode);
+        return [...new Set([...(this.network.consortiumNodes ?? []), ...registered])];
     }
 
     /**

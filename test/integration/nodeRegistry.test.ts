@@ -18,12 +18,24 @@ describe('node registry', () => {
     });
     afterAll(() => db?.stop());
 
-    const registry = (ranges: string[], maxPerOrg = 8) =>
+    const registry = (ranges: string[], maxPerOrg = 8, consortiumNodes?: string[]) =>
         new NodeRegistry(
             new CosmosRepository<ChainNode>(db.database.container('nodes'), (n) => n.orgId),
             new CosmosRepository<NodeClaim>(db.database.container('nodeClaims'), (c) => c.id),
-            { ranges: ranges.map(parseRange), maxPerOrg },
+            { ranges: ranges.map(parseRange), maxPerOrg, consortiumNodes },
         );
+
+    it("lists the consortium's own nodes (the validators) first among the static nodes, each once", async () => {
+        const validators = [enode('validator-0', '10.10.3.4'), enode('validator-1', '10.10.3.5')];
+        const r = registry(['10.1.0.0/16'], 8, validators);
+        await r.register('statics', { nodeId: 'statics-node-0', enode: enode('statics-0') });
+        const statics = await r.staticNodes();
+        expect(statics.slice(0, 2)).toEqual(validators);
+        expect(statics).toContain(enode('statics-0'));
+        expect(new Set(statics).size).toBe(statics.length);
+        // Without them, the registered nodes only.
+        expect(await registry(['10.1.0.0/16']).staticNodes()).not.toContain(validators[0]);
+    });
 
     it('probes only nodes whose rpcUrl is in the node network as the setting says now', async () => {
         const before = registry(['10.1.0.0/16', '10.2.0.0/16']);

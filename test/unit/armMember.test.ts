@@ -68,6 +68,8 @@ describe('member deployment parameters', () => {
         });
         expect(memberParameters(loadSettings({ ...rawSettings, FLEXCHANGE_BESU_DOWNLOAD_URL: 'https://mirror.example/besu.tar.gz' }), 'acme', network).besuDownloadUrl).toBe('https://mirror.example/besu.tar.gz');
         expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_BESU_SHA256: 'not-a-digest' })).toThrow(/SHA-256/);
+        expect(loadSettings({ ...rawSettings, FLEXCHANGE_LEDGER_BOOTNODES: ` ${network.bootnodes[0]}, ` }).FLEXCHANGE_LEDGER_BOOTNODES).toEqual([network.bootnodes[0]]);
+        expect(() => loadSettings({ ...rawSettings, FLEXCHANGE_LEDGER_BOOTNODES: 'enode://nope@10.10.3.4:30303' })).toThrow(/enode:\/\/<128 hex>/);
         // In an organisation's own subscription the globally unique names are unique there.
         const own = memberParameters(settings, 'acme', network, '0b5e0e4c-1111-4222-8333-444455556666');
         expect(own.storageAccountName).not.toBe(memberParameters(settings, 'acme', network).storageAccountName);

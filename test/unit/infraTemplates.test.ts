@@ -287,6 +287,7 @@ const sample: Record<string, string> = {
     FLEXCHANGE_GRAPH_APP_ROLE_IDS: '{"Org.Admin":"4a1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"}',
     FLEXCHANGE_INVITE_REDIRECT_URL: 'https://portal.flexchange.example/welcome',
     FLEXCHANGE_RELEASE_PACKAGE: 'app-package-fx-core-func-abc123/released-package.zip',
+    FLEXCHANGE_LEDGER_BOOTNODES: `enode://${'ab'.repeat(64)}@10.10.3.4:30303,enode://${'cd'.repeat(64)}@10.10.3.5:30303`,
     FLEXCHANGE_BESU_VERSION: '25.11.0',
     FLEXCHANGE_BESU_SHA256: 'ab'.repeat(32),
     FLEXCHANGE_BESU_DOWNLOAD_URL: 'https://github.com/hyperledger/besu/releases/download/25.11.0/besu-25.11.0.tar.gz',
@@ -589,6 +590,8 @@ describe('core template', () => {
         const key = runcmd.findIndex((c) => c.includes('metadata/identity/oauth2/token') && c.includes("'https://{5}{6}/secrets/{7}?api-version=7.4'") && c.includes('> /var/lib/besu/key'));
         expect(key).toBeGreaterThan(0);
         expect(runcmd.indexOf('systemctl enable --now besu.service')).toBeGreaterThan(key);
+        // The validators are every member's first bootnodes (static-nodes and the member template's bootnodes).
+        expect(appSettings(t).get('FLEXCHANGE_LEDGER_BOOTNODES')).toBe("[join(variables('validatorEnodes'), ',')]");
         // The members run the same release: the core hands it on.
         const settings = appSettings(t);
         expect(settings.get('FLEXCHANGE_BESU_VERSION')).toBe("[parameters('besuVersion')]");
