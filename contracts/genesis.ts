@@ -1,4 +1,5 @@
 import { encodeRlp, getAddress, parseEther, toBeHex, Wallet, zeroPadValue } from 'ethers';
+import { armParameterFile } from '../shared/deployment/armParameterFile';
 import { EVM_VERSION } from './evm';
 
 /**
@@ -100,14 +101,10 @@ export function newValidatorKeys(count: number): ValidatorKey[] {
  * object), their public keys (the enode URLs every node boots from), how many, and the genesis naming them.
  */
 export function coreLedgerParameters(keys: ValidatorKey[], genesisJson: string): Record<string, unknown> {
-    return {
-        $schema: 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#',
-        contentVersion: '1.0.0.0',
-        parameters: {
-            validatorCount: { value: keys.length },
-            validatorKeys: { value: { keys: keys.map((k) => k.privateKey) } },
-            validatorPublicKeys: { value: keys.map((k) => k.publicKey) },
-            memberGenesisJsonBase64: { value: Buffer.from(genesisJson).toString('base64') },
-        },
-    };
+    return armParameterFile({
+        validatorCount: keys.length,
+        validatorKeys: { keys: keys.map((k) => k.privateKey) },
+        validatorPublicKeys: keys.map((k) => k.publicKey),
+        memberGenesisJsonBase64: Buffer.from(genesisJson).toString('base64'),
+    });
 }

@@ -5,11 +5,11 @@ import { ENODE_RE } from './nodes/nodeRegistry';
 import { nodeConfig } from './nodes/watchdog';
 
 const url = z.string().url();
-const list = (item: z.ZodString) =>
+const list = (item: z.ZodString, min = 1) =>
     z
         .string()
         .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
-        .pipe(z.array(item).min(1));
+        .pipe(z.array(item).min(min));
 
 /** Comma-separated CIDR ranges (a bare address: a range of one), parsed once; one that does not parse is a settings error. */
 const cidrRanges = z
@@ -212,11 +212,7 @@ const settingsSchema = z.object({
     FLEXCHANGE_BESU_SHA256: z.string().regex(/^[0-9a-f]{64}$/, 'the SHA-256 of the release archive, 64 lowercase hex digits').optional(),
     FLEXCHANGE_BESU_DOWNLOAD_URL: z.string().url().refine((u) => u.startsWith('https://'), 'an https URL').optional(),
     /** Core: the consortium's own nodes' enode URLs (core.json: its validators'), comma-separated: first in static-nodes and every new member's bootnodes. */
-    FLEXCHANGE_LEDGER_BOOTNODES: z
-        .string()
-        .default('')
-        .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
-        .pipe(z.array(z.string().regex(ENODE_RE, 'enode://<128 hex>@<host>:<port>'))),
+    FLEXCHANGE_LEDGER_BOOTNODES: list(z.string().regex(ENODE_RE, 'enode://<128 hex>@<host>:<port>'), 0).default([]),
     /** Azure: the core's VNet (resource id); each member's VNet is peered with it both ways. */
     FLEXCHANGE_CORE_VNET_ID: z
         .string()

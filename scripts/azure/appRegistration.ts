@@ -17,6 +17,7 @@
  */
 import type { TokenCredential } from '@azure/core-auth';
 import { APP_ROLES, appRoleId } from '../../shared/auth/appRoles';
+import { armParameterFile } from '../../shared/deployment/armParameterFile';
 
 /** Microsoft Graph's own application id (the same in every tenant). */
 export const MICROSOFT_GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
@@ -160,19 +161,15 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
 
 /** core.json's parameters for these settings, as an ARM parameter file (nothing secret: ids and URLs). */
 export function coreRegistrationParameters(settings: Record<string, string>): Record<string, unknown> {
-    const value = (v: string | undefined) => (v === undefined ? {} : { value: v });
-    const parameters: Record<string, unknown> = {
-        apiAudience: value(settings.FLEXCHANGE_AUTH_AUDIENCE),
-        apiAudiences: value(settings.FLEXCHANGE_AUTH_AUDIENCES),
-        graphServicePrincipalId: value(settings.FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID),
-        graphAppRoleIds: value(settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS),
-        inviteRedirectUrl: value(settings.FLEXCHANGE_INVITE_REDIRECT_URL),
+    const values = {
+        apiAudience: settings.FLEXCHANGE_AUTH_AUDIENCE,
+        apiAudiences: settings.FLEXCHANGE_AUTH_AUDIENCES,
+        graphServicePrincipalId: settings.FLEXCHANGE_GRAPH_SERVICE_PRINCIPAL_ID,
+        graphAppRoleIds: settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS,
+        inviteRedirectUrl: settings.FLEXCHANGE_INVITE_REDIRECT_URL,
     };
-    return {
-        $schema: 'https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#',
-        contentVersion: '1.0.0.0',
-        parameters: Object.fromEntries(Object.entries(parameters).filter(([, v]) => Object.keys(v as object).length > 0)),
-    };
+    // A setting not given leaves the template's default.
+    return armParameterFile(Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)));
 }
 
 async function main(): Promise<void> {

@@ -38,14 +38,13 @@ export class OneDeployPublisher implements MemberPackagePublisher {
     ) {}
 
     async publish(app: FunctionAppSite, zip: Buffer, message: string): Promise<{ id: string } | 'busy'> {
-        const functionApp = app.name;
         const url = `${this.scmUrl(app)}/api/publish?RemoteBuild=false&Deployer=flexchange&message=${encodeURIComponent(message)}`;
         const res = await this.#call(url, { method: 'POST', headers: { 'content-type': 'application/zip', 'cache-control': 'no-cache' }, body: zip });
         // Kudu answers 409 while another deployment of the app runs.
         if (res.status === 409) return 'busy';
-        if (res.status !== 202 && res.status !== 200) throw await this.#refused(functionApp, 'publish', res);
+        if (res.status !== 202 && res.status !== 200) throw await this.#refused(app.name, 'publish', res);
         const id = (await res.text()).trim().replace(/^"|"$/g, '');
-        if (!/^[A-Za-z0-9-]{1,100}$/.test(id)) throw new Upstream(`${functionApp}'s publish endpoint answered no deployment id`);
+        if (!/^[A-Za-z0-9-]{1,100}$/.test(id)) throw new Upstream(`${app.name}'s publish endpoint answered no deployment id`);
         return { id };
     }
 
