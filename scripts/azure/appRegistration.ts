@@ -6,6 +6,7 @@
  *   az login   # an account that may create app registrations and grant admin consent
  *   npm run azure:app-registration -- --core-principal-id <core.json output principalId> \
  *       [--identifier-uri api://flexchange] [--display-name "Flexchange API"] [--invite-redirect-url https://…]
+ *       [--parameters-out <file>] [--demo-clients <file>]
  *
  * What it does:
  * - the application with identifier URI `--identifier-uri`: created if missing, with the app roles
@@ -13,11 +14,13 @@
  *   (`api.requestedAccessTokenVersion: 2`: the issuer the templates configure is the v2.0 endpoint);
  * - its service principal (the enterprise application roles are assigned on), created if missing;
  * - the core's managed identity: the Microsoft Graph application permissions the directory uses
- *   (`GRAPH_PERMISSIONS`) and the API's `Deployment.Core` role (it calls members' APIs).
+ *   (`GRAPH_PERMISSIONS`) and the API's `Deployment.Core` role (it calls members' APIs);
+ * - with `--demo-clients`: the applications `npm run demo -- --client-credentials` signs in as (`ensureDemoClients`).
  */
 import type { TokenCredential } from '@azure/core-auth';
 import { APP_ROLES, appRoleId } from '../../shared/auth/appRoles';
 import { armParameterFile } from '../../shared/deployment/armParameterFile';
+import { DEMO_CLIENT_NAMES, writeDemoClients, type DemoClient, type DemoClients } from '../demoClients';
 
 /** Microsoft Graph's own application id (the same in every tenant). */
 export const MICROSOFT_GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
@@ -68,13 +71,9 @@ export interface AppRegistrationResult {
     changes: string[];
 }
 
-/** Makes the app registration, its service principal and the core identity's grants hold; see the file's comment. */
-export async function ensureAppRegistration(credential: TokenCredential, opts: AppRegistrationOptions): Promise<AppRegistrationResult> {
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.corePrincipalId)) throw new Error('--core-principal-id must be the object id (GUID) of the core app\'s managed identity');
-    const base = (opts.graphUrl ?? 'https://graph.microsoft.com').replace(/\/$/, '');
-    const log = opts.log ?? (() => undefined);
-    const changes: string[] = [];
-    const graph = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+/** Microsoft Graph at `base` with the signed-in account's token; an error answer throws with Graph's words. */
+function graphCaller(credential: TokenCredential, base: string) {
+    return async <T>(method: string, path: string, body?: unknown): Promise<T> => {
         const token = await credential.getToken(`${base}/.default`);
         if (!token) throw new Error('No token for Microsoft Graph (az login?)');
         const res = await fetch(`${base}${path}`, {
@@ -87,12 +86,21 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
         if (!res.ok) throw new Error(`Microsoft Graph ${method} ${path.split('?')[0]} answered ${res.status}: ${text.slice(0, 500)}`);
         return (text ? JSON.parse(text) : undefined) as T;
     };
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** Makes the app registration, its service principal and the core identity's grants hold; see the file's comment. */
+export async function ensureAppRegistration(credential: TokenCredential, opts: AppRegistrationOptions): Promise<AppRegistrationResult> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.corePrincipalId)) throw new Error('--core-principal-id must be the object id (GUID) of the core app\'s managed identity');
+    const base = (opts.graphUrl ?? 'https://graph.microsoft.com').replace(/\/$/, '');
+    const log = opts.log ?? (() => undefined);
+    const changes: string[] = [];
+    const graph = graphCaller(credential, base);
     const changed = (what: string) => {
         changes.push(what);
         log(`changed: ${what}`);
     };
-    const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
-
     // The application, by its identifier URI.
     const wanted = APP_ROLES.map((r) => ({ ...r, allowedMemberTypes: [...r.allowedMemberTypes] }));
     const found = await graph<{ value: GraphApplication[] }>('GET', `/v1.0/applications?$filter=${encodeURIComponent(`identifierUris/any(u:u eq ${quote(opts.identifierUri)})`)}&$select=id,appId,api,appRoles`);
@@ -110,14 +118,17 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
     } else {
         const roles = app.appRoles ?? [];
         const missing = wanted.filter((r) => !roles.some((x) => x.value === r.value));
+        // A role that may now be given to apps too (an organisation's API client, the operator's automation): its member types widen, its id stays.
+        const widened = roles.filter((x) => wanted.some((r) => r.value === x.value && r.allowedMemberTypes.some((t) => !x.allowedMemberTypes.includes(t))));
+        const widen = (x: GraphAppRole) => ({ ...x, allowedMemberTypes: [...new Set([...x.allowedMemberTypes, ...(wanted.find((r) => r.value === x.value)?.allowedMemberTypes ?? [])])] });
         const patch: Record<string, unknown> = {};
         // Collections and complex properties are replaced whole by a PATCH: the existing roles (and their ids) go with it.
-        if (missing.length) patch.appRoles = [...roles, ...missing.map((r) => ({ id: appRoleId(r.value), isEnabled: true, ...r }))];
+        if (missing.length || widened.length) patch.appRoles = [...roles.map(widen), ...missing.map((r) => ({ id: appRoleId(r.value), isEnabled: true, ...r }))];
         if (app.api?.requestedAccessTokenVersion !== 2) patch.api = { ...(app.api ?? {}), requestedAccessTokenVersion: 2 };
         if (Object.keys(patch).length) {
             await graph('PATCH', `/v1.0/applications/${app.id}`, patch);
             if (patch.appRoles) app.appRoles = patch.appRoles as GraphAppRole[];
-            changed(`updated the application ${opts.identifierUri}: ${[missing.length ? `roles ${missing.map((r) => r.value).join(', ')} added` : '', patch.api ? 'v2 access tokens' : ''].filter(Boolean).join('; ')}`);
+            changed(`updated the application ${opts.identifierUri}: ${[missing.length ? `roles ${missing.map((r) => r.value).join(', ')} added` : '', widened.length ? `roles ${widened.map((r) => r.value).join(', ')} also for applications` : '', patch.api ? 'v2 access tokens' : ''].filter(Boolean).join('; ')}`);
         }
     }
     const roleIds = Object.fromEntries(wanted.map((r) => [r.value, (app.appRoles ?? []).find((x) => x.value === r.value)?.id ?? appRoleId(r.value)]));
@@ -159,6 +170,50 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
     return { appId: app.appId, servicePrincipalId: apiSp.id, settings, changes };
 }
 
+/**
+ * The applications `npm run demo -- --client-credentials` signs in as (scripts/demoClients.ts): an operator
+ * client holding Flexchange.Admin and Flexchange.Approver, and two trader clients with no role (the demo registers
+ * each as a new organisation's API client, which assigns its roles). Each is created once (found by display name);
+ * every run adds each a new secret valid for a day, returned here and in no log.
+ */
+export async function ensureDemoClients(credential: TokenCredential, registration: Pick<AppRegistrationResult, 'servicePrincipalId' | 'settings'>, opts: { graphUrl?: string; loginUrl?: string; log?: (line: string) => void } = {}): Promise<DemoClients> {
+    const base = (opts.graphUrl ?? 'https://graph.microsoft.com').replace(/\/$/, '');
+    const graph = graphCaller(credential, base);
+    const log = opts.log ?? (() => undefined);
+    const tenant = (await graph<{ value: { id: string }[] }>('GET', '/v1.0/organization?$select=id')).value[0]?.id;
+    if (!tenant) throw new Error('Microsoft Graph names no tenant for this account');
+    const roleIds = JSON.parse(registration.settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS ?? '{}') as Record<string, string>;
+    const until = new Date(Date.now() + 24 * 3600_000).toISOString();
+    const client = async (displayName: string, roles: string[]): Promise<DemoClient> => {
+        const found = await graph<{ value: GraphApplication[] }>('GET', `/v1.0/applications?$filter=${encodeURIComponent(`displayName eq ${quote(displayName)}`)}&$select=id,appId`);
+        if (found.value.length > 1) throw new Error(`More than one application is named ${displayName}`);
+        let app = found.value[0];
+        if (!app) {
+            app = await graph<GraphApplication>('POST', '/v1.0/applications', { displayName, signInAudience: 'AzureADMyOrg' });
+            log(`changed: created the application ${displayName} (${app.appId})`);
+        }
+        let sp = (await graph<{ value: GraphServicePrincipal[] }>('GET', `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq ${quote(app.appId)}`)}&$select=id,appId`)).value[0];
+        if (!sp) {
+            sp = await graph<GraphServicePrincipal>('POST', '/v1.0/servicePrincipals', { appId: app.appId });
+            log(`changed: created the service principal of ${displayName}`);
+        }
+        const held = await graph<{ value: { resourceId: string; appRoleId: string }[] }>('GET', `/v1.0/servicePrincipals/${sp.id}/appRoleAssignments`);
+        for (const role of roles) {
+            const appRoleId = roleIds[role];
+            if (!appRoleId) throw new Error(`The app registration has no role ${role}`);
+            if (held.value.some((h) => h.resourceId === registration.servicePrincipalId && h.appRoleId === appRoleId)) continue;
+            await graph('POST', `/v1.0/servicePrincipals/${sp.id}/appRoleAssignments`, { principalId: sp.id, resourceId: registration.servicePrincipalId, appRoleId });
+            log(`changed: granted ${displayName} ${role}`);
+        }
+        const secret = await graph<{ secretText: string }>('POST', `/v1.0/applications/${app.id}/addPassword`, { passwordCredential: { displayName: 'npm run demo', endDateTime: until } });
+        return { clientId: app.appId, clientSecret: secret.secretText };
+    };
+    const operator = await client(DEMO_CLIENT_NAMES.operator, ['Flexchange.Admin', 'Flexchange.Approver']);
+    const traders = [await client(DEMO_CLIENT_NAMES.traders[0], []), await client(DEMO_CLIENT_NAMES.traders[1], [])];
+    const audience = registration.settings.FLEXCHANGE_AUTH_AUDIENCE ?? 'api://flexchange';
+    return { tokenUrl: `${(opts.loginUrl ?? 'https://login.microsoftonline.com').replace(/\/$/, '')}/${tenant}/oauth2/v2.0/token`, scope: `${audience}/.default`, operator, traders };
+}
+
 /** core.json's parameters for these settings, as an ARM parameter file (nothing secret: ids and URLs). */
 export function coreRegistrationParameters(settings: Record<string, string>): Record<string, unknown> {
     const values = {
@@ -179,7 +234,7 @@ async function main(): Promise<void> {
     };
     const corePrincipalId = arg('core-principal-id');
     if (!corePrincipalId) {
-        console.error('usage: npm run azure:app-registration -- --core-principal-id <object id> [--identifier-uri api://flexchange] [--display-name "Flexchange API"] [--invite-redirect-url <url>] [--parameters-out <file>]');
+        console.error('usage: npm run azure:app-registration -- --core-principal-id <object id> [--identifier-uri api://flexchange] [--display-name "Flexchange API"] [--invite-redirect-url <url>] [--parameters-out <file>] [--demo-clients <file>]');
         process.exit(2);
     }
     const { AzureCliCredential } = await import('@azure/identity');
@@ -199,6 +254,12 @@ async function main(): Promise<void> {
         const { writeFileSync } = await import('node:fs');
         writeFileSync(out, `${JSON.stringify(coreRegistrationParameters(result.settings), null, 2)}\n`);
         console.error(`${out}: core.json's apiAudience, apiAudiences, graphServicePrincipalId, graphAppRoleIds${result.settings.FLEXCHANGE_INVITE_REDIRECT_URL ? ', inviteRedirectUrl' : ''}`);
+    }
+    // For `npm run demo -- --core https://<core>/api --client-credentials <file>`.
+    const demo = arg('demo-clients');
+    if (demo) {
+        writeDemoClients(demo, await ensureDemoClients(new AzureCliCredential(), result, { log: (line) => console.error(line) }));
+        console.error(`${demo}: the demo's operator and trader clients with secrets valid for a day (mode 0600; keep it out of git)`);
     }
 }
 

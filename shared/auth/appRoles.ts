@@ -5,16 +5,16 @@ export interface AppRoleDefinition {
     value: string;
     displayName: string;
     description: string;
-    /** `User`: people (and groups) are assigned it; `Application`: deployments' identities are. */
+    /** `User`: people (and groups) are assigned it; `Application`: apps are (deployments' identities, an organisation's API clients, the operator's automation). */
     allowedMemberTypes: ('User' | 'Application')[];
 }
 
 /** The app roles of API.md ("Identity and roles"): what routes check, the devhost issues, and the app registration declares. */
 export const APP_ROLES: readonly AppRoleDefinition[] = [
-    { value: 'Flexchange.Admin', displayName: 'Flexchange operator', description: 'Operates the consortium: contracts, nodes, organisations.', allowedMemberTypes: ['User'] },
-    { value: 'Flexchange.Approver', displayName: 'Registration approver', description: 'Approves or rejects organisations that apply to join.', allowedMemberTypes: ['User'] },
-    { value: 'Org.Admin', displayName: 'Organisation admin', description: "Manages an organisation's users, accounts and webhooks.", allowedMemberTypes: ['User'] },
-    { value: 'Org.Trader', displayName: 'Trader', description: 'Proposes and signs energy deals for an organisation.', allowedMemberTypes: ['User'] },
+    { value: 'Flexchange.Admin', displayName: 'Flexchange operator', description: 'Operates the consortium: contracts, nodes, organisations.', allowedMemberTypes: ['User', 'Application'] },
+    { value: 'Flexchange.Approver', displayName: 'Registration approver', description: 'Approves or rejects organisations that apply to join.', allowedMemberTypes: ['User', 'Application'] },
+    { value: 'Org.Admin', displayName: 'Organisation admin', description: "Manages an organisation's users, accounts and webhooks.", allowedMemberTypes: ['User', 'Application'] },
+    { value: 'Org.Trader', displayName: 'Trader', description: 'Proposes and signs energy deals for an organisation.', allowedMemberTypes: ['User', 'Application'] },
     { value: 'Deployment.Member', displayName: 'Member deployment', description: "A member organisation's deployment calling the core.", allowedMemberTypes: ['Application'] },
     { value: 'Deployment.Core', displayName: 'Core deployment', description: "The core's deployment calling a member's.", allowedMemberTypes: ['Application'] },
 ];

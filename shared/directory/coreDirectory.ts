@@ -61,6 +61,14 @@ export class CoreDirectory implements Directory {
         throw new Forbidden('Users are managed on the core deployment');
     }
 
+    async clientPrincipal(): Promise<undefined> {
+        throw new Forbidden('API clients are managed on the core deployment');
+    }
+
+    async listClients(): Promise<DirectoryEntry[]> {
+        throw new Forbidden('API clients are managed on the core deployment');
+    }
+
     async holders(): Promise<{ id: string; email?: string }[]> {
         throw new Forbidden('Role holders are listed on the core deployment');
     }

@@ -1,4 +1,4 @@
-import { userObjectId } from './objectIds';
+import { appObjectId, userObjectId } from './objectIds';
 import type { Container } from '@azure/cosmos';
 import { CosmosRepository } from '../documents/cosmosRepository';
 import { Directory, DirectoryEntry, userEntry } from './directory';
@@ -28,18 +28,31 @@ export class CosmosDirectory implements Directory {
         return entry;
     }
 
-    async listUsers(orgId: string): Promise<DirectoryEntry[]> {
+    listUsers(orgId: string): Promise<DirectoryEntry[]> {
+        return this.#list(orgId, 'user');
+    }
+
+    async listClients(orgId: string): Promise<DirectoryEntry[]> {
+        return (await this.#list(orgId, 'app')).filter((e) => e.clientId);
+    }
+
+    async #list(orgId: string, kind: DirectoryEntry['kind']): Promise<DirectoryEntry[]> {
         const out: DirectoryEntry[] = [];
         let token: string | undefined;
         do {
             const page = await this.#repo.query(
-                { query: 'SELECT * FROM c WHERE c.orgId = @org AND c.kind = "user" ORDER BY c.createdAt', parameters: [{ name: '@org', value: orgId }] },
+                { query: 'SELECT * FROM c WHERE c.orgId = @org AND c.kind = @kind ORDER BY c.createdAt', parameters: [{ name: '@org', value: orgId }, { name: '@kind', value: kind }] },
                 { partitionKey: orgId, continuationToken: token },
             );
             out.push(...page.items);
             token = page.continuationToken;
         } while (token);
         return out;
+    }
+
+    /** Without Entra ID (the devhost), an application's object id is derived from its client id, as the local issuer derives it. */
+    async clientPrincipal(clientId: string): Promise<{ id: string; roles: string[] }> {
+        return { id: appObjectId(clientId), roles: [] };
     }
 
     async addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry> {

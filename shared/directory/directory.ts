@@ -12,6 +12,8 @@ export interface DirectoryEntry {
     roles: string[];
     createdAt: string;
     createdBy?: string;
+    /** An organisation's API client (kind `app`): the application (client) id its client-credential tokens are issued to. */
+    clientId?: string;
 }
 
 /** A user entry of an organisation, as both directory implementations record it. */
@@ -28,6 +30,20 @@ export function userEntry(id: string, orgId: string, user: { email: string; name
     };
 }
 
+/** An API client entry of an organisation: an application acting for it with client credentials (a trading system, the demo). */
+export function clientEntry(id: string, orgId: string, client: { clientId: string; name?: string; roles: string[] }, by: string): DirectoryEntry {
+    return {
+        id,
+        orgId,
+        kind: 'app',
+        clientId: client.clientId,
+        name: client.name ?? client.clientId,
+        roles: [...new Set(client.roles)].sort(),
+        createdAt: new Date().toISOString(),
+        createdBy: by,
+    };
+}
+
 /** The directory port: the caller's organisation comes from here, never from a request. */
 export interface Directory {
     resolve(objectId: string): Promise<DirectoryEntry | undefined>;
@@ -35,6 +51,13 @@ export interface Directory {
     /** Adds (or updates) a user of an organisation. */
     addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry>;
     removeUser(orgId: string, userId: string): Promise<boolean>;
+    /**
+     * An application's service principal in the tenant, by its client id: the object id its tokens carry, and the
+     * API's app roles Entra ID already grants it (as far as the directory can tell). Undefined when there is none.
+     */
+    clientPrincipal(clientId: string): Promise<{ id: string; roles: string[] } | undefined>;
+    /** The organisation's API clients (entries with a `clientId`). */
+    listClients(orgId: string): Promise<DirectoryEntry[]>;
     /** Records a principal with a known object id (a deployment's app, or a user signed in elsewhere). */
     register(entry: DirectoryEntry): Promise<DirectoryEntry>;
     /** The users holding an app role, across organisations (e.g. the approvers, `Flexchange.Approver`). */

@@ -22,6 +22,9 @@ interface GraphError {
 
 const ALREADY_ASSIGNED = Symbol('already assigned');
 
+/** Application (client) ids in Entra ID are GUIDs. */
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** How Graph refuses an app role assignment the principal already holds. */
 const isDuplicateAssignment = (status: number, error: GraphError) =>
     status === 400 && error.code === 'Request_BadRequest' && /already exists/i.test(error.message ?? '');
@@ -66,8 +69,28 @@ export class GraphDirectory implements Directory {
             if (assigned.has(role)) continue;
             assigned.set(role, await this.#assign({ id: entry.id, kind: 'app' }, role));
         }
+        // An API client given fewer roles than before loses the others (a deployment's roles only ever grow).
+        for (const [role, assignment] of entry.clientId ? assigned : []) {
+            if (entry.roles.includes(role)) continue;
+            await this.#graph('DELETE', `/v1.0/servicePrincipals/${this.opts.servicePrincipalId}/appRoleAssignedTo/${assignment}`, undefined, [404]);
+            assigned.delete(role);
+        }
         const stored: GraphEntry = { ...entry, assignments: [...assigned.values()], assignedRoles: Object.fromEntries(assigned) };
         return this.store.register(stored);
+    }
+
+    listClients(orgId: string): Promise<DirectoryEntry[]> {
+        return this.store.listClients(orgId);
+    }
+
+    /** The application's service principal in this tenant (`servicePrincipals(appId='…')`), and the API's roles it holds. */
+    async clientPrincipal(clientId: string): Promise<{ id: string; roles: string[] } | undefined> {
+        if (!GUID.test(clientId)) return undefined;
+        const sp = (await this.#graph('GET', `/v1.0/servicePrincipals(appId='${clientId}')?$select=id`, undefined, [404])) as { id: string } | undefined;
+        if (!sp) return undefined;
+        const held = (await this.#graph('GET', `/v1.0/servicePrincipals/${encodeURIComponent(sp.id)}/appRoleAssignments?$filter=resourceId eq ${this.opts.servicePrincipalId}`)) as { value: { appRoleId: string }[] };
+        const names = new Map(Object.entries(this.opts.appRoleIds).map(([value, id]) => [id, value]));
+        return { id: sp.id, roles: held.value.map((a) => names.get(a.appRoleId) ?? a.appRoleId) };
     }
 
     /** The users assigned an app role of the API in Entra ID, with their mail addresses. */

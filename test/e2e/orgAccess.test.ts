@@ -52,6 +52,55 @@ describe('organisation access on the core app', () => {
         expect((await call('DELETE', `/orgs/acme/users/${user.userId}`, acmeAdmin)).status).toBe(404);
     });
 
+    it("registers an application as an organisation's API client: its client-credential tokens act for that organisation only, until it is removed", async () => {
+        // The devhost's issuer plays Entra ID's app role assignment: it grants the application its roles.
+        await token({ roles: ['Org.Admin', 'Org.Trader'], appOnly: true, name: 'acme-bot' });
+        const issuer = (await (await fetch(`${host.consoleUrl}/dev/services`)).json()).services.issuer;
+        const clientToken = async (clientId: string) =>
+            (
+                await (
+                    await fetch(`${issuer}/token`, {
+                        method: 'POST',
+                        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+                        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: 'x', scope: 'api://flexchange/.default' }),
+                    })
+                ).json()
+            ).access_token as string;
+        const bot = await clientToken('acme-bot');
+        // Roles but no organisation yet: no organisation's data.
+        expect((await call('GET', '/orgs/acme/users', bot)).status).toBe(404);
+
+        const acmeAdmin = await token({ roles: ['Org.Admin'], orgId: 'acme', email: 'admin@acme.example' });
+        const added = await call('POST', '/orgs/acme/clients', acmeAdmin, { clientId: 'acme-bot', name: 'Trading system', roles: ['Org.Trader', 'Org.Admin'] });
+        expect(added.status).toBe(201);
+        expect(added.headers.get('location')).toBe('/api/orgs/acme/clients/acme-bot');
+        const client = await added.json();
+        expect(client).toMatchObject({ clientId: 'acme-bot', orgId: 'acme', name: 'Trading system', roles: ['Org.Admin', 'Org.Trader'] });
+        expect((await (await call('GET', '/orgs/acme/clients', acmeAdmin)).json()).items).toEqual([client]);
+        // Not a user: the user list and its DELETE do not touch it.
+        expect((await (await call('GET', '/orgs/acme/users', acmeAdmin)).json()).items.map((u: { userId: string }) => u.userId)).not.toContain(client.principalId);
+        expect((await call('DELETE', `/orgs/acme/users/${client.principalId}`, acmeAdmin)).status).toBe(404);
+
+        expect((await call('GET', '/orgs/acme/users', bot)).status).toBe(200);
+        expect((await call('GET', '/orgs/globex/users', bot)).status).toBe(404);
+
+        // Another organisation cannot claim it, nor name it with a bad id or a role beyond an organisation's.
+        const globexAdmin = await token({ roles: ['Org.Admin'], orgId: 'globex', email: 'admin@globex.example' });
+        const claimed = await call('POST', '/orgs/globex/clients', globexAdmin, { clientId: 'acme-bot', roles: ['Org.Trader'] });
+        expect(claimed.status).toBe(409);
+        expect(await claimed.json()).toMatchObject({ code: 'conflict', detail: 'The application is registered with another organisation' });
+        const bad = await call('POST', '/orgs/globex/clients', globexAdmin, { clientId: '../x', roles: ['Deployment.Core'] });
+        expect(bad.status).toBe(400);
+        expect((await bad.json()).errors.map((e: { path: string }) => e.path).sort()).toEqual(['clientId', 'roles.0']);
+        expect((await call('GET', '/orgs/acme/clients', globexAdmin)).status).toBe(404);
+        expect((await call('DELETE', '/orgs/acme/clients/acme-bot', globexAdmin)).status).toBe(404);
+
+        expect((await call('DELETE', '/orgs/acme/clients/acme-bot', acmeAdmin)).status).toBe(204);
+        expect((await call('DELETE', '/orgs/acme/clients/acme-bot', acmeAdmin)).status).toBe(404);
+        // Removed: its tokens act for no organisation (the removal clears the worker's cached look-up).
+        expect((await call('GET', '/orgs/acme/users', await clientToken('acme-bot'))).status).toBe(404);
+    });
+
     it('lets the operator act on any organisation, and a caller with no organisation on none', async () => {
         const operator = await token({ roles: ['Flexchange.Admin'], email: 'ops@flexchange.example' });
         expect((await call('GET', '/orgs/globex/users', operator)).status).toBe(200);

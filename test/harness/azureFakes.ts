@@ -214,6 +214,8 @@ export class FakeGraph extends LocalFake {
     /** By `principalId|appRoleId`. */
     readonly assignments = new Map<string, GraphAssignment>();
     readonly invited = new Map<string, string>();
+    /** The tenant's applications: service principal object id by application (client) id. */
+    readonly servicePrincipals = new Map<string, string>();
     failInvitations = 0;
     extra?: (req: { method: string; url: string }, json: (status: number, body: unknown) => void) => boolean;
     #n = 0;
@@ -235,6 +237,11 @@ export class FakeGraph extends LocalFake {
             const email = String(JSON.parse(text).invitedUserEmailAddress).toLowerCase();
             if (!this.invited.has(email)) this.invited.set(email, `user-${++this.#n}`);
             return json(201, { id: 'inv-1', invitedUser: { id: this.invited.get(email) }, inviteRedeemUrl: 'https://login.example/redeem' });
+        }
+        const byAppId = /^\/v1\.0\/servicePrincipals\(appId='([^']+)'\)\?\$select=id$/.exec(path);
+        if (method === 'GET' && byAppId) {
+            const id = this.servicePrincipals.get(byAppId[1]!);
+            return id ? json(200, { id }) : json(404, { error: { code: 'Request_ResourceNotFound', message: `Resource '${byAppId[1]}' does not exist` } });
         }
         if (method === 'POST' && path === `/v1.0/servicePrincipals/${sp}/appRoleAssignedTo`) {
             const { principalId, resourceId, appRoleId } = JSON.parse(text) as { principalId: string; resourceId: string; appRoleId: string };

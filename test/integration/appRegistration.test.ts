@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { APP_ROLES, appRoleId } from '../../shared/auth/appRoles';
-import { coreRegistrationParameters, ensureAppRegistration, GRAPH_PERMISSIONS, MICROSOFT_GRAPH_APP_ID } from '../../scripts/azure/appRegistration';
+import { coreRegistrationParameters, ensureAppRegistration, ensureDemoClients, GRAPH_PERMISSIONS, MICROSOFT_GRAPH_APP_ID } from '../../scripts/azure/appRegistration';
+import { demoClientsSchema } from '../../scripts/demoClients';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -14,7 +15,8 @@ import path from 'node:path';
  */
 describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
     const CORE_MI = 'c0c0c0c0-1111-2222-3333-444444444444';
-    type App = { id: string; appId: string; displayName: string; identifierUris: string[]; api: Record<string, unknown>; appRoles: { id: string; value: string }[] };
+    type App = { id: string; appId: string; displayName: string; identifierUris: string[]; api: Record<string, unknown>; appRoles: { id: string; value: string; allowedMemberTypes?: string[] }[]; passwords?: { displayName: string; endDateTime: string }[] };
+    const TENANT = 'eeeeeeee-1111-2222-3333-444444444444';
     type Sp = { id: string; appId: string; appRoles: { id: string; value: string; allowedMemberTypes: string[] }[] };
     const apps = new Map<string, App>();
     const sps = new Map<string, Sp>();
@@ -46,14 +48,23 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
                 if (req.method !== 'GET') writes.push(`${req.method} ${url.pathname}`);
                 const filter = url.searchParams.get('$filter') ?? '';
                 let m: RegExpExecArray | null;
+                if (req.method === 'GET' && url.pathname === '/v1.0/organization') return send(200, { value: [{ id: TENANT }] });
                 if (req.method === 'GET' && url.pathname === '/v1.0/applications') {
+                    const byName = /^displayName eq '(.+)'$/.exec(filter);
+                    if (byName) return send(200, { value: [...apps.values()].filter((a) => a.displayName === byName[1]) });
                     m = /^identifierUris\/any\(u:u eq '(.+)'\)$/.exec(filter);
                     if (!m) bad.push(`applications filter ${filter}`);
-                    return send(200, { value: [...apps.values()].filter((a) => a.identifierUris.includes(m?.[1] ?? '')) });
+                    return send(200, { value: [...apps.values()].filter((a) => a.identifierUris?.includes(m?.[1] ?? '')) });
+                }
+                if (req.method === 'POST' && (m = /^\/v1\.0\/applications\/([^/]+)\/addPassword$/.exec(url.pathname))) {
+                    const app = apps.get(m[1]!);
+                    if (!app) return send(404, { error: { code: 'Request_ResourceNotFound' } });
+                    (app.passwords ??= []).push(body?.passwordCredential as { displayName: string; endDateTime: string });
+                    return send(200, { keyId: randomUUID(), secretText: `secret-${app.displayName}-${app.passwords.length}` });
                 }
                 if (req.method === 'POST' && url.pathname === '/v1.0/applications') {
-                    const app = { ...(body as Omit<App, 'id' | 'appId'>), id: randomUUID(), appId: randomUUID() } as App;
-                    if ((app.api as { requestedAccessTokenVersion?: number }).requestedAccessTokenVersion !== 2) bad.push('application without v2 tokens');
+                    const app = { ...{ identifierUris: [], appRoles: [], api: {} }, ...(body as Partial<App>), id: randomUUID(), appId: randomUUID() } as App;
+                    if (app.identifierUris.length && (app.api as { requestedAccessTokenVersion?: number }).requestedAccessTokenVersion !== 2) bad.push('application without v2 tokens');
                     apps.set(app.id, app);
                     return send(201, app);
                 }
@@ -146,7 +157,7 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
         expect(again.settings).toEqual(before.settings);
     });
 
-    it('adds the roles an existing registration lacks and asks for v2 tokens, keeping the ids it has', async () => {
+    it('adds the roles an existing registration lacks, lets apps hold the org and operator roles, and asks for v2 tokens, keeping the ids it has', async () => {
         const id = randomUUID();
         const kept = { id: randomUUID(), value: 'Org.Trader', displayName: 'Trader', description: 'x', allowedMemberTypes: ['User'], isEnabled: true };
         apps.set(id, { id, appId: randomUUID(), displayName: 'Old', identifierUris: ['api://older'], api: { requestedAccessTokenVersion: null, oauth2PermissionScopes: [] }, appRoles: [kept] });
@@ -155,12 +166,38 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
         expect(writes[0]).toBe(`PATCH /v1.0/applications/${id}`);
         const app = apps.get(id)!;
         expect(app.api).toEqual({ requestedAccessTokenVersion: 2, oauth2PermissionScopes: [] });
-        expect(app.appRoles.find((r) => r.value === 'Org.Trader')!.id).toBe(kept.id);
+        expect(app.appRoles.find((r) => r.value === 'Org.Trader')).toMatchObject({ id: kept.id, allowedMemberTypes: ['User', 'Application'] });
         expect(app.appRoles.map((r) => r.value).sort()).toEqual(APP_ROLES.map((r) => r.value).sort());
         expect(JSON.parse(result.settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS!)['Org.Trader']).toBe(kept.id);
         writes.length = 0;
         expect((await run('api://older')).changes).toEqual([]);
         expect(writes).toEqual([]);
+    });
+
+    it('makes the demo\'s operator and trader clients once, grants the operator its roles, and gives each a new one-day secret per run', async () => {
+        const registration = await run();
+        writes.length = 0;
+        const clients = demoClientsSchema.parse(await ensureDemoClients(credential, registration, { graphUrl }));
+        expect(bad).toEqual([]);
+        expect(clients.tokenUrl).toBe(`https://login.microsoftonline.com/${TENANT}/oauth2/v2.0/token`);
+        expect(clients.scope).toBe('api://flexchange/.default');
+        const byName = (name: string) => [...apps.values()].find((a) => a.displayName === name)!;
+        const operatorApp = byName('Flexchange demo operator');
+        expect(clients.operator).toEqual({ clientId: operatorApp.appId, clientSecret: 'secret-Flexchange demo operator-1' });
+        expect(clients.traders.map((t) => t.clientId)).toEqual([byName('Flexchange demo trader 1').appId, byName('Flexchange demo trader 2').appId]);
+        const spOf = (appId: string) => [...sps.values()].find((x) => x.appId === appId)!.id;
+        const rolesOf = (appId: string) => assignments.filter((a) => a.principalId === spOf(appId) && a.resourceId === registration.servicePrincipalId).map((a) => a.appRoleId).sort();
+        expect(rolesOf(operatorApp.appId)).toEqual([appRoleId('Flexchange.Admin'), appRoleId('Flexchange.Approver')].sort());
+        expect(rolesOf(clients.traders[0]!.clientId)).toEqual([]);
+        const expiry = Date.parse(operatorApp.passwords![0]!.endDateTime) - Date.now();
+        expect(expiry).toBeGreaterThan(23 * 3600_000);
+        expect(expiry).toBeLessThanOrEqual(24 * 3600_000);
+
+        // Again: the same applications and grants, only new secrets.
+        writes.length = 0;
+        const again = await ensureDemoClients(credential, registration, { graphUrl });
+        expect(again.operator).toEqual({ clientId: operatorApp.appId, clientSecret: 'secret-Flexchange demo operator-2' });
+        expect(writes).toEqual([`POST /v1.0/applications/${operatorApp.id}/addPassword`, `POST /v1.0/applications/${byName('Flexchange demo trader 1').id}/addPassword`, `POST /v1.0/applications/${byName('Flexchange demo trader 2').id}/addPassword`]);
     });
 
     it('refuses a core principal id that is not an object id, before calling Graph', async () => {

@@ -23,6 +23,12 @@ class MemoryDirectory implements Directory {
         this.entries.set(e.id, e);
         return e;
     }
+    async listClients(orgId: string) {
+        return [...this.entries.values()].filter((e) => e.orgId === orgId && e.clientId);
+    }
+    async clientPrincipal(): Promise<undefined> {
+        throw new Error('not used: the Graph directory asks Graph');
+    }
     async holders(role: string) {
         return [...this.entries.values()].filter((e) => e.roles.includes(role)).map((e) => ({ id: e.id, email: e.email }));
     }
@@ -138,6 +144,35 @@ describe('directory on Microsoft Graph (local fake)', () => {
         expect([...((twice as { assignments?: string[] }).assignments ?? [])].sort()).toEqual(held.map((a) => a.id).sort());
         expect(await graph.removeUser('acme', once.id)).toBe(true);
         expect([...assignments.values()].filter((a) => a.principalId === once.id)).toEqual([]);
+    });
+
+    it("finds an API client's service principal by its client id with the API roles it holds, and keeps its assignments to the roles it is given", async () => {
+        const BOT = 'b0b0b0b0-0000-4000-8000-000000000001';
+        const BOT_SP = '5b5b5b5b-0000-4000-8000-000000000001';
+        graph.servicePrincipals.set(BOT, BOT_SP);
+        const { store, graph: dir } = directory();
+        requests.length = 0;
+        await expect(dir.clientPrincipal(BOT)).resolves.toEqual({ id: BOT_SP, roles: [] });
+        expect(requests.map((r) => `${r.method} ${decodeURIComponent(r.path)}`)).toEqual([
+            `GET /v1.0/servicePrincipals(appId='${BOT}')?$select=id`,
+            `GET /v1.0/servicePrincipals/${BOT_SP}/appRoleAssignments?$filter=resourceId eq ${SP}`,
+        ]);
+        // Not an application of the tenant, or not an id Entra ID gives: none, without asking for a malformed path.
+        await expect(dir.clientPrincipal('c0c0c0c0-0000-4000-8000-000000000009')).resolves.toBeUndefined();
+        requests.length = 0;
+        await expect(dir.clientPrincipal("x') or true or ('")).resolves.toBeUndefined();
+        expect(requests).toHaveLength(0);
+
+        const client = { id: BOT_SP, orgId: 'acme', kind: 'app' as const, clientId: BOT, name: 'trading bot', roles: ['Org.Admin', 'Org.Trader'], createdAt: new Date().toISOString() };
+        await dir.register(client);
+        await expect(dir.clientPrincipal(BOT)).resolves.toEqual({ id: BOT_SP, roles: expect.arrayContaining(['Org.Admin', 'Org.Trader']) });
+        expect(await dir.listClients('acme')).toEqual([expect.objectContaining({ id: BOT_SP, clientId: BOT })]);
+        // Fewer roles: the dropped one's assignment goes.
+        await dir.register({ ...client, roles: ['Org.Trader'] });
+        expect([...assignments.values()].filter((a) => a.principalId === BOT_SP).map((a) => a.appRoleId)).toEqual([ROLE_IDS['Org.Trader']]);
+        expect(await store.resolve(BOT_SP)).toMatchObject({ roles: ['Org.Trader'], assignedRoles: { 'Org.Trader': expect.any(String) } });
+        expect(await dir.removeUser('acme', BOT_SP)).toBe(true);
+        expect([...assignments.values()].filter((a) => a.principalId === BOT_SP)).toEqual([]);
     });
 
     it('lists the users holding an app role across pages, with their mail (the approvers when settings name none)', async () => {

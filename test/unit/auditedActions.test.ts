@@ -1,7 +1,7 @@
 import type { AuditRecord } from '../../shared/audit/auditTrail';
 import type { DirectoryEntry } from '../../shared/directory/directory';
-import { addOrgUser, removeOrgUser } from '../../shared/directory/orgUsers';
-import { NotFound } from '../../shared/errors';
+import { addOrgClient, addOrgUser, removeOrgClient, removeOrgUser } from '../../shared/directory/orgUsers';
+import { Conflict, Invalid, NotFound } from '../../shared/errors';
 import { backUpKeysNow, restoreKeys } from '../../shared/keystore/backupActions';
 import type { BackupSummary, RestoreReport } from '../../shared/keystore/keystoreBackups';
 import { deliveriesOfWebhook, registerWebhook, removeWebhook } from '../../shared/webhooks/orgWebhooks';
@@ -21,7 +21,7 @@ describe('an organisation’s users, changed by its admins', () => {
     it('adds a user as the acting admin and records who added whom with which roles', async () => {
         const { records, audit } = auditTrail();
         const added: unknown[] = [];
-        const directory = { addUser: async (...args: unknown[]) => (added.push(args), entry), removeUser: async () => true };
+        const directory = { addUser: async (...args: unknown[]) => (added.push(args), entry), removeUser: async () => true, resolve: async () => undefined };
         expect(await addOrgUser({ directory, audit }, 'acme', { email: 'bo@acme.example', roles: ['Org.Trader'] }, actor)).toBe(entry);
         expect(added).toEqual([['acme', { email: 'bo@acme.example', roles: ['Org.Trader'] }, 'oid-admin']]);
         expect(records).toEqual([{ orgId: 'acme', actor, action: 'user.added', target: 'u1', details: { email: 'bo@acme.example', roles: ['Org.Trader'] } }]);
@@ -29,10 +29,75 @@ describe('an organisation’s users, changed by its admins', () => {
 
     it('removes a user and records it; a user the organisation does not have is 404 and records nothing', async () => {
         const { records, audit } = auditTrail();
-        const directory = { addUser: async () => entry, removeUser: async (_org: string, id: string) => id === 'u1' };
+        const deployment: DirectoryEntry = { id: 'app-1', orgId: 'acme', kind: 'app', roles: ['Deployment.Member'], createdAt: 'now' };
+        const removed: string[] = [];
+        const directory = {
+            addUser: async () => entry,
+            resolve: async (id: string) => [entry, deployment].find((e) => e.id === id),
+            removeUser: async (_org: string, id: string) => (removed.push(id), true),
+        };
         await removeOrgUser({ directory, audit }, 'acme', 'u1', actor);
         await expect(removeOrgUser({ directory, audit }, 'acme', 'u2', actor)).rejects.toBeInstanceOf(NotFound);
+        // Not through the user list: another organisation's user, or the organisation's deployment identity.
+        await expect(removeOrgUser({ directory, audit }, 'globex', 'u1', actor)).rejects.toBeInstanceOf(NotFound);
+        await expect(removeOrgUser({ directory, audit }, 'acme', 'app-1', actor)).rejects.toBeInstanceOf(NotFound);
+        expect(removed).toEqual(['u1']);
         expect(records).toEqual([{ orgId: 'acme', actor, action: 'user.removed', target: 'u1' }]);
+    });
+});
+
+describe('an organisation’s API clients, changed by its admins', () => {
+    /** A directory in memory whose tenant knows `principals` (client id → service principal). */
+    function directoryOf(principals: Record<string, { id: string; roles: string[] }>, entries: DirectoryEntry[] = []) {
+        const held = new Map(entries.map((e) => [e.id, e]));
+        return {
+            held,
+            directory: {
+                clientPrincipal: async (clientId: string) => principals[clientId],
+                resolve: async (id: string) => held.get(id),
+                register: async (e: DirectoryEntry) => (held.set(e.id, e), e),
+                listClients: async (orgId: string) => [...held.values()].filter((e) => e.orgId === orgId && e.clientId),
+                removeUser: async (_org: string, id: string) => held.delete(id),
+            },
+        };
+    }
+
+    it('registers an application as the organisation’s client with org roles, records it, and removes it again', async () => {
+        const { records, audit } = auditTrail();
+        const { held, directory } = directoryOf({ 'bot-1': { id: 'sp-bot-1', roles: [] } });
+        const added = await addOrgClient({ directory, audit }, 'acme', { clientId: 'bot-1', roles: ['Org.Trader', 'Org.Admin', 'Org.Trader'] }, actor);
+        expect(added).toMatchObject({ id: 'sp-bot-1', orgId: 'acme', kind: 'app', clientId: 'bot-1', name: 'bot-1', roles: ['Org.Admin', 'Org.Trader'], createdBy: 'oid-admin' });
+        // Again, with fewer roles: the same entry, updated.
+        expect(await addOrgClient({ directory, audit }, 'acme', { clientId: 'bot-1', roles: ['Org.Trader'] }, actor)).toMatchObject({ id: 'sp-bot-1', roles: ['Org.Trader'] });
+        await expect(removeOrgClient({ directory, audit }, 'globex', 'bot-1', actor)).rejects.toBeInstanceOf(NotFound);
+        await removeOrgClient({ directory, audit }, 'acme', 'bot-1', actor);
+        expect(held.size).toBe(0);
+        await expect(removeOrgClient({ directory, audit }, 'acme', 'bot-1', actor)).rejects.toBeInstanceOf(NotFound);
+        expect(records.map((r) => [r.action, r.target, r.details])).toEqual([
+            ['client.added', 'sp-bot-1', { clientId: 'bot-1', roles: ['Org.Admin', 'Org.Trader'] }],
+            ['client.added', 'sp-bot-1', { clientId: 'bot-1', roles: ['Org.Trader'] }],
+            ['client.removed', 'sp-bot-1', { clientId: 'bot-1' }],
+        ]);
+    });
+
+    it('refuses an unknown application, another organisation’s client, a deployment’s identity and an operator’s app, recording nothing', async () => {
+        const { records, audit } = auditTrail();
+        const { held, directory } = directoryOf(
+            { theirs: { id: 'sp-theirs', roles: ['Org.Trader'] }, member: { id: 'sp-member', roles: [] }, core: { id: 'sp-core', roles: ['Deployment.Core'] }, ops: { id: 'sp-ops', roles: ['Flexchange.Admin', 'Org.Admin'] } },
+            [
+                { id: 'sp-theirs', orgId: 'globex', kind: 'app', clientId: 'theirs', roles: ['Org.Trader'], createdAt: 'now' },
+                { id: 'sp-member', orgId: 'acme', kind: 'app', name: 'flexchange-acme', roles: ['Deployment.Member'], createdAt: 'now' },
+            ],
+        );
+        const add = (clientId: string) => addOrgClient({ directory, audit }, 'acme', { clientId, roles: ['Org.Trader'] }, actor);
+        await expect(add('nobody')).rejects.toBeInstanceOf(Invalid);
+        await expect(add('theirs')).rejects.toThrow(new Conflict('The application is registered with another organisation'));
+        await expect(add('member')).rejects.toThrow(/one of the organisation's deployments/);
+        await expect(add('core')).rejects.toThrow(/roles an organisation's client may not have \(Deployment.Core\)/);
+        await expect(add('ops')).rejects.toThrow(/\(Flexchange.Admin\)/);
+        expect(held.get('sp-theirs')).toMatchObject({ orgId: 'globex' });
+        expect(held.get('sp-member')).toMatchObject({ roles: ['Deployment.Member'] });
+        expect(records).toEqual([]);
     });
 });
 
