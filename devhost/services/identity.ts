@@ -68,6 +68,8 @@ export class LocalIdentity {
     readonly #managed = new Map<string, string>();
     readonly #directory = new Map<string, DirectoryEntry>();
     readonly #publicKeys = new Map<string, KeyObject>();
+    /** Tokens whose signature, issuer and audience were checked, with their claims, by audience and token (1,000 at most). */
+    readonly #verified = new Map<string, Record<string, unknown>>();
 
     constructor(stateDir: string, logger: Logger, registration?: AppRegistration) {
         this.audience = registration?.audience ?? DEFAULT_AUDIENCE;
@@ -124,6 +126,22 @@ export class LocalIdentity {
     async claimsOf(token: string, audience: string | string[]): Promise<Record<string, unknown> | undefined> {
         const server = this.#server;
         if (!server) return undefined;
+        // The stand-ins see the same token on every request of a client for up to an hour: its signature is checked once.
+        const cacheKey = `${[audience].flat().join(' ')}\n${token}`;
+        const known = this.#verified.get(cacheKey);
+        if (known) {
+            if (typeof known.exp === 'number' && known.exp * 1000 > Date.now()) return known;
+            this.#verified.delete(cacheKey);
+        }
+        const claims = this.#verify(server, token, audience);
+        if (claims) {
+            if (this.#verified.size >= 1000) this.#verified.delete(this.#verified.keys().next().value!);
+            this.#verified.set(cacheKey, claims);
+        }
+        return claims;
+    }
+
+    #verify(server: import('oauth2-mock-server').OAuth2Server, token: string, audience: string | string[]): Record<string, unknown> | undefined {
         const decoded = jwt.decode(token, { complete: true });
         const kid = decoded && typeof decoded === 'object' ? decoded.header.kid : undefined;
         const key = kid ? this.#publicKey(server, kid) : undefined;

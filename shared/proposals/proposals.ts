@@ -70,22 +70,17 @@ export class Proposals {
         if (new Set(input.assets).size !== input.assets.length) errors.push({ path: 'assets', message: 'each asset once' });
         if (errors.length) throw new Invalid('The proposal is not valid', errors);
 
-        const parties: ProposalParty[] = [];
-        for (const [i, p] of input.parties.entries()) {
-            const account = checksumAddress(p.account, `parties.${i}.account`);
-            if ((await this.deps.accounts.ownerOf(account)) !== p.orgId) errors.push({ path: `parties.${i}.account`, message: `not an account registered to ${p.orgId}` });
-            parties.push({ orgId: p.orgId, account, signed: false });
-        }
+        const parties: ProposalParty[] = input.parties.map((p, i) => ({ orgId: p.orgId, account: checksumAddress(p.account, `parties.${i}.account`), signed: false }));
+        // The accounts' owners and the documents, read at once (each a round trip to the store).
+        const [owners, documents] = await Promise.all([
+            Promise.all(parties.map((p) => this.deps.accounts.ownerOf(p.account))),
+            Promise.all(input.assets.map((assetId) => this.deps.assets.get(assetId, caller.orgId).catch((err: unknown) => (err instanceof NotFound ? undefined : Promise.reject(err))))),
+        ]);
+        parties.forEach((p, i) => owners[i] !== p.orgId && errors.push({ path: `parties.${i}.account`, message: `not an account registered to ${p.orgId}` }));
         const assets: Proposal['assets'] = [];
-        for (const [i, assetId] of input.assets.entries()) {
-            try {
-                const a = await this.deps.assets.get(assetId, caller.orgId);
-                if (a.orgId !== caller.orgId) throw new NotFound();
-                assets.push({ assetId, sha256: a.sha256, algorithm: a.algorithm, location: a.location });
-            } catch (err) {
-                if (!(err instanceof NotFound)) throw err;
-                errors.push({ path: `assets.${i}`, message: 'not a document your organisation uploaded' });
-            }
+        for (const [i, a] of documents.entries()) {
+            if (a?.orgId === caller.orgId) assets.push({ assetId: a.id, sha256: a.sha256, algorithm: a.algorithm, location: a.location });
+            else errors.push({ path: `assets.${i}`, message: 'not a document your organisation uploaded' });
         }
         if (errors.length) throw new Invalid('The proposal is not valid', errors);
 
@@ -111,8 +106,9 @@ export class Proposals {
             if (err instanceof Conflict && idempotencyKey) return { proposal: (await this.repo.read(id, id))!.item, created: false };
             throw err;
         }
-        // The parties may read the documents of a proposal they are party to.
-        for (const a of assets) await this.deps.assets.share(a.assetId, proposal.orgIds);
+        // The parties may read the documents of a proposal they are party to (a document shared with them before is left alone).
+        const unshared = documents.filter((a) => a && proposal.orgIds.some((o) => o !== a.orgId && !a.sharedWith.includes(o)));
+        await Promise.all(unshared.map((a) => this.deps.assets.share(a!.id, proposal.orgIds)));
         return { proposal, created: true };
     }
 

@@ -36,11 +36,14 @@ export class SigningSagas {
         if (!created && (await durable.getStatus(instanceId).catch(() => undefined))) return proposal;
         const remindAt = new Date(Date.parse(proposal.expiresAt) - this.deps.remindBeforeSeconds * 1000).toISOString();
         const sagaInput: ProposalSigningInput = { proposalId: proposal.id, expiresAt: proposal.expiresAt, remindAt, steps: SAGA_STEPS };
-        await durable.startNew(PROPOSAL_SAGA, { instanceId, input: sagaInput }).catch((err: unknown) => {
-            // Started by a concurrent retry of the same request: one saga either way.
-            if (!/already exists|409/.test(String((err as Error).message))) throw err;
-        });
-        if (created) await this.deps.audit.record({ orgId: caller.orgId, actor: caller.actor, action: 'proposal.created', target: proposal.id, details: { parties: proposal.orgIds } });
+        // The saga's start and the audit record, at once: neither needs the other.
+        await Promise.all([
+            durable.startNew(PROPOSAL_SAGA, { instanceId, input: sagaInput }).catch((err: unknown) => {
+                // Started by a concurrent retry of the same request: one saga either way.
+                if (!/already exists|409/.test(String((err as Error).message))) throw err;
+            }),
+            created ? this.deps.audit.record({ orgId: caller.orgId, actor: caller.actor, action: 'proposal.created', target: proposal.id, details: { parties: proposal.orgIds } }) : undefined,
+        ]);
         return proposal;
     }
 
