@@ -408,11 +408,13 @@ async function main(): Promise<void> {
             console.log(`  ${line}`);
     } finally {
         await hook.close();
+        const removedFrom: string[] = [];
         for (const c of registeredClients) {
             const removed = await call('DELETE', `${CORE}/orgs/${c.orgId}/clients/${c.clientId}`, { token: operator }).catch((err: Error) => ({ status: 0, body: err.message }));
-            if (removed.status !== 204) console.error(`Could not remove ${c.clientId} from ${c.orgId} (${removed.status}): remove it before the next run`);
+            if (removed.status === 204) removedFrom.push(c.orgId);
+            else console.error(`Could not remove ${c.clientId} from ${c.orgId} (${removed.status}): remove it before the next run`);
         }
-        if (registeredClients.length) console.log(`  (the trader clients were removed from ${registeredClients.map((c) => c.orgId).join(' and ')} again)`);
+        if (removedFrom.length) console.log(`  (the trader clients were removed from ${removedFrom.join(' and ')} again)`);
     }
 }
 

@@ -11,7 +11,7 @@
  * `npm run demo:clients -- <file>` for the devhost's issuer. The file holds secrets: mode 0600, never in git.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 
 const client = z.object({ clientId: z.string().min(1).max(100), clientSecret: z.string().min(1).max(1000) }).strict();
@@ -31,6 +31,8 @@ export const DEMO_CLIENT_NAMES = { operator: 'Flexchange demo operator', traders
 
 export function writeDemoClients(file: string, clients: DemoClients): void {
     writeFileSync(file, `${JSON.stringify(demoClientsSchema.parse(clients), null, 2)}\n`, { mode: 0o600 });
+    // `mode` applies to a new file only: one that was there keeps its own, so it is set again.
+    chmodSync(file, 0o600);
 }
 
 export function readDemoClients(file: string): DemoClients {

@@ -184,13 +184,18 @@ export async function ensureDemoClients(credential: TokenCredential, registratio
     if (!tenant) throw new Error('Microsoft Graph names no tenant for this account');
     const roleIds = JSON.parse(registration.settings.FLEXCHANGE_GRAPH_APP_ROLE_IDS ?? '{}') as Record<string, string>;
     const until = new Date(Date.now() + 24 * 3600_000).toISOString();
+    // Found by display name, which anyone in the tenant may give an app: only one the signed-in account owns is used (and granted roles).
+    const me = (await graph<{ id: string }>('GET', '/v1.0/me?$select=id')).id;
+    const owns = async (app: GraphApplication) => (await graph<{ value: { id: string }[] }>('GET', `/v1.0/applications/${app.id}/owners?$select=id`)).value.some((o) => o.id === me);
     const client = async (displayName: string, roles: string[]): Promise<DemoClient> => {
         const found = await graph<{ value: GraphApplication[] }>('GET', `/v1.0/applications?$filter=${encodeURIComponent(`displayName eq ${quote(displayName)}`)}&$select=id,appId`);
         if (found.value.length > 1) throw new Error(`More than one application is named ${displayName}`);
         let app = found.value[0];
+        if (app && !(await owns(app))) throw new Error(`The application ${displayName} (${app.appId}) is not yours (you are not among its owners): delete or rename it, or sign in as its owner`);
         if (!app) {
             app = await graph<GraphApplication>('POST', '/v1.0/applications', { displayName, signInAudience: 'AzureADMyOrg' });
             log(`changed: created the application ${displayName} (${app.appId})`);
+            if (!(await owns(app))) await graph('POST', `/v1.0/applications/${app.id}/owners/$ref`, { '@odata.id': `${base}/v1.0/directoryObjects/${me}` });
         }
         let sp = (await graph<{ value: GraphServicePrincipal[] }>('GET', `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq ${quote(app.appId)}`)}&$select=id,appId`)).value[0];
         if (!sp) {

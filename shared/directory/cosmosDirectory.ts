@@ -19,9 +19,9 @@ export class CosmosDirectory implements Directory {
         this.#repo = new CosmosRepository<DirectoryEntry>(container, (e) => e.orgId);
     }
 
-    async resolve(objectId: string): Promise<DirectoryEntry | undefined> {
+    async resolve(objectId: string, opts: { fresh?: boolean } = {}): Promise<DirectoryEntry | undefined> {
         const cached = this.#cache.get(objectId);
-        if (cached && cached.until > Date.now()) return cached.entry;
+        if (!opts.fresh && cached && cached.until > Date.now()) return cached.entry;
         const page = await this.#repo.query({ query: 'SELECT * FROM c WHERE c.id = @id', parameters: [{ name: '@id', value: objectId }] }, { maxItemCount: 2 });
         const entry = page.items[0];
         this.#cache.set(objectId, { entry, until: Date.now() + this.cacheMs });

@@ -46,7 +46,8 @@ export function clientEntry(id: string, orgId: string, client: { clientId: strin
 
 /** The directory port: the caller's organisation comes from here, never from a request. */
 export interface Directory {
-    resolve(objectId: string): Promise<DirectoryEntry | undefined>;
+    /** The principal's entry; `fresh` reads past any cache (before a decision that must see the latest). */
+    resolve(objectId: string, opts?: { fresh?: boolean }): Promise<DirectoryEntry | undefined>;
     listUsers(orgId: string): Promise<DirectoryEntry[]>;
     /** Adds (or updates) a user of an organisation. */
     addUser(orgId: string, user: { email: string; name?: string; roles: string[] }, by: string): Promise<DirectoryEntry>;
@@ -55,7 +56,7 @@ export interface Directory {
      * An application's service principal in the tenant, by its client id: the object id its tokens carry, and the
      * API's app roles Entra ID already grants it (as far as the directory can tell). Undefined when there is none.
      */
-    clientPrincipal(clientId: string): Promise<{ id: string; roles: string[] } | undefined>;
+    clientPrincipal(clientId: string): Promise<{ id: string; roles: string[]; managedIdentity?: boolean } | undefined>;
     /** The organisation's API clients (entries with a `clientId`). */
     listClients(orgId: string): Promise<DirectoryEntry[]>;
     /** Records a principal with a known object id (a deployment's app, or a user signed in elsewhere). */

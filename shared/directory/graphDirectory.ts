@@ -48,8 +48,8 @@ export class GraphDirectory implements Directory {
         private readonly opts: GraphDirectoryOptions,
     ) {}
 
-    resolve(objectId: string): Promise<DirectoryEntry | undefined> {
-        return this.store.resolve(objectId);
+    resolve(objectId: string, opts?: { fresh?: boolean }): Promise<DirectoryEntry | undefined> {
+        return this.store.resolve(objectId, opts);
     }
 
     listUsers(orgId: string): Promise<DirectoryEntry[]> {
@@ -63,7 +63,8 @@ export class GraphDirectory implements Directory {
      */
     async register(entry: DirectoryEntry): Promise<DirectoryEntry> {
         if (entry.kind !== 'app') return this.store.register(entry);
-        const existing = (await this.store.resolve(entry.id)) as GraphEntry | undefined;
+        // The assignments recorded now, not a cached entry's (another instance may have removed them a moment ago).
+        const existing = (await this.store.resolve(entry.id, { fresh: true })) as GraphEntry | undefined;
         const assigned = new Map<string, string>(existing?.orgId === entry.orgId ? Object.entries(existing.assignedRoles ?? {}) : []);
         for (const role of [...new Set(entry.roles)].sort()) {
             if (assigned.has(role)) continue;
@@ -84,10 +85,12 @@ export class GraphDirectory implements Directory {
     }
 
     /** The application's service principal in this tenant (`servicePrincipals(appId='…')`), and the API's roles it holds. */
-    async clientPrincipal(clientId: string): Promise<{ id: string; roles: string[] } | undefined> {
+    async clientPrincipal(clientId: string): Promise<{ id: string; roles: string[]; managedIdentity?: boolean } | undefined> {
         if (!GUID.test(clientId)) return undefined;
-        const sp = (await this.#graph('GET', `/v1.0/servicePrincipals(appId='${clientId}')?$select=id`, undefined, [404])) as { id: string } | undefined;
+        const sp = (await this.#graph('GET', `/v1.0/servicePrincipals(appId='${clientId}')?$select=id,servicePrincipalType`, undefined, [404])) as { id: string; servicePrincipalType?: string } | undefined;
         if (!sp) return undefined;
+        // A managed identity is a deployment's (a member's app before onboarding has granted it anything, the core's): never a client.
+        if (sp.servicePrincipalType === 'ManagedIdentity') return { id: sp.id, roles: [], managedIdentity: true };
         const held = (await this.#graph('GET', `/v1.0/servicePrincipals/${encodeURIComponent(sp.id)}/appRoleAssignments?$filter=resourceId eq ${this.opts.servicePrincipalId}`)) as { value: { appRoleId: string }[] };
         const names = new Map(Object.entries(this.opts.appRoleIds).map(([value, id]) => [id, value]));
         return { id: sp.id, roles: held.value.map((a) => names.get(a.appRoleId) ?? a.appRoleId) };

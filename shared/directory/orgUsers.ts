@@ -3,7 +3,7 @@ import { Conflict, Invalid, NotFound } from '../errors';
 import { clientEntry, ORG_USER_ROLES, type Directory, type DirectoryEntry } from './directory';
 
 interface OrgUserPorts {
-    directory: Pick<Directory, 'addUser' | 'removeUser' | 'resolve'>;
+    directory: Pick<Directory, 'addUser' | 'removeUser' | 'listUsers'>;
     audit: Pick<AuditTrail, 'record'>;
 }
 
@@ -21,9 +21,9 @@ export async function addOrgUser(ports: OrgUserPorts, orgId: string, user: { ema
 
 /** Removes a user from the organisation (404 when it has no such user), recorded in the audit trail. */
 export async function removeOrgUser(ports: OrgUserPorts, orgId: string, userId: string, actor: AuditRecord['actor']): Promise<void> {
-    // Users only: a deployment's identity or an API client is not removed through the user list.
-    const entry = await ports.directory.resolve(userId);
-    if (entry?.orgId !== orgId || entry.kind !== 'user' || !(await ports.directory.removeUser(orgId, userId))) throw new NotFound('No such user in this organisation');
+    // Users of this organisation only: a deployment's identity or an API client is not removed through the user list.
+    const isUser = (await ports.directory.listUsers(orgId)).some((u) => u.id === userId);
+    if (!isUser || !(await ports.directory.removeUser(orgId, userId))) throw new NotFound('No such user in this organisation');
     await ports.audit.record({ orgId, actor, action: 'user.removed', target: userId });
 }
 
@@ -36,9 +36,11 @@ export async function removeOrgUser(ports: OrgUserPorts, orgId: string, userId: 
 export async function addOrgClient(ports: OrgClientPorts, orgId: string, client: { clientId: string; name?: string; roles: string[] }, actor: AuditRecord['actor']): Promise<DirectoryEntry> {
     const principal = await ports.directory.clientPrincipal(client.clientId);
     if (!principal) throw new Invalid(`There is no application with client id ${client.clientId} in the tenant`, [{ path: 'clientId', message: 'no such application' }]);
+    if (principal.managedIdentity) throw new Conflict("The client id is a managed identity's (a deployment's), not an application's");
     const beyond = principal.roles.filter((r) => !(ORG_USER_ROLES as readonly string[]).includes(r));
     if (beyond.length) throw new Conflict(`The application holds roles an organisation's client may not have (${[...new Set(beyond)].sort().join(', ')})`);
-    const existing = await ports.directory.resolve(principal.id);
+    // Read past the look-up cache: a registration made a moment ago on another instance counts.
+    const existing = await ports.directory.resolve(principal.id, { fresh: true });
     if (existing && existing.orgId !== orgId) throw new Conflict('The application is registered with another organisation');
     if (existing && !existing.clientId) throw new Conflict("The application is one of the organisation's deployments, not an API client");
     const entry = await ports.directory.register(clientEntry(principal.id, orgId, client, actor.oid));

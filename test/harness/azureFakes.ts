@@ -216,6 +216,8 @@ export class FakeGraph extends LocalFake {
     readonly invited = new Map<string, string>();
     /** The tenant's applications: service principal object id by application (client) id. */
     readonly servicePrincipals = new Map<string, string>();
+    /** Service principals (object ids) that are managed identities. */
+    readonly managedIdentities = new Set<string>();
     failInvitations = 0;
     extra?: (req: { method: string; url: string }, json: (status: number, body: unknown) => void) => boolean;
     #n = 0;
@@ -238,10 +240,10 @@ export class FakeGraph extends LocalFake {
             if (!this.invited.has(email)) this.invited.set(email, `user-${++this.#n}`);
             return json(201, { id: 'inv-1', invitedUser: { id: this.invited.get(email) }, inviteRedeemUrl: 'https://login.example/redeem' });
         }
-        const byAppId = /^\/v1\.0\/servicePrincipals\(appId='([^']+)'\)\?\$select=id$/.exec(path);
+        const byAppId = /^\/v1\.0\/servicePrincipals\(appId='([^']+)'\)\?\$select=id,servicePrincipalType$/.exec(path);
         if (method === 'GET' && byAppId) {
             const id = this.servicePrincipals.get(byAppId[1]!);
-            return id ? json(200, { id }) : json(404, { error: { code: 'Request_ResourceNotFound', message: `Resource '${byAppId[1]}' does not exist` } });
+            return id ? json(200, { id, servicePrincipalType: this.managedIdentities.has(id) ? 'ManagedIdentity' : 'Application' }) : json(404, { error: { code: 'Request_ResourceNotFound', message: `Resource '${byAppId[1]}' does not exist` } });
         }
         if (method === 'POST' && path === `/v1.0/servicePrincipals/${sp}/appRoleAssignedTo`) {
             const { principalId, resourceId, appRoleId } = JSON.parse(text) as { principalId: string; resourceId: string; appRoleId: string };

@@ -17,6 +17,9 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
     const CORE_MI = 'c0c0c0c0-1111-2222-3333-444444444444';
     type App = { id: string; appId: string; displayName: string; identifierUris: string[]; api: Record<string, unknown>; appRoles: { id: string; value: string; allowedMemberTypes?: string[] }[]; passwords?: { displayName: string; endDateTime: string }[] };
     const TENANT = 'eeeeeeee-1111-2222-3333-444444444444';
+    /** The signed-in account, and each application's owners (Graph adds none by itself here). */
+    const ME = 'dddddddd-1111-2222-3333-444444444444';
+    const owners = new Map<string, string[]>();
     type Sp = { id: string; appId: string; appRoles: { id: string; value: string; allowedMemberTypes: string[] }[] };
     const apps = new Map<string, App>();
     const sps = new Map<string, Sp>();
@@ -49,6 +52,15 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
                 const filter = url.searchParams.get('$filter') ?? '';
                 let m: RegExpExecArray | null;
                 if (req.method === 'GET' && url.pathname === '/v1.0/organization') return send(200, { value: [{ id: TENANT }] });
+                if (req.method === 'GET' && url.pathname === '/v1.0/me') return send(200, { id: ME });
+                if ((m = /^\/v1\.0\/applications\/([^/]+)\/owners(\/\$ref)?$/.exec(url.pathname))) {
+                    if (!apps.has(m[1]!)) return send(404, { error: { code: 'Request_ResourceNotFound' } });
+                    if (req.method === 'GET') return send(200, { value: (owners.get(m[1]!) ?? []).map((id) => ({ id })) });
+                    const ref = /\/directoryObjects\/([^/]+)$/.exec(String(body?.['@odata.id']))?.[1];
+                    if (!ref) bad.push(`owner ${JSON.stringify(body)}`);
+                    owners.set(m[1]!, [...(owners.get(m[1]!) ?? []), ref!]);
+                    return send(204);
+                }
                 if (req.method === 'GET' && url.pathname === '/v1.0/applications') {
                     const byName = /^displayName eq '(.+)'$/.exec(filter);
                     if (byName) return send(200, { value: [...apps.values()].filter((a) => a.displayName === byName[1]) });
@@ -195,9 +207,22 @@ describe('scripts/azure/appRegistration.ts (Microsoft Graph fake)', () => {
 
         // Again: the same applications and grants, only new secrets.
         writes.length = 0;
+        expect(owners.get(operatorApp.id)).toEqual([ME]);
         const again = await ensureDemoClients(credential, registration, { graphUrl });
         expect(again.operator).toEqual({ clientId: operatorApp.appId, clientSecret: 'secret-Flexchange demo operator-2' });
         expect(writes).toEqual([`POST /v1.0/applications/${operatorApp.id}/addPassword`, `POST /v1.0/applications/${byName('Flexchange demo trader 1').id}/addPassword`, `POST /v1.0/applications/${byName('Flexchange demo trader 2').id}/addPassword`]);
+    });
+
+    it("refuses a demo application of that name someone else owns, and grants it nothing", async () => {
+        const registration = await run();
+        for (const a of [...apps.values()].filter((x) => x.displayName.startsWith('Flexchange demo'))) apps.delete(a.id);
+        const id = randomUUID();
+        apps.set(id, { id, appId: randomUUID(), displayName: 'Flexchange demo operator', identifierUris: [], api: {}, appRoles: [] });
+        owners.set(id, ['someone-else']);
+        writes.length = 0;
+        await expect(ensureDemoClients(credential, registration, { graphUrl })).rejects.toThrow(/is not yours/);
+        expect(writes).toEqual([]);
+        apps.delete(id);
     });
 
     it('refuses a core principal id that is not an object id, before calling Graph', async () => {

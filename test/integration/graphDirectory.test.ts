@@ -7,7 +7,7 @@ import { FakeGraph } from '../harness/azureFakes';
 /** An in-memory store behind the Graph directory (the Cosmos one is tested against the Cosmos server). */
 class MemoryDirectory implements Directory {
     readonly entries = new Map<string, DirectoryEntry>();
-    async resolve(id: string) {
+    async resolve(id: string, _opts?: { fresh?: boolean }) {
         return this.entries.get(id);
     }
     async listUsers(orgId: string) {
@@ -154,7 +154,7 @@ describe('directory on Microsoft Graph (local fake)', () => {
         requests.length = 0;
         await expect(dir.clientPrincipal(BOT)).resolves.toEqual({ id: BOT_SP, roles: [] });
         expect(requests.map((r) => `${r.method} ${decodeURIComponent(r.path)}`)).toEqual([
-            `GET /v1.0/servicePrincipals(appId='${BOT}')?$select=id`,
+            `GET /v1.0/servicePrincipals(appId='${BOT}')?$select=id,servicePrincipalType`,
             `GET /v1.0/servicePrincipals/${BOT_SP}/appRoleAssignments?$filter=resourceId eq ${SP}`,
         ]);
         // Not an application of the tenant, or not an id Entra ID gives: none, without asking for a malformed path.
@@ -162,6 +162,11 @@ describe('directory on Microsoft Graph (local fake)', () => {
         requests.length = 0;
         await expect(dir.clientPrincipal("x') or true or ('")).resolves.toBeUndefined();
         expect(requests).toHaveLength(0);
+
+        // A managed identity (a deployment's) is told apart, whatever roles it holds yet.
+        graph.servicePrincipals.set('b0b0b0b0-0000-4000-8000-00000000000f', 'mi-1');
+        graph.managedIdentities.add('mi-1');
+        await expect(dir.clientPrincipal('b0b0b0b0-0000-4000-8000-00000000000f')).resolves.toEqual({ id: 'mi-1', roles: [], managedIdentity: true });
 
         const client = { id: BOT_SP, orgId: 'acme', kind: 'app' as const, clientId: BOT, name: 'trading bot', roles: ['Org.Admin', 'Org.Trader'], createdAt: new Date().toISOString() };
         await dir.register(client);

@@ -21,7 +21,7 @@ describe('an organisation’s users, changed by its admins', () => {
     it('adds a user as the acting admin and records who added whom with which roles', async () => {
         const { records, audit } = auditTrail();
         const added: unknown[] = [];
-        const directory = { addUser: async (...args: unknown[]) => (added.push(args), entry), removeUser: async () => true, resolve: async () => undefined };
+        const directory = { addUser: async (...args: unknown[]) => (added.push(args), entry), removeUser: async () => true, listUsers: async () => [] };
         expect(await addOrgUser({ directory, audit }, 'acme', { email: 'bo@acme.example', roles: ['Org.Trader'] }, actor)).toBe(entry);
         expect(added).toEqual([['acme', { email: 'bo@acme.example', roles: ['Org.Trader'] }, 'oid-admin']]);
         expect(records).toEqual([{ orgId: 'acme', actor, action: 'user.added', target: 'u1', details: { email: 'bo@acme.example', roles: ['Org.Trader'] } }]);
@@ -29,18 +29,18 @@ describe('an organisation’s users, changed by its admins', () => {
 
     it('removes a user and records it; a user the organisation does not have is 404 and records nothing', async () => {
         const { records, audit } = auditTrail();
-        const deployment: DirectoryEntry = { id: 'app-1', orgId: 'acme', kind: 'app', roles: ['Deployment.Member'], createdAt: 'now' };
         const removed: string[] = [];
         const directory = {
             addUser: async () => entry,
-            resolve: async (id: string) => [entry, deployment].find((e) => e.id === id),
+            // The directory lists users only: the deployment's identity is never among them.
+            listUsers: async (orgId: string) => [entry].filter((e) => e.orgId === orgId),
             removeUser: async (_org: string, id: string) => (removed.push(id), true),
         };
         await removeOrgUser({ directory, audit }, 'acme', 'u1', actor);
         await expect(removeOrgUser({ directory, audit }, 'acme', 'u2', actor)).rejects.toBeInstanceOf(NotFound);
         // Not through the user list: another organisation's user, or the organisation's deployment identity.
         await expect(removeOrgUser({ directory, audit }, 'globex', 'u1', actor)).rejects.toBeInstanceOf(NotFound);
-        await expect(removeOrgUser({ directory, audit }, 'acme', 'app-1', actor)).rejects.toBeInstanceOf(NotFound);
+        await expect(removeOrgUser({ directory, audit }, 'acme', 'app-1', actor)).rejects.toBeInstanceOf(NotFound); // acme's deployment identity
         expect(removed).toEqual(['u1']);
         expect(records).toEqual([{ orgId: 'acme', actor, action: 'user.removed', target: 'u1' }]);
     });
@@ -48,12 +48,12 @@ describe('an organisation’s users, changed by its admins', () => {
 
 describe('an organisation’s API clients, changed by its admins', () => {
     /** A directory in memory whose tenant knows `principals` (client id → service principal). */
-    function directoryOf(principals: Record<string, { id: string; roles: string[] }>, entries: DirectoryEntry[] = []) {
+    function directoryOf(principals: Record<string, { id: string; roles: string[]; managedIdentity?: boolean }>, entries: DirectoryEntry[] = []) {
         const held = new Map(entries.map((e) => [e.id, e]));
         return {
             held,
             directory: {
-                clientPrincipal: async (clientId: string) => principals[clientId],
+                clientPrincipal: async (clientId: string) => principals[clientId] as { id: string; roles: string[]; managedIdentity?: boolean } | undefined,
                 resolve: async (id: string) => held.get(id),
                 register: async (e: DirectoryEntry) => (held.set(e.id, e), e),
                 listClients: async (orgId: string) => [...held.values()].filter((e) => e.orgId === orgId && e.clientId),
@@ -80,10 +80,10 @@ describe('an organisation’s API clients, changed by its admins', () => {
         ]);
     });
 
-    it('refuses an unknown application, another organisation’s client, a deployment’s identity and an operator’s app, recording nothing', async () => {
+    it('refuses an unknown application, another organisation’s client, a deployment’s identity, a managed identity and an operator’s app, recording nothing', async () => {
         const { records, audit } = auditTrail();
         const { held, directory } = directoryOf(
-            { theirs: { id: 'sp-theirs', roles: ['Org.Trader'] }, member: { id: 'sp-member', roles: [] }, core: { id: 'sp-core', roles: ['Deployment.Core'] }, ops: { id: 'sp-ops', roles: ['Flexchange.Admin', 'Org.Admin'] } },
+            { theirs: { id: 'sp-theirs', roles: ['Org.Trader'] }, member: { id: 'sp-member', roles: [] }, core: { id: 'sp-core', roles: ['Deployment.Core'] }, ops: { id: 'sp-ops', roles: ['Flexchange.Admin', 'Org.Admin'] }, fresh: { id: 'sp-fresh', roles: [], managedIdentity: true } },
             [
                 { id: 'sp-theirs', orgId: 'globex', kind: 'app', clientId: 'theirs', roles: ['Org.Trader'], createdAt: 'now' },
                 { id: 'sp-member', orgId: 'acme', kind: 'app', name: 'flexchange-acme', roles: ['Deployment.Member'], createdAt: 'now' },
@@ -95,6 +95,9 @@ describe('an organisation’s API clients, changed by its admins', () => {
         await expect(add('member')).rejects.toThrow(/one of the organisation's deployments/);
         await expect(add('core')).rejects.toThrow(/roles an organisation's client may not have \(Deployment.Core\)/);
         await expect(add('ops')).rejects.toThrow(/\(Flexchange.Admin\)/);
+        // A managed identity with no role yet (a member's app before onboarding grants it one).
+        await expect(add('fresh')).rejects.toThrow(/managed identity/);
+        expect(held.has('sp-fresh')).toBe(false);
         expect(held.get('sp-theirs')).toMatchObject({ orgId: 'globex' });
         expect(held.get('sp-member')).toMatchObject({ roles: ['Deployment.Member'] });
         expect(records).toEqual([]);

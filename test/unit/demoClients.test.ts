@@ -22,6 +22,10 @@ describe('the demo clients file', () => {
         writeDemoClients(file, clients);
         expect(statSync(file).mode & 0o777).toBe(0o600);
         expect(readDemoClients(file)).toEqual(clients);
+        // Written again over a file others could read: it is the owner's only afterwards.
+        chmodSync(file, 0o644);
+        writeDemoClients(file, clients);
+        expect(statSync(file).mode & 0o777).toBe(0o600);
     });
 
     it('is refused when others may read it, or when it is not the shape the demo needs, naming what is wrong', () => {
