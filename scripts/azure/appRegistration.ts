@@ -90,6 +90,31 @@ function graphCaller(credential: TokenCredential, base: string) {
 
 const quote = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
+type Graph = ReturnType<typeof graphCaller>;
+
+/** The service principal of the application `appId` in this tenant, if it has one. */
+async function findServicePrincipal(graph: Graph, appId: string, select = 'id,appId'): Promise<GraphServicePrincipal | undefined> {
+    return (await graph<{ value: GraphServicePrincipal[] }>('GET', `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq ${quote(appId)}`)}&$select=${select}`)).value[0];
+}
+
+/** The application's service principal, made when it has none (`created` says so). */
+async function ensureServicePrincipal(graph: Graph, appId: string): Promise<{ sp: GraphServicePrincipal; created: boolean }> {
+    const found = await findServicePrincipal(graph, appId);
+    return found ? { sp: found, created: false } : { sp: await graph<GraphServicePrincipal>('POST', '/v1.0/servicePrincipals', { appId }), created: true };
+}
+
+/** Assigns the principal each app role of `grants` it does not hold yet; answers what was assigned (`what` of each). */
+async function grantMissing(graph: Graph, principalId: string, grants: { resourceId: string; appRoleId: string; what: string }[]): Promise<string[]> {
+    const held = await graph<{ value: { resourceId: string; appRoleId: string }[] }>('GET', `/v1.0/servicePrincipals/${principalId}/appRoleAssignments`);
+    const granted: string[] = [];
+    for (const g of grants) {
+        if (held.value.some((h) => h.resourceId === g.resourceId && h.appRoleId === g.appRoleId)) continue;
+        await graph('POST', `/v1.0/servicePrincipals/${principalId}/appRoleAssignments`, { principalId, resourceId: g.resourceId, appRoleId: g.appRoleId });
+        granted.push(g.what);
+    }
+    return granted;
+}
+
 /** Makes the app registration, its service principal and the core identity's grants hold; see the file's comment. */
 export async function ensureAppRegistration(credential: TokenCredential, opts: AppRegistrationOptions): Promise<AppRegistrationResult> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(opts.corePrincipalId)) throw new Error('--core-principal-id must be the object id (GUID) of the core app\'s managed identity');
@@ -134,18 +159,12 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
     const roleIds = Object.fromEntries(wanted.map((r) => [r.value, (app.appRoles ?? []).find((x) => x.value === r.value)?.id ?? appRoleId(r.value)]));
 
     // Its service principal.
-    const servicePrincipal = async (appId: string, select = 'id,appId'): Promise<GraphServicePrincipal | undefined> =>
-        (await graph<{ value: GraphServicePrincipal[] }>('GET', `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq ${quote(appId)}`)}&$select=${select}`)).value[0];
-    let apiSp = await servicePrincipal(app.appId);
-    if (!apiSp) {
-        apiSp = await graph<GraphServicePrincipal>('POST', '/v1.0/servicePrincipals', { appId: app.appId });
-        changed(`created the service principal of ${app.appId}`);
-    }
+    const { sp: apiSp, created } = await ensureServicePrincipal(graph, app.appId);
+    if (created) changed(`created the service principal of ${app.appId}`);
 
     // The core identity's grants: Graph application permissions, and Deployment.Core on the API.
-    const graphSp = await servicePrincipal(MICROSOFT_GRAPH_APP_ID, 'id,appId,appRoles');
+    const graphSp = await findServicePrincipal(graph, MICROSOFT_GRAPH_APP_ID, 'id,appId,appRoles');
     if (!graphSp) throw new Error('Microsoft Graph has no service principal in this tenant');
-    const held = await graph<{ value: { resourceId: string; appRoleId: string }[] }>('GET', `/v1.0/servicePrincipals/${opts.corePrincipalId}/appRoleAssignments`);
     const grants: { resourceId: string; appRoleId: string; what: string }[] = [];
     for (const permission of GRAPH_PERMISSIONS) {
         const role = graphSp.appRoles?.find((r) => r.value === permission);
@@ -153,11 +172,7 @@ export async function ensureAppRegistration(credential: TokenCredential, opts: A
         grants.push({ resourceId: graphSp.id, appRoleId: role.id, what: `Microsoft Graph ${permission}` });
     }
     grants.push({ resourceId: apiSp.id, appRoleId: roleIds['Deployment.Core'], what: `${opts.identifierUri} Deployment.Core` });
-    for (const g of grants) {
-        if (held.value.some((h) => h.resourceId === g.resourceId && h.appRoleId === g.appRoleId)) continue;
-        await graph('POST', `/v1.0/servicePrincipals/${opts.corePrincipalId}/appRoleAssignments`, { principalId: opts.corePrincipalId, resourceId: g.resourceId, appRoleId: g.appRoleId });
-        changed(`granted the core's identity ${g.what}`);
-    }
+    for (const what of await grantMissing(graph, opts.corePrincipalId, grants)) changed(`granted the core's identity ${what}`);
 
     const settings: Record<string, string> = {
         FLEXCHANGE_AUTH_AUDIENCE: opts.identifierUri,
@@ -197,19 +212,14 @@ export async function ensureDemoClients(credential: TokenCredential, registratio
             log(`changed: created the application ${displayName} (${app.appId})`);
             if (!(await owns(app))) await graph('POST', `/v1.0/applications/${app.id}/owners/$ref`, { '@odata.id': `${base}/v1.0/directoryObjects/${me}` });
         }
-        let sp = (await graph<{ value: GraphServicePrincipal[] }>('GET', `/v1.0/servicePrincipals?$filter=${encodeURIComponent(`appId eq ${quote(app.appId)}`)}&$select=id,appId`)).value[0];
-        if (!sp) {
-            sp = await graph<GraphServicePrincipal>('POST', '/v1.0/servicePrincipals', { appId: app.appId });
-            log(`changed: created the service principal of ${displayName}`);
-        }
-        const held = await graph<{ value: { resourceId: string; appRoleId: string }[] }>('GET', `/v1.0/servicePrincipals/${sp.id}/appRoleAssignments`);
-        for (const role of roles) {
+        const { sp, created } = await ensureServicePrincipal(graph, app.appId);
+        if (created) log(`changed: created the service principal of ${displayName}`);
+        const grants = roles.map((role) => {
             const appRoleId = roleIds[role];
             if (!appRoleId) throw new Error(`The app registration has no role ${role}`);
-            if (held.value.some((h) => h.resourceId === registration.servicePrincipalId && h.appRoleId === appRoleId)) continue;
-            await graph('POST', `/v1.0/servicePrincipals/${sp.id}/appRoleAssignments`, { principalId: sp.id, resourceId: registration.servicePrincipalId, appRoleId });
-            log(`changed: granted ${displayName} ${role}`);
-        }
+            return { resourceId: registration.servicePrincipalId, appRoleId, what: role };
+        });
+        for (const role of await grantMissing(graph, sp.id, grants)) log(`changed: granted ${displayName} ${role}`);
         const secret = await graph<{ secretText: string }>('POST', `/v1.0/applications/${app.id}/addPassword`, { passwordCredential: { displayName: 'npm run demo', endDateTime: until } });
         return { clientId: app.appId, clientSecret: secret.secretText };
     };
