@@ -33,7 +33,9 @@ describe('anchors batched into shared transactions', () => {
     const operatorNonce = async () => Number(BigInt(await world.provider.rpc<string>('eth_getTransactionCount', [operator.address, 'latest'])));
 
     beforeAll(async () => {
-        world = await startChainWorld({ mining: 'instant', pipeline: { abis: [ENERGY_EXCHANGE_V2.abi] } });
+        // The pipeline's warnings and errors in the test's output (none when all is well): a stalled batch says why.
+        const say = (level: string) => (o: object, m: string) => console.warn(`pipeline ${level}: ${m} ${JSON.stringify(o)}`);
+        world = await startChainWorld({ mining: 'instant', pipeline: { abis: [ENERGY_EXCHANGE_V2.abi], log: { info: () => undefined, warn: say('warn'), error: say('error') } } });
         operator = await world.funded(1000);
         const versions = new ContractVersions(new CosmosRepository<ContractVersion>(world.db.database.container('contracts'), (v) => v.id), world.provider);
         const v = await versions.deploy(ENERGY_EXCHANGE_V2, world.pipeline, operator, 'test');
@@ -58,7 +60,8 @@ describe('anchors batched into shared transactions', () => {
         const b = batcher(10, 200);
         const before = await operatorNonce();
         const items = Array.from({ length: 40 }, anchor);
-        const outcomes = await Promise.all(items.map(({ operationId, input }) => b.send(operationId, input, { timeoutMs: 60_000 })));
+        // Each stage bounded below the test's own timeout: a stall fails naming the operation (submitted, not final) instead of the test timing out.
+        const outcomes = await Promise.all(items.map(({ operationId, input }) => b.send(operationId, input, { timeoutMs: 30_000 })));
         expect(outcomes.every((o) => o.state === 'confirmed')).toBe(true);
         for (const { input } of items) expect(await exchange.statusOf(input.chainProposalId)).toBe('Open');
         const sent = (await operatorNonce()) - before;
@@ -68,7 +71,7 @@ describe('anchors batched into shared transactions', () => {
         expect(sent).toBe(4);
         const perTx = [...hashes].map((h) => outcomes.filter((o) => o.hash === h).length);
         expect(perTx).toEqual([10, 10, 10, 10]);
-    });
+    }, 90_000); // past the document store's own request timeout (60 s), so a stalled write fails with its error
 
     it('sends the first of a trickle at once, and what arrives while it is being sent after it, together', async () => {
         const b = batcher(10, 60_000);
