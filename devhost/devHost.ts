@@ -350,9 +350,15 @@ export class DevHost {
             const u = new URL(url);
             return u.port || (u.protocol === 'https:' ? '443' : '80');
         };
-        for (const [name, url] of Object.entries(this.services)) if (/^(https?|amqp):/.test(url)) names.set(port(url), name);
+        // A service's address is its first word (some say more after it, e.g. which CA to trust).
+        for (const [name, value] of Object.entries(this.services)) {
+            const url = value.split(' ')[0]!;
+            if (/^(https?|amqp):/.test(url) && URL.canParse(url)) names.set(port(url), name);
+        }
         for (const node of this.#nodes.list()) names.set(port(node.rpcUrl), `node:${node.nodeId}`);
         for (const slot of this.#slots.values()) names.set(String(slot.info.port), `app:${slot.config.name}`);
+        // The console serves the mail viewer and the instances' managed identity tokens (IDENTITY_ENDPOINT) too.
+        if (this.#console?.url) names.set(port(this.#console.url), 'console');
         const apps: Record<string, AppCounts> = {};
         await Promise.all(
             [...this.#slots.values()].map(async ({ worker, config }) => {

@@ -158,4 +158,17 @@ describe('the Flexchange app under the devhost', () => {
         expect(services.services.busConnection).toMatch(/^Endpoint=sb:\/\/127\.0\.0\.1:\d+;SharedAccessKeyName=[^;]+;SharedAccessKey=[^;]+;UseDevelopmentEmulator=true$/);
         expect(services.services.busHttps).toMatch(/^https:\/\/127\.0\.0\.1:\d+ \(trust .*servicebus\/tls\/ca\.pem\)$/);
     });
+
+    it('counts what the core did (GET /dev/counts) on the whole local world, its calls named after the services they went to', async () => {
+        await fetch(`${host.origin('core')}/api/health`);
+        const res = await fetch(`${host.consoleUrl}/dev/counts`);
+        expect(res.status).toBe(200);
+        const counts = (await res.json()) as { apps: Record<string, { served: number; calls: Record<string, { reads: number; writes: number }> }> };
+        expect(counts.apps.core!.served).toBeGreaterThan(0);
+        // By the devhost's names: the document store (by container), the task hub's storage, the vault, and the
+        // console (the instance's managed identity tokens); by address only this test's ledger proxy, not the devhost's.
+        const calls = counts.apps.core!.calls;
+        expect(Object.keys(calls)).toEqual(expect.arrayContaining(['console', 'cosmosEntra/proposals', 'queue', 'table', 'blob', 'vault:core']));
+        expect(Object.keys(calls).filter((d) => /^(localhost|127\.0\.0\.1):\d+$/.test(d))).toEqual([new URL(ledger.url).host]);
+    });
 });
