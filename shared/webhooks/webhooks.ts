@@ -60,6 +60,14 @@ export function signWebhook(secret: string, body: string, unixSeconds: number): 
 
 const secretName = (webhookId: string) => `webhook-${webhookId}`;
 
+/** At most this many webhooks per organisation: each event is one delivery per webhook, and the feed's counter names them all. */
+export const MAX_WEBHOOKS_PER_ORG = 20;
+
+/** Where the organisations' webhooks are named for each append (the event feed's counter): told when they change. */
+export interface WebhookSubscribers {
+    recordSubscribers(orgId: string): Promise<void>;
+}
+
 /**
  * Push delivery of an organisation's events: every event appended to its feed becomes one
  * delivery per webhook (create-only: republishing adds none), sent signed, retried with
@@ -72,16 +80,33 @@ export class Webhooks {
         private readonly secrets: SecretStore,
         private readonly policy: WebhookPolicy,
         private readonly network: WebhookNetwork,
+        private readonly subscribers?: WebhookSubscribers,
     ) {}
 
+    /**
+     * A new webhook, with its signing secret; it gets the events appended from when this returns. Not
+     * told to the subscribers' record (the store failed), it is taken back and the error stands.
+     */
     async register(orgId: string, input: { url: string; description?: string }, by: string): Promise<{ webhook: Webhook; secret: string }> {
         const url = (await this.#checkUrl(input.url)).url.toString();
+        if ((await this.list(orgId)).length >= MAX_WEBHOOKS_PER_ORG) throw new Conflict(`An organisation has at most ${MAX_WEBHOOKS_PER_ORG} webhooks; remove one first`, 'too_many_webhooks');
         const webhook: Webhook = { id: randomUUID(), orgId, url, description: input.description, createdAt: new Date().toISOString(), createdBy: by };
         const secret = randomBytes(32).toString('base64url');
         // The secret first: a webhook without one could not be signed.
         await this.secrets.set(secretName(webhook.id), secret, { contentType: 'text/plain', tags: { orgId, purpose: 'webhook-signing' } });
         await this.hooks.create(webhook);
+        try {
+            await this.subscribers?.recordSubscribers(orgId);
+        } catch (err) {
+            await this.remove(orgId, webhook.id).catch(() => undefined);
+            throw err;
+        }
         return { webhook, secret };
+    }
+
+    /** The ids of the organisation's webhooks (what the feed's counter names). */
+    async idsOf(orgId: string): Promise<string[]> {
+        return (await this.list(orgId)).map((h) => h.id);
     }
 
     async list(orgId: string): Promise<Webhook[]> {
@@ -89,17 +114,26 @@ export class Webhooks {
         return page.items;
     }
 
+    /**
+     * Removes the webhook; the feed's counter stops naming it (a delivery made meanwhile finds it gone).
+     * Recorded even when it was gone already, so a retry after a failed recording mends the record.
+     */
     async remove(orgId: string, id: string): Promise<void> {
-        if (!(await this.hooks.delete(id, orgId))) throw new NotFound('No such webhook');
-        await this.secrets.delete(secretName(id)).catch(() => false);
+        const deleted = await this.hooks.delete(id, orgId);
+        if (deleted) await this.secrets.delete(secretName(id)).catch(() => false);
+        await this.subscribers?.recordSubscribers(orgId);
+        if (!deleted) throw new NotFound('No such webhook');
     }
 
-    /** One delivery per webhook of the organisation for this event (a repeat of the event adds none). */
-    async enqueue(orgId: string, event: EventEnvelope): Promise<void> {
-        for (const hook of await this.list(orgId)) {
+    /**
+     * One delivery per webhook of the organisation for this event (a repeat of the event adds none).
+     * `webhookIds`: the webhooks as of the event's append (the feed's counter names them); without, they are looked up.
+     */
+    async enqueue(orgId: string, event: EventEnvelope, webhookIds?: string[]): Promise<void> {
+        for (const id of webhookIds ?? (await this.idsOf(orgId))) {
             const now = new Date().toISOString();
             try {
-                await this.deliveries.create({ id: `${hook.id}:${event.id}`, kind: 'delivery', webhookId: hook.id, orgId, event, state: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now });
+                await this.deliveries.create({ id: `${id}:${event.id}`, kind: 'delivery', webhookId: id, orgId, event, state: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now });
             } catch (err) {
                 if (!(err instanceof Conflict)) throw err;
             }
