@@ -189,7 +189,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         },
         // Webhook hosts are resolved by the system resolver, checked, and connected to by the checked address.
         { lookup: systemLookup },
-        { recordSubscribers: (orgId) => eventFeed.recordSubscribers(orgId) },
+        { recordSubscribers: (orgId, opts) => eventFeed.recordSubscribers(orgId, opts) },
     );
     const eventFeed: EventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId), (orgId) => webhooks.idsOf(orgId));
     const topUpPolicy: TopUpPolicy = {

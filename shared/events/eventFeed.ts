@@ -79,10 +79,12 @@ export class EventFeed {
      * again, read from `subscribersOf` after the counter, and written under the counter's ETag, so of two
      * changes at once the later recording always includes both.
      */
-    async recordSubscribers(orgId: string): Promise<void> {
+    async recordSubscribers(orgId: string, opts: { ifNaming?: string } = {}): Promise<void> {
         if (!this.subscribersOf) return;
         for (let attempt = 0; attempt < 20; attempt++) {
             const current = await this.repo.read('_sequence', orgId);
+            // Mending only (`ifNaming`: a webhook already gone): nothing to write unless the counter still names it.
+            if (opts.ifNaming && !(current?.item as FeedSequence | undefined)?.subscribers?.includes(opts.ifNaming)) return;
             const subscribers = await this.subscribersOf(orgId);
             try {
                 if (current) await this.repo.replace({ ...(current.item as FeedSequence), subscribers }, current.etag);

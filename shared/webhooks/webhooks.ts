@@ -65,7 +65,8 @@ export const MAX_WEBHOOKS_PER_ORG = 20;
 
 /** Where the organisations' webhooks are named for each append (the event feed's counter): told when they change. */
 export interface WebhookSubscribers {
-    recordSubscribers(orgId: string): Promise<void>;
+    /** `ifNaming`: only if the record still names that webhook (mending after a removal whose recording failed). */
+    recordSubscribers(orgId: string, opts?: { ifNaming?: string }): Promise<void>;
 }
 
 /**
@@ -116,12 +117,12 @@ export class Webhooks {
 
     /**
      * Removes the webhook; the feed's counter stops naming it (a delivery made meanwhile finds it gone).
-     * Recorded even when it was gone already, so a retry after a failed recording mends the record.
+     * Gone already: the record is mended if it still names it (a retry after a failed recording), else nothing is written.
      */
     async remove(orgId: string, id: string): Promise<void> {
         const deleted = await this.hooks.delete(id, orgId);
         if (deleted) await this.secrets.delete(secretName(id)).catch(() => false);
-        await this.subscribers?.recordSubscribers(orgId);
+        await this.subscribers?.recordSubscribers(orgId, deleted ? {} : { ifNaming: id });
         if (!deleted) throw new NotFound('No such webhook');
     }
 

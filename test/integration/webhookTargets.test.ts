@@ -102,7 +102,13 @@ describe('webhook targets', () => {
     it('delivers an event to the webhooks the feed’s counter names at its append, as composed in the app: registered ones from then on, a removed one no more', async () => {
         const feedRepo = new CosmosRepository<FeedDoc>(db.database.container('events'), (d) => d.orgId);
         // Wired as shared/composition.ts wires them.
-        const w: Webhooks = webhooks({ lookup: scripted([PUBLIC]) }, false, { recordSubscribers: (orgId) => feed.recordSubscribers(orgId) });
+        let recordingFails = false;
+        const w: Webhooks = webhooks({ lookup: scripted([PUBLIC]) }, false, {
+            recordSubscribers: async (orgId, opts) => {
+                if (recordingFails) throw new Unavailable('the feed is busy');
+                return feed.recordSubscribers(orgId, opts);
+            },
+        });
         const feed: EventFeed = new EventFeed(feedRepo, (orgId) => w.idsOf(orgId));
         const publisher = new FeedingPublisher(feed, { publish: async () => undefined }, [(orgId, e, subscribers) => w.enqueue(orgId, e, subscribers)]);
         const org = `org-${randomBytes(4).toString('hex')}`;
@@ -114,15 +120,23 @@ describe('webhook targets', () => {
         const two = (await w.register(org, { url: 'https://hooks.example.com/two' }, 'admin')).webhook;
         expect((await feedRepo.read('_sequence', org))!.item).toMatchObject({ subscribers: expect.arrayContaining([one.id, two.id]) });
         await published('both');
-        await w.remove(org, one.id);
+        // The removal's recording fails: the webhook is gone, the counter still names it; asked again (404), the record is mended.
+        recordingFails = true;
+        await expect(w.remove(org, one.id)).rejects.toBeInstanceOf(Unavailable);
+        recordingFails = false;
+        await expect(w.remove(org, one.id)).rejects.toMatchObject({ status: 404 });
+        expect((await feedRepo.read('_sequence', org))!.item).toMatchObject({ subscribers: [two.id] });
         await published('after');
         // Published again (an at-least-once publisher): the counter is not asked, the webhooks are looked up, nothing doubles.
         await published('after');
         expect(await delivered(one.id)).toEqual(['both']);
         expect(await delivered(two.id)).toEqual(['after', 'both']);
-        // Removed again: 404 as before, and the record says the same.
+        // A webhook the record does not name, removed: 404, and nothing written.
+        const counter = (await feedRepo.read('_sequence', org))!;
         await expect(w.remove(org, one.id)).rejects.toMatchObject({ status: 404 });
-        expect((await feedRepo.read('_sequence', org))!.item).toMatchObject({ subscribers: [two.id] });
+        await expect(w.remove(org, 'no-such-webhook')).rejects.toMatchObject({ status: 404 });
+        expect((await feedRepo.read('_sequence', org))!.etag).toBe(counter.etag);
+        expect(counter.item).toMatchObject({ subscribers: [two.id] });
     });
 
     it('takes a registration back when the feed could not be told of it, and holds an organisation to its most webhooks', async () => {
