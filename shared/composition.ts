@@ -177,7 +177,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
     const directory: Directory = core
         ? new CoreDirectory(core, settings.FLEXCHANGE_ORG_ID!)
         : directoryFor(settings, new CosmosDirectory(database.container('directory')), credential);
-    const webhooks: Webhooks = new Webhooks(
+    const webhooks = new Webhooks(
         new CosmosRepository<Webhook>(database.container('webhooks'), (w) => w.orgId),
         new CosmosRepository<Delivery>(database.container('deliveries'), (d) => d.id),
         secrets,
@@ -189,9 +189,8 @@ export function buildServices(settings: Settings = loadSettings()): Services {
         },
         // Webhook hosts are resolved by the system resolver, checked, and connected to by the checked address.
         { lookup: systemLookup },
-        { recordSubscribers: (orgId, opts) => eventFeed.recordSubscribers(orgId, opts) },
     );
-    const eventFeed: EventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId), (orgId) => webhooks.idsOf(orgId));
+    const eventFeed = new EventFeed(new CosmosRepository(database.container('events'), (d) => d.orgId));
     const topUpPolicy: TopUpPolicy = {
         thresholdWei: parseEther(String(settings.FLEXCHANGE_TOPUP_THRESHOLD_ETH)),
         targetWei: parseEther(String(settings.FLEXCHANGE_TOPUP_TARGET_ETH)),
@@ -266,7 +265,7 @@ export function buildServices(settings: Settings = loadSettings()): Services {
                       ? new ServiceBusClient(settings.FLEXCHANGE_SERVICEBUS_NAMESPACE, credential)
                       : undefined;
                 if (!client) throw new Unavailable('No Service Bus is configured for events (FLEXCHANGE_SERVICEBUS_CONNECTION or FLEXCHANGE_SERVICEBUS_NAMESPACE)');
-                events = new FeedingPublisher(eventFeed, new ServiceBusEventPublisher(client, EVENTS_TOPIC), [(orgId, event, subscribers) => webhooks.enqueue(orgId, event, subscribers)]);
+                events = new FeedingPublisher(eventFeed, new ServiceBusEventPublisher(client, EVENTS_TOPIC), [(orgId, event) => webhooks.enqueue(orgId, event)]);
             }
             return events;
         },

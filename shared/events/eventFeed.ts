@@ -1,5 +1,5 @@
-import type { Repository, Stored } from '../documents/repository';
-import { Conflict, NotFound, Unavailable } from '../errors';
+import type { Repository } from '../documents/repository';
+import { Conflict, NotFound } from '../errors';
 import { checkEvent, type EventEnvelope, type EventPublisher } from './events';
 
 /** An event in one organisation's feed (container `events`, partition `/orgId`), numbered in that feed. */
@@ -12,17 +12,12 @@ export interface FeedEntry {
     storedAt: string;
 }
 
-/**
- * The feed's counter (one per organisation, in the same partition). It also names the organisation's
- * webhooks (`subscribers`), so each append learns from its own increment who gets the event, with no
- * lookup of its own; absent on a counter made before, until it is first recorded.
- */
+/** The feed's counter (one per organisation, in the same partition). */
 interface FeedSequence {
     id: '_sequence';
     kind: 'sequence';
     orgId: string;
     value: number;
-    subscribers?: string[];
 }
 
 export type FeedDoc = FeedEntry | FeedSequence;
@@ -40,63 +35,17 @@ const IN_FLIGHT_MS = 5_000;
  * the entry's id in the organisation's partition, written create-only.
  */
 export class EventFeed {
-    /**
-     * `subscribersOf`: the organisation's webhooks as their own store says (the authority), read when a
-     * counter names none yet and whenever they change (`recordSubscribers`).
-     */
-    constructor(
-        private readonly repo: Repository<FeedDoc>,
-        private readonly subscribersOf?: (orgId: string) => Promise<string[]>,
-    ) {}
+    constructor(private readonly repo: Repository<FeedDoc>) {}
 
-    /**
-     * Appends the event (a repeat is a no-op) and says who subscribes to the organisation's events as of
-     * its number: undefined for a repeat, or without `subscribersOf` (the caller looks them up itself).
-     */
-    async append(orgId: string, event: EventEnvelope): Promise<{ subscribers?: string[] }> {
-        if (await this.repo.read(event.id, orgId)) return {};
-        const counter = await this.#next(orgId);
+    async append(orgId: string, event: EventEnvelope): Promise<void> {
+        if (await this.repo.read(event.id, orgId)) return;
+        const seq = await this.#next(orgId);
         try {
-            await this.repo.create({ id: event.id, kind: 'event', orgId, seq: counter.item.value, event, storedAt: new Date().toISOString() });
+            await this.repo.create({ id: event.id, kind: 'event', orgId, seq, event, storedAt: new Date().toISOString() });
         } catch (err) {
             // A concurrent append of the same event won; its number stands, this one is a harmless gap.
             if (!(err instanceof Conflict)) throw err;
-            return {};
         }
-        if (!this.subscribersOf) return {};
-        if (counter.item.subscribers) return { subscribers: counter.item.subscribers };
-        // A counter that names nobody yet (new, or made before counters named subscribers): recorded once.
-        const subscribers = await this.subscribersOf(orgId);
-        await this.repo.replace({ ...counter.item, subscribers }, counter.etag).catch((err: unknown) => {
-            // Changed meanwhile (another append or a recording): whoever wrote last read the authority after this did.
-            if (!(err instanceof Conflict)) throw err;
-        });
-        return { subscribers };
-    }
-
-    /**
-     * The organisation's subscribers changed (a webhook registered or removed): the counter names them
-     * again, read from `subscribersOf` after the counter, and written under the counter's ETag, so of two
-     * changes at once the later recording always includes both.
-     */
-    async recordSubscribers(orgId: string, opts: { ifNaming?: string } = {}): Promise<void> {
-        if (!this.subscribersOf) return;
-        for (let attempt = 0; attempt < 20; attempt++) {
-            const current = await this.repo.read('_sequence', orgId);
-            // Mending only (`ifNaming`: a webhook already gone): nothing to write unless the counter still names it.
-            if (opts.ifNaming && !(current?.item as FeedSequence | undefined)?.subscribers?.includes(opts.ifNaming)) return;
-            const subscribers = await this.subscribersOf(orgId);
-            try {
-                if (current) await this.repo.replace({ ...(current.item as FeedSequence), subscribers }, current.etag);
-                else await this.repo.create({ id: '_sequence', kind: 'sequence', orgId, value: 0, subscribers });
-                return;
-            } catch (err) {
-                // An append took a number, or another recording won: read both again.
-                if (!(err instanceof Conflict)) throw err;
-                await new Promise((r) => setTimeout(r, Math.random() * 20 * (attempt + 1)));
-            }
-        }
-        throw new Unavailable(`The subscribers of ${orgId}'s events could not be recorded (its feed is busy); try again`);
     }
 
     /**
@@ -123,9 +72,9 @@ export class EventFeed {
         return { items, next: last };
     }
 
-    /** The counter with the organisation's next number: one increment, the counter made first only when it is missing. */
-    async #next(orgId: string): Promise<Stored<FeedSequence>> {
-        const increment = async () => (await this.repo.patch('_sequence', orgId, [{ op: 'incr', path: '/value', value: 1 }])) as Stored<FeedSequence>;
+    /** The next number of the organisation's feed: one increment, the counter made first only when it is missing. */
+    async #next(orgId: string): Promise<number> {
+        const increment = async () => ((await this.repo.patch('_sequence', orgId, [{ op: 'incr', path: '/value', value: 1 }])).item as FeedSequence).value;
         try {
             return await increment();
         } catch (err) {
@@ -150,17 +99,16 @@ export class FeedingPublisher implements EventPublisher {
     constructor(
         private readonly feed: EventFeed,
         private readonly next: EventPublisher,
-        /** Given the subscribers the append learnt of (undefined: unknown, look them up). */
-        private readonly afterAppend: ((orgId: string, event: EventEnvelope, subscribers?: string[]) => Promise<void>)[] = [],
+        private readonly afterAppend: ((orgId: string, event: EventEnvelope) => Promise<void>)[] = [],
     ) {}
 
     async publish(event: EventEnvelope): Promise<void> {
         checkEvent(event);
-        // Each organisation's feed is its own: theirs at once.
+        // Each organisation's feed is its own: theirs at once (a retry fills whatever one of them missed).
         await Promise.all(
             [...new Set(event.orgIds)].map(async (orgId) => {
-                const { subscribers } = await this.feed.append(orgId, event);
-                for (const hook of this.afterAppend) await hook(orgId, event, subscribers);
+                await this.feed.append(orgId, event);
+                for (const hook of this.afterAppend) await hook(orgId, event);
             }),
         );
         await this.next.publish(event);

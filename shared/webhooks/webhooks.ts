@@ -60,14 +60,8 @@ export function signWebhook(secret: string, body: string, unixSeconds: number): 
 
 const secretName = (webhookId: string) => `webhook-${webhookId}`;
 
-/** At most this many webhooks per organisation: each event is one delivery per webhook, and the feed's counter names them all. */
+/** At most this many webhooks per organisation: each event is one delivery per webhook (and `enqueue` reads one page of them). */
 export const MAX_WEBHOOKS_PER_ORG = 20;
-
-/** Where the organisations' webhooks are named for each append (the event feed's counter): told when they change. */
-export interface WebhookSubscribers {
-    /** `ifNaming`: only if the record still names that webhook (mending after a removal whose recording failed). */
-    recordSubscribers(orgId: string, opts?: { ifNaming?: string }): Promise<void>;
-}
 
 /**
  * Push delivery of an organisation's events: every event appended to its feed becomes one
@@ -81,13 +75,8 @@ export class Webhooks {
         private readonly secrets: SecretStore,
         private readonly policy: WebhookPolicy,
         private readonly network: WebhookNetwork,
-        private readonly subscribers?: WebhookSubscribers,
     ) {}
 
-    /**
-     * A new webhook, with its signing secret; it gets the events appended from when this returns. Not
-     * told to the subscribers' record (the store failed), it is taken back and the error stands.
-     */
     async register(orgId: string, input: { url: string; description?: string }, by: string): Promise<{ webhook: Webhook; secret: string }> {
         const url = (await this.#checkUrl(input.url)).url.toString();
         if ((await this.list(orgId)).length >= MAX_WEBHOOKS_PER_ORG) throw new Conflict(`An organisation has at most ${MAX_WEBHOOKS_PER_ORG} webhooks; remove one first`, 'too_many_webhooks');
@@ -96,18 +85,7 @@ export class Webhooks {
         // The secret first: a webhook without one could not be signed.
         await this.secrets.set(secretName(webhook.id), secret, { contentType: 'text/plain', tags: { orgId, purpose: 'webhook-signing' } });
         await this.hooks.create(webhook);
-        try {
-            await this.subscribers?.recordSubscribers(orgId);
-        } catch (err) {
-            await this.remove(orgId, webhook.id).catch(() => undefined);
-            throw err;
-        }
         return { webhook, secret };
-    }
-
-    /** The ids of the organisation's webhooks (what the feed's counter names). */
-    async idsOf(orgId: string): Promise<string[]> {
-        return (await this.list(orgId)).map((h) => h.id);
     }
 
     async list(orgId: string): Promise<Webhook[]> {
@@ -115,26 +93,17 @@ export class Webhooks {
         return page.items;
     }
 
-    /**
-     * Removes the webhook; the feed's counter stops naming it (a delivery made meanwhile finds it gone).
-     * Gone already: the record is mended if it still names it (a retry after a failed recording), else nothing is written.
-     */
     async remove(orgId: string, id: string): Promise<void> {
-        const deleted = await this.hooks.delete(id, orgId);
-        if (deleted) await this.secrets.delete(secretName(id)).catch(() => false);
-        await this.subscribers?.recordSubscribers(orgId, deleted ? {} : { ifNaming: id });
-        if (!deleted) throw new NotFound('No such webhook');
+        if (!(await this.hooks.delete(id, orgId))) throw new NotFound('No such webhook');
+        await this.secrets.delete(secretName(id)).catch(() => false);
     }
 
-    /**
-     * One delivery per webhook of the organisation for this event (a repeat of the event adds none).
-     * `webhookIds`: the webhooks as of the event's append (the feed's counter names them); without, they are looked up.
-     */
-    async enqueue(orgId: string, event: EventEnvelope, webhookIds?: string[]): Promise<void> {
-        for (const id of webhookIds ?? (await this.idsOf(orgId))) {
+    /** One delivery per webhook of the organisation for this event (a repeat of the event adds none). */
+    async enqueue(orgId: string, event: EventEnvelope): Promise<void> {
+        for (const hook of await this.list(orgId)) {
             const now = new Date().toISOString();
             try {
-                await this.deliveries.create({ id: `${id}:${event.id}`, kind: 'delivery', webhookId: id, orgId, event, state: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now });
+                await this.deliveries.create({ id: `${hook.id}:${event.id}`, kind: 'delivery', webhookId: hook.id, orgId, event, state: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now });
             } catch (err) {
                 if (!(err instanceof Conflict)) throw err;
             }

@@ -64,56 +64,6 @@ describe('event feed and account registry', () => {
         expect(sent).toHaveLength(1);
     });
 
-    it('names the organisation’s subscribers with each append: looked up once for a counter naming none, then read from the counter until a change is recorded; a repeat names none', async () => {
-        const repo = feedRepo();
-        const hooks: string[] = [];
-        let lookups = 0;
-        const feed = new EventFeed(repo, async () => (lookups++, [...hooks]));
-        expect(await feed.append('umbrella', event('u-1', ['umbrella']))).toEqual({ subscribers: [] });
-        expect(await feed.append('umbrella', event('u-2', ['umbrella']))).toEqual({ subscribers: [] });
-        expect(lookups).toBe(1);
-        hooks.push('hook-1');
-        await feed.recordSubscribers('umbrella');
-        expect(await feed.append('umbrella', event('u-3', ['umbrella']))).toEqual({ subscribers: ['hook-1'] });
-        // A repeat (an at-least-once publisher): nothing appended, no subscribers named (the caller looks them up).
-        expect(await feed.append('umbrella', event('u-3', ['umbrella']))).toEqual({});
-        expect(lookups).toBe(2);
-        expect((await feed.read('umbrella')).items.map((e) => [e.id, e.seq])).toEqual([['u-1', 1], ['u-2', 2], ['u-3', 3]]);
-    });
-
-    it('names the subscribers on a counter made before counters named them, keeping its number', async () => {
-        const repo = feedRepo();
-        await repo.create({ id: '_sequence', kind: 'sequence', orgId: 'hooli', value: 41 } as FeedDoc);
-        const feed = new EventFeed(repo, async () => ['hook-a']);
-        expect(await feed.append('hooli', event('h-42', ['hooli']))).toEqual({ subscribers: ['hook-a'] });
-        expect((await repo.read('_sequence', 'hooli'))!.item).toMatchObject({ value: 42, subscribers: ['hook-a'] });
-        expect((await feed.read('hooli', 41)).items.map((e) => e.seq)).toEqual([42]);
-    });
-
-    it('ends naming both of two subscribers recorded at once, and what a change leaves while appends take numbers, each append numbered once', async () => {
-        const repo = feedRepo();
-        const hooks: string[] = [];
-        // The first recording's look at the authority is slow (it sees only its own webhook), the second's quick:
-        // written in the order they finish, the second's list would be overwritten by the first's.
-        const feed = new EventFeed(repo, async () => {
-            const now = [...hooks];
-            if (now.length === 1) await new Promise((r) => setTimeout(r, 40));
-            return now;
-        });
-        await feed.append('wayne', event('w-first', ['wayne']));
-        const record = async (change: () => void) => {
-            change();
-            await feed.recordSubscribers('wayne');
-        };
-        await Promise.all([record(() => hooks.push('hook-1')), record(() => hooks.push('hook-2'))]);
-        expect((await feed.append('wayne', event('w-both', ['wayne']))).subscribers!.sort()).toEqual(['hook-1', 'hook-2']);
-        // A removal while appends keep changing the counter under it: recorded all the same, nothing numbered twice.
-        const appends = Array.from({ length: 20 }, (_, i) => feed.append('wayne', event(`w-${i}`, ['wayne'])));
-        await Promise.all([record(() => hooks.splice(0, 1)), ...appends]);
-        expect((await feed.append('wayne', event('w-last', ['wayne']))).subscribers).toEqual(['hook-2']);
-        expect((await feed.read('wayne')).items.map((e) => e.seq)).toEqual(Array.from({ length: 23 }, (_, i) => i + 1));
-    });
-
     it('keeps an address to one organisation: registering again changes nothing, another organisation is refused', async () => {
         const registry = new AccountRegistry(
             new CosmosRepository<RegisteredAccount>(db.database.container('accounts'), (a) => a.orgId),

@@ -10,12 +10,11 @@ import type { TokenCredential } from '@azure/core-auth';
 import pino from 'pino';
 import { LocalKeyVault } from '../../devhost/services/keyVault';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
-import { Conflict, Invalid, Unavailable } from '../../shared/errors';
-import { EventFeed, FeedingPublisher, type FeedDoc } from '../../shared/events/eventFeed';
+import { Conflict, Invalid } from '../../shared/errors';
 import type { EventEnvelope } from '../../shared/events/events';
 import { systemLookup, type Lookup } from '../../shared/net/pinnedTargets';
 import { KeyVaultSecretStore } from '../../shared/vault/keyVault';
-import { MAX_WEBHOOKS_PER_ORG, Webhooks, type Delivery, type Webhook, type WebhookNetwork, type WebhookSubscribers } from '../../shared/webhooks/webhooks';
+import { MAX_WEBHOOKS_PER_ORG, Webhooks, type Delivery, type Webhook, type WebhookNetwork } from '../../shared/webhooks/webhooks';
 import { startCosmos, type TestCosmos } from '../harness/cosmos';
 import { removeDir, tempDir } from '../harness/devhost';
 
@@ -74,14 +73,13 @@ describe('webhook targets', () => {
         await db?.stop();
     });
 
-    const webhooks = (network: WebhookNetwork, allowInsecureLoopback = false, subscribers?: WebhookSubscribers) =>
+    const webhooks = (network: WebhookNetwork, allowInsecureLoopback = false) =>
         new Webhooks(
             new CosmosRepository<Webhook>(db.database.container('webhooks'), (w) => w.orgId),
             new CosmosRepository<Delivery>(db.database.container('deliveries'), (d) => d.id),
             secrets,
             { maxAttempts: 1, retryBaseSeconds: 0.1, allowInsecureLoopback, timeoutMs: 5000 },
             network,
-            subscribers,
         );
     const refusal = async (w: Webhooks, url: string): Promise<Invalid> => {
         const err = await w.register(`org-${randomBytes(4).toString('hex')}`, { url }, 'admin').then(
@@ -99,60 +97,15 @@ describe('webhook targets', () => {
         return (await w.deliveriesOf(orgId, webhookId)).find((d) => d.event.id === id)!;
     };
 
-    it('delivers an event to the webhooks the feed’s counter names at its append, as composed in the app: registered ones from then on, a removed one no more', async () => {
-        const feedRepo = new CosmosRepository<FeedDoc>(db.database.container('events'), (d) => d.orgId);
-        // Wired as shared/composition.ts wires them.
-        let recordingFails = false;
-        const w: Webhooks = webhooks({ lookup: scripted([PUBLIC]) }, false, {
-            recordSubscribers: async (orgId, opts) => {
-                if (recordingFails) throw new Unavailable('the feed is busy');
-                return feed.recordSubscribers(orgId, opts);
-            },
-        });
-        const feed: EventFeed = new EventFeed(feedRepo, (orgId) => w.idsOf(orgId));
-        const publisher = new FeedingPublisher(feed, { publish: async () => undefined }, [(orgId, e, subscribers) => w.enqueue(orgId, e, subscribers)]);
+    it('holds an organisation to its most webhooks: one more is refused with 409, nothing written', async () => {
         const org = `org-${randomBytes(4).toString('hex')}`;
-        const published = (id: string) => publisher.publish({ ...event(id), orgIds: [org], subject: `orgs/${org}` });
-        const delivered = async (hookId: string) => (await w.deliveriesOf(org, hookId)).map((d) => d.event.id).sort();
-
-        await published('before');
-        const one = (await w.register(org, { url: 'https://hooks.example.com/one' }, 'admin')).webhook;
-        const two = (await w.register(org, { url: 'https://hooks.example.com/two' }, 'admin')).webhook;
-        expect((await feedRepo.read('_sequence', org))!.item).toMatchObject({ subscribers: expect.arrayContaining([one.id, two.id]) });
-        await published('both');
-        // The removal's recording fails: the webhook is gone, the counter still names it; asked again (404), the record is mended.
-        recordingFails = true;
-        await expect(w.remove(org, one.id)).rejects.toBeInstanceOf(Unavailable);
-        recordingFails = false;
-        await expect(w.remove(org, one.id)).rejects.toMatchObject({ status: 404 });
-        expect((await feedRepo.read('_sequence', org))!.item).toMatchObject({ subscribers: [two.id] });
-        await published('after');
-        // Published again (an at-least-once publisher): the counter is not asked, the webhooks are looked up, nothing doubles.
-        await published('after');
-        expect(await delivered(one.id)).toEqual(['both']);
-        expect(await delivered(two.id)).toEqual(['after', 'both']);
-        // A webhook the record does not name, removed: 404, and nothing written.
-        const counter = (await feedRepo.read('_sequence', org))!;
-        await expect(w.remove(org, one.id)).rejects.toMatchObject({ status: 404 });
-        await expect(w.remove(org, 'no-such-webhook')).rejects.toMatchObject({ status: 404 });
-        expect((await feedRepo.read('_sequence', org))!.etag).toBe(counter.etag);
-        expect(counter.item).toMatchObject({ subscribers: [two.id] });
-    });
-
-    it('takes a registration back when the feed could not be told of it, and holds an organisation to its most webhooks', async () => {
-        const org = `org-${randomBytes(4).toString('hex')}`;
-        let failing = true;
-        const w = webhooks({ lookup: scripted([PUBLIC]) }, false, {
-            recordSubscribers: async () => {
-                if (failing) throw new Unavailable('the feed is busy');
-            },
-        });
-        await expect(w.register(org, { url: 'https://hooks.example.com/x' }, 'admin')).rejects.toBeInstanceOf(Unavailable);
-        expect(await w.list(org)).toEqual([]);
-        failing = false;
+        const w = webhooks({ lookup: scripted([PUBLIC]) });
         for (let i = 0; i < MAX_WEBHOOKS_PER_ORG; i++) await w.register(org, { url: `https://hooks.example.com/${i}` }, 'admin');
         await expect(w.register(org, { url: 'https://hooks.example.com/one-more' }, 'admin')).rejects.toMatchObject({ constructor: Conflict, code: 'too_many_webhooks' });
         expect(await w.list(org)).toHaveLength(MAX_WEBHOOKS_PER_ORG);
+        // Every one of them gets an event.
+        await w.enqueue(org, { ...event('to-all'), orgIds: [org], subject: `orgs/${org}` });
+        for (const hook of await w.list(org)) expect((await w.deliveriesOf(org, hook.id)).map((d) => d.event.id)).toEqual(['to-all']);
     });
 
     it.each([
