@@ -169,9 +169,12 @@ export class HttpExtension implements BindingExtension {
             body = await readBody(req, this.#maxBody);
         } catch (err) {
             if (err instanceof PayloadTooLarge) {
+                // The rest of the body is read and dropped for a moment, so the client (still sending) reads
+                // the 413 instead of a reset connection; a client that keeps sending is cut off after 5 s.
                 res.writeHead(413, { connection: 'close' });
                 res.end();
-                req.destroy();
+                req.resume();
+                setTimeout(() => req.destroy(), 5000).unref();
                 return;
             }
             throw err;
