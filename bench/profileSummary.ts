@@ -2,7 +2,10 @@
  * Where a V8 CPU profile's time went: self time by function (with its file) and by package,
  * and each sample charged to the nearest function of the project's own code; the largest first.
  *
- *   npx tsx bench/profileSummary.ts <file.cpuprofile> [--top 30]
+ *   npx tsx bench/profileSummary.ts <file.cpuprofile> [--top 30] [--last <s>]
+ *
+ * `--last <s>`: only the samples of the profile's last s seconds (a bench's final level, without
+ * the start-up and onboarding before it).
  */
 import { readFileSync } from 'node:fs';
 
@@ -12,6 +15,8 @@ interface ProfileNode {
     children?: number[];
 }
 interface Profile {
+    startTime: number;
+    endTime: number;
     nodes: ProfileNode[];
     samples: number[];
     timeDeltas: number[];
@@ -27,7 +32,13 @@ const TOP = topAt > 0 ? Number(process.argv[topAt + 1]) : 30;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, i) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+const lastAt = process.argv.indexOf('--last');
+const since = lastAt > 0 ? profile.endTime - Number(process.argv[lastAt + 1]) * 1e6 : -Infinity;
+let at = profile.startTime;
+profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    if (at >= since) selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+});
 const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 
 const packageOf = (url: string) => {

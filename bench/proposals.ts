@@ -189,6 +189,10 @@ async function main(): Promise<void> {
                 await new Promise((r) => setTimeout(r, 500 * 2 ** attempt++));
             }
         };
+        // Each proposal's time in its three stages, as this bench sees them: posted → AwaitingSignatures (anchored,
+        // `proposal.created` published), → both signatures accepted by the members (their copies arrived, the
+        // transactions sent), → Completed (mined, seen by the chain event pump, concluded by the saga).
+        const stages: [number, number, number][] = [];
         const one = async (): Promise<number> => {
             const started = Date.now();
             const res = await counted(`${core}/proposals`, {
@@ -204,8 +208,11 @@ async function main(): Promise<void> {
             if (res.status !== 202) throw new Error(`POST /proposals answered ${res.status}: ${await res.text()}`);
             const { proposalId } = (await res.json()) as { proposalId: string };
             await waitFor(async () => ((await status(proposalId)) === 'AwaitingSignatures' ? true : undefined), 300_000, 200);
+            const awaiting = Date.now();
             await Promise.all([sign(a, proposalId), sign(b, proposalId)]);
+            const signed = Date.now();
             await waitFor(async () => ((await status(proposalId)) === 'Completed' ? true : undefined), 300_000, 200);
+            stages.push([awaiting - started, signed - awaiting, Date.now() - signed]);
             return Date.now() - started;
         };
 
@@ -241,8 +248,16 @@ async function main(): Promise<void> {
             );
             const seconds = (Date.now() - started) / 1000;
             latencies.sort((x, y) => x - y);
+            const stageLine = ['to AwaitingSignatures', 'to both signatures accepted', 'to Completed']
+                .map((name, i) => {
+                    const xs = stages.map((s) => s[i]!).sort((x, y) => x - y);
+                    return `${name} p50 ${(xs[Math.floor(xs.length / 2)]! / 1000).toFixed(2)} s`;
+                })
+                .join(', ');
+            stages.length = 0;
             const rate = total / seconds;
             console.log(`${String(concurrency).padStart(2)} proposers: ${total} completed in ${seconds.toFixed(1)} s → ${rate.toFixed(2)} proposals/s (ratio to the raw limit ${(rate / (raw / 3)).toFixed(4)}); end-to-end p50 ${(latencies[Math.floor(latencies.length / 2)]! / 1000).toFixed(1)} s, p99 ${(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]! / 1000).toFixed(1)} s; signatures retried after a 503: ${retried}; asked again until the member's copy arrived: ${awaitedCopy}`);
+            console.log(`   stages (status polled every 200 ms): ${stageLine}`);
             if (before) {
                 const after = await countsNow();
                 for (const line of countsPerProposal(before, after, total, clientRequests)) console.log(line);
