@@ -5,7 +5,13 @@
  * transaction rate (pre-signed transfers broadcast in nonce order) divided by the three
  * transactions a proposal takes (create, two signatures).
  *
- *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32 --counts [--idle 60]]
+ *   npm run bench:proposals [-- --proposals 32 --levels 1,8,32 --counts [--idle 60] [--observe feed|status]]
+ *
+ * How the bench learns that a proposal awaits signatures and that it completed (`--observe`):
+ * `feed` (the default) reads the proposer organisation's event feed every 200 ms, one reader for
+ * all its proposals, as README's "Events" tells a member to (`proposal.created`, `proposal.completed`);
+ * `status` polls each proposal, `GET /api/proposals/{id}` every 200 ms, as the bench did until
+ * 2026-12-04 (at 32 proposers 160 requests a second to the core, each with the saga's status).
  *
  * `--counts`: per completed proposal, what the system did for it in each level (from the devhost's
  * `GET /dev/counts`, summed over the core and the members): Durable work items, document store
@@ -107,7 +113,7 @@ function countsPerProposal(before: Counts, after: Counts, proposals: number, cli
             .sort((x, y) => y[1] - x[1])
             .map(([k, n]) => `${k} ${n.toFixed(1)}`)
             .join(', ')})`,
-        `   requests served by the deployments ${d('served').toFixed(1)}, of them from this bench ${(clientRequests / proposals).toFixed(1)} (its status polls every 200 ms included)`,
+        `   requests served by the deployments ${d('served').toFixed(1)}, of them from this bench ${(clientRequests / proposals).toFixed(1)} (its status polls or feed reads every 200 ms included)`,
         `   document store by container: ${[...a.keys()]
             .filter((k) => k.startsWith('cosmos/'))
             .map((k) => [k.slice('cosmos/'.length), d(k)] as const)
@@ -142,9 +148,69 @@ function idlePerDay(before: Counts, after: Counts, seconds: number): string[] {
     ];
 }
 
+/**
+ * An organisation's event feed read every 200 ms from where it stands now: `until` resolves when
+ * the proposal's event of that type has been read (and fails on the proposal ending otherwise).
+ */
+function feedWatch(core: string, orgId: string, token: string, get: (input: string, init?: RequestInit) => Promise<Response>) {
+    const seen = new Set<string>(); // `<proposalId> <type>`
+    const ended = new Map<string, string>(); // proposalId → the event that ended it otherwise
+    const waiters = new Map<string, { resolve: () => void; reject: (err: Error) => void }[]>();
+    let after = 0;
+    let stopped = false;
+    const read = async (): Promise<number> => {
+        const res = await get(`${core}/orgs/${orgId}/events?after=${after}&limit=500`, { headers: { authorization: `Bearer ${token}` } });
+        if (res.status !== 200) throw new Error(`the event feed answered ${res.status}: ${await res.text()}`);
+        const page = (await res.json()) as { items: { type: string; subject: string }[]; next: number };
+        for (const e of page.items) {
+            if (!e.type.startsWith('proposal.')) continue;
+            const id = e.subject.replace(/^proposals\//, '');
+            if (/^proposal\.(created|signed|completed)$/.test(e.type)) {
+                seen.add(`${id} ${e.type}`);
+                for (const w of waiters.get(`${id} ${e.type}`) ?? []) w.resolve();
+                waiters.delete(`${id} ${e.type}`);
+                continue;
+            }
+            // Rejected, expired or cancelled: whoever waits for this proposal is told.
+            ended.set(id, e.type);
+            for (const key of [`${id} proposal.created`, `${id} proposal.completed`]) {
+                for (const w of waiters.get(key) ?? []) w.reject(new Error(`proposal ${id} ended ${e.type}`));
+                waiters.delete(key);
+            }
+        }
+        after = page.next;
+        return page.items.length;
+    };
+    const loop = async () => {
+        while (!stopped) {
+            await read().catch((err: Error) => console.error(`bench: ${err.message}`));
+            await new Promise((r) => setTimeout(r, 200));
+        }
+    };
+    return {
+        /** Skips what the feed holds already, then reads on. */
+        async start() {
+            while ((await read()) > 0);
+            seen.clear();
+            ended.clear();
+            void loop();
+        },
+        stop: () => void (stopped = true),
+        until(proposalId: string, type: 'proposal.created' | 'proposal.completed'): Promise<void> {
+            if (ended.has(proposalId)) return Promise.reject(new Error(`proposal ${proposalId} ended ${ended.get(proposalId)}`));
+            if (seen.has(`${proposalId} ${type}`)) return Promise.resolve();
+            return new Promise((resolve, reject) => {
+                const key = `${proposalId} ${type}`;
+                waiters.set(key, [...(waiters.get(key) ?? []), { resolve, reject }]);
+            });
+        },
+    };
+}
+
 async function main(): Promise<void> {
     const perLevel = arg('proposals', 32);
     const stateDir = tempDir('flexchange-bench-');
+    let watch: ReturnType<typeof feedWatch> | undefined;
     const host = await startDevhost(['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=approver@bench.example', '--set', 'FLEXCHANGE_WEBHOOK_ALLOW_INSECURE_LOOPBACK=true'], { stateDir, storage: true, env: { FLEXCHANGE_LOG_LEVEL: 'warn' } });
     try {
         const core = `${host.origin('core')}/api`;
@@ -169,6 +235,10 @@ async function main(): Promise<void> {
             clientRequests++;
             return fetch(input, init);
         };
+        const OBSERVE = process.argv.includes('--observe') ? process.argv[process.argv.indexOf('--observe') + 1]! : 'feed';
+        if (OBSERVE !== 'feed' && OBSERVE !== 'status') throw new Error('--observe is feed or status');
+        const feed = feedWatch(core, a.orgId, a.trader, counted);
+        watch = feed;
         const status = async (id: string) => ((await (await counted(`${core}/proposals/${id}`, { headers: { authorization: `Bearer ${a.trader}` } })).json()) as { status: string }).status;
         let retried = 0;
         let awaitedCopy = 0;
@@ -207,11 +277,13 @@ async function main(): Promise<void> {
             });
             if (res.status !== 202) throw new Error(`POST /proposals answered ${res.status}: ${await res.text()}`);
             const { proposalId } = (await res.json()) as { proposalId: string };
-            await waitFor(async () => ((await status(proposalId)) === 'AwaitingSignatures' ? true : undefined), 300_000, 200);
+            if (OBSERVE === 'feed') await feed.until(proposalId, 'proposal.created');
+            else await waitFor(async () => ((await status(proposalId)) === 'AwaitingSignatures' ? true : undefined), 300_000, 200);
             const awaiting = Date.now();
             await Promise.all([sign(a, proposalId), sign(b, proposalId)]);
             const signed = Date.now();
-            await waitFor(async () => ((await status(proposalId)) === 'Completed' ? true : undefined), 300_000, 200);
+            if (OBSERVE === 'feed') await feed.until(proposalId, 'proposal.completed');
+            else await waitFor(async () => ((await status(proposalId)) === 'Completed' ? true : undefined), 300_000, 200);
             stages.push([awaiting - started, signed - awaiting, Date.now() - signed]);
             return Date.now() - started;
         };
@@ -226,6 +298,7 @@ async function main(): Promise<void> {
             for (const line of idlePerDay(before, after, seconds)) console.log(line);
             if (process.env.BENCH_COUNTS_JSON) writeFileSync(`${process.env.BENCH_COUNTS_JSON}.idle.json`, JSON.stringify({ seconds, before, after }, null, 1));
         }
+        await feed.start();
         console.log(`machine: ${(await import('node:os')).cpus().length} × ${(await import('node:os')).cpus()[0]?.model.trim()}, node ${process.version}; ${perLevel} proposals per level (at least the level's concurrency); contract ${artifact}`);
         const raw = await rawRate(ledger, 1000);
         console.log(`ledger raw: ${raw.toFixed(0)} tx/s (1,000 pre-signed transfers) → ${(raw / 3).toFixed(0)} proposals/s at 3 transactions each`);
@@ -257,7 +330,7 @@ async function main(): Promise<void> {
             stages.length = 0;
             const rate = total / seconds;
             console.log(`${String(concurrency).padStart(2)} proposers: ${total} completed in ${seconds.toFixed(1)} s → ${rate.toFixed(2)} proposals/s (ratio to the raw limit ${(rate / (raw / 3)).toFixed(4)}); end-to-end p50 ${(latencies[Math.floor(latencies.length / 2)]! / 1000).toFixed(1)} s, p99 ${(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))]! / 1000).toFixed(1)} s; signatures retried after a 503: ${retried}; asked again until the member's copy arrived: ${awaitedCopy}`);
-            console.log(`   stages (status polled every 200 ms): ${stageLine}`);
+            console.log(`   stages (${OBSERVE === 'feed' ? "the proposer's event feed read" : 'each proposal polled'} every 200 ms): ${stageLine}`);
             if (before) {
                 const after = await countsNow();
                 for (const line of countsPerProposal(before, after, total, clientRequests)) console.log(line);
@@ -268,6 +341,7 @@ async function main(): Promise<void> {
             awaitedCopy = 0;
         }
     } finally {
+        watch?.stop();
         await host.stop();
         removeDir(stateDir);
     }

@@ -1,4 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { open, rename, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -17,4 +18,18 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o64
         closeSync(fd);
     }
     renameSync(tmp, file);
+}
+
+/** `writeFileAtomic` in the thread pool: the event loop goes on while the file is written and flushed. */
+export async function writeFileAtomicAsync(file: string, data: string | Buffer, mode = 0o644, durable = false): Promise<void> {
+    await mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    const handle = await open(tmp, 'w', mode);
+    try {
+        await handle.writeFile(typeof data === 'string' ? Buffer.from(data) : data);
+        if (durable) await handle.sync();
+    } finally {
+        await handle.close();
+    }
+    await rename(tmp, file);
 }

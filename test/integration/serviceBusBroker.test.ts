@@ -1,4 +1,5 @@
 import { ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusReceiver } from '@azure/service-bus';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { LocalServiceBus, type EntitiesConfig } from '../../devhost/servicebus/broker';
@@ -405,6 +406,49 @@ test('8 concurrent receivers each get distinct messages, every message exactly o
     expect(perReceiver.filter((n) => n > 0).length).toBeGreaterThan(1);
     expect(await peekAll('busy')).toHaveLength(0);
     await sender.close();
+});
+
+test('a send is on disk when the sender hears back, and a completion when the receiver does, while writes keep coming', async () => {
+    const diskDir = tempDir('flexchange-sb-disk-');
+    const broker = new LocalServiceBus({ dir: diskDir, entities: { queues: [{ name: 'jobs' }, { name: 'noise' }], topics: [] }, logger });
+    await broker.start(0);
+    const c = new ServiceBusClient(broker.connectionString);
+    // What the queue's file holds at this moment, read from disk (message ids appear in each message's bytes).
+    const onDisk = () => (JSON.parse(readFileSync(path.join(diskDir, 'queue~jobs.json'), 'utf8')) as { messages: { raw: string }[] }).messages.map((m) => Buffer.from(m.raw, 'base64').toString('latin1'));
+    try {
+        const jobs = c.createSender('jobs');
+        const noise = c.createSender('noise');
+        // Other writes going on all along, so sends often arrive while the file is being written.
+        let busy = true;
+        const noisy = (async () => {
+            for (let i = 0; busy; i++) await noise.sendMessages({ body: i });
+        })();
+        const missing: string[] = [];
+        await Promise.all(
+            Array.from({ length: 40 }, async (_, i) => {
+                await jobs.sendMessages({ body: i, messageId: `durable-${i}` });
+                if (!onDisk().some((raw) => raw.includes(`durable-${i}`))) missing.push(`durable-${i}`);
+            }),
+        );
+        expect(missing).toEqual([]);
+        const receiver = c.createReceiver('jobs');
+        const got = await receiveExactly(receiver, 40);
+        const stillThere: string[] = [];
+        await Promise.all(
+            got.map(async (m) => {
+                await receiver.completeMessage(m);
+                if (onDisk().some((raw) => raw.includes(String(m.messageId)))) stillThere.push(String(m.messageId));
+            }),
+        );
+        busy = false;
+        await noisy;
+        expect(stillThere).toEqual([]);
+        expect(onDisk()).toEqual([]);
+    } finally {
+        await c.close();
+        await broker.stop();
+        removeDir(diskDir);
+    }
 });
 
 test('a restart on the same folder keeps unsettled, deferred, scheduled and dead-lettered messages', async () => {
