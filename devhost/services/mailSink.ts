@@ -60,6 +60,9 @@ export class MailSink {
         const server = new SMTPServer({
             authOptional: true,
             disabledCommands: ['STARTTLS', 'AUTH'],
+            // Stopping waits this long for a mail being sent, then closes what is left (the apps pool their
+            // connections: an idle one would hold the stop for smtp-server's default 30 s).
+            closeTimeout: 2000,
             size: MAX_MESSAGE_BYTES,
             logger: false,
             onData: (stream, session, callback) => {

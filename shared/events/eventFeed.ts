@@ -104,13 +104,18 @@ export class FeedingPublisher implements EventPublisher {
 
     async publish(event: EventEnvelope): Promise<void> {
         checkEvent(event);
-        // Each organisation's feed is its own: theirs at once (a retry fills whatever one of them missed).
-        await Promise.all(
-            [...new Set(event.orgIds)].map(async (orgId) => {
+        // Each organisation's feed is its own, and the bus waits for none of them (a member's copy of a
+        // proposal comes from the bus: a burst's feed appends held it back by their round trips). Done
+        // when all have it; a failure of any fails the publish, and its retry fills in what was missed
+        // (the feed keeps an event once by its id; bus consumers drop a repeat by id).
+        const settled = await Promise.allSettled([
+            ...[...new Set(event.orgIds)].map(async (orgId) => {
                 await this.feed.append(orgId, event);
                 for (const hook of this.afterAppend) await hook(orgId, event);
             }),
-        );
-        await this.next.publish(event);
+            this.next.publish(event),
+        ]);
+        const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
     }
 }

@@ -50,7 +50,7 @@ describe('event feed and account registry', () => {
         expect(next).toBe(1);
     });
 
-    it('publishes into every organisation’s feed before the bus, and refuses an invalid event before anything is written', async () => {
+    it('publishes into every organisation’s feed and the bus, and refuses an invalid event before anything is written', async () => {
         const sent: EventEnvelope[] = [];
         const bus: EventPublisher = { publish: async (e) => void sent.push(e) };
         const feed = new EventFeed(feedRepo());
@@ -62,6 +62,38 @@ describe('event feed and account registry', () => {
         await expect(publisher.publish({ ...event('bad', ['west']), type: 'nope' as never })).rejects.toBeInstanceOf(Invalid);
         expect((await feed.read('west')).items).toEqual([]);
         expect(sent).toHaveLength(1);
+    });
+
+    it('fails the publish when the bus or a feed fails, after the others are done, and a retry fills in what was missed', async () => {
+        const sent: EventEnvelope[] = [];
+        let busDown = true;
+        const bus: EventPublisher = {
+            publish: async (e) => {
+                if (busDown) throw new Error('bus unreachable');
+                sent.push(e);
+            },
+        };
+        const feed = new EventFeed(feedRepo());
+        const publisher = new FeedingPublisher(feed, bus);
+        await expect(publisher.publish(event('retry-1', ['retry-east', 'retry-west']))).rejects.toThrow('bus unreachable');
+        // The feeds took it all the same; the retry adds nothing to them and sends it once.
+        expect((await feed.read('retry-east')).items.map((e) => e.id)).toEqual(['retry-1']);
+        busDown = false;
+        await publisher.publish(event('retry-1', ['retry-east', 'retry-west']));
+        expect((await feed.read('retry-east')).items.map((e) => [e.id, e.seq])).toEqual([['retry-1', 1]]);
+        expect((await feed.read('retry-west')).items.map((e) => [e.id, e.seq])).toEqual([['retry-1', 1]]);
+        expect(sent.map((e) => e.id)).toEqual(['retry-1']);
+
+        // A feed that fails: the bus has it, the publish fails, the retry writes the feed.
+        const once = { n: 0 };
+        const flaky = new FeedingPublisher({ append: async (orgId: string, e: EventEnvelope) => (once.n++ === 0 ? Promise.reject(new Error('feed unreachable')) : feed.append(orgId, e)) } as unknown as EventFeed, bus);
+        await expect(flaky.publish(event('retry-2', ['retry-north']))).rejects.toThrow('feed unreachable');
+        expect(sent.map((e) => e.id)).toEqual(['retry-1', 'retry-2']);
+        expect((await feed.read('retry-north')).items).toEqual([]);
+        await flaky.publish(event('retry-2', ['retry-north']));
+        expect((await feed.read('retry-north')).items.map((e) => e.id)).toEqual(['retry-2']);
+        // At least once: the bus got it again with the retry (its consumers drop the repeat by id).
+        expect(sent.map((e) => e.id)).toEqual(['retry-1', 'retry-2', 'retry-2']);
     });
 
     it('keeps an address to one organisation: registering again changes nothing, another organisation is refused', async () => {
