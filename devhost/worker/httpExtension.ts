@@ -77,6 +77,20 @@ export class HttpExtension implements BindingExtension {
             });
         });
         server.keepAliveTimeout = 5000;
+        // A request Node's parser refuses before any handler sees it (headers or URL over Node's 16 KB,
+        // a malformed request line) gets a problem+json answer like every other refusal, not a bare status.
+        server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+            if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+            const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+            const status = tooLarge ? 431 : 400;
+            const body = JSON.stringify({
+                type: 'about:blank',
+                title: tooLarge ? 'Request Header Fields Too Large' : 'Bad Request',
+                status,
+                detail: tooLarge ? 'The request line and headers together may not exceed 16 KB.' : 'The request could not be parsed as HTTP/1.1.',
+            });
+            socket.end(`HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+        });
         this.#server = server;
         await new Promise<void>((resolve, reject) => {
             const onError = (err: NodeJS.ErrnoException) => {
@@ -171,8 +185,8 @@ export class HttpExtension implements BindingExtension {
             if (err instanceof PayloadTooLarge) {
                 // The rest of the body is read and dropped for a moment, so the client (still sending) reads
                 // the 413 instead of a reset connection; a client that keeps sending is cut off after 5 s.
-                res.writeHead(413, { connection: 'close' });
-                res.end();
+                res.writeHead(413, { connection: 'close', 'content-type': 'application/problem+json' });
+                res.end(JSON.stringify({ type: 'about:blank', title: 'Payload Too Large', status: 413, detail: `The request body may not exceed ${this.#maxBody} bytes (host.json maxRequestBodySize).` }));
                 req.resume();
                 setTimeout(() => req.destroy(), 5000).unref();
                 return;

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { fixture, removeDir, RunningDevhost, startDevhost, tempDir } from '../harness/devhost';
 
 describe('devhost HTTP triggers on an unmodified v4 app', () => {
@@ -113,6 +114,26 @@ describe('devhost HTTP triggers on an unmodified v4 app', () => {
         it('refuses a body over host.json maxRequestBodySize with 413', async () => {
             const res = await fetch(`${api}/echo/big`, { method: 'POST', body: Buffer.alloc(1024 * 1024 + 1, 1) });
             expect(res.status).toBe(413);
+            expect(res.headers.get('content-type')).toBe('application/problem+json');
+            expect(await res.json()).toMatchObject({ status: 413, title: 'Payload Too Large' });
+        });
+
+        it('answers a URL over 16 KB with 431 problem+json, and a malformed request with 400 problem+json', async () => {
+            const long = await fetch(`${api}/echo/long?q=${'q'.repeat(17 * 1024)}`);
+            expect(long.status).toBe(431);
+            expect(long.headers.get('content-type')).toBe('application/problem+json');
+            expect(await long.json()).toMatchObject({ status: 431, title: 'Request Header Fields Too Large' });
+
+            const raw = await new Promise<string>((resolve, reject) => {
+                const socket = connect(Number(new URL(api).port), '127.0.0.1', () => socket.write('NOT A REQUEST\r\n\r\n'));
+                let answer = '';
+                socket.on('data', (chunk) => (answer += chunk.toString('utf8')));
+                socket.on('end', () => resolve(answer));
+                socket.on('error', reject);
+            });
+            expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+            expect(raw).toContain('content-type: application/problem+json');
+            expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 400 });
         });
     });
 
