@@ -32,6 +32,8 @@ export class Proposals {
      * JavaScript was the largest single cost of `GET /proposals/{id}`). The oldest go past 2,000.
      */
     readonly #terms = new Map<string, { typedData: ProposalTypedData; digest: string }>();
+    /** Proposal ids by their id on the chain, as this process met them (10,000 at most): a chain id is derived from its proposal's id, so an entry never goes stale. */
+    readonly #idByChainId = new Map<string, string>();
 
     constructor(
         private readonly repo: Repository<Proposal>,
@@ -102,6 +104,7 @@ export class Proposals {
         };
         try {
             await this.repo.create(proposal);
+            this.#remember(proposal);
         } catch (err) {
             if (err instanceof Conflict && idempotencyKey) return { proposal: (await this.repo.read(id, id))!.item, created: false };
             throw err;
@@ -120,7 +123,12 @@ export class Proposals {
     async #read(id: string): Promise<Stored<Proposal>> {
         const found = await this.repo.read(id, id);
         if (!found || found.item.kind !== 'proposal') throw new NotFound('No such proposal');
+        this.#remember(found.item);
         return found;
+    }
+
+    #remember(p: Proposal): void {
+        setBounded(this.#idByChainId, p.chainId.toLowerCase(), p.id, 10_000);
     }
 
     /** The proposal, for a party or the operator (anyone else: `NotFound`). */
@@ -133,9 +141,21 @@ export class Proposals {
         return p;
     }
 
+    /**
+     * The proposal with this id on the chain (the chain event pump's question for every signature): a
+     * point read when this process has met the proposal (it anchored it, or asked before), else a query.
+     */
     async byChainId(chainId: string): Promise<Proposal | undefined> {
-        const page = await this.repo.query({ query: 'SELECT * FROM c WHERE c.kind = "proposal" AND c.chainId = @c', parameters: [{ name: '@c', value: chainId.toLowerCase() }] }, { maxItemCount: 2 });
-        return page.items[0];
+        const key = chainId.toLowerCase();
+        const known = this.#idByChainId.get(key);
+        if (known) {
+            const found = await this.repo.read(known, known);
+            if (found?.item.kind === 'proposal' && found.item.chainId.toLowerCase() === key) return found.item;
+        }
+        const page = await this.repo.query({ query: 'SELECT * FROM c WHERE c.kind = "proposal" AND c.chainId = @c', parameters: [{ name: '@c', value: key }] }, { maxItemCount: 2 });
+        const p = page.items[0];
+        if (p) this.#remember(p);
+        return p;
     }
 
     async list(filter: { orgId?: string; status?: ProposalStatus }, continuationToken?: string): Promise<{ items: Proposal[]; continuationToken?: string }> {

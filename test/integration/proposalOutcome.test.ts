@@ -238,6 +238,33 @@ describe('a proposal ends as the ledger ends it', () => {
         expect(await routeSignature(proposals, pumped(id, b.address, sb), toSaga)).toEqual({ route: 'unchanged', proposalId: id });
     });
 
+    it('finds a proposal by its chain id: a point read in the process that anchored it, a query in another', async () => {
+        const { id } = await anchored();
+        const chainId = chainProposalId(id);
+        // Another process (a second core instance) over the same store, its calls counted.
+        const calls: string[] = [];
+        const repo = new CosmosRepository<Proposal>(world.db.database.container('proposals'), (p) => p.id);
+        const counted = new Proxy(repo, {
+            get: (target, name, receiver) => {
+                const value = Reflect.get(target, name, receiver) as unknown;
+                return typeof value === 'function' ? (...args: unknown[]) => (calls.push(String(name)), (value as (...a: unknown[]) => unknown).apply(target, args)) : value;
+            },
+        });
+        const elsewhere = new Proposals(counted, { accounts: undefined as never, assets: undefined as never, exchanges: new EnergyExchanges(versions, world.provider), chainId: 31337, pipeline: world.pipeline, operator: async () => operator, events: () => feed as never }, { minLifetimeSeconds: 1, maxLifetimeSeconds: 86_400 });
+        expect((await elsewhere.byChainId(chainId.toUpperCase().replace('0X', '0x')))?.id).toBe(id);
+        expect(calls).toEqual(['query']);
+        // Asked again, it knows the proposal: one point read.
+        calls.length = 0;
+        expect((await elsewhere.byChainId(chainId))?.id).toBe(id);
+        expect(calls).toEqual(['read']);
+        // An id on the chain that is no proposal of ours: the query says so.
+        calls.length = 0;
+        expect(await elsewhere.byChainId('0x' + 'ab'.repeat(32))).toBeUndefined();
+        expect(calls).toEqual(['query']);
+        // The process that anchored it reads it at once.
+        expect((await proposals.byChainId(chainId))?.status).toBe('AwaitingSignatures');
+    });
+
     it('a saga still waiting gets the signature raised, and nothing is reconciled behind its back', async () => {
         const { id, a } = await anchored();
         const sa = await signOnChain(id, a);
