@@ -5,7 +5,7 @@ import type { Assets } from '../assets/assets';
 import { uuidFromName } from '../ids';
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
 import type { CallBatcher } from '../chain/batcher';
-import type { AnchorInput, ChainSignature, ContractCall, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
+import type { AnchorInput, ChainSignature, ContractCall, ContractRef, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
 import { ContractRevert } from '../chain/reverts';
 import type { Repository, Stored } from '../documents/repository';
 import { updateExistingStored } from '../documents/updateExisting';
@@ -53,8 +53,11 @@ export class Proposals {
         private readonly policy: ProposalPolicy,
     ) {}
 
-    /** Validates and records a new proposal (status `Anchoring`); with an idempotency key, a retry returns the first. */
-    async create(input: NewProposal, caller: { orgId: string; by: string }, idempotencyKey?: string, now = Date.now()): Promise<{ proposal: Proposal; created: boolean }> {
+    /**
+     * Validates and records a new proposal (status `Anchoring`); with an idempotency key, a retry returns the first.
+     * `contract`: the version new work uses now, pinned from the start (the saga then anchors on it without asking again).
+     */
+    async create(input: NewProposal, caller: { orgId: string; by: string }, idempotencyKey?: string, now = Date.now(), contract?: ContractRef): Promise<{ proposal: Proposal; created: boolean }> {
         const id = idempotencyKey ? uuidFromName(`${caller.orgId}\nproposal\n${idempotencyKey}`) : randomUUID();
         if (idempotencyKey) {
             const known = await this.repo.read(id, id);
@@ -99,6 +102,7 @@ export class Proposals {
             assets,
             expiresAt: new Date(expires).toISOString(),
             status: 'Anchoring',
+            ...(contract ? { contract: { version: contract.version, address: contract.address } } : {}),
             createdAt: at,
             updatedAt: at,
         };
@@ -234,8 +238,29 @@ export class Proposals {
      * `Completed` as the ledger holds it (`conclude`), in one step of the saga.
      */
     async recordLastSignature(id: string, sig: ChainSignature): Promise<Proposal> {
-        await this.recordSignature(id, sig);
-        return this.conclude(id, 'Completed');
+        // One read and one write for both (they were a read and two writes each): the signature, and with
+        // it the ending when the ledger holds the proposal complete. Otherwise the signature alone, and
+        // the step fails to be retried, as `conclude` would.
+        const stored = await this.#read(id);
+        const p = stored.item;
+        const open = !isTerminal(p.status);
+        if (open && (!p.anchor || !p.contract)) {
+            await this.recordSignature(id, sig);
+            throw new Conflict('A proposal that is not anchored cannot be complete', 'wrong_state');
+        }
+        const chain = open ? await this.onChain(p) : undefined;
+        const ended = await this.#update(
+            id,
+            (cur) => {
+                let next = withSignatures(cur, [sig]);
+                if (chain?.status === 'Completed' && !isTerminal(next.status)) next = withEvent({ ...withSignatures(next, chain.signatures), status: 'Completed' }, outcomeEvent('Completed'));
+                return next === cur ? undefined : next;
+            },
+            stored,
+        );
+        const proposal = await this.publishPending(id, ended);
+        if (isTerminal(proposal.status)) return proposal;
+        throw new AppError(`The ledger holds the proposal as ${chain?.status}, not completed; will look again`, 503, 'ledger_behind');
     }
 
     /**

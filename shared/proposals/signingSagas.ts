@@ -28,10 +28,11 @@ export class SigningSagas {
      * attempt recorded the proposal but did not get that far.
      */
     async propose(input: NewProposal, caller: { orgId: string; actor: Actor }, durable: SagaClient, idempotencyKey?: string): Promise<Proposal> {
-        if (!(await this.deps.exchanges.latest())) {
+        const latest = await this.deps.exchanges.latest();
+        if (!latest) {
             throw new Conflict('No contract version is active, so the proposal could not be anchored: the operator deploys one first (POST /api/contracts {"artifact":"EnergyExchange"})', 'no_contract');
         }
-        const { proposal, created } = await this.deps.proposals.create(input, { orgId: caller.orgId, by: caller.actor.oid }, idempotencyKey);
+        const { proposal, created } = await this.deps.proposals.create(input, { orgId: caller.orgId, by: caller.actor.oid }, idempotencyKey, undefined, latest.ref);
         const instanceId = proposalInstanceId(proposal.id);
         if (!created && (await durable.getStatus(instanceId).catch(() => undefined))) return proposal;
         const remindAt = new Date(Date.parse(proposal.expiresAt) - this.deps.remindBeforeSeconds * 1000).toISOString();

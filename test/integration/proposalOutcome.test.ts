@@ -200,6 +200,40 @@ describe('a proposal ends as the ledger ends it', () => {
         ]);
     });
 
+    it('the last signature: recorded with the ending in one write, twice at once still one outcome and each event once; before the ledger completes it, the signature alone and a 503 to look again', async () => {
+        const { id, a, b, orgA } = await anchored();
+        const sa = await signOnChain(id, a);
+        // The saga took a's signature for the last one, but the ledger still waits for b: a is recorded and announced, the step fails to be retried.
+        const behind = await proposals.recordLastSignature(id, { account: a.address, txHash: sa.hash, blockNumber: sa.blockNumber }).then(
+            () => undefined,
+            (err: { status?: number; code?: string }) => err,
+        );
+        expect(behind).toMatchObject({ status: 503, code: 'ledger_behind' });
+        expect((await proposals.get(id)).parties.map((x) => [x.signed, x.txHash ?? null])).toEqual([
+            [true, sa.hash],
+            [false, null],
+        ]);
+        const sb = await signOnChain(id, b);
+        const [p1, p2] = await Promise.all([
+            proposals.recordLastSignature(id, { account: b.address, txHash: sb.hash, blockNumber: sb.blockNumber }),
+            proposals.recordLastSignature(id, { account: b.address, txHash: sb.hash, blockNumber: sb.blockNumber }),
+        ]);
+        expect([p1.status, p2.status]).toEqual(['Completed', 'Completed']);
+        const p = await proposals.get(id);
+        expect(p.parties.map((x) => x.txHash)).toEqual([sa.hash, sb.hash]);
+        expect(p.events?.outbox).toEqual([]);
+        await waitFor(async () => (await feedOf(orgA, id)).length === 4 || undefined, 15_000, 250);
+        expect(await feedOf(orgA, id)).toEqual([
+            ['proposal.created', 1],
+            ['proposal.signed', 2],
+            ['proposal.signed', 3],
+            ['proposal.completed', 4],
+        ]);
+        // A retry after the step finished changes nothing and publishes nothing new.
+        expect((await proposals.recordLastSignature(id, { account: b.address, txHash: sb.hash, blockNumber: sb.blockNumber })).status).toBe('Completed');
+        expect(await feedOf(orgA, id)).toHaveLength(4);
+    });
+
     it('expiry with nothing mined in between cancels once, even when the step runs twice at once', async () => {
         const { id, orgA } = await anchored();
         const before = await world.provider.getBlockNumber();
