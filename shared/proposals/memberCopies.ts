@@ -17,12 +17,19 @@ export interface MemberProposalCopy {
     receivedAt: string;
 }
 
+/** How many requests may wait for a copy at once in one process (`arrival`). */
+const MAX_WAITERS = 1_000;
+
 /**
  * Keeps the member's copies: an event newer than the copy replaces it (events may arrive out of
  * order and more than once: the proposal's own `updatedAt` decides), and the member's traders are
  * mailed once when a proposal arrives and when it ends.
  */
 export class MemberProposalCopies {
+    /** Callers waiting in this process for a proposal's copy to arrive (`arrival`), by proposal id. */
+    readonly #waiting = new Map<string, Set<() => void>>();
+    #waiters = 0;
+
     constructor(
         private readonly repo: Repository<MemberProposalCopy>,
         private readonly deps: { orgId: string; directory: Directory; mail: MailSender },
@@ -44,6 +51,7 @@ export class MemberProposalCopies {
             },
             { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`) },
         );
+        if (applied) for (const wake of this.#waiting.get(proposal.proposalId) ?? []) wake();
         if (event.type === 'proposal.created' || (ENDING_EVENTS as readonly string[]).includes(event.type)) await this.#notify(proposal.proposalId, event, stored);
         return { applied };
     }
@@ -57,6 +65,35 @@ export class MemberProposalCopies {
         const found = await this.repo.read(id, id);
         if (!found) throw new NotFound('No such proposal');
         return found.item.proposal;
+    }
+
+    /**
+     * The copy of a proposal, waiting up to `ms` for it when it has not arrived yet (a client that learnt of
+     * the proposal from the core may ask before the bus brought it here). An event applied in this process
+     * ends the wait at once; one applied by another instance is found by the read at the end of the wait.
+     * Undefined when there is still none. At most `MAX_WAITERS` wait at once; beyond that, no wait.
+     */
+    async arrival(id: string, ms: number): Promise<MemberProposalCopy['proposal'] | undefined> {
+        const read = async () => (await this.repo.read(id, id))?.item.proposal;
+        if (ms <= 0 || this.#waiters >= MAX_WAITERS) return read();
+        let wake!: () => void;
+        const arrived = new Promise<void>((resolve) => (wake = resolve));
+        // Listening before the first read: a copy applied between the read and the wait is not missed.
+        const waiting = this.#waiting.get(id) ?? new Set();
+        this.#waiting.set(id, waiting.add(wake));
+        this.#waiters++;
+        let timer: NodeJS.Timeout | undefined;
+        try {
+            const now = await read();
+            if (now) return now;
+            await Promise.race([arrived, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+            return await read();
+        } finally {
+            clearTimeout(timer);
+            this.#waiters--;
+            waiting.delete(wake);
+            if (waiting.size === 0 && this.#waiting.get(id) === waiting) this.#waiting.delete(id);
+        }
     }
 
     /**

@@ -40,6 +40,9 @@ const copiedTerms = z.object({
 /** A contract version as the core describes it (`GET /api/contracts/{version}`): where it is and its ABI. */
 const coreContractView = z.object({ version: z.number().int().positive(), address: ethAddress, abi: z.array(z.record(z.string(), z.unknown())).min(1) });
 
+/** How long a signature waits for this deployment's copy of the proposal by default (ms). */
+export const COPY_WAIT_MS = 2_000;
+
 /** The part of a deployment client the member needs to read from its core. */
 export interface CoreReader {
     request(method: string, path: string): Promise<{ status: number; body: unknown }>;
@@ -75,7 +78,9 @@ export class MemberSigning {
             /** This account's signatures on this v2 contract share transactions: the batcher in front of the pipeline. */
             signatures: (exchange: EnergyExchange, from: ChainSender) => Pick<CallBatcher<TermsSignature>, 'submit'>;
             ledger: LedgerReader;
-            copies: Pick<MemberProposalCopies, 'get'>;
+            copies: Pick<MemberProposalCopies, 'arrival'>;
+            /** How long a signature asked for before this deployment's copy of the proposal arrived waits for it (ms). */
+            copyWaitMs?: number;
             /** The ledger's chain id (EIP-155), part of the terms' signing domain. */
             chainId: number;
         },
@@ -84,10 +89,8 @@ export class MemberSigning {
     async sign(proposalId: string, account: string, log?: (message: string) => void): Promise<SignatureSubmitted> {
         if (!/^[0-9a-f-]{36}$/i.test(proposalId)) throw new NotFound('No such proposal');
         // The member's own copy carries all the core would answer; the ledger, not the copy, says whether it is still open.
-        const copy = await this.deps.copies.get(proposalId).catch((err: unknown) => {
-            if (err instanceof NotFound) return undefined;
-            throw err;
-        });
+        // Asked for before the copy arrived (the client learnt of the proposal from the core), it waits a moment for it.
+        const copy = await this.deps.copies.arrival(proposalId, this.deps.copyWaitMs ?? COPY_WAIT_MS);
         const copied = copy && coreProposalView.safeParse(copy);
         const p = copied?.success ? copied.data : await this.#proposal(proposalId);
         const party = p.parties.find((x) => x.orgId === this.deps.orgId);

@@ -2,7 +2,7 @@ import { AbiCoder, Interface, recoverAddress, Wallet, ZeroAddress, type Interfac
 import { ENERGY_EXCHANGE, ENERGY_EXCHANGE_V2 } from '../../shared/chain/artifact';
 import { EnergyExchange } from '../../shared/chain/energyExchange';
 import type { VaultAccountSigner } from '../../shared/chain/signers';
-import { AppError, NotFound } from '../../shared/errors';
+import { AppError } from '../../shared/errors';
 import { MemberSigning, type CoreReader } from '../../shared/proposals/memberSigning';
 import { chainProposalId } from '../../shared/proposals/proposals';
 import { proposalTypedData, termsDigest } from '../../shared/proposals/terms';
@@ -72,7 +72,7 @@ describe('member signing', () => {
                     return (data.startsWith(statusOf) ? AbiCoder.defaultAbiCoder().encode(['uint8'], [ledgerStatus]) : AbiCoder.defaultAbiCoder().encode(['bytes32'], [ledgerDigest])) as T;
                 },
             },
-            copies: { get: async () => (copy ? (copy as never) : Promise.reject(new NotFound('No such proposal'))) },
+            copies: { arrival: async () => (copy ? (copy as never) : undefined) },
             chainId: 31337,
         });
     const failure = async (p: Promise<unknown>) => {
