@@ -310,6 +310,8 @@ async function main(): Promise<void> {
             clientRequests = 0;
             let next = 0;
             const latencies: number[] = [];
+            // On stderr, for whoever samples the machine during the level (a profiler, /proc).
+            console.error(`${concurrency} proposers: posting ${total} proposals`);
             const started = Date.now();
             await Promise.all(
                 Array.from({ length: concurrency }, async () => {

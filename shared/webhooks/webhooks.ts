@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { setBounded } from '../boundedMap';
 import type { Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
@@ -60,6 +61,14 @@ export function signWebhook(secret: string, body: string, unixSeconds: number): 
 
 const secretName = (webhookId: string) => `webhook-${webhookId}`;
 
+/**
+ * How long an instance reuses an organisation's webhook list for its events (ms). A webhook registered
+ * or removed on this instance counts for the next event at once; on another instance of the same
+ * deployment, for the events published from at most this long after (each event asked the store before:
+ * a query and its query plan per event and organisation, 16 requests a proposal).
+ */
+export const WEBHOOK_LIST_REUSE_MS = 2_000;
+
 /** At most this many webhooks per organisation: each event is one delivery per webhook (and `enqueue` reads one page of them). */
 export const MAX_WEBHOOKS_PER_ORG = 20;
 
@@ -69,6 +78,9 @@ export const MAX_WEBHOOKS_PER_ORG = 20;
  * exponential back-off, parked after the last attempt.
  */
 export class Webhooks {
+    /** Each organisation's webhook list as read for its events, and when (`WEBHOOK_LIST_REUSE_MS`). */
+    readonly #forEvents = new Map<string, { at: number; hooks: Promise<Webhook[]> }>();
+
     constructor(
         private readonly hooks: Repository<Webhook>,
         private readonly deliveries: Repository<Delivery>,
@@ -85,6 +97,7 @@ export class Webhooks {
         // The secret first: a webhook without one could not be signed.
         await this.secrets.set(secretName(webhook.id), secret, { contentType: 'text/plain', tags: { orgId, purpose: 'webhook-signing' } });
         await this.hooks.create(webhook);
+        this.#forEvents.delete(orgId);
         return { webhook, secret };
     }
 
@@ -94,13 +107,15 @@ export class Webhooks {
     }
 
     async remove(orgId: string, id: string): Promise<void> {
-        if (!(await this.hooks.delete(id, orgId))) throw new NotFound('No such webhook');
+        const deleted = await this.hooks.delete(id, orgId);
+        this.#forEvents.delete(orgId);
+        if (!deleted) throw new NotFound('No such webhook');
         await this.secrets.delete(secretName(id)).catch(() => false);
     }
 
     /** One delivery per webhook of the organisation for this event (a repeat of the event adds none). */
     async enqueue(orgId: string, event: EventEnvelope): Promise<void> {
-        for (const hook of await this.list(orgId)) {
+        for (const hook of await this.#listForEvents(orgId)) {
             const now = new Date().toISOString();
             try {
                 await this.deliveries.create({ id: `${hook.id}:${event.id}`, kind: 'delivery', webhookId: hook.id, orgId, event, state: 'pending', attempts: 0, nextAttemptAt: now, updatedAt: now });
@@ -108,6 +123,16 @@ export class Webhooks {
                 if (!(err instanceof Conflict)) throw err;
             }
         }
+    }
+
+    /** The organisation's webhooks as this instance read them less than `WEBHOOK_LIST_REUSE_MS` ago, else read now. */
+    #listForEvents(orgId: string): Promise<Webhook[]> {
+        const known = this.#forEvents.get(orgId);
+        if (known && Date.now() - known.at < WEBHOOK_LIST_REUSE_MS) return known.hooks;
+        const entry = { at: Date.now(), hooks: this.list(orgId) };
+        setBounded(this.#forEvents, orgId, entry, 10_000);
+        entry.hooks.catch(() => this.#forEvents.get(orgId) === entry && this.#forEvents.delete(orgId));
+        return entry.hooks;
     }
 
     /**

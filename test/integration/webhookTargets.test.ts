@@ -14,7 +14,7 @@ import { Conflict, Invalid } from '../../shared/errors';
 import type { EventEnvelope } from '../../shared/events/events';
 import { systemLookup, type Lookup } from '../../shared/net/pinnedTargets';
 import { KeyVaultSecretStore } from '../../shared/vault/keyVault';
-import { MAX_WEBHOOKS_PER_ORG, Webhooks, type Delivery, type Webhook, type WebhookNetwork } from '../../shared/webhooks/webhooks';
+import { MAX_WEBHOOKS_PER_ORG, WEBHOOK_LIST_REUSE_MS, Webhooks, type Delivery, type Webhook, type WebhookNetwork } from '../../shared/webhooks/webhooks';
 import { startCosmos, type TestCosmos } from '../harness/cosmos';
 import { removeDir, tempDir } from '../harness/devhost';
 
@@ -106,6 +106,25 @@ describe('webhook targets', () => {
         // Every one of them gets an event.
         await w.enqueue(org, { ...event('to-all'), orgIds: [org], subject: `orgs/${org}` });
         for (const hook of await w.list(org)) expect((await w.deliveriesOf(org, hook.id)).map((d) => d.event.id)).toEqual(['to-all']);
+    });
+
+    it("an instance's events go to a webhook from its registration on (and stop at its removal); another instance's, once its list is no older than the reuse window", async () => {
+        const org = `org-${randomBytes(4).toString('hex')}`;
+        const [here, there] = [webhooks({ lookup: scripted([PUBLIC]) }), webhooks({ lookup: scripted([PUBLIC]) })];
+        const to = (id: string) => ({ ...event(id), orgIds: [org], subject: `orgs/${org}` });
+        const deliveredTo = async (hookId: string) => (await here.deliveriesOf(org, hookId)).map((d) => d.event.id).sort();
+        // Both instances have read the organisation's (empty) list for an event.
+        await here.enqueue(org, to('before'));
+        await there.enqueue(org, to('before'));
+        const { webhook } = await here.register(org, { url: 'https://hooks.example.com/in' }, 'admin');
+        await here.enqueue(org, to('here-after-registration'));
+        expect(await deliveredTo(webhook.id)).toEqual(['here-after-registration']);
+        await new Promise((r) => setTimeout(r, WEBHOOK_LIST_REUSE_MS + 100));
+        await there.enqueue(org, to('there-after-the-window'));
+        expect(await deliveredTo(webhook.id)).toEqual(['here-after-registration', 'there-after-the-window']);
+        await here.remove(org, webhook.id);
+        await here.enqueue(org, to('here-after-removal'));
+        expect(await deliveredTo(webhook.id)).toEqual(['here-after-registration', 'there-after-the-window']);
     });
 
     it.each([
