@@ -1,3 +1,4 @@
+import { setBounded } from '../boundedMap';
 import type { Repository } from '../documents/repository';
 import { Conflict, NotFound } from '../errors';
 import { checkEvent, type EventEnvelope, type EventPublisher } from './events';
@@ -28,6 +29,9 @@ export type FeedDoc = FeedEntry | FeedSequence;
  */
 const IN_FLIGHT_MS = 5_000;
 
+/** How many appends a process remembers, to know a repeat without asking the store. */
+const MAX_REMEMBERED_APPENDS = 20_000;
+
 /**
  * The per-organisation event feed (`GET /orgs/{orgId}/events?after=`): every event an
  * organisation is concerned by, numbered in the order it was appended, read with a cursor.
@@ -35,10 +39,29 @@ const IN_FLIGHT_MS = 5_000;
  * the entry's id in the organisation's partition, written create-only.
  */
 export class EventFeed {
+    /** This process's appends by organisation and event id, the recent ones kept: a repeat joins or skips its first. */
+    readonly #appends = new Map<string, Promise<void>>();
+
     constructor(private readonly repo: Repository<FeedDoc>) {}
 
-    async append(orgId: string, event: EventEnvelope): Promise<void> {
-        if (await this.repo.read(event.id, orgId)) return;
+    /**
+     * Appends the event to the organisation's feed once. A repeat in this process (an activity or delivery
+     * run again) waits for the first append, or, when that one is done, is nothing; only a failed append is
+     * tried again. A repeat from another process takes a number and finds the entry there: a gap in the
+     * numbering, which readers wait out (`IN_FLIGHT_MS`), and no second entry. (Each append read the entry
+     * first: one request more for every event and organisation, to spare a gap in a rare retry.)
+     */
+    append(orgId: string, event: EventEnvelope): Promise<void> {
+        const key = `${orgId}\n${event.id}`;
+        const known = this.#appends.get(key);
+        if (known) return known;
+        const appending = this.#append(orgId, event);
+        setBounded(this.#appends, key, appending, MAX_REMEMBERED_APPENDS);
+        appending.catch(() => this.#appends.get(key) === appending && this.#appends.delete(key));
+        return appending;
+    }
+
+    async #append(orgId: string, event: EventEnvelope): Promise<void> {
         const seq = await this.#next(orgId);
         try {
             await this.repo.create({ id: event.id, kind: 'event', orgId, seq, event, storedAt: new Date().toISOString() });

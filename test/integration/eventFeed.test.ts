@@ -50,6 +50,34 @@ describe('event feed and account registry', () => {
         expect(next).toBe(1);
     });
 
+    it('a repeat from another process leaves one entry and a gap that readers wait out; an append that failed is tried again in full', async () => {
+        const [here, there] = [new EventFeed(feedRepo()), new EventFeed(feedRepo())];
+        await here.append('umbrella', event('u-1', ['umbrella']));
+        // The same event from another instance (an activity run again there): it takes number 2 and finds the entry.
+        await there.append('umbrella', event('u-1', ['umbrella']));
+        await here.append('umbrella', event('u-2', ['umbrella']));
+        // Number 2 stays empty: young, it may be an append in flight, so the reader stops before it.
+        expect((await here.read('umbrella')).items.map((e) => [e.id, e.seq])).toEqual([['u-1', 1]]);
+        const entries = await feedRepo().query({ query: 'SELECT c.id, c.seq FROM c WHERE c.orgId = "umbrella" AND c.kind = "event" ORDER BY c.seq' }, { partitionKey: 'umbrella' });
+        expect(entries.items.map((e) => [e.id, (e as unknown as { seq: number }).seq])).toEqual([
+            ['u-1', 1],
+            ['u-2', 3],
+        ]);
+
+        // A failed append is not remembered: its repeat appends.
+        const failing = feedRepo();
+        const create = failing.create.bind(failing);
+        let down = true;
+        failing.create = async (doc) => (down ? Promise.reject(new Error('store unreachable')) : create(doc));
+        const flaky = new EventFeed(failing);
+        await expect(flaky.append('wayne', event('w-1', ['wayne']))).rejects.toThrow('store unreachable');
+        down = false;
+        await flaky.append('wayne', event('w-1', ['wayne']));
+        await flaky.append('wayne', event('w-1', ['wayne']));
+        const wayne = await feedRepo().query({ query: 'SELECT c.id, c.seq FROM c WHERE c.orgId = "wayne" AND c.kind = "event"' }, { partitionKey: 'wayne' });
+        expect(wayne.items.map((e) => e.id)).toEqual(['w-1']);
+    });
+
     it('publishes into every organisation’s feed and the bus, and refuses an invalid event before anything is written', async () => {
         const sent: EventEnvelope[] = [];
         const bus: EventPublisher = { publish: async (e) => void sent.push(e) };

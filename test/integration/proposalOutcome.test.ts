@@ -190,7 +190,7 @@ describe('a proposal ends as the ledger ends it', () => {
         const [p1, p2] = await Promise.all([proposals.conclude(id, 'Expired'), proposals.conclude(id, 'Expired')]);
         expect([p1.status, p2.status]).toEqual(['Completed', 'Completed']);
         expect((await proposals.get(id)).parties[1]).toMatchObject({ signed: true, txHash: sb.hash });
-        // Two appends of one event at once leave a gap in the feed's numbering that readers wait out (an append in flight).
+        // Two appends of one event at once: in one process they are one; from two, a gap in the numbering that readers wait out.
         await waitFor(async () => (await feedOf(orgA, id)).length === 4 || undefined, 15_000, 250);
         expect(await feedOf(orgA, id)).toEqual([
             ['proposal.created', 1],
