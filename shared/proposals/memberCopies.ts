@@ -1,3 +1,4 @@
+import { setBounded } from '../boundedMap';
 import type { Directory } from '../directory/directory';
 import { updateStored, type Repository, type Stored } from '../documents/repository';
 import { Conflict, NotFound } from '../errors';
@@ -29,6 +30,12 @@ export class MemberProposalCopies {
     /** Callers waiting in this process for a proposal's copy to arrive (`arrival`), by proposal id. */
     readonly #waiting = new Map<string, Set<() => void>>();
     #waiters = 0;
+    /**
+     * The copies this process last wrote, with their ETags (10,000 at most): the next event's write starts
+     * from them instead of reading (a stale one fails its ETag, is read again and the event applied anew;
+     * a copy only moves forward, so a stale one never makes an event look newer than it is).
+     */
+    readonly #stored = new Map<string, Stored<MemberProposalCopy>>();
 
     constructor(
         private readonly repo: Repository<MemberProposalCopy>,
@@ -49,11 +56,16 @@ export class MemberProposalCopies {
                 if (!applied) return undefined;
                 return { id: proposal.proposalId, kind: 'proposal-copy' as const, proposal, lastEvent: { id: event.id, type: event.type, occurredAt: event.occurredAt }, notified: current?.notified ?? [], receivedAt: new Date().toISOString() };
             },
-            { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`) },
+            { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`), known: this.#stored.get(proposal.proposalId) },
         );
+        if (stored) this.#keep(stored);
         if (applied) for (const wake of this.#waiting.get(proposal.proposalId) ?? []) wake();
         if (event.type === 'proposal.created' || (ENDING_EVENTS as readonly string[]).includes(event.type)) await this.#notify(proposal.proposalId, event, stored);
         return { applied };
+    }
+
+    #keep(stored: Stored<MemberProposalCopy>): void {
+        setBounded(this.#stored, stored.item.id, stored, 10_000);
     }
 
     async list(): Promise<MemberProposalCopy['proposal'][]> {
@@ -74,6 +86,7 @@ export class MemberProposalCopies {
      * Undefined when there is still none. At most `MAX_WAITERS` wait at once; beyond that, no wait.
      */
     async arrival(id: string, ms: number): Promise<MemberProposalCopy['proposal'] | undefined> {
+        // From the store, never from this process's memory: what is signed is the copy as the store holds it.
         const read = async () => (await this.repo.read(id, id))?.item.proposal;
         if (ms <= 0 || this.#waiters >= MAX_WAITERS) return read();
         let wake!: () => void;
@@ -114,10 +127,11 @@ export class MemberProposalCopies {
             });
         }
         try {
-            await this.repo.replace({ ...copy.item, notified: [...copy.item.notified, event.type] }, copy.etag);
+            this.#keep(await this.repo.replace({ ...copy.item, notified: [...copy.item.notified, event.type] }, copy.etag));
         } catch (err) {
             // A newer event replaced the copy meanwhile: mark on the next delivery (a repeat mail at worst).
             if (!(err instanceof Conflict)) throw err;
+            this.#stored.delete(id);
         }
     }
 }

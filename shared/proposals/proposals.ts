@@ -34,6 +34,8 @@ export class Proposals {
     readonly #terms = new Map<string, { typedData: ProposalTypedData; digest: string }>();
     /** Proposal ids by their id on the chain, as this process met them (10,000 at most): a chain id is derived from its proposal's id, so an entry never goes stale. */
     readonly #idByChainId = new Map<string, string>();
+    /** The proposals this process last read or wrote, with their ETags (10,000 at most): where a saga's step starts (`#forStep`). */
+    readonly #stored = new Map<string, Stored<Proposal>>();
 
     constructor(
         private readonly repo: Repository<Proposal>,
@@ -107,8 +109,7 @@ export class Proposals {
             updatedAt: at,
         };
         try {
-            await this.repo.create(proposal);
-            this.#remember(proposal);
+            this.#keep(await this.repo.create(proposal));
         } catch (err) {
             if (err instanceof Conflict && idempotencyKey) return { proposal: (await this.repo.read(id, id))!.item, created: false };
             throw err;
@@ -127,12 +128,27 @@ export class Proposals {
     async #read(id: string): Promise<Stored<Proposal>> {
         const found = await this.repo.read(id, id);
         if (!found || found.item.kind !== 'proposal') throw new NotFound('No such proposal');
-        this.#remember(found.item);
-        return found;
+        return this.#keep(found);
+    }
+
+    /**
+     * The proposal as this process last read or wrote it, else read: where a saga's step starts. Its write
+     * is made under that ETag, so a stale one (changed by another instance meanwhile) fails, is read
+     * again and the change made anew; what a step decides before its write holds for a stale record
+     * too (a proposal only moves forward: signatures are added, an ending stays).
+     */
+    async #forStep(id: string): Promise<Stored<Proposal>> {
+        return this.#stored.get(id) ?? this.#read(id);
     }
 
     #remember(p: Proposal): void {
         setBounded(this.#idByChainId, p.chainId.toLowerCase(), p.id, 10_000);
+    }
+
+    #keep(stored: Stored<Proposal>): Stored<Proposal> {
+        this.#remember(stored.item);
+        setBounded(this.#stored, stored.item.id, stored, 10_000);
+        return stored;
     }
 
     /** The proposal, for a party or the operator (anyone else: `NotFound`). */
@@ -187,12 +203,12 @@ export class Proposals {
             conflict: () => new AppError('The proposal is being changed; try again', 409, 'conflict'),
             is: (doc): doc is Proposal => doc.kind === 'proposal',
             known,
-        });
+        }).then((stored) => this.#keep(stored));
     }
 
     /** Pins the latest active contract version (once) and anchors the proposal on it; `proposal.created` is recorded with the anchor. */
     async anchor(id: string): Promise<Proposal> {
-        let stored = await this.#read(id);
+        let stored = await this.#forStep(id);
         if (stored.item.anchor) return this.publishPending(id, stored);
         if (!stored.item.contract) {
             const latest = await this.deps.exchanges.latest();
@@ -225,11 +241,15 @@ export class Proposals {
     /** Records a party's on-chain signature (from the chain event pump) with its `proposal.signed`; a repeat changes nothing. */
     async recordSignature(id: string, sig: ChainSignature): Promise<{ proposal: Proposal; changed: boolean }> {
         let changed = false;
-        const stored = await this.#update(id, (cur) => {
-            const next = withSignatures(cur, [sig]);
-            changed = next !== cur;
-            return changed ? next : undefined;
-        });
+        const stored = await this.#update(
+            id,
+            (cur) => {
+                const next = withSignatures(cur, [sig]);
+                changed = next !== cur;
+                return changed ? next : undefined;
+            },
+            await this.#forStep(id),
+        );
         return { proposal: await this.publishPending(id, stored), changed };
     }
 
@@ -241,7 +261,7 @@ export class Proposals {
         // One read and one write for both (they were a read and two writes each): the signature, and with
         // it the ending when the ledger holds the proposal complete. Otherwise the signature alone, and
         // the step fails to be retried, as `conclude` would.
-        const stored = await this.#read(id);
+        const stored = await this.#forStep(id);
         const p = stored.item;
         const open = !isTerminal(p.status);
         if (open && (!p.anchor || !p.contract)) {

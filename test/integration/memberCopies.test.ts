@@ -50,6 +50,26 @@ describe("a member's proposal copies", () => {
         expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     });
 
+    it('an instance whose copy went stale (another applied a newer event) never writes an older event over it', async () => {
+        const id = crypto.randomUUID();
+        const other = new MemberProposalCopies(new CosmosRepository<MemberProposalCopy>(db.database.container('proposals'), (c) => c.id), {
+            orgId: ORG,
+            directory: { listUsers: async () => [] } as unknown as Directory,
+            mail: { send: async () => ({ messageId: 'm' }) },
+        });
+        const at = (ms: number) => new Date(Date.parse('2027-01-01T00:00:00Z') + ms).toISOString();
+        const step = (type: EventEnvelope['type'], status: string, ms: number): EventEnvelope => ({ ...created(id), id: `${type}:${id}:${ms}`, type, data: { proposalId: id, status, updatedAt: at(ms) } });
+        expect(await copies.apply(step('proposal.created', 'AwaitingSignatures', 0))).toEqual({ applied: true });
+        // Another instance applies the ending; this one still holds the copy as it wrote it.
+        expect(await other.apply(step('proposal.completed', 'Completed', 2_000))).toEqual({ applied: true });
+        // A signature's event, older than the ending but newer than what this instance holds: its write fails the ETag, and read again it is not applied.
+        expect(await copies.apply(step('proposal.signed', 'AwaitingSignatures', 1_000))).toEqual({ applied: false });
+        expect((await copies.get(id)).status).toBe('Completed');
+        // And the next event this instance applies starts from the copy as it is now.
+        expect(await copies.apply(step('proposal.completed', 'Completed', 3_000))).toEqual({ applied: true });
+        expect((await copies.get(id)).updatedAt).toBe(at(3_000));
+    });
+
     it('a copy written by another instance during the wait is found by the read at its end', async () => {
         const id = crypto.randomUUID();
         const waiting = copies.arrival(id, 500);

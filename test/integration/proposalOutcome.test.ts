@@ -234,6 +234,33 @@ describe('a proposal ends as the ledger ends it', () => {
         expect(await feedOf(orgA, id)).toHaveLength(4);
     });
 
+    it('a step that starts from a record gone stale (another instance took the step before) still ends as the ledger says, each event once', async () => {
+        const { id, a, b, orgA } = await anchored();
+        // Another instance of the core: its own memory of proposals, the same store, ledger and feed.
+        const elsewhere = new Proposals(
+            new CosmosRepository<Proposal>(world.db.database.container('proposals'), (p) => p.id),
+            { accounts: undefined as never, assets: undefined as never, exchanges: new EnergyExchanges(versions, world.provider), chainId: 31337, pipeline: world.pipeline, operator: async () => operator, events: () => new FeedingPublisher(feed, { publish: async (e) => void bus.push(e) }) },
+            { minLifetimeSeconds: 1, maxLifetimeSeconds: 86_400 },
+        );
+        const sa = await signOnChain(id, a);
+        expect((await elsewhere.recordSignature(id, { account: a.address, txHash: sa.hash, blockNumber: sa.blockNumber })).changed).toBe(true);
+        const sb = await signOnChain(id, b);
+        // This instance still holds the proposal as it anchored it: no signature. Its write fails the ETag, and read again, it records b and the ending.
+        const p = await proposals.recordLastSignature(id, { account: b.address, txHash: sb.hash, blockNumber: sb.blockNumber });
+        expect(p.status).toBe('Completed');
+        expect(p.parties.map((x) => x.txHash)).toEqual([sa.hash, sb.hash]);
+        await waitFor(async () => (await feedOf(orgA, id)).length === 4 || undefined, 15_000, 250);
+        expect(await feedOf(orgA, id)).toEqual([
+            ['proposal.created', 1],
+            ['proposal.signed', 2],
+            ['proposal.signed', 3],
+            ['proposal.completed', 4],
+        ]);
+        // The first signature again, from the instance whose memory is stale: nothing changes.
+        expect((await proposals.recordSignature(id, { account: a.address, txHash: sa.hash, blockNumber: sa.blockNumber })).changed).toBe(false);
+        expect((await elsewhere.get(id)).events?.outbox).toEqual([]);
+    });
+
     it('expiry with nothing mined in between cancels once, even when the step runs twice at once', async () => {
         const { id, orgA } = await anchored();
         const before = await world.provider.getBlockNumber();
