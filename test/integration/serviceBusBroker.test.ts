@@ -1,5 +1,5 @@
 import { ServiceBusClient, type ServiceBusReceivedMessage, type ServiceBusReceiver } from '@azure/service-bus';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { LocalServiceBus, type EntitiesConfig } from '../../devhost/servicebus/broker';
@@ -448,6 +448,47 @@ test('a send is on disk when the sender hears back, and a completion when the re
         await c.close();
         await broker.stop();
         removeDir(diskDir);
+    }
+});
+
+test('duplicate detection outlives a restart: its history is appended as messages are sent, a line cut short by a crash is left out, an older snapshot still counts', async () => {
+    const dupDir = tempDir('flexchange-sb-dup-');
+    const entities: EntitiesConfig = { queues: [{ name: 'jobs', duplicateDetectionWindowSeconds: 600 }], topics: [{ name: 'feed', duplicateDetectionWindowSeconds: 600, subscriptions: [{ name: 'copy' }] }] };
+    const log = path.join(dupDir, 'topic~feed.duplicates.log');
+    let broker = new LocalServiceBus({ dir: dupDir, entities, logger });
+    await broker.start(0);
+    let c = new ServiceBusClient(broker.connectionString);
+    try {
+        await c.createSender('feed').sendMessages([{ body: 'a', messageId: 'id-a' }, { body: 'b', messageId: 'id-b' }]);
+        await c.createSender('jobs').sendMessages({ body: 'j', messageId: 'id-j' });
+        // On disk when the sender heard back: one line per message, and none in the entity's snapshot.
+        expect(readFileSync(log, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as [string, number])[0])).toEqual(['s:id-a', 's:id-b']);
+        expect(JSON.parse(readFileSync(path.join(dupDir, 'topic~feed.json'), 'utf8'))).not.toHaveProperty('duplicates');
+        await c.close();
+        await broker.stop();
+        // A crash while a line was being appended; and the queue's history as a snapshot of before the log kept it.
+        appendFileSync(log, '["s:id-torn",17');
+        const queueFile = path.join(dupDir, 'queue~jobs.json');
+        writeFileSync(queueFile, JSON.stringify({ ...JSON.parse(readFileSync(queueFile, 'utf8')), duplicates: [['s:id-old', Date.now()]] }));
+
+        broker = new LocalServiceBus({ dir: dupDir, entities, logger });
+        await broker.start(0);
+        c = new ServiceBusClient(broker.connectionString);
+        await c.createSender('feed').sendMessages([{ body: 'a again', messageId: 'id-a' }, { body: 'c', messageId: 'id-c' }, { body: 'torn', messageId: 'id-torn' }]);
+        await c.createSender('jobs').sendMessages([{ body: 'j again', messageId: 'id-j' }, { body: 'old again', messageId: 'id-old' }, { body: 'k', messageId: 'id-k' }]);
+        const copy = c.createReceiver('feed', 'copy', { receiveMode: 'receiveAndDelete' });
+        expect(bodies(await receiveExactly(copy, 4))).toEqual(['a', 'b', 'c', 'torn']);
+        expect(await copy.receiveMessages(1, { maxWaitTimeInMs: 300 })).toHaveLength(0);
+        const jobs = c.createReceiver('jobs', { receiveMode: 'receiveAndDelete' });
+        expect(bodies(await receiveExactly(jobs, 2))).toEqual(['j', 'k']);
+        expect(await jobs.receiveMessages(1, { maxWaitTimeInMs: 300 })).toHaveLength(0);
+        // The torn line made the log be written again whole: every line reads.
+        const lines = readFileSync(log, 'utf8').trim().split('\n');
+        expect(lines.map((l) => (JSON.parse(l) as [string, number])[0]).sort()).toEqual(['s:id-a', 's:id-b', 's:id-c', 's:id-torn']);
+    } finally {
+        await c.close();
+        await broker.stop();
+        removeDir(dupDir);
     }
 });
 
