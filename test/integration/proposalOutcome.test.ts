@@ -85,6 +85,16 @@ describe('a proposal ends as the ledger ends it', () => {
         (await world.provider.getLogs({ address: version.address!, fromBlock: 0, topics: [exchange.getEvent('ProposalSigned')!.topicHash, chainProposalId(id)] })).map((l) => ({ account: exchange.parseLog(l)!.args.party as string, txHash: l.transactionHash }));
     /** The proposal's events in an organisation's feed: type and sequence, in feed order. */
     const feedOf = async (orgId: string, id: string) => (await feed.read(orgId, 0, 100)).items.filter((e) => e.subject === `proposals/${id}`).map((e) => [e.type, e.sequence]);
+    /** A two-party proposal's events in the feed once it completed: created, both signatures, completed, in sequence (a gap a repeat left is waited out). */
+    const expectCompletedFeed = async (orgId: string, id: string) => {
+        await waitFor(async () => (await feedOf(orgId, id)).length === 4 || undefined, 15_000, 250);
+        expect(await feedOf(orgId, id)).toEqual([
+            ['proposal.created', 1],
+            ['proposal.signed', 2],
+            ['proposal.signed', 3],
+            ['proposal.completed', 4],
+        ]);
+    };
     /** What the pump hands over for a signature: its decoded `ProposalSigned`. */
     const pumped = (id: string, party: string, tx: { hash: string; blockNumber: number }): ChainEvent => ({
         id: `${tx.hash}:0`,
@@ -191,13 +201,7 @@ describe('a proposal ends as the ledger ends it', () => {
         expect([p1.status, p2.status]).toEqual(['Completed', 'Completed']);
         expect((await proposals.get(id)).parties[1]).toMatchObject({ signed: true, txHash: sb.hash });
         // Two appends of one event at once: in one process they are one; from two, a gap in the numbering that readers wait out.
-        await waitFor(async () => (await feedOf(orgA, id)).length === 4 || undefined, 15_000, 250);
-        expect(await feedOf(orgA, id)).toEqual([
-            ['proposal.created', 1],
-            ['proposal.signed', 2],
-            ['proposal.signed', 3],
-            ['proposal.completed', 4],
-        ]);
+        await expectCompletedFeed(orgA, id);
     });
 
     it('the last signature: recorded with the ending in one write, twice at once still one outcome and each event once; before the ledger completes it, the signature alone and a 503 to look again', async () => {
@@ -222,13 +226,7 @@ describe('a proposal ends as the ledger ends it', () => {
         const p = await proposals.get(id);
         expect(p.parties.map((x) => x.txHash)).toEqual([sa.hash, sb.hash]);
         expect(p.events?.outbox).toEqual([]);
-        await waitFor(async () => (await feedOf(orgA, id)).length === 4 || undefined, 15_000, 250);
-        expect(await feedOf(orgA, id)).toEqual([
-            ['proposal.created', 1],
-            ['proposal.signed', 2],
-            ['proposal.signed', 3],
-            ['proposal.completed', 4],
-        ]);
+        await expectCompletedFeed(orgA, id);
         // A retry after the step finished changes nothing and publishes nothing new.
         expect((await proposals.recordLastSignature(id, { account: b.address, txHash: sb.hash, blockNumber: sb.blockNumber })).status).toBe('Completed');
         expect(await feedOf(orgA, id)).toHaveLength(4);
@@ -249,13 +247,7 @@ describe('a proposal ends as the ledger ends it', () => {
         const p = await proposals.recordLastSignature(id, { account: b.address, txHash: sb.hash, blockNumber: sb.blockNumber });
         expect(p.status).toBe('Completed');
         expect(p.parties.map((x) => x.txHash)).toEqual([sa.hash, sb.hash]);
-        await waitFor(async () => (await feedOf(orgA, id)).length === 4 || undefined, 15_000, 250);
-        expect(await feedOf(orgA, id)).toEqual([
-            ['proposal.created', 1],
-            ['proposal.signed', 2],
-            ['proposal.signed', 3],
-            ['proposal.completed', 4],
-        ]);
+        await expectCompletedFeed(orgA, id);
         // The first signature again, from the instance whose memory is stale: nothing changes.
         expect((await proposals.recordSignature(id, { account: a.address, txHash: sa.hash, blockNumber: sa.blockNumber })).changed).toBe(false);
         expect((await elsewhere.get(id)).events?.outbox).toEqual([]);
@@ -289,12 +281,7 @@ describe('a proposal ends as the ledger ends it', () => {
         const p = await proposals.get(id);
         expect(p.status).toBe('Completed');
         expect(p.parties.map((x) => x.txHash)).toEqual([sa.hash, sb.hash]);
-        expect(await feedOf(orgA, id)).toEqual([
-            ['proposal.created', 1],
-            ['proposal.signed', 2],
-            ['proposal.signed', 3],
-            ['proposal.completed', 4],
-        ]);
+        await expectCompletedFeed(orgA, id);
         // The second signature's event finds it reconciled already.
         expect(await routeSignature(proposals, pumped(id, b.address, sb), toSaga)).toEqual({ route: 'unchanged', proposalId: id });
     });
