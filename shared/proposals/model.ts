@@ -108,3 +108,18 @@ export interface ProposalPolicy {
 
 /** The ledger id of a proposal. */
 export const chainProposalId = (proposalId: string) => keccakText(`flexchange:proposal:${proposalId}`);
+
+/** What is wrong with a new proposal before anything is looked up (each party once, the caller's organisation among them, the deadline within the policy, each asset once). */
+export function proposalInputErrors(input: NewProposal, callerOrg: string, now: number, policy: ProposalPolicy): { path: string; message: string }[] {
+    const errors: { path: string; message: string }[] = [];
+    const orgs = input.parties.map((p) => p.orgId);
+    if (new Set(orgs).size !== orgs.length) errors.push({ path: 'parties', message: 'each organisation is a party once' });
+    const accounts = input.parties.map((p) => p.account.toLowerCase());
+    if (new Set(accounts).size !== accounts.length) errors.push({ path: 'parties', message: 'each account is a party once' });
+    if (!orgs.includes(callerOrg)) errors.push({ path: 'parties', message: 'your organisation must be one of the parties' });
+    const expires = Date.parse(input.expiresAt);
+    if (expires < now + policy.minLifetimeSeconds * 1000) errors.push({ path: 'expiresAt', message: `must be at least ${policy.minLifetimeSeconds} s in the future` });
+    if (expires > now + policy.maxLifetimeSeconds * 1000) errors.push({ path: 'expiresAt', message: `must be within ${policy.maxLifetimeSeconds} s from now` });
+    if (new Set(input.assets).size !== input.assets.length) errors.push({ path: 'assets', message: 'each asset once' });
+    return errors;
+}

@@ -1,7 +1,7 @@
 import type { ChainSignature } from '../chain/energyExchange';
 import type { EventEnvelope } from '../events/events';
 import type { Proposal, ProposalEventLog } from './model';
-import type { ProposalEventType } from './vocabulary';
+import { PROPOSAL_LIFECYCLE, type ProposalEventType, type ProposalStatus } from './vocabulary';
 
 export type { ProposalEventType };
 
@@ -51,4 +51,23 @@ export function withEvent(p: Proposal, type: ProposalEventType, signature?: Chai
     if (log.seq[event.id]) return p;
     const sequence = Object.keys(log.seq).length + 1;
     return { ...p, events: { seq: { ...log.seq, [event.id]: sequence }, outbox: [...log.outbox, { ...event, sequence }] } };
+}
+
+/** The event that reports a proposal's ending. */
+export function outcomeEvent(status: ProposalStatus): ProposalEventType {
+    const type = PROPOSAL_LIFECYCLE[status].announcedBy;
+    if (!type) throw new Error(`No event reports a proposal ending ${status}`);
+    return type;
+}
+
+/** The proposal with these on-chain signatures of its parties recorded, each with its `proposal.signed` (the same proposal when none is new). */
+export function withSignatures(p: Proposal, signatures: ChainSignature[]): Proposal {
+    let next = p;
+    for (const sig of signatures) {
+        const i = next.parties.findIndex((x) => x.account.toLowerCase() === sig.account.toLowerCase());
+        if (i < 0 || next.parties[i]!.signed) continue;
+        const parties = next.parties.map((x, j) => (j === i ? { ...x, signed: true, signedAt: new Date().toISOString(), txHash: sig.txHash, blockNumber: sig.blockNumber } : x));
+        next = withEvent({ ...next, parties }, 'proposal.signed', sig);
+    }
+    return next;
 }

@@ -6,15 +6,15 @@ import { uuidFromName } from '../ids';
 import type { ChainSender, TransactionPipeline, TxOutcome } from '../chain/pipeline';
 import type { CallBatcher } from '../chain/batcher';
 import type { AnchorInput, ChainSignature, ContractCall, ContractRef, EnergyExchange, EnergyExchanges, OnChainProposal } from '../chain/energyExchange';
-import { ContractRevert } from '../chain/reverts';
+import { revertedOutcome } from '../chain/reverts';
 import type { Repository, Stored } from '../documents/repository';
 import { updateExistingStored } from '../documents/updateExisting';
 import { AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable } from '../errors';
 import type { EventPublisher } from '../events/events';
-import { withEvent } from './proposalEvents';
+import { outcomeEvent, withEvent, withSignatures } from './proposalEvents';
 import { proposalTypedData, termsDigest, termsStructHash, type ProposalTypedData } from './terms';
-import { chainProposalId, isTerminal, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
-import { isOpen, PROPOSAL_LIFECYCLE, type ProposalEventType, type ProposalStatus, type SagaOutcome } from './vocabulary';
+import { chainProposalId, isTerminal, proposalInputErrors, type NewProposal, type Proposal, type ProposalParty, type ProposalPolicy } from './model';
+import { isOpen, type ProposalStatus, type SagaOutcome } from './vocabulary';
 import { setBounded } from '../boundedMap';
 
 export * from './model';
@@ -65,17 +65,9 @@ export class Proposals {
             const known = await this.repo.read(id, id);
             if (known) return { proposal: known.item, created: false };
         }
-        const errors: { path: string; message: string }[] = [];
-        const orgs = input.parties.map((p) => p.orgId);
-        if (new Set(orgs).size !== orgs.length) errors.push({ path: 'parties', message: 'each organisation is a party once' });
-        const accounts = input.parties.map((p) => p.account.toLowerCase());
-        if (new Set(accounts).size !== accounts.length) errors.push({ path: 'parties', message: 'each account is a party once' });
-        if (!orgs.includes(caller.orgId)) errors.push({ path: 'parties', message: 'your organisation must be one of the parties' });
-        const expires = Date.parse(input.expiresAt);
-        if (expires < now + this.policy.minLifetimeSeconds * 1000) errors.push({ path: 'expiresAt', message: `must be at least ${this.policy.minLifetimeSeconds} s in the future` });
-        if (expires > now + this.policy.maxLifetimeSeconds * 1000) errors.push({ path: 'expiresAt', message: `must be within ${this.policy.maxLifetimeSeconds} s from now` });
-        if (new Set(input.assets).size !== input.assets.length) errors.push({ path: 'assets', message: 'each asset once' });
+        const errors = proposalInputErrors(input, caller.orgId, now, this.policy);
         if (errors.length) throw new Invalid('The proposal is not valid', errors);
+        const expires = Date.parse(input.expiresAt);
 
         const parties: ProposalParty[] = input.parties.map((p, i) => ({ orgId: p.orgId, account: checksumAddress(p.account, `parties.${i}.account`), signed: false }));
         // The accounts' owners and the documents, read at once (each a round trip to the store).
@@ -132,10 +124,8 @@ export class Proposals {
     }
 
     /**
-     * The proposal as this process last read or wrote it, else read: where a saga's step starts. Its write
-     * is made under that ETag, so a stale one (changed by another instance meanwhile) fails, is read
-     * again and the change made anew; what a step decides before its write holds for a stale record
-     * too (a proposal only moves forward: signatures are added, an ending stays).
+     * Where a saga's step starts: the proposal as this process last had it (else read). Its write goes under that ETag: a stale
+     * one fails, is read again and the change made anew (a proposal only moves forward, so what a step decides still holds).
      */
     async #forStep(id: string): Promise<Stored<Proposal>> {
         return this.#stored.get(id) ?? this.#read(id);
@@ -222,7 +212,7 @@ export class Proposals {
         const input = { chainProposalId: p.chainId, parties: p.parties.map((x) => x.account), assets: p.assets, expiresAt: p.expiresAt, termsHash };
         // On v2 anchors share transactions: the batcher carries this one with those that arrive meanwhile.
         const batcher = exchange.bindsTerms ? this.deps.anchors?.(exchange) : undefined;
-        const outcome = batcher ? await reverted(batcher.send(`proposal:${id}:create`, input, { timeoutMs: 120_000 })) : await this.#send(`proposal:${id}:create`, exchange.createProposal(input));
+        const outcome = batcher ? await revertedOutcome(batcher.send(`proposal:${id}:create`, input, { timeoutMs: 120_000 })) : await this.#send(`proposal:${id}:create`, exchange.createProposal(input));
         // A batch skips an item it refuses rather than reverting: the ledger's status says whether the proposal is there.
         const skipped = outcome.state === 'confirmed' && exchange.bindsTerms && (await exchange.statusOf(p.chainId)) === 'None';
         if (outcome.state !== 'confirmed' || skipped) {
@@ -258,9 +248,7 @@ export class Proposals {
      * `Completed` as the ledger holds it (`conclude`), in one step of the saga.
      */
     async recordLastSignature(id: string, sig: ChainSignature): Promise<Proposal> {
-        // One read and one write for both (they were a read and two writes each): the signature, and with
-        // it the ending when the ledger holds the proposal complete. Otherwise the signature alone, and
-        // the step fails to be retried, as `conclude` would.
+        // One read and one write: the signature, with the ending when the ledger holds it complete; else the signature alone and a retry.
         const stored = await this.#forStep(id);
         const p = stored.item;
         const open = !isTerminal(p.status);
@@ -406,35 +394,6 @@ export class Proposals {
 
     /** The call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
     async #send(operationId: string, call: ContractCall): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
-        return reverted(this.deps.operator().then((from) => this.deps.pipeline.send({ operationId, from, ...call, label: operationId }, { timeoutMs: 120_000 })));
+        return revertedOutcome(this.deps.operator().then((from) => this.deps.pipeline.send({ operationId, from, ...call, label: operationId }, { timeoutMs: 120_000 })));
     }
-}
-
-/** A call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
-async function reverted(sending: Promise<TxOutcome>): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
-    try {
-        return await sending;
-    } catch (err) {
-        if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
-        throw err;
-    }
-}
-
-/** The event that reports a proposal's ending. */
-function outcomeEvent(status: ProposalStatus): ProposalEventType {
-    const type = PROPOSAL_LIFECYCLE[status].announcedBy;
-    if (!type) throw new Error(`No event reports a proposal ending ${status}`);
-    return type;
-}
-
-/** The proposal with these on-chain signatures of its parties recorded, each with its `proposal.signed` (the same proposal when none is new). */
-function withSignatures(p: Proposal, signatures: ChainSignature[]): Proposal {
-    let next = p;
-    for (const sig of signatures) {
-        const i = next.parties.findIndex((x) => x.account.toLowerCase() === sig.account.toLowerCase());
-        if (i < 0 || next.parties[i]!.signed) continue;
-        const parties = next.parties.map((x, j) => (j === i ? { ...x, signed: true, signedAt: new Date().toISOString(), txHash: sig.txHash, blockNumber: sig.blockNumber } : x));
-        next = withEvent({ ...next, parties }, 'proposal.signed', sig);
-    }
-    return next;
 }
