@@ -1,6 +1,5 @@
 import { Interface, isError, type InterfaceAbi, type Result } from 'ethers';
 import { AppError } from '../errors';
-import type { TxOutcome } from './pipeline';
 
 /**
  * A transaction or call the contract refused, decoded from the ABI's custom errors
@@ -76,14 +75,4 @@ export function revertDataOf(err: unknown): string | undefined {
         if (d && typeof d === 'object' && typeof (d as { data?: unknown }).data === 'string') return (d as { data: string }).data;
     }
     return undefined;
-}
-
-/** A call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
-export async function revertedOutcome(sending: Promise<TxOutcome>): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
-    try {
-        return await sending;
-    } catch (err) {
-        if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
-        throw err;
-    }
 }

@@ -9,6 +9,7 @@ import { FeePolicy } from './fees';
 import { NonceHoles } from './nonceHoles';
 import { NonceLeases } from './nonceLeases';
 import { Outcomes } from './outcomes';
+export { revertedOutcome } from './outcomes';
 import { PollLoop } from './polling';
 import { ReceiptWatch } from './receipts';
 import type { NonceLeaseDoc, TxDoc, TxOutcome, TxSummary } from './records';

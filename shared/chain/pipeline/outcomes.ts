@@ -166,3 +166,13 @@ function finalFields(doc: TxDoc): PatchOperation[] {
         .filter(([, value]) => value !== undefined)
         .map(([field, value]) => ({ op: 'set', path: `/${field}`, value }));
 }
+
+/** A call's outcome; a revert caught at estimation (nothing sent) comes back like a mined one. */
+export async function revertedOutcome(sending: Promise<TxOutcome>): Promise<Pick<TxOutcome, 'state' | 'hash' | 'blockNumber' | 'revert'>> {
+    try {
+        return await sending;
+    } catch (err) {
+        if (err instanceof ContractRevert) return { state: 'reverted', hash: '', blockNumber: 0, revert: err };
+        throw err;
+    }
+}
