@@ -1,4 +1,5 @@
 import { getAddress, Interface, type FunctionFragment, type InterfaceAbi } from 'ethers';
+import { keptUntilFailed } from '../boundedMap';
 import { AppError, Invalid, Upstream } from '../errors';
 import { decodeRevert, revertDataOf } from './reverts';
 import { CREATE_PROPOSALS, encodeCreateProposals, encodeSubmitSignatures, SUBMIT_SIGNATURES } from './batchCalldata';
@@ -287,16 +288,12 @@ export class EnergyExchanges {
 
     /** Exactly the pinned version (work that started on N stays on N). */
     async at(ref: ContractRef): Promise<EnergyExchange> {
-        let pending = this.#ready.get(ref.version);
-        if (!pending) {
-            pending = this.versions.byVersion(ref.version).then((v) => {
+        const exchange = await keptUntilFailed(this.#ready, ref.version, () =>
+            this.versions.byVersion(ref.version).then((v) => {
                 if (!v.address) throw new Error(`Contract version ${ref.version} has no address yet`);
                 return new EnergyExchange({ version: v.version, address: v.address }, v.abi, this.ledger);
-            });
-            this.#ready.set(ref.version, pending);
-            pending.catch(() => this.#ready.delete(ref.version));
-        }
-        const exchange = await pending;
+            }),
+        );
         if (getAddress(exchange.ref.address) !== getAddress(ref.address)) throw new Error(`Contract version ${ref.version} is at ${exchange.ref.address}, not ${ref.address}`);
         return exchange;
     }

@@ -1,4 +1,4 @@
-import { setBounded } from '../boundedMap';
+import { keptUntilFailed } from '../boundedMap';
 import type { Repository } from '../documents/repository';
 import { Conflict, NotFound } from '../errors';
 import { checkEvent, type EventEnvelope, type EventPublisher } from './events';
@@ -52,13 +52,7 @@ export class EventFeed {
      * first: one request more for every event and organisation, to spare a gap in a rare retry.)
      */
     append(orgId: string, event: EventEnvelope): Promise<void> {
-        const key = `${orgId}\n${event.id}`;
-        const known = this.#appends.get(key);
-        if (known) return known;
-        const appending = this.#append(orgId, event);
-        setBounded(this.#appends, key, appending, MAX_REMEMBERED_APPENDS);
-        appending.catch(() => this.#appends.get(key) === appending && this.#appends.delete(key));
-        return appending;
+        return keptUntilFailed(this.#appends, `${orgId}\n${event.id}`, () => this.#append(orgId, event), MAX_REMEMBERED_APPENDS);
     }
 
     async #append(orgId: string, event: EventEnvelope): Promise<void> {

@@ -1,6 +1,7 @@
 import { getAddress, type InterfaceAbi } from 'ethers';
 import { z } from 'zod';
 import type { FundedSubmission, MemberAccounts } from '../accounts/memberAccounts';
+import { keptUntilFailed } from '../boundedMap';
 import type { CallBatcher } from '../chain/batcher';
 import { EnergyExchange, type ContractRef, type LedgerReader, type TermsSignature } from '../chain/energyExchange';
 import type { ChainCall, ChainSender, TransactionPipeline } from '../chain/pipeline';
@@ -135,13 +136,7 @@ export class MemberSigning {
 
     /** The contract at the proposal's pinned version, with the ABI the core recorded for it (fetched once per version). */
     async #exchange(ref: ContractRef): Promise<EnergyExchange> {
-        let exchange = this.#exchanges.get(ref.version);
-        if (!exchange) {
-            exchange = this.#contractAbi(ref).then((abi) => new EnergyExchange(ref, abi, this.deps.ledger));
-            this.#exchanges.set(ref.version, exchange);
-            exchange.catch(() => this.#exchanges.delete(ref.version));
-        }
-        const known = await exchange;
+        const known = await keptUntilFailed(this.#exchanges, ref.version, () => this.#contractAbi(ref).then((abi) => new EnergyExchange(ref, abi, this.deps.ledger)));
         if (getAddress(known.ref.address) !== getAddress(ref.address)) throw new Upstream(`The core places contract version ${ref.version} at ${known.ref.address}, the proposal at ${ref.address}`);
         return known;
     }
