@@ -1,4 +1,5 @@
 import { getAddress } from 'ethers';
+import { setBounded } from '../boundedMap';
 import type { Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound } from '../errors';
 
@@ -34,6 +35,12 @@ export function checksumAddress(address: string, path = 'address'): string {
  * one address cannot both win, and registering again (a retried call) changes nothing.
  */
 export class AccountRegistry {
+    /**
+     * Owners this process has read (10,000 at most): a claim is create-only and never removed, so an owner once
+     * read stays the owner (each new proposal asks for both parties). An address without one is asked again.
+     */
+    readonly #owners = new Map<string, string>();
+
     constructor(
         private readonly accounts: Repository<RegisteredAccount>,
         private readonly claims: Repository<AddressClaim>,
@@ -91,6 +98,10 @@ export class AccountRegistry {
     /** The organisation an address is registered to, if any. */
     async ownerOf(address: string): Promise<string | undefined> {
         const a = checksumAddress(address);
-        return (await this.claims.read(a, a))?.item.orgId;
+        const known = this.#owners.get(a);
+        if (known) return known;
+        const owner = (await this.claims.read(a, a))?.item.orgId;
+        if (owner) setBounded(this.#owners, a, owner, 10_000);
+        return owner;
     }
 }

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { computeAddress, formatEther } from 'ethers';
 import type { DeploymentClient } from '../auth/deploymentClient';
+import { setBounded } from '../boundedMap';
 import { readKeystoreAddress } from '../chain/operator';
 import { InsufficientFunds, type ChainCall, type TransactionPipeline, type TxSummary } from '../chain/pipeline';
 import type { AccountKeyRef, AccountKeys, Custody } from '../chain/signers';
@@ -81,6 +82,13 @@ export class CoreAccountRegistration implements AccountRegistration {
  * key and finishes the steps left, never making a second key.
  */
 export class MemberAccounts {
+    /**
+     * Key references this process has looked up, by lowercase address (10,000 at most): an account's name, custody
+     * and address are fixed when it is made and accounts are never removed, so a reference once found stays true
+     * (each signature asks). An address not found is asked again.
+     */
+    readonly #keyRefs = new Map<string, AccountKeyRef>();
+
     constructor(
         private readonly repo: Repository<MemberAccount>,
         private readonly keys: AccountKeys,
@@ -164,8 +172,14 @@ export class MemberAccounts {
 
     /** The key reference of one of this member's accounts, by address, for signing. */
     async keyOf(address: string): Promise<AccountKeyRef | undefined> {
-        const found = (await this.list()).find((a) => a.address.toLowerCase() === address.toLowerCase());
-        return found && { custody: found.custody, name: found.id, address: found.address };
+        const wanted = address.toLowerCase();
+        const known = this.#keyRefs.get(wanted);
+        if (known) return known;
+        const found = (await this.list()).find((a) => a.address.toLowerCase() === wanted);
+        if (!found) return undefined;
+        const ref: AccountKeyRef = { custody: found.custody, name: found.id, address: found.address };
+        setBounded(this.#keyRefs, wanted, ref, 10_000);
+        return ref;
     }
 
     /** The key under `name`: made now, or the one an interrupted attempt made before. */

@@ -61,7 +61,17 @@ const sha256 = (data: string | Buffer) => createHash('sha256').update(data).dige
 export const abiSha256 = (abi: InterfaceAbi) => sha256(JSON.stringify(abi));
 const bytesSha256 = (hex: string) => sha256(Buffer.from(hex.replace(/^0x/, ''), 'hex'));
 
+/** How long an instance reuses the answer to "which version does new work use" (each new proposal asks). */
+export const LATEST_REUSE_MS = 2_000;
+
 export class ContractVersions {
+    /**
+     * The last answer of `latestActiveRef` and when it was asked: reused for `LATEST_REUSE_MS`, forgotten at once
+     * when this instance deploys, registers or (de)activates a version. A change made by another instance counts
+     * here within `LATEST_REUSE_MS`; work already started stays on its own version either way.
+     */
+    #latest?: { askedAt: number; ref: Promise<{ version: number; address?: string } | undefined> };
+
     constructor(
         private readonly repo: Repository<ContractVersion>,
         private readonly provider: FailoverProvider,
@@ -102,7 +112,16 @@ export class ContractVersions {
      * The number and address of the version new work uses (the highest ready and active one), if any: one
      * small query, not every version read whole with its ABI (each new proposal asks twice).
      */
-    async latestActiveRef(): Promise<{ version: number; address?: string } | undefined> {
+    latestActiveRef(): Promise<{ version: number; address?: string } | undefined> {
+        const now = Date.now();
+        if (this.#latest && now - this.#latest.askedAt < LATEST_REUSE_MS) return this.#latest.ref;
+        const latest = { askedAt: now, ref: this.#askLatest() };
+        this.#latest = latest;
+        latest.ref.catch(() => this.#latest === latest && (this.#latest = undefined));
+        return latest.ref;
+    }
+
+    async #askLatest(): Promise<{ version: number; address?: string } | undefined> {
         const page = await this.repo.query({ query: 'SELECT TOP 1 c.version, c.address FROM c WHERE c.state = "ready" AND c.active = true ORDER BY c.version DESC' }, { maxItemCount: 1 });
         return (page.items as unknown as { version: number; address?: string }[])[0];
     }
@@ -112,6 +131,15 @@ export class ContractVersions {
      * still resolves it; only `latestActive` skips it.
      */
     async setActive(version: number, active: boolean): Promise<ContractVersion> {
+        try {
+            return await this.#setActive(version, active);
+        } finally {
+            // After the write, so that no answer asked meanwhile outlives it.
+            this.#latest = undefined;
+        }
+    }
+
+    async #setActive(version: number, active: boolean): Promise<ContractVersion> {
         const updated = await updateItem(
             this.repo,
             `v${version}`,
@@ -187,6 +215,9 @@ export class ContractVersions {
             const again = await this.repo.read(version.id, version.id);
             if (again?.item.state === 'ready') return again.item;
             throw err;
+        } finally {
+            // After the write, so that no answer asked meanwhile outlives it.
+            this.#latest = undefined;
         }
     }
 }

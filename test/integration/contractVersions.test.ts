@@ -2,7 +2,7 @@ import { Wallet } from 'ethers';
 import { ENERGY_EXCHANGE } from '../../shared/chain/artifact';
 import { TransactionPipeline, type ChainSender, type NonceLeaseDoc, type TxDoc } from '../../shared/chain/pipeline';
 import { FailoverProvider } from '../../shared/chain/provider';
-import { abiSha256, ContractVersions, type ContractVersion } from '../../shared/chain/versions';
+import { abiSha256, ContractVersions, LATEST_REUSE_MS, type ContractVersion } from '../../shared/chain/versions';
 import { CosmosRepository } from '../../shared/documents/cosmosRepository';
 import { Invalid, NotFound, Unavailable } from '../../shared/errors';
 import { startCosmos, type TestCosmos } from '../harness/cosmos';
@@ -106,5 +106,32 @@ describe('contract versions', () => {
         await versions.setActive(5, true);
         expect((await latest()).version).toBe(5);
         await expect(versions.setActive(99, false)).rejects.toBeInstanceOf(NotFound);
+    });
+
+    it("reuses the answer for new work for 2 s: this instance's own changes count at once, another instance's within 2 s", async () => {
+        const repo = new CosmosRepository<ContractVersion>(db.database.container('contracts'), (v) => v.id);
+        const queries = jest.spyOn(repo, 'query');
+        const here = new ContractVersions(repo, provider);
+        const elsewhere = new ContractVersions(new CosmosRepository<ContractVersion>(db.database.container('contracts'), (v) => v.id), provider);
+        expect(await here.latestActiveRef()).toMatchObject({ version: 5 });
+        // Asked at once by a burst of new proposals: one query between them.
+        const answers = await Promise.all(Array.from({ length: 10 }, () => here.latestActiveRef()));
+        expect(answers.every((a) => a?.version === 5)).toBe(true);
+        expect(queries).toHaveBeenCalledTimes(1);
+        // Taken out of new work by another instance: this one still answers 5 for at most LATEST_REUSE_MS, then 4.
+        await elsewhere.setActive(5, false);
+        expect(await elsewhere.latestActiveRef()).toMatchObject({ version: 4 });
+        const changedAt = Date.now();
+        let seen = (await here.latestActiveRef())?.version;
+        while (seen === 5) {
+            expect(Date.now() - changedAt).toBeLessThan(LATEST_REUSE_MS + 500);
+            await new Promise((r) => setTimeout(r, 100));
+            seen = (await here.latestActiveRef())?.version;
+        }
+        expect(seen).toBe(4);
+        // Its own change counts at once.
+        await here.setActive(5, true);
+        expect(await here.latestActiveRef()).toMatchObject({ version: 5 });
+        queries.mockRestore();
     });
 });

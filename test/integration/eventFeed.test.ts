@@ -140,4 +140,20 @@ describe('event feed and account registry', () => {
         await expect(registry.get('globex', address)).rejects.toBeInstanceOf(NotFound);
         await expect(registry.register('acme', { address: '0x1234', label: 'x' }, 'a')).rejects.toBeInstanceOf(Invalid);
     });
+
+    it("knows an address's owner once read (a claim is for good), and asks again while it has none", async () => {
+        const claims = new CosmosRepository<AddressClaim>(db.database.container('addresses'), (c) => c.id);
+        const reads = jest.spyOn(claims, 'read');
+        const accounts = () => new CosmosRepository<RegisteredAccount>(db.database.container('accounts'), (a) => a.orgId);
+        const here = new AccountRegistry(accounts(), claims);
+        const elsewhere = new AccountRegistry(accounts(), new CosmosRepository<AddressClaim>(db.database.container('addresses'), (c) => c.id));
+        const address = '0x8ba1f109551bD432803012645Ac136ddd64DBA72';
+        expect(await here.ownerOf(address)).toBeUndefined();
+        // Registered through another instance: no answer of "none" is kept here.
+        await elsewhere.register('initech', { address, label: 'primary' }, 'member-app');
+        expect(await here.ownerOf(address.toLowerCase())).toBe('initech');
+        const readsSoFar = reads.mock.calls.length;
+        expect(await Promise.all([here.ownerOf(address), here.ownerOf(address.toLowerCase())])).toEqual(['initech', 'initech']);
+        expect(reads).toHaveBeenCalledTimes(readsSoFar);
+    });
 });
