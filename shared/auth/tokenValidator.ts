@@ -26,17 +26,29 @@ export interface TokenValidatorOptions {
     clockToleranceSeconds?: number;
 }
 
+/** How long a token that passed is taken without checking it again (as long as the JWKS cache keeps a key). */
+const VALIDATED_REUSE_MS = 10 * 60_000;
+const MAX_VALIDATED = 10_000;
+
 /**
  * Validates Entra ID (locally: the devhost issuer) bearer tokens: RS256 only,
  * signature against the issuer's JWKS (cached, with rate-limited fetches; an unknown
  * `kid` makes one fetch, then fails), issuer, audience, an expiry (required), not-before
  * and issued-at (not in the future) with a small clock tolerance. Every failure is a 401 whose detail names no key material.
+ * A token that passed is taken again without a new signature check while its times admit it (`#validated`).
  */
 export class TokenValidator {
     readonly #jwks: JwksClient;
     /** The issuer's public keys parsed once (jsonwebtoken would parse the PEM on every request), by PEM. */
     readonly #parsed = new Map<string, KeyObject>();
     readonly #opts: Required<TokenValidatorOptions>;
+    /**
+     * Tokens that passed, by their text (10,000 at most): a client sends the same token with every request for
+     * up to an hour, and its signature need not be checked each time. One is taken from here only while its
+     * `exp` and `nbf` (with the clock tolerance) still admit it, and for at most `VALIDATED_REUSE_MS` after its
+     * check, the JWKS cache's age: a key the issuer withdraws stops admitting its tokens as soon as here.
+     */
+    readonly #validated = new Map<string, { principal: Principal; exp: number; nbf?: number; checkedAt: number }>();
 
     constructor(opts: TokenValidatorOptions) {
         this.#opts = { clockToleranceSeconds: 60, ...opts };
@@ -54,7 +66,23 @@ export class TokenValidator {
     async validate(authorization: string | null | undefined): Promise<Principal> {
         const match = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/i.exec(authorization ?? '');
         if (!match) throw new Unauthorized('A bearer token is required');
-        const token = match[1];
+        const token = match[1]!;
+        const now = Date.now();
+        const known = this.#validated.get(token);
+        if (known) {
+            const tolerance = this.#opts.clockToleranceSeconds * 1000;
+            if (now - known.checkedAt < VALIDATED_REUSE_MS && now < known.exp * 1000 + tolerance && (known.nbf === undefined || now >= known.nbf * 1000 - tolerance)) {
+                return { ...known.principal, roles: [...known.principal.roles] };
+            }
+            // Expired, or checked too long ago: checked in full again (an expired one gets its own answer).
+            this.#validated.delete(token);
+        }
+        const { principal, exp, nbf } = await this.#check(token);
+        setBounded(this.#validated, token, { principal, exp, nbf, checkedAt: now }, MAX_VALIDATED);
+        return { ...principal, roles: [...principal.roles] };
+    }
+
+    async #check(token: string): Promise<{ principal: Principal; exp: number; nbf?: number }> {
         let decoded: ReturnType<typeof jwt.decode>;
         try {
             decoded = jwt.decode(token, { complete: true });
@@ -97,7 +125,7 @@ export class TokenValidator {
         const oid = typeof payload.oid === 'string' ? payload.oid : undefined;
         if (!oid) throw new Unauthorized('The token names no object id');
         const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === 'string') : [];
-        return {
+        const principal: Principal = {
             oid,
             tenantId: typeof payload.tid === 'string' ? payload.tid : undefined,
             roles,
@@ -106,5 +134,6 @@ export class TokenValidator {
             email: typeof payload.email === 'string' ? payload.email : typeof payload.preferred_username === 'string' ? payload.preferred_username : undefined,
             name: typeof payload.name === 'string' ? payload.name : undefined,
         };
+        return { principal, exp: payload.exp, nbf: typeof payload.nbf === 'number' ? payload.nbf : undefined };
     }
 }

@@ -123,6 +123,21 @@ describe('bearer token validation', () => {
         await refused(jwt.sign(claims(), stranger, { algorithm: 'RS256', keyid: kid }), /not valid for this API/);
     });
 
+    it('takes a token that passed again without a new signature check, until it expires', async () => {
+        // Expired 3 s ago, within the tolerance (5 s here): taken for about 2 s more.
+        const token = sign(claims({ exp: now() - 3 }));
+        const verify = jest.spyOn(jwt, 'verify');
+        const first = await validator.validate(`Bearer ${token}`);
+        // A caller changing its answer changes nothing for the next request.
+        first.roles.push('Flexchange.Admin');
+        expect(await validator.validate(`Bearer ${token}`)).toMatchObject({ oid: 'user-1', roles: ['Org.Trader'] });
+        expect(verify).toHaveBeenCalledTimes(1);
+        verify.mockRestore();
+        // Past its expiry and the tolerance: refused as expired, as a token never seen before would be.
+        await new Promise((r) => setTimeout(r, 3_100));
+        await refused(token, /expired/);
+    }, 20_000);
+
     it('refuses a token without an object id', async () => {
         await refused(sign(claims({ oid: undefined })), /object id/);
     });
