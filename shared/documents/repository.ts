@@ -61,24 +61,26 @@ export async function updateItem<T extends { id: string }>(
 /**
  * `updateItem`, resolving to the item with its ETag. With `known` (the item as this caller last
  * read or wrote it) the first attempt starts from it instead of reading: one request less when
- * nobody changed the item since, and the usual read and retry when someone did.
+ * nobody changed the item since, and the usual read and retry when someone did. `known: null`
+ * says the item is most likely not there yet: the first attempt creates it without reading, and
+ * one that exists after all fails that create and is read.
  */
 export async function updateStored<T extends { id: string }>(
     repo: Repository<T>,
     id: string,
     partitionKey: string,
     change: (current: T | undefined) => T | undefined,
-    opts: { attempts?: number; conflict: () => Error; known?: Stored<T> },
+    opts: { attempts?: number; conflict: () => Error; known?: Stored<T> | null },
 ): Promise<Stored<T> | undefined> {
     for (let attempt = 0; attempt < (opts.attempts ?? 5); attempt++) {
-        const current = attempt === 0 && opts.known ? opts.known : await repo.read(id, partitionKey);
+        const current = attempt === 0 && opts.known !== undefined ? (opts.known ?? undefined) : await repo.read(id, partitionKey);
         const next = change(current?.item);
         if (!next) return current;
         try {
             return current ? await repo.replace(next, current.etag) : await repo.create(next);
         } catch (err) {
             // A stale `known` that is gone now: read again (the change sees that it is missing).
-            if (!(err instanceof Conflict) && !(current === opts.known && err instanceof NotFound)) throw err;
+            if (!(err instanceof Conflict) && !(attempt === 0 && opts.known && err instanceof NotFound)) throw err;
         }
     }
     throw opts.conflict();

@@ -56,7 +56,11 @@ export class MemberProposalCopies {
                 if (!applied) return undefined;
                 return { id: proposal.proposalId, kind: 'proposal-copy' as const, proposal, lastEvent: { id: event.id, type: event.type, occurredAt: event.occurredAt }, notified: current?.notified ?? [], receivedAt: new Date().toISOString() };
             },
-            { conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`), known: this.#stored.get(proposal.proposalId) },
+            {
+                conflict: () => new Conflict(`The copy of proposal ${proposal.proposalId} kept changing`),
+                // A proposal's first event, not met here before: its copy is most likely not there yet (created without a read first).
+                known: this.#stored.get(proposal.proposalId) ?? (event.type === 'proposal.created' ? null : undefined),
+            },
         );
         if (stored) this.#keep(stored);
         if (applied) for (const wake of this.#waiting.get(proposal.proposalId) ?? []) wake();

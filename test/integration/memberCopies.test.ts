@@ -82,4 +82,26 @@ describe("a member's proposal copies", () => {
         await other.apply(created(id));
         expect(await waiting).toMatchObject({ proposalId: id });
     });
+
+    it("a proposal's first event creates the copy without reading first; the event again on another instance finds it and mails nobody twice", async () => {
+        const id = crypto.randomUUID();
+        const sent: Mail[] = [];
+        const instance = () => {
+            const repo = new CosmosRepository<MemberProposalCopy>(db.database.container('proposals'), (c) => c.id);
+            const directory = { listUsers: async () => [{ email: 'trader@north.example', roles: ['Org.Trader'] }] } as unknown as Directory;
+            return { repo, copies: new MemberProposalCopies(repo, { orgId: ORG, directory, mail: { send: async (m: Mail) => ({ messageId: String(sent.push(m)) }) } }) };
+        };
+        const here = instance();
+        const reads = jest.spyOn(here.repo, 'read');
+        const event = created(id);
+        expect(await here.copies.apply(event)).toEqual({ applied: true });
+        expect(reads).not.toHaveBeenCalled();
+        expect(sent).toHaveLength(1);
+        // Delivered again to another instance (it never met the proposal): its create fails, it reads the copy and applies the event over it.
+        const elsewhere = instance();
+        expect(await elsewhere.copies.apply(event)).toEqual({ applied: true });
+        expect(sent).toHaveLength(1);
+        const copy = (await elsewhere.repo.read(id, id))!.item;
+        expect(copy).toMatchObject({ proposal: { proposalId: id, status: 'AwaitingSignatures' }, notified: ['proposal.created'] });
+    });
 });
