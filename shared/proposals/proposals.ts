@@ -151,14 +151,14 @@ export class Proposals {
     }
 
     /**
-     * The proposal with this id on the chain (the chain event pump's question for every signature): a
-     * point read when this process has met the proposal (it anchored it, or asked before), else a query.
+     * The proposal with this id on the chain (the pump's question for every signature): as this process last had it (a stale
+     * status says open where it ended: the saga refuses, reconciliation follows), else a point read if it met it, else a query.
      */
     async byChainId(chainId: string): Promise<Proposal | undefined> {
         const key = chainId.toLowerCase();
         const known = this.#idByChainId.get(key);
         if (known) {
-            const found = await this.repo.read(known, known);
+            const found = this.#stored.get(known) ?? (await this.repo.read(known, known));
             if (found?.item.kind === 'proposal' && found.item.chainId.toLowerCase() === key) return found.item;
         }
         const page = await this.repo.query({ query: 'SELECT * FROM c WHERE c.kind = "proposal" AND c.chainId = @c', parameters: [{ name: '@c', value: key }] }, { maxItemCount: 2 });

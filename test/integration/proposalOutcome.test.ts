@@ -286,7 +286,7 @@ describe('a proposal ends as the ledger ends it', () => {
         expect(await routeSignature(proposals, pumped(id, b.address, sb), toSaga)).toEqual({ route: 'unchanged', proposalId: id });
     });
 
-    it('finds a proposal by its chain id: a point read in the process that anchored it, a query in another', async () => {
+    it('finds a proposal by its chain id: from memory in a process that read or wrote it, a point read in one that met it, a query in another', async () => {
         const { id } = await anchored();
         const chainId = chainProposalId(id);
         // Another process (a second core instance) over the same store, its calls counted.
@@ -309,6 +309,11 @@ describe('a proposal ends as the ledger ends it', () => {
         calls.length = 0;
         expect(await elsewhere.byChainId('0x' + 'ab'.repeat(32))).toBeUndefined();
         expect(calls).toEqual(['query']);
+        // Once it has read or written the proposal itself, it answers from that: no request.
+        await elsewhere.get(id);
+        calls.length = 0;
+        expect((await elsewhere.byChainId(chainId))?.id).toBe(id);
+        expect(calls).toEqual([]);
         // The process that anchored it reads it at once.
         expect((await proposals.byChainId(chainId))?.status).toBe('AwaitingSignatures');
     });
