@@ -174,12 +174,12 @@ export class MemberAccounts {
     async keyOf(address: string): Promise<AccountKeyRef | undefined> {
         const wanted = address.toLowerCase();
         const known = this.#keyRefs.get(wanted);
-        if (known) return known;
+        if (known) return { ...known };
         const found = (await this.list()).find((a) => a.address.toLowerCase() === wanted);
         if (!found) return undefined;
         const ref: AccountKeyRef = { custody: found.custody, name: found.id, address: found.address };
         setBounded(this.#keyRefs, wanted, ref, 10_000);
-        return ref;
+        return { ...ref };
     }
 
     /** The key under `name`: made now, or the one an interrupted attempt made before. */

@@ -26,8 +26,8 @@ export interface TokenValidatorOptions {
     clockToleranceSeconds?: number;
 }
 
-/** How long a token that passed is taken without checking it again (as long as the JWKS cache keeps a key). */
-const VALIDATED_REUSE_MS = 10 * 60_000;
+/** How long a token that passed is taken without checking it again. */
+const VALIDATED_REUSE_MS = 5 * 60_000;
 const MAX_VALIDATED = 10_000;
 
 /**
@@ -46,7 +46,8 @@ export class TokenValidator {
      * Tokens that passed, by their text (10,000 at most): a client sends the same token with every request for
      * up to an hour, and its signature need not be checked each time. One is taken from here only while its
      * `exp` and `nbf` (with the clock tolerance) still admit it, and for at most `VALIDATED_REUSE_MS` after its
-     * check, the JWKS cache's age: a key the issuer withdraws stops admitting its tokens as soon as here.
+     * check: a key the issuer withdraws stops admitting tokens here at most that long after the JWKS cache
+     * (10 minutes) lets go of it.
      */
     readonly #validated = new Map<string, { principal: Principal; exp: number; nbf?: number; checkedAt: number }>();
 

@@ -123,7 +123,9 @@ export class ContractVersions {
 
     async #askLatest(): Promise<{ version: number; address?: string } | undefined> {
         const page = await this.repo.query({ query: 'SELECT TOP 1 c.version, c.address FROM c WHERE c.state = "ready" AND c.active = true ORDER BY c.version DESC' }, { maxItemCount: 1 });
-        return (page.items as unknown as { version: number; address?: string }[])[0];
+        const latest = (page.items as unknown as { version: number; address?: string }[])[0];
+        // One answer for every caller for LATEST_REUSE_MS: none of them may change it for the others.
+        return latest && Object.freeze({ version: latest.version, address: latest.address });
     }
 
     /**

@@ -75,6 +75,8 @@ export async function updateStored<T extends { id: string }>(
     for (let attempt = 0; attempt < (opts.attempts ?? 5); attempt++) {
         const current = attempt === 0 && opts.known !== undefined ? (opts.known ?? undefined) : await repo.read(id, partitionKey);
         const next = change(current?.item);
+        // Nothing to create on a guess that the item is missing: what is there is read, and the change asked again.
+        if (!next && attempt === 0 && opts.known === null) continue;
         if (!next) return current;
         try {
             return current ? await repo.replace(next, current.etag) : await repo.create(next);
