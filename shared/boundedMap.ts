@@ -16,3 +16,19 @@ export function keptUntilFailed<K, V>(map: Map<K, Promise<V>>, key: K, make: () 
     made.catch(() => map.get(key) === made && map.delete(key));
     return made;
 }
+
+/** A promise kept with the time it was made (`keptFor`). */
+export type Timed<V> = { at: number; value: Promise<V> };
+
+/**
+ * The promise kept under `key` if made less than `ms` ago, else `make()`'s, kept until it fails; at most `max` kept,
+ * the oldest going first. Callers asking at once share one. Deleting the key forgets it (a change made here).
+ */
+export function keptFor<K, V>(map: Map<K, Timed<V>>, key: K, ms: number, make: () => Promise<V>, max = Number.POSITIVE_INFINITY): Promise<V> {
+    const known = map.get(key);
+    if (known && Date.now() - known.at < ms) return known.value;
+    const entry = { at: Date.now(), value: make() };
+    setBounded(map, key, entry, max);
+    entry.value.catch(() => map.get(key) === entry && map.delete(key));
+    return entry.value;
+}

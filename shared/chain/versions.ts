@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { getAddress, type InterfaceAbi } from 'ethers';
+import { keptFor, type Timed } from '../boundedMap';
 import { updateItem, type Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound, Unavailable } from '../errors';
 import { abiFunctions } from './energyExchange';
@@ -70,7 +71,7 @@ export class ContractVersions {
      * when this instance deploys, registers or (de)activates a version. A change made by another instance counts
      * here within `LATEST_REUSE_MS`; work already started stays on its own version either way.
      */
-    #latest?: { askedAt: number; ref: Promise<{ version: number; address?: string } | undefined> };
+    readonly #latest = new Map<'latest', Timed<{ version: number; address?: string } | undefined>>();
 
     constructor(
         private readonly repo: Repository<ContractVersion>,
@@ -113,12 +114,7 @@ export class ContractVersions {
      * small query, not every version read whole with its ABI (each new proposal asks twice).
      */
     latestActiveRef(): Promise<{ version: number; address?: string } | undefined> {
-        const now = Date.now();
-        if (this.#latest && now - this.#latest.askedAt < LATEST_REUSE_MS) return this.#latest.ref;
-        const latest = { askedAt: now, ref: this.#askLatest() };
-        this.#latest = latest;
-        latest.ref.catch(() => this.#latest === latest && (this.#latest = undefined));
-        return latest.ref;
+        return keptFor(this.#latest, 'latest', LATEST_REUSE_MS, () => this.#askLatest());
     }
 
     async #askLatest(): Promise<{ version: number; address?: string } | undefined> {
@@ -137,7 +133,7 @@ export class ContractVersions {
             return await this.#setActive(version, active);
         } finally {
             // After the write, so that no answer asked meanwhile outlives it.
-            this.#latest = undefined;
+            this.#latest.clear();
         }
     }
 
@@ -219,7 +215,7 @@ export class ContractVersions {
             throw err;
         } finally {
             // After the write, so that no answer asked meanwhile outlives it.
-            this.#latest = undefined;
+            this.#latest.clear();
         }
     }
 }

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
-import { setBounded } from '../boundedMap';
+import { keptFor, type Timed } from '../boundedMap';
 import type { Repository } from '../documents/repository';
 import { Conflict, Invalid, NotFound } from '../errors';
 import type { EventEnvelope } from '../events/events';
@@ -79,7 +79,7 @@ export const MAX_WEBHOOKS_PER_ORG = 20;
  */
 export class Webhooks {
     /** Each organisation's webhook list as read for its events, and when (`WEBHOOK_LIST_REUSE_MS`). */
-    readonly #forEvents = new Map<string, { at: number; hooks: Promise<Webhook[]> }>();
+    readonly #forEvents = new Map<string, Timed<Webhook[]>>();
 
     constructor(
         private readonly hooks: Repository<Webhook>,
@@ -127,12 +127,7 @@ export class Webhooks {
 
     /** The organisation's webhooks as this instance read them less than `WEBHOOK_LIST_REUSE_MS` ago, else read now. */
     #listForEvents(orgId: string): Promise<Webhook[]> {
-        const known = this.#forEvents.get(orgId);
-        if (known && Date.now() - known.at < WEBHOOK_LIST_REUSE_MS) return known.hooks;
-        const entry = { at: Date.now(), hooks: this.list(orgId) };
-        setBounded(this.#forEvents, orgId, entry, 10_000);
-        entry.hooks.catch(() => this.#forEvents.get(orgId) === entry && this.#forEvents.delete(orgId));
-        return entry.hooks;
+        return keptFor(this.#forEvents, orgId, WEBHOOK_LIST_REUSE_MS, () => this.list(orgId), 10_000);
     }
 
     /**
