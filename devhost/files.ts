@@ -33,3 +33,25 @@ export async function writeFileAtomicAsync(file: string, data: string | Buffer, 
     }
     await rename(tmp, file);
 }
+
+/** Appends to a file and flushes it to disk before returning (a log whose lines are acknowledged to clients). */
+export function appendFileDurable(file: string, data: string, mode = 0o600): void {
+    const fd = openSync(file, 'a', mode);
+    try {
+        writeSync(fd, data);
+        fsyncSync(fd);
+    } finally {
+        closeSync(fd);
+    }
+}
+
+/** `appendFileDurable` in the thread pool. */
+export async function appendFileDurableAsync(file: string, data: string, mode = 0o600): Promise<void> {
+    const handle = await open(file, 'a', mode);
+    try {
+        await handle.write(data);
+        await handle.sync();
+    } finally {
+        await handle.close();
+    }
+}

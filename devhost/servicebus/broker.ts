@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
-import { writeFileAtomic, writeFileAtomicAsync } from '../files';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { appendFileDurable, appendFileDurableAsync, writeFileAtomic, writeFileAtomicAsync } from '../files';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { Duplex } from 'node:stream';
@@ -1931,12 +1931,12 @@ export class LocalServiceBus {
         try {
             await Promise.all([
                 ...writes.map(async (w) => {
-                    if (!w.whole) return appendDurably(w.file, w.data);
+                    if (!w.whole) return appendFileDurableAsync(w.file, w.data);
                     await writeFileAtomicAsync(w.file, w.data, 0o600, true);
                     // The state file names its epoch: the log of the one before is stale now.
                     await rm(w.staleLog!, { force: true });
                 }),
-                ...appends.map((a) => (a.rewrite !== undefined ? writeFileAtomicAsync(a.unit.duplicates!.file, a.rewrite, 0o600, true) : appendDurably(a.unit.duplicates!.file, a.lines.join('')))),
+                ...appends.map((a) => (a.rewrite !== undefined ? writeFileAtomicAsync(a.unit.duplicates!.file, a.rewrite, 0o600, true) : appendFileDurableAsync(a.unit.duplicates!.file, a.lines.join('')))),
             ]);
         } catch (err) {
             for (const w of writes) this.#unwritten(w.unit);
@@ -1999,7 +1999,7 @@ export class LocalServiceBus {
                 const log = this.#takeDuplicates(unit);
                 try {
                     if (log?.rewrite !== undefined) writeAtomically(unit.duplicates!.file, log.rewrite);
-                    else if (log) appendDurablySync(unit.duplicates!.file, log.lines.join(''));
+                    else if (log) appendFileDurable(unit.duplicates!.file, log.lines.join(''));
                 } catch (err) {
                     if (log) this.#returnDuplicates(log);
                     throw err;
@@ -2007,7 +2007,7 @@ export class LocalServiceBus {
                 const write = unit.dirty ? this.#planWrite(unit) : undefined;
                 if (!write) continue;
                 try {
-                    if (!write.whole) appendDurablySync(write.file, write.data);
+                    if (!write.whole) appendFileDurable(write.file, write.data);
                     else {
                         writeAtomically(write.file, write.data);
                         rmSync(write.staleLog!, { force: true });
@@ -2279,28 +2279,6 @@ function arriving(raw: Buffer): { raw: Buffer; info: ArrivingMessage } {
 
 function writeAtomically(file: string, data: string): void {
     writeFileAtomic(file, data, 0o600, true);
-}
-
-/** Appends to a file and flushes it to disk, in the thread pool. */
-async function appendDurably(file: string, data: string): Promise<void> {
-    const handle = await open(file, 'a', 0o600);
-    try {
-        await handle.write(data);
-        await handle.sync();
-    } finally {
-        await handle.close();
-    }
-}
-
-/** `appendDurably` on the event loop (at start-up and when stopping). */
-function appendDurablySync(file: string, data: string): void {
-    const fd = openSync(file, 'a', 0o600);
-    try {
-        writeSync(fd, data);
-        fsyncSync(fd);
-    } finally {
-        closeSync(fd);
-    }
 }
 
 function persisted(m: StoredMessage): PersistedMessage {
