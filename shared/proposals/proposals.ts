@@ -60,12 +60,14 @@ export class Proposals {
      */
     async create(input: NewProposal, caller: { orgId: string; by: string }, idempotencyKey?: string, now = Date.now(), contract?: ContractRef): Promise<{ proposal: Proposal; created: boolean }> {
         const id = idempotencyKey ? uuidFromName(`${caller.orgId}\nproposal\n${idempotencyKey}`) : randomUUID();
-        if (idempotencyKey) {
-            const known = await this.repo.read(id, id);
+        // A retry's first proposal is found by its id when the create fails, or the input no longer passes (expired since): no read for every new one.
+        const firstOr = async (fail: unknown) => {
+            const known = idempotencyKey ? await this.repo.read(id, id) : undefined;
             if (known) return { proposal: known.item, created: false };
-        }
+            throw fail;
+        };
         const errors = proposalInputErrors(input, caller.orgId, now, this.policy);
-        if (errors.length) throw new Invalid('The proposal is not valid', errors);
+        if (errors.length) return firstOr(new Invalid('The proposal is not valid', errors));
         const expires = Date.parse(input.expiresAt);
 
         const parties: ProposalParty[] = input.parties.map((p, i) => ({ orgId: p.orgId, account: checksumAddress(p.account, `parties.${i}.account`), signed: false }));
@@ -80,8 +82,7 @@ export class Proposals {
             if (a?.orgId === caller.orgId) assets.push({ assetId: a.id, sha256: a.sha256, algorithm: a.algorithm, location: a.location });
             else errors.push({ path: `assets.${i}`, message: 'not a document your organisation uploaded' });
         }
-        if (errors.length) throw new Invalid('The proposal is not valid', errors);
-
+        if (errors.length) return firstOr(new Invalid('The proposal is not valid', errors));
         const at = new Date(now).toISOString();
         const proposal: Proposal = {
             id,
@@ -99,16 +100,16 @@ export class Proposals {
             createdAt: at,
             updatedAt: at,
         };
-        try {
-            this.#keep(await this.repo.create(proposal));
-        } catch (err) {
-            if (err instanceof Conflict && idempotencyKey) return { proposal: (await this.repo.read(id, id))!.item, created: false };
-            throw err;
-        }
-        // The parties may read the documents of a proposal they are party to (a document shared with them before is left alone).
-        const unshared = documents.filter((a) => a && proposal.orgIds.some((o) => o !== a.orgId && !a.sharedWith.includes(o)));
-        await Promise.all(unshared.map((a) => this.deps.assets.share(a!.id, proposal.orgIds)));
-        return { proposal, created: true };
+        const made = await this.repo.create(proposal).then(
+            (stored) => (this.#keep(stored), { proposal, created: true }),
+            (err: unknown) => (err instanceof Conflict ? firstOr(err) : Promise.reject(err)),
+        );
+        // The parties may read the documents of a proposal they are party to (a document shared with them before is left alone;
+        // a retry shares what a first attempt that stopped after its create did not).
+        const p = made.proposal;
+        const unshared = documents.filter((a) => a && p.assets.some((x) => x.assetId === a.id) && p.orgIds.some((o) => o !== a.orgId && !a.sharedWith.includes(o)));
+        await Promise.all(unshared.map((a) => this.deps.assets.share(a!.id, p.orgIds)));
+        return made;
     }
 
     async get(id: string): Promise<Proposal> {
