@@ -195,7 +195,8 @@ async function main(): Promise<void> {
             'The EnergyExchange contract is deployed (EnergyExchangeV2 on a new ledger: the parties sign the terms)',
             async () => {
                 const list = expectStatus(await call('GET', `${CORE}/contracts`, { token: operator }), [200], 'GET /contracts');
-                const active = (list.items as { version: number; address: string; active: boolean }[]).find((v) => v.active);
+                // New work uses the latest active version (README, "Versions").
+                const active = (list.items as { version: number; address: string; active: boolean }[]).filter((v) => v.active).sort((x, y) => y.version - x.version)[0];
                 if (active) return { ...active, deployed: false };
                 return { ...expectStatus(await call('POST', `${CORE}/contracts`, { token: operator, json: { artifact: 'EnergyExchangeV2' } }), [200, 201], 'POST /contracts'), deployed: true };
             },
