@@ -24,6 +24,9 @@ const cidrRanges = z
         }
     });
 
+/** The first wait before a workflow's failed activity runs again, in seconds (then doubling, at most a minute). */
+const activityRetrySetting = z.coerce.number().min(0.1).max(60).default(2);
+
 /** Which deployment an app instance is (ARCHITECTURE.md, "Two deployment roles"). */
 const deploymentRoleSetting = z.enum(['core', 'member']).default('core');
 export type DeploymentRole = z.infer<typeof deploymentRoleSetting>;
@@ -35,6 +38,7 @@ export type DeploymentRole = z.infer<typeof deploymentRoleSetting>;
  */
 const settingsSchema = z.object({
     FLEXCHANGE_ROLE: deploymentRoleSetting,
+    FLEXCHANGE_ACTIVITY_RETRY_SECONDS: activityRetrySetting,
     FLEXCHANGE_ORG_ID: z.string().min(1).optional(),
     /** Member deployments: the core's API (`https://<core>/api`), for the directory, account registration and events. */
     FLEXCHANGE_CORE_URL: url.optional(),
@@ -272,6 +276,16 @@ export function deploymentRole(env: Record<string, string | undefined> = process
     const parsed = deploymentRoleSetting.safeParse(env.FLEXCHANGE_ROLE || undefined);
     if (!parsed.success) throw new ConfigError(`Invalid settings: FLEXCHANGE_ROLE: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
     return parsed.data;
+}
+
+/**
+ * `FLEXCHANGE_ACTIVITY_RETRY_SECONDS` in milliseconds, by the same rule as `loadSettings`: the workflows
+ * build their retry policy when their modules load. The same in every replay of a process.
+ */
+export function activityRetryFirstMs(env: Record<string, string | undefined> = process.env): number {
+    const parsed = activityRetrySetting.safeParse(env.FLEXCHANGE_ACTIVITY_RETRY_SECONDS || undefined);
+    if (!parsed.success) throw new ConfigError(`Invalid settings: FLEXCHANGE_ACTIVITY_RETRY_SECONDS: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
+    return Math.round(parsed.data * 1000);
 }
 
 export function loadSettings(env: Record<string, string | undefined> = process.env): Settings {

@@ -11,8 +11,8 @@ describe('onboarding failure and retry', () => {
     it('fails at the member deployment, then a retry after the fix resumes from there and ends Active', async () => {
         const stateDir = tempDir('flexchange-state-');
         const base = ['--app', repoRoot, '--name', 'core', '--set', 'FLEXCHANGE_APPROVERS=alice@operator.example'];
-        // Member deployments go to a console that is not there: every start fails.
-        const first = await startDevhost([...base, '--set', 'FLEXCHANGE_DEVHOST_CONSOLE_URL=http://127.0.0.1:9'], { stateDir, storage: true });
+        // Member deployments go to a console that is not there: every start fails, retried after 0.25 s, 0.5, 1 and 2 (2 s, 4, 8 and 16 by default).
+        const first = await startDevhost([...base, '--set', 'FLEXCHANGE_DEVHOST_CONSOLE_URL=http://127.0.0.1:9', '--set', 'FLEXCHANGE_ACTIVITY_RETRY_SECONDS=0.25'], { stateDir, storage: true });
         let registrationId = '';
         let key = '';
         const status = (origin: string) => fetch(`${origin}/api/registrations/${registrationId}?key=${key}`).then((r) => r.json() as Promise<{ status: string; failure?: string; steps: { step: string }[]; orgId: string }>);
