@@ -27,7 +27,12 @@ export interface StorageInfo {
     ledger: { url: string; chainId: number };
 }
 
-const ORPHAN_GRACE_MS = 15_000;
+/** How long the sidecar outlives a devhost that died without a successor (`DEVHOST_STORAGE_ORPHAN_SECONDS`, 1–3600; 15 by default). */
+export function orphanGraceMs(env: Record<string, string | undefined> = process.env): number {
+    const s = Number(env.DEVHOST_STORAGE_ORPHAN_SECONDS || 15);
+    if (!Number.isFinite(s) || s < 1 || s > 3600) throw new Error(`DEVHOST_STORAGE_ORPHAN_SECONDS must be a number of seconds from 1 to 3600, not "${env.DEVHOST_STORAGE_ORPHAN_SECONDS}"`);
+    return s * 1000;
+}
 
 export function storageInfoFile(stateDir: string): string {
     return path.join(stateDir, 'storage.json');
@@ -66,6 +71,7 @@ export function connectionString(account: string, key: string, urls: { blob: str
 
 async function main(): Promise<void> {
     const [stateDir, blobPort, queuePort, tablePort, cosmosPort, ledgerPort, hardfork] = process.argv.slice(2);
+    const grace = orphanGraceMs();
     const location = path.join(stateDir, 'azurite');
     mkdirSync(location, { recursive: true });
     const { account, key } = loadOrCreateAccount(stateDir);
@@ -141,7 +147,7 @@ async function main(): Promise<void> {
     // Ctrl+C reaches the whole process group; the devhost stops storage last, itself.
     process.on('SIGINT', () => undefined);
 
-    // Orphan watchdog: exit when no live devhost has owned the state folder for ORPHAN_GRACE_MS.
+    // Orphan watchdog: exit when no live devhost has owned the state folder for the grace.
     const lockFile = path.join(stateDir, 'devhost.lock');
     let orphanSince: number | undefined;
     setInterval(() => {
@@ -154,7 +160,7 @@ async function main(): Promise<void> {
         const alive = Number.isInteger(owner) && isProcessAlive(owner);
         if (alive) orphanSince = undefined;
         else if (orphanSince === undefined) orphanSince = Date.now();
-        else if (Date.now() - orphanSince > ORPHAN_GRACE_MS) void close(0);
+        else if (Date.now() - orphanSince > grace) void close(0);
     }, 1000).unref();
 }
 

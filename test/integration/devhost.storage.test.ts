@@ -66,11 +66,15 @@ describe('devhost local storage (Azurite)', () => {
     });
 
     it('stops an orphaned storage sidecar when no devhost comes back', async () => {
-        const first = await startDevhost(['--app', basic, '--name', 'core'], { storage: true });
+        // After 2 s without a devhost (15 by default).
+        const first = await startDevhost(['--app', basic, '--name', 'core'], { storage: true, env: { DEVHOST_STORAGE_ORPHAN_SECONDS: '2' } });
         const info = storageInfo(first.stateDir);
         first.child.kill('SIGKILL');
         await first.exited;
+        const killedAt = Date.now();
         await waitFor(() => !alive(info.pid), 30000, 250);
+        // Not at once: a devhost restarted within the grace adopts it (the test before this one).
+        expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1500);
         removeDir(first.stateDir);
     });
 });

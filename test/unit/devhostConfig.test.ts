@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AppFolderError, parseTimeSpan, readAppFolder } from '../../devhost/appFolder';
 import { parseStartArgs, UsageError } from '../../devhost/cli';
+import { orphanGraceMs } from '../../devhost/services/storageProcess';
 import { parseSchedule } from '../../devhost/worker/timerExtension';
 import { fixture, removeDir, tempDir } from '../harness/devhost';
 
@@ -97,5 +98,14 @@ describe('devhost command line', () => {
         expect(() => parseStartArgs(['--port', 'abc'])).toThrow(/port number/);
         expect(() => parseStartArgs(['--app', 'a', '--name', 'x', '--app', 'b', '--name', 'x'])).toThrow(/two app instances/);
         expect(() => parseStartArgs(['--bogus'])).toThrow(/unknown option/);
+    });
+});
+
+describe('the storage sidecar\'s grace after its devhost died', () => {
+    it('is 15 s unless DEVHOST_STORAGE_ORPHAN_SECONDS says otherwise, from 1 s to an hour', () => {
+        expect(orphanGraceMs({})).toBe(15_000);
+        expect(orphanGraceMs({ DEVHOST_STORAGE_ORPHAN_SECONDS: '' })).toBe(15_000);
+        expect(orphanGraceMs({ DEVHOST_STORAGE_ORPHAN_SECONDS: '2' })).toBe(2000);
+        for (const bad of ['0', '0.5', '3601', 'soon']) expect(() => orphanGraceMs({ DEVHOST_STORAGE_ORPHAN_SECONDS: bad })).toThrow(/DEVHOST_STORAGE_ORPHAN_SECONDS must be a number of seconds from 1 to 3600/);
     });
 });
